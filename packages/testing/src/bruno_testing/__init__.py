@@ -1,0 +1,1 @@
+"""Test support for Agent Bruno (never imported by the services themselves)."""
