@@ -1,0 +1,49 @@
+# Agent Bruno — developer entry points. `make help` lists them.
+# A fresh machine needs Python 3.11+ and make: uv is installed with pip when it is missing.
+
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
+RUN := $(UV) run --frozen
+LINT_PATHS := packages services pipelines tests scripts
+# mypy checks each workspace member on its own: the members' test modules share names.
+TYPED_DIRS := packages/core packages/proto/tests packages/testing services/embedding \
+	services/retrieval services/generation services/edge pipelines tests scripts
+
+.DEFAULT_GOAL := help
+.PHONY: help uv sync run demo test test-fast lint format proto proto-check clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+uv: ## Install uv with pip when it is missing
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet "uv>=0.9"
+
+sync: uv ## Create .venv with every workspace member and the dev tools (from uv.lock)
+	@$(UV) sync --frozen --all-packages --quiet
+
+run: sync ## Run all four services on loopback (edge on http://127.0.0.1:8080); Ctrl-C stops them
+	@$(RUN) honcho start -f Procfile
+
+demo: sync ## Ingest the demo corpus into the running system (make run in another terminal)
+	$(RUN) bruno ingest demo/
+
+test: sync ## Run every test
+	$(RUN) pytest
+
+lint: sync ## ruff (lint + format check) and mypy --strict
+	$(RUN) ruff check $(LINT_PATHS)
+	$(RUN) ruff format --check $(LINT_PATHS)
+	@set -e; for d in $(TYPED_DIRS); do echo "mypy --strict $$d"; $(RUN) mypy $$d; done
+
+format: sync ## Apply ruff's fixes and formatting
+	$(RUN) ruff check --fix $(LINT_PATHS)
+	$(RUN) ruff format $(LINT_PATHS)
+
+proto: sync ## Regenerate the gRPC stubs from proto/
+	$(RUN) python scripts/generate_protos.py
+
+proto-check: sync ## Fail when the committed stubs are stale
+	$(RUN) python scripts/generate_protos.py --check
+
+clean: ## Remove caches and the local LanceDB data
+	rm -rf .mypy_cache .ruff_cache .pytest_cache data build

@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import grpc
+import pytest
+from bruno.embedding.v1 import embedding_pb2, embedding_pb2_grpc
+
+import bruno_core
+from bruno_core import errors
+from bruno_core.errors import (
+    BrunoError,
+    Conflict,
+    DeadlineExceeded,
+    Internal,
+    InvalidInput,
+    LimitExceeded,
+    NotFound,
+    Unauthenticated,
+    Unavailable,
+    abort_with,
+    from_rpc_error,
+)
+
+from .conftest import Context, ScriptedEmbedding
+
+ALL_ERRORS = [
+    Internal,
+    InvalidInput,
+    NotFound,
+    Conflict,
+    LimitExceeded,
+    Unavailable,
+    DeadlineExceeded,
+    Unauthenticated,
+]
+
+
+def test_public_names_are_exported() -> None:
+    assert sorted(bruno_core.__all__) == sorted(
+        name for name in bruno_core.__all__ if hasattr(bruno_core, name)
+    )
+    assert {cls.__name__ for cls in ALL_ERRORS} <= set(bruno_core.__all__)
+
+
+def test_every_error_maps_to_a_distinct_grpc_code_and_http_status() -> None:
+    assert len({cls.grpc_code for cls in ALL_ERRORS}) == len(ALL_ERRORS)
+    assert all(400 <= cls.http_status < 600 for cls in ALL_ERRORS)
+
+
+def test_problem_document_follows_rfc_9457() -> None:
+    problem = NotFound("document 'x' is not in collection 'default'").problem(
+        instance="/api/v1/documents/x"
+    )
+    assert problem == {
+        "type": problem["type"],
+        "title": "Not found",
+        "status": 404,
+        "detail": "document 'x' is not in collection 'default'",
+        "instance": "/api/v1/documents/x",
+    }
+    assert problem["type"].endswith("#not-found")
+    assert errors.PROBLEM_CONTENT_TYPE == "application/problem+json"
+
+
+@pytest.mark.parametrize("error_class", ALL_ERRORS)
+async def test_an_error_aborted_on_the_server_comes_back_as_the_same_class(
+    served: tuple[object, ScriptedEmbedding, str], error_class: type[BrunoError]
+) -> None:
+    _, servicer, addr = served
+
+    async def fail(_call: int, context: Context) -> None:
+        await abort_with(context, error_class("it went wrong"))
+
+    servicer.behaviour = fail
+    async with bruno_core.create_channel(addr, max_attempts=2) as channel:
+        stub = embedding_pb2_grpc.EmbeddingServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.Embed(embedding_pb2.EmbedRequest(texts=["x"]))
+    error = from_rpc_error(caught.value, service="embedding")
+    assert type(error) is error_class
+    assert "it went wrong" in error.detail
+
+
+async def test_an_unreachable_service_is_unavailable_and_named() -> None:
+    async with bruno_core.create_channel("127.0.0.1:1", timeout_seconds=1) as channel:
+        stub = embedding_pb2_grpc.EmbeddingServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.Embed(embedding_pb2.EmbedRequest(texts=["x"]))
+    error = from_rpc_error(caught.value, service="embedding")
+    assert isinstance(error, Unavailable)
+    assert error.detail.startswith("embedding service")
+    assert error.http_status in (503, 504)
+
+
+def test_a_non_grpc_error_maps_to_internal() -> None:
+    assert isinstance(from_rpc_error(grpc.RpcError("boom"), service="x"), Internal)

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+from bruno.embedding.v1 import embedding_pb2, embedding_pb2_grpc
+
+from bruno_core import GrpcServer, create_channel
+
+from .conftest import Context, ScriptedEmbedding
+
+
+async def test_unavailable_is_retried_by_the_channel_until_it_succeeds(
+    served: tuple[GrpcServer, ScriptedEmbedding, str],
+) -> None:
+    _, servicer, addr = served
+
+    async def fail_twice(call: int, context: Context) -> None:
+        if call <= 2:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "try again")
+
+    servicer.behaviour = fail_twice
+    async with create_channel(addr, max_attempts=4) as channel:
+        stub = embedding_pb2_grpc.EmbeddingServiceStub(channel)
+        response = await stub.Embed(embedding_pb2.EmbedRequest(texts=["ab"]))
+    assert response.vectors[0].values == [2.0]
+    assert servicer.calls == 3
+
+
+async def test_retries_stop_after_max_attempts(
+    served: tuple[GrpcServer, ScriptedEmbedding, str],
+) -> None:
+    _, servicer, addr = served
+
+    async def always(_call: int, context: Context) -> None:
+        await context.abort(grpc.StatusCode.UNAVAILABLE, "down")
+
+    servicer.behaviour = always
+    async with create_channel(addr, max_attempts=3) as channel:
+        stub = embedding_pb2_grpc.EmbeddingServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.Embed(embedding_pb2.EmbedRequest(texts=["ab"]))
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert servicer.calls == 3
+
+
+async def test_other_failures_are_not_retried(
+    served: tuple[GrpcServer, ScriptedEmbedding, str],
+) -> None:
+    _, servicer, addr = served
+
+    async def invalid(_call: int, context: Context) -> None:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "bad")
+
+    servicer.behaviour = invalid
+    async with create_channel(addr) as channel:
+        stub = embedding_pb2_grpc.EmbeddingServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError):
+            await stub.Embed(embedding_pb2.EmbedRequest(texts=["ab"]))
+    assert servicer.calls == 1
+
+
+async def test_a_call_without_its_own_timeout_gets_the_channel_deadline(
+    served: tuple[GrpcServer, ScriptedEmbedding, str],
+) -> None:
+    _, servicer, addr = served
+
+    async def hang(_call: int, _context: Context) -> None:
+        await asyncio.sleep(5)
+
+    servicer.behaviour = hang
+    async with create_channel(addr, timeout_seconds=0.2) as channel:
+        stub = embedding_pb2_grpc.EmbeddingServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.Embed(embedding_pb2.EmbedRequest(texts=["ab"]))
+    assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED

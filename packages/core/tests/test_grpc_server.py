@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import grpc
+import pytest
+from bruno.embedding.v1 import embedding_pb2, embedding_pb2_grpc
+from grpc_health.v1 import health_pb2
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from bruno_core import GrpcServer, check_health, create_channel
+
+from .conftest import Context, ScriptedEmbedding
+
+
+async def test_started_server_reports_serving_overall_and_per_service(
+    served: tuple[GrpcServer, ScriptedEmbedding, str],
+) -> None:
+    _, _, addr = served
+    async with create_channel(addr) as channel:
+        assert await check_health(channel) == "SERVING"
+        assert await check_health(channel, "bruno.embedding.v1.EmbeddingService") == "SERVING"
+        assert await check_health(channel, "no.such.Service") == "NOT_FOUND"
+
+
+async def test_health_of_an_address_nobody_serves_is_unreachable() -> None:
+    async with create_channel("127.0.0.1:1", timeout_seconds=1) as channel:
+        assert await check_health(channel, timeout_seconds=0.5) == "UNREACHABLE"
+
+
+async def test_reflection_lists_the_hosted_services(
+    served: tuple[GrpcServer, ScriptedEmbedding, str],
+) -> None:
+    _, _, addr = served
+    async with create_channel(addr) as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        request = reflection_pb2.ServerReflectionRequest(list_services="")
+
+        async def requests() -> Any:
+            yield request
+
+        names: set[str] = set()
+        async for response in stub.ServerReflectionInfo(requests()):
+            names |= {s.name for s in response.list_services_response.service}
+    assert {"bruno.embedding.v1.EmbeddingService", "grpc.health.v1.Health"} <= names
+
+
+async def test_set_serving_false_flips_health_to_not_serving(
+    served: tuple[GrpcServer, ScriptedEmbedding, str],
+) -> None:
+    server, _, addr = served
+    await server.set_serving(False)
+    async with create_channel(addr) as channel:
+        assert await check_health(channel) == "NOT_SERVING"
+
+
+async def test_stop_lets_an_in_flight_call_finish_and_reports_not_serving(
+    served: tuple[GrpcServer, ScriptedEmbedding, str],
+) -> None:
+    server, servicer, addr = served
+    started = asyncio.Event()
+
+    async def slow(_call: int, _context: Context) -> None:
+        started.set()
+        await asyncio.sleep(0.3)
+
+    servicer.behaviour = slow
+    async with create_channel(addr) as channel:
+        stub = embedding_pb2_grpc.EmbeddingServiceStub(channel)
+        in_flight = asyncio.ensure_future(stub.Embed(embedding_pb2.EmbedRequest(texts=["abc"])))
+        await started.wait()
+        stopping = asyncio.ensure_future(server.stop())
+        await asyncio.sleep(0.05)
+        # New connections are refused now, so ask the health servicer itself.
+        during_stop = await server.health.Check(health_pb2.HealthCheckRequest(), None)
+        response = await in_flight
+        await stopping
+    assert response.vectors[0].values == [3.0]
+    assert during_stop.status == health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+async def test_message_size_limit_is_enforced(settings: Any) -> None:
+    small = settings.model_copy(update={"grpc_max_message_bytes": 4096})
+    server = GrpcServer("embedding", small, listen_addr="127.0.0.1:0")
+    embedding_pb2_grpc.add_EmbeddingServiceServicer_to_server(ScriptedEmbedding(), server.grpc)
+    port = await server.start(
+        [embedding_pb2.DESCRIPTOR.services_by_name["EmbeddingService"]]
+    )
+    try:
+        async with create_channel(f"127.0.0.1:{port}") as channel:
+            stub = embedding_pb2_grpc.EmbeddingServiceStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stub.Embed(embedding_pb2.EmbedRequest(texts=["x" * 10_000]))
+        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    finally:
+        await server.grpc.stop(None)
