@@ -23,8 +23,13 @@ _HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 
 
 def service_config(timeout_seconds: float, max_attempts: int = 4) -> dict[str, Any]:
-    """A gRPC service config: a default deadline and retries on UNAVAILABLE for every method."""
+    """A gRPC service config: a default deadline and retries on UNAVAILABLE for every method.
+
+    Round-robin balancing spreads calls over every address the target resolves to (a headless
+    Kubernetes Service with a ``dns:///`` target); with one address it changes nothing.
+    """
     return {
+        "loadBalancingConfig": [{"round_robin": {}}],
         "methodConfig": [
             {
                 "name": [{}],
