@@ -1,0 +1,187 @@
+"""The Ollama stand-in, driven by the real ``ollama`` client as the services drive Ollama."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from bruno_testing.ollama_standin import OllamaStandIn, echo_reply, hashed_embedding
+from ollama import AsyncClient, ChatResponse, ResponseError
+
+QUESTION = [
+    {"role": "system", "content": "Answer from the passages."},
+    {"role": "user", "content": "<passages>\n[1] Flux\n[2] Velero\n</passages>\nHow do I restore?"},
+]
+
+
+@pytest.fixture
+async def ollama() -> AsyncIterator[OllamaStandIn]:
+    async with OllamaStandIn(models=["llama3.2", "nomic-embed-text"]) as standin:
+        yield standin
+
+
+async def test_streamed_chat_sends_tokens_then_one_done_chunk_with_counts(
+    ollama: OllamaStandIn,
+) -> None:
+    client = AsyncClient(host=ollama.url)
+    parts = [p async for p in await client.chat(model="llama3.2", messages=QUESTION, stream=True)]
+
+    assert [p.done for p in parts] == [False] * (len(parts) - 1) + [True]
+    text = "".join(p.message.content or "" for p in parts)
+    assert text == echo_reply({"messages": QUESTION})
+    assert "[1]" in text
+    assert "[2]" in text
+    assert "How do I restore?" in text
+    last = parts[-1]
+    assert last.done_reason == "stop"
+    assert last.eval_count == len(parts) - 1
+    assert (last.prompt_eval_count or 0) > 0
+    assert last.total_duration is not None
+
+
+def test_the_default_reply_cites_only_markers_shown_in_user_turns() -> None:
+    instructions = {"role": "system", "content": "Cite passages like [1] or [2]."}
+    no_passages = {"role": "user", "content": "<passages>\n</passages>\nQuestion: Any news?"}
+
+    assert echo_reply({"messages": [instructions, no_passages]}) == (
+        "I found nothing about this in the passages: Any news?"
+    )
+    assert echo_reply({"messages": [instructions, *QUESTION[1:]]}) == (
+        "According to the passages [1] [2], here is the answer to: How do I restore?"
+    )
+
+
+async def test_chat_without_streaming_answers_in_one_json_body(ollama: OllamaStandIn) -> None:
+    ollama.reply = "Restore with velero [2]."
+    answer: ChatResponse = await AsyncClient(host=ollama.url).chat(
+        model="llama3.2:latest", messages=QUESTION, stream=False
+    )
+
+    assert answer.message.role == "assistant"
+    assert answer.message.content == "Restore with velero [2]."
+    assert answer.done is True
+    assert answer.eval_count == 4
+
+
+async def test_every_request_body_is_recorded(ollama: OllamaStandIn) -> None:
+    await AsyncClient(host=ollama.url).chat(
+        model="llama3.2", messages=QUESTION, options={"temperature": 0.1}
+    )
+
+    assert ollama.requests[-1].path == "/api/chat"
+    assert ollama.chat_requests[-1]["messages"] == QUESTION
+    assert ollama.chat_requests[-1]["options"]["temperature"] == 0.1
+
+
+async def test_tags_lists_the_pulled_models_with_their_tag(ollama: OllamaStandIn) -> None:
+    listing = await AsyncClient(host=ollama.url).list()
+
+    assert [m.model for m in listing.models] == ["llama3.2:latest", "nomic-embed-text:latest"]
+
+
+async def test_embed_returns_deterministic_unit_vectors(ollama: OllamaStandIn) -> None:
+    client = AsyncClient(host=ollama.url)
+    first = await client.embed(model="nomic-embed-text", input=["flux reconcile", "velero"])
+    again = await client.embed(model="nomic-embed-text", input="flux reconcile")
+
+    assert len(first.embeddings) == 2
+    assert len(first.embeddings[0]) == 768
+    assert list(again.embeddings[0]) == list(first.embeddings[0])
+    assert math.isclose(sum(v * v for v in first.embeddings[0]), 1.0)
+    assert list(first.embeddings[1]) != list(first.embeddings[0])
+
+
+def test_texts_sharing_words_embed_closer_than_unrelated_texts() -> None:
+    def cosine(a: str, b: str) -> float:
+        pairs = zip(hashed_embedding(a, 64), hashed_embedding(b, 64), strict=True)
+        return sum(x * y for x, y in pairs)
+
+    assert cosine("restart the flux controller", "flux controller restart") > cosine(
+        "restart the flux controller", "backup schedule for velero"
+    )
+
+
+@pytest.mark.parametrize("stream", [True, False])
+async def test_unknown_model_is_a_404_naming_the_model(ollama: OllamaStandIn, stream: bool) -> None:
+    async def ask() -> None:
+        async with AsyncClient(host=ollama.url) as client:
+            if stream:
+                async for _ in await client.chat(model="mistral", messages=QUESTION, stream=True):
+                    pass
+            else:
+                await client.chat(model="mistral", messages=QUESTION)
+
+    with pytest.raises(ResponseError) as caught:
+        await ask()
+
+    assert caught.value.status_code == 404
+    assert caught.value.error == 'model "mistral" not found, try pulling it first'
+
+
+async def test_root_says_ollama_is_running(ollama: OllamaStandIn) -> None:
+    async with httpx.AsyncClient() as http:
+        response = await http.get(ollama.url)
+
+    assert response.text == "Ollama is running"
+
+
+async def test_failing_after_n_tokens_drops_the_connection_mid_stream(
+    ollama: OllamaStandIn,
+) -> None:
+    ollama.fail_after_tokens = 2
+    received: list[str] = []
+
+    async def read_all() -> None:
+        async with AsyncClient(host=ollama.url) as client:
+            async for part in await client.chat(model="llama3.2", messages=QUESTION, stream=True):
+                received.append(part.message.content or "")
+
+    with pytest.raises(httpx.RemoteProtocolError):
+        await read_all()
+
+    assert len(received) == 2
+
+
+async def test_a_client_leaving_mid_stream_is_counted_as_cancelled(ollama: OllamaStandIn) -> None:
+    ollama.reply = "word " * 500
+    ollama.token_delay = 0.01
+    streaming = asyncio.Event()
+
+    async def read_forever() -> None:
+        async with AsyncClient(host=ollama.url) as client:
+            async for _ in await client.chat(model="llama3.2", messages=QUESTION, stream=True):
+                streaming.set()
+
+    reader = asyncio.create_task(read_forever())
+    await asyncio.wait_for(streaming.wait(), 10)
+    reader.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await reader
+
+    assert await ollama.wait_for_cancelled(1)
+    assert ollama.cancelled == 1
+
+
+async def test_generate_streams_the_reply_as_response_fragments(ollama: OllamaStandIn) -> None:
+    ollama.reply = "plain answer"
+    parts = [
+        p
+        async for p in await AsyncClient(host=ollama.url).generate(
+            model="llama3.2", prompt="hi", stream=True
+        )
+    ]
+
+    assert "".join(p.response or "" for p in parts) == "plain answer"
+    assert parts[-1].done is True
+
+
+async def test_url_is_unusable_once_stopped() -> None:
+    standin = OllamaStandIn()
+    async with standin:
+        assert standin.url.startswith("http://127.0.0.1:")
+    with pytest.raises(RuntimeError):
+        _ = standin.url

@@ -1,0 +1,36 @@
+"""Settings of the generation service: ``BRUNO_*`` environment variables and ``OLLAMA_HOST``."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from bruno_core.settings import DEFAULT_GENERATION_ADDR, GrpcServerSettings
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+
+class GenerationSettings(GrpcServerSettings):
+    """Where the generation service listens, which model answers and the limits on a request."""
+
+    # Keyword construction by field name (``ollama_host=...``) as well as by alias, for tests.
+    model_config = SettingsConfigDict(validate_by_name=True, validate_by_alias=True)
+
+    generation_listen_addr: str = DEFAULT_GENERATION_ADDR
+    generation_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    generation_backend: Literal["auto", "ollama", "extractive"] = Field(
+        default="auto",
+        description="auto: Ollama, or the extractive fallback when Ollama or the model is missing",
+    )
+    ollama_model: str = Field(default="llama3.2", min_length=1, max_length=200)
+    # Ollama keeps its own variable, so no BRUNO_ prefix.
+    ollama_host: str = Field(default="http://127.0.0.1:11434", validation_alias="OLLAMA_HOST")
+    ollama_timeout_seconds: float = Field(
+        default=120.0, gt=0, description="longest wait for Ollama's next token"
+    )
+    ollama_connect_timeout_seconds: float = Field(
+        default=2.0, gt=0, description="after this, Ollama counts as unreachable"
+    )
+    generation_max_question_chars: int = Field(default=16_000, ge=1)
+    generation_max_passages: int = Field(default=64, ge=0)
+    generation_max_passage_chars: int = Field(default=16_000, ge=1)
+    generation_max_history_messages: int = Field(default=32, ge=0)

@@ -1,0 +1,52 @@
+"""Fixtures for the generation service: the Ollama stand-in and a dead Ollama address."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+
+import pytest
+from bruno.generation.v1 import generation_pb2
+from bruno_testing.ollama_standin import OllamaStandIn
+
+PASSAGES = [
+    generation_pb2.Passage(
+        marker=1,
+        document_id="flux",
+        chunk_id="flux#0",
+        title="Flux",
+        source="runbooks/flux.md",
+        text="Flux reconciles the cluster every ten minutes. Run flux reconcile to force it.",
+        score=0.9,
+    ),
+    generation_pb2.Passage(
+        marker=2,
+        document_id="velero",
+        chunk_id="velero#0",
+        title="Velero",
+        source="runbooks/velero.md",
+        text="Velero backs up the cluster nightly. Restore a backup with velero restore create.",
+        score=0.7,
+    ),
+]
+
+
+@pytest.fixture
+def passages() -> list[generation_pb2.Passage]:
+    """Two retrieved passages, best first, marked [1] and [2]."""
+    return list(PASSAGES)
+
+
+@pytest.fixture
+async def ollama() -> AsyncIterator[OllamaStandIn]:
+    async with OllamaStandIn(models=["llama3.2", "mistral"]) as standin:
+        yield standin
+
+
+@pytest.fixture
+def dead_ollama_url() -> str:
+    """An address where nothing listens: the port was free a moment ago and is closed again."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"

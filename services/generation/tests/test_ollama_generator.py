@@ -1,0 +1,119 @@
+"""Answers from Ollama through the real client, against the wire-level stand-in."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from bruno.generation.v1 import generation_pb2
+from bruno_core.errors import Unavailable
+from bruno_generation.answer import Finished
+from bruno_generation.ollama_generator import ModelNotFound, OllamaGenerator, OllamaUnreachable
+from bruno_generation.prompting import ChatTurn, build_messages
+from bruno_testing.ollama_standin import OllamaStandIn
+
+
+def messages(passages: list[generation_pb2.Passage]) -> list[ChatTurn]:
+    return build_messages("How do I restore?", passages)
+
+
+async def test_tokens_come_in_order_then_the_counts_of_the_last_chunk(
+    ollama: OllamaStandIn, passages: list[generation_pb2.Passage]
+) -> None:
+    ollama.reply = "Use velero restore create [2]."
+    generator = OllamaGenerator(host=ollama.url)
+
+    pieces = [
+        p async for p in generator.generate(messages(passages), model="llama3.2", passages_used=2)
+    ]
+
+    *tokens, finished = pieces
+    assert isinstance(finished, Finished)
+    assert tokens == ["Use ", "velero ", "restore ", "create ", "[2]."]
+    assert finished == Finished(
+        model="llama3.2",
+        prompt_tokens=finished.prompt_tokens,
+        completion_tokens=5,
+        passages_used=2,
+    )
+    assert finished.prompt_tokens > 0
+    assert ollama.chat_requests[-1]["messages"] == messages(passages)
+    assert ollama.chat_requests[-1]["stream"] is True
+    assert ollama.chat_requests[-1]["options"]["temperature"] == generator.options["temperature"]
+
+
+async def test_nothing_listening_is_ollama_unreachable(
+    dead_ollama_url: str, passages: list[generation_pb2.Passage]
+) -> None:
+    generator = OllamaGenerator(host=dead_ollama_url)
+
+    with pytest.raises(OllamaUnreachable, match="OLLAMA_HOST"):
+        async for _ in generator.generate(messages(passages), model="llama3.2", passages_used=2):
+            pass
+
+
+async def test_a_missing_model_names_the_model_and_the_pull_command(
+    ollama: OllamaStandIn, passages: list[generation_pb2.Passage]
+) -> None:
+    generator = OllamaGenerator(host=ollama.url)
+
+    with pytest.raises(ModelNotFound, match=r"`ollama pull qwen3`"):
+        async for _ in generator.generate(messages(passages), model="qwen3", passages_used=2):
+            pass
+
+
+async def test_ollama_dying_mid_answer_is_unavailable_after_the_tokens_it_sent(
+    ollama: OllamaStandIn, passages: list[generation_pb2.Passage]
+) -> None:
+    ollama.fail_after_tokens = 2
+    tokens: list[str] = []
+
+    async def read() -> None:
+        async for piece in OllamaGenerator(host=ollama.url).generate(
+            messages(passages), model="llama3.2", passages_used=2
+        ):
+            assert isinstance(piece, str)
+            tokens.append(piece)
+
+    with pytest.raises(Unavailable, match="middle of the answer") as caught:
+        await read()
+
+    assert len(tokens) == 2
+    assert not isinstance(caught.value, OllamaUnreachable | ModelNotFound)
+
+
+async def test_closing_the_answer_early_closes_the_request_to_ollama(
+    ollama: OllamaStandIn, passages: list[generation_pb2.Passage]
+) -> None:
+    ollama.reply = "word " * 1000
+    ollama.token_delay = 0.01
+    answer = OllamaGenerator(host=ollama.url).generate(
+        messages(passages), model="llama3.2", passages_used=2
+    )
+
+    assert await anext(answer) == "word "
+    await answer.aclose()
+
+    assert await ollama.wait_for_cancelled(1, within=10)
+
+
+async def test_cancelling_the_reader_closes_the_request_to_ollama(
+    ollama: OllamaStandIn, passages: list[generation_pb2.Passage]
+) -> None:
+    ollama.reply = "word " * 1000
+    ollama.token_delay = 0.01
+    started = asyncio.Event()
+
+    async def read() -> None:
+        async for _ in OllamaGenerator(host=ollama.url).generate(
+            messages(passages), model="llama3.2", passages_used=2
+        ):
+            started.set()
+
+    reader = asyncio.create_task(read())
+    await asyncio.wait_for(started.wait(), 10)
+    reader.cancel()
+
+    with pytest.raises(asyncio.CancelledError):
+        await reader
+    assert await ollama.wait_for_cancelled(1, within=10)
