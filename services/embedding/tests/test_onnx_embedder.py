@@ -1,0 +1,130 @@
+"""The embedded MiniLM model: real weights, real tokenizer, real onnxruntime."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+from bruno_embedding.embedders import InputType
+from bruno_embedding.onnx_embedder import (
+    DIMENSION,
+    MAX_INPUT_TOKENS,
+    OnnxMiniLMEmbedder,
+    load_tokenizer,
+    mean_pool_normalise,
+)
+
+TEXTS = [
+    "restart",
+    "How do I restart a Flux kustomization after changing the git source?",
+    "LanceDB keeps its tables in a local directory or on S3-compatible object storage. " * 4,
+    "the pod was OOMKilled",
+    "Velero backs up persistent volumes every night at two o'clock.",
+    "ok",
+    "Grafana dashboards read the request latency histogram from Prometheus.",
+]
+
+
+def _matrix(vectors: list[list[float]]) -> np.ndarray:
+    return np.asarray(vectors, dtype=np.float64)
+
+
+async def test_vectors_have_384_dimensions_and_unit_length(minilm: OnnxMiniLMEmbedder) -> None:
+    vectors = _matrix(await minilm.embed(TEXTS, InputType.DOCUMENT))
+    assert vectors.shape == (len(TEXTS), DIMENSION) == (7, 384)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+async def test_a_paraphrase_is_closer_than_an_unrelated_sentence(
+    minilm: OnnxMiniLMEmbedder,
+) -> None:
+    question, paraphrase, unrelated = _matrix(
+        await minilm.embed(
+            [
+                "How do I restart a crashed pod?",
+                "What is the way to reboot a pod that crashed?",
+                "My grandmother bakes apple pie on Sundays.",
+            ],
+            InputType.DOCUMENT,
+        )
+    )
+    assert question @ paraphrase > 0.6
+    assert question @ paraphrase > question @ unrelated + 0.4
+
+
+async def test_a_batch_keeps_input_order_and_equals_one_by_one(
+    minilm: OnnxMiniLMEmbedder,
+) -> None:
+    together = _matrix(await minilm.embed(TEXTS, InputType.DOCUMENT))
+    one_by_one = _matrix([(await minilm.embed([t], InputType.DOCUMENT))[0] for t in TEXTS])
+    np.testing.assert_allclose(together, one_by_one, atol=1e-5)
+    # And the rows are distinct, so a permutation could not pass the comparison above.
+    assert len({tuple(np.round(row, 4)) for row in together}) == len(TEXTS)
+
+
+async def test_concurrent_requests_each_get_their_own_vectors(
+    minilm: OnnxMiniLMEmbedder,
+) -> None:
+    first, second = TEXTS[:4], TEXTS[4:]
+    alone = [
+        await minilm.embed(first, InputType.DOCUMENT),
+        await minilm.embed(second, InputType.DOCUMENT),
+    ]
+    together = await asyncio.gather(
+        minilm.embed(first, InputType.DOCUMENT), minilm.embed(second, InputType.DOCUMENT)
+    )
+    for got, expected in zip(together, alone, strict=True):
+        np.testing.assert_allclose(_matrix(got), _matrix(expected), atol=1e-5)
+
+
+async def test_minilm_embeds_queries_and_documents_alike(minilm: OnnxMiniLMEmbedder) -> None:
+    as_query = await minilm.embed(TEXTS[:2], InputType.QUERY)
+    as_document = await minilm.embed(TEXTS[:2], InputType.DOCUMENT)
+    np.testing.assert_allclose(_matrix(as_query), _matrix(as_document), atol=1e-6)
+
+
+async def test_a_long_text_is_truncated_at_256_tokens(minilm: OnnxMiniLMEmbedder) -> None:
+    head = " ".join(f"alpha{i}" for i in range(3000))
+    ending_a, ending_b = _matrix(
+        await minilm.embed([head + " kubernetes", head + " lasagne"], InputType.DOCUMENT)
+    )
+    np.testing.assert_allclose(ending_a, ending_b, atol=1e-6)  # the endings were cut off
+    assert len(load_tokenizer().encode(head).ids) == MAX_INPUT_TOKENS
+
+
+async def test_text_past_128_tokens_still_counts(minilm: OnnxMiniLMEmbedder) -> None:
+    # The shipped tokenizer.json truncates at 128; the model reads 256.
+    tokenizer = load_tokenizer()
+    head = " ".join(["cluster"] * 150)
+    assert 128 < len(tokenizer.encode(head + " kubernetes").ids) < MAX_INPUT_TOKENS
+    ending_a, ending_b = _matrix(
+        await minilm.embed([head + " kubernetes", head + " lasagne"], InputType.DOCUMENT)
+    )
+    assert not np.allclose(ending_a, ending_b, atol=1e-4)
+
+
+def test_mean_pooling_ignores_padding_positions() -> None:
+    hidden = np.array(
+        [[[3.0, 0.0], [0.0, 4.0], [100.0, 100.0]]], dtype=np.float32
+    )  # one text, two real tokens and one pad
+    mask = np.array([[1, 1, 0]], dtype=np.int64)
+    pooled = mean_pool_normalise(hidden, mask)
+    np.testing.assert_allclose(pooled, [[0.6, 0.8]], atol=1e-6)
+
+
+def test_tokenizer_pads_to_the_longest_text_of_the_batch() -> None:
+    encodings = load_tokenizer().encode_batch(["one two", "one two three four five"])
+    assert len(encodings[0].ids) == len(encodings[1].ids) == 7  # [CLS] … [SEP]
+    assert encodings[0].attention_mask == [1, 1, 1, 1, 0, 0, 0]
+
+
+async def test_info_describes_the_int8_minilm(minilm: OnnxMiniLMEmbedder) -> None:
+    info = await minilm.info()
+    assert (info.backend, info.dimension, info.max_input_tokens) == ("onnx", 384, 256)
+    assert "MiniLM-L6-v2" in info.model
+
+
+def test_batch_size_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="batch_size"):
+        OnnxMiniLMEmbedder(batch_size=0)

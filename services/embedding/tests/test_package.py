@@ -1,0 +1,23 @@
+"""The package's public face: what other services and tests may import from ``bruno_embedding``."""
+
+from __future__ import annotations
+
+import bruno_embedding
+
+
+def test_public_names_are_exactly_the_documented_ones() -> None:
+    assert sorted(bruno_embedding.__all__) == [
+        "EMBEDDING_SERVICE",
+        "Embedder",
+        "EmbedderInfo",
+        "EmbeddingServicer",
+        "EmbeddingSettings",
+        "InputType",
+        "OllamaEmbedder",
+        "OnnxMiniLMEmbedder",
+        "build_embedder",
+        "create_server",
+        "serve",
+    ]
+    for name in bruno_embedding.__all__:
+        assert getattr(bruno_embedding, name) is not None
