@@ -1,0 +1,1 @@
+"""The HTTP surface of the edge: dependencies and one router module per resource."""

@@ -1,0 +1,51 @@
+"""``POST /api/v1/search``: the best-matching chunks of a collection, without generation."""
+
+from __future__ import annotations
+
+from bruno.retrieval.v1 import retrieval_pb2
+from fastapi import APIRouter
+
+from bruno_edge.api.deps import DownstreamsDep, SettingsDep
+from bruno_edge.api.routes import API_PREFIX, problem_responses
+from bruno_edge.clients import rpc_errors
+from bruno_edge.schemas import SearchModeName, SearchRequest, SearchResponse, SearchResult
+
+router = APIRouter(prefix=API_PREFIX, tags=["search"])
+
+_MODES: dict[SearchModeName, retrieval_pb2.SearchMode.ValueType] = {
+    "hybrid": retrieval_pb2.SEARCH_MODE_HYBRID,
+    "vector": retrieval_pb2.SEARCH_MODE_VECTOR,
+    "text": retrieval_pb2.SEARCH_MODE_TEXT,
+}
+_NAMES = {value: name for name, value in _MODES.items()}
+
+
+@router.post("/search", responses=problem_responses(401, 413, 422, 503, 504))
+async def search(
+    body: SearchRequest, downstreams: DownstreamsDep, settings: SettingsDep
+) -> SearchResponse:
+    request = retrieval_pb2.SearchRequest(
+        collection=body.collection,
+        query=body.query,
+        top_k=body.top_k or settings.default_top_k,
+        mode=_MODES[body.mode] if body.mode else retrieval_pb2.SEARCH_MODE_UNSPECIFIED,
+    )
+    with rpc_errors("retrieval"):
+        found = await downstreams.retrieval.Search(
+            request, timeout=settings.request_timeout_seconds
+        )
+    return SearchResponse(
+        results=[
+            SearchResult(
+                document_id=hit.document_id,
+                chunk_id=hit.chunk_id,
+                title=hit.title,
+                source=hit.source,
+                text=hit.text,
+                score=round(hit.score, 6),
+            )
+            for hit in found.hits
+        ],
+        # Retrieval reports the mode it used; "unspecified" would mean it broke that promise.
+        mode=_NAMES.get(found.mode, "unspecified"),
+    )

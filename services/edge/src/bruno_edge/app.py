@@ -1,0 +1,77 @@
+"""The edge's FastAPI application: routes, auth, limits, problem errors, metrics and tracing.
+
+app = create_app(EdgeSettings(api_keys="k1,k2"))
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+from bruno_edge._version import __version__
+from bruno_edge.api.deps import EdgeState, require_api_key
+from bruno_edge.api.routes import chat, documents, health, search
+from bruno_edge.clients import Downstreams
+from bruno_edge.config import EdgeSettings
+from bruno_edge.limits import LimitsMiddleware
+from bruno_edge.metrics import EdgeMetrics, MetricsMiddleware
+from bruno_edge.problems import install_problem_handlers
+
+log = logging.getLogger(__name__)
+
+_DESCRIPTION = """\
+Ask questions over your own documents and get answers grounded in them, with citations.
+
+Every `/api` route needs `Authorization: Bearer <key>` (a key from `BRUNO_API_KEYS`); with no
+keys configured the edge only serves on loopback. Errors are `application/problem+json`
+(RFC 9457). Limits: request bodies up to `BRUNO_MAX_REQUEST_BYTES`, chat messages up to
+`BRUNO_MAX_MESSAGE_CHARS` characters, documents up to `BRUNO_MAX_DOCUMENT_BYTES`, `top_k` up to
+`BRUNO_MAX_TOP_K`.
+"""
+
+# Probes and scrapes would drown the traces that matter.
+_UNTRACED_URLS = "/health$,/ready$,/metrics$"
+
+
+def create_app(settings: EdgeSettings | None = None) -> FastAPI:
+    """The edge application; its lifespan opens the gRPC channels and closes them on shutdown."""
+    settings = settings or EdgeSettings()
+    state = EdgeState(settings=settings, metrics=EdgeMetrics())
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if settings.open_mode:
+            log.warning(
+                "no API keys configured (BRUNO_API_KEYS): the API is open to anyone who can "
+                "reach %s",
+                settings.edge_host,
+            )
+        state.downstreams = Downstreams.connect(settings)
+        try:
+            yield
+        finally:
+            downstreams, state.downstreams = state.downstreams, None
+            await downstreams.close()
+
+    app = FastAPI(
+        title="Agent Bruno",
+        version=__version__,
+        description=_DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.edge = state
+    install_problem_handlers(app)
+
+    for resource in (chat, documents, search):
+        app.include_router(resource.router, dependencies=[Depends(require_api_key)])
+    app.include_router(health.router)
+
+    # The last added is the outermost: metrics see every answer, including the 413s.
+    app.add_middleware(LimitsMiddleware, settings=settings)
+    app.add_middleware(MetricsMiddleware, metrics=state.metrics)
+    FastAPIInstrumentor.instrument_app(app, excluded_urls=_UNTRACED_URLS)
+    return app

@@ -1,0 +1,120 @@
+"""The edge's gRPC connections to retrieval, generation and embedding, opened once per process.
+
+downstreams = Downstreams.connect(settings)
+with rpc_errors("retrieval"):
+    response = await downstreams.retrieval.Search(request)
+await downstreams.close()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import grpc
+from bruno.embedding.v1 import embedding_pb2
+from bruno.generation.v1 import generation_pb2, generation_pb2_grpc
+from bruno.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
+from bruno_core import (
+    BrunoError,
+    DeadlineExceeded,
+    Internal,
+    Unavailable,
+    create_channel,
+    from_rpc_error,
+)
+from bruno_core.grpc_client import check_health
+
+from bruno_edge.config import EdgeSettings
+
+log = logging.getLogger(__name__)
+
+# The per-service names the servers register with the standard health service.
+HEALTH_SERVICE_NAMES = {
+    "retrieval": retrieval_pb2.DESCRIPTOR.services_by_name["RetrievalService"].full_name,
+    "generation": generation_pb2.DESCRIPTOR.services_by_name["GenerationService"].full_name,
+    "embedding": embedding_pb2.DESCRIPTOR.services_by_name["EmbeddingService"].full_name,
+}
+
+
+@contextmanager
+def rpc_errors(service: str) -> Iterator[None]:
+    """Re-raise a failed call to ``service`` as the domain error it stands for.
+
+    Details of client errors (invalid input, not found …) are meant for the caller and pass
+    through; those of server-side failures name internal addresses and go to the log instead.
+    """
+    try:
+        yield
+    except grpc.aio.AioRpcError as error:
+        mapped = from_rpc_error(error, service=service)
+        if mapped.http_status < 500:
+            raise mapped from error
+        log.warning(
+            "downstream call failed",
+            extra={"downstream": service, "code": error.code().name, "details": error.details()},
+        )
+        raise _public_failure(mapped, service) from error
+
+
+def _public_failure(error: BrunoError, service: str) -> BrunoError:
+    if isinstance(error, DeadlineExceeded):
+        return DeadlineExceeded(f"the {service} service did not answer in time")
+    if isinstance(error, Unavailable):
+        return Unavailable(f"the {service} service is unavailable")
+    return Internal(f"the {service} service failed")
+
+
+class Downstreams:
+    """Channels and typed stubs of the services the edge calls."""
+
+    def __init__(
+        self,
+        *,
+        retrieval: grpc.aio.Channel,
+        generation: grpc.aio.Channel,
+        embedding: grpc.aio.Channel,
+    ) -> None:
+        self.channels: dict[str, grpc.aio.Channel] = {
+            "retrieval": retrieval,
+            "generation": generation,
+            "embedding": embedding,
+        }
+        self.retrieval = retrieval_pb2_grpc.RetrievalServiceStub(retrieval)
+        self.generation = generation_pb2_grpc.GenerationServiceStub(generation)
+
+    @classmethod
+    def connect(cls, settings: EdgeSettings) -> Downstreams:
+        """Open (lazily connecting) channels to the addresses in ``settings``."""
+        return cls(
+            retrieval=create_channel(
+                settings.retrieval_addr, timeout_seconds=settings.request_timeout_seconds
+            ),
+            generation=create_channel(
+                settings.generation_addr, timeout_seconds=settings.chat_timeout_seconds
+            ),
+            embedding=create_channel(
+                settings.embedding_addr, timeout_seconds=settings.request_timeout_seconds
+            ),
+        )
+
+    async def health(self, *, timeout_seconds: float = 2.0) -> dict[str, str]:
+        """The health status of every downstream (``SERVING``, ``NOT_SERVING``, ``UNREACHABLE``…),
+        checked concurrently."""
+        names = list(self.channels)
+        statuses = await asyncio.gather(
+            *(
+                check_health(
+                    self.channels[name],
+                    HEALTH_SERVICE_NAMES[name],
+                    timeout_seconds=timeout_seconds,
+                )
+                for name in names
+            )
+        )
+        return dict(zip(names, statuses, strict=True))
+
+    async def close(self) -> None:
+        await asyncio.gather(*(channel.close() for channel in self.channels.values()))

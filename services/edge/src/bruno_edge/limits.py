@@ -1,0 +1,132 @@
+"""Request limits: the body-size guard and the configured bounds the request models check.
+
+:class:`LimitsMiddleware` is plain ASGI (``BaseHTTPMiddleware`` would buffer streaming
+responses and swallow client disconnects). It refuses a body larger than
+``BRUNO_MAX_REQUEST_BYTES`` before the app sees it when ``Content-Length`` says so, and stops a
+body without one as soon as the bytes received pass the limit. It also makes the configured
+limits the request models validate against (:func:`current_limits`) those of its app.
+"""
+
+from __future__ import annotations
+
+import json
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+from bruno_core import BrunoError, InvalidInput, LimitExceeded
+from bruno_core.errors import PROBLEM_CONTENT_TYPE
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from bruno_edge.config import EdgeSettings
+from bruno_edge.problems import ProblemException
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The configurable bounds on request content (the fixed ones live in the models)."""
+
+    max_message_chars: int
+    max_document_bytes: int
+    max_top_k: int
+    default_top_k: int
+
+    @classmethod
+    def from_settings(cls, settings: EdgeSettings) -> Limits:
+        return cls(
+            max_message_chars=settings.max_message_chars,
+            max_document_bytes=settings.max_document_bytes,
+            max_top_k=settings.max_top_k,
+            default_top_k=settings.default_top_k,
+        )
+
+
+_DEFAULTS = Limits.from_settings(EdgeSettings.model_construct())
+_current: ContextVar[Limits] = ContextVar("bruno_edge_limits", default=_DEFAULTS)
+
+
+def current_limits() -> Limits:
+    """The limits of the app serving the current request (the defaults outside a request)."""
+    return _current.get()
+
+
+class LimitsMiddleware:
+    """Enforces ``max_request_bytes`` on request bodies and publishes the app's :class:`Limits`."""
+
+    def __init__(self, app: ASGIApp, *, settings: EdgeSettings) -> None:
+        self.app = app
+        self.max_request_bytes = settings.max_request_bytes
+        self.limits = Limits.from_settings(settings)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        try:
+            declared = _content_length(scope)
+        except InvalidInput as error:
+            await _send_problem(send, error)
+            return
+        if declared is not None and declared > self.max_request_bytes:
+            await _send_problem(send, self._too_large())
+            return
+
+        received = 0
+        response_started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_request_bytes:
+                    raise ProblemException(self._too_large())
+            return message
+
+        async def watching_send(message: Message) -> None:
+            nonlocal response_started
+            response_started = response_started or message["type"] == "http.response.start"
+            await send(message)
+
+        token = _current.set(self.limits)
+        try:
+            await self.app(scope, counting_receive, watching_send)
+        except ProblemException as error:
+            # Raised from counting_receive outside a route's body parsing (where the app's
+            # own handler renders it); answer here unless a response is already on its way.
+            if response_started:
+                raise
+            await _send_problem(send, error.error)
+        finally:
+            _current.reset(token)
+
+    def _too_large(self) -> LimitExceeded:
+        return LimitExceeded(f"the request body exceeds {self.max_request_bytes} bytes")
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                length = int(value)
+            except ValueError:
+                length = -1
+            if length < 0:
+                raise InvalidInput("the Content-Length header is not a byte count")
+            return length
+    return None
+
+
+async def _send_problem(send: Send, error: BrunoError) -> None:
+    body = json.dumps(error.problem()).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": error.http_status,
+            "headers": [
+                (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,227 @@
+"""The public REST shapes: request models with explicit limits, response models as documented.
+
+Fixed limits (patterns, metadata size) are declared on the fields. Limits an operator can
+configure (``BRUNO_MAX_MESSAGE_CHARS``, ``BRUNO_MAX_DOCUMENT_BYTES``, ``BRUNO_MAX_TOP_K``) are
+checked by validators against :func:`bruno_edge.limits.current_limits`, so a violation is the
+same 422 as any other field error.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
+
+from bruno_edge.limits import current_limits
+
+COLLECTION_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+DOCUMENT_ID_PATTERN = r"^[A-Za-z0-9._:/-]{1,200}$"
+CONVERSATION_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,100}$"
+MAX_METADATA_KEYS = 32
+MAX_METADATA_KEY_CHARS = 64
+MAX_METADATA_VALUE_CHARS = 1024
+MAX_TITLE_CHARS = 500
+MAX_SOURCE_CHARS = 2000
+
+
+def _question_text(value: str) -> str:
+    if not value.strip():
+        raise PydanticCustomError("blank_string", "String should contain non-whitespace text")
+    limit = current_limits().max_message_chars
+    if len(value) > limit:
+        raise PydanticCustomError(
+            "string_too_long",
+            "String should have at most {max_length} characters",
+            {"max_length": limit},
+        )
+    return value
+
+
+def _document_text(value: str) -> str:
+    if not value.strip():
+        raise PydanticCustomError("blank_string", "String should contain non-whitespace text")
+    limit = current_limits().max_document_bytes
+    if len(value.encode("utf-8", "surrogatepass")) > limit:
+        raise PydanticCustomError(
+            "document_too_large",
+            "Document text should have at most {max_bytes} bytes (UTF-8)",
+            {"max_bytes": limit},
+        )
+    return value
+
+
+def _top_k(value: int | None) -> int | None:
+    limit = current_limits().max_top_k
+    if value is not None and value > limit:
+        raise PydanticCustomError(
+            "less_than_equal", "Input should be less than or equal to {le}", {"le": limit}
+        )
+    return value
+
+
+QuestionText = Annotated[
+    str,
+    Field(min_length=1, description="Non-blank; at most BRUNO_MAX_MESSAGE_CHARS characters."),
+    AfterValidator(_question_text),
+]
+TopK = Annotated[
+    int | None,
+    Field(default=None, ge=1, description="1..BRUNO_MAX_TOP_K; default BRUNO_DEFAULT_TOP_K."),
+    AfterValidator(_top_k),
+]
+Collection = Annotated[
+    str, Field(pattern=COLLECTION_PATTERN, description="Lower-case name, at most 63 characters.")
+]
+DocumentId = Annotated[str, Field(pattern=DOCUMENT_ID_PATTERN)]
+MetadataKey = Annotated[str, Field(min_length=1, max_length=MAX_METADATA_KEY_CHARS)]
+MetadataValue = Annotated[str, Field(max_length=MAX_METADATA_VALUE_CHARS)]
+
+
+class _Request(BaseModel):
+    # Unknown fields are an error (a typo must not silently change the meaning of a call) and
+    # types are not coerced ("5" is not a top_k).
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+# --- chat ---------------------------------------------------------------------------------
+
+
+class ChatRequest(_Request):
+    message: QuestionText
+    conversation_id: Annotated[str, Field(pattern=CONVERSATION_ID_PATTERN)] | None = None
+    collection: Collection = "default"
+    top_k: TopK = None
+    stream: bool | None = Field(
+        default=None, description="Stream SSE; when absent, `Accept: text/event-stream` decides."
+    )
+
+
+class Citation(BaseModel):
+    """A passage the answer may cite; the n-th citation is marker ``[n]`` in the answer."""
+
+    document_id: str
+    chunk_id: str
+    title: str
+    source: str
+    score: float
+    text: str
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class ChatTimings(BaseModel):
+    retrieval_ms: float
+    generation_ms: float
+    ttft_ms: float | None = Field(description="Request start to first token; null: no tokens.")
+    total_ms: float
+
+
+class ChatDone(BaseModel):
+    """The final SSE event of a streamed chat."""
+
+    conversation_id: str
+    model: str
+    usage: Usage
+    timings_ms: ChatTimings
+    fallback: bool = Field(description="True when no language model produced the answer.")
+
+
+class ChatResponse(ChatDone):
+    answer: str
+    citations: list[Citation]
+
+
+# --- documents ----------------------------------------------------------------------------
+
+
+class DocumentIn(_Request):
+    id: DocumentId | None = Field(
+        default=None, description="Stable id; absent: derived from the text."
+    )
+    title: Annotated[str, Field(max_length=MAX_TITLE_CHARS)] = ""
+    source: Annotated[str, Field(max_length=MAX_SOURCE_CHARS)] = ""
+    text: Annotated[
+        str,
+        Field(min_length=1, description="Non-blank; at most BRUNO_MAX_DOCUMENT_BYTES (UTF-8)."),
+        AfterValidator(_document_text),
+    ]
+    metadata: Annotated[dict[MetadataKey, MetadataValue], Field(max_length=MAX_METADATA_KEYS)] = (
+        Field(default_factory=dict)
+    )
+    collection: Collection = "default"
+
+
+class DocumentIngested(BaseModel):
+    document_id: str
+    chunks: int
+    collection: str
+    status: Literal["created", "replaced", "unchanged"]
+
+
+class DocumentSummary(BaseModel):
+    document_id: str
+    title: str
+    source: str
+    chunks: int
+    content_hash: str
+    metadata: dict[str, str]
+    ingested_at: datetime | None
+
+
+class DocumentPage(BaseModel):
+    documents: list[DocumentSummary]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null: last.")
+
+
+# --- search -------------------------------------------------------------------------------
+
+SearchModeName = Literal["hybrid", "vector", "text"]
+
+
+class SearchRequest(_Request):
+    query: QuestionText
+    top_k: TopK = None
+    collection: Collection = "default"
+    mode: SearchModeName | None = Field(default=None, description="Absent: the server default.")
+
+
+class SearchResult(BaseModel):
+    document_id: str
+    chunk_id: str
+    title: str
+    source: str
+    text: str
+    score: float
+
+
+class SearchResponse(BaseModel):
+    results: list[SearchResult]
+    mode: str = Field(description="The mode retrieval actually used.")
+
+
+# --- operations ---------------------------------------------------------------------------
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Readiness(BaseModel):
+    status: Literal["ready"] = "ready"
+    checks: dict[str, str]
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document (extension members may follow)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    status: int
+    detail: str

@@ -1,0 +1,320 @@
+"""The edge under test: the real app, in front of real gRPC servers on loopback whose
+retrieval and generation servicers are small, deterministic and configurable to fail."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import grpc
+import httpx
+import pytest
+from bruno.embedding.v1 import embedding_pb2
+from bruno.generation.v1 import generation_pb2, generation_pb2_grpc
+from bruno.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
+from bruno_core import GrpcServer, GrpcServerSettings
+from bruno_edge import EdgeSettings, create_app
+from fastapi import FastAPI
+from google.protobuf.timestamp_pb2 import Timestamp
+from typing_extensions import override
+
+Context = grpc.aio.ServicerContext[Any, Any]
+CHUNK_CHARS = 100
+
+
+@dataclass
+class StoredDocument:
+    collection: str
+    document_id: str
+    title: str
+    source: str
+    text: str
+    metadata: dict[str, str]
+    content_hash: str
+
+    @property
+    def chunks(self) -> list[str]:
+        return [self.text[i : i + CHUNK_CHARS] for i in range(0, len(self.text), CHUNK_CHARS)] or [
+            ""
+        ]
+
+
+class FakeRetrieval(retrieval_pb2_grpc.RetrievalServiceServicer):
+    """An in-memory knowledge base: a chunk scores by how many query words it contains."""
+
+    def __init__(self) -> None:
+        self.documents: dict[tuple[str, str], StoredDocument] = {}
+        self.searches: list[retrieval_pb2.SearchRequest] = []
+        self.fail_with: grpc.StatusCode | None = None
+
+    async def _maybe_fail(self, context: Context) -> None:
+        if self.fail_with is not None:
+            await context.abort(self.fail_with, "injected failure at 10.0.0.7:50052")
+
+    @override
+    async def IngestDocument(
+        self, request: retrieval_pb2.IngestDocumentRequest, context: Context
+    ) -> retrieval_pb2.IngestDocumentResponse:
+        await self._maybe_fail(context)
+        collection = request.collection or "default"
+        content_hash = hashlib.sha256(request.text.encode()).hexdigest()
+        document_id = request.document_id or content_hash[:16]
+        key = (collection, document_id)
+        previous = self.documents.get(key)
+        if previous is not None and previous.content_hash == content_hash:
+            outcome = retrieval_pb2.INGEST_OUTCOME_UNCHANGED
+        elif previous is not None:
+            outcome = retrieval_pb2.INGEST_OUTCOME_REPLACED
+        else:
+            outcome = retrieval_pb2.INGEST_OUTCOME_CREATED
+        stored = StoredDocument(
+            collection,
+            document_id,
+            request.title,
+            request.source,
+            request.text,
+            dict(request.metadata),
+            content_hash,
+        )
+        self.documents[key] = stored
+        return retrieval_pb2.IngestDocumentResponse(
+            document_id=document_id,
+            collection=collection,
+            chunks=len(stored.chunks),
+            outcome=outcome,
+            content_hash=content_hash,
+        )
+
+    @override
+    async def Search(
+        self, request: retrieval_pb2.SearchRequest, context: Context
+    ) -> retrieval_pb2.SearchResponse:
+        self.searches.append(request)
+        await self._maybe_fail(context)
+        words = set(request.query.lower().split())
+        hits = []
+        for doc in self.documents.values():
+            if doc.collection != (request.collection or "default"):
+                continue
+            for index, chunk in enumerate(doc.chunks):
+                score = len(words & set(chunk.lower().split()))
+                if score:
+                    hits.append(
+                        retrieval_pb2.SearchHit(
+                            document_id=doc.document_id,
+                            chunk_id=f"{doc.document_id}#{index}",
+                            title=doc.title,
+                            source=doc.source,
+                            text=chunk,
+                            score=score / len(words),
+                            chunk_index=index,
+                        )
+                    )
+        hits.sort(key=lambda hit: (-hit.score, hit.chunk_id))
+        mode = request.mode or retrieval_pb2.SEARCH_MODE_HYBRID
+        return retrieval_pb2.SearchResponse(hits=hits[: request.top_k or 5], mode=mode)
+
+    @override
+    async def ListDocuments(
+        self, request: retrieval_pb2.ListDocumentsRequest, context: Context
+    ) -> retrieval_pb2.ListDocumentsResponse:
+        await self._maybe_fail(context)
+        docs = sorted(
+            (d for d in self.documents.values() if d.collection == request.collection),
+            key=lambda d: d.document_id,
+        )
+        after = [d for d in docs if d.document_id > request.cursor]
+        page = after[: request.limit or 2]
+        ingested_at = Timestamp(seconds=1_750_000_000)
+        return retrieval_pb2.ListDocumentsResponse(
+            documents=[
+                retrieval_pb2.DocumentSummary(
+                    document_id=d.document_id,
+                    title=d.title,
+                    source=d.source,
+                    chunks=len(d.chunks),
+                    content_hash=d.content_hash,
+                    metadata=d.metadata,
+                    ingested_at=ingested_at,
+                )
+                for d in page
+            ],
+            next_cursor=page[-1].document_id if len(after) > len(page) else "",
+        )
+
+    @override
+    async def DeleteDocument(
+        self, request: retrieval_pb2.DeleteDocumentRequest, context: Context
+    ) -> retrieval_pb2.DeleteDocumentResponse:
+        await self._maybe_fail(context)
+        stored = self.documents.pop((request.collection, request.document_id), None)
+        if stored is None:
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND, f"document {request.document_id!r} not found"
+            )
+        return retrieval_pb2.DeleteDocumentResponse(chunks_deleted=len(stored.chunks))
+
+
+class FakeGeneration(generation_pb2_grpc.GenerationServiceServicer):
+    """Streams fixed tokens then a Done; can fail or hang after a given number of tokens."""
+
+    def __init__(self) -> None:
+        self.tokens = ["Restart ", "the ", "pod ", "[1]."]
+        self.requests: list[generation_pb2.GenerateRequest] = []
+        self.fail_after: int | None = None
+        self.hang_after: int | None = None
+        self.skip_done = False
+        self.cancelled = asyncio.Event()
+
+    @override
+    async def Generate(
+        self, request: generation_pb2.GenerateRequest, context: Context
+    ) -> AsyncIterator[generation_pb2.GenerateResponse]:
+        self.requests.append(request)
+        try:
+            for sent, text in enumerate(self.tokens):
+                if sent == self.fail_after:
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, "model server went away")
+                if sent == self.hang_after:
+                    await asyncio.Event().wait()
+                yield generation_pb2.GenerateResponse(token=generation_pb2.Token(text=text))
+            if self.skip_done:
+                return
+            yield generation_pb2.GenerateResponse(
+                done=generation_pb2.Done(
+                    model="fake-llm",
+                    usage=generation_pb2.Usage(
+                        prompt_tokens=len(request.question.split()) + len(request.passages),
+                        completion_tokens=len(self.tokens),
+                    ),
+                    fallback=False,
+                    passages_used=len(request.passages),
+                )
+            )
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
+
+
+@dataclass
+class Downstreams:
+    retrieval: FakeRetrieval
+    generation: FakeGeneration
+    servers: dict[str, GrpcServer]
+
+    def addr(self, name: str) -> str:
+        return f"127.0.0.1:{self.servers[name].port}"
+
+
+@dataclass
+class Edge:
+    app: FastAPI
+    client: httpx.AsyncClient
+    settings: EdgeSettings
+    downstreams: Downstreams
+    auth: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def retrieval(self) -> FakeRetrieval:
+        return self.downstreams.retrieval
+
+    @property
+    def generation(self) -> FakeGeneration:
+        return self.downstreams.generation
+
+    async def ingest(self, text: str, **fields: Any) -> httpx.Response:
+        response = await self.client.post(
+            "/api/v1/documents", json={"text": text, **fields}, headers=self.auth
+        )
+        assert response.status_code in (200, 201), response.text
+        return response
+
+    @staticmethod
+    def events(response: httpx.Response) -> list[tuple[str, Any]]:
+        """The (event, decoded data) pairs of an SSE response, pings left out."""
+        return parse_sse(response.text)
+
+
+class EdgeFactory(Protocol):
+    async def __call__(self, **overrides: Any) -> Edge: ...
+
+
+@pytest.fixture
+async def downstreams() -> AsyncIterator[Downstreams]:
+    settings = GrpcServerSettings(grpc_grace_seconds=0)
+    retrieval, generation = FakeRetrieval(), FakeGeneration()
+    servers = {
+        name: GrpcServer(name, settings, listen_addr="127.0.0.1:0")
+        for name in ("retrieval", "generation", "embedding")
+    }
+    retrieval_pb2_grpc.add_RetrievalServiceServicer_to_server(retrieval, servers["retrieval"].grpc)
+    generation_pb2_grpc.add_GenerationServiceServicer_to_server(
+        generation, servers["generation"].grpc
+    )
+    await servers["retrieval"].start(
+        [retrieval_pb2.DESCRIPTOR.services_by_name["RetrievalService"]]
+    )
+    await servers["generation"].start(
+        [generation_pb2.DESCRIPTOR.services_by_name["GenerationService"]]
+    )
+    # Only its health matters to the edge.
+    await servers["embedding"].start(
+        [embedding_pb2.DESCRIPTOR.services_by_name["EmbeddingService"]]
+    )
+    yield Downstreams(retrieval, generation, servers)
+    for server in servers.values():
+        await server.stop()
+
+
+@pytest.fixture
+async def edge_factory(downstreams: Downstreams) -> AsyncIterator[EdgeFactory]:
+    """Builds an edge app (lifespan running) and a client for it; settings override defaults."""
+    async with AsyncExitStack() as stack:
+
+        async def make(**overrides: Any) -> Edge:
+            values: dict[str, Any] = {
+                "retrieval_addr": downstreams.addr("retrieval"),
+                "generation_addr": downstreams.addr("generation"),
+                "embedding_addr": downstreams.addr("embedding"),
+                "api_keys": "",
+                "edge_host": "127.0.0.1",
+                **overrides,
+            }
+            settings = EdgeSettings(**values)
+            app = create_app(settings)
+            await stack.enter_async_context(app.router.lifespan_context(app))
+            client = await stack.enter_async_context(
+                httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app, raise_app_exceptions=False),
+                    base_url="http://edge.test",
+                )
+            )
+            return Edge(app, client, settings, downstreams)
+
+        yield make
+
+
+@pytest.fixture
+async def edge(edge_factory: EdgeFactory) -> Edge:
+    """An edge in open mode on loopback (no API keys)."""
+    return await edge_factory()
+
+
+def parse_sse(body: str) -> list[tuple[str, Any]]:
+    """The (event, decoded data) pairs of an SSE body, pings left out."""
+    events = []
+    for block in body.replace("\r\n", "\n").split("\n\n"):
+        name, data = "message", []
+        for line in block.split("\n"):
+            if line.startswith("event:"):
+                name = line.removeprefix("event:").strip()
+            elif line.startswith("data:"):
+                data.append(line.removeprefix("data:").removeprefix(" "))
+        if data:
+            events.append((name, json.loads("\n".join(data))))
+    return events

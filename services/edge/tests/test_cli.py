@@ -1,0 +1,147 @@
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+from bruno_edge import cli
+
+if TYPE_CHECKING:
+    from conftest import Edge, EdgeFactory
+
+
+async def run_cli(edge: Edge, *argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = await cli.run(list(argv), transport=httpx.ASGITransport(edge.app), out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def docs(tmp_path: Path) -> Path:
+    root = tmp_path / "docs"
+    (root / "runbooks").mkdir(parents=True)
+    (root / "runbooks" / "disk full.md").write_text(
+        "Intro line\n\n# Disk full\n\nDelete old snapshots.\n", encoding="utf-8"
+    )
+    (root / "notes.txt").write_text("Plain notes about the cluster.\n", encoding="utf-8")
+    (root / "guide.rst").write_text("Restore guide\n=============\n\nUse velero.\n")
+    (root / "page.html").write_text(
+        "<html><head><title>Page title</title><style>p{}</style></head>"
+        "<body><h1>Heading</h1><p>Visible <b>text</b>.</p><script>var x;</script></body></html>"
+    )
+    (root / "image.png").write_bytes(b"\x89PNG")
+    return root
+
+
+async def test_ingest_posts_one_document_per_file_and_summarises(edge: Edge, docs: Path) -> None:
+    code, out, _ = await run_cli(edge, "ingest", str(docs), "--collection", "homelab")
+
+    assert code == 0
+    stored = {doc_id: doc for (_, doc_id), doc in edge.retrieval.documents.items()}
+    assert set(stored) == {"runbooks/disk-full.md", "notes.txt", "guide.rst", "page.html"}
+    assert stored["runbooks/disk-full.md"].title == "Disk full"
+    assert stored["runbooks/disk-full.md"].source == (docs / "runbooks" / "disk full.md").as_posix()
+    assert stored["notes.txt"].title == "notes.txt"
+    assert stored["guide.rst"].title == "Restore guide"
+    assert stored["page.html"].title == "Page title"
+    assert "Visible text." in stored["page.html"].text
+    assert "var x" not in stored["page.html"].text
+    assert all(doc.collection == "homelab" for doc in stored.values())
+    assert "created   runbooks/disk-full.md (1 chunks)" in out
+    assert out.strip().splitlines()[-1] == "4 files: 4 created, 0 replaced, 0 unchanged"
+
+
+async def test_ingesting_again_reports_unchanged_and_replaced(edge: Edge, docs: Path) -> None:
+    await run_cli(edge, "ingest", str(docs))
+    (docs / "notes.txt").write_text("Changed notes.\n")
+
+    code, out, _ = await run_cli(edge, "ingest", str(docs))
+
+    assert code == 0
+    assert "replaced  notes.txt" in out
+    assert "unchanged guide.rst" in out
+    assert out.strip().splitlines()[-1] == "4 files: 0 created, 1 replaced, 3 unchanged"
+
+
+async def test_a_single_file_is_named_by_its_file_name(edge: Edge, docs: Path) -> None:
+    code, _, _ = await run_cli(edge, "ingest", str(docs / "runbooks" / "disk full.md"))
+
+    assert code == 0
+    assert ("default", "disk-full.md") in edge.retrieval.documents
+
+
+async def test_ingest_fails_with_a_wrong_key(edge_factory: EdgeFactory, docs: Path) -> None:
+    edge = await edge_factory(api_keys="right")
+
+    code, out, _ = await run_cli(edge, "ingest", str(docs), "--api-key", "wrong")
+
+    assert code == 1
+    assert "failed    notes.txt: 401 Unauthenticated: the API key is not valid" in out
+    assert out.strip().endswith("4 failed")
+
+
+async def test_ingest_uses_the_key_from_the_environment(
+    edge_factory: EdgeFactory, docs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    edge = await edge_factory(api_keys="right")
+    monkeypatch.setenv("BRUNO_API_KEY", "right")
+
+    code, _, _ = await run_cli(edge, "ingest", str(docs))
+
+    assert code == 0
+
+
+async def test_ingest_reports_files_that_are_not_text(edge: Edge, tmp_path: Path) -> None:
+    (tmp_path / "binary.txt").write_bytes(b"\xff\xfe\x00bad")
+    (tmp_path / "empty.md").write_text("  \n")
+
+    code, out, _ = await run_cli(edge, "ingest", str(tmp_path))
+
+    assert code == 1
+    assert "failed    binary.txt: not UTF-8 text" in out
+    assert "skipped   empty.md (empty)" in out
+
+
+async def test_ingest_of_a_missing_path_is_an_error(edge: Edge, tmp_path: Path) -> None:
+    code, _, err = await run_cli(edge, "ingest", str(tmp_path / "nope"))
+
+    assert code == 1
+    assert "no such file or directory" in err
+
+
+async def test_ask_prints_the_answer_and_its_sources(edge: Edge, docs: Path) -> None:
+    await run_cli(edge, "ingest", str(docs))
+
+    code, out, _ = await run_cli(edge, "ask", "Delete old snapshots?")
+
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == "Restart the pod [1]."
+    assert "Sources:" in lines
+    assert f"[1] Disk full ({(docs / 'runbooks' / 'disk full.md').as_posix()})" in lines
+
+
+async def test_ask_reports_a_problem_and_fails(edge: Edge) -> None:
+    code, _, err = await run_cli(edge, "ask", "   ")
+
+    assert code == 1
+    assert "422 Invalid input" in err
+
+
+async def test_unreachable_edge_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "a.md").write_text("# A\n")
+    err = io.StringIO()
+
+    code = await cli.run(
+        ["ingest", str(tmp_path), "--url", "http://127.0.0.1:9"], err=err, out=io.StringIO()
+    )
+
+    assert code == 1
+    assert "cannot reach" in err.getvalue()
+
+
+def test_document_ids_keep_only_safe_characters() -> None:
+    assert cli.document_id_for(Path("a b/ü?.md")) == "a-b/-.md"
+    assert len(cli.document_id_for(Path("x" * 300))) == 200
