@@ -36,6 +36,11 @@ class ScriptedEmbedding(embedding_pb2_grpc.EmbeddingServiceServicer):
             dimension=1,
         )
 
+    async def Info(
+        self, request: embedding_pb2.InfoRequest, context: Context
+    ) -> embedding_pb2.InfoResponse:
+        return embedding_pb2.InfoResponse(model="scripted", dimension=1)
+
 
 @pytest.fixture
 def settings() -> GrpcServerSettings:

@@ -59,5 +59,5 @@ def test_json_logs_carry_the_service_and_the_active_trace_id() -> None:
 def test_records_outside_a_span_have_empty_trace_ids() -> None:
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "m", None, None)
     TraceContextFilter().filter(record)
-    assert record.trace_id == ""
-    assert record.span_id == ""
+    assert record.__dict__["trace_id"] == ""
+    assert record.__dict__["span_id"] == ""
