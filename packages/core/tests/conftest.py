@@ -1,4 +1,4 @@
-"""Fixtures for the shared core: a real gRPC server on a loopback port with a scriptable servicer."""
+"""Fixtures for the shared core: a real gRPC server on loopback with a scriptable servicer."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 
 import grpc
 import pytest
-from bruno.embedding.v1 import embedding_pb2, embedding_pb2_grpc
 
+from bruno.embedding.v1 import embedding_pb2, embedding_pb2_grpc
 from bruno_core import GrpcServer, GrpcServerSettings
 
 Context = grpc.aio.ServicerContext[Any, Any]

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from bruno.embedding.v1 import embedding_pb2, embedding_pb2_grpc
 
 import bruno_core
+from bruno.embedding.v1 import embedding_pb2, embedding_pb2_grpc
 from bruno_core import errors
 from bruno_core.errors import (
     BrunoError,

@@ -4,8 +4,8 @@ import asyncio
 
 import grpc
 import pytest
-from bruno.embedding.v1 import embedding_pb2, embedding_pb2_grpc
 
+from bruno.embedding.v1 import embedding_pb2, embedding_pb2_grpc
 from bruno_core import GrpcServer, create_channel
 
 from .conftest import Context, ScriptedEmbedding

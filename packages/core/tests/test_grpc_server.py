@@ -5,10 +5,10 @@ from typing import Any
 
 import grpc
 import pytest
-from bruno.embedding.v1 import embedding_pb2, embedding_pb2_grpc
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2
 
+from bruno.embedding.v1 import embedding_pb2, embedding_pb2_grpc
 from bruno_core import GrpcServer, check_health, create_channel
 
 from .conftest import Context, ScriptedEmbedding
@@ -91,9 +91,7 @@ async def test_message_size_limit_is_enforced(settings: Any) -> None:
     small = settings.model_copy(update={"grpc_max_message_bytes": 4096})
     server = GrpcServer("embedding", small, listen_addr="127.0.0.1:0")
     embedding_pb2_grpc.add_EmbeddingServiceServicer_to_server(ScriptedEmbedding(), server.grpc)
-    port = await server.start(
-        [embedding_pb2.DESCRIPTOR.services_by_name["EmbeddingService"]]
-    )
+    port = await server.start([embedding_pb2.DESCRIPTOR.services_by_name["EmbeddingService"]])
     try:
         async with create_channel(f"127.0.0.1:{port}") as channel:
             stub = embedding_pb2_grpc.EmbeddingServiceStub(channel)

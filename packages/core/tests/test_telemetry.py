@@ -4,11 +4,11 @@ import io
 import json
 import logging
 
-from bruno.embedding.v1 import embedding_pb2, embedding_pb2_grpc
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from bruno.embedding.v1 import embedding_pb2, embedding_pb2_grpc
 from bruno_core import GrpcServer, configure_logging, configure_tracing, create_channel
 from bruno_core.logs import TraceContextFilter
 

@@ -9,8 +9,9 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from bruno_testing.ollama_standin import OllamaStandIn, echo_reply, hashed_embedding
 from ollama import AsyncClient, ChatResponse, ResponseError
+
+from bruno_testing.ollama_standin import OllamaStandIn, echo_reply, hashed_embedding
 
 QUESTION = [
     {"role": "system", "content": "Answer from the passages."},

@@ -42,7 +42,7 @@ def service_config(timeout_seconds: float, max_attempts: int = 4) -> dict[str, A
                     "retryableStatusCodes": ["UNAVAILABLE"],
                 },
             }
-        ]
+        ],
     }
 
 
