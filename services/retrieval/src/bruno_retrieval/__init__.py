@@ -1,0 +1,21 @@
+"""Agent Bruno's retrieval service: chunking, embedding through the embedding service, storing
+and searching documents in LanceDB."""
+
+from bruno_retrieval.chunking import Chunk, chunk_text, estimate_tokens
+from bruno_retrieval.config import RetrievalSettings
+from bruno_retrieval.embedding_client import EmbeddingClient
+from bruno_retrieval.server import RetrievalServicer, create_server, main
+from bruno_retrieval.store import Embedder, KnowledgeStore
+
+__all__ = [
+    "Chunk",
+    "Embedder",
+    "EmbeddingClient",
+    "KnowledgeStore",
+    "RetrievalServicer",
+    "RetrievalSettings",
+    "chunk_text",
+    "create_server",
+    "estimate_tokens",
+    "main",
+]

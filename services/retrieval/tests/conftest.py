@@ -1,0 +1,73 @@
+"""Shared test support: a deterministic in-process embedder and a store over LanceDB in tmp_path."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+import re
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+
+import pytest
+
+from bruno.embedding.v1 import embedding_pb2
+from bruno_core import Unavailable
+from bruno_retrieval.store import KnowledgeStore
+
+DIMENSION = 64
+
+
+def hash_vector(text: str, dimension: int = DIMENSION) -> list[float]:
+    """A bag-of-words vector: each word adds 1 to the slot its hash picks. Texts that share
+    words point the same way, so vector search behaves like a crude keyword model."""
+    vector = [0.0] * dimension
+    vector[0] = 0.01  # never the zero vector, whose cosine distance is undefined
+    for word in re.findall(r"\w+", text.lower()):
+        digest = hashlib.blake2b(word.encode(), digest_size=4).digest()
+        vector[1 + int.from_bytes(digest) % (dimension - 1)] += 1.0
+    norm = math.sqrt(sum(value * value for value in vector))
+    return [value / norm for value in vector]
+
+
+class FakeEmbedder:
+    """Embeds with :func:`hash_vector`, records every call and fails when told to."""
+
+    def __init__(self, dimension: int = DIMENSION) -> None:
+        self.dimension = dimension
+        self.calls: list[tuple[list[str], int]] = []
+        self.failing = False
+
+    async def embed(
+        self, texts: Sequence[str], input_type: embedding_pb2.InputType.ValueType
+    ) -> list[list[float]]:
+        self.calls.append((list(texts), input_type))
+        await asyncio.sleep(0)  # a real embedder yields to the loop while it works
+        if self.failing:
+            raise Unavailable("embedding service: connection refused")
+        return [hash_vector(text, self.dimension) for text in texts]
+
+    @property
+    def document_calls(self) -> int:
+        return sum(1 for _, kind in self.calls if kind == embedding_pb2.INPUT_TYPE_DOCUMENT)
+
+
+@pytest.fixture
+def embedder() -> FakeEmbedder:
+    return FakeEmbedder()
+
+
+@pytest.fixture
+def make_embedder() -> Callable[[int], FakeEmbedder]:
+    """Embedders of a chosen dimension (test files cannot import this module by name)."""
+    return FakeEmbedder
+
+
+@pytest.fixture
+async def store(tmp_path: Path, embedder: FakeEmbedder) -> AsyncIterator[KnowledgeStore]:
+    # Small chunks so short test documents span several of them.
+    knowledge = await KnowledgeStore.open(
+        str(tmp_path / "lancedb"), embedder, chunk_size_tokens=32, chunk_overlap_tokens=8
+    )
+    yield knowledge
+    knowledge.close()

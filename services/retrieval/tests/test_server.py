@@ -1,0 +1,336 @@
+"""The retrieval service over real gRPC, embedding through a real (hashing) embedding server."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import pytest
+
+from bruno.embedding.v1 import embedding_pb2, embedding_pb2_grpc
+from bruno.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
+from bruno_core import GrpcServer, GrpcServerSettings, check_health, create_channel
+from bruno_retrieval.config import RetrievalSettings
+from bruno_retrieval.embedding_client import EmbeddingClient
+from bruno_retrieval.server import SERVICE, create_server
+
+if TYPE_CHECKING:
+    from conftest import FakeEmbedder
+
+MAX_BATCH = 4
+RUNBOOK = (
+    "# Backups\n\n"
+    "Velero snapshots every persistent volume at night. Snapshots are kept for thirty days.\n\n"
+    "## Restore\n\n"
+    "To restore a namespace, pick the latest snapshot and run velero restore create. "
+    "Check that the pods come back and the volumes are mounted.\n\n"
+    "# Certificates\n\n"
+    "Cert-manager renews certificates thirty days before they expire. "
+    "If a renewal fails, the ingress keeps serving the old certificate until it expires.\n"
+)
+
+# Enough sections to need several embedding batches.
+LONG_RUNBOOK = RUNBOOK + "".join(
+    f"\n## Note {n}\n\nVelero note number {n} about volumes.\n" for n in range(8)
+)
+
+
+class HashingEmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
+    """An embedding service with a small batch limit that can be told to break mid-document."""
+
+    def __init__(self, embedder: FakeEmbedder) -> None:
+        self.embedder = embedder
+        self.batch_sizes: list[int] = []
+        self.fail_after_requests: int | None = None
+
+    async def Embed(
+        self, request: embedding_pb2.EmbedRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> embedding_pb2.EmbedResponse:
+        self.batch_sizes.append(len(request.texts))
+        if len(request.texts) > MAX_BATCH:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "batch too large")
+        if (
+            self.fail_after_requests is not None
+            and len(self.batch_sizes) > self.fail_after_requests
+        ):
+            await context.abort(grpc.StatusCode.INTERNAL, "model crashed")
+        vectors = await self.embedder.embed(list(request.texts), request.input_type)
+        return embedding_pb2.EmbedResponse(
+            vectors=[embedding_pb2.Vector(values=vector) for vector in vectors],
+            model="hash-64",
+            dimension=self.embedder.dimension,
+        )
+
+    async def Info(
+        self, request: embedding_pb2.InfoRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> embedding_pb2.InfoResponse:
+        return embedding_pb2.InfoResponse(
+            model="hash-64",
+            dimension=self.embedder.dimension,
+            backend="onnx",
+            max_batch_size=MAX_BATCH,
+            max_input_tokens=256,
+        )
+
+
+@dataclasses.dataclass
+class Services:
+    retrieval: retrieval_pb2_grpc.RetrievalServiceAsyncStub
+    channel: grpc.aio.Channel
+    embedding: HashingEmbeddingServicer
+    embedding_server: GrpcServer
+    embedding_stopped: bool = False
+
+    async def stop_embedding(self) -> None:
+        await self.embedding_server.stop()
+        self.embedding_stopped = True
+
+
+@pytest.fixture
+async def services(tmp_path: Path, embedder: FakeEmbedder) -> AsyncIterator[Services]:
+    embedding = HashingEmbeddingServicer(embedder)
+    embedding_server = GrpcServer(
+        "embedding", GrpcServerSettings(grpc_grace_seconds=0), listen_addr="127.0.0.1:0"
+    )
+    embedding_pb2_grpc.add_EmbeddingServiceServicer_to_server(embedding, embedding_server.grpc)
+    embedding_port = await embedding_server.start(
+        [embedding_pb2.DESCRIPTOR.services_by_name["EmbeddingService"]]
+    )
+    settings = RetrievalSettings(
+        retrieval_listen_addr="127.0.0.1:0",
+        embedding_addr=f"127.0.0.1:{embedding_port}",
+        embedding_timeout_seconds=5,
+        lancedb_uri=str(tmp_path / "lancedb"),
+        max_document_bytes=20_000,
+        chunk_size_tokens=32,
+        chunk_overlap_tokens=8,
+        grpc_grace_seconds=0,
+    )
+    embedding_client = EmbeddingClient.from_settings(settings)
+    server = await create_server(settings, embedder=embedding_client)
+    port = await server.start([SERVICE])
+    channel = create_channel(f"127.0.0.1:{port}", timeout_seconds=20)
+    running = Services(
+        retrieval_pb2_grpc.RetrievalServiceStub(channel), channel, embedding, embedding_server
+    )
+    yield running
+    await channel.close()
+    await server.stop()
+    await embedding_client.close()
+    if not running.embedding_stopped:
+        await embedding_server.stop()
+
+
+async def status_of(call: Any) -> grpc.StatusCode:
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await call
+    code: grpc.StatusCode = raised.value.code()
+    return code
+
+
+def ingest_request(**fields: Any) -> retrieval_pb2.IngestDocumentRequest:
+    return retrieval_pb2.IngestDocumentRequest(
+        **({"document_id": "runbook.md", "text": RUNBOOK} | fields)
+    )
+
+
+async def test_health_reports_serving_once_started(services: Services) -> None:
+    assert await check_health(services.channel, SERVICE.full_name) == "SERVING"
+
+
+async def test_a_document_goes_through_its_whole_life_over_grpc(services: Services) -> None:
+    stub = services.retrieval
+    created = await stub.IngestDocument(
+        ingest_request(title="Runbook", source="git://ops", metadata={"team": "platform"})
+    )
+    assert created.outcome == retrieval_pb2.INGEST_OUTCOME_CREATED
+    assert (created.collection, created.document_id) == ("default", "runbook.md")
+    assert created.chunks > 1
+    again = await stub.IngestDocument(ingest_request())
+    assert again.outcome == retrieval_pb2.INGEST_OUTCOME_UNCHANGED
+
+    found = await stub.Search(retrieval_pb2.SearchRequest(query="velero restore namespace"))
+    assert found.mode == retrieval_pb2.SEARCH_MODE_HYBRID
+    best = found.hits[0]
+    assert (best.document_id, best.title, best.source) == ("runbook.md", "Runbook", "git://ops")
+    assert best.chunk_id == f"runbook.md:{best.chunk_index}"
+    assert dict(best.metadata) == {"team": "platform"}
+    assert "velero restore create" in best.text
+
+    [listed] = (await stub.ListDocuments(retrieval_pb2.ListDocumentsRequest())).documents
+    assert (listed.document_id, listed.chunks, listed.content_hash) == (
+        "runbook.md",
+        created.chunks,
+        created.content_hash,
+    )
+    assert listed.ingested_at.seconds > 0
+
+    replaced = await stub.IngestDocument(ingest_request(text="Backups now run hourly."))
+    assert (replaced.outcome, replaced.chunks) == (retrieval_pb2.INGEST_OUTCOME_REPLACED, 1)
+
+    deleted = await stub.DeleteDocument(
+        retrieval_pb2.DeleteDocumentRequest(document_id="runbook.md")
+    )
+    assert deleted.chunks_deleted == 1
+    after = await stub.Search(retrieval_pb2.SearchRequest(query="backups velero"))
+    assert list(after.hits) == []
+    gone = stub.DeleteDocument(retrieval_pb2.DeleteDocumentRequest(document_id="runbook.md"))
+    assert await status_of(gone) == grpc.StatusCode.NOT_FOUND
+
+
+@pytest.mark.parametrize(
+    "mode",
+    [
+        retrieval_pb2.SEARCH_MODE_VECTOR,
+        retrieval_pb2.SEARCH_MODE_TEXT,
+        retrieval_pb2.SEARCH_MODE_HYBRID,
+    ],
+)
+async def test_search_reports_the_mode_it_used(services: Services, mode: int) -> None:
+    await services.retrieval.IngestDocument(ingest_request())
+
+    found = await services.retrieval.Search(
+        retrieval_pb2.SearchRequest(query="certificates renewal", top_k=2, mode=mode)  # type: ignore[arg-type]
+    )
+
+    assert found.mode == mode
+    assert 1 <= len(found.hits) <= 2
+    assert "certificate" in found.hits[0].text
+
+
+async def test_top_k_zero_means_the_default_of_five(services: Services) -> None:
+    for n in range(8):
+        await services.retrieval.IngestDocument(
+            retrieval_pb2.IngestDocumentRequest(document_id=f"d{n}", text=f"Velero note {n}.")
+        )
+
+    found = await services.retrieval.Search(retrieval_pb2.SearchRequest(query="velero note"))
+
+    assert len(found.hits) == 5
+
+
+async def test_embedding_requests_respect_the_servers_batch_limit(services: Services) -> None:
+    created = await services.retrieval.IngestDocument(ingest_request(text=LONG_RUNBOOK))
+
+    assert created.chunks > MAX_BATCH
+    assert sum(services.embedding.batch_sizes) == created.chunks
+    assert max(services.embedding.batch_sizes) == MAX_BATCH
+
+
+async def test_list_documents_pages_over_grpc(services: Services) -> None:
+    for name in ["c", "a", "b"]:
+        await services.retrieval.IngestDocument(
+            retrieval_pb2.IngestDocumentRequest(collection="notes", document_id=name, text=name * 3)
+        )
+
+    first = await services.retrieval.ListDocuments(
+        retrieval_pb2.ListDocumentsRequest(collection="notes", limit=2)
+    )
+    second = await services.retrieval.ListDocuments(
+        retrieval_pb2.ListDocumentsRequest(collection="notes", limit=2, cursor=first.next_cursor)
+    )
+
+    assert [d.document_id for d in first.documents] == ["a", "b"]
+    assert ([d.document_id for d in second.documents], second.next_cursor) == (["c"], "")
+
+
+INVALID_CALLS = [
+    ("IngestDocument", ingest_request(text=""), grpc.StatusCode.INVALID_ARGUMENT),
+    ("IngestDocument", ingest_request(text="x" * 20_001), grpc.StatusCode.RESOURCE_EXHAUSTED),
+    ("IngestDocument", ingest_request(collection="Bad Name"), grpc.StatusCode.INVALID_ARGUMENT),
+    ("IngestDocument", ingest_request(document_id="a\nb"), grpc.StatusCode.INVALID_ARGUMENT),
+    (
+        "IngestDocument",
+        ingest_request(metadata={str(n): "v" for n in range(65)}),
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    ),
+    ("IngestDocument", ingest_request(title="t" * 1001), grpc.StatusCode.RESOURCE_EXHAUSTED),
+    ("Search", retrieval_pb2.SearchRequest(query=""), grpc.StatusCode.INVALID_ARGUMENT),
+    ("Search", retrieval_pb2.SearchRequest(query="q", top_k=51), grpc.StatusCode.INVALID_ARGUMENT),
+    ("Search", retrieval_pb2.SearchRequest(query="q", mode=9), grpc.StatusCode.INVALID_ARGUMENT),  # type: ignore[arg-type]
+    (
+        "Search",
+        retrieval_pb2.SearchRequest(query="q", collection="missing"),
+        grpc.StatusCode.NOT_FOUND,
+    ),
+    (
+        "ListDocuments",
+        retrieval_pb2.ListDocumentsRequest(limit=501),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    ),
+    (
+        "ListDocuments",
+        retrieval_pb2.ListDocumentsRequest(collection="missing"),
+        grpc.StatusCode.NOT_FOUND,
+    ),
+    (
+        "DeleteDocument",
+        retrieval_pb2.DeleteDocumentRequest(document_id="nope"),
+        grpc.StatusCode.NOT_FOUND,
+    ),
+    ("DeleteDocument", retrieval_pb2.DeleteDocumentRequest(), grpc.StatusCode.INVALID_ARGUMENT),
+]
+
+
+@pytest.mark.parametrize(("method", "request_message", "code"), INVALID_CALLS)
+async def test_bad_requests_get_the_matching_status(
+    services: Services, method: str, request_message: Any, code: grpc.StatusCode
+) -> None:
+    assert await status_of(getattr(services.retrieval, method)(request_message)) == code
+
+
+async def test_ingest_is_unavailable_when_embedding_is_down_and_writes_nothing(
+    services: Services,
+) -> None:
+    stub = services.retrieval
+    kept = await stub.IngestDocument(ingest_request())
+    await services.stop_embedding()
+
+    new = stub.IngestDocument(ingest_request(document_id="new.md"), timeout=15)
+    replace = stub.IngestDocument(ingest_request(text="Backups run hourly now."), timeout=15)
+
+    # UNAVAILABLE, not DEADLINE_EXCEEDED: the failure is reported before the caller gives up.
+    assert await status_of(new) == grpc.StatusCode.UNAVAILABLE
+    assert await status_of(replace) == grpc.StatusCode.UNAVAILABLE
+    listed = (await stub.ListDocuments(retrieval_pb2.ListDocumentsRequest())).documents
+    assert [(d.document_id, d.content_hash) for d in listed] == [("runbook.md", kept.content_hash)]
+    # Text search needs no embedding, so it still reads the intact old version.
+    found = await stub.Search(
+        retrieval_pb2.SearchRequest(query="velero", top_k=50, mode=retrieval_pb2.SEARCH_MODE_TEXT)
+    )
+    assert found.hits
+    assert all(hit.document_id == "runbook.md" for hit in found.hits)
+    vector = stub.Search(retrieval_pb2.SearchRequest(query="velero"), timeout=15)
+    assert await status_of(vector) == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_ingest_is_unavailable_when_embedding_never_answered(services: Services) -> None:
+    await services.stop_embedding()
+
+    call = services.retrieval.IngestDocument(ingest_request(), timeout=15)
+
+    assert await status_of(call) == grpc.StatusCode.UNAVAILABLE
+    assert (
+        list(
+            (await services.retrieval.ListDocuments(retrieval_pb2.ListDocumentsRequest())).documents
+        )
+        == []
+    )
+
+
+async def test_embedding_failure_mid_document_writes_nothing(services: Services) -> None:
+    services.embedding.fail_after_requests = 1  # the first batch succeeds, the second fails
+
+    call = services.retrieval.IngestDocument(ingest_request(text=LONG_RUNBOOK))
+
+    assert await status_of(call) == grpc.StatusCode.INTERNAL
+    assert len(services.embedding.batch_sizes) == 2
+    assert (
+        list(
+            (await services.retrieval.ListDocuments(retrieval_pb2.ListDocumentsRequest())).documents
+        )
+        == []
+    )
