@@ -86,10 +86,36 @@ async def test_an_unreachable_service_is_unavailable_and_named() -> None:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await stub.Embed(embedding_pb2.EmbedRequest(texts=["x"]))
     error = from_rpc_error(caught.value, service="embedding")
+    # Refused until the retries use up the deadline: either way the service is named, and the
+    # runtime's own words, which name the address, stay out of the public detail.
     assert isinstance(error, Unavailable)
-    assert error.detail.startswith("embedding service")
-    assert error.http_status in (503, 504)
+    assert error.detail in (
+        "the embedding service is unavailable",
+        "the embedding service did not answer in time",
+    )
+    assert error.transport_detail
+
+
+async def test_a_status_the_server_did_not_send_on_purpose_gets_a_plain_detail(
+    served: tuple[object, ScriptedEmbedding, str],
+) -> None:
+    _, servicer, addr = served
+
+    async def raw_abort(_call: int, context: Context) -> None:
+        await context.abort(grpc.StatusCode.NOT_FOUND, "internal table c_default at /data")
+
+    servicer.behaviour = raw_abort
+    async with bruno_core.create_channel(addr) as channel:
+        stub = embedding_pb2_grpc.EmbeddingServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.Embed(embedding_pb2.EmbedRequest(texts=["x"]))
+    error = from_rpc_error(caught.value, service="embedding")
+    assert isinstance(error, NotFound)
+    assert "/data" not in error.detail
+    assert error.transport_detail == "internal table c_default at /data"
 
 
 def test_a_non_grpc_error_maps_to_internal() -> None:
-    assert isinstance(from_rpc_error(grpc.RpcError("boom"), service="x"), Internal)
+    error = from_rpc_error(grpc.RpcError("boom"), service="x")
+    assert isinstance(error, Internal)
+    assert error.detail == "the x service failed"

@@ -14,14 +14,15 @@ from typing import Any, Protocol
 import grpc
 import httpx
 import pytest
-from bruno.embedding.v1 import embedding_pb2
-from bruno.generation.v1 import generation_pb2, generation_pb2_grpc
-from bruno.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
-from bruno_core import GrpcServer, GrpcServerSettings
-from bruno_edge import EdgeSettings, create_app
 from fastapi import FastAPI
 from google.protobuf.timestamp_pb2 import Timestamp
 from typing_extensions import override
+
+from bruno.embedding.v1 import embedding_pb2
+from bruno.generation.v1 import generation_pb2, generation_pb2_grpc
+from bruno.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
+from bruno_core import BrunoError, GrpcServer, GrpcServerSettings, NotFound, abort_with
+from bruno_edge import EdgeSettings, create_app
 
 Context = grpc.aio.ServicerContext[Any, Any]
 CHUNK_CHARS = 100
@@ -50,9 +51,13 @@ class FakeRetrieval(retrieval_pb2_grpc.RetrievalServiceServicer):
     def __init__(self) -> None:
         self.documents: dict[tuple[str, str], StoredDocument] = {}
         self.searches: list[retrieval_pb2.SearchRequest] = []
-        self.fail_with: grpc.StatusCode | None = None
+        # A status code fails like the gRPC runtime would (its detail names an address); a
+        # domain error fails like a Bruno service does, through abort_with.
+        self.fail_with: grpc.StatusCode | BrunoError | None = None
 
     async def _maybe_fail(self, context: Context) -> None:
+        if isinstance(self.fail_with, BrunoError):
+            await abort_with(context, self.fail_with)
         if self.fail_with is not None:
             await context.abort(self.fail_with, "injected failure at 10.0.0.7:50052")
 
@@ -154,9 +159,7 @@ class FakeRetrieval(retrieval_pb2_grpc.RetrievalServiceServicer):
         await self._maybe_fail(context)
         stored = self.documents.pop((request.collection, request.document_id), None)
         if stored is None:
-            await context.abort(
-                grpc.StatusCode.NOT_FOUND, f"document {request.document_id!r} not found"
-            )
+            await abort_with(context, NotFound(f"document {request.document_id!r} not found"))
         return retrieval_pb2.DeleteDocumentResponse(chunks_deleted=len(stored.chunks))
 
 

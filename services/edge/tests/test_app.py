@@ -4,6 +4,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 import pytest
+
 from bruno.retrieval.v1 import retrieval_pb2
 from bruno_edge import __version__, create_app
 from bruno_edge.api.deps import EdgeState

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+
 from bruno_edge import cli
 
 if TYPE_CHECKING:

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 import pytest
-from bruno_edge.config import EdgeSettings, is_loopback
 from pydantic import ValidationError
+
+from bruno_edge.config import EdgeSettings, is_loopback
 
 
 def test_api_keys_come_from_a_comma_separated_variable(monkeypatch: pytest.MonkeyPatch) -> None:

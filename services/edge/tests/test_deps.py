@@ -3,8 +3,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pytest
-from bruno_edge.api.deps import key_matches
 from pydantic import SecretStr
+
+from bruno_edge.api.deps import key_matches
 
 if TYPE_CHECKING:
     from conftest import EdgeFactory

@@ -4,6 +4,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
 from bruno_edge.limits import current_limits
 
 if TYPE_CHECKING:

@@ -6,6 +6,7 @@ from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any
 
 import grpc
+
 from bruno_core.errors import PROBLEM_CONTENT_TYPE
 
 if TYPE_CHECKING:

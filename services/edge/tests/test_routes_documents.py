@@ -3,7 +3,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import grpc
-from bruno_core.errors import PROBLEM_CONTENT_TYPE
+
+from bruno_core.errors import PROBLEM_CONTENT_TYPE, InvalidInput
 
 if TYPE_CHECKING:
     from conftest import Edge
@@ -130,9 +131,9 @@ async def test_retrieval_unavailable_on_ingest_is_a_503_problem(edge: Edge) -> N
 
 
 async def test_retrieval_invalid_argument_keeps_its_detail_as_422(edge: Edge) -> None:
-    edge.retrieval.fail_with = grpc.StatusCode.INVALID_ARGUMENT
+    edge.retrieval.fail_with = InvalidInput("collection 'x' was built with another model")
 
     response = await edge.client.post("/api/v1/documents", json={"text": "t"})
 
     assert response.status_code == 422
-    assert response.json()["detail"] == "injected failure at 10.0.0.7:50052"
+    assert response.json()["detail"] == "collection 'x' was built with another model"

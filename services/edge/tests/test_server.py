@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from bruno_edge import server
 from bruno_edge.config import EdgeSettings
 

@@ -21,6 +21,8 @@ from typing import Any, ClassVar, NoReturn
 import grpc
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
+#: Trailing-metadata key that marks a status as sent on purpose by a Bruno server.
+DOMAIN_ERROR_KEY = "bruno-error"
 _PROBLEM_TYPE_BASE = "https://github.com/agent-bruno/agent-bruno/blob/main/docs/errors.md#"
 
 
@@ -35,6 +37,8 @@ class BrunoError(Exception):
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
+        #: What the gRPC runtime said, for logs only (it may name internal addresses).
+        self.transport_detail = ""
 
     def problem(self, instance: str | None = None) -> dict[str, Any]:
         """The RFC 9457 problem document for this error."""
@@ -118,24 +122,43 @@ _BY_CODE: dict[grpc.StatusCode, type[BrunoError]] = {
 # Codes no Bruno server sends on purpose but the gRPC runtime can produce.
 _BY_CODE[grpc.StatusCode.CANCELLED] = Unavailable
 _BY_CODE[grpc.StatusCode.UNKNOWN] = Internal
-_BY_CODE[grpc.StatusCode.INVALID_ARGUMENT] = InvalidInput
 _BY_CODE[grpc.StatusCode.OUT_OF_RANGE] = InvalidInput
 _BY_CODE[grpc.StatusCode.ALREADY_EXISTS] = Conflict
 
 
 def from_rpc_error(error: grpc.RpcError, *, service: str) -> BrunoError:
-    """The domain error a failed call to ``service`` stands for."""
-    if isinstance(error, grpc.aio.AioRpcError):
-        code, details = error.code(), error.details() or ""
+    """The domain error a failed call to ``service`` stands for.
+
+    A status that a Bruno server sent on purpose (through :func:`abort_with`, which marks it
+    in the trailing metadata) keeps its detail: it was written for the caller. A status that the
+    gRPC runtime made up (connection refused, deadline passed) gets a plain detail naming the
+    service instead, since the runtime's text names internal addresses; that text stays on the
+    error as ``transport_detail`` for the caller's log.
+    """
+    if not isinstance(error, grpc.aio.AioRpcError):
+        mapped: BrunoError = Internal(f"the {service} service failed")
+        mapped.transport_detail = str(error)
+        return mapped
+    cls = _BY_CODE.get(error.code(), Internal)
+    if _is_domain_status(error):
+        return cls(error.details() or f"the {service} service failed")
+    if issubclass(cls, DeadlineExceeded):
+        mapped = cls(f"the {service} service did not answer in time")
+    elif issubclass(cls, Unavailable):
+        mapped = cls(f"the {service} service is unavailable")
     else:
-        code, details = grpc.StatusCode.UNKNOWN, str(error)
-    cls = _BY_CODE.get(code, Internal)
-    if cls in (Unavailable, DeadlineExceeded):
-        return cls(f"{service} service: {details or code.name.lower()}")
-    return cls(details or f"{service} service failed ({code.name})")
+        mapped = cls(f"the {service} service failed ({error.code().name})")
+    mapped.transport_detail = error.details() or ""
+    return mapped
+
+
+def _is_domain_status(error: grpc.aio.AioRpcError) -> bool:
+    return any(key == DOMAIN_ERROR_KEY for key, _ in error.trailing_metadata() or ())
 
 
 async def abort_with(context: grpc.aio.ServicerContext[Any, Any], error: BrunoError) -> NoReturn:
-    """End the current RPC with the status that ``error`` maps to."""
-    await context.abort(error.grpc_code, error.detail)
+    """End the current RPC with the status that ``error`` maps to, marked as a domain error."""
+    await context.abort(
+        error.grpc_code, error.detail, trailing_metadata=((DOMAIN_ERROR_KEY, error.slug),)
+    )
     raise AssertionError("context.abort returned")  # pragma: no cover - abort always raises

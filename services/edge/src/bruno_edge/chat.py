@@ -23,7 +23,6 @@ from typing import Any
 from bruno.generation.v1 import generation_pb2
 from bruno.retrieval.v1 import retrieval_pb2
 from bruno_core import BrunoError, Internal
-
 from bruno_edge.clients import Downstreams, rpc_errors
 from bruno_edge.config import EdgeSettings
 from bruno_edge.metrics import EdgeMetrics

@@ -14,19 +14,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import grpc
+
 from bruno.embedding.v1 import embedding_pb2
 from bruno.generation.v1 import generation_pb2, generation_pb2_grpc
 from bruno.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from bruno_core import (
-    BrunoError,
-    DeadlineExceeded,
-    Internal,
-    Unavailable,
     create_channel,
     from_rpc_error,
 )
 from bruno_core.grpc_client import check_health
-
 from bruno_edge.config import EdgeSettings
 
 log = logging.getLogger(__name__)
@@ -43,28 +39,24 @@ HEALTH_SERVICE_NAMES = {
 def rpc_errors(service: str) -> Iterator[None]:
     """Re-raise a failed call to ``service`` as the domain error it stands for.
 
-    Details of client errors (invalid input, not found …) are meant for the caller and pass
-    through; those of server-side failures name internal addresses and go to the log instead.
+    :func:`bruno_core.from_rpc_error` keeps the details our services wrote for the caller
+    (``the embedding service is unavailable``) and replaces what the gRPC runtime said, which
+    names internal addresses; that goes to the log.
     """
     try:
         yield
     except grpc.aio.AioRpcError as error:
         mapped = from_rpc_error(error, service=service)
-        if mapped.http_status < 500:
-            raise mapped from error
-        log.warning(
-            "downstream call failed",
-            extra={"downstream": service, "code": error.code().name, "details": error.details()},
-        )
-        raise _public_failure(mapped, service) from error
-
-
-def _public_failure(error: BrunoError, service: str) -> BrunoError:
-    if isinstance(error, DeadlineExceeded):
-        return DeadlineExceeded(f"the {service} service did not answer in time")
-    if isinstance(error, Unavailable):
-        return Unavailable(f"the {service} service is unavailable")
-    return Internal(f"the {service} service failed")
+        if mapped.http_status >= 500:
+            log.warning(
+                "downstream call failed",
+                extra={
+                    "downstream": service,
+                    "code": error.code().name,
+                    "details": mapped.transport_detail or mapped.detail,
+                },
+            )
+        raise mapped from error
 
 
 class Downstreams:

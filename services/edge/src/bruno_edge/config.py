@@ -5,6 +5,9 @@ from __future__ import annotations
 import ipaddress
 from typing import Annotated, Any
 
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import NoDecode
+
 from bruno_core.settings import (
     DEFAULT_EMBEDDING_ADDR,
     DEFAULT_GENERATION_ADDR,
@@ -12,8 +15,6 @@ from bruno_core.settings import (
     MIB,
     BrunoSettings,
 )
-from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import NoDecode
 
 
 def is_loopback(host: str) -> bool:

@@ -13,10 +13,10 @@ import json
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-from bruno_core import BrunoError, InvalidInput, LimitExceeded
-from bruno_core.errors import PROBLEM_CONTENT_TYPE
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bruno_core import BrunoError, InvalidInput, LimitExceeded
+from bruno_core.errors import PROBLEM_CONTENT_TYPE
 from bruno_edge.config import EdgeSettings
 from bruno_edge.problems import ProblemException
 

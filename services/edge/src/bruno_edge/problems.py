@@ -12,12 +12,13 @@ from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
 
-from bruno_core import BrunoError, Internal, InvalidInput, Unauthenticated
-from bruno_core.errors import PROBLEM_CONTENT_TYPE
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from bruno_core import BrunoError, Internal, InvalidInput, Unauthenticated
+from bruno_core.errors import PROBLEM_CONTENT_TYPE
 
 log = logging.getLogger(__name__)
 

@@ -2,17 +2,22 @@
 
 uvicorn stops gracefully on SIGTERM/SIGINT: it stops accepting, lets in-flight requests finish
 for up to :data:`SHUTDOWN_GRACE_SECONDS`, then runs the lifespan exit that closes the channels.
+The process then exits 0, like the gRPC services, instead of re-raising the signal.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+from collections.abc import Generator
+from contextlib import contextmanager
+from types import FrameType
 
 import uvicorn
-from bruno_core import configure_logging, configure_tracing
 from pydantic import ValidationError
 
+from bruno_core import configure_logging, configure_tracing
 from bruno_edge.app import create_app
 from bruno_edge.config import EdgeSettings, is_loopback
 
@@ -43,6 +48,26 @@ def _load_settings() -> EdgeSettings:
         raise SystemExit(EXIT_CONFIG_ERROR) from None
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, ending with exit status 0 after a graceful stop on SIGTERM/SIGINT.
+
+    Stock uvicorn re-raises the captured signal once it has shut down, so a clean stop looks
+    like a kill to supervisors (honcho, tests, shells). A second signal still forces the exit.
+    """
+
+    @contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        def on_signal(sig: int, frame: FrameType | None) -> None:
+            self.handle_exit(sig, frame)
+
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
 def main() -> None:
     settings = _load_settings()
     configure_logging("edge", level=settings.log_level, fmt=settings.log_format)
@@ -60,4 +85,4 @@ def main() -> None:
         timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
         server_header=False,
     )
-    uvicorn.Server(config).run()
+    _Server(config).run()

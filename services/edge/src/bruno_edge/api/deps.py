@@ -9,11 +9,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Annotated
 
-from bruno_core import Unauthenticated, Unavailable
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import SecretStr
 
+from bruno_core import Unauthenticated, Unavailable
 from bruno_edge.chat import ChatService
 from bruno_edge.clients import Downstreams
 from bruno_edge.config import EdgeSettings, is_loopback

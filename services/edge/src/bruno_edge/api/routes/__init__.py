@@ -6,7 +6,6 @@ from http import HTTPStatus
 from typing import Any
 
 from bruno_core.errors import PROBLEM_CONTENT_TYPE
-
 from bruno_edge.schemas import Problem
 
 # Each router carries the whole prefix itself (rather than inheriting it from an enclosing

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from bruno_core import Unavailable
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from bruno_core import Unavailable
 from bruno_edge.api.deps import DownstreamsDep, StateDep
 from bruno_edge.api.routes import problem_responses
 from bruno_edge.problems import problem_response

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from bruno.retrieval.v1 import retrieval_pb2
 from fastapi import APIRouter
 
+from bruno.retrieval.v1 import retrieval_pb2
 from bruno_edge.api.deps import DownstreamsDep, SettingsDep
 from bruno_edge.api.routes import API_PREFIX, problem_responses
 from bruno_edge.clients import rpc_errors

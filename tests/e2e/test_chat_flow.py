@@ -1,0 +1,127 @@
+"""The whole path a user takes: ingest a document, find it, be answered from it, delete it."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from bruno_testing.ollama_standin import OllamaStandIn
+from bruno_testing.system import BrunoSystem
+
+from .sse import read_events
+
+GPU_DOC = {
+    "id": "runbooks/gpu-node",
+    "title": "GPU node",
+    "source": "runbooks/gpu-node.md",
+    "text": (
+        "# GPU node\n\nOllama runs on the node labelled gpu=true. It has an NVIDIA RTX 3060 "
+        "graphics card with 12 GB of memory, enough for 8 billion parameter models."
+    ),
+    "metadata": {"team": "homelab"},
+}
+BACKUP_DOC = {
+    "id": "runbooks/backups",
+    "title": "Backups",
+    "source": "runbooks/backups.md",
+    "text": (
+        "# Backups\n\nVelero takes an hourly backup of the namespace, kept for 30 days, "
+        "and a daily backup kept for 90 days."
+    ),
+}
+QUESTION = "Which graphics card does the GPU node have?"
+
+
+def ingest(edge: httpx.Client, doc: dict[str, object]) -> httpx.Response:
+    return edge.post("/api/v1/documents", json=doc)
+
+
+def test_ready_names_every_downstream_when_all_serve(edge: httpx.Client) -> None:
+    response = edge.get("/ready")
+    assert response.status_code == 200
+    assert set(response.json()["checks"]) == {"retrieval", "generation", "embedding"}
+
+
+def test_an_ingested_document_is_found_cited_and_gone_after_delete(
+    edge: httpx.Client, standin: OllamaStandIn
+) -> None:
+    created = ingest(edge, GPU_DOC)
+    assert created.status_code == 201, created.text
+    assert created.json()["document_id"] == GPU_DOC["id"]
+    assert created.json()["chunks"] >= 1
+    assert ingest(edge, BACKUP_DOC).status_code == 201
+
+    search = edge.post("/api/v1/search", json={"query": QUESTION, "top_k": 2})
+    assert search.status_code == 200, search.text
+    assert search.json()["results"][0]["document_id"] == GPU_DOC["id"]
+
+    chat = edge.post("/api/v1/chat", json={"message": QUESTION, "top_k": 2})
+    assert chat.status_code == 200, chat.text
+    body = chat.json()
+    assert body["citations"][0]["document_id"] == GPU_DOC["id"]
+    assert body["citations"][0]["title"] == "GPU node"
+    assert "RTX 3060" in body["citations"][0]["text"]
+    assert "[1]" in body["answer"]
+    assert body["fallback"] is False
+    assert body["model"].startswith("llama3.2")
+    assert set(body["timings_ms"]) >= {"retrieval_ms", "generation_ms", "total_ms"}
+    # The passage really reached the model, fenced in the prompt.
+    prompt = " ".join(m["content"] for m in standin.chat_requests[-1]["messages"])
+    assert "RTX 3060" in prompt
+    assert QUESTION in prompt
+
+    deleted = edge.delete(f"/api/v1/documents/{GPU_DOC['id']}")
+    assert deleted.status_code == 204
+    after = edge.post("/api/v1/chat", json={"message": QUESTION, "top_k": 2}).json()
+    assert GPU_DOC["id"] not in {c["document_id"] for c in after["citations"]}
+    results = edge.post("/api/v1/search", json={"query": QUESTION}).json()["results"]
+    assert GPU_DOC["id"] not in {r["document_id"] for r in results}
+
+
+def test_a_streamed_chat_sends_citations_then_tokens_then_done(edge: httpx.Client) -> None:
+    assert ingest(edge, GPU_DOC).status_code in (200, 201)
+    with edge.stream(
+        "POST", "/api/v1/chat", json={"message": QUESTION, "top_k": 1, "stream": True}
+    ) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = read_events(response.iter_lines())
+    names = [name for name, _ in events]
+    assert names[0] == "citations"
+    assert names[-1] == "done"
+    assert set(names[1:-1]) == {"token"}
+    assert events[0][1][0]["document_id"] == GPU_DOC["id"]
+    answer = "".join(data["text"] for name, data in events if name == "token")
+    assert "[1]" in answer
+    assert events[-1][1]["fallback"] is False
+
+
+def test_reingesting_the_same_text_is_a_noop(edge: httpx.Client) -> None:
+    ingest(edge, BACKUP_DOC)
+    again = ingest(edge, BACKUP_DOC)
+    assert again.status_code == 200
+    assert again.json()["status"] == "unchanged"
+    listed = edge.get("/api/v1/documents").json()["documents"]
+    assert [d["document_id"] for d in listed].count(BACKUP_DOC["id"]) == 1
+
+
+def test_bad_input_is_a_problem_document(edge: httpx.Client) -> None:
+    for payload in ({"message": ""}, {"message": "x" * 100_000}, {"message": "hi", "top_k": 0}):
+        response = edge.post("/api/v1/chat", json=payload)
+        assert response.status_code == 422, payload
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert response.json()["status"] == 422
+    missing = edge.delete("/api/v1/documents/no-such-document")
+    assert missing.status_code == 404
+    assert missing.headers["content-type"].startswith("application/problem+json")
+
+
+def test_every_service_stops_cleanly_on_sigterm(
+    tmp_path_factory: pytest.TempPathFactory, standin: OllamaStandIn
+) -> None:
+    system = BrunoSystem(tmp_path_factory.mktemp("sigterm"), ollama_host=standin.url)
+    try:
+        system.start()
+    finally:
+        exit_codes = system.stop()
+    assert exit_codes == dict.fromkeys(("edge", "generation", "retrieval", "embedding"), 0)
