@@ -2,6 +2,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+
 from bruno_pipelines import PYTHON_IMAGE, TYPED_TREES, UV_VERSION, checks, source
 from bruno_pipelines.checks import UV_CACHE_DIR, UV_CACHE_VOLUME, lint
 from bruno_pipelines.offline import Call, Query, capture, offline_client

@@ -6,6 +6,8 @@ import anyio
 import dagger
 import gql
 import pytest
+from dagger._exceptions import QueryErrorValue
+
 from bruno_pipelines.cli import (
     STAGES,
     Stage,
@@ -17,7 +19,6 @@ from bruno_pipelines.cli import (
 )
 from bruno_pipelines.images import ImageLabels
 from bruno_pipelines.offline import offline_client
-from dagger._exceptions import QueryErrorValue
 
 STAGE_NAMES = ["lint", "test", "build"]
 

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import grpc
 import pytest
-from bruno_pipelines import PYTHON_IMAGE, SERVICES, UV_VERSION
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from bruno_pipelines import PYTHON_IMAGE, SERVICES, UV_VERSION
 
 REPO = Path(__file__).resolve().parents[2]
 PORTS = {"edge": 8080, "embedding": 50051, "retrieval": 50052, "generation": 50053}

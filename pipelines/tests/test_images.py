@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+
 from bruno_pipelines import DOCKERFILE, SERVICES, ImageLabels, all_images, build_image, source
 from bruno_pipelines.offline import Call, Query, capture, offline_client
 

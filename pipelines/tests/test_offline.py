@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+
 from bruno_pipelines import all_images, checks, lint, source
 from bruno_pipelines.offline import (
     EngineRequiredError,

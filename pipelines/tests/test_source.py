@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+
 from bruno_pipelines import SOURCE_EXCLUDES, source
 from bruno_pipelines.offline import capture, offline_client
 

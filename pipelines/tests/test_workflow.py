@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from bruno_pipelines import UV_VERSION
 
 REPO = Path(__file__).resolve().parents[2]
@@ -79,7 +80,7 @@ def test_actionlint_finds_nothing_wrong() -> None:
     if not actionlint.exists():
         pytest.fail("actionlint is in the root dev group: run `uv sync --all-packages`")
 
-    result = subprocess.run(  # noqa: S603 - fixed arguments, our own file
+    result = subprocess.run(
         [str(actionlint), "-no-color", "-shellcheck=", "-pyflakes=", str(WORKFLOW)],
         capture_output=True,
         text=True,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import httpx
 import pytest
 
 from bruno_testing.ollama_standin import OllamaStandIn
+from bruno_testing.sse import read_events
 from bruno_testing.system import BrunoSystem
-
-from .sse import read_events
 
 GPU_DOC = {
     "id": "runbooks/gpu-node",
@@ -32,7 +33,7 @@ BACKUP_DOC = {
 QUESTION = "Which graphics card does the GPU node have?"
 
 
-def ingest(edge: httpx.Client, doc: dict[str, object]) -> httpx.Response:
+def ingest(edge: httpx.Client, doc: Mapping[str, object]) -> httpx.Response:
     return edge.post("/api/v1/documents", json=doc)
 
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import httpx
 
+from bruno_testing.sse import read_events
 from bruno_testing.system import BrunoSystem
-
-from .sse import read_events
 
 DOC = {
     "id": "runbooks/dns",

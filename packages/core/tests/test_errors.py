@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import grpc
 import pytest
 
@@ -20,7 +22,9 @@ from bruno_core.errors import (
     from_rpc_error,
 )
 
-from .conftest import Context, ScriptedEmbedding
+if TYPE_CHECKING:
+    from conftest import Context, ScriptedEmbedding
+
 
 ALL_ERRORS = [
     Internal,

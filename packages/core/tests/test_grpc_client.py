@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 import grpc
 import pytest
@@ -8,7 +9,8 @@ import pytest
 from bruno.embedding.v1 import embedding_pb2, embedding_pb2_grpc
 from bruno_core import GrpcServer, create_channel
 
-from .conftest import Context, ScriptedEmbedding
+if TYPE_CHECKING:
+    from conftest import Context, ScriptedEmbedding
 
 
 async def test_unavailable_is_retried_by_the_channel_until_it_succeeds(

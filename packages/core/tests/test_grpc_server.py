@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
@@ -9,9 +9,10 @@ from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2
 
 from bruno.embedding.v1 import embedding_pb2, embedding_pb2_grpc
-from bruno_core import GrpcServer, check_health, create_channel
+from bruno_core import GrpcServer, GrpcServerSettings, check_health, create_channel
 
-from .conftest import Context, ScriptedEmbedding
+if TYPE_CHECKING:
+    from conftest import Context, ScriptedEmbedding
 
 
 async def test_started_server_reports_serving_overall_and_per_service(
@@ -87,16 +88,13 @@ async def test_stop_lets_an_in_flight_call_finish_and_reports_not_serving(
     assert during_stop.status == health_pb2.HealthCheckResponse.NOT_SERVING
 
 
-async def test_message_size_limit_is_enforced(settings: Any) -> None:
-    small = settings.model_copy(update={"grpc_max_message_bytes": 4096})
-    server = GrpcServer("embedding", small, listen_addr="127.0.0.1:0")
-    embedding_pb2_grpc.add_EmbeddingServiceServicer_to_server(ScriptedEmbedding(), server.grpc)
-    port = await server.start([embedding_pb2.DESCRIPTOR.services_by_name["EmbeddingService"]])
-    try:
-        async with create_channel(f"127.0.0.1:{port}") as channel:
-            stub = embedding_pb2_grpc.EmbeddingServiceStub(channel)
-            with pytest.raises(grpc.aio.AioRpcError) as caught:
-                await stub.Embed(embedding_pb2.EmbedRequest(texts=["x" * 10_000]))
-        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    finally:
-        await server.grpc.stop(None)
+@pytest.mark.parametrize("settings", [GrpcServerSettings(grpc_max_message_bytes=4096)])
+async def test_message_size_limit_is_enforced(
+    served: tuple[GrpcServer, ScriptedEmbedding, str],
+) -> None:
+    _, _, addr = served
+    async with create_channel(addr) as channel:
+        stub = embedding_pb2_grpc.EmbeddingServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.Embed(embedding_pb2.EmbedRequest(texts=["x" * 10_000]))
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED

@@ -3,6 +3,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+from typing import TYPE_CHECKING
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -12,7 +13,8 @@ from bruno.embedding.v1 import embedding_pb2, embedding_pb2_grpc
 from bruno_core import GrpcServer, configure_logging, configure_tracing, create_channel
 from bruno_core.logs import TraceContextFilter
 
-from .conftest import Context, ScriptedEmbedding
+if TYPE_CHECKING:
+    from conftest import Context, ScriptedEmbedding
 
 
 async def test_trace_context_crosses_the_grpc_hop(

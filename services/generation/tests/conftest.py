@@ -6,6 +6,7 @@ import socket
 from collections.abc import AsyncIterator
 
 import pytest
+
 from bruno.generation.v1 import generation_pb2
 from bruno_testing.ollama_standin import OllamaStandIn
 

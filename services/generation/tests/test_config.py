@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pydantic
 import pytest
+
 from bruno_generation.config import GenerationSettings
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from bruno.generation.v1 import generation_pb2
 from bruno_generation.answer import Finished
 from bruno_generation.extractive import (

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+
 from bruno.generation.v1 import generation_pb2
 from bruno_core.errors import Unavailable
 from bruno_generation.answer import Finished

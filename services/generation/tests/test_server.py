@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
+
 from bruno.generation.v1 import generation_pb2, generation_pb2_grpc
 from bruno_core import create_channel
 from bruno_generation.config import GenerationSettings

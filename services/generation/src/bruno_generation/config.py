@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from bruno_core.settings import DEFAULT_GENERATION_ADDR, GrpcServerSettings
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
+
+from bruno_core.settings import DEFAULT_GENERATION_ADDR, GrpcServerSettings
 
 
 class GenerationSettings(GrpcServerSettings):

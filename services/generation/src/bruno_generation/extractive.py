@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bruno.generation.v1 import generation_pb2
-
 from bruno_generation.answer import AnswerStream, Finished
 from bruno_generation.prompting import marker_of
 

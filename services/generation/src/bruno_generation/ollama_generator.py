@@ -18,9 +18,9 @@ from contextlib import aclosing
 from typing import Any
 
 import httpx
-from bruno_core.errors import Unavailable
 from ollama import AsyncClient, ChatResponse, ResponseError
 
+from bruno_core.errors import Unavailable
 from bruno_generation.answer import AnswerStream, Finished
 from bruno_generation.prompting import ChatTurn
 

@@ -17,13 +17,13 @@ from contextlib import aclosing
 from typing import Any
 
 import grpc
+from prometheus_client import Counter, Histogram
+
 from bruno.generation.v1 import generation_pb2, generation_pb2_grpc
 from bruno_core.errors import BrunoError, InvalidInput, LimitExceeded, abort_with
 from bruno_core.grpc_server import GrpcServer
 from bruno_core.logs import configure_logging
 from bruno_core.telemetry import configure_tracing
-from prometheus_client import Counter, Histogram
-
 from bruno_generation.answer import AnswerStream, Finished
 from bruno_generation.config import GenerationSettings
 from bruno_generation.extractive import ExtractiveGenerator
@@ -126,7 +126,7 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
         )
         self.extractive = extractive or ExtractiveGenerator()
 
-    async def Generate(  # noqa: N802 - the name is the RPC's
+    async def Generate(
         self,
         request: generation_pb2.GenerateRequest,
         context: grpc.aio.ServicerContext[Any, Any],
