@@ -96,6 +96,22 @@ async def test_embed_returns_deterministic_unit_vectors(ollama: OllamaStandIn) -
     assert list(first.embeddings[1]) != list(first.embeddings[0])
 
 
+async def test_embedding_scale_stretches_the_vectors_without_turning_them() -> None:
+    async with OllamaStandIn(
+        models=["nomic-embed-text"], embedding_dim=16, embedding_scale=3.0
+    ) as ollama:
+        client = AsyncClient(host=ollama.url)
+        texts = ["flux reconcile", "velero restore"]
+        stretched = (await client.embed(model="nomic-embed-text", input=texts)).embeddings
+        ollama.embedding_scale = 1.0
+        unit = (await client.embed(model="nomic-embed-text", input=texts)).embeddings
+
+    for text, long, short in zip(texts, stretched, unit, strict=True):
+        assert math.isclose(math.sqrt(sum(v * v for v in long)), 3.0)
+        assert list(long) == pytest.approx([3.0 * v for v in hashed_embedding(text, 16)])
+        assert list(short) == pytest.approx(hashed_embedding(text, 16))
+
+
 def test_texts_sharing_words_embed_closer_than_unrelated_texts() -> None:
     def cosine(a: str, b: str) -> float:
         pairs = zip(hashed_embedding(a, 64), hashed_embedding(b, 64), strict=True)

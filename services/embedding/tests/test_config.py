@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from bruno_embedding.config import EmbeddingSettings
 from pydantic import ValidationError
+
+from bruno_embedding.config import EmbeddingSettings
 
 
 def test_defaults_serve_the_offline_model_on_loopback(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,11 +6,11 @@ from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
+
 from bruno_core.errors import Unavailable
 from bruno_embedding.embedders import InputType
 from bruno_embedding.ollama_embedder import OllamaEmbedder
-
-from .conftest import STANDIN_DIMENSION, OllamaStandIn, standin_vector
+from bruno_testing.ollama_standin import OllamaStandIn, hashed_embedding
 
 
 @pytest.fixture
@@ -20,17 +20,22 @@ async def embedder(ollama: OllamaStandIn) -> AsyncIterator[OllamaEmbedder]:
     await embedder.aclose()
 
 
-def _unit(vector: list[float]) -> list[float]:
-    length = sum(x * x for x in vector) ** 0.5
-    return [x / length for x in vector]
-
-
 async def test_vectors_come_back_in_input_order_at_unit_length(
-    embedder: OllamaEmbedder,
+    embedder: OllamaEmbedder, ollama: OllamaStandIn
 ) -> None:
-    texts = ["alpha", "beta", "gamma", "delta", "epsilon"]
+    texts = [
+        "restart the flux controller",
+        "velero backs up volumes nightly",
+        "grafana reads prometheus",
+        "the pod was oomkilled",
+        "lancedb keeps its tables on s3",
+    ]
+    expected = [hashed_embedding(t, ollama.embedding_dim) for t in texts]
+    # Distinct rows, so a permutation could not pass; and Ollama's vectors are not unit length.
+    assert len({tuple(np.round(row, 6)) for row in expected}) == len(texts)
+    assert ollama.embedding_scale != 1.0
     vectors = np.asarray(await embedder.embed(texts, InputType.DOCUMENT))
-    np.testing.assert_allclose(vectors, [_unit(standin_vector(t)) for t in texts], atol=1e-6)
+    np.testing.assert_allclose(vectors, expected, atol=1e-6)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-6)
 
 
@@ -38,15 +43,21 @@ async def test_texts_are_sent_in_batches_of_batch_size(
     embedder: OllamaEmbedder, ollama: OllamaStandIn
 ) -> None:
     await embedder.embed(["a", "b", "c", "d", "e"], InputType.DOCUMENT)
-    assert [request["input"] for request in ollama.requests] == [["a", "b"], ["c", "d"], ["e"]]
-    assert {request["model"] for request in ollama.requests} == {"all-minilm"}
+    assert [request.path for request in ollama.requests] == ["/api/embed"] * 3
+    assert [request.body["input"] for request in ollama.requests] == [
+        ["a", "b"],
+        ["c", "d"],
+        ["e"],
+    ]
+    assert {request.body["model"] for request in ollama.requests} == {"all-minilm"}
 
 
 async def test_dimension_is_learnt_from_the_model(
     embedder: OllamaEmbedder, ollama: OllamaStandIn
 ) -> None:
     info = await embedder.info()
-    assert (info.model, info.backend, info.dimension) == ("all-minilm", "ollama", STANDIN_DIMENSION)
+    assert (info.model, info.backend, info.dimension) == ("all-minilm", "ollama", 8)
+    assert info.dimension == ollama.embedding_dim
     assert len(ollama.requests) == 1  # one probe, then remembered
     await embedder.info()
     assert len(ollama.requests) == 1
@@ -55,7 +66,7 @@ async def test_dimension_is_learnt_from_the_model(
 async def test_start_probes_the_dimension(embedder: OllamaEmbedder, ollama: OllamaStandIn) -> None:
     await embedder.start()
     assert len(ollama.requests) == 1
-    assert (await embedder.info()).dimension == STANDIN_DIMENSION
+    assert (await embedder.info()).dimension == ollama.embedding_dim == 8
     assert len(ollama.requests) == 1
 
 
@@ -64,7 +75,7 @@ async def test_nomic_embed_text_gets_its_task_prefixes(ollama: OllamaStandIn) ->
     await embedder.embed(["where is flux?"], InputType.QUERY)
     await embedder.embed(["flux lives in flux-system"], InputType.DOCUMENT)
     await embedder.aclose()
-    assert [request["input"] for request in ollama.requests] == [
+    assert [request.body["input"] for request in ollama.requests] == [
         ["search_query: where is flux?"],
         ["search_document: flux lives in flux-system"],
     ]

@@ -6,6 +6,7 @@ import asyncio
 
 import numpy as np
 import pytest
+
 from bruno_embedding.embedders import InputType
 from bruno_embedding.onnx_embedder import (
     DIMENSION,

@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING
 import grpc
 import numpy as np
 import pytest
+
 from bruno.embedding.v1 import embedding_pb2, embedding_pb2_grpc
 from bruno_core.grpc_client import check_health
 from bruno_embedding.config import EmbeddingSettings
 from bruno_embedding.embedders import Embedder, EmbedderInfo, InputType
 from bruno_embedding.onnx_embedder import OnnxMiniLMEmbedder
 from bruno_embedding.server import EMBEDDING_SERVICE, create_server
-
-from .conftest import STANDIN_DIMENSION, OllamaStandIn
+from bruno_testing.ollama_standin import OllamaStandIn
 
 if TYPE_CHECKING:
     from bruno.embedding.v1.embedding_pb2_grpc import EmbeddingServiceAsyncStub as Stub
@@ -130,8 +130,8 @@ async def test_ollama_backend_serves_vectors_of_the_models_dimension(
         stub: Stub = embedding_pb2_grpc.EmbeddingServiceStub(channel)
         response = await stub.Embed(embedding_pb2.EmbedRequest(texts=["one", "two"]))
         info = await stub.Info(embedding_pb2.InfoRequest())
-    assert response.dimension == STANDIN_DIMENSION
-    assert [len(vector.values) for vector in response.vectors] == [STANDIN_DIMENSION] * 2
+    assert response.dimension == ollama.embedding_dim == 8
+    assert [len(vector.values) for vector in response.vectors] == [8] * 2
     assert (info.backend, info.model, info.dimension) == ("ollama", "all-minilm", 8)
 
 

@@ -118,9 +118,11 @@ class OllamaStandIn:
     ``models`` are the pulled models (``llama3.2`` and ``llama3.2:latest`` are the same);
     ``reply`` is the answer text or a function of the request body (default
     :func:`echo_reply`); ``fail_after_tokens`` drops a streamed answer's connection after that
-    many tokens; ``embedding_dim`` is the size of ``/api/embed`` vectors. All are attributes a
-    test may change between requests. ``requests`` records every request, ``cancelled`` counts
-    streams whose client hung up before the end.
+    many tokens; ``embedding_dim`` is the size of ``/api/embed`` vectors, and
+    ``embedding_scale`` multiplies them (1.0 gives the unit vectors of :func:`hashed_embedding`;
+    any other value gives vectors of that length, to prove a client re-normalises). All are
+    attributes a test may change between requests. ``requests`` records every request,
+    ``cancelled`` counts streams whose client hung up before the end.
     """
 
     def __init__(
@@ -131,12 +133,14 @@ class OllamaStandIn:
         reply: Reply | None = None,
         fail_after_tokens: int | None = None,
         embedding_dim: int = 768,
+        embedding_scale: float = 1.0,
     ) -> None:
         self.models = list(models)
         self.token_delay = token_delay
         self.reply: Reply = reply if reply is not None else echo_reply
         self.fail_after_tokens = fail_after_tokens
         self.embedding_dim = embedding_dim
+        self.embedding_scale = embedding_scale
         self.requests: list[RecordedRequest] = []
         self.cancelled = 0
         self._changed = asyncio.Condition()
@@ -296,10 +300,11 @@ class OllamaStandIn:
         texts = body.get("input", [])
         texts = [texts] if isinstance(texts, str) else list(texts)
         dim = int(body.get("dimensions") or self.embedding_dim)
+        scale = self.embedding_scale
         return JSONResponse(
             {
                 "model": body["model"],
-                "embeddings": [hashed_embedding(str(t), dim) for t in texts],
+                "embeddings": [[scale * v for v in hashed_embedding(str(t), dim)] for t in texts],
                 "total_duration": 1000,
                 "load_duration": 0,
                 "prompt_eval_count": sum(len(str(t).split()) for t in texts),

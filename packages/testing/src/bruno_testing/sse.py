@@ -10,12 +10,12 @@ from typing import Any
 def read_events(lines: Iterable[str]) -> list[tuple[str, Any]]:
     """(event name, parsed JSON data) for every event in an SSE stream; comments are skipped."""
     events: list[tuple[str, Any]] = []
-    name, data = "message", []
+    name, data = "message", list[str]()
     for line in lines:
         if line == "":
             if data:
                 events.append((name, json.loads("\n".join(data))))
-            name, data = "message", []
+            name, data = "message", list[str]()
         elif line.startswith(":"):
             continue
         elif line.startswith("event:"):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from bruno_core.settings import DEFAULT_EMBEDDING_ADDR, GrpcServerSettings
 from pydantic import Field
+
+from bruno_core.settings import DEFAULT_EMBEDDING_ADDR, GrpcServerSettings
 
 
 class EmbeddingSettings(GrpcServerSettings):

@@ -16,9 +16,9 @@ from collections.abc import Sequence
 
 import httpx
 import numpy as np
-from bruno_core.errors import DeadlineExceeded, Internal, InvalidInput, Unavailable
 from ollama import AsyncClient, ResponseError
 
+from bruno_core.errors import DeadlineExceeded, Internal, InvalidInput, Unavailable
 from bruno_embedding.embedders import EmbedderInfo, InputType, normalise_rows
 
 log = logging.getLogger(__name__)

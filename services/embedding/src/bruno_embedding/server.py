@@ -14,13 +14,13 @@ import logging
 from typing import Any
 
 import grpc
+from prometheus_client import Counter
+
 from bruno.embedding.v1 import embedding_pb2, embedding_pb2_grpc
 from bruno_core.errors import BrunoError, Internal, InvalidInput, LimitExceeded, abort_with
 from bruno_core.grpc_server import GrpcServer
 from bruno_core.logs import configure_logging
 from bruno_core.telemetry import configure_tracing
-from prometheus_client import Counter
-
 from bruno_embedding.config import EmbeddingSettings
 from bruno_embedding.embedders import Embedder, InputType
 from bruno_embedding.ollama_embedder import OllamaEmbedder
@@ -50,7 +50,7 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
         self._embedder = embedder
         self._max_texts = max_texts
 
-    async def Embed(  # noqa: N802 - the name the generated base class defines
+    async def Embed(
         self, request: embedding_pb2.EmbedRequest, context: Context
     ) -> embedding_pb2.EmbedResponse:
         try:
@@ -69,7 +69,7 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
             dimension=info.dimension,
         )
 
-    async def Info(  # noqa: N802 - the name the generated base class defines
+    async def Info(
         self, request: embedding_pb2.InfoRequest, context: Context
     ) -> embedding_pb2.InfoResponse:
         try:
