@@ -1,0 +1,64 @@
+"""The README's settings table is the operator's reference: it must list every setting there is."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pydantic import AliasChoices
+from pydantic_settings import BaseSettings
+
+from bruno_edge.config import EdgeSettings
+from bruno_embedding.config import EmbeddingSettings
+from bruno_generation.config import GenerationSettings
+from bruno_retrieval.config import RetrievalSettings
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+SETTINGS: list[type[BaseSettings]] = [
+    EmbeddingSettings,
+    RetrievalSettings,
+    GenerationSettings,
+    EdgeSettings,
+]
+# Read by the OpenTelemetry SDK itself, not by a settings class.
+READ_BY_LIBRARIES = {"OTEL_EXPORTER_OTLP_ENDPOINT"}
+
+
+def env_names(cls: type[BaseSettings]) -> set[str]:
+    prefix = str(cls.model_config.get("env_prefix", ""))
+    names = set()
+    for field_name, field in cls.model_fields.items():
+        alias = field.validation_alias
+        if isinstance(alias, str):
+            names.add(alias)
+        elif isinstance(alias, AliasChoices):
+            names.add(str(alias.choices[0]))
+        else:
+            names.add(f"{prefix}{field_name}".upper())
+    return names
+
+
+def documented() -> dict[str, str]:
+    """Variable → its table row, from the README's settings table."""
+    rows = re.findall(r"^\| `([A-Z_]+)` \|(.*)$", README.read_text(), re.MULTILINE)
+    return dict(rows)
+
+
+def test_every_setting_is_in_the_readme_and_nothing_else() -> None:
+    actual = set().union(*(env_names(cls) for cls in SETTINGS))
+    assert set(documented()) - READ_BY_LIBRARIES == actual
+
+
+def test_the_readme_states_each_settings_default() -> None:
+    rows = documented()
+    for cls in SETTINGS:
+        prefix = str(cls.model_config.get("env_prefix", ""))
+        for field_name, field in cls.model_fields.items():
+            name = f"{prefix}{field_name}".upper()
+            if name not in rows or field.default is None or isinstance(field.default, frozenset):
+                continue
+            default = field.default
+            shown = str(
+                int(default) if isinstance(default, float) and default.is_integer() else default
+            )
+            assert f"`{shown}`" in rows[name], (name, shown)
