@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$bruno/generation/v1/generation.proto\x12\x13\x62runo.generation.v1\"|\n\x07Passage\x12\x0e\n\x06marker\x18\x01 \x01(\r\x12\x13\n\x0b\x64ocument_id\x18\x02 \x01(\t\x12\x10\n\x08\x63hunk_id\x18\x03 \x01(\t\x12\r\n\x05title\x18\x04 \x01(\t\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x0c\n\x04text\x18\x06 \x01(\t\x12\r\n\x05score\x18\x07 \x01(\x02\",\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"\x95\x01\n\x0fGenerateRequest\x12\x10\n\x08question\x18\x01 \x01(\t\x12.\n\x08passages\x18\x02 \x03(\x0b\x32\x1c.bruno.generation.v1.Passage\x12\r\n\x05model\x18\x03 \x01(\t\x12\x31\n\x07history\x18\x04 \x03(\x0b\x32 .bruno.generation.v1.ChatMessage\"\x15\n\x05Token\x12\x0c\n\x04text\x18\x01 \x01(\t\"9\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\r\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\r\"i\n\x04\x44one\x12\r\n\x05model\x18\x01 \x01(\t\x12)\n\x05usage\x18\x02 \x01(\x0b\x32\x1a.bruno.generation.v1.Usage\x12\x10\n\x08\x66\x61llback\x18\x03 \x01(\x08\x12\x15\n\rpassages_used\x18\x04 \x01(\r\"s\n\x10GenerateResponse\x12+\n\x05token\x18\x01 \x01(\x0b\x32\x1a.bruno.generation.v1.TokenH\x00\x12)\n\x04\x64one\x18\x02 \x01(\x0b\x32\x19.bruno.generation.v1.DoneH\x00\x42\x07\n\x05\x65vent2n\n\x11GenerationService\x12Y\n\x08Generate\x12$.bruno.generation.v1.GenerateRequest\x1a%.bruno.generation.v1.GenerateResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$bruno/generation/v1/generation.proto\x12\x13\x62runo.generation.v1\"|\n\x07Passage\x12\x0e\n\x06marker\x18\x01 \x01(\r\x12\x13\n\x0b\x64ocument_id\x18\x02 \x01(\t\x12\x10\n\x08\x63hunk_id\x18\x03 \x01(\t\x12\r\n\x05title\x18\x04 \x01(\t\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x0c\n\x04text\x18\x06 \x01(\t\x12\r\n\x05score\x18\x07 \x01(\x02\",\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"\x95\x01\n\x0fGenerateRequest\x12\x10\n\x08question\x18\x01 \x01(\t\x12.\n\x08passages\x18\x02 \x03(\x0b\x32\x1c.bruno.generation.v1.Passage\x12\r\n\x05model\x18\x03 \x01(\t\x12\x31\n\x07history\x18\x04 \x03(\x0b\x32 .bruno.generation.v1.ChatMessage\"\x15\n\x05Token\x12\x0c\n\x04text\x18\x01 \x01(\t\"9\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\r\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\r\"\x83\x01\n\x04\x44one\x12\r\n\x05model\x18\x01 \x01(\t\x12)\n\x05usage\x18\x02 \x01(\x0b\x32\x1a.bruno.generation.v1.Usage\x12\x10\n\x08\x66\x61llback\x18\x03 \x01(\x08\x12\x15\n\rpassages_used\x18\x04 \x01(\r\x12\x18\n\x10passages_dropped\x18\x05 \x01(\r\"s\n\x10GenerateResponse\x12+\n\x05token\x18\x01 \x01(\x0b\x32\x1a.bruno.generation.v1.TokenH\x00\x12)\n\x04\x64one\x18\x02 \x01(\x0b\x32\x19.bruno.generation.v1.DoneH\x00\x42\x07\n\x05\x65vent\"l\n\x16RewriteQuestionRequest\x12\x10\n\x08question\x18\x01 \x01(\t\x12\x31\n\x07history\x18\x02 \x03(\x0b\x32 .bruno.generation.v1.ChatMessage\x12\r\n\x05model\x18\x03 \x01(\t\">\n\x17RewriteQuestionResponse\x12\x10\n\x08question\x18\x01 \x01(\t\x12\x11\n\trewritten\x18\x02 \x01(\x08\"\r\n\x0bInfoRequest\"o\n\x0cInfoResponse\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x17\n\x0fmodel_available\x18\x03 \x01(\x08\x12\x16\n\x0e\x63ontext_window\x18\x04 \x01(\r\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t2\xa9\x02\n\x11GenerationService\x12Y\n\x08Generate\x12$.bruno.generation.v1.GenerateRequest\x1a%.bruno.generation.v1.GenerateResponse0\x01\x12l\n\x0fRewriteQuestion\x12+.bruno.generation.v1.RewriteQuestionRequest\x1a,.bruno.generation.v1.RewriteQuestionResponse\x12K\n\x04Info\x12 .bruno.generation.v1.InfoRequest\x1a!.bruno.generation.v1.InfoResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,10 +41,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TOKEN']._serialized_end=406
   _globals['_USAGE']._serialized_start=408
   _globals['_USAGE']._serialized_end=465
-  _globals['_DONE']._serialized_start=467
-  _globals['_DONE']._serialized_end=572
-  _globals['_GENERATERESPONSE']._serialized_start=574
-  _globals['_GENERATERESPONSE']._serialized_end=689
-  _globals['_GENERATIONSERVICE']._serialized_start=691
-  _globals['_GENERATIONSERVICE']._serialized_end=801
+  _globals['_DONE']._serialized_start=468
+  _globals['_DONE']._serialized_end=599
+  _globals['_GENERATERESPONSE']._serialized_start=601
+  _globals['_GENERATERESPONSE']._serialized_end=716
+  _globals['_REWRITEQUESTIONREQUEST']._serialized_start=718
+  _globals['_REWRITEQUESTIONREQUEST']._serialized_end=826
+  _globals['_REWRITEQUESTIONRESPONSE']._serialized_start=828
+  _globals['_REWRITEQUESTIONRESPONSE']._serialized_end=890
+  _globals['_INFOREQUEST']._serialized_start=892
+  _globals['_INFOREQUEST']._serialized_end=905
+  _globals['_INFORESPONSE']._serialized_start=907
+  _globals['_INFORESPONSE']._serialized_end=1018
+  _globals['_GENERATIONSERVICE']._serialized_start=1021
+  _globals['_GENERATIONSERVICE']._serialized_end=1318
 # @@protoc_insertion_point(module_scope)

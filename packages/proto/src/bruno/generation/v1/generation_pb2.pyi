@@ -165,11 +165,15 @@ class Done(_message.Message):
     USAGE_FIELD_NUMBER: _builtins.int
     FALLBACK_FIELD_NUMBER: _builtins.int
     PASSAGES_USED_FIELD_NUMBER: _builtins.int
+    PASSAGES_DROPPED_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """the model that answered ("extractive" for the fallback)"""
     fallback: _builtins.bool
     """true when no language model produced the answer"""
     passages_used: _builtins.int
+    """passages that fitted the model's context window"""
+    passages_dropped: _builtins.int
+    """lowest-ranked passages left out to fit it"""
     @_builtins.property
     def usage(self) -> Global___Usage: ...
     def __init__(
@@ -179,10 +183,11 @@ class Done(_message.Message):
         usage: Global___Usage | None = ...,
         fallback: _builtins.bool = ...,
         passages_used: _builtins.int = ...,
+        passages_dropped: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["fallback", b"fallback", "model", b"model", "passages_used", b"passages_used", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fallback", b"fallback", "model", b"model", "passages_dropped", b"passages_dropped", "passages_used", b"passages_used", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -213,3 +218,106 @@ class GenerateResponse(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
 Global___GenerateResponse: _TypeAlias = GenerateResponse  # noqa: Y015
+
+@_typing.final
+class RewriteQuestionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUESTION_FIELD_NUMBER: _builtins.int
+    HISTORY_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    question: _builtins.str
+    model: _builtins.str
+    """empty: the server's configured model"""
+    @_builtins.property
+    def history(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChatMessage]:
+        """oldest first"""
+
+    def __init__(
+        self,
+        *,
+        question: _builtins.str = ...,
+        history: _abc.Iterable[Global___ChatMessage] | None = ...,
+        model: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["history", b"history", "model", b"model", "question", b"question"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RewriteQuestionRequest: _TypeAlias = RewriteQuestionRequest  # noqa: Y015
+
+@_typing.final
+class RewriteQuestionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUESTION_FIELD_NUMBER: _builtins.int
+    REWRITTEN_FIELD_NUMBER: _builtins.int
+    question: _builtins.str
+    """standalone; the input unchanged when there was nothing to rewrite"""
+    rewritten: _builtins.bool
+    def __init__(
+        self,
+        *,
+        question: _builtins.str = ...,
+        rewritten: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["question", b"question", "rewritten", b"rewritten"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RewriteQuestionResponse: _TypeAlias = RewriteQuestionResponse  # noqa: Y015
+
+@_typing.final
+class InfoRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InfoRequest: _TypeAlias = InfoRequest  # noqa: Y015
+
+@_typing.final
+class InfoResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BACKEND_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    MODEL_AVAILABLE_FIELD_NUMBER: _builtins.int
+    CONTEXT_WINDOW_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    backend: _builtins.str
+    """"auto", "ollama" or "extractive" """
+    model: _builtins.str
+    """the configured model"""
+    model_available: _builtins.bool
+    """the model is present on the Ollama server (/api/tags)"""
+    context_window: _builtins.int
+    """num_ctx the answers are budgeted for"""
+    detail: _builtins.str
+    """why the model is unavailable, when it is"""
+    def __init__(
+        self,
+        *,
+        backend: _builtins.str = ...,
+        model: _builtins.str = ...,
+        model_available: _builtins.bool = ...,
+        context_window: _builtins.int = ...,
+        detail: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "context_window", b"context_window", "detail", b"detail", "model", b"model", "model_available", b"model_available"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InfoResponse: _TypeAlias = InfoResponse  # noqa: Y015

@@ -39,6 +39,16 @@ class GenerationServiceStub:
                 request_serializer=bruno_dot_generation_dot_v1_dot_generation__pb2.GenerateRequest.SerializeToString,
                 response_deserializer=bruno_dot_generation_dot_v1_dot_generation__pb2.GenerateResponse.FromString,
                 _registered_method=True)
+        self.RewriteQuestion = channel.unary_unary(
+                '/bruno.generation.v1.GenerationService/RewriteQuestion',
+                request_serializer=bruno_dot_generation_dot_v1_dot_generation__pb2.RewriteQuestionRequest.SerializeToString,
+                response_deserializer=bruno_dot_generation_dot_v1_dot_generation__pb2.RewriteQuestionResponse.FromString,
+                _registered_method=True)
+        self.Info = channel.unary_unary(
+                '/bruno.generation.v1.GenerationService/Info',
+                request_serializer=bruno_dot_generation_dot_v1_dot_generation__pb2.InfoRequest.SerializeToString,
+                response_deserializer=bruno_dot_generation_dot_v1_dot_generation__pb2.InfoResponse.FromString,
+                _registered_method=True)
 
 
 class GenerationServiceServicer:
@@ -51,6 +61,20 @@ class GenerationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RewriteQuestion(self, request, context):
+        """RewriteQuestion turns a follow-up question into a standalone one using the history.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Info(self, request, context):
+        """Info describes the backend and whether its model can answer right now.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GenerationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -58,6 +82,16 @@ def add_GenerationServiceServicer_to_server(servicer, server):
                     servicer.Generate,
                     request_deserializer=bruno_dot_generation_dot_v1_dot_generation__pb2.GenerateRequest.FromString,
                     response_serializer=bruno_dot_generation_dot_v1_dot_generation__pb2.GenerateResponse.SerializeToString,
+            ),
+            'RewriteQuestion': grpc.unary_unary_rpc_method_handler(
+                    servicer.RewriteQuestion,
+                    request_deserializer=bruno_dot_generation_dot_v1_dot_generation__pb2.RewriteQuestionRequest.FromString,
+                    response_serializer=bruno_dot_generation_dot_v1_dot_generation__pb2.RewriteQuestionResponse.SerializeToString,
+            ),
+            'Info': grpc.unary_unary_rpc_method_handler(
+                    servicer.Info,
+                    request_deserializer=bruno_dot_generation_dot_v1_dot_generation__pb2.InfoRequest.FromString,
+                    response_serializer=bruno_dot_generation_dot_v1_dot_generation__pb2.InfoResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -87,6 +121,60 @@ class GenerationService:
             '/bruno.generation.v1.GenerationService/Generate',
             bruno_dot_generation_dot_v1_dot_generation__pb2.GenerateRequest.SerializeToString,
             bruno_dot_generation_dot_v1_dot_generation__pb2.GenerateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RewriteQuestion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bruno.generation.v1.GenerationService/RewriteQuestion',
+            bruno_dot_generation_dot_v1_dot_generation__pb2.RewriteQuestionRequest.SerializeToString,
+            bruno_dot_generation_dot_v1_dot_generation__pb2.RewriteQuestionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Info(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bruno.generation.v1.GenerationService/Info',
+            bruno_dot_generation_dot_v1_dot_generation__pb2.InfoRequest.SerializeToString,
+            bruno_dot_generation_dot_v1_dot_generation__pb2.InfoResponse.FromString,
             options,
             channel_credentials,
             insecure,

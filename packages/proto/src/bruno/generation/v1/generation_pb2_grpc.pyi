@@ -36,12 +36,20 @@ class GenerationServiceStub:
     def __new__(cls, channel: _aio.Channel) -> GenerationServiceAsyncStub: ...
     Generate: _grpc.UnaryStreamMultiCallable[_generation_pb2.GenerateRequest, _generation_pb2.GenerateResponse]
     """Generate streams Token events, then exactly one Done event."""
+    RewriteQuestion: _grpc.UnaryUnaryMultiCallable[_generation_pb2.RewriteQuestionRequest, _generation_pb2.RewriteQuestionResponse]
+    """RewriteQuestion turns a follow-up question into a standalone one using the history."""
+    Info: _grpc.UnaryUnaryMultiCallable[_generation_pb2.InfoRequest, _generation_pb2.InfoResponse]
+    """Info describes the backend and whether its model can answer right now."""
 
 @_typing.type_check_only
 class GenerationServiceAsyncStub(GenerationServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Generate: _aio.UnaryStreamMultiCallable[_generation_pb2.GenerateRequest, _generation_pb2.GenerateResponse]  # type: ignore[assignment]
     """Generate streams Token events, then exactly one Done event."""
+    RewriteQuestion: _aio.UnaryUnaryMultiCallable[_generation_pb2.RewriteQuestionRequest, _generation_pb2.RewriteQuestionResponse]  # type: ignore[assignment]
+    """RewriteQuestion turns a follow-up question into a standalone one using the history."""
+    Info: _aio.UnaryUnaryMultiCallable[_generation_pb2.InfoRequest, _generation_pb2.InfoResponse]  # type: ignore[assignment]
+    """Info describes the backend and whether its model can answer right now."""
 
 class GenerationServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -51,5 +59,21 @@ class GenerationServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_generation_pb2.GenerateResponse], _abc.AsyncIterator[_generation_pb2.GenerateResponse]]:
         """Generate streams Token events, then exactly one Done event."""
+
+    @_abc_1.abstractmethod
+    def RewriteQuestion(
+        self,
+        request: _generation_pb2.RewriteQuestionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_generation_pb2.RewriteQuestionResponse, _abc.Awaitable[_generation_pb2.RewriteQuestionResponse]]:
+        """RewriteQuestion turns a follow-up question into a standalone one using the history."""
+
+    @_abc_1.abstractmethod
+    def Info(
+        self,
+        request: _generation_pb2.InfoRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_generation_pb2.InfoResponse, _abc.Awaitable[_generation_pb2.InfoResponse]]:
+        """Info describes the backend and whether its model can answer right now."""
 
 def add_GenerationServiceServicer_to_server(servicer: GenerationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"bruno/retrieval/v1/retrieval.proto\x12\x12\x62runo.retrieval.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe9\x01\n\x15IngestDocumentRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x0c\n\x04text\x18\x05 \x01(\t\x12I\n\x08metadata\x18\x06 \x03(\x0b\x32\x37.bruno.retrieval.v1.IngestDocumentRequest.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9b\x01\n\x16IngestDocumentResponse\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\x0e\n\x06\x63hunks\x18\x03 \x01(\r\x12\x32\n\x07outcome\x18\x04 \x01(\x0e\x32!.bruno.retrieval.v1.IngestOutcome\x12\x14\n\x0c\x63ontent_hash\x18\x05 \x01(\t\"o\n\rSearchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\r\n\x05query\x18\x02 \x01(\t\x12\r\n\x05top_k\x18\x03 \x01(\r\x12,\n\x04mode\x18\x04 \x01(\x0e\x32\x1e.bruno.retrieval.v1.SearchMode\"\xf3\x01\n\tSearchHit\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\x10\n\x08\x63hunk_id\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x0c\n\x04text\x18\x05 \x01(\t\x12\r\n\x05score\x18\x06 \x01(\x02\x12\x13\n\x0b\x63hunk_index\x18\x07 \x01(\r\x12=\n\x08metadata\x18\x08 \x03(\x0b\x32+.bruno.retrieval.v1.SearchHit.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"k\n\x0eSearchResponse\x12+\n\x04hits\x18\x01 \x03(\x0b\x32\x1d.bruno.retrieval.v1.SearchHit\x12,\n\x04mode\x18\x02 \x01(\x0e\x32\x1e.bruno.retrieval.v1.SearchMode\"I\n\x14ListDocumentsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\x12\x0e\n\x06\x63ursor\x18\x03 \x01(\t\"\x92\x02\n\x0f\x44ocumentSummary\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x0e\n\x06\x63hunks\x18\x04 \x01(\r\x12\x14\n\x0c\x63ontent_hash\x18\x05 \x01(\t\x12\x43\n\x08metadata\x18\x06 \x03(\x0b\x32\x31.bruno.retrieval.v1.DocumentSummary.MetadataEntry\x12/\n\x0bingested_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"d\n\x15ListDocumentsResponse\x12\x36\n\tdocuments\x18\x01 \x03(\x0b\x32#.bruno.retrieval.v1.DocumentSummary\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"@\n\x15\x44\x65leteDocumentRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x02 \x01(\t\"0\n\x16\x44\x65leteDocumentResponse\x12\x16\n\x0e\x63hunks_deleted\x18\x01 \x01(\r*\x86\x01\n\rIngestOutcome\x12\x1e\n\x1aINGEST_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n\x16INGEST_OUTCOME_CREATED\x10\x01\x12\x1c\n\x18INGEST_OUTCOME_UNCHANGED\x10\x02\x12\x1b\n\x17INGEST_OUTCOME_REPLACED\x10\x03*o\n\nSearchMode\x12\x1b\n\x17SEARCH_MODE_UNSPECIFIED\x10\x00\x12\x16\n\x12SEARCH_MODE_HYBRID\x10\x01\x12\x16\n\x12SEARCH_MODE_VECTOR\x10\x02\x12\x14\n\x10SEARCH_MODE_TEXT\x10\x03\x32\x9b\x03\n\x10RetrievalService\x12g\n\x0eIngestDocument\x12).bruno.retrieval.v1.IngestDocumentRequest\x1a*.bruno.retrieval.v1.IngestDocumentResponse\x12O\n\x06Search\x12!.bruno.retrieval.v1.SearchRequest\x1a\".bruno.retrieval.v1.SearchResponse\x12\x64\n\rListDocuments\x12(.bruno.retrieval.v1.ListDocumentsRequest\x1a).bruno.retrieval.v1.ListDocumentsResponse\x12g\n\x0e\x44\x65leteDocument\x12).bruno.retrieval.v1.DeleteDocumentRequest\x1a*.bruno.retrieval.v1.DeleteDocumentResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"bruno/retrieval/v1/retrieval.proto\x12\x12\x62runo.retrieval.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe9\x01\n\x15IngestDocumentRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x0c\n\x04text\x18\x05 \x01(\t\x12I\n\x08metadata\x18\x06 \x03(\x0b\x32\x37.bruno.retrieval.v1.IngestDocumentRequest.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9b\x01\n\x16IngestDocumentResponse\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\x0e\n\x06\x63hunks\x18\x03 \x01(\r\x12\x32\n\x07outcome\x18\x04 \x01(\x0e\x32!.bruno.retrieval.v1.IngestOutcome\x12\x14\n\x0c\x63ontent_hash\x18\x05 \x01(\t\"\xe0\x01\n\rSearchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\r\n\x05query\x18\x02 \x01(\t\x12\r\n\x05top_k\x18\x03 \x01(\r\x12,\n\x04mode\x18\x04 \x01(\x0e\x32\x1e.bruno.retrieval.v1.SearchMode\x12?\n\x07\x66ilters\x18\x05 \x03(\x0b\x32..bruno.retrieval.v1.SearchRequest.FiltersEntry\x1a.\n\x0c\x46iltersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x89\x02\n\tSearchHit\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\x10\n\x08\x63hunk_id\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x0c\n\x04text\x18\x05 \x01(\t\x12\r\n\x05score\x18\x06 \x01(\x02\x12\x13\n\x0b\x63hunk_index\x18\x07 \x01(\r\x12=\n\x08metadata\x18\x08 \x03(\x0b\x32+.bruno.retrieval.v1.SearchHit.MetadataEntry\x12\x14\n\x0cheading_path\x18\t \x01(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"k\n\x0eSearchResponse\x12+\n\x04hits\x18\x01 \x03(\x0b\x32\x1d.bruno.retrieval.v1.SearchHit\x12,\n\x04mode\x18\x02 \x01(\x0e\x32\x1e.bruno.retrieval.v1.SearchMode\"I\n\x14ListDocumentsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\x12\x0e\n\x06\x63ursor\x18\x03 \x01(\t\"\x92\x02\n\x0f\x44ocumentSummary\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x0e\n\x06\x63hunks\x18\x04 \x01(\r\x12\x14\n\x0c\x63ontent_hash\x18\x05 \x01(\t\x12\x43\n\x08metadata\x18\x06 \x03(\x0b\x32\x31.bruno.retrieval.v1.DocumentSummary.MetadataEntry\x12/\n\x0bingested_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"d\n\x15ListDocumentsResponse\x12\x36\n\tdocuments\x18\x01 \x03(\x0b\x32#.bruno.retrieval.v1.DocumentSummary\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"@\n\x15\x44\x65leteDocumentRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x02 \x01(\t\"0\n\x16\x44\x65leteDocumentResponse\x12\x16\n\x0e\x63hunks_deleted\x18\x01 \x01(\r\"\x18\n\x16ListCollectionsRequest\"m\n\x0e\x43ollectionInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tdocuments\x18\x02 \x01(\r\x12\x0e\n\x06\x63hunks\x18\x03 \x01(\x04\x12\x17\n\x0f\x65mbedding_model\x18\x04 \x01(\t\x12\x11\n\tdimension\x18\x05 \x01(\r\"R\n\x17ListCollectionsResponse\x12\x37\n\x0b\x63ollections\x18\x01 \x03(\x0b\x32\".bruno.retrieval.v1.CollectionInfo\"-\n\x17\x44\x65leteCollectionRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\"5\n\x18\x44\x65leteCollectionResponse\x12\x19\n\x11\x64ocuments_deleted\x18\x01 \x01(\r\".\n\x18ReindexCollectionRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\"k\n\x19ReindexCollectionResponse\x12\x36\n\ncollection\x18\x01 \x01(\x0b\x32\".bruno.retrieval.v1.CollectionInfo\x12\x16\n\x0eprevious_model\x18\x02 \x01(\t*\x86\x01\n\rIngestOutcome\x12\x1e\n\x1aINGEST_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n\x16INGEST_OUTCOME_CREATED\x10\x01\x12\x1c\n\x18INGEST_OUTCOME_UNCHANGED\x10\x02\x12\x1b\n\x17INGEST_OUTCOME_REPLACED\x10\x03*o\n\nSearchMode\x12\x1b\n\x17SEARCH_MODE_UNSPECIFIED\x10\x00\x12\x16\n\x12SEARCH_MODE_HYBRID\x10\x01\x12\x16\n\x12SEARCH_MODE_VECTOR\x10\x02\x12\x14\n\x10SEARCH_MODE_TEXT\x10\x03\x32\xe8\x05\n\x10RetrievalService\x12g\n\x0eIngestDocument\x12).bruno.retrieval.v1.IngestDocumentRequest\x1a*.bruno.retrieval.v1.IngestDocumentResponse\x12O\n\x06Search\x12!.bruno.retrieval.v1.SearchRequest\x1a\".bruno.retrieval.v1.SearchResponse\x12\x64\n\rListDocuments\x12(.bruno.retrieval.v1.ListDocumentsRequest\x1a).bruno.retrieval.v1.ListDocumentsResponse\x12g\n\x0e\x44\x65leteDocument\x12).bruno.retrieval.v1.DeleteDocumentRequest\x1a*.bruno.retrieval.v1.DeleteDocumentResponse\x12j\n\x0fListCollections\x12*.bruno.retrieval.v1.ListCollectionsRequest\x1a+.bruno.retrieval.v1.ListCollectionsResponse\x12m\n\x10\x44\x65leteCollection\x12+.bruno.retrieval.v1.DeleteCollectionRequest\x1a,.bruno.retrieval.v1.DeleteCollectionResponse\x12p\n\x11ReindexCollection\x12,.bruno.retrieval.v1.ReindexCollectionRequest\x1a-.bruno.retrieval.v1.ReindexCollectionResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,40 +34,58 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_INGESTDOCUMENTREQUEST_METADATAENTRY']._loaded_options = None
   _globals['_INGESTDOCUMENTREQUEST_METADATAENTRY']._serialized_options = b'8\001'
+  _globals['_SEARCHREQUEST_FILTERSENTRY']._loaded_options = None
+  _globals['_SEARCHREQUEST_FILTERSENTRY']._serialized_options = b'8\001'
   _globals['_SEARCHHIT_METADATAENTRY']._loaded_options = None
   _globals['_SEARCHHIT_METADATAENTRY']._serialized_options = b'8\001'
   _globals['_DOCUMENTSUMMARY_METADATAENTRY']._loaded_options = None
   _globals['_DOCUMENTSUMMARY_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_INGESTOUTCOME']._serialized_start=1524
-  _globals['_INGESTOUTCOME']._serialized_end=1658
-  _globals['_SEARCHMODE']._serialized_start=1660
-  _globals['_SEARCHMODE']._serialized_end=1771
+  _globals['_INGESTOUTCOME']._serialized_start=2140
+  _globals['_INGESTOUTCOME']._serialized_end=2274
+  _globals['_SEARCHMODE']._serialized_start=2276
+  _globals['_SEARCHMODE']._serialized_end=2387
   _globals['_INGESTDOCUMENTREQUEST']._serialized_start=92
   _globals['_INGESTDOCUMENTREQUEST']._serialized_end=325
   _globals['_INGESTDOCUMENTREQUEST_METADATAENTRY']._serialized_start=278
   _globals['_INGESTDOCUMENTREQUEST_METADATAENTRY']._serialized_end=325
   _globals['_INGESTDOCUMENTRESPONSE']._serialized_start=328
   _globals['_INGESTDOCUMENTRESPONSE']._serialized_end=483
-  _globals['_SEARCHREQUEST']._serialized_start=485
-  _globals['_SEARCHREQUEST']._serialized_end=596
-  _globals['_SEARCHHIT']._serialized_start=599
-  _globals['_SEARCHHIT']._serialized_end=842
+  _globals['_SEARCHREQUEST']._serialized_start=486
+  _globals['_SEARCHREQUEST']._serialized_end=710
+  _globals['_SEARCHREQUEST_FILTERSENTRY']._serialized_start=664
+  _globals['_SEARCHREQUEST_FILTERSENTRY']._serialized_end=710
+  _globals['_SEARCHHIT']._serialized_start=713
+  _globals['_SEARCHHIT']._serialized_end=978
   _globals['_SEARCHHIT_METADATAENTRY']._serialized_start=278
   _globals['_SEARCHHIT_METADATAENTRY']._serialized_end=325
-  _globals['_SEARCHRESPONSE']._serialized_start=844
-  _globals['_SEARCHRESPONSE']._serialized_end=951
-  _globals['_LISTDOCUMENTSREQUEST']._serialized_start=953
-  _globals['_LISTDOCUMENTSREQUEST']._serialized_end=1026
-  _globals['_DOCUMENTSUMMARY']._serialized_start=1029
-  _globals['_DOCUMENTSUMMARY']._serialized_end=1303
+  _globals['_SEARCHRESPONSE']._serialized_start=980
+  _globals['_SEARCHRESPONSE']._serialized_end=1087
+  _globals['_LISTDOCUMENTSREQUEST']._serialized_start=1089
+  _globals['_LISTDOCUMENTSREQUEST']._serialized_end=1162
+  _globals['_DOCUMENTSUMMARY']._serialized_start=1165
+  _globals['_DOCUMENTSUMMARY']._serialized_end=1439
   _globals['_DOCUMENTSUMMARY_METADATAENTRY']._serialized_start=278
   _globals['_DOCUMENTSUMMARY_METADATAENTRY']._serialized_end=325
-  _globals['_LISTDOCUMENTSRESPONSE']._serialized_start=1305
-  _globals['_LISTDOCUMENTSRESPONSE']._serialized_end=1405
-  _globals['_DELETEDOCUMENTREQUEST']._serialized_start=1407
-  _globals['_DELETEDOCUMENTREQUEST']._serialized_end=1471
-  _globals['_DELETEDOCUMENTRESPONSE']._serialized_start=1473
-  _globals['_DELETEDOCUMENTRESPONSE']._serialized_end=1521
-  _globals['_RETRIEVALSERVICE']._serialized_start=1774
-  _globals['_RETRIEVALSERVICE']._serialized_end=2185
+  _globals['_LISTDOCUMENTSRESPONSE']._serialized_start=1441
+  _globals['_LISTDOCUMENTSRESPONSE']._serialized_end=1541
+  _globals['_DELETEDOCUMENTREQUEST']._serialized_start=1543
+  _globals['_DELETEDOCUMENTREQUEST']._serialized_end=1607
+  _globals['_DELETEDOCUMENTRESPONSE']._serialized_start=1609
+  _globals['_DELETEDOCUMENTRESPONSE']._serialized_end=1657
+  _globals['_LISTCOLLECTIONSREQUEST']._serialized_start=1659
+  _globals['_LISTCOLLECTIONSREQUEST']._serialized_end=1683
+  _globals['_COLLECTIONINFO']._serialized_start=1685
+  _globals['_COLLECTIONINFO']._serialized_end=1794
+  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_start=1796
+  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_end=1878
+  _globals['_DELETECOLLECTIONREQUEST']._serialized_start=1880
+  _globals['_DELETECOLLECTIONREQUEST']._serialized_end=1925
+  _globals['_DELETECOLLECTIONRESPONSE']._serialized_start=1927
+  _globals['_DELETECOLLECTIONRESPONSE']._serialized_end=1980
+  _globals['_REINDEXCOLLECTIONREQUEST']._serialized_start=1982
+  _globals['_REINDEXCOLLECTIONREQUEST']._serialized_end=2028
+  _globals['_REINDEXCOLLECTIONRESPONSE']._serialized_start=2030
+  _globals['_REINDEXCOLLECTIONRESPONSE']._serialized_end=2137
+  _globals['_RETRIEVALSERVICE']._serialized_start=2390
+  _globals['_RETRIEVALSERVICE']._serialized_end=3134
 # @@protoc_insertion_point(module_scope)

@@ -54,6 +54,21 @@ class RetrievalServiceStub:
                 request_serializer=bruno_dot_retrieval_dot_v1_dot_retrieval__pb2.DeleteDocumentRequest.SerializeToString,
                 response_deserializer=bruno_dot_retrieval_dot_v1_dot_retrieval__pb2.DeleteDocumentResponse.FromString,
                 _registered_method=True)
+        self.ListCollections = channel.unary_unary(
+                '/bruno.retrieval.v1.RetrievalService/ListCollections',
+                request_serializer=bruno_dot_retrieval_dot_v1_dot_retrieval__pb2.ListCollectionsRequest.SerializeToString,
+                response_deserializer=bruno_dot_retrieval_dot_v1_dot_retrieval__pb2.ListCollectionsResponse.FromString,
+                _registered_method=True)
+        self.DeleteCollection = channel.unary_unary(
+                '/bruno.retrieval.v1.RetrievalService/DeleteCollection',
+                request_serializer=bruno_dot_retrieval_dot_v1_dot_retrieval__pb2.DeleteCollectionRequest.SerializeToString,
+                response_deserializer=bruno_dot_retrieval_dot_v1_dot_retrieval__pb2.DeleteCollectionResponse.FromString,
+                _registered_method=True)
+        self.ReindexCollection = channel.unary_unary(
+                '/bruno.retrieval.v1.RetrievalService/ReindexCollection',
+                request_serializer=bruno_dot_retrieval_dot_v1_dot_retrieval__pb2.ReindexCollectionRequest.SerializeToString,
+                response_deserializer=bruno_dot_retrieval_dot_v1_dot_retrieval__pb2.ReindexCollectionResponse.FromString,
+                _registered_method=True)
 
 
 class RetrievalServiceServicer:
@@ -88,6 +103,28 @@ class RetrievalServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListCollections(self, request, context):
+        """ListCollections lists every collection with its size and embedding model.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteCollection(self, request, context):
+        """DeleteCollection drops a collection and every document in it. NOT_FOUND when unknown.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReindexCollection(self, request, context):
+        """ReindexCollection re-embeds a collection with the embedding service's current model in a
+        shadow table, then switches over in one step: search never fails during a reindex.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RetrievalServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -110,6 +147,21 @@ def add_RetrievalServiceServicer_to_server(servicer, server):
                     servicer.DeleteDocument,
                     request_deserializer=bruno_dot_retrieval_dot_v1_dot_retrieval__pb2.DeleteDocumentRequest.FromString,
                     response_serializer=bruno_dot_retrieval_dot_v1_dot_retrieval__pb2.DeleteDocumentResponse.SerializeToString,
+            ),
+            'ListCollections': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCollections,
+                    request_deserializer=bruno_dot_retrieval_dot_v1_dot_retrieval__pb2.ListCollectionsRequest.FromString,
+                    response_serializer=bruno_dot_retrieval_dot_v1_dot_retrieval__pb2.ListCollectionsResponse.SerializeToString,
+            ),
+            'DeleteCollection': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteCollection,
+                    request_deserializer=bruno_dot_retrieval_dot_v1_dot_retrieval__pb2.DeleteCollectionRequest.FromString,
+                    response_serializer=bruno_dot_retrieval_dot_v1_dot_retrieval__pb2.DeleteCollectionResponse.SerializeToString,
+            ),
+            'ReindexCollection': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReindexCollection,
+                    request_deserializer=bruno_dot_retrieval_dot_v1_dot_retrieval__pb2.ReindexCollectionRequest.FromString,
+                    response_serializer=bruno_dot_retrieval_dot_v1_dot_retrieval__pb2.ReindexCollectionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -220,6 +272,87 @@ class RetrievalService:
             '/bruno.retrieval.v1.RetrievalService/DeleteDocument',
             bruno_dot_retrieval_dot_v1_dot_retrieval__pb2.DeleteDocumentRequest.SerializeToString,
             bruno_dot_retrieval_dot_v1_dot_retrieval__pb2.DeleteDocumentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCollections(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bruno.retrieval.v1.RetrievalService/ListCollections',
+            bruno_dot_retrieval_dot_v1_dot_retrieval__pb2.ListCollectionsRequest.SerializeToString,
+            bruno_dot_retrieval_dot_v1_dot_retrieval__pb2.ListCollectionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteCollection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bruno.retrieval.v1.RetrievalService/DeleteCollection',
+            bruno_dot_retrieval_dot_v1_dot_retrieval__pb2.DeleteCollectionRequest.SerializeToString,
+            bruno_dot_retrieval_dot_v1_dot_retrieval__pb2.DeleteCollectionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReindexCollection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bruno.retrieval.v1.RetrievalService/ReindexCollection',
+            bruno_dot_retrieval_dot_v1_dot_retrieval__pb2.ReindexCollectionRequest.SerializeToString,
+            bruno_dot_retrieval_dot_v1_dot_retrieval__pb2.ReindexCollectionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -44,6 +44,14 @@ class RetrievalServiceStub:
     """ListDocuments pages through the documents of a collection, ordered by id."""
     DeleteDocument: _grpc.UnaryUnaryMultiCallable[_retrieval_pb2.DeleteDocumentRequest, _retrieval_pb2.DeleteDocumentResponse]
     """DeleteDocument removes every chunk of a document. NOT_FOUND when unknown."""
+    ListCollections: _grpc.UnaryUnaryMultiCallable[_retrieval_pb2.ListCollectionsRequest, _retrieval_pb2.ListCollectionsResponse]
+    """ListCollections lists every collection with its size and embedding model."""
+    DeleteCollection: _grpc.UnaryUnaryMultiCallable[_retrieval_pb2.DeleteCollectionRequest, _retrieval_pb2.DeleteCollectionResponse]
+    """DeleteCollection drops a collection and every document in it. NOT_FOUND when unknown."""
+    ReindexCollection: _grpc.UnaryUnaryMultiCallable[_retrieval_pb2.ReindexCollectionRequest, _retrieval_pb2.ReindexCollectionResponse]
+    """ReindexCollection re-embeds a collection with the embedding service's current model in a
+    shadow table, then switches over in one step: search never fails during a reindex.
+    """
 
 @_typing.type_check_only
 class RetrievalServiceAsyncStub(RetrievalServiceStub):
@@ -58,6 +66,14 @@ class RetrievalServiceAsyncStub(RetrievalServiceStub):
     """ListDocuments pages through the documents of a collection, ordered by id."""
     DeleteDocument: _aio.UnaryUnaryMultiCallable[_retrieval_pb2.DeleteDocumentRequest, _retrieval_pb2.DeleteDocumentResponse]  # type: ignore[assignment]
     """DeleteDocument removes every chunk of a document. NOT_FOUND when unknown."""
+    ListCollections: _aio.UnaryUnaryMultiCallable[_retrieval_pb2.ListCollectionsRequest, _retrieval_pb2.ListCollectionsResponse]  # type: ignore[assignment]
+    """ListCollections lists every collection with its size and embedding model."""
+    DeleteCollection: _aio.UnaryUnaryMultiCallable[_retrieval_pb2.DeleteCollectionRequest, _retrieval_pb2.DeleteCollectionResponse]  # type: ignore[assignment]
+    """DeleteCollection drops a collection and every document in it. NOT_FOUND when unknown."""
+    ReindexCollection: _aio.UnaryUnaryMultiCallable[_retrieval_pb2.ReindexCollectionRequest, _retrieval_pb2.ReindexCollectionResponse]  # type: ignore[assignment]
+    """ReindexCollection re-embeds a collection with the embedding service's current model in a
+    shadow table, then switches over in one step: search never fails during a reindex.
+    """
 
 class RetrievalServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -93,5 +109,31 @@ class RetrievalServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_retrieval_pb2.DeleteDocumentResponse, _abc.Awaitable[_retrieval_pb2.DeleteDocumentResponse]]:
         """DeleteDocument removes every chunk of a document. NOT_FOUND when unknown."""
+
+    @_abc_1.abstractmethod
+    def ListCollections(
+        self,
+        request: _retrieval_pb2.ListCollectionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_retrieval_pb2.ListCollectionsResponse, _abc.Awaitable[_retrieval_pb2.ListCollectionsResponse]]:
+        """ListCollections lists every collection with its size and embedding model."""
+
+    @_abc_1.abstractmethod
+    def DeleteCollection(
+        self,
+        request: _retrieval_pb2.DeleteCollectionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_retrieval_pb2.DeleteCollectionResponse, _abc.Awaitable[_retrieval_pb2.DeleteCollectionResponse]]:
+        """DeleteCollection drops a collection and every document in it. NOT_FOUND when unknown."""
+
+    @_abc_1.abstractmethod
+    def ReindexCollection(
+        self,
+        request: _retrieval_pb2.ReindexCollectionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_retrieval_pb2.ReindexCollectionResponse, _abc.Awaitable[_retrieval_pb2.ReindexCollectionResponse]]:
+        """ReindexCollection re-embeds a collection with the embedding service's current model in a
+        shadow table, then switches over in one step: search never fails during a reindex.
+        """
 
 def add_RetrievalServiceServicer_to_server(servicer: RetrievalServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
