@@ -1,33 +1,45 @@
-"""The rendered k8s overlays: valid Kubernetes objects that follow the project's deployment rules.
+"""The rendered k8s tree: valid Kubernetes objects that follow the project's deployment rules.
 
-Each overlay is rendered once per session with ``kubectl kustomize`` (offline) and checked against
-the Kubernetes schemas (strict: unknown fields fail) and against the rules in ``k8s/README.md``.
+Every overlay and every variant of the component matrix (conftest.py) is checked against the
+Kubernetes schemas (strict: unknown fields fail), the custom resources against the schemas in
+``k8s/schemas``, and all of it against the rules in ``k8s/README.md``.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import re
-import shutil
-import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import jsonschema  # type: ignore[import-untyped]
 import kubernetes_validate
 import pytest
 import yaml
+from pydantic import AliasChoices
+from pydantic_settings import BaseSettings
+
+from bruno_core.settings import GrpcServerSettings
+from bruno_edge.config import EdgeSettings
+from bruno_edge.server import SHUTDOWN_GRACE_SECONDS
+from bruno_embedding.config import EmbeddingSettings
+from bruno_generation.config import GenerationSettings
+from bruno_retrieval.config import RetrievalSettings
+
+if TYPE_CHECKING:
+    from conftest import Kustomize, Rendered
 
 Manifest = dict[str, Any]
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "k8s"
-OVERLAYS = ("dev", "staging", "prod")
+SCHEMAS = K8S / "schemas"
 NAMESPACE = "agent-bruno"
 # The oldest Kubernetes minor the manifests target (native gRPC probes are GA since 1.27,
-# the StatefulSet PVC retention policy since 1.32).
+# the StatefulSet PVC retention policy and the preStop sleep action since 1.32).
 K8S_VERSION = "1.32.0"
 
 INTERNAL_PORTS = {"embedding": 50051, "retrieval": 50052, "generation": 50053}
@@ -35,53 +47,52 @@ EDGE_PORT = 8080
 METRICS_PORT = 9090
 SERVICES = ("edge", *INTERNAL_PORTS)
 IMAGE_REPO = "ghcr.io/agent-bruno"
+OUR_IMAGES = {f"{IMAGE_REPO}/{service}" for service in SERVICES}
 TMP = "/tmp"  # noqa: S108 - the path the pods mount their emptyDir at, not a file we open
+CUSTOM_GROUPS = {
+    "source.toolkit.fluxcd.io",
+    "kustomize.toolkit.fluxcd.io",
+    "helm.toolkit.fluxcd.io",
+    "flagger.app",
+    "velero.io",
+    "monitoring.coreos.com",
+    "external-secrets.io",
+}
 
 # Secrets the operator creates out of band (k8s/README.md); the tree must never hold one.
-EXTERNAL_SECRETS = {"bruno-api-keys", "bruno-edge-tls"}
+EXTERNAL_SECRETS = {"bruno-api-keys", "bruno-edge-tls", "bruno-lancedb-s3"}
 
-# The settings the services read (docs: the README settings table); a misspelt name here would
-# be silently ignored by pydantic-settings, so the ConfigMap may only use these.
-KNOWN_SETTINGS = {
-    "BRUNO_LOG_LEVEL",
-    "BRUNO_LOG_FORMAT",
-    "BRUNO_GRPC_MAX_MESSAGE_BYTES",
-    "BRUNO_GRPC_GRACE_SECONDS",
-    "BRUNO_GRPC_MAX_CONCURRENT_RPCS",
-    "BRUNO_EMBEDDING_LISTEN_ADDR",
-    "BRUNO_EMBEDDING_METRICS_PORT",
-    "BRUNO_EMBEDDING_BACKEND",
-    "BRUNO_EMBEDDING_OLLAMA_MODEL",
-    "BRUNO_EMBEDDING_BATCH_SIZE",
-    "BRUNO_EMBEDDING_MAX_TEXTS",
-    "BRUNO_EMBEDDING_THREADS",
-    "OLLAMA_HOST",
-    "BRUNO_RETRIEVAL_LISTEN_ADDR",
-    "BRUNO_RETRIEVAL_METRICS_PORT",
-    "BRUNO_EMBEDDING_ADDR",
-    "BRUNO_LANCEDB_URI",
-    "BRUNO_CHUNK_SIZE_TOKENS",
-    "BRUNO_CHUNK_OVERLAP_TOKENS",
-    "BRUNO_MAX_DOCUMENT_BYTES",
-    "BRUNO_EMBEDDING_TIMEOUT_SECONDS",
-    "BRUNO_DEFAULT_TOP_K",
-    "BRUNO_MAX_TOP_K",
-    "BRUNO_GENERATION_LISTEN_ADDR",
-    "BRUNO_GENERATION_METRICS_PORT",
-    "BRUNO_GENERATION_BACKEND",
-    "BRUNO_OLLAMA_MODEL",
-    "BRUNO_OLLAMA_TIMEOUT_SECONDS",
-    "BRUNO_OLLAMA_CONNECT_TIMEOUT_SECONDS",
-    "BRUNO_EDGE_HOST",
-    "BRUNO_EDGE_PORT",
-    "BRUNO_RETRIEVAL_ADDR",
-    "BRUNO_GENERATION_ADDR",
-    "BRUNO_API_KEYS",
-    "BRUNO_MAX_MESSAGE_CHARS",
-    "BRUNO_MAX_REQUEST_BYTES",
-    "BRUNO_CHAT_TIMEOUT_SECONDS",
-    "BRUNO_REQUEST_TIMEOUT_SECONDS",
+
+def env_names(cls: type[BaseSettings]) -> set[str]:
+    """The environment variables a settings class reads (as tests/docs/test_readme.py does)."""
+    prefix = str(cls.model_config.get("env_prefix", ""))
+    names = set()
+    for field_name, field in cls.model_fields.items():
+        alias = field.validation_alias
+        if isinstance(alias, str):
+            names.add(alias)
+        elif isinstance(alias, AliasChoices):
+            names.add(str(alias.choices[0]))
+        else:
+            names.add(f"{prefix}{field_name}".upper())
+    return names
+
+
+# A misspelt name would be silently ignored by pydantic-settings, so pods may only set these.
+KNOWN_SETTINGS = set().union(
+    *(
+        env_names(cls)
+        for cls in (EmbeddingSettings, RetrievalSettings, GenerationSettings, EdgeSettings)
+    )
+)
+# Read by libraries, not by a settings class: the OpenTelemetry SDK, LanceDB's object store.
+READ_BY_LIBRARIES = {
     "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "AWS_REGION",
+    "AWS_ENDPOINT",
+    "AWS_ALLOW_HTTP",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
 }
 
 EXPECTED_REPLICAS = {
@@ -90,82 +101,22 @@ EXPECTED_REPLICAS = {
     "prod": {"edge": 3, "embedding": 2, "generation": 2, "retrieval": 1},
 }
 EXPECTED_STORAGE = {"dev": "1Gi", "staging": "5Gi", "prod": "20Gi"}
-PROD_HOST = "bruno.example.internal"
-
+EXPECTED_HOSTS = {
+    "dev": "bruno.dev.example.internal",
+    "staging": "bruno.staging.example.internal",
+    "prod": "bruno.example.internal",
+}
 CLUSTER_SCOPED = {"Namespace"}
-WORKLOAD_KINDS = {"Deployment", "StatefulSet"}
-
-
-@dataclass(frozen=True)
-class Rendered:
-    """One overlay as ``kubectl kustomize`` renders it, with the kustomization that made it."""
-
-    overlay: str
-    docs: list[Manifest]
-    kustomization: Manifest
-
-    def of_kind(self, kind: str) -> list[Manifest]:
-        return [doc for doc in self.docs if doc["kind"] == kind]
-
-    def get(self, kind: str, name: str) -> Manifest:
-        found = [doc for doc in self.of_kind(kind) if doc["metadata"]["name"] == name]
-        assert len(found) == 1, f"{self.overlay}: expected one {kind}/{name}, found {len(found)}"
-        return found[0]
-
-    def workloads(self) -> list[Manifest]:
-        return [doc for doc in self.docs if doc["kind"] in WORKLOAD_KINDS]
-
-    def workload(self, name: str) -> Manifest:
-        found = [doc for doc in self.workloads() if doc["metadata"]["name"] == name]
-        assert len(found) == 1, f"{self.overlay}: expected one workload {name}"
-        return found[0]
-
-    def config(self) -> dict[str, str]:
-        """The merged data of every ConfigMap (there is one: bruno-config-<hash>)."""
-        data: dict[str, str] = {}
-        for config_map in self.of_kind("ConfigMap"):
-            data.update(config_map.get("data", {}))
-        return data
-
-
-def _kubectl() -> str | None:
-    return shutil.which("kubectl") or (
-        "/usr/bin/kubectl" if Path("/usr/bin/kubectl").exists() else None
-    )
-
-
-def _render(kubectl: str, overlay: str) -> Rendered:
-    directory = K8S / "overlays" / overlay
-    result = subprocess.run(
-        [kubectl, "kustomize", str(directory)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    assert result.returncode == 0, f"kubectl kustomize {overlay} failed:\n{result.stderr}"
-    docs = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
-    kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
-    return Rendered(overlay=overlay, docs=docs, kustomization=kustomization)
-
-
-@pytest.fixture(scope="session")
-def all_rendered() -> dict[str, Rendered]:
-    kubectl = _kubectl()
-    if kubectl is None:
-        pytest.skip("kubectl is not installed: the overlays cannot be rendered (kubectl kustomize)")
-    return {overlay: _render(kubectl, overlay) for overlay in OVERLAYS}
-
-
-@pytest.fixture(params=OVERLAYS)
-def rendered(request: pytest.FixtureRequest, all_rendered: dict[str, Rendered]) -> Rendered:
-    overlay: str = request.param
-    return all_rendered[overlay]
 
 
 def _pod_spec(workload: Manifest) -> Manifest:
     spec: Manifest = workload["spec"]["template"]["spec"]
     return spec
+
+
+def _pod_labels(workload: Manifest) -> dict[str, str]:
+    labels: dict[str, str] = workload["spec"]["template"]["metadata"]["labels"]
+    return labels
 
 
 def _containers(workload: Manifest) -> Iterator[Manifest]:
@@ -177,10 +128,11 @@ def _containers(workload: Manifest) -> Iterator[Manifest]:
 def _all_containers(rendered: Rendered) -> Iterator[tuple[str, Manifest]]:
     for workload in rendered.workloads():
         for container in _containers(workload):
-            yield (
-                f"{rendered.overlay}:{workload['metadata']['name']}/{container['name']}",
-                container,
-            )
+            yield f"{rendered.name}:{workload['metadata']['name']}/{container['name']}", container
+
+
+def _ours(container: Manifest) -> bool:
+    return _split_image(container["image"])[0] in OUR_IMAGES
 
 
 def _main_container(workload: Manifest) -> Manifest:
@@ -226,20 +178,47 @@ def _split_image(image: str) -> tuple[str, str | None]:
     return repo, tag
 
 
+def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return all(labels.get(key) == value for key, value in selector.items())
+
+
+def _canary_targets(rendered: Rendered) -> set[str]:
+    return {c["spec"]["targetRef"]["name"] for c in rendered.of_kind("Canary")}
+
+
+def custom_schema(doc: Manifest) -> Path:
+    api_version: str = doc["apiVersion"]
+    group, _, version = api_version.rpartition("/")
+    path: Path = SCHEMAS / group / f"{str(doc['kind']).lower()}_{version}.json"
+    return path
+
+
+def validate_object(doc: Manifest) -> None:
+    """Strict schema validation: Kubernetes' own for core kinds, ours for custom resources."""
+    group = doc["apiVersion"].rpartition("/")[0]
+    if group in CUSTOM_GROUPS:
+        path = custom_schema(doc)
+        assert path.exists(), f"no schema {path.relative_to(ROOT)} for {doc['kind']}"
+        jsonschema.validate(doc, json.loads(path.read_text()))
+    else:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
 # --- schema ----------------------------------------------------------------------------------
 
 
-def test_every_object_is_valid_against_the_kubernetes_schema_in_strict_mode(
-    rendered: Rendered,
-) -> None:
+def test_every_object_is_valid_against_its_schema_in_strict_mode(rendered: Rendered) -> None:
     for doc in rendered.docs:
-        where = f"{rendered.overlay}: {doc['kind']}/{doc['metadata']['name']}"
+        where = f"{rendered.name}: {doc['kind']}/{doc['metadata']['name']}"
         try:
-            kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+            validate_object(doc)
         except kubernetes_validate.SchemaNotFoundError:
             pytest.fail(f"{where}: no schema for {doc['apiVersion']} {doc['kind']}")
         except kubernetes_validate.ValidationError as error:
             path = ".".join(str(part) for part in error.path)
+            pytest.fail(f"{where}: {path}: {error.message}")
+        except jsonschema.ValidationError as error:
+            path = ".".join(str(part) for part in error.absolute_path)
             pytest.fail(f"{where}: {path}: {error.message}")
 
 
@@ -248,7 +227,27 @@ def test_strict_validation_rejects_a_misspelt_field(all_rendered: dict[str, Rend
     deployment = copy.deepcopy(all_rendered["dev"].get("Deployment", "edge"))
     deployment["spec"]["template"]["spec"]["containers"][0]["readOnlyRootFileSystem"] = True
     with pytest.raises(kubernetes_validate.ValidationError):
-        kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
+        validate_object(deployment)
+
+
+@pytest.mark.parametrize(
+    ("kind", "path", "typo"),
+    [
+        ("Canary", ("spec", "analysis"), "stepWieght"),
+        ("PrometheusRule", ("spec",), "group"),
+        ("MetricTemplate", ("spec", "provider"), "adress"),
+    ],
+)
+def test_custom_resource_schemas_reject_a_misspelt_field(
+    all_rendered: dict[str, Rendered], kind: str, path: tuple[str, ...], typo: str
+) -> None:
+    doc = copy.deepcopy(all_rendered["prod"].of_kind(kind)[0])
+    target = doc
+    for key in path:
+        target = target[key]
+    target[typo] = 1
+    with pytest.raises(jsonschema.ValidationError):
+        validate_object(doc)
 
 
 # --- namespace, labels, exposure ---------------------------------------------------------------
@@ -259,13 +258,12 @@ def test_everything_lives_in_the_agent_bruno_namespace_with_the_part_of_label(
 ) -> None:
     for doc in rendered.docs:
         meta = doc["metadata"]
-        where = f"{rendered.overlay}: {doc['kind']}/{meta['name']}"
+        where = f"{rendered.name}: {doc['kind']}/{meta['name']}"
         if doc["kind"] not in CLUSTER_SCOPED:
             assert meta.get("namespace") == NAMESPACE, where
         assert meta.get("labels", {}).get("app.kubernetes.io/part-of") == "agent-bruno", where
     for workload in rendered.workloads():
-        labels = workload["spec"]["template"]["metadata"]["labels"]
-        assert labels.get("app.kubernetes.io/part-of") == "agent-bruno"
+        assert _pod_labels(workload).get("app.kubernetes.io/part-of") == "agent-bruno"
 
 
 def test_the_namespace_enforces_the_restricted_pod_security_standard(rendered: Rendered) -> None:
@@ -273,14 +271,26 @@ def test_the_namespace_enforces_the_restricted_pod_security_standard(rendered: R
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
 
 
-def test_only_the_edge_is_exposed_and_only_through_a_prod_ingress(rendered: Rendered) -> None:
+def test_only_the_edge_is_exposed_and_only_through_an_ingress(rendered: Rendered) -> None:
     for service in rendered.of_kind("Service"):
         assert service["spec"].get("type", "ClusterIP") == "ClusterIP", service["metadata"]["name"]
     for ingress in rendered.of_kind("Ingress"):
         for rule in ingress["spec"]["rules"]:
             for path in rule["http"]["paths"]:
                 assert path["backend"]["service"]["name"] == "edge"
-    assert bool(rendered.of_kind("Ingress")) == (rendered.overlay == "prod")
+    assert bool(rendered.of_kind("Ingress")) == rendered.has("ingress")
+
+
+def test_each_overlay_serves_its_own_host_over_tls(overlay: Rendered) -> None:
+    ingress = overlay.get("Ingress", "edge")
+    (rule,) = ingress["spec"]["rules"]
+    host = EXPECTED_HOSTS[overlay.name]
+    assert rule["host"] == host
+    (path,) = rule["http"]["paths"]
+    assert path["backend"]["service"]["port"]["name"] == "http"
+    (tls,) = ingress["spec"]["tls"]
+    assert tls["hosts"] == [host]
+    assert tls["secretName"] == "bruno-edge-tls"
 
 
 # --- container hardening -------------------------------------------------------------------------
@@ -304,7 +314,7 @@ def test_every_container_gets_a_writable_tmp_from_an_empty_dir(rendered: Rendere
         volumes = {v["name"]: v for v in _pod_spec(workload).get("volumes", [])}
         for container in _containers(workload):
             mounts = {m["mountPath"]: m["name"] for m in container.get("volumeMounts", [])}
-            where = f"{rendered.overlay}:{container['name']}"
+            where = f"{rendered.name}:{container['name']}"
             assert TMP in mounts, where
             assert "emptyDir" in volumes[mounts[TMP]], where
 
@@ -321,10 +331,20 @@ def test_no_pod_mounts_a_service_account_token_or_shares_the_host(rendered: Rend
             assert not spec.get(host_field), f"{name}: {host_field}"
 
 
-def test_every_pod_has_thirty_seconds_to_shut_down(rendered: Rendered) -> None:
+def test_every_pod_gets_more_time_to_stop_than_its_service_drains(rendered: Rendered) -> None:
+    drain = {
+        "edge": SHUTDOWN_GRACE_SECONDS,
+        **dict.fromkeys(INTERNAL_PORTS, GrpcServerSettings().grpc_grace_seconds),
+    }
     for workload in rendered.workloads():
-        spec = _pod_spec(workload)
-        assert spec.get("terminationGracePeriodSeconds") == 30, workload["metadata"]["name"]
+        name = workload["metadata"]["name"]
+        grace = _pod_spec(workload)["terminationGracePeriodSeconds"]
+        if name not in drain:
+            assert grace >= 10, name
+            continue
+        pre_stop = _main_container(workload)["lifecycle"]["preStop"]["sleep"]["seconds"]
+        # preStop (endpoints catch up) + the service's own drain, with room to spare.
+        assert grace >= pre_stop + drain[name] + 5, f"{name}: {grace} s"
 
 
 def test_every_container_has_cpu_and_memory_requests_within_limits(rendered: Rendered) -> None:
@@ -353,7 +373,7 @@ def test_internal_services_are_probed_with_native_grpc_health_checks(
     container = _main_container(rendered.workload(service))
     grpc_port = _named_port(container, "grpc")
     assert grpc_port == INTERNAL_PORTS[service]
-    for probe_name in ("livenessProbe", "readinessProbe"):
+    for probe_name in ("startupProbe", "livenessProbe", "readinessProbe"):
         probe = container.get(probe_name)
         assert probe is not None, f"{service}: no {probe_name}"
         assert probe.get("grpc", {}).get("port") == grpc_port, f"{service}: {probe_name}"
@@ -361,21 +381,74 @@ def test_internal_services_are_probed_with_native_grpc_health_checks(
         assert "exec" not in probe
 
 
-def test_embedding_has_a_startup_probe_covering_the_model_load(rendered: Rendered) -> None:
-    container = _main_container(rendered.workload("embedding"))
-    probe = container.get("startupProbe")
-    assert probe is not None
-    assert probe["grpc"]["port"] == INTERNAL_PORTS["embedding"]
-    assert probe["periodSeconds"] * probe["failureThreshold"] >= 120
+def test_every_long_running_container_has_startup_liveness_and_readiness_probes(
+    rendered: Rendered,
+) -> None:
+    for workload in rendered.workloads():
+        for container in _pod_spec(workload)["containers"]:
+            for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+                assert probe in container, f"{rendered.name}:{container['name']}: no {probe}"
 
 
-def test_edge_is_probed_over_http_on_health_and_ready(rendered: Rendered) -> None:
+def test_slow_starters_get_minutes_before_liveness_counts(rendered: Rendered) -> None:
+    for service, at_least in (("embedding", 120), ("retrieval", 120)):
+        probe = _main_container(rendered.workload(service))["startupProbe"]
+        assert probe["periodSeconds"] * probe["failureThreshold"] >= at_least, service
+
+
+def test_edge_liveness_never_depends_on_a_downstream(rendered: Rendered) -> None:
     container = _main_container(rendered.workload("edge"))
     assert _named_port(container, "http") == EDGE_PORT
-    liveness = container["livenessProbe"]["httpGet"]
+    for probe in ("startupProbe", "livenessProbe"):
+        get = container[probe]["httpGet"]
+        assert (get["path"], get["port"]) == ("/health", "http"), probe
     readiness = container["readinessProbe"]["httpGet"]
-    assert (liveness["path"], liveness["port"]) == ("/health", "http")
     assert (readiness["path"], readiness["port"]) == ("/ready", "http")
+
+
+# --- availability ----------------------------------------------------------------------------
+
+
+def test_every_stateless_service_has_a_disruption_budget_that_lets_drains_proceed(
+    rendered: Rendered,
+) -> None:
+    budgets = rendered.of_kind("PodDisruptionBudget")
+    for name in ("edge", "embedding", "generation"):
+        labels = _pod_labels(rendered.workload(name))
+        matching = [b for b in budgets if _selects(b["spec"]["selector"]["matchLabels"], labels)]
+        assert len(matching) == 1, f"{rendered.name}: {name} has {len(matching)} budgets"
+        (budget,) = matching
+        assert budget["spec"]["maxUnavailable"] == 1, name
+        others = [w for w in rendered.workloads() if w["metadata"]["name"] != name]
+        for other in others:
+            assert not _selects(budget["spec"]["selector"]["matchLabels"], _pod_labels(other))
+
+
+def test_stateless_services_spread_across_nodes_and_zones(rendered: Rendered) -> None:
+    for name in ("edge", "embedding", "generation"):
+        constraints = _pod_spec(rendered.workload(name)).get("topologySpreadConstraints", [])
+        keys = {c["topologyKey"] for c in constraints}
+        assert keys == {"kubernetes.io/hostname", "topology.kubernetes.io/zone"}, name
+        for constraint in constraints:
+            assert constraint["whenUnsatisfiable"] == "ScheduleAnyway"
+            assert constraint["labelSelector"]["matchLabels"] == {"app.kubernetes.io/name": name}
+
+
+def test_autoscalers_own_the_replica_count_of_the_stateless_services(rendered: Rendered) -> None:
+    autoscalers = {
+        h["spec"]["scaleTargetRef"]["name"]: h for h in rendered.of_kind("HorizontalPodAutoscaler")
+    }
+    assert bool(autoscalers) == rendered.has("autoscaling")
+    if not autoscalers:
+        return
+    assert set(autoscalers) == {"edge", "embedding", "generation"}
+    for name, hpa in autoscalers.items():
+        deployment = rendered.get("Deployment", name)
+        assert "replicas" not in deployment["spec"], f"{name}: replicas would fight the HPA"
+        assert 2 <= hpa["spec"]["minReplicas"] < hpa["spec"]["maxReplicas"]
+        limits = _main_container(deployment)["resources"]["requests"]
+        assert "cpu" in limits, f"{name}: CPU utilization needs a CPU request"
+    assert rendered.get("StatefulSet", "retrieval")["spec"]["replicas"] == 1
 
 
 # --- images --------------------------------------------------------------------------------------
@@ -383,30 +456,64 @@ def test_edge_is_probed_over_http_on_health_and_ready(rendered: Rendered) -> Non
 
 def test_every_image_is_pinned_to_a_tag_and_never_latest(rendered: Rendered) -> None:
     for where, container in _all_containers(rendered):
-        repo, tag = _split_image(container["image"])
+        _, tag = _split_image(container["image"])
         assert tag is not None, f"{where}: {container['image']} has no tag"
         assert tag != "latest", f"{where}: {container['image']}"
-        assert repo.startswith(f"{IMAGE_REPO}/"), where
 
 
-def test_the_overlay_sets_every_image_tag_it_renders(rendered: Rendered) -> None:
-    declared = {image["name"]: image["newTag"] for image in rendered.kustomization["images"]}
-    assert set(declared) == {f"{IMAGE_REPO}/{service}" for service in SERVICES}
+def image_entry_problems(kustomization: Manifest, rendered: Rendered) -> list[str]:
+    """Why ``pipelines/deploy.py`` could not set this overlay's tags: it edits ``newTag`` of the
+    ``images:`` entries named ``ghcr.io/agent-bruno/<service>``, one per service."""
+    problems = []
+    entries = kustomization.get("images")
+    if not isinstance(entries, list):
+        return ["no kustomize `images:` list"]
+    declared = {str(e.get("name")): e.get("newTag") for e in entries if isinstance(e, dict)}
+    for image in sorted(OUR_IMAGES - set(declared)):
+        problems.append(f"`images:` has no entry named {image}")
+    for name in sorted(set(declared) - OUR_IMAGES):
+        problems.append(f"`images:` entry {name} names no service image")
+    for name, tag in declared.items():
+        if not tag:
+            problems.append(f"`images:` entry {name} has no newTag")
     for where, container in _all_containers(rendered):
         repo, tag = _split_image(container["image"])
-        assert repo in declared, f"{where}: {repo} has no entry in the overlay's images:"
-        assert tag == declared[repo], where
+        if repo.startswith(f"{IMAGE_REPO}/") and declared.get(repo) != tag:
+            problems.append(f"{where} runs {container['image']}, not the overlay's tag")
+    return problems
+
+
+def test_deploy_py_finds_every_image_of_every_overlay(overlay: Rendered) -> None:
+    assert image_entry_problems(overlay.kustomization, overlay) == []
+
+
+def test_an_image_entry_deploy_py_cannot_find_is_reported(
+    all_rendered: dict[str, Rendered],
+) -> None:
+    broken = copy.deepcopy(all_rendered["prod"].kustomization)
+    broken["images"][0]["name"] = "ghcr.io/agent-bruno/edg"
+    problems = image_entry_problems(broken, all_rendered["prod"])
+    assert "`images:` has no entry named ghcr.io/agent-bruno/edge" in problems
+    assert "`images:` entry ghcr.io/agent-bruno/edg names no service image" in problems
+
+
+def test_the_release_pipeline_can_bump_every_overlay(overlay: Rendered) -> None:
+    gitops = pytest.importorskip("bruno_pipelines.gitops")
+    text = (K8S / "overlays" / overlay.name / "kustomization.yaml").read_text()
+    bumped = yaml.safe_load(gitops.set_image_tags(text, sorted(OUR_IMAGES), "9.9.9"))
+    assert {e["name"]: e["newTag"] for e in bumped["images"]} == dict.fromkeys(OUR_IMAGES, "9.9.9")
 
 
 def test_dev_runs_development_builds_and_the_others_release_builds(
     all_rendered: dict[str, Rendered],
 ) -> None:
-    for overlay, rendered in all_rendered.items():
-        tags = {_split_image(c["image"])[1] for _, c in _all_containers(rendered)}
-        assert len(tags) == 1, f"{overlay}: the services run different tags {tags}"
+    for name in ("dev", "staging", "prod"):
+        rendered = all_rendered[name]
+        tags = {_split_image(c["image"])[1] for _, c in _all_containers(rendered) if _ours(c)}
+        assert len(tags) == 1, f"{name}: the services run different tags {tags}"
         (tag,) = tags
         assert tag is not None
-        assert tag.endswith("-dev") == (overlay == "dev"), f"{overlay}: {tag}"
+        assert tag.endswith("-dev") == (name == "dev"), f"{name}: {tag}"
 
 
 # --- secrets and configuration -------------------------------------------------------------------
@@ -441,6 +548,11 @@ def test_no_secret_is_rendered_and_every_referenced_one_is_documented(rendered: 
         assert f"`{name}`" in readme, f"k8s/README.md does not say how to create {name}"
 
 
+def test_external_secrets_manage_the_api_keys_secret_when_chosen(rendered: Rendered) -> None:
+    managed = {e["spec"]["target"]["name"] for e in rendered.of_kind("ExternalSecret")}
+    assert managed == ({"bruno-api-keys"} if rendered.has("external-secrets") else set())
+
+
 def test_the_tree_commits_no_secret_objects_or_generators() -> None:
     for path in sorted(K8S.rglob("*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):
@@ -467,10 +579,13 @@ def test_env_comes_only_from_rendered_config_maps_and_external_secrets(rendered:
             assert set(source) <= {"configMapRef", "secretRef"}, where
             if "configMapRef" in source:
                 assert source["configMapRef"]["name"] in config_maps, where
+        if not _ours(container):
+            continue  # a third-party server's own variables (Ollama) are set inline
         for env in container.get("env", []):
             # Settings live in the ConfigMap, not inline in a pod spec.
             assert "value" not in env, f"{where}: {env['name']} is set inline"
-            assert env["name"] in KNOWN_SETTINGS, f"{where}: unknown setting {env['name']}"
+            known = KNOWN_SETTINGS | READ_BY_LIBRARIES
+            assert env["name"] in known, f"{where}: unknown setting {env['name']}"
             source = env["valueFrom"]
             if "configMapKeyRef" in source:
                 ref = source["configMapKeyRef"]
@@ -483,10 +598,16 @@ def test_env_comes_only_from_rendered_config_maps_and_external_secrets(rendered:
 
 def test_the_config_map_holds_only_settings_the_services_read(rendered: Rendered) -> None:
     config = rendered.config()
-    assert set(config) <= KNOWN_SETTINGS, set(config) - KNOWN_SETTINGS
+    unknown = set(config) - KNOWN_SETTINGS - READ_BY_LIBRARIES
+    assert not unknown, unknown
     assert config["BRUNO_LOG_FORMAT"] == "json"
     assert config["BRUNO_EDGE_HOST"] == "0.0.0.0"
-    assert config["OLLAMA_HOST"] == "http://ollama.ollama.svc.cluster.local:11434"
+    ollama = (
+        "http://ollama.agent-bruno.svc.cluster.local:11434"
+        if rendered.has("ollama")
+        else "http://ollama.ollama.svc.cluster.local:11434"
+    )
+    assert config["OLLAMA_HOST"] == ollama
 
 
 def test_listen_and_metrics_ports_match_the_containers_and_annotations(rendered: Rendered) -> None:
@@ -511,29 +632,35 @@ def test_listen_and_metrics_ports_match_the_containers_and_annotations(rendered:
 
 def test_downstream_addresses_name_a_service_port_in_this_namespace(rendered: Rendered) -> None:
     services = {svc["metadata"]["name"]: svc for svc in rendered.of_kind("Service")}
-    addresses = {k: v for k, v in rendered.config().items() if k.endswith("_ADDR")}
-    assert set(addresses) >= {f"BRUNO_{s.upper()}_ADDR" for s in INTERNAL_PORTS}
+    addresses = {
+        k: v
+        for k, v in rendered.config().items()
+        if k.endswith("_ADDR") and not k.endswith("_LISTEN_ADDR")
+    }
+    assert set(addresses) == {f"BRUNO_{s.upper()}_ADDR" for s in INTERNAL_PORTS}
     for key, address in addresses.items():
-        if key.endswith("_LISTEN_ADDR"):
-            continue
-        host, _, port = address.rpartition(":")
+        host, _, port = address.removeprefix("dns:///").rpartition(":")
         name, *domain = host.split(".")
-        assert domain in (
-            [],
-            [NAMESPACE],
-            [NAMESPACE, "svc"],
-            [NAMESPACE, "svc", "cluster", "local"],
-        )
+        assert domain in ([NAMESPACE, "svc", "cluster", "local"],), key
         assert name in services, f"{key}={address}: no Service {name}"
         grpc_ports = [p["port"] for p in services[name]["spec"]["ports"] if p["name"] == "grpc"]
         assert grpc_ports == [int(port)], f"{key}={address}"
 
 
+@pytest.mark.parametrize("service", ["embedding", "generation"])
+def test_clients_balance_over_every_pod_of_a_scaled_out_service(
+    rendered: Rendered, service: str
+) -> None:
+    # The shared gRPC client balances round-robin over every address its target resolves to;
+    # only a headless Service resolves to every pod, and only with the dns:/// scheme.
+    address = rendered.config()[f"BRUNO_{service.upper()}_ADDR"]
+    assert address.startswith(f"dns:///{service}-headless."), address
+    headless = rendered.get("Service", f"{service}-headless")
+    assert headless["spec"]["clusterIP"] == "None"
+    assert headless["spec"]["selector"] == {"app.kubernetes.io/name": service}
+
+
 # --- services and selectors ----------------------------------------------------------------------
-
-
-def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
-    return all(labels.get(key) == value for key, value in selector.items())
 
 
 def test_every_service_selects_exactly_one_workload_and_targets_its_named_ports(
@@ -542,12 +669,8 @@ def test_every_service_selects_exactly_one_workload_and_targets_its_named_ports(
     for service in rendered.of_kind("Service"):
         name = service["metadata"]["name"]
         selector = service["spec"]["selector"]
-        matches = [
-            w
-            for w in rendered.workloads()
-            if _selects(selector, w["spec"]["template"]["metadata"]["labels"])
-        ]
-        assert len(matches) == 1, f"{rendered.overlay}: Service {name} selects {len(matches)}"
+        matches = [w for w in rendered.workloads() if _selects(selector, _pod_labels(w))]
+        assert len(matches) == 1, f"{rendered.name}: Service {name} selects {len(matches)}"
         container = _main_container(matches[0])
         for port in service["spec"]["ports"]:
             target = port["targetPort"]
@@ -562,13 +685,19 @@ def test_every_service_selects_exactly_one_workload_and_targets_its_named_ports(
 
 
 def test_every_workload_is_reachable_through_a_service(rendered: Rendered) -> None:
+    # Flagger generates the Services of the workloads it rolls out (edge, edge-primary, …).
+    flagged = _canary_targets(rendered)
     for workload in rendered.workloads():
-        labels = workload["spec"]["template"]["metadata"]["labels"]
+        labels = _pod_labels(workload)
         selector = workload["spec"]["selector"]["matchLabels"]
-        assert _selects(selector, labels), workload["metadata"]["name"]
+        name = workload["metadata"]["name"]
+        assert _selects(selector, labels), name
+        if name in flagged:
+            assert rendered.find("Service", name) is None, f"{name}: Flagger owns this Service"
+            continue
         assert any(
             _selects(service["spec"]["selector"], labels) for service in rendered.of_kind("Service")
-        ), workload["metadata"]["name"]
+        ), name
 
 
 # --- retrieval's volume, replicas, storage -------------------------------------------------------
@@ -585,18 +714,41 @@ def test_retrieval_is_a_single_writer_statefulset_with_lancedb_on_its_volume(
     assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
     mounts = {m["name"]: m["mountPath"] for m in _main_container(statefulset)["volumeMounts"]}
     assert mounts[claim["metadata"]["name"]] == "/data"
-    assert rendered.config()["BRUNO_LANCEDB_URI"] == "/data/lancedb"
+    uri = rendered.config()["BRUNO_LANCEDB_URI"]
+    assert uri.startswith("s3://") if rendered.has("lancedb-s3") else uri == "/data/lancedb"
     assert _pod_spec(statefulset)["securityContext"]["fsGroup"] == 10001
 
 
-def test_each_overlay_sizes_the_lancedb_volume(rendered: Rendered) -> None:
-    (claim,) = rendered.get("StatefulSet", "retrieval")["spec"]["volumeClaimTemplates"]
-    assert claim["spec"]["resources"]["requests"]["storage"] == EXPECTED_STORAGE[rendered.overlay]
+def test_lancedb_on_object_storage_takes_its_credentials_from_a_secret(
+    all_rendered: dict[str, Rendered],
+) -> None:
+    with_s3 = [r for r in all_rendered.values() if r.has("lancedb-s3")]
+    assert with_s3
+    for rendered in with_s3:
+        statefulset = rendered.get("StatefulSet", "retrieval")
+        env = {e["name"]: e for e in _main_container(statefulset).get("env", [])}
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            assert env[name]["valueFrom"]["secretKeyRef"]["name"] == "bruno-lancedb-s3"
+        assert _pod_labels(statefulset)["agent-bruno.dev/object-storage"] == "true"
+        assert "AWS_REGION" in rendered.config()
 
 
-def test_each_overlay_runs_its_replica_counts(rendered: Rendered) -> None:
-    replicas = {w["metadata"]["name"]: w["spec"]["replicas"] for w in rendered.workloads()}
-    assert replicas == EXPECTED_REPLICAS[rendered.overlay]
+def test_each_overlay_sizes_the_lancedb_volume(overlay: Rendered) -> None:
+    (claim,) = overlay.get("StatefulSet", "retrieval")["spec"]["volumeClaimTemplates"]
+    assert claim["spec"]["resources"]["requests"]["storage"] == EXPECTED_STORAGE[overlay.name]
+
+
+def test_each_overlay_runs_its_replica_counts(overlay: Rendered) -> None:
+    minimum = {
+        h["spec"]["scaleTargetRef"]["name"]: h["spec"]["minReplicas"]
+        for h in overlay.of_kind("HorizontalPodAutoscaler")
+    }
+    replicas = {
+        w["metadata"]["name"]: w["spec"].get("replicas", minimum.get(w["metadata"]["name"]))
+        for w in overlay.workloads()
+        if w["metadata"]["name"] in SERVICES
+    }
+    assert replicas == EXPECTED_REPLICAS[overlay.name]
 
 
 def test_prod_raises_resources_above_the_base(all_rendered: dict[str, Rendered]) -> None:
@@ -610,36 +762,42 @@ def test_prod_raises_resources_above_the_base(all_rendered: dict[str, Rendered])
                 )
 
 
-# --- prod extras ---------------------------------------------------------------------------------
-
-
-def test_prod_keeps_edge_pods_up_through_voluntary_disruptions(
+def test_the_overlays_turn_on_the_components_their_environment_needs(
     all_rendered: dict[str, Rendered],
 ) -> None:
-    prod = all_rendered["prod"]
-    (budget,) = prod.of_kind("PodDisruptionBudget")
-    edge = prod.workload("edge")
-    assert _selects(
-        budget["spec"]["selector"]["matchLabels"], edge["spec"]["template"]["metadata"]["labels"]
+    assert set(all_rendered["dev"].components) == {"ingress"}
+    assert set(all_rendered["staging"].components) == {
+        "ingress",
+        "network-policies",
+        "monitoring",
+        "velero-backup",
+    }
+    assert set(all_rendered["prod"].components) == {
+        "ingress",
+        "network-policies",
+        "monitoring",
+        "velero-backup",
+        "autoscaling",
+        "canary",
+    }
+
+
+# --- bad input -----------------------------------------------------------------------------------
+
+
+def test_an_overlay_that_references_a_missing_base_fails_with_the_path(
+    tmp_path: Path, kustomize: Kustomize
+) -> None:
+    overlay = tmp_path / "overlays" / "broken"
+    overlay.mkdir(parents=True)
+    (overlay / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+        "resources:\n  - ../../base\n"
     )
-    for other in prod.workloads():
-        if other is not edge:
-            labels = other["spec"]["template"]["metadata"]["labels"]
-            assert not _selects(budget["spec"]["selector"]["matchLabels"], labels)
-    assert budget["spec"]["maxUnavailable"] < edge["spec"]["replicas"]
+    with pytest.raises(kustomize.error, match="base"):
+        kustomize.render(overlay)
 
 
-def test_prod_ingress_serves_the_edge_over_tls_on_the_placeholder_host(
-    all_rendered: dict[str, Rendered],
-) -> None:
-    prod = all_rendered["prod"]
-    ingress = prod.get("Ingress", "edge")
-    (rule,) = ingress["spec"]["rules"]
-    assert rule["host"] == PROD_HOST
-    (path,) = rule["http"]["paths"]
-    backend = path["backend"]["service"]
-    service = prod.get("Service", backend["name"])
-    assert backend["port"]["name"] in [p["name"] for p in service["spec"]["ports"]]
-    (tls,) = ingress["spec"]["tls"]
-    assert tls["hosts"] == [PROD_HOST]
-    assert PROD_HOST in (K8S / "README.md").read_text()
+def test_a_missing_component_fails_with_the_path(tmp_path: Path, kustomize: Kustomize) -> None:
+    with pytest.raises(kustomize.error, match="no-such-component"):
+        kustomize.render(kustomize.variant(tmp_path, "overlays/dev", ("no-such-component",)))
