@@ -15,6 +15,7 @@ __all__ = [
     "UV_CACHE_VOLUME",
     "UV_VERSION",
     "lint",
+    "proto_check",
     "python_toolchain",
     "test",
     "workspace",
@@ -92,3 +93,10 @@ def lint(client: dagger.Client, src: dagger.Directory) -> dagger.Container:
 def test(client: dagger.Client, src: dagger.Directory) -> dagger.Container:
     """The whole pytest suite (config in the root pyproject.toml)."""
     return workspace(client, src).with_exec(["uv", "run", "pytest", "-q"])
+
+
+def proto_check(client: dagger.Client, src: dagger.Directory) -> dagger.Container:
+    """Fail when the committed gRPC stubs differ from what proto/ generates."""
+    return workspace(client, src).with_exec(
+        ["uv", "run", "python", "scripts/generate_protos.py", "--check"]
+    )

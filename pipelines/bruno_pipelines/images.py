@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import dagger
 
+from .release import GitRef
+
 __all__ = ["DOCKERFILE", "SERVICES", "ImageLabels", "all_images", "build_image"]
 
 DOCKERFILE = "Dockerfile"
@@ -29,11 +31,13 @@ class ImageLabels:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ImageLabels:
-        """Labels from GitHub Actions' environment; the defaults outside it."""
+        """Labels from GitHub Actions' environment (version: a ``v*`` tag's); defaults outside."""
         env = os.environ if environ is None else environ
         defaults = cls()
         server, repository = env.get("GITHUB_SERVER_URL", ""), env.get("GITHUB_REPOSITORY", "")
+        version = GitRef.from_env(env).version if env.get("GITHUB_SHA") else None
         return cls(
+            version=version or defaults.version,
             revision=env.get("GITHUB_SHA") or defaults.revision,
             source=f"{server}/{repository}" if server and repository else defaults.source,
         )

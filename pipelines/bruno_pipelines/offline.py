@@ -95,6 +95,18 @@ class Query:
         """Every selection of ``field_name`` in this chain, in order."""
         return [call for call in self.calls if call.field == field_name]
 
+    def nested(self, field_name: str) -> list[Call]:
+        """Every selection of ``field_name`` here or in the queries behind object arguments
+        (a bound service's container, a mounted tarball's image), depth first."""
+        found: list[Call] = []
+        for call in self.calls:
+            for value in call.args.values():
+                for query in _queries(value):
+                    found += query.nested(field_name)
+            if call.field == field_name:
+                found.append(call)
+        return found
+
     def execs(self) -> list[list[str]]:
         """The argv of every ``withExec`` in this chain, in order."""
         return [_strings(call.args["args"]) for call in self.find("withExec")]
@@ -125,6 +137,16 @@ def _value(value: object) -> object:
     if isinstance(value, list | tuple):
         return [_value(v) for v in value]
     return value
+
+
+def _queries(value: object) -> list[Query]:
+    if isinstance(value, Query):
+        return [value]
+    if isinstance(value, Mapping):
+        return [q for v in value.values() for q in _queries(v)]
+    if isinstance(value, list):
+        return [q for v in value for q in _queries(v)]
+    return []
 
 
 def _strings(value: object) -> list[str]:

@@ -10,6 +10,7 @@ from dagger._exceptions import QueryErrorValue
 
 from bruno_pipelines.cli import (
     STAGES,
+    Options,
     Stage,
     StageContext,
     StageResult,
@@ -20,7 +21,10 @@ from bruno_pipelines.cli import (
 from bruno_pipelines.images import ImageLabels
 from bruno_pipelines.offline import offline_client
 
-STAGE_NAMES = ["lint", "test", "build"]
+STAGE_NAMES = ["lint", "proto", "test", "build", "smoke", "scan", "sbom", "manifests", "publish"]
+UNGATED = [name for name in STAGE_NAMES if name != "publish"]
+CREDENTIALS = {"REGISTRY_USERNAME": "bruno-ci", "REGISTRY_PASSWORD": "s3cret-token"}
+GIT = {"GITHUB_SHA": "0123456789abcdef0123456789abcdef01234567", "GITHUB_REF_NAME": "main"}
 
 
 class Recorder:
@@ -53,17 +57,20 @@ class Recorder:
         return {name: self.stage(name) for name in STAGE_NAMES}
 
 
-def run_main(recorder: Recorder, *argv: str, tmp_path: Path) -> int:
+def run_main(
+    recorder: Recorder, *argv: str, tmp_path: Path, environ: dict[str, str] | None = None
+) -> int:
     return main(
         list(argv),
         repo_root=tmp_path,
         connect=recorder.connect,
         stages=recorder.stages(),
         labels=ImageLabels(),
+        environ=environ or {},
     )
 
 
-def test_the_pipeline_offers_lint_test_and_build_in_that_order() -> None:
+def test_the_pipeline_offers_every_stage_in_pipeline_order() -> None:
     assert list(STAGES) == STAGE_NAMES
 
 
@@ -82,6 +89,99 @@ def test_unknown_stage_exits_2_before_any_connection(
     assert "unknown stage" in capsys.readouterr().err
 
 
+def test_publish_without_credentials_exits_2_before_any_connection(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recorder = Recorder()
+
+    with pytest.raises(SystemExit) as exited:
+        run_main(recorder, "--publish", tmp_path=tmp_path, environ=GIT)
+
+    assert exited.value.code == 2
+    assert recorder.connections == 0
+    assert recorder.ran == []
+    assert "--publish needs registry credentials" in capsys.readouterr().err
+
+
+def test_publish_stage_without_the_publish_flag_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recorder = Recorder()
+
+    with pytest.raises(SystemExit) as exited:
+        run_main(recorder, "--only", "publish", tmp_path=tmp_path, environ=CREDENTIALS | GIT)
+
+    assert exited.value.code == 2
+    assert recorder.connections == 0
+    assert "runs only with --publish" in capsys.readouterr().err
+
+
+def test_publish_without_a_git_commit_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recorder = Recorder()
+
+    with pytest.raises(SystemExit) as exited:
+        # tmp_path is no git repository and there is no GITHUB_SHA.
+        run_main(recorder, "--publish", tmp_path=tmp_path, environ=CREDENTIALS)
+
+    assert exited.value.code == 2
+    assert recorder.connections == 0
+    assert "without a git commit" in capsys.readouterr().err
+
+
+def test_without_the_publish_flag_nothing_is_published(tmp_path: Path) -> None:
+    recorder = Recorder()
+
+    code = run_main(recorder, tmp_path=tmp_path, environ=CREDENTIALS | GIT)
+
+    assert code == 0
+    assert sorted(recorder.ran) == sorted(UNGATED)
+    assert "publish" not in recorder.ran
+
+
+def test_publish_runs_last_with_credentials_and_commit_tags(tmp_path: Path) -> None:
+    recorder = Recorder()
+    seen: list[Options] = []
+
+    async def publish(ctx: StageContext) -> None:
+        seen.append(ctx.options)
+        recorder.ran.append("publish")
+
+    stages = {**recorder.stages(), "publish": publish}
+    code = main(
+        ["--publish"],
+        repo_root=tmp_path,
+        connect=recorder.connect,
+        stages=stages,
+        labels=ImageLabels(),
+        environ=CREDENTIALS | GIT,
+    )
+
+    assert code == 0
+    assert recorder.ran[-1] == "publish"
+    (options,) = seen
+    assert options.credentials is not None
+    assert options.credentials.username == "bruno-ci"
+    assert "s3cret-token" not in repr(options)
+    assert options.tags == [GIT["GITHUB_SHA"], "main"]
+
+
+def test_publish_is_blocked_when_any_other_stage_failed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recorder = Recorder(failing=("scan",))
+
+    code = run_main(recorder, "--publish", tmp_path=tmp_path, environ=CREDENTIALS | GIT)
+
+    assert code == 1
+    assert "publish" not in recorder.ran
+    out, err = capsys.readouterr()
+    assert _row(out, "scan")[1] == "failed"
+    assert _row(out, "publish")[1] == "blocked"
+    assert "[publish] not run: scan failed" in err
+
+
 def test_skipping_every_selected_stage_is_a_usage_error(tmp_path: Path) -> None:
     recorder = Recorder()
 
@@ -95,19 +195,19 @@ def test_skipping_every_selected_stage_is_a_usage_error(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        ([], ["lint", "test", "build"]),
+        ([], UNGATED),
         (["--only", "test"], ["test"]),
         (["--only", "build,lint"], ["lint", "build"]),
         (["--only", "lint", "--only", "test"], ["lint", "test"]),
-        (["--skip", "build"], ["lint", "test"]),
-        (["--skip", "lint,test"], ["build"]),
+        (["--skip", "build,smoke,scan,sbom,manifests"], ["lint", "proto", "test"]),
+        (["--skip", "lint,proto,test"], ["build", "smoke", "scan", "sbom", "manifests"]),
         (["--only", "lint,test", "--skip", "test"], ["lint"]),
     ],
 )
 def test_only_and_skip_select_stages_in_pipeline_order(
     argv: list[str], expected: list[str]
 ) -> None:
-    assert parse_args(argv, STAGE_NAMES) == expected
+    assert parse_args(argv, STAGE_NAMES).stages == expected
 
 
 def test_selected_stages_run_on_one_connection_and_the_rest_are_reported_skipped(
@@ -115,7 +215,7 @@ def test_selected_stages_run_on_one_connection_and_the_rest_are_reported_skipped
 ) -> None:
     recorder = Recorder()
 
-    code = run_main(recorder, "--skip", "build", tmp_path=tmp_path)
+    code = run_main(recorder, "--only", "lint,test", tmp_path=tmp_path)
 
     assert code == 0
     assert recorder.connections == 1
@@ -134,7 +234,7 @@ def test_a_failing_stage_fails_the_run_without_stopping_the_others(
     code = run_main(recorder, tmp_path=tmp_path)
 
     assert code == 1
-    assert sorted(recorder.ran) == ["build", "lint", "test"]
+    assert sorted(recorder.ran) == sorted(UNGATED)
     out, err = capsys.readouterr()
     assert _row(out, "lint")[1] == "failed"
     assert _row(out, "test")[1] == "passed"
@@ -201,7 +301,7 @@ def test_no_engine_is_a_failed_run_with_a_clear_message(
         async def __aexit__(self, *_exc: object) -> None:
             return None
 
-    code = main([], repo_root=tmp_path, connect=Unreachable, stages=recorder.stages())
+    code = main([], repo_root=tmp_path, connect=Unreachable, stages=recorder.stages(), environ={})
 
     assert code == 1
     assert recorder.ran == []
