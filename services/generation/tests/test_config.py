@@ -41,3 +41,17 @@ def test_an_unknown_backend_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
 
     with pytest.raises(pydantic.ValidationError):
         GenerationSettings()
+
+
+def test_ollama_knobs_have_grounded_defaults_and_the_reserve_is_checked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = GenerationSettings()
+
+    assert (settings.ollama_num_ctx, settings.ollama_keep_alive) == (4096, "5m")
+    assert settings.ollama_temperature == 0.2
+    with pytest.raises(pydantic.ValidationError):
+        GenerationSettings(ollama_num_ctx=1024, generation_answer_reserve_tokens=600)
+    monkeypatch.setenv("BRUNO_OLLAMA_KEEP_ALIVE", "forever")
+    with pytest.raises(pydantic.ValidationError):
+        GenerationSettings()

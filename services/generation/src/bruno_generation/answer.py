@@ -20,6 +20,7 @@ class Finished:
     completion_tokens: int
     passages_used: int
     fallback: bool = False
+    passages_dropped: int = 0  # left out to fit the model's context window
 
 
 AnswerStream = AsyncGenerator[str | Finished, None]

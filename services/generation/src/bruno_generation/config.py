@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from bruno_core.settings import DEFAULT_GENERATION_ADDR, GrpcServerSettings
@@ -31,7 +31,28 @@ class GenerationSettings(GrpcServerSettings):
     ollama_connect_timeout_seconds: float = Field(
         default=2.0, gt=0, description="after this, Ollama counts as unreachable"
     )
+    ollama_keep_alive: str = Field(
+        default="5m",
+        pattern=r"^-?\d+(\.\d+)?(ms|s|m|h)?$",
+        description="how long Ollama keeps the model loaded after an answer (-1: forever)",
+    )
+    ollama_temperature: float = Field(default=0.2, ge=0, le=2)
+    ollama_num_ctx: int = Field(
+        default=4096, ge=512, le=1_048_576, description="the context window answers fit into"
+    )
+    generation_answer_reserve_tokens: int = Field(
+        default=512, ge=16, description="tokens of the context window kept free for the answer"
+    )
     generation_max_question_chars: int = Field(default=16_000, ge=1)
     generation_max_passages: int = Field(default=64, ge=0)
     generation_max_passage_chars: int = Field(default=16_000, ge=1)
     generation_max_history_messages: int = Field(default=32, ge=0)
+
+    @model_validator(mode="after")
+    def _check_budget(self) -> Self:
+        if self.generation_answer_reserve_tokens * 2 > self.ollama_num_ctx:
+            raise ValueError(
+                "BRUNO_GENERATION_ANSWER_RESERVE_TOKENS must be at most half of "
+                "BRUNO_OLLAMA_NUM_CTX"
+            )
+        return self

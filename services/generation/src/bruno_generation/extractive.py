@@ -52,8 +52,14 @@ class _Sentence:
     score: int
 
 
+def content_terms(text: str) -> list[str]:
+    """The words of ``text`` that say what it is about, in order, without repeats."""
+    words = (w for w in _WORD.findall(text.lower()) if w not in _STOPWORDS and len(w) > 1)
+    return list(dict.fromkeys(words))
+
+
 def _terms(text: str) -> set[str]:
-    return {w for w in _WORD.findall(text.lower()) if w not in _STOPWORDS and len(w) > 1}
+    return set(content_terms(text))
 
 
 def _sentences(passage: generation_pb2.Passage, rank: int, question: set[str]) -> list[_Sentence]:

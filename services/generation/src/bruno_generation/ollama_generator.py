@@ -6,16 +6,19 @@ differently: :class:`OllamaUnreachable` (nothing listens at ``OLLAMA_HOST``) and
 fallback can still answer; anything else, including Ollama dying mid-answer, is a plain
 :class:`~bruno_core.errors.Unavailable`.
 
-    generator = OllamaGenerator(host="http://127.0.0.1:11434")
+    generator = OllamaGenerator(host="http://127.0.0.1:11434", options={"num_ctx": 4096})
     async for piece in generator.generate(messages, model="llama3.2", passages_used=3):
         ...
+    available, why_not = await generator.model_status("llama3.2")
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from contextlib import aclosing
-from typing import Any
+import asyncio
+import time
+from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
+from contextlib import aclosing, contextmanager
+from typing import Any, cast
 
 import httpx
 from ollama import AsyncClient, ChatResponse, ResponseError
@@ -26,6 +29,8 @@ from bruno_generation.prompting import ChatTurn
 
 # Grounded answers should keep to the passages' wording rather than improvise.
 DEFAULT_OPTIONS: Mapping[str, Any] = {"temperature": 0.2}
+# Readiness probes ask often; the model list changes only when someone pulls or removes one.
+TAGS_CACHE_SECONDS = 5.0
 
 
 class OllamaUnreachable(Unavailable):
@@ -46,10 +51,70 @@ class OllamaGenerator:
         timeout_seconds: float = 120.0,
         connect_timeout_seconds: float = 2.0,
         options: Mapping[str, Any] = DEFAULT_OPTIONS,
+        keep_alive: str | None = None,
     ) -> None:
         self.host = host
         self.options = dict(options)
+        self.keep_alive = keep_alive
         self._timeout = httpx.Timeout(timeout_seconds, connect=connect_timeout_seconds)
+        self._probe_timeout = httpx.Timeout(connect_timeout_seconds)
+        self._tags: tuple[float, frozenset[str] | str] | None = None
+        self._tags_lock = asyncio.Lock()
+        self._client: AsyncClient | None = None
+
+    @property
+    def client(self) -> AsyncClient:
+        """One pooled client for every answer: making a client costs tens of milliseconds
+        (its TLS context), which would land on every answer's first token. Closing an answer
+        early still drops its connection, since a response not read to the end is never
+        returned to the pool."""
+        if self._client is None:
+            self._client = AsyncClient(host=self.host, timeout=self._timeout)
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()  # type: ignore[no-untyped-call]  # ollama leaves it bare
+            self._client = None
+
+    async def model_status(self, model: str) -> tuple[bool, str]:
+        """Whether Ollama has ``model`` (``GET /api/tags``, cached briefly), and if not, why."""
+        async with self._tags_lock:
+            now = time.monotonic()
+            if self._tags is None or now - self._tags[0] > TAGS_CACHE_SECONDS:
+                self._tags = (now, await self._list_models())
+            models = self._tags[1]
+        if isinstance(models, str):
+            return False, models
+        if _canonical(model) in models:
+            return True, ""
+        return False, (
+            f'Ollama at {self.host} does not have the model "{model}"; '
+            f"pull it with `ollama pull {model}`"
+        )
+
+    async def _list_models(self) -> frozenset[str] | str:
+        """The pulled models' canonical names, or why they could not be listed."""
+        try:
+            async with AsyncClient(host=self.host, timeout=self._probe_timeout) as client:
+                listed = await client.list()
+        except (httpx.ConnectError, httpx.TimeoutException, ConnectionError):
+            return f"Ollama is not reachable at {self.host}"
+        except (ResponseError, httpx.HTTPError) as error:
+            return f"Ollama could not list its models ({type(error).__name__})"
+        return frozenset(_canonical(m.model) for m in listed.models if m.model)
+
+    async def complete(self, messages: Sequence[ChatTurn], *, model: str) -> str:
+        """One whole (not streamed) chat answer, for short internal tasks such as rewriting."""
+        with _ollama_errors(self.host, model, self._timeout):
+            response = await self.client.chat(
+                model=model,
+                messages=list(messages),
+                stream=False,
+                options={**self.options, "temperature": 0.0},
+                keep_alive=self.keep_alive,
+            )
+        return response.message.content or ""
 
     async def generate(
         self, messages: Sequence[ChatTurn], *, model: str, passages_used: int
@@ -61,39 +126,26 @@ class OllamaGenerator:
         """
         last: ChatResponse | None = None
         completion_tokens = 0
-        # A client per answer: closing it is the one sure way to drop the connection, and a
-        # fresh loopback connection costs nothing next to a model's first token.
-        async with AsyncClient(host=self.host, timeout=self._timeout) as client:
-            try:
-                stream = await client.chat(
-                    model=model, messages=list(messages), stream=True, options=self.options
-                )
-                async with aclosing(stream) as parts:
-                    async for part in parts:
-                        if part.message.content:
-                            completion_tokens += 1
-                            yield part.message.content
-                        if part.done:
-                            last = part
-            except (httpx.ConnectError, httpx.ConnectTimeout, ConnectionError) as error:
-                raise OllamaUnreachable(
-                    f"Ollama is not reachable at {self.host}; start it or point OLLAMA_HOST at it"
-                ) from error
-            except ResponseError as error:
-                if error.status_code == 404:
-                    raise ModelNotFound(
-                        f'Ollama at {self.host} does not have the model "{model}"; '
-                        f"pull it with `ollama pull {model}`"
-                    ) from error
-                raise Unavailable(f"Ollama failed: {error.error}") from error
-            except httpx.TimeoutException as error:
-                raise Unavailable(
-                    f"Ollama sent nothing for {self._timeout.read:.0f}s while answering"
-                ) from error
-            except httpx.HTTPError as error:
-                raise Unavailable(
-                    f"Ollama stopped in the middle of the answer ({type(error).__name__})"
-                ) from error
+        with _ollama_errors(self.host, model, self._timeout):
+            # The client's stubs say AsyncIterator; it is an async generator, and closing it
+            # is what closes the HTTP response.
+            stream = cast(
+                "AsyncGenerator[ChatResponse, None]",
+                await self.client.chat(
+                    model=model,
+                    messages=list(messages),
+                    stream=True,
+                    options=self.options,
+                    keep_alive=self.keep_alive,
+                ),
+            )
+            async with aclosing(stream) as parts:
+                async for part in parts:
+                    if part.message.content:
+                        completion_tokens += 1
+                        yield part.message.content
+                    if part.done:
+                        last = part
         if last is None:
             raise Unavailable("Ollama ended the answer without finishing it")
         yield Finished(
@@ -102,3 +154,31 @@ class OllamaGenerator:
             completion_tokens=last.eval_count or completion_tokens,
             passages_used=passages_used,
         )
+
+
+def _canonical(model: str) -> str:
+    return model if ":" in model else f"{model}:latest"
+
+
+@contextmanager
+def _ollama_errors(host: str, model: str, timeout: httpx.Timeout) -> Iterator[None]:
+    """Translate what the client raises into the errors the server tells apart."""
+    try:
+        yield
+    except (httpx.ConnectError, httpx.ConnectTimeout, ConnectionError) as error:
+        raise OllamaUnreachable(
+            f"Ollama is not reachable at {host}; start it or point OLLAMA_HOST at it"
+        ) from error
+    except ResponseError as error:
+        if error.status_code == 404:
+            raise ModelNotFound(
+                f'Ollama at {host} does not have the model "{model}"; '
+                f"pull it with `ollama pull {model}`"
+            ) from error
+        raise Unavailable(f"Ollama failed: {error.error}") from error
+    except httpx.TimeoutException as error:
+        raise Unavailable(f"Ollama sent nothing for {timeout.read:.0f}s while answering") from error
+    except httpx.HTTPError as error:
+        raise Unavailable(
+            f"Ollama stopped in the middle of the answer ({type(error).__name__})"
+        ) from error

@@ -5,14 +5,20 @@
 unreachable or lacks the model before it wrote a word, the extractive answer with
 ``Done.fallback`` set. Once tokens went out an answer cannot be swapped, so a failure then
 ends the stream with UNAVAILABLE.
+
+Before Ollama is asked, the passages are fitted to ``BRUNO_OLLAMA_NUM_CTX`` (lowest-ranked
+dropped first, counted in ``Done.passages_dropped``); a question that cannot fit at all is
+INVALID_ARGUMENT. ``RewriteQuestion`` makes follow-ups standalone by the same backend choice,
+and ``Info`` says whether the configured model is there (for the edge's readiness).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing
 from typing import Any
 
@@ -25,10 +31,12 @@ from bruno_core.grpc_server import GrpcServer
 from bruno_core.logs import configure_logging
 from bruno_core.telemetry import configure_tracing
 from bruno_generation.answer import AnswerStream, Finished
+from bruno_generation.budget import fit_passages
 from bruno_generation.config import GenerationSettings
+from bruno_generation.extractive import MODEL_NAME as EXTRACTIVE_MODEL
 from bruno_generation.extractive import ExtractiveGenerator
 from bruno_generation.ollama_generator import ModelNotFound, OllamaGenerator, OllamaUnreachable
-from bruno_generation.prompting import build_messages
+from bruno_generation.rewriting import clean_rewrite, rewrite_extractively, rewrite_messages
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +53,10 @@ FALLBACKS = Counter(
     "bruno_generation_fallbacks_total",
     "Answers given by the extractive fallback because Ollama could not answer, by reason.",
     ["reason"],
+)
+PASSAGES_DROPPED = Counter(
+    "bruno_generation_passages_dropped_total",
+    "Passages left out of a prompt so that it fits the model's context window.",
 )
 FIRST_TOKEN = Histogram(
     "bruno_generation_first_token_seconds",
@@ -73,12 +85,21 @@ def validate(request: generation_pb2.GenerateRequest, settings: GenerationSettin
                 f"passage {position} is {len(passage.text)} characters; "
                 f"the limit is {settings.generation_max_passage_chars}"
             )
-    if len(request.history) > settings.generation_max_history_messages:
+    validate_history(request.history, settings)
+    if len(request.model) > MAX_MODEL_NAME_CHARS:
+        raise InvalidInput(f"model name is longer than {MAX_MODEL_NAME_CHARS} characters")
+
+
+def validate_history(
+    history: Sequence[generation_pb2.ChatMessage], settings: GenerationSettings
+) -> None:
+    """Raise the matching error for a conversation the service will not read."""
+    if len(history) > settings.generation_max_history_messages:
         raise LimitExceeded(
-            f"{len(request.history)} history messages; "
+            f"{len(history)} history messages; "
             f"the limit is {settings.generation_max_history_messages}"
         )
-    for turn in request.history:
+    for turn in history:
         if turn.role not in HISTORY_ROLES:
             raise InvalidInput(f'history role must be "user" or "assistant", not "{turn.role}"')
         if len(turn.content) > settings.generation_max_question_chars:
@@ -86,6 +107,20 @@ def validate(request: generation_pb2.GenerateRequest, settings: GenerationSettin
                 f"a history message is {len(turn.content)} characters; "
                 f"the limit is {settings.generation_max_question_chars}"
             )
+
+
+def validate_rewrite(
+    request: generation_pb2.RewriteQuestionRequest, settings: GenerationSettings
+) -> None:
+    """Raise the matching error for a rewrite request the service will not answer."""
+    if not request.question.strip():
+        raise InvalidInput("question must not be empty")
+    if len(request.question) > settings.generation_max_question_chars:
+        raise LimitExceeded(
+            f"question is {len(request.question)} characters; "
+            f"the limit is {settings.generation_max_question_chars}"
+        )
+    validate_history(request.history, settings)
     if len(request.model) > MAX_MODEL_NAME_CHARS:
         raise InvalidInput(f"model name is longer than {MAX_MODEL_NAME_CHARS} characters")
 
@@ -104,6 +139,7 @@ def _done(finished: Finished) -> generation_pb2.GenerateResponse:
             ),
             fallback=finished.fallback,
             passages_used=finished.passages_used,
+            passages_dropped=finished.passages_dropped,
         )
     )
 
@@ -123,6 +159,11 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
             host=settings.ollama_host,
             timeout_seconds=settings.ollama_timeout_seconds,
             connect_timeout_seconds=settings.ollama_connect_timeout_seconds,
+            options={
+                "temperature": settings.ollama_temperature,
+                "num_ctx": settings.ollama_num_ctx,
+            },
+            keep_alive=settings.ollama_keep_alive,
         )
         self.extractive = extractive or ExtractiveGenerator()
 
@@ -148,27 +189,89 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
                 yield event
             return
         model = request.model or self.settings.ollama_model
-        messages = build_messages(request.question, request.passages, request.history)
-        answer = self.ollama.generate(messages, model=model, passages_used=len(request.passages))
+        fitted = fit_passages(
+            request.question,
+            request.passages,
+            request.history,
+            context_window=self.settings.ollama_num_ctx,
+            reserve=self.settings.generation_answer_reserve_tokens,
+        )
+        if fitted.dropped:
+            PASSAGES_DROPPED.inc(fitted.dropped)
+        answer = self.ollama.generate(fitted.messages, model=model, passages_used=fitted.used)
         sent = 0
         try:
-            async for event in self._stream("ollama", answer):
+            async for event in self._stream("ollama", answer, dropped=fitted.dropped):
                 sent += 1
                 yield event
         except (OllamaUnreachable, ModelNotFound) as error:
             if self.settings.generation_backend != "auto" or sent:
                 raise
-            reason = "unreachable" if isinstance(error, OllamaUnreachable) else "model_missing"
-            FALLBACKS.labels(reason).inc()
-            log.warning("answering without a model", extra={"reason": error.detail})
+            self._note_fallback(error)
             async for event in self._stream("extractive", self._quote(request)):
                 yield event
+
+    def _note_fallback(self, error: OllamaUnreachable | ModelNotFound) -> None:
+        reason = "unreachable" if isinstance(error, OllamaUnreachable) else "model_missing"
+        FALLBACKS.labels(reason).inc()
+        log.warning("answering without a model", extra={"reason": error.detail})
+
+    async def RewriteQuestion(
+        self,
+        request: generation_pb2.RewriteQuestionRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> generation_pb2.RewriteQuestionResponse:
+        try:
+            validate_rewrite(request, self.settings)
+            rewritten = await self._rewrite(request) if request.history else None
+        except BrunoError as error:
+            log.warning("rewriting failed", extra={"error": error.detail})
+            await abort_with(context, error)
+        if rewritten is None or rewritten == request.question.strip():
+            return generation_pb2.RewriteQuestionResponse(question=request.question)
+        return generation_pb2.RewriteQuestionResponse(question=rewritten, rewritten=True)
+
+    async def _rewrite(self, request: generation_pb2.RewriteQuestionRequest) -> str | None:
+        if self.settings.generation_backend == "extractive":
+            return rewrite_extractively(request.question, request.history)
+        messages = rewrite_messages(request.question, request.history)
+        try:
+            text = await self.ollama.complete(
+                messages, model=request.model or self.settings.ollama_model
+            )
+        except (OllamaUnreachable, ModelNotFound) as error:
+            if self.settings.generation_backend != "auto":
+                raise
+            self._note_fallback(error)
+            return rewrite_extractively(request.question, request.history)
+        limit = self.settings.generation_max_question_chars
+        return clean_rewrite(text, limit=limit) or request.question
+
+    async def Info(
+        self,
+        request: generation_pb2.InfoRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> generation_pb2.InfoResponse:
+        backend = self.settings.generation_backend
+        if backend == "extractive":
+            return generation_pb2.InfoResponse(
+                backend=backend, model=EXTRACTIVE_MODEL, model_available=True
+            )
+        model = self.settings.ollama_model
+        available, detail = await self.ollama.model_status(model)
+        return generation_pb2.InfoResponse(
+            backend=backend,
+            model=model,
+            model_available=available,
+            context_window=self.settings.ollama_num_ctx,
+            detail=detail,
+        )
 
     def _quote(self, request: generation_pb2.GenerateRequest) -> AnswerStream:
         return self.extractive.generate(request.question, request.passages)
 
     async def _stream(
-        self, backend: str, answer: AnswerStream
+        self, backend: str, answer: AnswerStream, *, dropped: int = 0
     ) -> AsyncIterator[generation_pb2.GenerateResponse]:
         start = time.perf_counter()
         tokens = 0
@@ -176,7 +279,7 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
         async with aclosing(answer) as pieces:
             async for piece in pieces:
                 if isinstance(piece, Finished):
-                    yield _done(piece)
+                    yield _done(dataclasses.replace(piece, passages_dropped=dropped))
                     return
                 if tokens == 0:
                     FIRST_TOKEN.labels(backend).observe(time.perf_counter() - start)
