@@ -33,8 +33,9 @@ def hash_vector(text: str, dimension: int = DIMENSION) -> list[float]:
 class FakeEmbedder:
     """Embeds with :func:`hash_vector`, records every call and fails when told to."""
 
-    def __init__(self, dimension: int = DIMENSION) -> None:
+    def __init__(self, dimension: int = DIMENSION, model_name: str = "hash-bow") -> None:
         self.dimension = dimension
+        self.model_name = model_name
         self.calls: list[tuple[list[str], int]] = []
         self.failing = False
 
@@ -46,6 +47,9 @@ class FakeEmbedder:
         if self.failing:
             raise Unavailable("embedding service: connection refused")
         return [hash_vector(text, self.dimension) for text in texts]
+
+    async def model(self) -> str:
+        return self.model_name
 
     @property
     def document_calls(self) -> int:

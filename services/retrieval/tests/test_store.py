@@ -370,7 +370,7 @@ def test_rank_fusion_favours_chunks_both_rankings_agree_on() -> None:
     fused = reciprocal_rank_fusion(by_vector, by_text, top_k=3)
 
     assert [h.chunk_id for h in fused] == ["b:0", "a:0", "d:0"]
-    assert fused[0].score == pytest.approx(1 / 62 + 1 / 61)
+    assert fused[0].score == pytest.approx((1 / 62 + 1 / 61) / 2)
 
 
 def test_rank_fusion_never_mixes_two_versions_of_a_document() -> None:

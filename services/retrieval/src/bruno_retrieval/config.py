@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import Field, model_validator
 
@@ -31,6 +31,23 @@ class RetrievalSettings(GrpcServerSettings):
     max_document_bytes: int = Field(default=2 * MIB, ge=1)
     default_top_k: int = Field(default=5, ge=1)
     max_top_k: int = Field(default=50, ge=1)
+    # Turns kept per conversation (oldest dropped first); the edge reads the latest few.
+    conversation_max_turns: int = Field(default=50, ge=2, le=1000)
+    # Hybrid fusion, chosen by measurement (docs/benchmarks.md): cosine | rrf | minmax | zscore,
+    # and the vector leg's share of the weight (the text leg gets the rest).
+    hybrid_fusion: Literal["cosine", "rrf", "minmax", "zscore"] = "cosine"
+    hybrid_vector_weight: float = Field(default=0.92, ge=0.0, le=1.0)
+    # Past this many chunks a collection's vectors get an IVF-PQ index, built in the
+    # background (0: never); searched with these nprobes / refine factor.
+    ann_min_rows: int = Field(default=20_000, ge=0)
+    ann_nprobes: int = Field(default=20, ge=1, le=4096)
+    ann_refine_factor: int = Field(default=10, ge=1, le=1000)
+    # Optional cross-encoder reranker with Hugging Face TEI's `POST /rerank` shape; off when
+    # unset. It re-scores the best `reranker_candidates` fused hits within the timeout (and the
+    # search deadline), else the fused order stands.
+    reranker_url: str | None = None
+    reranker_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+    reranker_candidates: int = Field(default=20, ge=1, le=200)
 
     @model_validator(mode="after")
     def _check_bounds(self) -> Self:

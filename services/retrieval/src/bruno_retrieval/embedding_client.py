@@ -5,12 +5,19 @@
     await client.close()
 
 Requests are cut to the server's ``max_batch_size`` (read once from ``Info``), so callers can
-pass any number of texts. Failed calls raise the matching :class:`bruno_core.BrunoError`.
+pass any number of texts. Document texts from concurrent callers are coalesced: the pieces of
+several small documents being ingested at once travel in one full batch, which the model runs
+far more efficiently than many batches of one or two (at most two requests are in flight, so
+the embedding service always has the next batch ready). Queries skip the queue. A failed
+batch fails every caller with a text in it; failed calls raise the matching
+:class:`bruno_core.BrunoError`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+from collections import deque
 from collections.abc import Sequence
 from typing import TypeAlias
 
@@ -24,6 +31,24 @@ InputType: TypeAlias = embedding_pb2.InputType.ValueType
 
 # Used only if a server reports no batch limit; matches the embedding service's default.
 _FALLBACK_BATCH_SIZE = 32
+# Coalesced document batches in flight at once.
+_MAX_IN_FLIGHT = 2
+
+
+@dataclasses.dataclass(eq=False)
+class _Job:
+    """One caller's texts waiting to be embedded."""
+
+    vectors: list[list[float] | None]
+    future: asyncio.Future[list[list[float]]]
+    missing: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Item:
+    text: str
+    job: _Job
+    index: int
 
 
 class EmbeddingClient:
@@ -34,6 +59,9 @@ class EmbeddingClient:
         self._stub = embedding_pb2_grpc.EmbeddingServiceStub(channel)
         self._info: embedding_pb2.InfoResponse | None = None
         self._info_lock = asyncio.Lock()
+        self._model = ""
+        self._queue: deque[_Item] = deque()
+        self._dispatchers: set[asyncio.Task[None]] = set()
 
     @classmethod
     def from_settings(cls, settings: RetrievalSettings) -> EmbeddingClient:
@@ -60,21 +88,66 @@ class EmbeddingClient:
         if not texts:
             return []
         batch_size = (await self.info()).max_batch_size or _FALLBACK_BATCH_SIZE
-        vectors: list[list[float]] = []
-        for start in range(0, len(texts), batch_size):
-            batch = list(texts[start : start + batch_size])
-            request = embedding_pb2.EmbedRequest(texts=batch, input_type=input_type)
-            try:
-                response = await self._stub.Embed(request)
-            except grpc.aio.AioRpcError as error:
-                raise from_rpc_error(error, service="embedding") from error
-            if len(response.vectors) != len(batch):
-                raise Internal(
-                    f"embedding service returned {len(response.vectors)} vectors "
-                    f"for {len(batch)} texts"
+        if input_type != embedding_pb2.INPUT_TYPE_DOCUMENT:
+            vectors: list[list[float]] = []
+            for start in range(0, len(texts), batch_size):
+                vectors += await self._embed_batch(
+                    list(texts[start : start + batch_size]), input_type
                 )
-            vectors.extend(list(vector.values) for vector in response.vectors)
-        return vectors
+            return vectors
+        job = _Job([None] * len(texts), asyncio.get_running_loop().create_future(), len(texts))
+        self._queue.extend(_Item(text, job, index) for index, text in enumerate(texts))
+        while len(self._dispatchers) < _MAX_IN_FLIGHT:
+            task = asyncio.get_running_loop().create_task(self._dispatch(batch_size))
+            self._dispatchers.add(task)
+            task.add_done_callback(self._dispatchers.discard)
+        return await job.future
+
+    async def _dispatch(self, batch_size: int) -> None:
+        """Send queued document texts in full batches until the queue is empty."""
+        while self._queue:
+            batch: list[_Item] = []
+            while self._queue and len(batch) < batch_size:
+                item = self._queue.popleft()
+                if not item.job.future.done():  # skip callers that gave up or already failed
+                    batch.append(item)
+            if not batch:
+                continue
+            try:
+                vectors = await self._embed_batch(
+                    [item.text for item in batch], embedding_pb2.INPUT_TYPE_DOCUMENT
+                )
+            except Exception as error:
+                for job in {item.job for item in batch}:
+                    if not job.future.done():
+                        job.future.set_exception(error)
+                continue
+            for item, vector in zip(batch, vectors, strict=True):
+                job = item.job
+                job.vectors[item.index] = vector
+                job.missing -= 1
+                if job.missing == 0 and not job.future.done():
+                    job.future.set_result([v for v in job.vectors if v is not None])
+
+    async def _embed_batch(self, batch: list[str], input_type: InputType) -> list[list[float]]:
+        request = embedding_pb2.EmbedRequest(texts=batch, input_type=input_type)
+        try:
+            response = await self._stub.Embed(request)
+        except grpc.aio.AioRpcError as error:
+            raise from_rpc_error(error, service="embedding") from error
+        if len(response.vectors) != len(batch):
+            raise Internal(
+                f"embedding service returned {len(response.vectors)} vectors for {len(batch)} texts"
+            )
+        self._model = response.model or self._model
+        return [list(vector.values) for vector in response.vectors]
+
+    async def model(self) -> str:
+        """The model named by the latest Embed answer (``Info`` before the first): a restarted
+        embedding service with another model is noticed at its first answer."""
+        return self._model or (await self.info()).model
 
     async def close(self) -> None:
+        for task in self._dispatchers:
+            task.cancel()
         await self._channel.close()

@@ -14,7 +14,7 @@ from typing import Any, NoReturn, TypeVar
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from bruno.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
+from bruno.retrieval.v1 import conversations_pb2_grpc, retrieval_pb2, retrieval_pb2_grpc
 from bruno_core import (
     BrunoError,
     GrpcServer,
@@ -25,10 +25,17 @@ from bruno_core import (
     configure_tracing,
 )
 from bruno_retrieval.config import RetrievalSettings
+from bruno_retrieval.conversations import SERVICE as CONVERSATION_SERVICE
+from bruno_retrieval.conversations import ConversationServicer, ConversationStore
 from bruno_retrieval.embedding_client import EmbeddingClient
+from bruno_retrieval.rerank import HttpReranker
 from bruno_retrieval.store import (
+    AnnConfig,
+    CollectionInfo,
     DocumentSummary,
     Embedder,
+    Fusion,
+    FusionConfig,
     IngestOutcome,
     KnowledgeStore,
     SearchHit,
@@ -49,6 +56,7 @@ DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 # Hybrid is the default: it finds exact terms (error codes, names) that vectors blur.
 DEFAULT_SEARCH_MODE = SearchMode.HYBRID
+RERANK_DEADLINE_MARGIN_SECONDS = 0.05
 
 _MODE_FROM_PROTO = {
     retrieval_pb2.SEARCH_MODE_UNSPECIFIED: DEFAULT_SEARCH_MODE,
@@ -70,9 +78,16 @@ Context = grpc.aio.ServicerContext[Any, Any]
 class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
     """Serves ``bruno.retrieval.v1.RetrievalService`` from one knowledge store."""
 
-    def __init__(self, store: KnowledgeStore, settings: RetrievalSettings) -> None:
+    def __init__(
+        self,
+        store: KnowledgeStore,
+        settings: RetrievalSettings,
+        *,
+        reranker: HttpReranker | None = None,
+    ) -> None:
         self._store = store
         self._settings = settings
+        self._reranker = reranker
 
     async def IngestDocument(
         self, request: retrieval_pb2.IngestDocumentRequest, context: Context
@@ -82,7 +97,7 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
     async def Search(
         self, request: retrieval_pb2.SearchRequest, context: Context
     ) -> retrieval_pb2.SearchResponse:
-        return await _answer(context, lambda: self._search(request))
+        return await _answer(context, lambda: self._search(request, context.time_remaining()))
 
     async def ListDocuments(
         self, request: retrieval_pb2.ListDocumentsRequest, context: Context
@@ -93,6 +108,21 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
         self, request: retrieval_pb2.DeleteDocumentRequest, context: Context
     ) -> retrieval_pb2.DeleteDocumentResponse:
         return await _answer(context, lambda: self._delete(request))
+
+    async def ListCollections(
+        self, request: retrieval_pb2.ListCollectionsRequest, context: Context
+    ) -> retrieval_pb2.ListCollectionsResponse:
+        return await _answer(context, self._list_collections)
+
+    async def DeleteCollection(
+        self, request: retrieval_pb2.DeleteCollectionRequest, context: Context
+    ) -> retrieval_pb2.DeleteCollectionResponse:
+        return await _answer(context, lambda: self._delete_collection(request))
+
+    async def ReindexCollection(
+        self, request: retrieval_pb2.ReindexCollectionRequest, context: Context
+    ) -> retrieval_pb2.ReindexCollectionResponse:
+        return await _answer(context, lambda: self._reindex(request))
 
     async def _ingest(
         self, request: retrieval_pb2.IngestDocumentRequest
@@ -123,7 +153,9 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
             content_hash=result.content_hash,
         )
 
-    async def _search(self, request: retrieval_pb2.SearchRequest) -> retrieval_pb2.SearchResponse:
+    async def _search(
+        self, request: retrieval_pb2.SearchRequest, time_remaining: float | None
+    ) -> retrieval_pb2.SearchResponse:
         if len(request.query) > MAX_QUERY_CHARS:
             raise LimitExceeded(f"query is limited to {MAX_QUERY_CHARS} characters")
         top_k = request.top_k or self._settings.default_top_k
@@ -132,9 +164,28 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
         mode = _MODE_FROM_PROTO.get(request.mode)
         if mode is None:
             raise InvalidInput(f"unknown search mode {request.mode}")
-        result = await self._store.search(request.collection, request.query, top_k=top_k, mode=mode)
+        started = asyncio.get_running_loop().time()
+        rerank = self._reranker is not None
+        candidates = max(top_k, self._settings.reranker_candidates) if rerank else top_k
+        result = await self._store.search(
+            request.collection,
+            request.query,
+            top_k=candidates,
+            mode=mode,
+            filters=dict(request.filters),
+        )
+        hits = result.hits
+        if self._reranker is not None:
+            budget = None
+            if time_remaining is not None:
+                spent = asyncio.get_running_loop().time() - started
+                # Leave a little of the caller's deadline for the answer itself.
+                budget = time_remaining - spent - RERANK_DEADLINE_MARGIN_SECONDS
+            hits = await self._reranker.rerank(
+                request.query, hits, timeout_seconds=budget if budget is not None else None
+            )
         return retrieval_pb2.SearchResponse(
-            hits=[_hit_message(hit) for hit in result.hits], mode=_MODE_TO_PROTO[result.mode]
+            hits=[_hit_message(hit) for hit in hits[:top_k]], mode=_MODE_TO_PROTO[result.mode]
         )
 
     async def _list(
@@ -156,6 +207,27 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
     ) -> retrieval_pb2.DeleteDocumentResponse:
         deleted = await self._store.delete_document(request.collection, request.document_id)
         return retrieval_pb2.DeleteDocumentResponse(chunks_deleted=deleted)
+
+    async def _list_collections(self) -> retrieval_pb2.ListCollectionsResponse:
+        collections = await self._store.list_collections()
+        return retrieval_pb2.ListCollectionsResponse(
+            collections=[_collection_message(info) for info in collections]
+        )
+
+    async def _delete_collection(
+        self, request: retrieval_pb2.DeleteCollectionRequest
+    ) -> retrieval_pb2.DeleteCollectionResponse:
+        deleted = await self._store.delete_collection(request.collection)
+        return retrieval_pb2.DeleteCollectionResponse(documents_deleted=deleted)
+
+    async def _reindex(
+        self, request: retrieval_pb2.ReindexCollectionRequest
+    ) -> retrieval_pb2.ReindexCollectionResponse:
+        result = await self._store.reindex(request.collection)
+        return retrieval_pb2.ReindexCollectionResponse(
+            collection=_collection_message(result.collection),
+            previous_model=result.previous_model,
+        )
 
 
 async def _answer(context: Context, handle: Callable[[], Awaitable[_Response]]) -> _Response:
@@ -196,6 +268,17 @@ def _hit_message(hit: SearchHit) -> retrieval_pb2.SearchHit:
         score=hit.score,
         chunk_index=hit.chunk_index,
         metadata=hit.metadata,
+        heading_path=hit.heading_path,
+    )
+
+
+def _collection_message(info: CollectionInfo) -> retrieval_pb2.CollectionInfo:
+    return retrieval_pb2.CollectionInfo(
+        name=info.name,
+        documents=info.documents,
+        chunks=info.chunks,
+        embedding_model=info.embedding_model,
+        dimension=info.dimension,
     )
 
 
@@ -226,6 +309,17 @@ async def create_server(
         embedder or EmbeddingClient.from_settings(settings),
         chunk_size_tokens=settings.chunk_size_tokens,
         chunk_overlap_tokens=settings.chunk_overlap_tokens,
+        fusion=FusionConfig(Fusion(settings.hybrid_fusion), settings.hybrid_vector_weight),
+        ann=AnnConfig(
+            min_rows=settings.ann_min_rows,
+            nprobes=settings.ann_nprobes,
+            refine_factor=settings.ann_refine_factor,
+        ),
+    )
+    reranker = (
+        HttpReranker(settings.reranker_url, timeout_seconds=settings.reranker_timeout_seconds)
+        if settings.reranker_url
+        else None
     )
     server = GrpcServer(
         "retrieval",
@@ -234,7 +328,13 @@ async def create_server(
         metrics_port=settings.retrieval_metrics_port,
     )
     retrieval_pb2_grpc.add_RetrievalServiceServicer_to_server(
-        RetrievalServicer(store, settings), server.grpc
+        RetrievalServicer(store, settings, reranker=reranker), server.grpc
+    )
+    conversations = await ConversationStore.open(
+        settings.lancedb_uri, max_turns=settings.conversation_max_turns
+    )
+    conversations_pb2_grpc.add_ConversationServiceServicer_to_server(
+        ConversationServicer(conversations), server.grpc
     )
     return server
 
@@ -243,7 +343,7 @@ async def serve(settings: RetrievalSettings) -> None:
     """Serve until SIGTERM or SIGINT, then close the embedding channel."""
     embedder = EmbeddingClient.from_settings(settings)
     server = await create_server(settings, embedder=embedder)
-    await server.run([SERVICE], on_stop=embedder.close)
+    await server.run([SERVICE, CONVERSATION_SERVICE], on_stop=embedder.close)
 
 
 def main() -> None:

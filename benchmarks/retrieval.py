@@ -1,0 +1,539 @@
+"""Retrieval benchmark: quality per search mode and fusion, latency, ANN recall, ingest throughput.
+
+    uv run python benchmarks/retrieval.py [--skip-100k] [--cranfield DIR]
+
+Runs the real services (embedding with the bundled ONNX MiniLM, retrieval, edge) as processes
+on loopback, in one run:
+
+1. builds a 100,000-chunk synthetic collection (clustered random vectors, words drawn from the
+   Cranfield vocabulary) straight through the knowledge store, measures the ANN index's
+   recall@10 against exact search for a few nprobes / refine factors;
+2. measures the model's raw throughput on the Cranfield chunks (in-process, batches of 32);
+3. ingests Cranfield through ``POST /api/v1/documents`` and reports chunks per second;
+4. ingests the paraphrase corpus (benchmarks/data/paraphrase.jsonl);
+5. scores text, vector and several fusions (offline, from the same two legs the service
+   fuses) and the service's own hybrid on both corpora: nDCG@10, recall@10, MRR@10;
+6. times gRPC searches per mode at Cranfield size and at 100,000 chunks (p50 / p95).
+
+This is a benchmark, not a test: it prints tables and asserts nothing. See docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import platform
+import random
+import re
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import grpc
+import httpx
+import numpy as np
+
+from bruno.embedding.v1 import embedding_pb2
+from bruno.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
+from bruno_retrieval.chunking import chunk_text
+from bruno_retrieval.config import RetrievalSettings
+from bruno_retrieval.store import (
+    AnnConfig,
+    Fusion,
+    FusionConfig,
+    KnowledgeStore,
+    SearchHit,
+    fuse,
+)
+from bruno_testing.system import BrunoSystem
+
+ROOT = Path(__file__).resolve().parent.parent
+PARAPHRASE = Path(__file__).resolve().parent / "data" / "paraphrase.jsonl"
+DEFAULT_CRANFIELD = ROOT.parent / "shared" / "data" / "cranfield"
+MODEL_NAME = "all-MiniLM-L6-v2-int8"
+DIMENSION = 384
+SYNTHETIC = "synthetic"
+SYNTHETIC_CHUNKS = 100_000
+LATENCY_SEARCHES = 200
+CANDIDATES = 80  # what the service fetches per leg for top_k=20
+RANK_DEPTH = 20  # chunks asked for; metrics use the first 10 distinct documents
+INGEST_CONCURRENCY = 16  # documents in flight through the REST API
+FUSIONS = [
+    FusionConfig(Fusion.RRF, 0.5),
+    FusionConfig(Fusion.RRF, 0.8),
+    FusionConfig(Fusion.MINMAX, 0.5),
+    FusionConfig(Fusion.MINMAX, 0.8),
+    FusionConfig(Fusion.ZSCORE, 0.5),
+    FusionConfig(Fusion.ZSCORE, 0.75),
+    FusionConfig(Fusion.ZSCORE, 0.8),
+    FusionConfig(Fusion.COSINE, 0.88),
+    FusionConfig(Fusion.COSINE, 0.92),
+    FusionConfig(Fusion.COSINE, 0.94),
+]
+
+
+@dataclass
+class Corpus:
+    name: str
+    documents: list[dict[str, str]]  # id, title, text
+    queries: list[str]
+    judgments: list[dict[str, int]]  # per query: document id -> gain
+
+
+# --- corpora ------------------------------------------------------------------------------
+
+
+def _fields(block: str) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    current = ""
+    for line in block.splitlines():
+        if re.match(r"^\.[A-Z]\b", line):
+            current = line[1]
+            fields[current] = line[2:].strip()
+        elif current:
+            fields[current] += "\n" + line
+    return {key: value.strip() for key, value in fields.items()}
+
+
+def load_cranfield(directory: Path) -> Corpus:
+    raw_docs = (directory / "cran.all.1400").read_text(encoding="utf-8", errors="replace")
+    documents = []
+    for block in re.split(r"^\.I\s+", raw_docs, flags=re.M)[1:]:
+        number, _, rest = block.partition("\n")
+        fields = _fields(rest)
+        title, abstract = fields.get("T", ""), fields.get("W", "")
+        text = f"{title}\n\n{abstract}".strip()
+        if text:  # a few records are empty
+            documents.append({"id": number.strip(), "title": title, "text": text})
+    raw_queries = (directory / "cran.qry").read_text(encoding="utf-8", errors="replace")
+    # cranqrel numbers queries 1..225 by position, not by the .I labels (see the README).
+    queries = [
+        " ".join(_fields(block.partition("\n")[2]).get("W", "").split())
+        for block in re.split(r"^\.I\s+", raw_queries, flags=re.M)[1:]
+    ]
+    judgments: list[dict[str, int]] = [{} for _ in queries]
+    gains = {1: 4, 2: 3, 3: 2, 4: 1, -1: 1}  # lower code = more relevant; -1 counted as 1
+    for line in (directory / "cranqrel").read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 3:
+            query, document, code = int(parts[0]), parts[1], int(parts[2])
+            if 1 <= query <= len(queries):
+                judgments[query - 1][document] = gains.get(code, 1)
+    return Corpus("Cranfield", documents, queries, judgments)
+
+
+def load_paraphrase(path: Path) -> Corpus:
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    documents = [{"id": r["id"], "title": "", "text": r["text"]} for r in rows]
+    questions = [r["question"] for r in rows]
+    return Corpus("paraphrase", documents, questions, [{r["id"]: 1} for r in rows])
+
+
+# --- metrics ------------------------------------------------------------------------------
+
+
+def ranked_documents(
+    hits: Sequence[SearchHit | retrieval_pb2.SearchHit], depth: int = 10
+) -> list[str]:
+    seen: list[str] = []
+    for hit in hits:
+        if hit.document_id not in seen:
+            seen.append(hit.document_id)
+        if len(seen) == depth:
+            break
+    return seen
+
+
+def metrics(ranking: list[str], gains: dict[str, int]) -> tuple[float, float, float]:
+    """nDCG@10, recall@10 and reciprocal rank (within 10) of one ranking."""
+    dcg = sum(gains.get(doc, 0) / math.log2(rank + 2) for rank, doc in enumerate(ranking[:10]))
+    ideal = sorted(gains.values(), reverse=True)[:10]
+    idcg = sum(gain / math.log2(rank + 2) for rank, gain in enumerate(ideal))
+    found = sum(1 for doc in ranking[:10] if doc in gains)
+    rr = next((1 / (rank + 1) for rank, doc in enumerate(ranking[:10]) if doc in gains), 0.0)
+    return (dcg / idcg if idcg else 0.0), found / len(gains), rr
+
+
+@dataclass
+class Quality:
+    ndcg: list[float]
+    recall: list[float]
+    mrr: list[float]
+
+    @classmethod
+    def of(cls, rankings: list[list[str]], corpus: Corpus) -> Quality:
+        scored = [metrics(r, g) for r, g in zip(rankings, corpus.judgments, strict=True)]
+        return cls([s[0] for s in scored], [s[1] for s in scored], [s[2] for s in scored])
+
+    def row(self) -> str:
+        mean = statistics.fmean
+        return f"{mean(self.ndcg):.3f} | {mean(self.recall):.3f} | {mean(self.mrr):.3f}"
+
+
+def paired_noise(a: list[float], b: list[float]) -> tuple[float, float]:
+    """Mean of a - b and twice its standard error (a rough 95% interval)."""
+    diffs = [x - y for x, y in zip(a, b, strict=True)]
+    return statistics.fmean(diffs), 2 * statistics.stdev(diffs) / math.sqrt(len(diffs))
+
+
+# --- synthetic 100k collection and ANN recall --------------------------------------------
+
+
+class SyntheticEmbedder:
+    """Clustered random unit vectors named like the real model, so the service accepts them."""
+
+    def __init__(self, seed: int = 7, clusters: int = 2_000) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.centroids = self.rng.standard_normal((clusters, DIMENSION)).astype(np.float32)
+
+    def vectors(self, count: int) -> np.ndarray:
+        picks = self.rng.integers(0, len(self.centroids), count)
+        noise = self.rng.standard_normal((count, DIMENSION)).astype(np.float32)
+        vectors: np.ndarray = self.centroids[picks] + 0.6 * noise
+        unit: np.ndarray = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+        return unit
+
+    async def embed(
+        self, texts: Sequence[str], input_type: embedding_pb2.InputType.ValueType
+    ) -> list[list[float]]:
+        result: list[list[float]] = self.vectors(len(texts)).tolist()
+        return result
+
+    async def model(self) -> str:
+        return MODEL_NAME
+
+
+async def build_synthetic(lancedb_dir: Path, vocabulary: list[str]) -> dict[str, object]:
+    embedder = SyntheticEmbedder()
+    # Each synthetic chunk is one ~40-word paragraph; 100 per document.
+    store = await KnowledgeStore.open(
+        str(lancedb_dir),
+        embedder,
+        chunk_size_tokens=48,
+        chunk_overlap_tokens=0,
+        ann=AnnConfig(min_rows=SYNTHETIC_CHUNKS),
+    )
+    rng = random.Random(11)  # noqa: S311 - synthetic text, not secrets
+    per_document = 100
+    started = time.perf_counter()
+
+    async def one(number: int) -> None:
+        paragraphs = [" ".join(rng.choices(vocabulary, k=40)) for _ in range(per_document)]
+        await store.ingest(SYNTHETIC, text="\n\n".join(paragraphs), document_id=f"syn-{number}")
+
+    documents = SYNTHETIC_CHUNKS // per_document
+    for start in range(0, documents, 50):
+        await asyncio.gather(*(one(n) for n in range(start, min(start + 50, documents))))
+    load_seconds = time.perf_counter() - started
+    await store.wait_for_background()
+    started = time.perf_counter()
+    info = await store.collection_info(SYNTHETIC)
+    table = await store._open(store._entries[SYNTHETIC])
+    await table.optimize()
+    indices = await table.list_indices()
+    if not any(index.columns == ["vector"] for index in indices):
+        await store._build_vector_index(table)
+    index_seconds = time.perf_counter() - started
+
+    # Recall@10 of the ANN index against exact search, for queries near stored vectors.
+    probes = embedder.vectors(100)
+    exact_ids = []
+    exact_ms = []
+    for vector in probes:
+        t0 = time.perf_counter()
+        rows = await (
+            table.query()
+            .nearest_to(vector)
+            .distance_type("cosine")
+            .bypass_vector_index()
+            .select(["chunk_id", "_distance"])
+            .limit(10)
+            .to_arrow()
+        )
+        exact_ms.append((time.perf_counter() - t0) * 1000)
+        exact_ids.append(set(rows.column("chunk_id").to_pylist()))
+    recall: dict[tuple[int, int], tuple[float, float]] = {}
+    for nprobes in (10, 20, 40):
+        for refine in (1, 5, 10):
+            found, times = 0, []
+            for vector, truth in zip(probes, exact_ids, strict=True):
+                t0 = time.perf_counter()
+                rows = await (
+                    table.query()
+                    .nearest_to(vector)
+                    .distance_type("cosine")
+                    .nprobes(nprobes)
+                    .refine_factor(refine)
+                    .select(["chunk_id", "_distance"])
+                    .limit(10)
+                    .to_arrow()
+                )
+                times.append((time.perf_counter() - t0) * 1000)
+                found += len(truth & set(rows.column("chunk_id").to_pylist()))
+            recall[(nprobes, refine)] = (found / (10 * len(probes)), statistics.median(times))
+    store.close()
+    return {
+        "chunks": info.chunks,
+        "load_seconds": load_seconds,
+        "index_seconds": index_seconds,
+        "exact_ms": statistics.median(exact_ms),
+        "recall": recall,
+    }
+
+
+# --- throughput ---------------------------------------------------------------------------
+
+
+def cranfield_chunks(corpus: Corpus, settings: RetrievalSettings) -> list[str]:
+    texts = []
+    for document in corpus.documents:
+        for chunk in chunk_text(
+            document["text"],
+            size_tokens=settings.chunk_size_tokens,
+            overlap_tokens=settings.chunk_overlap_tokens,
+        ):
+            heading = chunk.heading_path
+            texts.append(f"{heading}\n\n{chunk.text}" if heading else chunk.text)
+    return texts
+
+
+async def raw_model_throughput(texts: list[str]) -> float:
+    from bruno_embedding.embedders import InputType
+    from bruno_embedding.onnx_embedder import OnnxMiniLMEmbedder
+
+    embedder = OnnxMiniLMEmbedder(batch_size=32)
+    await embedder.start()
+    started = time.perf_counter()
+    await embedder.embed(texts, InputType.DOCUMENT)
+    seconds = time.perf_counter() - started
+    await embedder.aclose()
+    return len(texts) / seconds
+
+
+async def ingest_rest(
+    edge_url: str, corpus: Corpus, collection: str, concurrency: int = INGEST_CONCURRENCY
+) -> tuple[int, float]:
+    semaphore = asyncio.Semaphore(concurrency)
+    chunks = 0
+
+    async def one(client: httpx.AsyncClient, document: dict[str, str]) -> None:
+        nonlocal chunks
+        async with semaphore:
+            body = {
+                "id": document["id"],
+                "title": document["title"][:500],
+                "text": document["text"],
+                "collection": collection,
+            }
+            response = await client.post("/api/v1/documents", json=body)
+            if response.status_code not in (200, 201):
+                raise RuntimeError(f"{document['id']}: {response.status_code} {response.text}")
+            chunks += response.json()["chunks"]
+
+    async with httpx.AsyncClient(base_url=edge_url, timeout=300) as client:
+        started = time.perf_counter()
+        await asyncio.gather(*(one(client, document) for document in corpus.documents))
+        seconds = time.perf_counter() - started
+    return chunks, seconds
+
+
+# --- quality and latency over gRPC --------------------------------------------------------
+
+
+async def quality(
+    stub: retrieval_pb2_grpc.RetrievalServiceAsyncStub, corpus: Corpus, collection: str
+) -> dict[str, Quality]:
+    rankings: dict[str, list[list[str]]] = {}
+
+    def add(name: str, ranking: list[str]) -> None:
+        rankings.setdefault(name, []).append(ranking)
+
+    for query in corpus.queries:
+        legs = {}
+        for mode, name in (
+            (retrieval_pb2.SEARCH_MODE_VECTOR, "vector"),
+            (retrieval_pb2.SEARCH_MODE_TEXT, "text"),
+        ):
+            request = retrieval_pb2.SearchRequest(
+                collection=collection, query=query, top_k=CANDIDATES, mode=mode
+            )
+            found = await stub.Search(request)
+            legs[name] = [_as_hit(hit) for hit in found.hits]
+            add(name, ranked_documents(legs[name]))
+        for config in FUSIONS:
+            fused = fuse(legs["vector"], legs["text"], RANK_DEPTH, config)
+            add(_fusion_name(config), ranked_documents(fused))
+        request = retrieval_pb2.SearchRequest(
+            collection=collection,
+            query=query,
+            top_k=RANK_DEPTH,
+            mode=retrieval_pb2.SEARCH_MODE_HYBRID,
+        )
+        found = await stub.Search(request)
+        add("hybrid (service default)", ranked_documents(found.hits))
+    return {name: Quality.of(r, corpus) for name, r in rankings.items()}
+
+
+def _fusion_name(config: FusionConfig) -> str:
+    return f"{config.method.value} w_vec={config.vector_weight:g}"
+
+
+def _as_hit(hit: retrieval_pb2.SearchHit) -> SearchHit:
+    return SearchHit(
+        document_id=hit.document_id,
+        chunk_id=hit.chunk_id,
+        chunk_index=hit.chunk_index,
+        title=hit.title,
+        source=hit.source,
+        text="",
+        heading_path=hit.heading_path,
+        score=hit.score,
+        content_hash="",
+    )
+
+
+async def latency(
+    stub: retrieval_pb2_grpc.RetrievalServiceAsyncStub, collection: str, queries: list[str]
+) -> dict[str, tuple[float, float]]:
+    result = {}
+    for mode, name in (
+        (retrieval_pb2.SEARCH_MODE_TEXT, "text"),
+        (retrieval_pb2.SEARCH_MODE_VECTOR, "vector"),
+        (retrieval_pb2.SEARCH_MODE_HYBRID, "hybrid"),
+    ):
+        times = []
+        for i in range(LATENCY_SEARCHES + 10):
+            request = retrieval_pb2.SearchRequest(
+                collection=collection, query=queries[i % len(queries)], top_k=10, mode=mode
+            )
+            started = time.perf_counter()
+            await stub.Search(request)
+            if i >= 10:  # the first few warm caches
+                times.append((time.perf_counter() - started) * 1000)
+        times.sort()
+        result[name] = (statistics.median(times), times[int(0.95 * len(times)) - 1])
+    return result
+
+
+# --- main ---------------------------------------------------------------------------------
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cranfield", type=Path, default=DEFAULT_CRANFIELD)
+    parser.add_argument("--skip-100k", action="store_true", help="skip the 100,000-chunk part")
+    args = parser.parse_args()
+    settings = RetrievalSettings()
+    cranfield = load_cranfield(args.cranfield)
+    paraphrase = load_paraphrase(PARAPHRASE)
+    began = time.perf_counter()
+    print(
+        f"# make bench-retrieval — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
+        f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
+        f"Python {platform.python_version()}"
+    )
+    print(
+        f"chunking: {settings.chunk_size_tokens} tokens, overlap {settings.chunk_overlap_tokens}; "
+        f"hybrid default: {settings.hybrid_fusion} w_vec={settings.hybrid_vector_weight}; "
+        f"ANN past {settings.ann_min_rows} chunks, nprobes {settings.ann_nprobes}, "
+        f"refine {settings.ann_refine_factor}\n"
+    )
+    with tempfile.TemporaryDirectory(prefix="bruno-bench-") as tmp:
+        workdir = Path(tmp)
+        synthetic: dict[str, object] | None = None
+        if not args.skip_100k:
+            words = " ".join(d["text"].lower() for d in cranfield.documents)
+            synthetic = await build_synthetic(workdir / "lancedb", re.findall(r"[a-z]{3,}", words))
+            print(
+                f"synthetic: {synthetic['chunks']} chunks loaded in "
+                f"{synthetic['load_seconds']:.0f} s, "
+                f"ANN index in {synthetic['index_seconds']:.0f} s",
+                file=sys.stderr,
+            )
+
+        texts = cranfield_chunks(cranfield, settings)
+        raw = await raw_model_throughput(texts)
+        print(f"raw model: {raw:.0f} chunks/s over {len(texts)} chunks", file=sys.stderr)
+
+        env = {"BRUNO_MAX_TOP_K": "200", "BRUNO_LOG_LEVEL": "WARNING"}
+        with BrunoSystem(workdir, ollama_host="http://127.0.0.1:9", env=env) as system:
+            chunks, seconds = await ingest_rest(system.edge_url, cranfield, "cranfield")
+            print(f"ingest: {chunks} chunks in {seconds:.1f} s", file=sys.stderr)
+            await ingest_rest(system.edge_url, paraphrase, "paraphrase")
+            channel = grpc.aio.insecure_channel(f"127.0.0.1:{system.ports['retrieval']}")
+            stub = retrieval_pb2_grpc.RetrievalServiceStub(channel)
+            results = {
+                "Cranfield": await quality(stub, cranfield, "cranfield"),
+                "paraphrase": await quality(stub, paraphrase, "paraphrase"),
+            }
+            small = await latency(stub, "cranfield", cranfield.queries)
+            large = await latency(stub, SYNTHETIC, cranfield.queries) if synthetic else None
+            await channel.close()
+
+    print("## Quality (nDCG@10 | recall@10 | MRR@10; chunks deduplicated to documents)\n")
+    names = list(results["Cranfield"])
+    print(
+        "| ranking | Cranfield nDCG@10 | recall@10 | MRR | paraphrase nDCG@10 | recall@10 | MRR |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for name in names:
+        cranfield_row, paraphrase_row = (results[c][name].row() for c in results)
+        print(f"| {name} | {cranfield_row} | {paraphrase_row} |")
+    print("\nGain over the best single mode (nDCG@10, mean of per-query differences ± 2 s.e.):\n")
+    print("| ranking | Cranfield | paraphrase |")
+    print("|---|---|---|")
+    for name in names:
+        if name in ("vector", "text"):
+            continue
+        cells = []
+        for corpus in ("Cranfield", "paraphrase"):
+            by = results[corpus]
+            best = max(("vector", "text"), key=lambda n: statistics.fmean(by[n].ndcg))
+            diff, noise = paired_noise(by[name].ndcg, by[best].ndcg)
+            relative = diff / statistics.fmean(by[best].ndcg) * 100
+            cells.append(f"{relative:+.1f}% vs {best} ({diff:+.3f} ± {noise:.3f})")
+        print(f"| {name} | {cells[0]} | {cells[1]} |")
+
+    print("\n## Latency of one gRPC search, top_k=10 (ms, p50 / p95; query embedding included)\n")
+    print("| mode | Cranfield (" + str(len(texts)) + " chunks) | 100,000 synthetic chunks |")
+    print("|---|---|---|")
+    for mode in ("text", "vector", "hybrid"):
+        at_large = f"{large[mode][0]:.1f} / {large[mode][1]:.1f}" if large else "skipped"
+        print(f"| {mode} | {small[mode][0]:.1f} / {small[mode][1]:.1f} | {at_large} |")
+    if synthetic:
+        recall = synthetic["recall"]
+        if not isinstance(recall, dict):
+            raise TypeError("recall")
+        print(f"\n## ANN (IVF-PQ) recall@10 against exact search at {synthetic['chunks']} chunks\n")
+        print(
+            f"exact search: {synthetic['exact_ms']:.1f} ms median; index build "
+            f"{synthetic['index_seconds']:.0f} s\n"
+        )
+        print("| nprobes | refine factor | recall@10 | median ms |")
+        print("|---|---|---|---|")
+        for (nprobes, refine), (value, ms) in recall.items():
+            print(f"| {nprobes} | {refine} | {value:.3f} | {ms:.1f} |")
+
+    print("\n## Ingestion\n")
+    print("| path | chunks/s |")
+    print("|---|---|")
+    print(f"| model alone (in-process ONNX, batches of 32, {len(texts)} chunks) | {raw:.0f} |")
+    rate = chunks / seconds
+    print(
+        f"| REST `POST /api/v1/documents`, {INGEST_CONCURRENCY} concurrent, embedding included "
+        f"| {rate:.0f} "
+        f"({rate / raw * 100:.0f}% of the model) |"
+    )
+    print(f"\ntotal run time {time.perf_counter() - began:.0f} s")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

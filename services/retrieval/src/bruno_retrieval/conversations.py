@@ -1,0 +1,327 @@
+"""Conversation history, kept by the retrieval service so the edge can stay stateless.
+
+One LanceDB table (``_bruno_conversations``, beside the collections; its leading underscore
+keeps it out of the collection names) holds one row per conversation with its turns as JSON.
+An append reads the row, adds the turns, keeps the newest ``max_turns`` and writes the row back
+with one ``merge_insert`` commit under a lock: a reader sees the conversation before or after
+an append, never half of one. Appends that arrive while a commit runs are written together in
+the next one (group commit), so sixteen chats finishing at once cost one commit, not sixteen
+in a queue. This process is the single writer of the table.
+
+    store = await ConversationStore.open("data/lancedb", max_turns=50)
+    await store.append("c1", [StoredTurn("user", "How do I restore?")], create=True)
+    conversation = await store.get("c1", max_turns=10)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import re
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+import lancedb
+import pyarrow as pa
+from google.protobuf.timestamp_pb2 import Timestamp
+from lancedb.expr import col, lit
+
+from bruno.retrieval.v1 import conversations_pb2, conversations_pb2_grpc
+from bruno_core import BrunoError, InvalidInput, LimitExceeded, NotFound, abort_with
+
+log = logging.getLogger(__name__)
+
+SERVICE = conversations_pb2.DESCRIPTOR.services_by_name["ConversationService"]
+TABLE = "_bruno_conversations"
+ROLES = frozenset({"user", "assistant"})
+CONVERSATION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
+MAX_TURN_CHARS = 64_000
+MAX_CHUNK_IDS = 100
+MAX_CHUNK_ID_CHARS = 400
+# Every append is a table version; compacting now and then keeps reads fast.
+_OPTIMIZE_EVERY_WRITES = 100
+
+_SCHEMA = pa.schema(
+    [
+        pa.field("conversation_id", pa.string(), nullable=False),
+        pa.field("turns", pa.string(), nullable=False),
+        pa.field("created_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("updated_at", pa.timestamp("us", tz="UTC"), nullable=False),
+    ]
+)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StoredTurn:
+    role: str
+    content: str
+    created_at: datetime | None = None  # set by the store
+    chunk_ids: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _PendingAppend:
+    conversation_id: str
+    turns: list[StoredTurn]
+    create: bool
+    future: asyncio.Future[int]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StoredConversation:
+    conversation_id: str
+    turns: list[StoredTurn]
+    created_at: datetime
+    updated_at: datetime
+
+
+def check_conversation_id(conversation_id: str) -> str:
+    if not CONVERSATION_ID.fullmatch(conversation_id):
+        raise InvalidInput("conversation_id must be 1 to 100 letters, digits, '.', '_', ':' or '-'")
+    return conversation_id
+
+
+def check_turns(turns: Sequence[StoredTurn], *, max_turns: int) -> None:
+    """Raise the matching error for turns the store will not keep."""
+    if not turns:
+        raise InvalidInput("an append needs at least one turn")
+    if len(turns) > max_turns:
+        raise LimitExceeded(f"{len(turns)} turns in one append; the limit is {max_turns}")
+    for turn in turns:
+        if turn.role not in ROLES:
+            raise InvalidInput(f'a turn\'s role must be "user" or "assistant", not "{turn.role}"')
+        if len(turn.content) > MAX_TURN_CHARS:
+            raise LimitExceeded(f"a turn is limited to {MAX_TURN_CHARS} characters")
+        if len(turn.chunk_ids) > MAX_CHUNK_IDS or any(
+            len(chunk_id) > MAX_CHUNK_ID_CHARS for chunk_id in turn.chunk_ids
+        ):
+            raise LimitExceeded(
+                f"a turn cites at most {MAX_CHUNK_IDS} chunk ids of {MAX_CHUNK_ID_CHARS} characters"
+            )
+
+
+def _turn_json(turn: StoredTurn) -> dict[str, Any]:
+    created = turn.created_at or datetime.now(UTC)
+    return {
+        "role": turn.role,
+        "content": turn.content,
+        "created_at": created.isoformat(),
+        "chunk_ids": list(turn.chunk_ids),
+    }
+
+
+def _turn_from_json(data: dict[str, Any]) -> StoredTurn:
+    return StoredTurn(
+        role=data["role"],
+        content=data["content"],
+        created_at=datetime.fromisoformat(data["created_at"]),
+        chunk_ids=tuple(data.get("chunk_ids", ())),
+    )
+
+
+class ConversationStore:
+    """Conversations in one LanceDB table, each bounded to ``max_turns`` (oldest dropped)."""
+
+    def __init__(self, table: Any, *, max_turns: int) -> None:
+        if max_turns < 1:
+            raise ValueError("max_turns must be at least 1")
+        self._table = table
+        self.max_turns = max_turns
+        self._lock = asyncio.Lock()
+        self._writes = 0
+        self._pending: list[_PendingAppend] = []
+
+    @classmethod
+    async def open(
+        cls, uri: str, *, max_turns: int, storage_options: dict[str, str] | None = None
+    ) -> ConversationStore:
+        db = await lancedb.connect_async(uri, storage_options=storage_options)
+        table = await db.create_table(TABLE, schema=_SCHEMA, exist_ok=True)
+        return cls(table, max_turns=max_turns)
+
+    def close(self) -> None:
+        self._table.close()
+
+    async def get(self, conversation_id: str, *, max_turns: int = 0) -> StoredConversation:
+        """The conversation, its most recent ``max_turns`` turns only when that is not 0."""
+        found = await self._read(check_conversation_id(conversation_id))
+        if found is None:
+            raise NotFound(f"conversation {conversation_id!r} not found")
+        if max_turns:
+            found = dataclasses.replace(found, turns=found.turns[-max_turns:])
+        return found
+
+    async def append(
+        self, conversation_id: str, turns: Sequence[StoredTurn], *, create: bool = False
+    ) -> int:
+        """Add ``turns``; returns how many turns the conversation keeps afterwards."""
+        check_conversation_id(conversation_id)
+        check_turns(turns, max_turns=self.max_turns)
+        pending = _PendingAppend(
+            conversation_id, list(turns), create, asyncio.get_running_loop().create_future()
+        )
+        self._pending.append(pending)
+        async with self._lock:
+            if not pending.future.done():
+                batch, self._pending = self._pending, []
+                await self._commit(batch)
+        return await pending.future
+
+    async def _commit(self, batch: list[_PendingAppend]) -> None:
+        """Write every append of ``batch`` in one commit, then settle their futures."""
+        try:
+            ids = list(dict.fromkeys(p.conversation_id for p in batch))
+            current = {c.conversation_id: c for c in await self._read_many(ids)}
+            now = datetime.now(UTC)
+            outcomes: list[tuple[_PendingAppend, int | BrunoError]] = []
+            changed: set[str] = set()
+            for append in batch:
+                found = current.get(append.conversation_id)
+                if found is None and not append.create:
+                    missing = NotFound(f"conversation {append.conversation_id!r} not found")
+                    outcomes.append((append, missing))
+                    continue
+                stamped = [
+                    dataclasses.replace(t, created_at=t.created_at or now) for t in append.turns
+                ]
+                earlier = found.turns if found is not None else []
+                current[append.conversation_id] = StoredConversation(
+                    append.conversation_id,
+                    [*earlier, *stamped][-self.max_turns :],
+                    found.created_at if found is not None else now,
+                    now,
+                )
+                changed.add(append.conversation_id)
+                outcomes.append((append, len(current[append.conversation_id].turns)))
+            if changed:
+                await self._write([current[c] for c in ids if c in changed])
+        except Exception as error:
+            for append in batch:
+                if not append.future.done():
+                    append.future.set_exception(error)
+            raise
+        for append, outcome in outcomes:
+            if isinstance(outcome, BrunoError):
+                append.future.set_exception(outcome)
+            else:
+                append.future.set_result(outcome)
+
+    async def _write(self, conversations: list[StoredConversation]) -> None:
+        rows = pa.Table.from_pylist(
+            [
+                {
+                    "conversation_id": c.conversation_id,
+                    "turns": json.dumps([_turn_json(t) for t in c.turns], ensure_ascii=False),
+                    "created_at": c.created_at,
+                    "updated_at": c.updated_at,
+                }
+                for c in conversations
+            ],
+            schema=_SCHEMA,
+        )
+        await (
+            self._table.merge_insert("conversation_id")
+            .when_matched_update_all()
+            .when_not_matched_insert_all()
+            .execute(rows)
+        )
+        self._writes += 1
+        if self._writes % _OPTIMIZE_EVERY_WRITES == 0:
+            await self._table.optimize()
+
+    async def delete(self, conversation_id: str) -> None:
+        check_conversation_id(conversation_id)
+        async with self._lock:
+            result = await self._table.delete(col("conversation_id") == lit(conversation_id))
+        if result.num_deleted_rows == 0:
+            raise NotFound(f"conversation {conversation_id!r} not found")
+
+    async def _read(self, conversation_id: str) -> StoredConversation | None:
+        found = await self._read_many([conversation_id])
+        return found[0] if found else None
+
+    async def _read_many(self, conversation_ids: list[str]) -> list[StoredConversation]:
+        rows = (
+            await self._table.query()
+            .where(col("conversation_id").isin(conversation_ids))
+            .limit(len(conversation_ids))
+            .to_arrow()
+        ).to_pylist()
+        return [
+            StoredConversation(
+                conversation_id=row["conversation_id"],
+                turns=[_turn_from_json(t) for t in json.loads(row["turns"])],
+                created_at=row["created_at"],
+                updated_at=row["updated_at"],
+            )
+            for row in rows
+        ]
+
+
+def _timestamp(moment: datetime | None) -> Timestamp:
+    stamp = Timestamp()
+    if moment is not None:
+        stamp.FromDatetime(moment)
+    return stamp
+
+
+def _turn_message(turn: StoredTurn) -> conversations_pb2.Turn:
+    return conversations_pb2.Turn(
+        role=turn.role,
+        content=turn.content,
+        created_at=_timestamp(turn.created_at),
+        chunk_ids=list(turn.chunk_ids),
+    )
+
+
+class ConversationServicer(conversations_pb2_grpc.ConversationServiceServicer):
+    """Serves ``bruno.retrieval.v1.ConversationService`` from one :class:`ConversationStore`."""
+
+    def __init__(self, store: ConversationStore) -> None:
+        self._store = store
+
+    async def AppendTurns(
+        self,
+        request: conversations_pb2.AppendTurnsRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> conversations_pb2.AppendTurnsResponse:
+        turns = [
+            StoredTurn(role=t.role, content=t.content, chunk_ids=tuple(t.chunk_ids))
+            for t in request.turns
+        ]
+        try:
+            kept = await self._store.append(request.conversation_id, turns, create=request.create)
+        except BrunoError as error:
+            await abort_with(context, error)
+        return conversations_pb2.AppendTurnsResponse(turns=kept)
+
+    async def GetConversation(
+        self,
+        request: conversations_pb2.GetConversationRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> conversations_pb2.Conversation:
+        try:
+            found = await self._store.get(request.conversation_id, max_turns=request.max_turns)
+        except BrunoError as error:
+            await abort_with(context, error)
+        return conversations_pb2.Conversation(
+            conversation_id=found.conversation_id,
+            turns=[_turn_message(t) for t in found.turns],
+            created_at=_timestamp(found.created_at),
+            updated_at=_timestamp(found.updated_at),
+        )
+
+    async def DeleteConversation(
+        self,
+        request: conversations_pb2.DeleteConversationRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> conversations_pb2.DeleteConversationResponse:
+        try:
+            await self._store.delete(request.conversation_id)
+        except BrunoError as error:
+            await abort_with(context, error)
+        return conversations_pb2.DeleteConversationResponse()

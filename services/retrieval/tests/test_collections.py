@@ -1,0 +1,436 @@
+"""Collections, filters, embedding-model safety, reindexing, group commits and the ANN index,
+against a real LanceDB in tmp_path."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import lancedb
+import pyarrow as pa
+import pytest
+
+from bruno_core import Conflict, InvalidInput, NotFound
+from bruno_retrieval.store import (
+    CATALOG_TABLE,
+    AnnConfig,
+    Fusion,
+    FusionConfig,
+    IngestOutcome,
+    KnowledgeStore,
+    SearchHit,
+    SearchMode,
+    filter_terms,
+    fuse,
+)
+
+if TYPE_CHECKING:
+    from conftest import FakeEmbedder
+
+MakeEmbedder = Callable[..., "FakeEmbedder"]
+
+
+@pytest.fixture
+async def tagged(store: KnowledgeStore) -> KnowledgeStore:
+    await store.ingest(
+        "default",
+        text="Velero restores volumes from the nightly snapshot.",
+        document_id="velero.md",
+        title="Velero",
+        source="runbooks/velero.md",
+        metadata={"team": "ops", "tags": "backup, k8s"},
+    )
+    await store.ingest(
+        "default",
+        text="Velero schedules are defined per namespace.",
+        document_id="schedules.md",
+        title="Schedules",
+        source="runbooks/schedules.md",
+        metadata={"team": "dev's", "tags": "k8s"},
+    )
+    return store
+
+
+@pytest.mark.parametrize("mode", list(SearchMode))
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        ({"team": "ops"}, ["velero.md"]),
+        ({"team": "dev's"}, ["schedules.md"]),
+        ({"tags": "backup"}, ["velero.md"]),
+        ({"tags": "k8s"}, ["schedules.md", "velero.md"]),
+        ({"tags": "backup, k8s"}, ["velero.md"]),
+        ({"source": "runbooks/schedules.md"}, ["schedules.md"]),
+        ({"title": "Velero"}, ["velero.md"]),
+        ({"document_id": "velero.md", "tags": "k8s"}, ["velero.md"]),
+        ({"team": "ops", "tags": "nope"}, []),
+        ({"team": "op"}, []),
+        ({"missing": "x"}, []),
+    ],
+)
+async def test_filters_keep_only_matching_documents_in_every_mode(
+    tagged: KnowledgeStore, mode: SearchMode, filters: dict[str, str], expected: list[str]
+) -> None:
+    result = await tagged.search("default", "velero", top_k=10, mode=mode, filters=filters)
+
+    assert sorted({hit.document_id for hit in result.hits}) == expected
+
+
+async def test_bad_filters_are_invalid_input(tagged: KnowledgeStore) -> None:
+    for filters in ({"": "x"}, {f"k{n}": "v" for n in range(17)}, {"k\n": "v"}):
+        with pytest.raises(InvalidInput):
+            await tagged.search("default", "velero", top_k=5, filters=filters)
+
+
+def test_filter_terms_include_each_item_of_a_comma_separated_value() -> None:
+    assert filter_terms({"tags": "a, b", "x": "1"}) == [
+        '["tags", "a"]',
+        '["tags", "a, b"]',
+        '["tags", "b"]',
+        '["x", "1"]',
+    ]
+
+
+async def test_collections_are_created_implicitly_and_listed(
+    store: KnowledgeStore, embedder: FakeEmbedder
+) -> None:
+    assert await store.list_collections() == []
+    await store.ingest("homelab", text="One.\n\nTwo.", document_id="a")
+    await store.ingest("homelab", text="Three.", document_id="b")
+    await store.ingest("default", text="Four.", document_id="c")
+
+    listed = await store.list_collections()
+
+    assert [(c.name, c.documents, c.embedding_model, c.dimension) for c in listed] == [
+        ("default", 1, "hash-bow", embedder.dimension),
+        ("homelab", 2, "hash-bow", embedder.dimension),
+    ]
+    assert listed[1].chunks >= 2
+
+
+async def test_deleting_a_collection_removes_it_from_search_and_listing(
+    store: KnowledgeStore,
+) -> None:
+    await store.ingest("homelab", text="Velero restore.", document_id="a")
+    await store.ingest("homelab", text="Velero backup.", document_id="b")
+
+    deleted = await store.delete_collection("homelab")
+    await store.wait_for_background()
+
+    assert deleted == 2
+    assert await store.list_collections() == []
+    with pytest.raises(NotFound):
+        await store.search("homelab", "velero", top_k=5)
+    with pytest.raises(NotFound):
+        await store.delete_collection("homelab")
+    again = await store.ingest("homelab", text="Velero again.", document_id="a")
+    assert again.outcome is IngestOutcome.CREATED
+
+
+async def test_unknown_collections_are_not_found_for_every_operation(
+    store: KnowledgeStore,
+) -> None:
+    for operation in (
+        store.delete_collection("nope"),
+        store.reindex("nope"),
+        store.collection_info("nope"),
+        store.search("nope", "q", top_k=1),
+        store.list_documents("nope", limit=1),
+    ):
+        with pytest.raises(NotFound):
+            await operation
+
+
+async def test_collections_survive_reopening_with_their_model(
+    tmp_path: Path, make_embedder: MakeEmbedder
+) -> None:
+    uri = str(tmp_path / "lancedb")
+    first = await KnowledgeStore.open(uri, make_embedder(64, "model-a"))
+    await first.ingest("homelab", text="Velero restore.", document_id="a")
+    first.close()
+
+    second = await KnowledgeStore.open(uri, make_embedder(64, "model-a"))
+
+    assert [(c.name, c.embedding_model) for c in await second.list_collections()] == [
+        ("homelab", "model-a")
+    ]
+    second.close()
+
+
+async def test_another_model_of_the_same_dimension_is_a_conflict_naming_reindex(
+    tmp_path: Path, make_embedder: MakeEmbedder
+) -> None:
+    uri = str(tmp_path / "lancedb")
+    first = await KnowledgeStore.open(uri, make_embedder(64, "model-a"))
+    await first.ingest("homelab", text="Velero restore.", document_id="a")
+    first.close()
+    second = await KnowledgeStore.open(uri, make_embedder(64, "model-b"))
+
+    with pytest.raises(Conflict, match="bruno reindex homelab"):
+        await second.ingest("homelab", text="Other text.", document_id="b")
+    for mode in (SearchMode.VECTOR, SearchMode.HYBRID):
+        with pytest.raises(Conflict, match="model-a"):
+            await second.search("homelab", "velero", top_k=5, mode=mode)
+    text_hits = (await second.search("homelab", "velero", top_k=5, mode=SearchMode.TEXT)).hits
+    assert [hit.document_id for hit in text_hits] == ["a"]
+    page = await second.list_documents("homelab", limit=10)
+    assert [d.document_id for d in page.documents] == ["a"]  # the refused ingest wrote nothing
+    second.close()
+
+
+async def test_reindex_rebuilds_with_the_current_model_and_keeps_every_document(
+    tmp_path: Path, make_embedder: MakeEmbedder
+) -> None:
+    uri = str(tmp_path / "lancedb")
+    first = await KnowledgeStore.open(uri, make_embedder(64, "model-a"))
+    for n in range(5):
+        await first.ingest(
+            "homelab",
+            text=f"# Note {n}\n\nVelero note {n} about volumes.",
+            document_id=f"n{n}",
+            metadata={"tags": "ops, k8s"},
+        )
+    first.close()
+    second = await KnowledgeStore.open(uri, make_embedder(32, "model-b"))
+
+    result = await second.reindex("homelab")
+    await second.wait_for_background()
+
+    assert result.previous_model == "model-a"
+    assert (result.collection.embedding_model, result.collection.dimension) == ("model-b", 32)
+    assert result.collection.documents == 5
+    hits = (await second.search("homelab", "velero note 3", top_k=5, filters={"tags": "k8s"})).hits
+    assert hits[0].document_id == "n3"
+    assert hits[0].heading_path == "Note 3"
+    second.close()
+    db = await lancedb.connect_async(uri)
+    assert sorted((await db.list_tables()).tables) == [CATALOG_TABLE, "homelab.1"]
+
+
+async def test_searches_during_a_reindex_never_fail(
+    tmp_path: Path, make_embedder: MakeEmbedder
+) -> None:
+    uri = str(tmp_path / "lancedb")
+    store = await KnowledgeStore.open(
+        uri, make_embedder(64, "model-a"), chunk_size_tokens=32, chunk_overlap_tokens=8
+    )
+    for n in range(20):
+        await store.ingest("default", text=f"Velero note {n} about volumes.", document_id=f"n{n}")
+    store._embedder = make_embedder(64, "model-b")  # the embedding service changed models
+    done = asyncio.Event()
+    outcomes: list[str] = []
+
+    async def searcher(mode: SearchMode) -> None:
+        while not done.is_set():
+            try:
+                found = await store.search("default", "velero note", top_k=3, mode=mode)
+                outcomes.append("ok" if found.hits else "empty")
+            except Exception as error:  # the assertion below reports it
+                outcomes.append(repr(error))
+            await asyncio.sleep(0)
+
+    modes = [SearchMode.HYBRID, SearchMode.VECTOR, SearchMode.TEXT, SearchMode.HYBRID]
+    searchers = [asyncio.create_task(searcher(mode)) for mode in modes]
+    await store.reindex("default")
+    for _ in range(20):  # keep searching across the drop of the old table
+        await asyncio.sleep(0.005)
+    done.set()
+    await asyncio.gather(*searchers)
+    await store.wait_for_background()
+
+    assert outcomes
+    assert set(outcomes) == {"ok"}
+    after = await store.search("default", "velero note 7", top_k=1, mode=SearchMode.HYBRID)
+    assert after.hits[0].document_id == "n7"
+    store.close()
+
+
+async def test_ingests_waiting_for_a_reindex_land_in_the_new_table(
+    tmp_path: Path, make_embedder: MakeEmbedder
+) -> None:
+    store = await KnowledgeStore.open(str(tmp_path / "db"), make_embedder(64, "model-a"))
+    await store.ingest("default", text="Velero first.", document_id="a")
+    store._embedder = make_embedder(64, "model-b")
+
+    _, added = await asyncio.gather(
+        store.reindex("default"), store.ingest("default", text="Velero second.", document_id="b")
+    )
+
+    assert added.outcome is IngestOutcome.CREATED
+    info = (await store.list_collections())[0]
+    assert (info.documents, info.embedding_model) == (2, "model-b")
+    store.close()
+
+
+async def test_tables_from_before_the_catalog_are_adopted_and_reindexed_for_filters(
+    tmp_path: Path, make_embedder: MakeEmbedder
+) -> None:
+    uri = str(tmp_path / "lancedb")
+    db = await lancedb.connect_async(uri)
+    legacy_schema = pa.schema(
+        [
+            ("chunk_id", pa.string()),
+            ("document_id", pa.string()),
+            ("chunk_index", pa.int32()),
+            ("chunk_count", pa.int32()),
+            ("title", pa.string()),
+            ("source", pa.string()),
+            ("text", pa.string()),
+            ("heading_path", pa.string()),
+            ("metadata", pa.string()),
+            ("content_hash", pa.string()),
+            ("ingested_at", pa.timestamp("us", tz="UTC")),
+            ("vector", pa.list_(pa.float32(), 64)),
+        ]
+    )
+    old: Any = await db.create_table("default", schema=legacy_schema)
+    await old.add(
+        pa.Table.from_pylist(
+            [
+                {
+                    "chunk_id": "old:0",
+                    "document_id": "old",
+                    "chunk_index": 0,
+                    "chunk_count": 1,
+                    "title": "",
+                    "source": "",
+                    "text": "Velero legacy note.",
+                    "heading_path": "",
+                    "metadata": '{"team": "ops"}',
+                    "content_hash": "x",
+                    "ingested_at": datetime.now(UTC),
+                    "vector": [0.125] * 64,
+                }
+            ],
+            schema=legacy_schema,
+        )
+    )
+    old.close()
+    store = await KnowledgeStore.open(uri, make_embedder(64, "model-a"))
+
+    assert [(c.name, c.embedding_model) for c in await store.list_collections()] == [
+        ("default", "")
+    ]
+    with pytest.raises(Conflict, match="reindex"):
+        await store.search("default", "velero", top_k=5, filters={"team": "ops"})
+    await store.reindex("default")
+    hits = (await store.search("default", "velero", top_k=5, filters={"team": "ops"})).hits
+    assert [hit.document_id for hit in hits] == ["old"]
+    store.close()
+
+
+async def test_concurrent_ingests_are_committed_together_and_each_is_whole(
+    store: KnowledgeStore,
+) -> None:
+    texts = {f"d{n}": "\n\n".join(f"Doc {n} part {p} velero." for p in range(6)) for n in range(30)}
+
+    results = await asyncio.gather(
+        *(store.ingest("default", text=text, document_id=doc) for doc, text in texts.items())
+    )
+
+    assert {r.outcome for r in results} == {IngestOutcome.CREATED}
+    page = await store.list_documents("default", limit=100)
+    assert {d.document_id: d.chunks for d in page.documents} == {
+        r.document_id: r.chunks for r in results
+    }
+
+
+async def test_the_same_document_ingested_twice_at_once_ends_as_one_version(
+    store: KnowledgeStore,
+) -> None:
+    first, second = await asyncio.gather(
+        store.ingest("default", text="Version one velero.", document_id="d"),
+        store.ingest("default", text="Version two velero.", document_id="d"),
+    )
+
+    assert {first.outcome, second.outcome} <= {IngestOutcome.CREATED, IngestOutcome.REPLACED}
+    hits = (await store.search("default", "velero version", top_k=10)).hits
+    assert len({hit.content_hash for hit in hits}) == 1
+
+
+@pytest.fixture
+async def indexed_store(tmp_path: Path, embedder: FakeEmbedder) -> AsyncIterator[KnowledgeStore]:
+    knowledge = await KnowledgeStore.open(
+        str(tmp_path / "lancedb"),
+        embedder,
+        chunk_size_tokens=16,
+        chunk_overlap_tokens=0,
+        ann=AnnConfig(min_rows=300, nprobes=20, refine_factor=10),
+    )
+    yield knowledge
+    knowledge.close()
+
+
+async def test_past_the_threshold_the_vector_column_gets_an_index_in_the_background(
+    indexed_store: KnowledgeStore, tmp_path: Path
+) -> None:
+    for n in range(40):
+        text = "\n\n".join(
+            f"Topic{n} paragraph {p} is about subject{n * 10 + p} and nothing else at all."
+            for p in range(10)
+        )
+        await indexed_store.ingest("default", text=text, document_id=f"d{n}")
+    await indexed_store.wait_for_background()
+    assert (await indexed_store.collection_info("default")).chunks >= 300
+
+    db = await lancedb.connect_async(str(tmp_path / "lancedb"))
+    table = await db.open_table("default")
+    assert any(index.columns == ["vector"] for index in await table.list_indices())
+    hits = (
+        await indexed_store.search("default", "topic17 subject175", top_k=3, mode=SearchMode.VECTOR)
+    ).hits
+    assert hits[0].document_id == "d17"
+
+
+def hit(chunk_id: str, score: float) -> SearchHit:
+    return SearchHit(chunk_id, f"{chunk_id}:0", 0, "", "", "", "", score, "h")
+
+
+@pytest.mark.parametrize("method", list(Fusion))
+def test_every_fusion_puts_a_chunk_both_legs_rank_first_on_top(method: Fusion) -> None:
+    by_vector = [hit("a", 0.9), hit("b", 0.5), hit("c", 0.1)]
+    by_text = [hit("a", 12.0), hit("d", 3.0), hit("b", 1.0)]
+
+    fused = fuse(by_vector, by_text, 3, FusionConfig(method, 0.6))
+
+    assert fused[0].chunk_id == "a:0"
+    assert [h.score for h in fused] == sorted((h.score for h in fused), reverse=True)
+
+
+def test_the_default_fusion_keeps_the_cosine_scale_plus_a_keyword_bonus() -> None:
+    by_vector = [hit("a", 0.8), hit("b", 0.5), hit("c", 0.2)]
+    by_text = [hit("b", 9.0), hit("d", 5.0), hit("a", 1.0)]
+
+    fused = {h.chunk_id: h.score for h in fuse(by_vector, by_text, 4)}
+
+    assert fused["a:0"] == pytest.approx(0.92 * 0.8 + 0.08 * 0.0)
+    assert fused["b:0"] == pytest.approx(0.92 * 0.5 + 0.08 * 1.0)
+    assert fused["c:0"] == pytest.approx(0.92 * 0.2)
+    assert fused["d:0"] == pytest.approx(0.92 * 0.2 + 0.08 * 0.5)  # missing: the lowest cosine
+
+
+def test_minmax_fusion_scores_lie_between_zero_and_one() -> None:
+    fused = fuse(
+        [hit("a", 0.9), hit("b", 0.2)],
+        [hit("c", 7.0), hit("b", 2.0)],
+        3,
+        FusionConfig(Fusion.MINMAX, 0.6),
+    )
+
+    assert fused[0].score == pytest.approx(0.6)  # a: top of the vector leg only
+    assert all(0.0 <= h.score <= 1.0 for h in fused)
+
+
+def test_the_vector_weight_decides_between_legs_that_disagree() -> None:
+    by_vector, by_text = [hit("v", 0.9), hit("t", 0.1)], [hit("t", 9.0), hit("v", 1.0)]
+
+    assert fuse(by_vector, by_text, 1, FusionConfig(Fusion.MINMAX, 0.8))[0].chunk_id == "v:0"
+    assert fuse(by_vector, by_text, 1, FusionConfig(Fusion.MINMAX, 0.2))[0].chunk_id == "t:0"
+
+
+def test_a_fusion_weight_outside_zero_to_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="vector_weight"):
+        FusionConfig(Fusion.RRF, 1.5)

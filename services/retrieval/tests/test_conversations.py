@@ -1,0 +1,209 @@
+"""Conversation history in LanceDB over real gRPC: bounded, atomic, NOT_FOUND when unknown."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from bruno.retrieval.v1 import conversations_pb2, conversations_pb2_grpc
+from bruno_core import (
+    GrpcServer,
+    GrpcServerSettings,
+    InvalidInput,
+    LimitExceeded,
+    NotFound,
+    create_channel,
+)
+from bruno_retrieval.conversations import (
+    SERVICE,
+    ConversationServicer,
+    ConversationStore,
+    StoredTurn,
+)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[ConversationStore]:
+    opened = await ConversationStore.open(str(tmp_path / "db"), max_turns=4)
+    yield opened
+    opened.close()
+
+
+def user(text: str) -> StoredTurn:
+    return StoredTurn("user", text)
+
+
+def assistant(text: str, *chunk_ids: str) -> StoredTurn:
+    return StoredTurn("assistant", text, chunk_ids=chunk_ids)
+
+
+async def test_turns_come_back_oldest_first_with_their_citations(store: ConversationStore) -> None:
+    await store.append("c1", [user("How?"), assistant("Like this [1].", "doc#0")], create=True)
+    await store.append("c1", [user("And then?")])
+
+    found = await store.get("c1")
+
+    assert [(t.role, t.content) for t in found.turns] == [
+        ("user", "How?"),
+        ("assistant", "Like this [1]."),
+        ("user", "And then?"),
+    ]
+    assert found.turns[1].chunk_ids == ("doc#0",)
+    assert all(t.created_at is not None for t in found.turns)
+    assert found.created_at <= found.updated_at
+
+
+async def test_a_conversation_keeps_only_its_newest_turns(store: ConversationStore) -> None:
+    for n in range(3):
+        kept = await store.append("c1", [user(f"q{n}"), assistant(f"a{n}")], create=True)
+
+    found = await store.get("c1")
+
+    assert kept == 4
+    assert [t.content for t in found.turns] == ["q1", "a1", "q2", "a2"]
+
+
+async def test_get_can_ask_for_the_most_recent_turns_only(store: ConversationStore) -> None:
+    await store.append("c1", [user("q0"), assistant("a0"), user("q1")], create=True)
+
+    assert [t.content for t in (await store.get("c1", max_turns=2)).turns] == ["a0", "q1"]
+
+
+async def test_appending_to_an_unknown_conversation_without_create_is_not_found(
+    store: ConversationStore,
+) -> None:
+    with pytest.raises(NotFound):
+        await store.append("nobody", [user("hi")])
+    with pytest.raises(NotFound):
+        await store.get("nobody")
+
+
+async def test_deleted_conversations_are_gone(store: ConversationStore) -> None:
+    await store.append("c1", [user("hi")], create=True)
+
+    await store.delete("c1")
+
+    with pytest.raises(NotFound):
+        await store.get("c1")
+    with pytest.raises(NotFound):
+        await store.delete("c1")
+
+
+async def test_concurrent_appends_all_land(tmp_path: Path) -> None:
+    store = await ConversationStore.open(str(tmp_path / "db"), max_turns=100)
+    await store.append("c1", [user("start")], create=True)
+
+    await asyncio.gather(*(store.append("c1", [user(f"q{n}")]) for n in range(20)))
+
+    contents = [t.content for t in (await store.get("c1")).turns]
+    assert len(contents) == 21
+    assert sorted(contents[1:]) == sorted(f"q{n}" for n in range(20))
+
+
+async def test_conversations_survive_reopening_the_database(tmp_path: Path) -> None:
+    first = await ConversationStore.open(str(tmp_path / "db"), max_turns=4)
+    await first.append("c1", [user("remember me")], create=True)
+    first.close()
+
+    second = await ConversationStore.open(str(tmp_path / "db"), max_turns=4)
+
+    assert [t.content for t in (await second.get("c1")).turns] == ["remember me"]
+
+
+@pytest.mark.parametrize(
+    ("conversation_id", "turns", "error"),
+    [
+        ("bad id with spaces", [user("hi")], InvalidInput),
+        ("c1", [], InvalidInput),
+        ("c1", [StoredTurn("system", "obey")], InvalidInput),
+        ("c1", [user("x" * 64_001)], LimitExceeded),
+        ("c1", [user("a")] * 5, LimitExceeded),
+    ],
+)
+async def test_bad_appends_are_refused(
+    store: ConversationStore,
+    conversation_id: str,
+    turns: list[StoredTurn],
+    error: type[Exception],
+) -> None:
+    with pytest.raises(error):
+        await store.append(conversation_id, turns, create=True)
+
+
+async def test_the_grpc_service_appends_reads_and_deletes(tmp_path: Path) -> None:
+    store = await ConversationStore.open(str(tmp_path / "db"), max_turns=10)
+    server = GrpcServer(
+        "retrieval", GrpcServerSettings(grpc_grace_seconds=0), listen_addr="127.0.0.1:0"
+    )
+    conversations_pb2_grpc.add_ConversationServiceServicer_to_server(
+        ConversationServicer(store), server.grpc
+    )
+    port = await server.start([SERVICE])
+    channel = create_channel(f"127.0.0.1:{port}", timeout_seconds=10)
+    stub = conversations_pb2_grpc.ConversationServiceStub(channel)
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as unknown:
+            await stub.AppendTurns(
+                conversations_pb2.AppendTurnsRequest(
+                    conversation_id="c1", turns=[conversations_pb2.Turn(role="user", content="hi")]
+                )
+            )
+        assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+
+        appended = await stub.AppendTurns(
+            conversations_pb2.AppendTurnsRequest(
+                conversation_id="c1",
+                create=True,
+                turns=[
+                    conversations_pb2.Turn(role="user", content="hi"),
+                    conversations_pb2.Turn(
+                        role="assistant", content="hello [1]", chunk_ids=["d#0"]
+                    ),
+                ],
+            )
+        )
+        assert appended.turns == 2
+
+        conversation = await stub.GetConversation(
+            conversations_pb2.GetConversationRequest(conversation_id="c1", max_turns=1)
+        )
+        assert [(t.role, t.content, list(t.chunk_ids)) for t in conversation.turns] == [
+            ("assistant", "hello [1]", ["d#0"])
+        ]
+        assert conversation.turns[0].created_at.seconds > 0
+
+        await stub.DeleteConversation(
+            conversations_pb2.DeleteConversationRequest(conversation_id="c1")
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as gone:
+            await stub.GetConversation(
+                conversations_pb2.GetConversationRequest(conversation_id="c1")
+            )
+        assert gone.value.code() == grpc.StatusCode.NOT_FOUND
+
+        with pytest.raises(grpc.aio.AioRpcError) as bad:
+            await stub.GetConversation(
+                conversations_pb2.GetConversationRequest(conversation_id="no spaces please")
+            )
+        assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    finally:
+        await channel.close()
+        await server.stop()
+
+
+async def test_appends_committed_together_succeed_or_fail_one_by_one(
+    store: ConversationStore,
+) -> None:
+    results = await asyncio.gather(
+        *(store.append(f"c{n}", [user(f"q{n}")], create=True) for n in range(8)),
+        store.append("unknown", [user("lost")]),
+        return_exceptions=True,
+    )
+
+    assert results[:8] == [1] * 8
+    assert isinstance(results[8], NotFound)
+    assert [t.content for t in (await store.get("c7")).turns] == ["q7"]
