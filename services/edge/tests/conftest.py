@@ -20,7 +20,12 @@ from typing_extensions import override
 
 from bruno.embedding.v1 import embedding_pb2
 from bruno.generation.v1 import generation_pb2, generation_pb2_grpc
-from bruno.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
+from bruno.retrieval.v1 import (
+    conversations_pb2,
+    conversations_pb2_grpc,
+    retrieval_pb2,
+    retrieval_pb2_grpc,
+)
 from bruno_core import BrunoError, GrpcServer, GrpcServerSettings, NotFound, abort_with
 from bruno_edge import EdgeSettings, create_app
 
@@ -51,6 +56,8 @@ class FakeRetrieval(retrieval_pb2_grpc.RetrievalServiceServicer):
     def __init__(self) -> None:
         self.documents: dict[tuple[str, str], StoredDocument] = {}
         self.searches: list[retrieval_pb2.SearchRequest] = []
+        self.models: dict[str, str] = {}  # collection -> embedding model after a reindex
+        self.ingested: list[str] = []  # document ids, in the order IngestDocument saw them
         # A status code fails like the gRPC runtime would (its detail names an address); a
         # domain error fails like a Bruno service does, through abort_with.
         self.fail_with: grpc.StatusCode | BrunoError | None = None
@@ -66,6 +73,7 @@ class FakeRetrieval(retrieval_pb2_grpc.RetrievalServiceServicer):
         self, request: retrieval_pb2.IngestDocumentRequest, context: Context
     ) -> retrieval_pb2.IngestDocumentResponse:
         await self._maybe_fail(context)
+        self.ingested.append(request.document_id)
         collection = request.collection or "default"
         content_hash = hashlib.sha256(request.text.encode()).hexdigest()
         document_id = request.document_id or content_hash[:16]
@@ -106,6 +114,12 @@ class FakeRetrieval(retrieval_pb2_grpc.RetrievalServiceServicer):
         for doc in self.documents.values():
             if doc.collection != (request.collection or "default"):
                 continue
+            fields = {"source": doc.source, "title": doc.title, "document_id": doc.document_id}
+            if any(
+                fields.get(key, doc.metadata.get(key)) != value
+                for key, value in request.filters.items()
+            ):
+                continue
             for index, chunk in enumerate(doc.chunks):
                 score = len(words & set(chunk.lower().split()))
                 if score:
@@ -118,6 +132,8 @@ class FakeRetrieval(retrieval_pb2_grpc.RetrievalServiceServicer):
                             text=chunk,
                             score=score / len(words),
                             chunk_index=index,
+                            heading_path=doc.title,
+                            metadata=doc.metadata,
                         )
                     )
         hits.sort(key=lambda hit: (-hit.score, hit.chunk_id))
@@ -162,6 +178,51 @@ class FakeRetrieval(retrieval_pb2_grpc.RetrievalServiceServicer):
             await abort_with(context, NotFound(f"document {request.document_id!r} not found"))
         return retrieval_pb2.DeleteDocumentResponse(chunks_deleted=len(stored.chunks))
 
+    def _collection(self, name: str) -> retrieval_pb2.CollectionInfo:
+        docs = [d for d in self.documents.values() if d.collection == name]
+        return retrieval_pb2.CollectionInfo(
+            name=name,
+            documents=len(docs),
+            chunks=sum(len(d.chunks) for d in docs),
+            embedding_model=self.models.get(name, "fake-model"),
+            dimension=8,
+        )
+
+    @override
+    async def ListCollections(
+        self, request: retrieval_pb2.ListCollectionsRequest, context: Context
+    ) -> retrieval_pb2.ListCollectionsResponse:
+        await self._maybe_fail(context)
+        names = sorted({d.collection for d in self.documents.values()})
+        return retrieval_pb2.ListCollectionsResponse(
+            collections=[self._collection(name) for name in names]
+        )
+
+    @override
+    async def DeleteCollection(
+        self, request: retrieval_pb2.DeleteCollectionRequest, context: Context
+    ) -> retrieval_pb2.DeleteCollectionResponse:
+        await self._maybe_fail(context)
+        keys = [key for key in self.documents if key[0] == request.collection]
+        if not keys:
+            await abort_with(context, NotFound(f"collection {request.collection!r} not found"))
+        for key in keys:
+            del self.documents[key]
+        return retrieval_pb2.DeleteCollectionResponse(documents_deleted=len(keys))
+
+    @override
+    async def ReindexCollection(
+        self, request: retrieval_pb2.ReindexCollectionRequest, context: Context
+    ) -> retrieval_pb2.ReindexCollectionResponse:
+        await self._maybe_fail(context)
+        if not any(key[0] == request.collection for key in self.documents):
+            await abort_with(context, NotFound(f"collection {request.collection!r} not found"))
+        previous = self.models.get(request.collection, "fake-model")
+        self.models[request.collection] = "fake-model-2"
+        return retrieval_pb2.ReindexCollectionResponse(
+            collection=self._collection(request.collection), previous_model=previous
+        )
+
 
 class FakeGeneration(generation_pb2_grpc.GenerationServiceServicer):
     """Streams fixed tokens then a Done; can fail or hang after a given number of tokens."""
@@ -173,6 +234,10 @@ class FakeGeneration(generation_pb2_grpc.GenerationServiceServicer):
         self.hang_after: int | None = None
         self.skip_done = False
         self.cancelled = asyncio.Event()
+        self.rewrites: list[generation_pb2.RewriteQuestionRequest] = []
+        self.info = generation_pb2.InfoResponse(
+            backend="auto", model="fake-llm", model_available=True, context_window=4096
+        )
 
     @override
     async def Generate(
@@ -203,12 +268,72 @@ class FakeGeneration(generation_pb2_grpc.GenerationServiceServicer):
             self.cancelled.set()
             raise
 
+    @override
+    async def RewriteQuestion(
+        self, request: generation_pb2.RewriteQuestionRequest, context: Context
+    ) -> generation_pb2.RewriteQuestionResponse:
+        """Appends the previous user question in brackets, like the extractive rewrite."""
+        self.rewrites.append(request)
+        previous = [m.content for m in request.history if m.role == "user"]
+        if not previous:
+            return generation_pb2.RewriteQuestionResponse(question=request.question)
+        rewritten = f"{request.question} ({previous[-1]})"
+        return generation_pb2.RewriteQuestionResponse(question=rewritten, rewritten=True)
+
+    @override
+    async def Info(
+        self, request: generation_pb2.InfoRequest, context: Context
+    ) -> generation_pb2.InfoResponse:
+        return self.info
+
+
+class FakeConversations(conversations_pb2_grpc.ConversationServiceServicer):
+    """Conversations in a dict, kept to ``max_turns``."""
+
+    def __init__(self, max_turns: int = 50) -> None:
+        self.conversations: dict[str, list[conversations_pb2.Turn]] = {}
+        self.max_turns = max_turns
+
+    @override
+    async def AppendTurns(
+        self, request: conversations_pb2.AppendTurnsRequest, context: Context
+    ) -> conversations_pb2.AppendTurnsResponse:
+        if request.conversation_id not in self.conversations and not request.create:
+            await abort_with(context, NotFound(f"conversation {request.conversation_id!r}"))
+        turns = self.conversations.setdefault(request.conversation_id, [])
+        for turn in request.turns:
+            stamped = conversations_pb2.Turn()
+            stamped.CopyFrom(turn)
+            stamped.created_at.GetCurrentTime()
+            turns.append(stamped)
+        del turns[: -self.max_turns]
+        return conversations_pb2.AppendTurnsResponse(turns=len(turns))
+
+    @override
+    async def GetConversation(
+        self, request: conversations_pb2.GetConversationRequest, context: Context
+    ) -> conversations_pb2.Conversation:
+        turns = self.conversations.get(request.conversation_id)
+        if turns is None:
+            await abort_with(context, NotFound(f"conversation {request.conversation_id!r}"))
+        kept = turns[-request.max_turns :] if request.max_turns else turns
+        return conversations_pb2.Conversation(conversation_id=request.conversation_id, turns=kept)
+
+    @override
+    async def DeleteConversation(
+        self, request: conversations_pb2.DeleteConversationRequest, context: Context
+    ) -> conversations_pb2.DeleteConversationResponse:
+        if self.conversations.pop(request.conversation_id, None) is None:
+            await abort_with(context, NotFound(f"conversation {request.conversation_id!r}"))
+        return conversations_pb2.DeleteConversationResponse()
+
 
 @dataclass
 class Downstreams:
     retrieval: FakeRetrieval
     generation: FakeGeneration
     servers: dict[str, GrpcServer]
+    conversations: FakeConversations
 
     def addr(self, name: str) -> str:
         return f"127.0.0.1:{self.servers[name].port}"
@@ -229,6 +354,10 @@ class Edge:
     @property
     def generation(self) -> FakeGeneration:
         return self.downstreams.generation
+
+    @property
+    def conversations(self) -> FakeConversations:
+        return self.downstreams.conversations
 
     async def ingest(self, text: str, **fields: Any) -> httpx.Response:
         response = await self.client.post(
@@ -256,6 +385,10 @@ async def downstreams() -> AsyncIterator[Downstreams]:
         for name in ("retrieval", "generation", "embedding")
     }
     retrieval_pb2_grpc.add_RetrievalServiceServicer_to_server(retrieval, servers["retrieval"].grpc)
+    conversations = FakeConversations()
+    conversations_pb2_grpc.add_ConversationServiceServicer_to_server(
+        conversations, servers["retrieval"].grpc
+    )
     generation_pb2_grpc.add_GenerationServiceServicer_to_server(
         generation, servers["generation"].grpc
     )
@@ -269,7 +402,7 @@ async def downstreams() -> AsyncIterator[Downstreams]:
     await servers["embedding"].start(
         [embedding_pb2.DESCRIPTOR.services_by_name["EmbeddingService"]]
     )
-    yield Downstreams(retrieval, generation, servers)
+    yield Downstreams(retrieval, generation, servers, conversations)
     for server in servers.values():
         await server.stop()
 

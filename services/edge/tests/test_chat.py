@@ -3,13 +3,15 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from bruno.generation.v1 import generation_pb2
+from bruno.retrieval.v1 import conversations_pb2
 from bruno_edge.api.deps import EdgeState
-from bruno_edge.chat import ChatService
+from bruno_edge.chat import NO_ANSWER, ChatService, cited_markers
 from bruno_edge.schemas import ChatRequest
 
 if TYPE_CHECKING:
-    from conftest import Edge
+    from conftest import Edge, EdgeFactory
+
+RUNBOOK = "To fix a crashloop restart the pod and check the logs of the pod."
 
 
 def chat_service(edge: Edge) -> ChatService:
@@ -19,9 +21,10 @@ def chat_service(edge: Edge) -> ChatService:
 
 
 async def test_closing_the_event_stream_cancels_the_generation_call(edge: Edge) -> None:
+    await edge.ingest(RUNBOOK, id="crashloop")
     edge.generation.hang_after = 2
     chat = chat_service(edge)
-    turn = await chat.prepare(ChatRequest(message="hi"))
+    turn = await chat.prepare(ChatRequest(message="restart the pod"))
     events = chat.events(turn)
 
     assert (await anext(events))["event"] == "citations"
@@ -32,14 +35,27 @@ async def test_closing_the_event_stream_cancels_the_generation_call(edge: Edge) 
         await edge.generation.cancelled.wait()
 
 
-async def test_history_given_to_prepare_reaches_generation(edge: Edge) -> None:
+async def test_a_stored_conversation_is_rewritten_for_retrieval_and_given_to_generation(
+    edge: Edge,
+) -> None:
+    await edge.ingest(RUNBOOK, id="crashloop")
+    edge.conversations.conversations["c1"] = [
+        conversations_pb2.Turn(role="user", content="crashloop"),
+        conversations_pb2.Turn(role="assistant", content="Restart the pod [1]."),
+    ]
     chat = chat_service(edge)
-    earlier = [generation_pb2.ChatMessage(role="user", content="before")]
 
-    turn = await chat.prepare(ChatRequest(message="now"), history=earlier)
+    turn = await chat.prepare(ChatRequest(message="and then?", conversation_id="c1"))
     await chat.answer(turn)
 
-    assert [m.content for m in edge.generation.requests[-1].history] == ["before"]
+    assert edge.retrieval.searches[-1].query == "and then? (crashloop)"
+    request = edge.generation.requests[-1]
+    assert request.question == "and then?"
+    assert [m.content for m in request.history] == ["crashloop", "Restart the pod [1]."]
+    assert [t.content for t in edge.conversations.conversations["c1"][-2:]] == [
+        "and then?",
+        "Restart the pod [1].",
+    ]
 
 
 async def test_a_new_conversation_gets_a_fresh_id_each_time(edge: Edge) -> None:
@@ -49,3 +65,34 @@ async def test_a_new_conversation_gets_a_fresh_id_each_time(edge: Edge) -> None:
     second = await chat.prepare(ChatRequest(message="a"))
 
     assert first.conversation_id != second.conversation_id
+
+
+async def test_passages_below_the_relevance_threshold_are_not_given_to_the_model(
+    edge_factory: EdgeFactory,
+) -> None:
+    edge = await edge_factory(min_relevance_score=0.9)
+    await edge.ingest("restart the pod", id="strong")
+    await edge.ingest("the logs", id="weak")
+    chat = chat_service(edge)
+
+    turn = await chat.prepare(ChatRequest(message="restart the pod"))
+
+    assert [c.document_id for c in turn.citations] == ["strong"]
+
+
+async def test_with_nothing_relevant_the_answer_is_i_dont_know_without_a_model(
+    edge: Edge,
+) -> None:
+    chat = chat_service(edge)
+
+    response = await chat.answer(await chat.prepare(ChatRequest(message="what is love?")))
+
+    assert response.answer == NO_ANSWER
+    assert response.citations == []
+    assert response.fallback is True
+    assert edge.generation.requests == []
+
+
+def test_cited_markers_are_read_from_the_answer_in_order_and_in_range() -> None:
+    assert cited_markers("A [2]. B [1, 3] and [2][9].", passages=3) == [2, 1, 3]
+    assert cited_markers("Nothing cited.", passages=3) == []

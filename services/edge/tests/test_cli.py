@@ -76,11 +76,11 @@ async def test_a_single_file_is_named_by_its_file_name(edge: Edge, docs: Path) -
 async def test_ingest_fails_with_a_wrong_key(edge_factory: EdgeFactory, docs: Path) -> None:
     edge = await edge_factory(api_keys="right")
 
-    code, out, _ = await run_cli(edge, "ingest", str(docs), "--api-key", "wrong")
+    code, _, err = await run_cli(edge, "ingest", str(docs), "--api-key", "wrong")
 
     assert code == 1
-    assert "failed    notes.txt: 401 Unauthenticated: the API key is not valid" in out
-    assert out.strip().endswith("4 failed")
+    assert "401 Unauthenticated: the API key is not valid" in err
+    assert edge.retrieval.ingested == []
 
 
 async def test_ingest_uses_the_key_from_the_environment(
@@ -146,3 +146,91 @@ async def test_unreachable_edge_is_reported(tmp_path: Path) -> None:
 def test_document_ids_keep_only_safe_characters() -> None:
     assert cli.document_id_for(Path("a b/ü?.md")) == "a-b/-.md"
     assert len(cli.document_id_for(Path("x" * 300))) == 200
+
+
+async def test_unchanged_files_are_not_sent_again(edge: Edge, docs: Path) -> None:
+    await run_cli(edge, "ingest", str(docs))
+    edge.retrieval.ingested.clear()
+    (docs / "notes.txt").write_text("Changed notes.\n")
+
+    code, out, _ = await run_cli(edge, "ingest", str(docs))
+
+    assert code == 0
+    assert edge.retrieval.ingested == ["notes.txt"]
+    assert "unchanged guide.rst" in out
+
+
+async def test_files_removed_from_a_synced_folder_are_deleted(edge: Edge, docs: Path) -> None:
+    await run_cli(edge, "ingest", str(docs))
+    await edge.ingest("Added through the API, not by a sync.", id="by-hand")
+    (docs / "notes.txt").unlink()
+
+    code, out, _ = await run_cli(edge, "ingest", str(docs))
+
+    assert code == 0
+    stored = {doc_id for (_, doc_id) in edge.retrieval.documents}
+    assert stored == {"runbooks/disk-full.md", "guide.rst", "page.html", "by-hand"}
+    assert "deleted   notes.txt" in out
+    assert out.strip().splitlines()[-1] == "3 files: 0 created, 0 replaced, 3 unchanged, 1 deleted"
+
+
+async def test_no_delete_keeps_documents_of_removed_files(edge: Edge, docs: Path) -> None:
+    await run_cli(edge, "ingest", str(docs))
+    (docs / "notes.txt").unlink()
+
+    code, _, _ = await run_cli(edge, "ingest", str(docs), "--no-delete")
+
+    assert code == 0
+    assert ("default", "notes.txt") in edge.retrieval.documents
+
+
+async def test_a_sync_of_another_folder_leaves_the_first_folders_documents(
+    edge: Edge, docs: Path, tmp_path: Path
+) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "extra.md").write_text("# Extra\n\nMore notes.\n")
+    await run_cli(edge, "ingest", str(docs))
+
+    code, _, _ = await run_cli(edge, "ingest", str(other))
+
+    assert code == 0
+    assert ("default", "notes.txt") in edge.retrieval.documents
+    assert ("default", "extra.md") in edge.retrieval.documents
+
+
+async def test_many_files_are_all_ingested_with_concurrency(edge: Edge, tmp_path: Path) -> None:
+    for n in range(25):
+        (tmp_path / f"note-{n:02}.md").write_text(f"# Note {n}\n\nBody {n}.\n")
+
+    code, out, _ = await run_cli(edge, "ingest", str(tmp_path), "--concurrency", "8")
+
+    assert code == 0
+    assert len(edge.retrieval.documents) == 25
+    assert out.strip().splitlines()[-1] == "25 files: 25 created, 0 replaced, 0 unchanged"
+
+
+async def test_collections_lists_each_collection_with_its_model(edge: Edge, docs: Path) -> None:
+    await run_cli(edge, "ingest", str(docs), "--collection", "homelab")
+
+    code, out, _ = await run_cli(edge, "collections")
+
+    assert code == 0
+    assert out.split()[:5] == ["homelab", "4", "documents", "4", "chunks"]
+    assert "fake-model (8d)" in out
+
+
+async def test_reindex_reports_the_model_switch(edge: Edge, docs: Path) -> None:
+    await run_cli(edge, "ingest", str(docs), "--collection", "homelab")
+
+    code, out, _ = await run_cli(edge, "reindex", "homelab")
+
+    assert code == 0
+    assert out.strip() == "reindexed homelab: 4 documents, 4 chunks, fake-model -> fake-model-2"
+
+
+async def test_reindex_of_an_unknown_collection_fails(edge: Edge) -> None:
+    code, _, err = await run_cli(edge, "reindex", "nope")
+
+    assert code == 1
+    assert "404" in err

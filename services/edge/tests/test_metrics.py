@@ -52,6 +52,7 @@ async def test_rejected_bodies_are_counted_with_their_status(edge: Edge) -> None
 
 
 async def test_in_flight_gauge_and_chat_metrics_are_exposed(edge: Edge) -> None:
+    await edge.ingest("hello there", id="greeting")  # with nothing relevant no model is asked
     await edge.client.post("/api/v1/chat", json={"message": "hello"})
 
     response = await edge.client.get("/metrics")

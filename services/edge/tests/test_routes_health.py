@@ -56,3 +56,42 @@ async def test_probes_need_no_api_key(edge_factory: EdgeFactory) -> None:
 
     for path in ("/health", "/ready", "/metrics"):
         assert (await edge.client.get(path)).status_code == 200, path
+
+
+async def test_a_missing_model_makes_ready_degraded_while_the_fallback_answers(
+    edge: Edge,
+) -> None:
+    edge.generation.info.model_available = False
+    edge.generation.info.detail = 'Ollama does not have the model "fake-llm"'
+
+    response = await edge.client.get("/ready")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "degraded"
+    assert body["checks"]["generation"] == "MODEL_MISSING"
+    assert body["checks"]["retrieval"] == "SERVING"
+    assert 'does not have the model "fake-llm"' in body["detail"]
+    assert "extractive fallback" in body["detail"]
+
+
+async def test_requiring_the_model_makes_a_missing_one_not_ready(
+    edge_factory: EdgeFactory,
+) -> None:
+    edge = await edge_factory(require_model=True)
+    edge.generation.info.model_available = False
+    edge.generation.info.detail = "Ollama is not reachable"
+
+    response = await edge.client.get("/ready")
+
+    assert response.status_code == 503
+    problem = response.json()
+    assert "generation (MODEL_MISSING)" in problem["detail"]
+    assert "Ollama is not reachable" in problem["detail"]
+    assert problem["checks"]["generation"] == "MODEL_MISSING"
+
+
+async def test_requiring_the_model_is_ready_when_it_is_there(edge_factory: EdgeFactory) -> None:
+    edge = await edge_factory(require_model=True)
+
+    assert (await edge.client.get("/ready")).json()["status"] == "ready"

@@ -14,7 +14,15 @@ from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
 from bruno_edge._version import __version__
 from bruno_edge.api.deps import EdgeState, require_api_key
-from bruno_edge.api.routes import chat, documents, health, search
+from bruno_edge.api.routes import (
+    chat,
+    collections,
+    conversations,
+    documents,
+    health,
+    openai,
+    search,
+)
 from bruno_edge.clients import Downstreams
 from bruno_edge.config import EdgeSettings
 from bruno_edge.limits import LimitsMiddleware
@@ -66,7 +74,7 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
     app.state.edge = state
     install_problem_handlers(app)
 
-    for resource in (chat, documents, search):
+    for resource in (chat, collections, conversations, documents, openai, search):
         app.include_router(resource.router, dependencies=[Depends(require_api_key)])
     app.include_router(health.router)
 

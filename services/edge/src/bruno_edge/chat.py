@@ -1,18 +1,19 @@
-"""Chat orchestration: retrieve passages, ask generation for a grounded answer, return it whole
-or as a stream of server-sent events.
+"""Chat orchestration: read the conversation, make a follow-up standalone, retrieve passages,
+ask generation for a grounded answer, record the turn; whole or as server-sent events.
 
-    turn = await chat.prepare(request)          # retrieval; errors here are plain HTTP problems
+    turn = await chat.prepare(request)          # history, rewrite, retrieval: plain HTTP errors
     response = await chat.answer(turn)          # or: EventSourceResponse(chat.events(turn))
 
-Conversation history is not stored server-side yet: :meth:`ChatService.prepare` takes the
-earlier turns as ``history`` (the seam for it) and the route passes none; the conversation id
-is echoed (or minted) so clients can already thread their turns.
+Passages scoring below ``BRUNO_MIN_RELEVANCE_SCORE`` are not given to the model; when none is
+left the answer is a fixed "I don't know" and no model is asked, so nothing is guessed. The
+passages keep markers 1..n in retrieval order; the answer's ``[n]`` markers say which it cites.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import AsyncGenerator, Sequence
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bruno.generation.v1 import generation_pb2
-from bruno.retrieval.v1 import retrieval_pb2
+from bruno.retrieval.v1 import conversations_pb2, retrieval_pb2
 from bruno_core import BrunoError, Internal
 from bruno_edge.clients import Downstreams, rpc_errors
 from bruno_edge.config import EdgeSettings
@@ -37,9 +38,26 @@ from bruno_edge.schemas import (
 
 log = logging.getLogger(__name__)
 
+NO_ANSWER = (
+    "I don't know: nothing in the knowledge base is relevant enough to this question for me "
+    "to answer it from the documents."
+)
+NO_ANSWER_MODEL = "none"
+_MARKER_GROUP = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
+
 
 def _ms(seconds: float) -> float:
     return round(seconds * 1000, 3)
+
+
+def cited_markers(answer: str, passages: int) -> list[int]:
+    """The passage markers ``answer`` cites ([2], [1, 3]), in order of first mention."""
+    found: list[int] = []
+    for group in _MARKER_GROUP.findall(answer):
+        for number in (int(n) for n in group.split(",")):
+            if 1 <= number <= passages and number not in found:
+                found.append(number)
+    return found
 
 
 @dataclass
@@ -47,10 +65,19 @@ class ChatTurn:
     """One question with its retrieved passages, ready to be answered."""
 
     conversation_id: str
+    question: str
+    search_query: str
     generate_request: generation_pb2.GenerateRequest
     citations: list[Citation]
     started: float
     retrieval_seconds: float
+    # Record the question and answer in the conversation; create it first when it is new.
+    record: bool = True
+    new_conversation: bool = False
+
+    @property
+    def knows_nothing(self) -> bool:
+        return not self.citations
 
 
 @dataclass
@@ -72,15 +99,88 @@ class ChatService:
         self.settings = settings
         self.metrics = metrics
 
-    async def prepare(
-        self, request: ChatRequest, *, history: Sequence[generation_pb2.ChatMessage] = ()
-    ) -> ChatTurn:
-        """Retrieve the passages for ``request`` (markers 1..n, best first)."""
+    async def prepare(self, request: ChatRequest) -> ChatTurn:
+        """The turn for a ``/api/v1/chat`` request: a stored conversation's history (NotFound
+        when the given ``conversation_id`` is unknown), a standalone question, the passages."""
         started = time.perf_counter()
-        search = retrieval_pb2.SearchRequest(
+        history: list[generation_pb2.ChatMessage] = []
+        if request.conversation_id:
+            history = await self.history(request.conversation_id)
+        return await self._retrieve(
+            started,
+            question=request.message,
+            history=history,
             collection=request.collection,
-            query=request.message,
-            top_k=request.top_k or self.settings.default_top_k,
+            top_k=request.top_k,
+            conversation_id=request.conversation_id or uuid.uuid4().hex,
+            record=True,
+            new_conversation=request.conversation_id is None,
+        )
+
+    async def prepare_stateless(
+        self,
+        question: str,
+        history: Sequence[generation_pb2.ChatMessage],
+        *,
+        model: str = "",
+        collection: str = "default",
+        top_k: int | None = None,
+        conversation_id: str = "",
+    ) -> ChatTurn:
+        """The turn for a client that sends the whole conversation itself (the OpenAI API)."""
+        return await self._retrieve(
+            time.perf_counter(),
+            question=question,
+            history=list(history),
+            collection=collection,
+            top_k=top_k,
+            conversation_id=conversation_id,
+            record=False,
+            model=model,
+        )
+
+    async def history(self, conversation_id: str) -> list[generation_pb2.ChatMessage]:
+        """The latest turns of a stored conversation, oldest first."""
+        with rpc_errors("retrieval"):
+            conversation = await self.downstreams.conversations.GetConversation(
+                conversations_pb2.GetConversationRequest(
+                    conversation_id=conversation_id,
+                    max_turns=self.settings.chat_history_turns or 1,
+                ),
+                timeout=self.settings.request_timeout_seconds,
+            )
+        if not self.settings.chat_history_turns:
+            return []
+        return [
+            generation_pb2.ChatMessage(role=turn.role, content=turn.content)
+            for turn in conversation.turns
+        ]
+
+    async def _retrieve(
+        self,
+        started: float,
+        *,
+        question: str,
+        history: list[generation_pb2.ChatMessage],
+        collection: str,
+        top_k: int | None,
+        conversation_id: str,
+        record: bool,
+        new_conversation: bool = False,
+        model: str = "",
+    ) -> ChatTurn:
+        query = question
+        if history:
+            with rpc_errors("generation"):
+                rewritten = await self.downstreams.generation.RewriteQuestion(
+                    generation_pb2.RewriteQuestionRequest(
+                        question=question, history=history, model=model
+                    ),
+                    timeout=self.settings.request_timeout_seconds,
+                )
+            query = rewritten.question or question
+        search = retrieval_pb2.SearchRequest(
+            collection=collection, query=query, top_k=top_k or self.settings.default_top_k
         )
         with rpc_errors("retrieval"):
             found = await self.downstreams.retrieval.Search(
@@ -88,6 +188,7 @@ class ChatService:
             )
         retrieval_seconds = time.perf_counter() - started
         self.metrics.chat_stage_seconds.labels("retrieval").observe(retrieval_seconds)
+        relevant = [hit for hit in found.hits if hit.score >= self.settings.min_relevance_score]
         passages = [
             generation_pb2.Passage(
                 marker=marker,
@@ -98,10 +199,11 @@ class ChatService:
                 text=hit.text,
                 score=hit.score,
             )
-            for marker, hit in enumerate(found.hits, start=1)
+            for marker, hit in enumerate(relevant, start=1)
         ]
         citations = [
             Citation(
+                marker=marker,
                 document_id=hit.document_id,
                 chunk_id=hit.chunk_id,
                 title=hit.title,
@@ -109,16 +211,24 @@ class ChatService:
                 score=round(hit.score, 6),
                 text=hit.text,
             )
-            for hit in found.hits
+            for marker, hit in enumerate(relevant, start=1)
         ]
         return ChatTurn(
-            conversation_id=request.conversation_id or uuid.uuid4().hex,
+            conversation_id=conversation_id,
+            question=question,
+            search_query=query,
             generate_request=generation_pb2.GenerateRequest(
-                question=request.message, passages=passages, history=list(history)
+                # The model reads the history itself; the rewrite served retrieval.
+                question=question,
+                passages=passages,
+                history=history,
+                model=model,
             ),
             citations=citations,
             started=started,
             retrieval_seconds=retrieval_seconds,
+            record=record,
+            new_conversation=new_conversation,
         )
 
     async def answer(self, turn: ChatTurn) -> ChatResponse:
@@ -131,15 +241,12 @@ class ChatService:
                     done = item
         if done is None:  # pragma: no cover - _generate raises instead
             raise Internal("generation ended without a result")
-        summary = self._finish(turn, progress, done)
+        summary = await self._finish(turn, progress, done)
+        cited = set(summary.cited)
         return ChatResponse(
-            conversation_id=summary.conversation_id,
+            **summary.model_dump(),
             answer="".join(progress.tokens),
-            citations=turn.citations,
-            model=summary.model,
-            usage=summary.usage,
-            timings_ms=summary.timings_ms,
-            fallback=summary.fallback,
+            citations=[c.model_copy(update={"cited": c.marker in cited}) for c in turn.citations],
         )
 
     async def events(self, turn: ChatTurn) -> AsyncGenerator[dict[str, Any], None]:
@@ -148,15 +255,12 @@ class ChatService:
         Closing this generator (the client went away) closes the generation call with it.
         """
         yield _event("citations", [c.model_dump() for c in turn.citations])
-        progress = _Progress(started=time.perf_counter())
         try:
-            async with aclosing(self._generate(turn, progress)) as stream:
-                async for item in stream:
-                    if isinstance(item, str):
-                        yield _event("token", {"text": item})
-                    else:
-                        summary = self._finish(turn, progress, item)
-                        yield _event("done", summary.model_dump(mode="json"))
+            async for item in self.stream(turn):
+                if isinstance(item, str):
+                    yield _event("token", {"text": item})
+                else:
+                    yield _event("done", item.model_dump(mode="json"))
         except BrunoError as error:
             log.warning("chat stream failed", extra={"error": error.detail})
             yield _event("error", error.problem())
@@ -164,10 +268,26 @@ class ChatService:
             log.exception("chat stream failed")
             yield _event("error", Internal("the answer could not be completed").problem())
 
+    async def stream(self, turn: ChatTurn) -> AsyncGenerator[str | ChatDone, None]:
+        """The answer's pieces as they come, then its :class:`ChatDone` (the turn recorded)."""
+        progress = _Progress(started=time.perf_counter())
+        async with aclosing(self._generate(turn, progress)) as stream:
+            async for item in stream:
+                if isinstance(item, str):
+                    yield item
+                else:
+                    yield await self._finish(turn, progress, item)
+
     async def _generate(
         self, turn: ChatTurn, progress: _Progress
     ) -> AsyncGenerator[str | generation_pb2.Done, None]:
         """Token texts as generation streams them, then its ``Done``."""
+        if turn.knows_nothing:
+            progress.first_token_at = time.perf_counter()
+            progress.tokens.append(NO_ANSWER)
+            yield NO_ANSWER
+            yield generation_pb2.Done(model=NO_ANSWER_MODEL, fallback=True)
+            return
         call = self.downstreams.generation.Generate(
             turn.generate_request, timeout=self.settings.chat_timeout_seconds
         )
@@ -189,14 +309,37 @@ class ChatService:
             # failure on our side) it stops the model from writing an answer nobody reads.
             call.cancel()
 
-    def _finish(self, turn: ChatTurn, progress: _Progress, done: generation_pb2.Done) -> ChatDone:
+    async def _record(self, turn: ChatTurn, answer: str, cited: list[int]) -> None:
+        """Add the question and the answer to the turn's conversation."""
+        chunk_ids = [turn.citations[marker - 1].chunk_id for marker in cited]
+        request = conversations_pb2.AppendTurnsRequest(
+            conversation_id=turn.conversation_id,
+            turns=[
+                conversations_pb2.Turn(role="user", content=turn.question),
+                conversations_pb2.Turn(role="assistant", content=answer, chunk_ids=chunk_ids),
+            ],
+            create=turn.new_conversation,
+        )
+        with rpc_errors("retrieval"):
+            await self.downstreams.conversations.AppendTurns(
+                request, timeout=self.settings.request_timeout_seconds
+            )
+
+    async def _finish(
+        self, turn: ChatTurn, progress: _Progress, done: generation_pb2.Done
+    ) -> ChatDone:
+        generation_seconds = time.perf_counter() - progress.started
+        answer = "".join(progress.tokens)
+        cited = cited_markers(answer, len(turn.citations))
+        if turn.record:
+            await self._record(turn, answer, cited)
         now = time.perf_counter()
         ttft = None if progress.first_token_at is None else progress.first_token_at - turn.started
-        generation_seconds = now - progress.started
         stage = self.metrics.chat_stage_seconds
         stage.labels("generation").observe(generation_seconds)
         if ttft is not None:
             stage.labels("ttft").observe(ttft)
+        stage.labels("total").observe(now - turn.started)
         self.metrics.chat_tokens.labels("prompt").inc(done.usage.prompt_tokens)
         self.metrics.chat_tokens.labels("completion").inc(done.usage.completion_tokens)
         self.metrics.chat_answers.labels(str(done.fallback).lower()).inc()
@@ -214,6 +357,10 @@ class ChatService:
                 total_ms=_ms(now - turn.started),
             ),
             fallback=done.fallback,
+            passages_used=done.passages_used,
+            passages_dropped=done.passages_dropped,
+            cited=cited,
+            search_query=turn.search_query,
         )
 
 

@@ -2,6 +2,13 @@
 
     bruno ingest docs/ notes/runbook.md --collection homelab
     bruno ask "How do I restore a Velero backup?"
+    bruno collections
+    bruno reindex homelab
+
+``ingest`` is an incremental sync: a file whose text matches what the collection already holds
+is not sent again (nothing is embedded), new and changed files are sent a few at a time, and
+the documents a previous sync of the same folder created whose files are gone are deleted
+(``--no-delete`` keeps them). A progress bar shows on a terminal; a summary line ends the run.
 
 The URL comes from ``--url`` (default http://127.0.0.1:8080), the key from ``--api-key`` or
 ``BRUNO_API_KEY``. Exit status: 0 on success, 1 when any file or request failed, 2 on usage
@@ -12,25 +19,35 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import os
 import re
 import sys
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, TextIO
+from urllib.parse import quote
 
 import httpx
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from bruno_core import InvalidInput
+from bruno_edge.extract import SUFFIXES, UnsupportedMediaType, extract
 
 DEFAULT_URL = "http://127.0.0.1:8080"
-SUFFIXES = frozenset({".md", ".markdown", ".txt", ".rst", ".html", ".htm"})
+DEFAULT_CONCURRENCY = 8
+# Documents a folder sync creates carry this metadata key, valued with the folder's path; a
+# later sync of the same folder deletes only those whose file is gone.
+SYNC_ROOT_KEY = "bruno_sync_root"
 _TIMEOUT = httpx.Timeout(150.0, connect=5.0)
 _UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9._:/-]+")
 _MAX_ID_CHARS = 200
-_MD_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(?P<title>.+?)\s*#*\s*$")
-_RST_UNDERLINE = re.compile(r"^([=\-~^\"'`#*+:.])\1{2,}\s*$")
+_PAGE = 500
+
+__all__ = ["SUFFIXES", "CliError", "document_id_for", "find_files", "read_document", "run"]
 
 
 class CliError(Exception):
@@ -39,10 +56,11 @@ class CliError(Exception):
 
 @dataclass(frozen=True)
 class SourceFile:
-    """A file to ingest and the id it is stored under."""
+    """A file to ingest, the id it is stored under and the folder sync it belongs to."""
 
     path: Path
     document_id: str
+    sync_root: str = ""  # empty for a file named on its own: never deleted by a sync
 
 
 @dataclass(frozen=True)
@@ -68,8 +86,9 @@ def find_files(paths: Sequence[Path]) -> list[SourceFile]:
         if root.is_file():
             found.append(SourceFile(root, document_id_for(Path(root.name))))
         elif root.is_dir():
+            sync_root = root.resolve().as_posix()[-1000:]
             found.extend(
-                SourceFile(path, document_id_for(path.relative_to(root)))
+                SourceFile(path, document_id_for(path.relative_to(root)), sync_root)
                 for path in sorted(root.rglob("*"))
                 if path.is_file() and path.suffix.lower() in SUFFIXES
             )
@@ -78,74 +97,24 @@ def find_files(paths: Sequence[Path]) -> list[SourceFile]:
     return found
 
 
-class _HtmlText(HTMLParser):
-    """Visible text and title of an HTML page (scripts and styles dropped)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.parts: list[str] = []
-        self.title = ""
-        self.heading = ""
-        self._stack: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self._stack.append(tag)
-        if tag in {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "pre", "section"}:
-            self.parts.append("\n")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in self._stack:
-            while self._stack and self._stack.pop() != tag:
-                pass
-
-    def handle_data(self, data: str) -> None:
-        current = self._stack[-1] if self._stack else ""
-        if current in {"script", "style"}:
-            return
-        if current == "title":
-            self.title += data
-            return
-        if current == "h1" and not self.heading:
-            self.heading = data.strip()
-        self.parts.append(data)
-
-
 def read_document(path: Path) -> Document:
     """The text and title of ``path`` (first heading, else the file name)."""
     try:
-        raw = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as error:
-        raise CliError("not UTF-8 text") from error
+        raw = path.read_bytes()
     except OSError as error:
         raise CliError(error.strerror or str(error)) from error
-    suffix = path.suffix.lower()
-    if suffix in {".html", ".htm"}:
-        parser = _HtmlText()
-        parser.feed(raw)
-        text = re.sub(r"\n\s*\n+", "\n\n", "".join(parser.parts)).strip()
-        return Document(title=parser.title.strip() or parser.heading or path.name, text=text)
-    lines = raw.splitlines()
-    title = _rst_title(lines) if suffix == ".rst" else _markdown_title(lines)
-    return Document(title=title or path.name, text=raw)
+    try:
+        extracted = extract(path.name, raw)
+    except InvalidInput as error:
+        raise CliError("not UTF-8 text") from error
+    except UnsupportedMediaType as error:
+        raise CliError(error.detail) from error
+    return Document(title=extracted.title, text=extracted.text)
 
 
-def _markdown_title(lines: Sequence[str]) -> str:
-    in_code = False
-    for line in lines:
-        if line.lstrip().startswith(("```", "~~~")):
-            in_code = not in_code
-        elif not in_code and (match := _MD_HEADING.match(line)):
-            return match["title"]
-    return ""
-
-
-def _rst_title(lines: Sequence[str]) -> str:
-    for above, line, below in zip(["", *lines], lines, [*lines[1:], ""], strict=True):
-        text = line.strip()
-        underlined = bool(_RST_UNDERLINE.match(below)) and not _RST_UNDERLINE.match(line)
-        if text and underlined and (len(below.strip()) >= len(text) or _RST_UNDERLINE.match(above)):
-            return text
-    return ""
+def content_hash(text: str) -> str:
+    """The hash retrieval keeps per document (sha256 of the text), to skip unchanged files."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 # --- talking to the edge ------------------------------------------------------------------
@@ -170,24 +139,94 @@ def _client(
     )
 
 
+async def _call(client: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    try:
+        return await client.request(method, url, **kwargs)
+    except httpx.TransportError as error:
+        raise CliError(f"cannot reach {client.base_url}: {error}") from error
+
+
+async def _stored_documents(client: httpx.AsyncClient, collection: str) -> dict[str, Any]:
+    """Every document of ``collection`` by id, as the listing describes it."""
+    stored: dict[str, Any] = {}
+    cursor = ""
+    while True:
+        params = {"collection": collection, "limit": _PAGE}
+        if cursor:
+            params["cursor"] = cursor
+        response = await _call(client, "GET", "/api/v1/documents", params=params)
+        if response.status_code == 404:
+            return stored  # a collection not created yet holds nothing
+        if response.status_code != 200:
+            raise CliError(f"cannot list collection {collection!r}: {_problem_detail(response)}")
+        page = response.json()
+        stored.update((doc["document_id"], doc) for doc in page["documents"])
+        cursor = page.get("next_cursor") or ""
+        if not cursor:
+            return stored
+
+
+class _Reporter:
+    """Per-file lines on ``out`` and, on a terminal, a progress bar on ``err``."""
+
+    def __init__(self, out: TextIO, err: TextIO, total: int) -> None:
+        self.out = out
+        self.outcomes: Counter[str] = Counter()
+        self.progress: Progress | None = None
+        if err.isatty():
+            self.progress = Progress(
+                TextColumn("ingesting"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=Console(file=err),
+                transient=True,
+            )
+            self.task = self.progress.add_task("ingest", total=total)
+            self.progress.start()
+
+    def report(self, outcome: str, document_id: str, note: str = "") -> None:
+        self.outcomes[outcome] += 1
+        print(f"{outcome:<9} {document_id}{note}", file=self.out)
+        if self.progress is not None and outcome != "deleted":
+            self.progress.advance(self.task)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
 async def ingest(
-    args: argparse.Namespace, transport: httpx.AsyncBaseTransport | None, out: TextIO
+    args: argparse.Namespace,
+    transport: httpx.AsyncBaseTransport | None,
+    out: TextIO,
+    err: TextIO,
 ) -> int:
     files = find_files(args.paths)
     if not files:
         raise CliError("no .md, .txt, .rst or .html files found")
-    outcomes: Counter[str] = Counter()
     async with _client(args, transport) as client:
-        for source in files:
-            outcome, note = await _ingest_one(client, source, args.collection)
-            outcomes[outcome] += 1
-            print(f"{outcome:<9} {source.document_id}{note}", file=out)
-    print(_summary(len(files), outcomes), file=out)
-    return 1 if outcomes["failed"] else 0
+        stored = await _stored_documents(client, args.collection)
+        reporter = _Reporter(out, err, len(files))
+        semaphore = asyncio.Semaphore(args.concurrency)
+
+        async def one(source: SourceFile) -> None:
+            async with semaphore:
+                outcome, note = await _ingest_one(client, source, args.collection, stored)
+            reporter.report(outcome, source.document_id, note)
+
+        try:
+            await asyncio.gather(*(one(source) for source in files))
+            if not args.no_delete:
+                await _delete_removed(client, files, stored, args.collection, reporter)
+        finally:
+            reporter.close()
+    print(_summary(len(files), reporter.outcomes), file=out)
+    return 1 if reporter.outcomes["failed"] else 0
 
 
 async def _ingest_one(
-    client: httpx.AsyncClient, source: SourceFile, collection: str
+    client: httpx.AsyncClient, source: SourceFile, collection: str, stored: dict[str, Any]
 ) -> tuple[str, str]:
     try:
         document = read_document(source.path)
@@ -195,26 +234,51 @@ async def _ingest_one(
         return "failed", f": {error}"
     if not document.text.strip():
         return "skipped", " (empty)"
+    known = stored.get(source.document_id)
+    if known is not None and known.get("content_hash") == content_hash(document.text):
+        return "unchanged", f" ({known.get('chunks', 0)} chunks)"
     body = {
         "id": source.document_id,
         "title": document.title[:500],
         "source": source.path.as_posix()[:2000],
         "text": document.text,
         "collection": collection,
+        "metadata": {SYNC_ROOT_KEY: source.sync_root} if source.sync_root else {},
     }
-    try:
-        response = await client.post("/api/v1/documents", json=body)
-    except httpx.TransportError as error:
-        raise CliError(f"cannot reach {client.base_url}: {error}") from error
+    response = await _call(client, "POST", "/api/v1/documents", json=body)
     if response.status_code not in (200, 201):
         return "failed", f": {_problem_detail(response)}"
     result = response.json()
     return str(result["status"]), f" ({result['chunks']} chunks)"
 
 
+async def _delete_removed(
+    client: httpx.AsyncClient,
+    files: list[SourceFile],
+    stored: dict[str, Any],
+    collection: str,
+    reporter: _Reporter,
+) -> None:
+    """Delete what an earlier sync of the same folders created whose file is gone."""
+    roots = {source.sync_root for source in files if source.sync_root}
+    present = {source.document_id for source in files}
+    for document_id, summary in sorted(stored.items()):
+        root = (summary.get("metadata") or {}).get(SYNC_ROOT_KEY)
+        if root not in roots or document_id in present:
+            continue
+        url = f"/api/v1/documents/{quote(document_id, safe='/')}"
+        response = await _call(client, "DELETE", url, params={"collection": collection})
+        if response.status_code in (204, 404):
+            reporter.report("deleted", document_id)
+        else:
+            reporter.report("failed", document_id, f": {_problem_detail(response)}")
+
+
 def _summary(total: int, outcomes: Counter[str]) -> str:
     parts = [f"{outcomes[name]} {name}" for name in ("created", "replaced", "unchanged")]
-    parts += [f"{outcomes[name]} {name}" for name in ("skipped", "failed") if outcomes[name]]
+    parts += [
+        f"{outcomes[name]} {name}" for name in ("deleted", "skipped", "failed") if outcomes[name]
+    ]
     return f"{total} file{'s' if total != 1 else ''}: " + ", ".join(parts)
 
 
@@ -226,10 +290,7 @@ async def ask(
         body["top_k"] = args.top_k
     body["stream"] = False
     async with _client(args, transport) as client:
-        try:
-            response = await client.post("/api/v1/chat", json=body)
-        except httpx.TransportError as error:
-            raise CliError(f"cannot reach {client.base_url}: {error}") from error
+        response = await _call(client, "POST", "/api/v1/chat", json=body)
     if response.status_code != 200:
         raise CliError(_problem_detail(response))
     answer = response.json()
@@ -244,28 +305,95 @@ async def ask(
     return 0
 
 
+async def collections(
+    args: argparse.Namespace, transport: httpx.AsyncBaseTransport | None, out: TextIO
+) -> int:
+    async with _client(args, transport) as client:
+        response = await _call(client, "GET", "/api/v1/collections")
+    if response.status_code != 200:
+        raise CliError(_problem_detail(response))
+    for item in response.json()["collections"]:
+        print(
+            f"{item['name']:<24} {item['documents']:>7} documents {item['chunks']:>9} chunks  "
+            f"{item['embedding_model'] or '(model not recorded)'} ({item['dimension']}d)",
+            file=out,
+        )
+    return 0
+
+
+async def reindex(
+    args: argparse.Namespace, transport: httpx.AsyncBaseTransport | None, out: TextIO
+) -> int:
+    async with _client(args, transport) as client:
+        # Re-embedding a whole collection takes as long as ingesting it did.
+        response = await _call(
+            client,
+            "POST",
+            f"/api/v1/collections/{quote(args.name, safe='')}/reindex",
+            timeout=httpx.Timeout(None, connect=5.0),
+        )
+    if response.status_code != 200:
+        raise CliError(_problem_detail(response))
+    result = response.json()
+    info = result["collection"]
+    print(
+        f"reindexed {info['name']}: {info['documents']} documents, {info['chunks']} chunks, "
+        f"{result['previous_model'] or '(model not recorded)'} -> {info['embedding_model']}",
+        file=out,
+    )
+    return 0
+
+
 # --- entry point --------------------------------------------------------------------------
 
 
+def _positive(value: str) -> int:
+    number = int(value)
+    if not 1 <= number <= 64:
+        raise argparse.ArgumentTypeError("must be between 1 and 64")
+    return number
+
+
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--url", default=DEFAULT_URL, help=f"edge URL (default {DEFAULT_URL})")
-    common.add_argument(
+    connection = argparse.ArgumentParser(add_help=False)
+    connection.add_argument("--url", default=DEFAULT_URL, help=f"edge URL (default {DEFAULT_URL})")
+    connection.add_argument(
         "--api-key",
         default=os.environ.get("BRUNO_API_KEY"),
         help="API key (default: the BRUNO_API_KEY environment variable)",
     )
+    common = argparse.ArgumentParser(add_help=False, parents=[connection])
     common.add_argument("--collection", default="default", help="collection (default: default)")
 
     parser = argparse.ArgumentParser(prog="bruno", description="Talk to an Agent Bruno edge.")
     commands = parser.add_subparsers(dest="command", required=True)
     ingest_parser = commands.add_parser(
-        "ingest", parents=[common], help="ingest .md/.txt/.rst/.html files, one document each"
+        "ingest",
+        parents=[common],
+        help="sync .md/.txt/.rst/.html files into a collection, one document each",
     )
     ingest_parser.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    ingest_parser.add_argument(
+        "--concurrency",
+        type=_positive,
+        default=DEFAULT_CONCURRENCY,
+        help=f"files sent at once (default {DEFAULT_CONCURRENCY})",
+    )
+    ingest_parser.add_argument(
+        "--no-delete",
+        action="store_true",
+        help="keep documents whose file was removed from a synced folder",
+    )
     ask_parser = commands.add_parser("ask", parents=[common], help="ask a question")
     ask_parser.add_argument("question")
     ask_parser.add_argument("--top-k", type=int, default=None, help="passages to retrieve")
+    commands.add_parser("collections", parents=[connection], help="list the collections")
+    reindex_parser = commands.add_parser(
+        "reindex",
+        parents=[connection],
+        help="re-embed a collection with the embedding service's current model",
+    )
+    reindex_parser.add_argument("name", metavar="COLLECTION")
     return parser
 
 
@@ -279,12 +407,17 @@ async def run(
     """Run the ``bruno`` command line; ``transport`` lets tests speak to an app in-process."""
     args = build_parser().parse_args(argv)
     out = out or sys.stdout
+    err = err or sys.stderr
     try:
         if args.command == "ingest":
-            return await ingest(args, transport, out)
+            return await ingest(args, transport, out, err)
+        if args.command == "collections":
+            return await collections(args, transport, out)
+        if args.command == "reindex":
+            return await reindex(args, transport, out)
         return await ask(args, transport, out)
     except CliError as error:
-        print(f"bruno: {error}", file=err or sys.stderr)
+        print(f"bruno: {error}", file=err)
         return 1
 
 

@@ -17,7 +17,7 @@ import grpc
 
 from bruno.embedding.v1 import embedding_pb2
 from bruno.generation.v1 import generation_pb2, generation_pb2_grpc
-from bruno.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
+from bruno.retrieval.v1 import conversations_pb2_grpc, retrieval_pb2, retrieval_pb2_grpc
 from bruno_core import (
     create_channel,
     from_rpc_error,
@@ -76,6 +76,8 @@ class Downstreams:
         }
         self.retrieval = retrieval_pb2_grpc.RetrievalServiceStub(retrieval)
         self.generation = generation_pb2_grpc.GenerationServiceStub(generation)
+        # Conversation history lives in the retrieval service, on the same channel.
+        self.conversations = conversations_pb2_grpc.ConversationServiceStub(retrieval)
 
     @classmethod
     def connect(cls, settings: EdgeSettings) -> Downstreams:

@@ -45,6 +45,14 @@ class EdgeSettings(BrunoSettings):
     max_top_k: int = Field(default=50, ge=1, le=1000)
     chat_timeout_seconds: float = Field(default=120.0, gt=0)
     request_timeout_seconds: float = Field(default=30.0, gt=0)
+    # Chat: passages scoring below this are not given to the model; with none left the answer
+    # is "I don't know" without asking one. Retrieval's hybrid scores lie in [0, 1].
+    min_relevance_score: float = Field(default=0.15, ge=-1.0)
+    # Earlier turns of a stored conversation given to rewriting and generation.
+    chat_history_turns: int = Field(default=8, ge=0, le=32)
+    # A missing model makes /ready fail (503) instead of reporting "degraded".
+    require_model: bool = False
+    sse_heartbeat_seconds: float = Field(default=15.0, gt=0, le=300)
 
     @field_validator("api_keys", mode="before")
     @classmethod

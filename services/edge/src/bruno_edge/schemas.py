@@ -99,14 +99,20 @@ class ChatRequest(_Request):
 
 
 class Citation(BaseModel):
-    """A passage the answer may cite; the n-th citation is marker ``[n]`` in the answer."""
+    """A passage the model was given; the answer cites it as ``[marker]``."""
 
+    marker: int = Field(description="The n of the answer's [n] that points at this passage.")
     document_id: str
     chunk_id: str
     title: str
     source: str
     score: float
     text: str
+    cited: bool | None = Field(
+        default=None,
+        description="Whether the answer cites it; null in the SSE `citations` event, which "
+        "comes before the answer (the `done` event lists the cited markers).",
+    )
 
 
 class Usage(BaseModel):
@@ -129,6 +135,28 @@ class ChatDone(BaseModel):
     usage: Usage
     timings_ms: ChatTimings
     fallback: bool = Field(description="True when no language model produced the answer.")
+    passages_used: int = Field(description="Passages that fitted the model's context window.")
+    passages_dropped: int = Field(
+        description="Lowest-ranked passages left out to fit the model's context window."
+    )
+    cited: list[int] = Field(description="The markers the answer cites, in order.")
+    search_query: str = Field(
+        description="What was searched: the question, or a follow-up rewritten to stand alone."
+    )
+
+
+class ConversationTurn(BaseModel):
+    role: Literal["user", "assistant"]
+    content: str
+    created_at: datetime | None
+    chunk_ids: list[str] = Field(description="The chunks an assistant turn cited.")
+
+
+class Conversation(BaseModel):
+    conversation_id: str
+    turns: list[ConversationTurn] = Field(description="Oldest first; bounded by the server.")
+    created_at: datetime | None
+    updated_at: datetime | None
 
 
 class ChatResponse(ChatDone):
@@ -178,9 +206,27 @@ class DocumentPage(BaseModel):
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null: last.")
 
 
+class FileIngested(BaseModel):
+    """What became of one uploaded file."""
+
+    filename: str
+    document_id: str
+    status: Literal["created", "replaced", "unchanged", "failed"]
+    chunks: int = 0
+    detail: str | None = Field(default=None, description="Why the file failed; null otherwise.")
+
+
+class UploadResult(BaseModel):
+    collection: str
+    files: list[FileIngested] = Field(description="One entry per uploaded file, in order.")
+
+
 # --- search -------------------------------------------------------------------------------
 
 SearchModeName = Literal["hybrid", "vector", "text"]
+
+
+MAX_FILTERS = 16
 
 
 class SearchRequest(_Request):
@@ -188,20 +234,55 @@ class SearchRequest(_Request):
     top_k: TopK = None
     collection: Collection = "default"
     mode: SearchModeName | None = Field(default=None, description="Absent: the server default.")
+    filters: Annotated[dict[MetadataKey, MetadataValue], Field(max_length=MAX_FILTERS)] = Field(
+        default_factory=dict,
+        description=(
+            "Exact matches, all of which must hold: `source`, `title`, `document_id` or any "
+            "metadata key; a comma-separated metadata value (e.g. `tags`) matches each item."
+        ),
+    )
 
 
 class SearchResult(BaseModel):
     document_id: str
     chunk_id: str
+    chunk_index: int
     title: str
     source: str
+    heading_path: str = Field(description="Headings above the chunk, e.g. `Backups > Restore`.")
     text: str
     score: float
+    metadata: dict[str, str]
 
 
 class SearchResponse(BaseModel):
     results: list[SearchResult]
     mode: str = Field(description="The mode retrieval actually used.")
+
+
+# --- collections --------------------------------------------------------------------------
+
+
+class CollectionInfo(BaseModel):
+    name: str
+    documents: int
+    chunks: int
+    embedding_model: str = Field(description="The model its vectors were made with.")
+    dimension: int
+
+
+class CollectionList(BaseModel):
+    collections: list[CollectionInfo]
+
+
+class CollectionDeleted(BaseModel):
+    name: str
+    documents_deleted: int
+
+
+class CollectionReindexed(BaseModel):
+    collection: CollectionInfo = Field(description="As it is after the switch-over.")
+    previous_model: str
 
 
 # --- operations ---------------------------------------------------------------------------
@@ -212,8 +293,9 @@ class Health(BaseModel):
 
 
 class Readiness(BaseModel):
-    status: Literal["ready"] = "ready"
+    status: Literal["ready", "degraded"] = "ready"
     checks: dict[str, str]
+    detail: str | None = Field(default=None, description="What is degraded, when it is.")
 
 
 class Problem(BaseModel):

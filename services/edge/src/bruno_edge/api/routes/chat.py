@@ -2,22 +2,59 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+import asyncio
+import contextlib
+from collections.abc import Awaitable
+from typing import TypeVar
+
+from fastapi import APIRouter, Request, Response
 from sse_starlette import EventSourceResponse
 
-from bruno_edge.api.deps import ChatDep
+from bruno_edge.api.deps import ChatDep, SettingsDep
 from bruno_edge.api.routes import API_PREFIX, problem_responses
 from bruno_edge.schemas import ChatRequest, ChatResponse
 
 router = APIRouter(prefix=API_PREFIX, tags=["chat"])
 
-SSE_PING_SECONDS = 15
+# nginx answers 499 when the client closed the connection first; nobody reads it here either.
+CLIENT_CLOSED_REQUEST = 499
 
 _SSE_DESCRIPTION = (
     "With `stream: true` (or `Accept: text/event-stream`): event `citations` (a JSON list), "
     'then `token` events (`{"text": ...}`), then `done` (conversation_id, model, usage, '
-    "timings_ms, fallback) or `error` (a problem document)."
+    "timings_ms, fallback, passages_used, passages_dropped, cited, search_query) or `error` "
+    "(a problem document); comment lines keep the connection alive while the model thinks. "
+    "A `conversation_id` must name a conversation an earlier answer returned (else 404); "
+    "without one a new conversation is started."
 )
+
+_T = TypeVar("_T")
+
+
+async def unless_disconnected(request: Request, work: Awaitable[_T]) -> _T | None:
+    """``work``'s result, or None after cancelling it when the client hangs up first.
+
+    A plain (non-streamed) endpoint is not cancelled when its client goes away, so without
+    this a model would go on writing an answer nobody will read.
+    """
+
+    async def hung_up() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(hung_up())
+    try:
+        finished, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+    if task in finished:
+        return task.result()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return None
 
 
 def _wants_stream(body: ChatRequest, request: Request) -> bool:
@@ -36,13 +73,18 @@ def _wants_stream(body: ChatRequest, request: Request) -> bool:
     description=_SSE_DESCRIPTION,
 )
 async def chat(
-    body: ChatRequest, request: Request, chat: ChatDep
-) -> ChatResponse | EventSourceResponse:
-    # Retrieval runs before the response starts, so its failures keep their HTTP status;
-    # only failures after the first event become an `error` event.
+    body: ChatRequest, request: Request, chat: ChatDep, settings: SettingsDep
+) -> ChatResponse | EventSourceResponse | Response:
+    # History, rewriting and retrieval run before the response starts, so their failures keep
+    # their HTTP status; only failures after the first event become an `error` event.
     turn = await chat.prepare(body)
     if _wants_stream(body, request):
         return EventSourceResponse(
-            chat.events(turn), ping=SSE_PING_SECONDS, headers={"X-Accel-Buffering": "no"}
+            chat.events(turn),
+            ping=settings.sse_heartbeat_seconds,
+            headers={"X-Accel-Buffering": "no"},
         )
-    return await chat.answer(turn)
+    answer = await unless_disconnected(request, chat.answer(turn))
+    if answer is None:
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
+    return answer

@@ -1,16 +1,22 @@
-"""``/api/v1/documents``: ingest, list and delete the documents of a collection."""
+"""``/api/v1/documents``: ingest (JSON or uploaded files), list and delete the documents of a
+collection."""
 
 from __future__ import annotations
 
+import asyncio
+import re
 from datetime import UTC
+from pathlib import PurePath
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, File, Form, Path, Query, Response, UploadFile, status
 
 from bruno.retrieval.v1 import retrieval_pb2
+from bruno_core import BrunoError, InvalidInput, LimitExceeded
 from bruno_edge.api.deps import DownstreamsDep, SettingsDep
 from bruno_edge.api.routes import API_PREFIX, problem_responses
 from bruno_edge.clients import rpc_errors
+from bruno_edge.extract import Document, extract
 from bruno_edge.schemas import (
     COLLECTION_PATTERN,
     DOCUMENT_ID_PATTERN,
@@ -18,12 +24,19 @@ from bruno_edge.schemas import (
     DocumentIngested,
     DocumentPage,
     DocumentSummary,
+    FileIngested,
+    UploadResult,
 )
 
 router = APIRouter(prefix=f"{API_PREFIX}/documents", tags=["documents"])
 
 MAX_PAGE_SIZE = 500
 MAX_CURSOR_CHARS = 1000
+MAX_UPLOAD_FILES = 32
+MAX_FILENAME_CHARS = 255
+# Files of one upload sent to retrieval at once (its group commit writes them together).
+UPLOAD_CONCURRENCY = 4
+_UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9._:/-]+")
 
 CollectionQuery = Annotated[str, Query(pattern=COLLECTION_PATTERN)]
 
@@ -70,6 +83,88 @@ async def ingest_document(
         collection=ingested.collection or document.collection,
         status=outcome,
     )
+
+
+@router.post(
+    "/upload",
+    responses=problem_responses(401, 409, 413, 415, 422, 503, 504),
+)
+async def upload_documents(
+    files: Annotated[list[UploadFile], File(description="Markdown, text, reST or HTML files.")],
+    downstreams: DownstreamsDep,
+    settings: SettingsDep,
+    collection: Annotated[str, Form(pattern=COLLECTION_PATTERN)] = "default",
+) -> UploadResult:
+    """Ingest uploaded files, one document each, named by their file name.
+
+    Every file is checked first (type, size, UTF-8, not empty): if any fails, the request fails
+    and nothing is written. Then each is ingested; a file retrieval refuses is reported in its
+    own entry, and the request fails only when every file did.
+    """
+    if not 1 <= len(files) <= MAX_UPLOAD_FILES:
+        raise InvalidInput(f"upload 1 to {MAX_UPLOAD_FILES} files at a time")
+    documents: list[tuple[str, str, Document]] = []
+    for upload in files:
+        name = PurePath((upload.filename or "").replace("\\", "/")).name
+        if not name or len(name) > MAX_FILENAME_CHARS:
+            raise InvalidInput(f"each file needs a name of 1 to {MAX_FILENAME_CHARS} characters")
+        raw = await upload.read(settings.max_document_bytes + 1)
+        if len(raw) > settings.max_document_bytes:
+            raise LimitExceeded(
+                f"{name!r} is larger than the document limit of {settings.max_document_bytes} bytes"
+            )
+        document = extract(name, raw, upload.content_type)
+        if not document.text.strip():
+            raise InvalidInput(f"{name!r} holds no text")
+        if len(document.text.encode("utf-8")) > settings.max_document_bytes:
+            raise LimitExceeded(f"{name!r} is larger than the document limit")
+        document_id = _UNSAFE_ID_CHARS.sub("-", name)[:200]
+        if any(document_id == seen for _, seen, _ in documents):
+            raise InvalidInput(f"two files are named {name!r}")
+        documents.append((name, document_id, document))
+
+    semaphore = asyncio.Semaphore(UPLOAD_CONCURRENCY)
+
+    async def ingest_one(name: str, document_id: str, document: Document) -> FileIngested:
+        request = retrieval_pb2.IngestDocumentRequest(
+            collection=collection,
+            document_id=document_id,
+            title=document.title[:500],
+            source=name,
+            text=document.text,
+        )
+        async with semaphore:
+            with rpc_errors("retrieval"):
+                ingested = await downstreams.retrieval.IngestDocument(
+                    request, timeout=settings.chat_timeout_seconds
+                )
+        return FileIngested(
+            filename=name,
+            document_id=ingested.document_id,
+            status=_STATUS.get(ingested.outcome, "created"),
+            chunks=ingested.chunks,
+        )
+
+    outcomes = await asyncio.gather(
+        *(ingest_one(*item) for item in documents), return_exceptions=True
+    )
+    results: list[FileIngested] = []
+    errors: list[BrunoError] = []
+    for (name, document_id, _), outcome in zip(documents, outcomes, strict=True):
+        if isinstance(outcome, BrunoError):
+            errors.append(outcome)
+            results.append(
+                FileIngested(
+                    filename=name, document_id=document_id, status="failed", detail=outcome.detail
+                )
+            )
+        elif isinstance(outcome, BaseException):
+            raise outcome
+        else:
+            results.append(outcome)
+    if errors and len(errors) == len(results):
+        raise errors[0]
+    return UploadResult(collection=collection, files=results)
 
 
 @router.get("", responses=problem_responses(401, 422, 503, 504))

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import grpc
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from bruno.generation.v1 import generation_pb2
 from bruno_core import Unavailable
-from bruno_edge.api.deps import DownstreamsDep, StateDep
+from bruno_edge.api.deps import DownstreamsDep, SettingsDep, StateDep
 from bruno_edge.api.routes import problem_responses
+from bruno_edge.clients import Downstreams
 from bruno_edge.problems import problem_response
 from bruno_edge.schemas import Health, Readiness
 
 router = APIRouter(tags=["operations"])
 
 READY_TIMEOUT_SECONDS = 2.0
+MODEL_MISSING = "MODEL_MISSING"
 
 
 @router.get("/health")
@@ -23,15 +29,54 @@ async def health() -> Health:
     return Health()
 
 
-@router.get("/ready", response_model=Readiness, responses=problem_responses(503))
-async def ready(downstreams: DownstreamsDep) -> Readiness | JSONResponse:
-    """Readiness: every downstream answers its gRPC health check with SERVING."""
-    checks = await downstreams.health(timeout_seconds=READY_TIMEOUT_SECONDS)
-    failing = [f"{name} ({status})" for name, status in checks.items() if status != "SERVING"]
+@router.get(
+    "/ready",
+    response_model=Readiness,
+    response_model_exclude_none=True,
+    responses=problem_responses(503),
+)
+async def ready(downstreams: DownstreamsDep, settings: SettingsDep) -> Readiness | JSONResponse:
+    """Readiness: every downstream answers its gRPC health check with SERVING.
+
+    When generation serves but its model is missing, the extractive fallback still answers:
+    ``"status": "degraded"`` (200), or 503 with ``BRUNO_REQUIRE_MODEL=true``.
+    """
+    checks, model = await asyncio.gather(
+        downstreams.health(timeout_seconds=READY_TIMEOUT_SECONDS), _model_problem(downstreams)
+    )
+    if model is not None and checks.get("generation") == "SERVING":
+        checks["generation"] = MODEL_MISSING
+    failing = [
+        f"{name} ({status})"
+        for name, status in checks.items()
+        if status != "SERVING" and (status != MODEL_MISSING or settings.require_model)
+    ]
     if failing:
-        error = Unavailable("not ready: " + ", ".join(failing))
-        return problem_response(error, extra={"checks": checks})
+        detail = "not ready: " + ", ".join(failing)
+        if model is not None:
+            detail += f"; {model}"
+        return problem_response(Unavailable(detail), extra={"checks": checks})
+    if model is not None:
+        return Readiness(
+            status="degraded",
+            checks=checks,
+            detail=f"{model}; answers come from the extractive fallback",
+        )
     return Readiness(checks=checks)
+
+
+async def _model_problem(downstreams: Downstreams) -> str | None:
+    """Why generation's model cannot answer, or None when it can (or generation is down,
+    which its health check reports)."""
+    try:
+        info = await downstreams.generation.Info(
+            generation_pb2.InfoRequest(), timeout=READY_TIMEOUT_SECONDS
+        )
+    except grpc.aio.AioRpcError:
+        return None
+    if info.model_available:
+        return None
+    return info.detail or f"the model {info.model} is not available"
 
 
 @router.get(

@@ -20,7 +20,7 @@ _MODES: dict[SearchModeName, retrieval_pb2.SearchMode.ValueType] = {
 _NAMES = {value: name for name, value in _MODES.items()}
 
 
-@router.post("/search", responses=problem_responses(401, 413, 422, 503, 504))
+@router.post("/search", responses=problem_responses(401, 404, 409, 413, 422, 503, 504))
 async def search(
     body: SearchRequest, downstreams: DownstreamsDep, settings: SettingsDep
 ) -> SearchResponse:
@@ -29,6 +29,7 @@ async def search(
         query=body.query,
         top_k=body.top_k or settings.default_top_k,
         mode=_MODES[body.mode] if body.mode else retrieval_pb2.SEARCH_MODE_UNSPECIFIED,
+        filters=body.filters,
     )
     with rpc_errors("retrieval"):
         found = await downstreams.retrieval.Search(
@@ -39,10 +40,13 @@ async def search(
             SearchResult(
                 document_id=hit.document_id,
                 chunk_id=hit.chunk_id,
+                chunk_index=hit.chunk_index,
                 title=hit.title,
                 source=hit.source,
+                heading_path=hit.heading_path,
                 text=hit.text,
                 score=round(hit.score, 6),
+                metadata=dict(hit.metadata),
             )
             for hit in found.hits
         ],

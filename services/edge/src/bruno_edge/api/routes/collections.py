@@ -1,0 +1,75 @@
+"""``/api/v1/collections``: list collections, delete one, rebuild one with the current model.
+
+Collections are created implicitly by the first document ingested into them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+
+from bruno.retrieval.v1 import retrieval_pb2
+from bruno_edge.api.deps import DownstreamsDep, SettingsDep
+from bruno_edge.api.routes import API_PREFIX, problem_responses
+from bruno_edge.clients import rpc_errors
+from bruno_edge.schemas import (
+    COLLECTION_PATTERN,
+    CollectionDeleted,
+    CollectionInfo,
+    CollectionList,
+    CollectionReindexed,
+)
+
+router = APIRouter(prefix=f"{API_PREFIX}/collections", tags=["collections"])
+
+CollectionPath = Annotated[str, Path(pattern=COLLECTION_PATTERN)]
+# Re-embedding a collection takes as long as ingesting it did: far past the request timeout.
+REINDEX_TIMEOUT_SECONDS = 6 * 3600.0
+
+
+def _info(message: retrieval_pb2.CollectionInfo) -> CollectionInfo:
+    return CollectionInfo(
+        name=message.name,
+        documents=message.documents,
+        chunks=message.chunks,
+        embedding_model=message.embedding_model,
+        dimension=message.dimension,
+    )
+
+
+@router.get("", responses=problem_responses(401, 503, 504))
+async def list_collections(downstreams: DownstreamsDep, settings: SettingsDep) -> CollectionList:
+    with rpc_errors("retrieval"):
+        found = await downstreams.retrieval.ListCollections(
+            retrieval_pb2.ListCollectionsRequest(), timeout=settings.request_timeout_seconds
+        )
+    return CollectionList(collections=[_info(item) for item in found.collections])
+
+
+@router.delete("/{name}", responses=problem_responses(401, 404, 422, 503, 504))
+async def delete_collection(
+    name: CollectionPath, downstreams: DownstreamsDep, settings: SettingsDep
+) -> CollectionDeleted:
+    with rpc_errors("retrieval"):
+        deleted = await downstreams.retrieval.DeleteCollection(
+            retrieval_pb2.DeleteCollectionRequest(collection=name),
+            timeout=settings.request_timeout_seconds,
+        )
+    return CollectionDeleted(name=name, documents_deleted=deleted.documents_deleted)
+
+
+@router.post("/{name}/reindex", responses=problem_responses(401, 404, 422, 503, 504))
+async def reindex_collection(
+    name: CollectionPath, downstreams: DownstreamsDep
+) -> CollectionReindexed:
+    """Re-embed every chunk with the embedding service's current model into a shadow table,
+    then switch over; searches keep working throughout. Takes as long as ingesting did."""
+    with rpc_errors("retrieval"):
+        result = await downstreams.retrieval.ReindexCollection(
+            retrieval_pb2.ReindexCollectionRequest(collection=name),
+            timeout=REINDEX_TIMEOUT_SECONDS,
+        )
+    return CollectionReindexed(
+        collection=_info(result.collection), previous_model=result.previous_model
+    )
