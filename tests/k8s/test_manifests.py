@@ -101,6 +101,8 @@ EXPECTED_REPLICAS = {
     "prod": {"edge": 3, "embedding": 2, "generation": 2, "retrieval": 1},
 }
 EXPECTED_STORAGE = {"dev": "1Gi", "staging": "5Gi", "prod": "20Gi"}
+# dev takes the cluster's default class (no storageClassName).
+EXPECTED_STORAGE_CLASS = {"dev": None, "staging": "local-path", "prod": "longhorn"}
 EXPECTED_HOSTS = {
     "dev": "bruno.dev.example.internal",
     "staging": "bruno.staging.example.internal",
@@ -736,6 +738,11 @@ def test_lancedb_on_object_storage_takes_its_credentials_from_a_secret(
 def test_each_overlay_sizes_the_lancedb_volume(overlay: Rendered) -> None:
     (claim,) = overlay.get("StatefulSet", "retrieval")["spec"]["volumeClaimTemplates"]
     assert claim["spec"]["resources"]["requests"]["storage"] == EXPECTED_STORAGE[overlay.name]
+
+
+def test_each_overlay_chooses_the_lancedb_storage_class(overlay: Rendered) -> None:
+    (claim,) = overlay.get("StatefulSet", "retrieval")["spec"]["volumeClaimTemplates"]
+    assert claim["spec"].get("storageClassName") == EXPECTED_STORAGE_CLASS[overlay.name]
 
 
 def test_each_overlay_runs_its_replica_counts(overlay: Rendered) -> None:
