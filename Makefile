@@ -4,13 +4,14 @@
 PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 RUN := $(UV) run --frozen
-LINT_PATHS := packages services pipelines tests scripts
+LINT_PATHS := packages services pipelines tests scripts benchmarks
 # mypy checks each workspace member on its own: the members' test modules share names.
 TYPED_DIRS := packages/core packages/proto/tests packages/testing services/embedding \
-	services/retrieval services/generation services/edge pipelines tests scripts
+	services/retrieval services/generation services/edge pipelines scripts \
+	tests/docs tests/e2e tests/k8s benchmarks k8s
 
 .DEFAULT_GOAL := help
-.PHONY: help uv sync run demo test test-fast lint format proto proto-check clean
+.PHONY: help uv sync run demo test test-fast lint format proto proto-check smoke bench-chat bench-retrieval clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -44,6 +45,15 @@ proto: sync ## Regenerate the gRPC stubs from proto/
 
 proto-check: sync ## Fail when the committed stubs are stale
 	$(RUN) python scripts/generate_protos.py --check
+
+smoke: ## Build the four images with Docker, run them together, chat through the edge (BRUNO_SMOKE=skip skips)
+	$(PYTHON) scripts/smoke.py
+
+bench-chat: sync ## Benchmark chat latency through the stack beside direct Ollama (docs/benchmarks.md)
+	$(RUN) python benchmarks/chat.py
+
+bench-retrieval: sync ## Benchmark search quality, latency, ANN recall and ingestion (docs/benchmarks.md; BENCH_ARGS=--skip-100k)
+	$(RUN) python benchmarks/retrieval.py $(BENCH_ARGS)
 
 clean: ## Remove caches and the local LanceDB data
 	rm -rf .mypy_cache .ruff_cache .pytest_cache data build

@@ -44,7 +44,11 @@ TYPED_TREES: tuple[str, ...] = (
     "services/edge",
     "pipelines",
     "scripts",
-    "tests",
+    "tests/docs",
+    "tests/e2e",
+    "tests/k8s",
+    "benchmarks",
+    "k8s",
 )
 
 

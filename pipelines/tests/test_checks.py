@@ -1,3 +1,4 @@
+import re
 import tomllib
 from pathlib import Path
 
@@ -48,6 +49,13 @@ def test_typed_trees_cover_every_workspace_member() -> None:
         assert any(tree == member or tree.startswith(member + "/") for tree in TYPED_TREES), member
     for tree in TYPED_TREES:
         assert (REPO / tree).is_dir(), tree
+
+
+def test_the_pipeline_type_checks_the_same_trees_as_make_lint() -> None:
+    makefile = (REPO / "Makefile").read_text()
+    match = re.search(r"^TYPED_DIRS := ((?:.*\\\n)*.*)$", makefile, re.MULTILINE)
+    assert match is not None
+    assert set(match.group(1).replace("\\\n", " ").split()) == set(TYPED_TREES)
 
 
 def test_tests_run_pytest_with_the_uv_cache_volume_mounted(test_query: Query) -> None:
