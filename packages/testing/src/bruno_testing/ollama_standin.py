@@ -17,19 +17,19 @@ import hashlib
 import json
 import math
 import re
-import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
+
+from bruno_testing.loopback_app import LoopbackApp
 
 Reply = str | Callable[[dict[str, Any]], str]
 
@@ -112,7 +112,7 @@ class _TokenStream(Response):
             gone.cancel()
 
 
-class OllamaStandIn:
+class OllamaStandIn(LoopbackApp):
     """The Ollama API on ``url`` (``http://127.0.0.1:<port>``) until stopped.
 
     ``models`` are the pulled models (``llama3.2`` and ``llama3.2:latest`` are the same);
@@ -124,6 +124,8 @@ class OllamaStandIn:
     attributes a test may change between requests. ``requests`` records every request,
     ``cancelled`` counts streams whose client hung up before the end.
     """
+
+    name = "Ollama stand-in"
 
     def __init__(
         self,
@@ -144,51 +146,23 @@ class OllamaStandIn:
         self.requests: list[RecordedRequest] = []
         self.cancelled = 0
         self._changed = asyncio.Condition()
-        self.port = 0
-        self._server: uvicorn.Server | None = None
-        self._task: asyncio.Task[None] | None = None
-        self.app = Starlette(
-            routes=[
-                Route("/", self._root, methods=["GET"]),
-                Route("/api/version", self._version, methods=["GET"]),
-                Route("/api/tags", self._tags, methods=["GET"]),
-                Route("/api/chat", self._chat, methods=["POST"]),
-                Route("/api/generate", self._generate, methods=["POST"]),
-                Route("/api/embed", self._embed, methods=["POST"]),
-            ]
+        super().__init__(
+            Starlette(
+                routes=[
+                    Route("/", self._root, methods=["GET"]),
+                    Route("/api/version", self._version, methods=["GET"]),
+                    Route("/api/tags", self._tags, methods=["GET"]),
+                    Route("/api/chat", self._chat, methods=["POST"]),
+                    Route("/api/generate", self._generate, methods=["POST"]),
+                    Route("/api/embed", self._embed, methods=["POST"]),
+                ]
+            )
         )
-
-    @property
-    def url(self) -> str:
-        if not self.port:
-            raise RuntimeError("the Ollama stand-in is not started")
-        return f"http://127.0.0.1:{self.port}"
 
     @property
     def chat_requests(self) -> list[dict[str, Any]]:
         """Bodies of every ``POST /api/chat`` so far, oldest first."""
         return [r.body for r in self.requests if r.path == "/api/chat"]
-
-    async def start(self) -> None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            self.app, log_level="warning", lifespan="off", timeout_graceful_shutdown=1
-        )
-        self._server = uvicorn.Server(config)
-        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
-        while not self._server.started:
-            if self._task.done():
-                await self._task
-                raise RuntimeError("the Ollama stand-in stopped while starting")
-            await asyncio.sleep(0.005)
-
-    async def stop(self) -> None:
-        if self._server is not None and self._task is not None:
-            self._server.should_exit = True
-            await self._task
-        self._server, self._task, self.port = None, None, 0
 
     async def wait_for_cancelled(self, count: int = 1, *, within: float = 10.0) -> bool:
         """Whether ``cancelled`` reaches ``count`` within ``within`` seconds."""
@@ -203,13 +177,6 @@ class OllamaStandIn:
         async with self._changed:
             self.cancelled += 1
             self._changed.notify_all()
-
-    async def __aenter__(self) -> OllamaStandIn:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
 
     async def _record(self, request: Request) -> dict[str, Any]:
         body: dict[str, Any] = {}

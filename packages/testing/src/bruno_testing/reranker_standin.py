@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import re
-import socket
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from bruno_testing.loopback_app import LoopbackApp
 
 _WORD = re.compile(r"\w+")
 
@@ -36,25 +36,18 @@ def overlap_score(query: str, text: str) -> float:
     return len(words & set(_WORD.findall(text.lower()))) / len(words)
 
 
-class RerankerStandIn:
+class RerankerStandIn(LoopbackApp):
     """Serves ``POST /rerank`` like TEI; ``delay`` seconds before answering, ``status`` to fail
     with (TEI's error body ``{"error", "error_type"}``), ``malformed`` to answer nonsense."""
+
+    name = "reranker stand-in"
 
     def __init__(self, *, delay: float = 0.0) -> None:
         self.delay = delay
         self.status = 200
         self.malformed = False
         self.requests: list[dict[str, Any]] = []
-        self.port = 0
-        self._server: uvicorn.Server | None = None
-        self._task: asyncio.Task[None] | None = None
-        self.app = Starlette(routes=[Route("/rerank", self._rerank, methods=["POST"])])
-
-    @property
-    def url(self) -> str:
-        if not self.port:
-            raise RuntimeError("the reranker stand-in is not started")
-        return f"http://127.0.0.1:{self.port}"
+        super().__init__(Starlette(routes=[Route("/rerank", self._rerank, methods=["POST"])]))
 
     async def _rerank(self, request: Request) -> Response:
         body = await request.json()
@@ -78,31 +71,3 @@ class RerankerStandIn:
             key=lambda item: (-float(item["score"]), int(item["index"])),
         )
         return JSONResponse(ranked)
-
-    async def start(self) -> None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            self.app, log_level="warning", lifespan="off", timeout_graceful_shutdown=1
-        )
-        self._server = uvicorn.Server(config)
-        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
-        while not self._server.started:
-            if self._task.done():
-                await self._task
-                raise RuntimeError("the reranker stand-in stopped while starting")
-            await asyncio.sleep(0.005)
-
-    async def stop(self) -> None:
-        if self._server is not None and self._task is not None:
-            self._server.should_exit = True
-            await self._task
-        self._server, self._task, self.port = None, None, 0
-
-    async def __aenter__(self) -> RerankerStandIn:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
