@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
+from bruno_core.settings import environment_variables
 from bruno_edge.config import EdgeSettings
 from bruno_embedding.config import EmbeddingSettings
 from bruno_generation.config import GenerationSettings
@@ -24,20 +24,6 @@ SETTINGS: list[type[BaseSettings]] = [
 READ_BY_LIBRARIES = {"OTEL_EXPORTER_OTLP_ENDPOINT"}
 
 
-def env_names(cls: type[BaseSettings]) -> set[str]:
-    prefix = str(cls.model_config.get("env_prefix", ""))
-    names = set()
-    for field_name, field in cls.model_fields.items():
-        alias = field.validation_alias
-        if isinstance(alias, str):
-            names.add(alias)
-        elif isinstance(alias, AliasChoices):
-            names.add(str(alias.choices[0]))
-        else:
-            names.add(f"{prefix}{field_name}".upper())
-    return names
-
-
 def documented() -> dict[str, str]:
     """Variable → its table row, from the README's settings table."""
     rows = re.findall(r"^\| `([A-Z_]+)` \|(.*)$", README.read_text(), re.MULTILINE)
@@ -45,7 +31,7 @@ def documented() -> dict[str, str]:
 
 
 def test_every_setting_is_in_the_readme_and_nothing_else() -> None:
-    actual = set().union(*(env_names(cls) for cls in SETTINGS))
+    actual = set().union(*(environment_variables(cls) for cls in SETTINGS))
     assert set(documented()) - READ_BY_LIBRARIES == actual
 
 

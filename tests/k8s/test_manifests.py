@@ -19,10 +19,8 @@ import jsonschema  # type: ignore[import-untyped]
 import kubernetes_validate
 import pytest
 import yaml
-from pydantic import AliasChoices
-from pydantic_settings import BaseSettings
 
-from bruno_core.settings import GrpcServerSettings
+from bruno_core.settings import GrpcServerSettings, environment_variables
 from bruno_edge.config import EdgeSettings
 from bruno_edge.server import SHUTDOWN_GRACE_SECONDS
 from bruno_embedding.config import EmbeddingSettings
@@ -63,25 +61,10 @@ CUSTOM_GROUPS = {
 EXTERNAL_SECRETS = {"bruno-api-keys", "bruno-edge-tls", "bruno-lancedb-s3"}
 
 
-def env_names(cls: type[BaseSettings]) -> set[str]:
-    """The environment variables a settings class reads (as tests/docs/test_readme.py does)."""
-    prefix = str(cls.model_config.get("env_prefix", ""))
-    names = set()
-    for field_name, field in cls.model_fields.items():
-        alias = field.validation_alias
-        if isinstance(alias, str):
-            names.add(alias)
-        elif isinstance(alias, AliasChoices):
-            names.add(str(alias.choices[0]))
-        else:
-            names.add(f"{prefix}{field_name}".upper())
-    return names
-
-
 # A misspelt name would be silently ignored by pydantic-settings, so pods may only set these.
 KNOWN_SETTINGS = set().union(
     *(
-        env_names(cls)
+        environment_variables(cls)
         for cls in (EmbeddingSettings, RetrievalSettings, GenerationSettings, EdgeSettings)
     )
 )

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 import pytest
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
 from bruno_core import GrpcServerSettings
+from bruno_core.settings import environment_variables
 
 
 def test_settings_read_the_bruno_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -19,3 +20,13 @@ def test_invalid_settings_are_rejected_at_start_up(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("BRUNO_GRPC_MAX_MESSAGE_BYTES", "12")
     with pytest.raises(ValidationError):
         GrpcServerSettings()
+
+
+def test_environment_variables_names_prefixed_fields_and_aliases() -> None:
+    class Example(GrpcServerSettings):
+        ollama_host: str = Field(default="", validation_alias="OLLAMA_HOST")
+        retries: int = 3
+
+    names = environment_variables(Example)
+    assert {"OLLAMA_HOST", "BRUNO_RETRIES", "BRUNO_GRPC_GRACE_SECONDS"} <= names
+    assert "BRUNO_OLLAMA_HOST" not in names

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # One place for the loopback ports the services use when nothing else is configured.
@@ -30,3 +30,19 @@ class GrpcServerSettings(BrunoSettings):
     grpc_max_message_bytes: int = Field(default=16 * MIB, ge=1024)
     grpc_grace_seconds: float = Field(default=10.0, ge=0, description="drain time on SIGTERM")
     grpc_max_concurrent_rpcs: int = Field(default=256, ge=1)
+
+
+def environment_variables(settings: type[BaseSettings]) -> set[str]:
+    """The environment variables a settings class reads: ``BRUNO_<FIELD>``, or a field's alias
+    (such as ``OLLAMA_HOST``). The README's table and the k8s ConfigMap are checked against it."""
+    prefix = str(settings.model_config.get("env_prefix", ""))
+    names = set()
+    for field_name, field in settings.model_fields.items():
+        alias = field.validation_alias
+        if isinstance(alias, str):
+            names.add(alias)
+        elif isinstance(alias, AliasChoices):
+            names.add(str(alias.choices[0]))
+        else:
+            names.add(f"{prefix}{field_name}".upper())
+    return names
