@@ -11,7 +11,7 @@ TYPED_DIRS := packages/core packages/proto/tests packages/testing services/embed
 	tests/docs tests/e2e tests/k8s benchmarks k8s
 
 .DEFAULT_GOAL := help
-.PHONY: help uv sync run demo test test-fast lint format proto proto-check smoke bench-chat bench-retrieval clean
+.PHONY: help uv sync run demo test lint format proto proto-check smoke bench-chat bench-retrieval clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'

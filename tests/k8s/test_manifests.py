@@ -25,6 +25,7 @@ from bruno_edge.config import EdgeSettings
 from bruno_edge.server import SHUTDOWN_GRACE_SECONDS
 from bruno_embedding.config import EmbeddingSettings
 from bruno_generation.config import GenerationSettings
+from bruno_pipelines import gitops
 from bruno_retrieval.config import RetrievalSettings
 
 if TYPE_CHECKING:
@@ -483,7 +484,6 @@ def test_an_image_entry_deploy_py_cannot_find_is_reported(
 
 
 def test_the_release_pipeline_can_bump_every_overlay(overlay: Rendered) -> None:
-    gitops = pytest.importorskip("bruno_pipelines.gitops")
     text = (K8S / "overlays" / overlay.name / "kustomization.yaml").read_text()
     bumped = yaml.safe_load(gitops.set_image_tags(text, sorted(OUR_IMAGES), "9.9.9"))
     assert {e["name"]: e["newTag"] for e in bumped["images"]} == dict.fromkeys(OUR_IMAGES, "9.9.9")
