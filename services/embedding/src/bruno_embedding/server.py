@@ -9,7 +9,6 @@ In-process (tests, harnesses):
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -17,10 +16,9 @@ import grpc
 from prometheus_client import Counter
 
 from bruno.embedding.v1 import embedding_pb2, embedding_pb2_grpc
+from bruno_core.entrypoint import run_service
 from bruno_core.errors import BrunoError, Internal, InvalidInput, LimitExceeded, abort_with
 from bruno_core.grpc_server import GrpcServer
-from bruno_core.logs import configure_logging
-from bruno_core.telemetry import configure_tracing
 from bruno_embedding.config import EmbeddingSettings
 from bruno_embedding.embedders import Embedder, InputType
 from bruno_embedding.ollama_embedder import OllamaEmbedder
@@ -145,7 +143,4 @@ async def serve(settings: EmbeddingSettings) -> None:
 
 def main() -> None:
     """Console entry point ``bruno-embedding``."""
-    settings = EmbeddingSettings()
-    configure_logging("embedding", level=settings.log_level, fmt=settings.log_format)
-    configure_tracing("embedding")
-    asyncio.run(serve(settings))
+    run_service("embedding", EmbeddingSettings(), serve)

@@ -14,7 +14,6 @@ and ``Info`` says whether the configured model is there (for the edge's readines
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import time
@@ -26,10 +25,9 @@ import grpc
 from prometheus_client import Counter, Histogram
 
 from bruno.generation.v1 import generation_pb2, generation_pb2_grpc
+from bruno_core.entrypoint import run_service
 from bruno_core.errors import BrunoError, InvalidInput, LimitExceeded, abort_with
 from bruno_core.grpc_server import GrpcServer
-from bruno_core.logs import configure_logging
-from bruno_core.telemetry import configure_tracing
 from bruno_generation.answer import AnswerStream, Finished
 from bruno_generation.budget import fit_passages
 from bruno_generation.config import GenerationSettings
@@ -317,7 +315,4 @@ async def _serve(settings: GenerationSettings) -> None:
 
 def main() -> None:
     """Serve the generation service until SIGTERM or SIGINT."""
-    settings = GenerationSettings()
-    configure_logging("generation", level=settings.log_level, fmt=settings.log_format)
-    configure_tracing("generation")
-    asyncio.run(_serve(settings))
+    run_service("generation", GenerationSettings(), _serve)

@@ -21,9 +21,8 @@ from bruno_core import (
     InvalidInput,
     LimitExceeded,
     abort_with,
-    configure_logging,
-    configure_tracing,
 )
+from bruno_core.entrypoint import run_service
 from bruno_retrieval.config import RetrievalSettings
 from bruno_retrieval.conversations import SERVICE as CONVERSATION_SERVICE
 from bruno_retrieval.conversations import ConversationServicer, ConversationStore
@@ -347,7 +346,4 @@ async def serve(settings: RetrievalSettings) -> None:
 
 
 def main() -> None:
-    settings = RetrievalSettings()
-    configure_logging("retrieval", level=settings.log_level, fmt=settings.log_format)
-    configure_tracing("retrieval")
-    asyncio.run(serve(settings))
+    run_service("retrieval", RetrievalSettings(), serve)
