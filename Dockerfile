@@ -21,6 +21,9 @@ ENV UV_COMPILE_BYTECODE=1 \
     UV_PYTHON_DOWNLOADS=never \
     UV_PYTHON=/usr/local/bin/python3.11
 WORKDIR /app
+# pipefail: a failing step inside a RUN pipeline fails the build.
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+RUN mkdir /app/workspace-layer
 # uv resolves the whole workspace, so every member's manifest must be present.
 COPY pyproject.toml uv.lock ./
 COPY packages/proto/pyproject.toml packages/proto/
@@ -32,44 +35,75 @@ COPY services/generation/pyproject.toml services/generation/
 COPY services/edge/pyproject.toml services/edge/
 COPY pipelines/pyproject.toml pipelines/
 
-FROM builder AS edge-build
+# Per service, two stages that become the image's two venv layers:
+#   <service>-deps   the locked third-party dependencies only (rebuilt when uv.lock changes);
+#   <service>-build  adds the workspace packages, non-editable, and stages exactly what they
+#                    installed (from their RECORDs: package directories with their bytecode,
+#                    *.dist-info, the console scripts in bin/) under /app/workspace-layer/ at
+#                    the same paths, so a code-only change rebuilds one small layer.
+FROM builder AS edge-deps
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-editable --no-dev --no-install-workspace --package bruno-edge
+
+FROM edge-deps AS edge-build
 COPY packages/proto/src packages/proto/src
 COPY packages/core/src packages/core/src
 COPY services/edge/src services/edge/src
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-editable --no-dev --package bruno-edge
+RUN cd /app/.venv/lib/python3.11/site-packages \
+    && for dist in bruno_proto bruno_core bruno_edge; do cut -d, -f1 "$dist"-*.dist-info/RECORD; done \
+       | sed -e 's,^\.\./\.\./\.\./,app/.venv/,;t' -e 's,/.*,,;s,^,app/.venv/lib/python3.11/site-packages/,' \
+       | sort -u | tar -C / -cf - -T - | tar -C /app/workspace-layer -xf -
 
-FROM builder AS embedding-build
+FROM builder AS embedding-deps
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-editable --no-dev --no-install-workspace --package bruno-embedding
+
+FROM embedding-deps AS embedding-build
 COPY packages/proto/src packages/proto/src
 COPY packages/core/src packages/core/src
 COPY services/embedding/src services/embedding/src
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-editable --no-dev --package bruno-embedding
+RUN cd /app/.venv/lib/python3.11/site-packages \
+    && for dist in bruno_proto bruno_core bruno_embedding; do cut -d, -f1 "$dist"-*.dist-info/RECORD; done \
+       | sed -e 's,^\.\./\.\./\.\./,app/.venv/,;t' -e 's,/.*,,;s,^,app/.venv/lib/python3.11/site-packages/,' \
+       | sort -u | tar -C / -cf - -T - | tar -C /app/workspace-layer -xf -
 
-FROM builder AS retrieval-build
+FROM builder AS retrieval-deps
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-editable --no-dev --no-install-workspace --package bruno-retrieval
+
+FROM retrieval-deps AS retrieval-build
 COPY packages/proto/src packages/proto/src
 COPY packages/core/src packages/core/src
 COPY services/retrieval/src services/retrieval/src
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-editable --no-dev --package bruno-retrieval
+RUN cd /app/.venv/lib/python3.11/site-packages \
+    && for dist in bruno_proto bruno_core bruno_retrieval; do cut -d, -f1 "$dist"-*.dist-info/RECORD; done \
+       | sed -e 's,^\.\./\.\./\.\./,app/.venv/,;t' -e 's,/.*,,;s,^,app/.venv/lib/python3.11/site-packages/,' \
+       | sort -u | tar -C / -cf - -T - | tar -C /app/workspace-layer -xf -
 
-FROM builder AS generation-build
+FROM builder AS generation-deps
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-editable --no-dev --no-install-workspace --package bruno-generation
+
+FROM generation-deps AS generation-build
 COPY packages/proto/src packages/proto/src
 COPY packages/core/src packages/core/src
 COPY services/generation/src services/generation/src
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-editable --no-dev --package bruno-generation
+RUN cd /app/.venv/lib/python3.11/site-packages \
+    && for dist in bruno_proto bruno_core bruno_generation; do cut -d, -f1 "$dist"-*.dist-info/RECORD; done \
+       | sed -e 's,^\.\./\.\./\.\./,app/.venv/,;t' -e 's,/.*,,;s,^,app/.venv/lib/python3.11/site-packages/,' \
+       | sort -u | tar -C / -cf - -T - | tar -C /app/workspace-layer -xf -
 
 # ---------------------------------------------------------------------------------------------
-# runtime: the same Python, no uv, no compiler; each service stage adds only its venv.
+# runtime: the same Python, no uv, no compiler; each service stage adds only its venv, in
+# two layers: the dependencies, then the workspace packages.
 FROM ${PYTHON_IMAGE} AS runtime
 ARG IMAGE_SOURCE=""
 ARG IMAGE_REVISION=unknown
@@ -90,7 +124,8 @@ WORKDIR /app
 FROM runtime AS edge
 LABEL org.opencontainers.image.title="bruno-edge" \
       org.opencontainers.image.description="Agent Bruno edge: the public REST/SSE API."
-COPY --from=edge-build /app/.venv /app/.venv
+COPY --from=edge-deps /app/.venv /app/.venv
+COPY --from=edge-build /app/workspace-layer/ /
 # With no BRUNO_API_KEYS the edge itself still serves loopback only (see the README).
 ENV BRUNO_EDGE_HOST=0.0.0.0 \
     BRUNO_EDGE_PORT=8080
@@ -103,7 +138,8 @@ CMD ["bruno-edge"]
 FROM runtime AS embedding
 LABEL org.opencontainers.image.title="bruno-embedding" \
       org.opencontainers.image.description="Agent Bruno embedding service: texts to vectors."
-COPY --from=embedding-build /app/.venv /app/.venv
+COPY --from=embedding-deps /app/.venv /app/.venv
+COPY --from=embedding-build /app/workspace-layer/ /
 ENV BRUNO_EMBEDDING_LISTEN_ADDR=0.0.0.0:50051
 EXPOSE 50051
 USER 10001:10001
@@ -115,7 +151,8 @@ CMD ["bruno-embedding"]
 FROM runtime AS retrieval
 LABEL org.opencontainers.image.title="bruno-retrieval" \
       org.opencontainers.image.description="Agent Bruno retrieval service: chunking, LanceDB storage and search."
-COPY --from=retrieval-build /app/.venv /app/.venv
+COPY --from=retrieval-deps /app/.venv /app/.venv
+COPY --from=retrieval-build /app/workspace-layer/ /
 # LanceDB lives on /data: mount a volume (a PersistentVolume in Kubernetes) there, or point
 # BRUNO_LANCEDB_URI at object storage (s3://...).
 RUN install -d -o 10001 -g 10001 -m 0750 /data
@@ -131,7 +168,8 @@ CMD ["bruno-retrieval"]
 FROM runtime AS generation
 LABEL org.opencontainers.image.title="bruno-generation" \
       org.opencontainers.image.description="Agent Bruno generation service: streamed answers from Ollama or an extractive fallback."
-COPY --from=generation-build /app/.venv /app/.venv
+COPY --from=generation-deps /app/.venv /app/.venv
+COPY --from=generation-build /app/workspace-layer/ /
 ENV BRUNO_GENERATION_LISTEN_ADDR=0.0.0.0:50053
 EXPOSE 50053
 USER 10001:10001

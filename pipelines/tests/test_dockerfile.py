@@ -7,6 +7,7 @@ servers on loopback, exactly as Docker would run them inside the container.
 import asyncio
 import json
 import re
+import subprocess
 import sys
 import threading
 import tomllib
@@ -136,18 +137,28 @@ def test_builder_copies_every_workspace_manifest_before_any_source() -> None:
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_build_stage_installs_locked_dependencies_before_copying_sources(service: str) -> None:
-    stage = STAGES[f"{service}-build"]
-    kinds = [kw for kw, _ in stage.instructions]
-    deps_sync, full_sync = stage.all("RUN")
+def test_deps_stage_installs_only_the_locked_third_party_dependencies(service: str) -> None:
+    stage = STAGES[f"{service}-deps"]
 
     assert stage.base == "builder"
-    assert kinds == ["RUN", *["COPY"] * len(stage.all("COPY")), "RUN"]
-    for sync in (deps_sync, full_sync):
-        assert "uv sync --frozen --no-editable --no-dev" in sync
-        assert sync.endswith(f"--package bruno-{service}")
-    assert "--no-install-workspace" in deps_sync
+    assert [kw for kw, _ in stage.instructions] == ["RUN"]
+    (sync,) = stage.all("RUN")
+    assert "uv sync --frozen --no-editable --no-dev --no-install-workspace" in sync
+    assert sync.endswith(f"--package bruno-{service}")
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_build_stage_copies_sources_then_installs_and_stages_the_workspace(service: str) -> None:
+    stage = STAGES[f"{service}-build"]
+    kinds = [kw for kw, _ in stage.instructions]
+    full_sync, staging = stage.all("RUN")
+
+    assert stage.base == f"{service}-deps"
+    assert kinds == [*["COPY"] * len(stage.all("COPY")), "RUN", "RUN"]
+    assert "uv sync --frozen --no-editable --no-dev" in full_sync
+    assert full_sync.endswith(f"--package bruno-{service}")
     assert "--no-install-workspace" not in full_sync
+    assert "/app/workspace-layer" in staging
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -160,6 +171,78 @@ def test_build_stage_copies_the_sources_of_every_workspace_package_it_needs(
     copied = set(STAGES[f"{service}-build"].all("COPY"))
 
     assert copied == {f"{members[p].as_posix()}/src {members[p].as_posix()}/src" for p in needed}
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_build_stage_stages_exactly_the_workspace_packages_it_installed(service: str) -> None:
+    needed = _workspace_closure(f"bruno-{service}", _members())
+    staging = STAGES[f"{service}-build"].all("RUN")[1]
+
+    dists = re.search(r"for dist in ([\w ]+); do", staging)
+
+    assert dists is not None
+    assert set(dists.group(1).split()) == {name.replace("-", "_") for name in needed}
+
+
+def _install(site: Path, dist: str, files: dict[str, str]) -> None:
+    """Write files as an installer would, and the dist's RECORD listing them."""
+    for relative, text in files.items():
+        target = (site / relative).resolve()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    record = site / f"{dist}.dist-info" / "RECORD"
+    record.parent.mkdir(parents=True, exist_ok=True)
+    lines = [f"{relative},sha256=x,1" for relative in files]
+    record.write_text("\n".join([*lines, f"{dist}.dist-info/RECORD,,", ""]))
+
+
+def test_staging_copies_the_workspace_packages_with_bytecode_and_scripts_only(
+    tmp_path: Path,
+) -> None:
+    venv = tmp_path / "app" / ".venv"
+    site = venv / "lib" / "python3.11" / "site-packages"
+    _install(site, "fastapi-1.0", {"fastapi/__init__.py": "", "../../../bin/fastapi": ""})
+    _install(site, "bruno_proto-0.1.0", {"bruno/edge/v1/pb2.py": "proto"})
+    _install(site, "bruno_core-0.1.0", {"bruno_core/__init__.py": "core"})
+    _install(
+        site,
+        "bruno_edge-0.1.0",
+        {"bruno_edge/app.py": "edge", "../../../bin/bruno-edge": "#!", "../../../bin/bruno": "#!"},
+    )
+    (site / "bruno_edge" / "__pycache__").mkdir()
+    (site / "bruno_edge" / "__pycache__" / "app.cpython-311.pyc").write_text("pyc")
+    (venv / "bin" / "python").write_text("")
+    layer = tmp_path / "app" / "workspace-layer"
+    layer.mkdir()
+    staging = (
+        STAGES["edge-build"]
+        .all("RUN")[1]
+        .replace("/app/workspace-layer", str(layer))
+        .replace("/app/.venv", str(venv))
+        .replace("tar -C / ", f"tar -C {tmp_path} ")
+    )
+
+    subprocess.run(["/bin/bash", "-o", "pipefail", "-c", staging], check=True)
+
+    staged = {p.relative_to(layer).as_posix() for p in layer.rglob("*") if p.is_file()}
+    sp = "app/.venv/lib/python3.11/site-packages"
+    assert staged == {
+        f"{sp}/bruno/edge/v1/pb2.py",
+        f"{sp}/bruno_proto-0.1.0.dist-info/RECORD",
+        f"{sp}/bruno_core/__init__.py",
+        f"{sp}/bruno_core-0.1.0.dist-info/RECORD",
+        f"{sp}/bruno_edge/app.py",
+        f"{sp}/bruno_edge/__pycache__/app.cpython-311.pyc",
+        f"{sp}/bruno_edge-0.1.0.dist-info/RECORD",
+        "app/.venv/bin/bruno-edge",
+        "app/.venv/bin/bruno",
+    }
+
+
+def test_builder_fails_a_run_when_any_command_of_a_pipeline_fails() -> None:
+    (shell,) = STAGES["builder"].all("SHELL")
+
+    assert json.loads(shell)[:3] == ["/bin/bash", "-o", "pipefail"]
 
 
 def test_runtime_stage_has_no_uv_or_build_tools_and_a_non_root_user() -> None:
@@ -184,11 +267,16 @@ def test_runtime_stage_labels_the_image_from_build_arguments() -> None:
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_service_target_ships_only_its_venv_and_runs_as_uid_10001(service: str) -> None:
+def test_service_target_ships_only_its_venv_in_two_layers_and_runs_as_uid_10001(
+    service: str,
+) -> None:
     stage = STAGES[service]
 
     assert stage.base == "runtime"
-    assert stage.all("COPY") == [f"--from={service}-build /app/.venv /app/.venv"]
+    assert stage.all("COPY") == [
+        f"--from={service}-deps /app/.venv /app/.venv",
+        f"--from={service}-build /app/workspace-layer/ /",
+    ]
     assert stage.all("USER") == ["10001:10001"]
     assert stage.all("CMD") == [f'["bruno-{service}"]']
     assert f'org.opencontainers.image.title="bruno-{service}"' in " ".join(stage.all("LABEL"))
