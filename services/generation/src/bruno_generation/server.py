@@ -66,13 +66,7 @@ FIRST_TOKEN = Histogram(
 
 def validate(request: generation_pb2.GenerateRequest, settings: GenerationSettings) -> None:
     """Raise the matching error for a request the service will not answer."""
-    if not request.question.strip():
-        raise InvalidInput("question must not be empty")
-    if len(request.question) > settings.generation_max_question_chars:
-        raise LimitExceeded(
-            f"question is {len(request.question)} characters; "
-            f"the limit is {settings.generation_max_question_chars}"
-        )
+    _validate_question(request.question, settings)
     if len(request.passages) > settings.generation_max_passages:
         raise LimitExceeded(
             f"{len(request.passages)} passages; the limit is {settings.generation_max_passages}"
@@ -83,8 +77,24 @@ def validate(request: generation_pb2.GenerateRequest, settings: GenerationSettin
                 f"passage {position} is {len(passage.text)} characters; "
                 f"the limit is {settings.generation_max_passage_chars}"
             )
-    validate_history(request.history, settings)
-    if len(request.model) > MAX_MODEL_NAME_CHARS:
+    _validate_conversation(request.history, request.model, settings)
+
+
+def _validate_question(question: str, settings: GenerationSettings) -> None:
+    if not question.strip():
+        raise InvalidInput("question must not be empty")
+    if len(question) > settings.generation_max_question_chars:
+        raise LimitExceeded(
+            f"question is {len(question)} characters; "
+            f"the limit is {settings.generation_max_question_chars}"
+        )
+
+
+def _validate_conversation(
+    history: Sequence[generation_pb2.ChatMessage], model: str, settings: GenerationSettings
+) -> None:
+    validate_history(history, settings)
+    if len(model) > MAX_MODEL_NAME_CHARS:
         raise InvalidInput(f"model name is longer than {MAX_MODEL_NAME_CHARS} characters")
 
 
@@ -111,16 +121,8 @@ def validate_rewrite(
     request: generation_pb2.RewriteQuestionRequest, settings: GenerationSettings
 ) -> None:
     """Raise the matching error for a rewrite request the service will not answer."""
-    if not request.question.strip():
-        raise InvalidInput("question must not be empty")
-    if len(request.question) > settings.generation_max_question_chars:
-        raise LimitExceeded(
-            f"question is {len(request.question)} characters; "
-            f"the limit is {settings.generation_max_question_chars}"
-        )
-    validate_history(request.history, settings)
-    if len(request.model) > MAX_MODEL_NAME_CHARS:
-        raise InvalidInput(f"model name is longer than {MAX_MODEL_NAME_CHARS} characters")
+    _validate_question(request.question, settings)
+    _validate_conversation(request.history, request.model, settings)
 
 
 def _token(text: str) -> generation_pb2.GenerateResponse:
