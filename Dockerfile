@@ -34,6 +34,8 @@ COPY services/retrieval/pyproject.toml services/retrieval/
 COPY services/generation/pyproject.toml services/generation/
 COPY services/edge/pyproject.toml services/edge/
 COPY pipelines/pyproject.toml pipelines/
+# What a build stage's workspace packages installed, staged for the image's second venv layer.
+COPY scripts/stage-workspace-layer.sh /usr/local/bin/stage-workspace-layer
 
 # Per service, two stages that become the image's two venv layers:
 #   <service>-deps   the locked third-party dependencies only (rebuilt when uv.lock changes);
@@ -51,10 +53,7 @@ COPY packages/core/src packages/core/src
 COPY services/edge/src services/edge/src
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-editable --no-dev --package bruno-edge
-RUN cd /app/.venv/lib/python3.11/site-packages \
-    && for dist in bruno_proto bruno_core bruno_edge; do cut -d, -f1 "$dist"-*.dist-info/RECORD; done \
-       | sed -e 's,^\.\./\.\./\.\./,app/.venv/,;t' -e 's,/.*,,;s,^,app/.venv/lib/python3.11/site-packages/,' \
-       | sort -u | tar -C / -cf - -T - | tar -C /app/workspace-layer -xf -
+RUN stage-workspace-layer bruno_proto bruno_core bruno_edge
 
 FROM builder AS embedding-deps
 RUN --mount=type=cache,target=/root/.cache/uv \
@@ -66,10 +65,7 @@ COPY packages/core/src packages/core/src
 COPY services/embedding/src services/embedding/src
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-editable --no-dev --package bruno-embedding
-RUN cd /app/.venv/lib/python3.11/site-packages \
-    && for dist in bruno_proto bruno_core bruno_embedding; do cut -d, -f1 "$dist"-*.dist-info/RECORD; done \
-       | sed -e 's,^\.\./\.\./\.\./,app/.venv/,;t' -e 's,/.*,,;s,^,app/.venv/lib/python3.11/site-packages/,' \
-       | sort -u | tar -C / -cf - -T - | tar -C /app/workspace-layer -xf -
+RUN stage-workspace-layer bruno_proto bruno_core bruno_embedding
 
 FROM builder AS retrieval-deps
 RUN --mount=type=cache,target=/root/.cache/uv \
@@ -81,10 +77,7 @@ COPY packages/core/src packages/core/src
 COPY services/retrieval/src services/retrieval/src
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-editable --no-dev --package bruno-retrieval
-RUN cd /app/.venv/lib/python3.11/site-packages \
-    && for dist in bruno_proto bruno_core bruno_retrieval; do cut -d, -f1 "$dist"-*.dist-info/RECORD; done \
-       | sed -e 's,^\.\./\.\./\.\./,app/.venv/,;t' -e 's,/.*,,;s,^,app/.venv/lib/python3.11/site-packages/,' \
-       | sort -u | tar -C / -cf - -T - | tar -C /app/workspace-layer -xf -
+RUN stage-workspace-layer bruno_proto bruno_core bruno_retrieval
 
 FROM builder AS generation-deps
 RUN --mount=type=cache,target=/root/.cache/uv \
@@ -96,10 +89,7 @@ COPY packages/core/src packages/core/src
 COPY services/generation/src services/generation/src
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-editable --no-dev --package bruno-generation
-RUN cd /app/.venv/lib/python3.11/site-packages \
-    && for dist in bruno_proto bruno_core bruno_generation; do cut -d, -f1 "$dist"-*.dist-info/RECORD; done \
-       | sed -e 's,^\.\./\.\./\.\./,app/.venv/,;t' -e 's,/.*,,;s,^,app/.venv/lib/python3.11/site-packages/,' \
-       | sort -u | tar -C / -cf - -T - | tar -C /app/workspace-layer -xf -
+RUN stage-workspace-layer bruno_proto bruno_core bruno_generation
 
 # ---------------------------------------------------------------------------------------------
 # runtime: the same Python, no uv, no compiler; each service stage adds only its venv, in

@@ -6,6 +6,7 @@ servers on loopback, exactly as Docker would run them inside the container.
 
 import asyncio
 import json
+import os
 import re
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from bruno_pipelines import PYTHON_IMAGE, SERVICES, UV_VERSION
 
 REPO = Path(__file__).resolve().parents[2]
+STAGING_SCRIPT = REPO / "scripts" / "stage-workspace-layer.sh"
 PORTS = {"edge": 8080, "embedding": 50051, "retrieval": 50052, "generation": 50053}
 GRPC_SERVICES = [s for s in SERVICES if s != "edge"]
 
@@ -158,7 +160,7 @@ def test_build_stage_copies_sources_then_installs_and_stages_the_workspace(servi
     assert "uv sync --frozen --no-editable --no-dev" in full_sync
     assert full_sync.endswith(f"--package bruno-{service}")
     assert "--no-install-workspace" not in full_sync
-    assert "/app/workspace-layer" in staging
+    assert staging.startswith("stage-workspace-layer ")
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -178,7 +180,7 @@ def test_build_stage_stages_exactly_the_workspace_packages_it_installed(service:
     needed = _workspace_closure(f"bruno-{service}", _members())
     staging = STAGES[f"{service}-build"].all("RUN")[1]
 
-    dists = re.search(r"for dist in ([\w ]+); do", staging)
+    dists = re.fullmatch(r"stage-workspace-layer ([\w ]+)", staging)
 
     assert dists is not None
     assert set(dists.group(1).split()) == {name.replace("-", "_") for name in needed}
@@ -214,15 +216,10 @@ def test_staging_copies_the_workspace_packages_with_bytecode_and_scripts_only(
     (venv / "bin" / "python").write_text("")
     layer = tmp_path / "app" / "workspace-layer"
     layer.mkdir()
-    staging = (
-        STAGES["edge-build"]
-        .all("RUN")[1]
-        .replace("/app/workspace-layer", str(layer))
-        .replace("/app/.venv", str(venv))
-        .replace("tar -C / ", f"tar -C {tmp_path} ")
-    )
+    dists = STAGES["edge-build"].all("RUN")[1].split()[1:]
+    env = {**os.environ, "VENV": str(venv), "LAYER": str(layer), "ROOT": str(tmp_path)}
 
-    subprocess.run(["/bin/bash", "-o", "pipefail", "-c", staging], check=True)
+    subprocess.run([str(STAGING_SCRIPT), *dists], check=True, env=env)
 
     staged = {p.relative_to(layer).as_posix() for p in layer.rglob("*") if p.is_file()}
     sp = "app/.venv/lib/python3.11/site-packages"
@@ -237,6 +234,12 @@ def test_staging_copies_the_workspace_packages_with_bytecode_and_scripts_only(
         "app/.venv/bin/bruno-edge",
         "app/.venv/bin/bruno",
     }
+
+
+def test_builder_installs_the_staging_script_the_build_stages_call() -> None:
+    copies = STAGES["builder"].all("COPY")
+
+    assert "scripts/stage-workspace-layer.sh /usr/local/bin/stage-workspace-layer" in copies
 
 
 def test_builder_fails_a_run_when_any_command_of_a_pipeline_fails() -> None:
