@@ -1,4 +1,4 @@
-"""The README's settings table is the operator's reference: it must list every setting there is."""
+"""The README is the operator's reference: it must list every setting and every route there is."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic_settings import BaseSettings
 
 from bruno_core.settings import environment_variables
+from bruno_edge.app import create_app
 from bruno_edge.config import EdgeSettings
 from bruno_embedding.config import EmbeddingSettings
 from bruno_generation.config import GenerationSettings
@@ -48,3 +49,20 @@ def test_the_readme_states_each_settings_default() -> None:
                 int(default) if isinstance(default, float) and default.is_integer() else default
             )
             assert f"`{shown}`" in rows[name], (name, shown)
+
+
+def test_every_route_of_the_edge_is_in_the_readme() -> None:
+    documented_routes = set(
+        re.findall(r"^\| `(GET|POST|DELETE) ([^`]+)`", README.read_text(), re.MULTILINE)
+    )
+    served = {
+        (method.upper(), path)
+        for path, operations in create_app().openapi()["paths"].items()
+        for method in operations
+    }
+    # The README writes path parameters by what they are; the schema by their Python names.
+    normalised = {
+        (method, path.replace("{document_id}", "{id}").replace("{conversation_id}", "{id}"))
+        for method, path in served
+    }
+    assert normalised <= documented_routes
