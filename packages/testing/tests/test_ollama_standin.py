@@ -139,6 +139,39 @@ async def test_unknown_model_is_a_404_naming_the_model(ollama: OllamaStandIn, st
     assert caught.value.error == 'model "mistral" not found, try pulling it first'
 
 
+async def test_show_reports_the_configured_context_length_under_the_architecture(
+    ollama: OllamaStandIn,
+) -> None:
+    ollama.context_length, ollama.architecture = 2048, "qwen3"
+    async with AsyncClient(host=ollama.url) as client:
+        shown = await client.show("llama3.2")
+
+    info = shown.modelinfo or {}
+    assert info["general.architecture"] == "qwen3"
+    assert info["qwen3.context_length"] == 2048
+    assert shown.details is not None
+    assert shown.details.family == "qwen3"
+    assert ollama.requests[-1].body == {"model": "llama3.2"}
+
+
+async def test_show_of_an_unknown_model_is_a_404(ollama: OllamaStandIn) -> None:
+    async with AsyncClient(host=ollama.url) as client:
+        with pytest.raises(ResponseError) as caught:
+            await client.show("mistral")
+
+    assert caught.value.status_code == 404
+
+
+async def test_show_can_leave_the_context_length_out(ollama: OllamaStandIn) -> None:
+    ollama.context_length = None
+    async with AsyncClient(host=ollama.url) as client:
+        shown = await client.show("llama3.2")
+
+    info = shown.modelinfo or {}
+    assert info["general.architecture"] == "llama"
+    assert not any(key.endswith(".context_length") for key in info)
+
+
 async def test_root_says_ollama_is_running(ollama: OllamaStandIn) -> None:
     async with httpx.AsyncClient() as http:
         response = await http.get(ollama.url)
@@ -202,3 +235,14 @@ async def test_url_is_unusable_once_stopped() -> None:
         assert standin.url.startswith("http://127.0.0.1:")
     with pytest.raises(RuntimeError):
         _ = standin.url
+
+
+async def test_open_connections_counts_keep_alive_connections_until_the_client_closes(
+    ollama: OllamaStandIn,
+) -> None:
+    client = AsyncClient(host=ollama.url)
+    await client.list()
+
+    assert ollama.open_connections == 1
+    await client.close()  # type: ignore[no-untyped-call]  # ollama leaves it bare
+    assert await ollama.wait_for_open_connections(0)

@@ -147,3 +147,44 @@ async def test_malformed_json_is_a_422_problem(edge: Edge) -> None:
 def test_limits_outside_a_request_are_the_defaults() -> None:
     assert current_limits().max_message_chars == 4000
     assert current_limits().max_top_k == 50
+
+
+async def test_body_over_the_limit_under_v1_is_an_openai_413(edge_factory: EdgeFactory) -> None:
+    edge = await edge_factory(max_request_bytes=2048)
+    body = {"model": "bruno", "messages": [{"role": "user", "content": "x" * 4096}]}
+
+    response = await edge.client.post("/v1/chat/completions", json=body)
+
+    assert response.status_code == 413
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {
+        "error": {
+            "message": "the request body exceeds 2048 bytes",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "limit_exceeded",
+        }
+    }
+    assert edge.generation.requests == []
+
+
+async def test_streamed_body_over_the_limit_under_v1_is_an_openai_413(
+    edge_factory: EdgeFactory,
+) -> None:
+    edge = await edge_factory(max_request_bytes=2048)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"model": "bruno", "messages": [{"role": "user", "content": "'
+        for _ in range(10):
+            yield b"x" * 512
+        yield b'"}]}'
+
+    response = await edge.client.post(
+        "/v1/chat/completions", content=chunks(), headers={"content-type": "application/json"}
+    )
+
+    assert "content-length" not in response.request.headers
+    assert response.status_code == 413
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["error"]["message"] == "the request body exceeds 2048 bytes"
+    assert edge.generation.requests == []

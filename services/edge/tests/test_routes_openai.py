@@ -184,3 +184,33 @@ async def test_downstream_failures_are_openai_shaped(edge: Edge) -> None:
     assert response.status_code == 503
     assert response.json()["error"]["type"] == "server_error"
     assert "10.0.0.7" not in response.text
+
+
+async def test_the_openai_client_parses_a_404_for_an_unknown_path(edge: Edge) -> None:
+    with pytest.raises(openai.NotFoundError) as caught:
+        await client_for(edge).models.retrieve("llama3.2")
+
+    assert caught.value.status_code == 404
+    assert caught.value.body == {
+        "message": "no route matches /v1/models/llama3.2",
+        "type": "not_found_error",
+        "param": None,
+        "code": "not_found",
+    }
+
+
+async def test_the_openai_client_parses_a_413_for_a_body_over_the_limit(
+    edge_factory: EdgeFactory,
+) -> None:
+    edge = await edge_factory(max_request_bytes=2048)
+
+    with pytest.raises(openai.APIStatusError) as caught:
+        await client_for(edge).chat.completions.create(
+            model="bruno", messages=[{"role": "user", "content": "x" * 4096}]
+        )
+
+    assert caught.value.status_code == 413
+    assert caught.value.code == "limit_exceeded"
+    assert caught.value.type == "invalid_request_error"
+    assert caught.value.message.endswith("the request body exceeds 2048 bytes")
+    assert edge.generation.requests == []

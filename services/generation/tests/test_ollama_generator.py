@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 
@@ -118,3 +119,74 @@ async def test_cancelling_the_reader_closes_the_request_to_ollama(
     with pytest.raises(asyncio.CancelledError):
         await reader
     assert await ollama.wait_for_cancelled(1, within=10)
+
+
+async def test_the_context_window_is_num_ctx_when_the_model_was_trained_for_more(
+    ollama: OllamaStandIn,
+) -> None:
+    ollama.context_length = 131_072
+    generator = OllamaGenerator(host=ollama.url, options={"num_ctx": 8192})
+
+    assert await generator.context_window("llama3.2") == 8192
+    assert await generator.trained_context_length("llama3.2") == 131_072
+
+
+async def test_the_context_window_shrinks_to_a_model_trained_for_less_warning_once(
+    ollama: OllamaStandIn, caplog: pytest.LogCaptureFixture
+) -> None:
+    ollama.context_length, ollama.architecture = 2048, "gemma3"
+    generator = OllamaGenerator(host=ollama.url, options={"num_ctx": 8192})
+
+    with caplog.at_level(logging.WARNING, logger="bruno_generation.ollama_generator"):
+        windows = [await generator.context_window(m) for m in ("llama3.2", "llama3.2:latest")]
+
+    assert windows == [2048, 2048]
+    assert [r.path for r in ollama.requests] == ["/api/show"]  # one look-up per model
+    [warning] = caplog.records
+    assert "BRUNO_OLLAMA_NUM_CTX" in warning.getMessage()
+    assert (warning.model_context, warning.num_ctx) == (2048, 8192)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("why", ["unreachable", "model missing", "length not reported"])
+async def test_the_context_window_is_num_ctx_when_ollama_cannot_say(
+    ollama: OllamaStandIn, dead_ollama_url: str, why: str
+) -> None:
+    host = dead_ollama_url if why == "unreachable" else ollama.url
+    model = "qwen3" if why == "model missing" else "llama3.2"
+    ollama.context_length = None if why == "length not reported" else 1024
+    generator = OllamaGenerator(host=host, options={"num_ctx": 4096})
+
+    assert await generator.context_window(model) == 4096
+    assert await generator.trained_context_length(model) is None
+
+
+async def test_a_failed_look_up_is_retried_so_a_model_pulled_later_is_measured(
+    ollama: OllamaStandIn,
+) -> None:
+    ollama.context_length = 1024
+    generator = OllamaGenerator(host=ollama.url, options={"num_ctx": 4096}, show_retry_seconds=0.0)
+    assert await generator.context_window("qwen3") == 4096
+
+    ollama.models.append("qwen3")
+
+    assert await generator.context_window("qwen3") == 1024
+
+
+async def test_without_num_ctx_there_is_no_window_to_budget(ollama: OllamaStandIn) -> None:
+    generator = OllamaGenerator(host=ollama.url, options={"temperature": 0.0})
+
+    assert await generator.context_window("llama3.2") is None
+    assert ollama.requests == []
+
+
+async def test_aclose_closes_the_pooled_connection_to_ollama(
+    ollama: OllamaStandIn, passages: list[generation_pb2.Passage]
+) -> None:
+    generator = OllamaGenerator(host=ollama.url)
+    async for _ in generator.generate(messages(passages), model="llama3.2", passages_used=2):
+        pass
+    assert ollama.open_connections == 1
+
+    await generator.aclose()
+
+    assert await ollama.wait_for_open_connections(0)

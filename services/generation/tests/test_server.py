@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -10,11 +14,12 @@ import grpc
 import pytest
 
 from bruno.generation.v1 import generation_pb2, generation_pb2_grpc
-from bruno_core import create_channel
+from bruno_core import check_health, create_channel
 from bruno_generation.config import GenerationSettings
 from bruno_generation.extractive import NO_MODEL_NOTICE
 from bruno_generation.prompting import SYSTEM_PROMPT
-from bruno_generation.server import SERVICE, create_server
+from bruno_generation.server import SERVICE, GenerationServicer, create_server
+from bruno_generation.server import serve as serve_until_stopped
 from bruno_testing.ollama_standin import OllamaStandIn
 
 if TYPE_CHECKING:  # the async stub type exists for type checkers only
@@ -32,7 +37,8 @@ def serve() -> Serve:
         settings = GenerationSettings(
             generation_listen_addr="127.0.0.1:0", grpc_grace_seconds=1, **overrides
         )
-        server = await create_server(settings)
+        servicer = GenerationServicer(settings)
+        server = await create_server(settings, servicer)
         port = await server.start([SERVICE])
         channel = create_channel(f"127.0.0.1:{port}", timeout_seconds=30)
         try:
@@ -40,6 +46,7 @@ def serve() -> Serve:
         finally:
             await channel.close()
             await server.stop()
+            await servicer.close()
 
     return running
 
@@ -274,6 +281,45 @@ async def test_settings_reach_ollama_as_options_and_keep_alive(
     assert sent["keep_alive"] == "1h"
 
 
+def numbered_passages(count: int) -> list[generation_pb2.Passage]:
+    """Passages of about 70 estimated tokens each, marked and titled by their rank."""
+    return [
+        generation_pb2.Passage(marker=n, chunk_id=f"c{n}", title=f"T{n}", text=f"{n} " * 100)
+        for n in range(1, count + 1)
+    ]
+
+
+async def test_prompts_are_budgeted_to_a_model_trained_for_less_than_num_ctx(
+    serve: Serve, ollama: OllamaStandIn
+) -> None:
+    settings = {"ollama_host": ollama.url, "ollama_num_ctx": 8192}
+    async with serve(**settings) as stub:
+        _, roomy = await answer(stub, request(numbered_passages(5)))
+    ollama.context_length = 1024
+    async with serve(**settings) as stub:
+        _, cramped = await answer(stub, request(numbered_passages(5)))
+        info = await stub.Info(generation_pb2.InfoRequest())
+
+    assert (roomy.passages_used, roomy.passages_dropped) == (5, 0)
+    assert cramped.passages_dropped >= 1
+    assert cramped.passages_used + cramped.passages_dropped == 5
+    assert info.context_window == 1024
+    # num_ctx still goes out as configured: Ollama caps it at the model's length itself.
+    assert ollama.chat_requests[-1]["options"]["num_ctx"] == 8192
+
+
+async def test_a_model_context_ollama_cannot_report_leaves_the_budget_at_num_ctx(
+    serve: Serve, ollama: OllamaStandIn
+) -> None:
+    ollama.context_length = None
+    async with serve(ollama_host=ollama.url, ollama_num_ctx=8192) as stub:
+        _, done = await answer(stub, request(numbered_passages(5)))
+        info = await stub.Info(generation_pb2.InfoRequest())
+
+    assert done.passages_dropped == 0
+    assert info.context_window == 8192
+
+
 async def test_passages_that_do_not_fit_the_window_are_dropped_lowest_ranked_first(
     serve: Serve, ollama: OllamaStandIn
 ) -> None:
@@ -431,11 +477,47 @@ async def test_info_of_the_extractive_backend_needs_no_model(
     assert ollama.requests == []
 
 
-async def test_the_model_list_is_cached_between_info_calls(
+async def test_the_model_list_and_its_context_length_are_cached_between_info_calls(
     serve: Serve, ollama: OllamaStandIn
 ) -> None:
     async with serve(ollama_host=ollama.url) as stub:
         for _ in range(3):
             await stub.Info(generation_pb2.InfoRequest())
 
-    assert [r.path for r in ollama.requests] == ["/api/tags"]
+    assert [r.path for r in ollama.requests] == ["/api/tags", "/api/show"]
+
+
+@pytest.fixture
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+async def test_sigterm_drains_the_server_then_closes_the_connections_to_ollama(
+    ollama: OllamaStandIn, passages: list[generation_pb2.Passage], free_port: int
+) -> None:
+    settings = GenerationSettings(
+        generation_listen_addr=f"127.0.0.1:{free_port}",
+        ollama_host=ollama.url,
+        grpc_grace_seconds=1,
+    )
+    serving = asyncio.create_task(serve_until_stopped(settings))
+    try:
+        async with create_channel(f"127.0.0.1:{free_port}", timeout_seconds=30) as channel:
+            for _ in range(300):
+                if await check_health(channel, SERVICE.full_name, timeout_seconds=0.5) == "SERVING":
+                    break
+                await asyncio.sleep(0.05)
+            await answer(generation_pb2_grpc.GenerationServiceStub(channel), request(passages))
+        assert ollama.open_connections == 1  # the pooled client keeps its connection
+        # Without the server's handler in place the signal would end the test run instead.
+        assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+        os.kill(os.getpid(), signal.SIGTERM)
+        async with asyncio.timeout(30):
+            await serving
+    finally:
+        serving.cancel()
+
+    assert await ollama.wait_for_open_connections(0)

@@ -7,7 +7,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
+import lancedb
 import pytest
+from lancedb.table import IndexStatistics
 
 from bruno.retrieval.v1 import conversations_pb2, conversations_pb2_grpc
 from bruno_core import (
@@ -19,7 +21,9 @@ from bruno_core import (
     create_channel,
 )
 from bruno_retrieval.conversations import (
+    OPTIMIZE_EVERY_WRITES,
     SERVICE,
+    TABLE,
     ConversationServicer,
     ConversationStore,
     StoredTurn,
@@ -207,3 +211,82 @@ async def test_appends_committed_together_succeed_or_fail_one_by_one(
     assert results[:8] == [1] * 8
     assert isinstance(results[8], NotFound)
     assert [t.content for t in (await store.get("c7")).turns] == ["q7"]
+
+
+async def id_index_stats(uri: str) -> IndexStatistics | None:
+    """The statistics of the ``conversation_id`` index, read through LanceDB itself."""
+    with await (await lancedb.connect_async(uri)).open_table(TABLE) as table:
+        for index in await table.list_indices():
+            if index.columns == ["conversation_id"]:
+                assert index.index_type == "BTree"
+                stats: IndexStatistics | None = await table.index_stats(index.name)
+                return stats
+    return None
+
+
+async def drop_id_index(uri: str) -> None:
+    """Leave the table as a store from before the index wrote it."""
+    with await (await lancedb.connect_async(uri)).open_table(TABLE) as table:
+        [index] = [i for i in await table.list_indices() if i.columns == ["conversation_id"]]
+        await table.drop_index(index.name)
+
+
+async def test_a_new_store_indexes_conversation_ids(tmp_path: Path) -> None:
+    uri = str(tmp_path / "db")
+    (await ConversationStore.open(uri, max_turns=4)).close()
+
+    stats = await id_index_stats(uri)
+
+    assert stats is not None
+    assert stats.index_type == "BTREE"
+
+
+async def test_a_table_without_the_index_gets_it_over_its_rows_on_open(tmp_path: Path) -> None:
+    uri = str(tmp_path / "db")
+    first = await ConversationStore.open(uri, max_turns=4)
+    for n in range(3):
+        await first.append(f"c{n}", [user(f"first {n}")], create=True)
+    first.close()
+    await drop_id_index(uri)
+    assert await id_index_stats(uri) is None
+
+    (await ConversationStore.open(uri, max_turns=4)).close()
+
+    stats = await id_index_stats(uri)
+    assert stats is not None
+    assert (stats.num_indexed_rows, stats.num_unindexed_rows) == (3, 0)
+
+
+async def test_turns_written_after_the_index_was_built_are_found(tmp_path: Path) -> None:
+    uri = str(tmp_path / "db")
+    first = await ConversationStore.open(uri, max_turns=4)
+    for n in range(3):
+        await first.append(f"c{n}", [user(f"first {n}")], create=True)
+    first.close()
+    await drop_id_index(uri)
+    store = await ConversationStore.open(uri, max_turns=4)  # indexes the three rows
+
+    await store.append("c1", [user("later")])
+    await store.append("c9", [user("new")], create=True)
+
+    stats = await id_index_stats(uri)
+    assert stats is not None
+    assert stats.num_unindexed_rows == 2  # c1's new version and c9 lie outside the index
+    assert [t.content for t in (await store.get("c1")).turns] == ["first 1", "later"]
+    assert [t.content for t in (await store.get("c9")).turns] == ["new"]
+    assert [t.content for t in (await store.get("c2")).turns] == ["first 2"]
+    store.close()
+
+
+async def test_the_periodic_optimize_folds_new_rows_into_the_index(tmp_path: Path) -> None:
+    uri = str(tmp_path / "db")
+    store = await ConversationStore.open(uri, max_turns=4)
+    for n in range(OPTIMIZE_EVERY_WRITES):
+        await store.append(f"c{n % 7}", [user(f"q{n}")], create=True)
+
+    stats = await id_index_stats(uri)
+    assert stats is not None
+    assert (stats.num_indexed_rows, stats.num_unindexed_rows) == (7, 0)
+    last_for_c3 = max(n for n in range(OPTIMIZE_EVERY_WRITES) if n % 7 == 3)
+    assert (await store.get("c3")).turns[-1].content == f"q{last_for_c3}"
+    store.close()

@@ -120,8 +120,10 @@ class OllamaStandIn(LoopbackApp):
     :func:`echo_reply`); ``fail_after_tokens`` drops a streamed answer's connection after that
     many tokens; ``embedding_dim`` is the size of ``/api/embed`` vectors, and
     ``embedding_scale`` multiplies them (1.0 gives the unit vectors of :func:`hashed_embedding`;
-    any other value gives vectors of that length, to prove a client re-normalises). All are
-    attributes a test may change between requests. ``requests`` records every request,
+    any other value gives vectors of that length, to prove a client re-normalises);
+    ``context_length`` and ``architecture`` are what ``/api/show`` reports as the models'
+    trained context (``model_info["<architecture>.context_length"]``; ``None`` leaves the key
+    out). All are attributes a test may change between requests. ``requests`` records every request,
     ``cancelled`` counts streams whose client hung up before the end.
     """
 
@@ -136,6 +138,8 @@ class OllamaStandIn(LoopbackApp):
         fail_after_tokens: int | None = None,
         embedding_dim: int = 768,
         embedding_scale: float = 1.0,
+        context_length: int | None = 131_072,
+        architecture: str = "llama",
     ) -> None:
         self.models = list(models)
         self.token_delay = token_delay
@@ -143,6 +147,8 @@ class OllamaStandIn(LoopbackApp):
         self.fail_after_tokens = fail_after_tokens
         self.embedding_dim = embedding_dim
         self.embedding_scale = embedding_scale
+        self.context_length = context_length
+        self.architecture = architecture
         self.requests: list[RecordedRequest] = []
         self.cancelled = 0
         self._changed = asyncio.Condition()
@@ -152,6 +158,7 @@ class OllamaStandIn(LoopbackApp):
                     Route("/", self._root, methods=["GET"]),
                     Route("/api/version", self._version, methods=["GET"]),
                     Route("/api/tags", self._tags, methods=["GET"]),
+                    Route("/api/show", self._show, methods=["POST"]),
                     Route("/api/chat", self._chat, methods=["POST"]),
                     Route("/api/generate", self._generate, methods=["POST"]),
                     Route("/api/embed", self._embed, methods=["POST"]),
@@ -159,10 +166,34 @@ class OllamaStandIn(LoopbackApp):
             )
         )
 
+    async def start(self) -> None:
+        await super().start()
+        # Ollama (Go's net/http) never drops an idle keep-alive connection; uvicorn would after
+        # 5 s, hiding a client that never closes its pool. Connections read this when they open.
+        assert self._server is not None  # noqa: S101 - start() just made it
+        self._server.config.timeout_keep_alive = 24 * 3600
+
     @property
     def chat_requests(self) -> list[dict[str, Any]]:
         """Bodies of every ``POST /api/chat`` so far, oldest first."""
         return [r.body for r in self.requests if r.path == "/api/chat"]
+
+    @property
+    def open_connections(self) -> int:
+        """Client connections open right now, idle keep-alive ones included."""
+        return 0 if self._server is None else len(self._server.server_state.connections)
+
+    async def wait_for_open_connections(self, count: int, *, within: float = 10.0) -> bool:
+        """Whether :attr:`open_connections` comes down (or up) to ``count`` within ``within``
+        seconds: a client closing its connection reaches the server a moment later."""
+        try:
+            async with asyncio.timeout(within):
+                # uvicorn signals no one when a connection closes; polling is all there is.
+                while self.open_connections != count:  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+        except TimeoutError:
+            return False
+        return True
 
     async def wait_for_cancelled(self, count: int = 1, *, within: float = 10.0) -> bool:
         """Whether ``cancelled`` reaches ``count`` within ``within`` seconds."""
@@ -219,6 +250,38 @@ class OllamaStandIn(LoopbackApp):
             for m in self.models
         ]
         return JSONResponse({"models": models})
+
+    async def _show(self, request: Request) -> Response:
+        body = await self._record(request)
+        if (missing := self._missing_model(body)) is not None:
+            return missing
+        arch = self.architecture
+        model_info: dict[str, Any] = {
+            "general.architecture": arch,
+            "general.parameter_count": 3_212_749_888,
+            f"{arch}.embedding_length": 3072,
+        }
+        if self.context_length is not None:
+            model_info[f"{arch}.context_length"] = self.context_length
+        return JSONResponse(
+            {
+                "license": "LLAMA 3.2 COMMUNITY LICENSE AGREEMENT",
+                "modelfile": f"FROM {_canonical(str(body['model']))}\n",
+                "parameters": 'stop "<|eot_id|>"',
+                "template": "{{ .Prompt }}",
+                "details": {
+                    "parent_model": "",
+                    "format": "gguf",
+                    "family": arch,
+                    "families": [arch],
+                    "parameter_size": "3.2B",
+                    "quantization_level": "Q4_K_M",
+                },
+                "model_info": model_info,
+                "capabilities": ["completion", "tools"],
+                "modified_at": _now(),
+            }
+        )
 
     async def _chat(self, request: Request) -> Response:
         return await self._answer(request, lambda text: {"message": _assistant(text)})

@@ -36,9 +36,9 @@ Ask questions over your own documents and get answers grounded in them, with cit
 
 Every `/api` route needs `Authorization: Bearer <key>` (a key from `BRUNO_API_KEYS`); with no
 keys configured the edge only serves on loopback. Errors are `application/problem+json`
-(RFC 9457). Limits: request bodies up to `BRUNO_MAX_REQUEST_BYTES`, chat messages up to
-`BRUNO_MAX_MESSAGE_CHARS` characters, documents up to `BRUNO_MAX_DOCUMENT_BYTES`, `top_k` up to
-`BRUNO_MAX_TOP_K`.
+(RFC 9457), except under `/v1`, where they are OpenAI error objects. Limits: request bodies up
+to `BRUNO_MAX_REQUEST_BYTES`, chat messages up to `BRUNO_MAX_MESSAGE_CHARS` characters,
+documents up to `BRUNO_MAX_DOCUMENT_BYTES`, `top_k` up to `BRUNO_MAX_TOP_K`.
 """
 
 # Probes and scrapes would drown the traces that matter.

@@ -3,22 +3,22 @@
 :class:`LimitsMiddleware` is plain ASGI (``BaseHTTPMiddleware`` would buffer streaming
 responses and swallow client disconnects). It refuses a body larger than
 ``BRUNO_MAX_REQUEST_BYTES`` before the app sees it when ``Content-Length`` says so, and stops a
-body without one as soon as the bytes received pass the limit. It also makes the configured
-limits the request models validate against (:func:`current_limits`) those of its app.
+body without one as soon as the bytes received pass the limit; the 413 speaks the dialect of
+its path (an OpenAI error object under ``/v1``, a problem document elsewhere). It also makes
+the configured limits the request models validate against (:func:`current_limits`) those of
+its app.
 """
 
 from __future__ import annotations
 
-import json
 from contextvars import ContextVar
 from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bruno_core import BrunoError, InvalidInput, LimitExceeded
-from bruno_core.errors import PROBLEM_CONTENT_TYPE
 from bruno_edge.config import EdgeSettings
-from bruno_edge.problems import ProblemException
+from bruno_edge.problems import ProblemException, error_response
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,10 +64,10 @@ class LimitsMiddleware:
         try:
             declared = _content_length(scope)
         except InvalidInput as error:
-            await _send_problem(send, error)
+            await _send_error(scope, receive, send, error)
             return
         if declared is not None and declared > self.max_request_bytes:
-            await _send_problem(send, self._too_large())
+            await _send_error(scope, receive, send, self._too_large())
             return
 
         received = 0
@@ -95,7 +95,7 @@ class LimitsMiddleware:
             # own handler renders it); answer here unless a response is already on its way.
             if response_started:
                 raise
-            await _send_problem(send, error.error)
+            await _send_error(scope, receive, send, error.error)
         finally:
             _current.reset(token)
 
@@ -116,17 +116,7 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-async def _send_problem(send: Send, error: BrunoError) -> None:
-    body = json.dumps(error.problem()).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": error.http_status,
-            "headers": [
-                (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+async def _send_error(scope: Scope, receive: Receive, send: Send, error: BrunoError) -> None:
+    # The rest of the body stays unread, so the connection cannot serve another request.
+    response = error_response(scope["path"], error, headers={"Connection": "close"})
+    await response(scope, receive, send)

@@ -10,11 +10,13 @@ fallback can still answer; anything else, including Ollama dying mid-answer, is 
     async for piece in generator.generate(messages, model="llama3.2", passages_used=3):
         ...
     available, why_not = await generator.model_status("llama3.2")
+    window = await generator.context_window("llama3.2")  # num_ctx, or the model's if smaller
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
 from contextlib import aclosing, contextmanager
@@ -31,6 +33,11 @@ from bruno_generation.prompting import ChatTurn
 DEFAULT_OPTIONS: Mapping[str, Any] = {"temperature": 0.2}
 # Readiness probes ask often; the model list changes only when someone pulls or removes one.
 TAGS_CACHE_SECONDS = 5.0
+# A model's trained context length is known for good once read; a failed look-up (Ollama
+# down, model not pulled yet) is worth retrying, but not on every answer.
+SHOW_RETRY_SECONDS = 5.0
+
+log = logging.getLogger(__name__)
 
 
 class OllamaUnreachable(Unavailable):
@@ -52,6 +59,7 @@ class OllamaGenerator:
         connect_timeout_seconds: float = 2.0,
         options: Mapping[str, Any] = DEFAULT_OPTIONS,
         keep_alive: str | None = None,
+        show_retry_seconds: float = SHOW_RETRY_SECONDS,
     ) -> None:
         self.host = host
         self.options = dict(options)
@@ -60,6 +68,10 @@ class OllamaGenerator:
         self._probe_timeout = httpx.Timeout(connect_timeout_seconds)
         self._tags: tuple[float, frozenset[str] | str] | None = None
         self._tags_lock = asyncio.Lock()
+        # Canonical model name -> (when looked up, trained context length or None).
+        self._trained: dict[str, tuple[float, int | None]] = {}
+        self._show_lock = asyncio.Lock()
+        self._show_retry_seconds = show_retry_seconds
         self._client: AsyncClient | None = None
 
     @property
@@ -103,6 +115,60 @@ class OllamaGenerator:
         except (ResponseError, httpx.HTTPError) as error:
             return f"Ollama could not list its models ({type(error).__name__})"
         return frozenset(_canonical(m.model) for m in listed.models if m.model)
+
+    async def context_window(self, model: str) -> int | None:
+        """The tokens a prompt to ``model`` can fill: the ``num_ctx`` option sent, or the
+        context length the model was trained for when that is smaller (Ollama caps ``num_ctx``
+        there, and would then cut the prompt without a word). ``None`` when no ``num_ctx`` is
+        configured. The trained length comes from ``POST /api/show``, once per model; when
+        Ollama cannot say, the ``num_ctx`` option stands."""
+        configured = self.options.get("num_ctx")
+        if not isinstance(configured, int):
+            return None
+        trained = await self.trained_context_length(model)
+        if trained is None or trained >= configured:
+            return configured
+        return trained
+
+    async def trained_context_length(self, model: str) -> int | None:
+        """The context length ``model`` was trained for, or ``None`` when Ollama cannot say."""
+        key = _canonical(model)
+        async with self._show_lock:
+            cached = self._trained.get(key)
+            now = time.monotonic()
+            if cached is None or (
+                cached[1] is None and now - cached[0] >= self._show_retry_seconds
+            ):
+                cached = (now, await self._show_context_length(model))
+                self._trained[key] = cached
+                self._note_small_context(model, cached[1])
+            return cached[1]
+
+    def _note_small_context(self, model: str, trained: int | None) -> None:
+        configured = self.options.get("num_ctx")
+        if trained is not None and isinstance(configured, int) and trained < configured:
+            log.warning(
+                "the model was trained for a smaller context than BRUNO_OLLAMA_NUM_CTX; "
+                "prompts are fitted to the model's context instead",
+                extra={"model": model, "model_context": trained, "num_ctx": configured},
+            )
+
+    async def _show_context_length(self, model: str) -> int | None:
+        try:
+            async with AsyncClient(host=self.host, timeout=self._probe_timeout) as client:
+                shown = await client.show(model)
+        # ValueError covers a reply the client's models refuse (pydantic's ValidationError).
+        except (ResponseError, httpx.HTTPError, OSError, ValueError) as error:
+            log.debug(
+                "Ollama did not say the model's context length",
+                extra={"model": model, "error": type(error).__name__},
+            )
+            return None
+        info = shown.modelinfo or {}
+        length = info.get(f"{info.get('general.architecture')}.context_length")
+        if isinstance(length, int) and not isinstance(length, bool) and length > 0:
+            return length
+        return None
 
     async def complete(self, messages: Sequence[ChatTurn], *, model: str) -> str:
         """One whole (not streamed) chat answer, for short internal tasks such as rewriting."""

@@ -6,8 +6,9 @@ unreachable or lacks the model before it wrote a word, the extractive answer wit
 ``Done.fallback`` set. Once tokens went out an answer cannot be swapped, so a failure then
 ends the stream with UNAVAILABLE.
 
-Before Ollama is asked, the passages are fitted to ``BRUNO_OLLAMA_NUM_CTX`` (lowest-ranked
-dropped first, counted in ``Done.passages_dropped``); a question that cannot fit at all is
+Before Ollama is asked, the passages are fitted to ``BRUNO_OLLAMA_NUM_CTX``, or to the model's
+trained context length when Ollama's ``/api/show`` says it is smaller (lowest-ranked dropped
+first, counted in ``Done.passages_dropped``); a question that cannot fit at all is
 INVALID_ARGUMENT. ``RewriteQuestion`` makes follow-ups standalone by the same backend choice,
 and ``Info`` says whether the configured model is there (for the edge's readiness).
 """
@@ -193,7 +194,7 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
             request.question,
             request.passages,
             request.history,
-            context_window=self.settings.ollama_num_ctx,
+            context_window=await self._context_window(model),
             reserve=self.settings.generation_answer_reserve_tokens,
         )
         if fitted.dropped:
@@ -259,13 +260,22 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
             )
         model = self.settings.ollama_model
         available, detail = await self.ollama.model_status(model)
+        window = await self._context_window(model) if available else self.settings.ollama_num_ctx
         return generation_pb2.InfoResponse(
             backend=backend,
             model=model,
             model_available=available,
-            context_window=self.settings.ollama_num_ctx,
+            context_window=window,
             detail=detail,
         )
+
+    async def _context_window(self, model: str) -> int:
+        window = await self.ollama.context_window(model)
+        return self.settings.ollama_num_ctx if window is None else window
+
+    async def close(self) -> None:
+        """Close the pooled connections to Ollama (on shutdown, once calls have drained)."""
+        await self.ollama.aclose()
 
     def _quote(self, request: generation_pb2.GenerateRequest) -> AnswerStream:
         return self.extractive.generate(request.question, request.passages)
@@ -288,8 +298,11 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
                 yield _token(piece)
 
 
-async def create_server(settings: GenerationSettings) -> GrpcServer:
-    """A generation server with its servicer added, not yet started."""
+async def create_server(
+    settings: GenerationSettings, servicer: GenerationServicer | None = None
+) -> GrpcServer:
+    """A generation server with ``servicer`` (by default one for ``settings``) added, not yet
+    started."""
     server = GrpcServer(
         "generation",
         settings,
@@ -297,7 +310,7 @@ async def create_server(settings: GenerationSettings) -> GrpcServer:
         metrics_port=settings.generation_metrics_port,
     )
     generation_pb2_grpc.add_GenerationServiceServicer_to_server(
-        GenerationServicer(settings), server.grpc
+        servicer or GenerationServicer(settings), server.grpc
     )
     log.info(
         "generation backend",
@@ -310,11 +323,13 @@ async def create_server(settings: GenerationSettings) -> GrpcServer:
     return server
 
 
-async def _serve(settings: GenerationSettings) -> None:
-    server = await create_server(settings)
-    await server.run(services=[SERVICE])
+async def serve(settings: GenerationSettings) -> None:
+    """Serve until SIGTERM or SIGINT, then drain the calls and close the Ollama connections."""
+    servicer = GenerationServicer(settings)
+    server = await create_server(settings, servicer)
+    await server.run(services=[SERVICE], on_stop=servicer.close)
 
 
 def main() -> None:
     """Serve the generation service until SIGTERM or SIGINT."""
-    run_service("generation", GenerationSettings(), _serve)
+    run_service("generation", GenerationSettings(), serve)

@@ -8,6 +8,11 @@ an append, never half of one. Appends that arrive while a commit runs are writte
 the next one (group commit), so sixteen chats finishing at once cost one commit, not sixteen
 in a queue. This process is the single writer of the table.
 
+A BTREE index on ``conversation_id`` turns the reads behind ``get`` and ``append`` (and the
+``merge_insert`` join) into look-ups instead of scans. It is built when the store opens a table
+that lacks it (over the rows already there); rows written since sit outside it, where LanceDB
+still finds them by scanning just those, until the periodic ``optimize`` folds them in.
+
     store = await ConversationStore.open("data/lancedb", max_turns=50)
     await store.append("c1", [StoredTurn("user", "How do I restore?")], create=True)
     conversation = await store.get("c1", max_turns=10)
@@ -29,6 +34,7 @@ import lancedb
 import pyarrow as pa
 from google.protobuf.timestamp_pb2 import Timestamp
 from lancedb.expr import col, lit
+from lancedb.index import BTree
 
 from bruno.retrieval.v1 import conversations_pb2, conversations_pb2_grpc
 from bruno_core import BrunoError, InvalidInput, LimitExceeded, NotFound, abort_with
@@ -42,8 +48,9 @@ CONVERSATION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
 MAX_TURN_CHARS = 64_000
 MAX_CHUNK_IDS = 100
 MAX_CHUNK_ID_CHARS = 400
-# Every append is a table version; compacting now and then keeps reads fast.
-_OPTIMIZE_EVERY_WRITES = 100
+# Every append is a table version and leaves its rows outside the conversation_id index;
+# compacting and re-indexing now and then keeps reads fast.
+OPTIMIZE_EVERY_WRITES = 100
 
 _SCHEMA = pa.schema(
     [
@@ -141,6 +148,7 @@ class ConversationStore:
     ) -> ConversationStore:
         db = await lancedb.connect_async(uri, storage_options=storage_options)
         table = await db.create_table(TABLE, schema=_SCHEMA, exist_ok=True)
+        await _ensure_id_index(table)
         return cls(table, max_turns=max_turns)
 
     def close(self) -> None:
@@ -230,7 +238,7 @@ class ConversationStore:
             .execute(rows)
         )
         self._writes += 1
-        if self._writes % _OPTIMIZE_EVERY_WRITES == 0:
+        if self._writes % OPTIMIZE_EVERY_WRITES == 0:
             await self._table.optimize()
 
     async def delete(self, conversation_id: str) -> None:
@@ -260,6 +268,13 @@ class ConversationStore:
             )
             for row in rows
         ]
+
+
+async def _ensure_id_index(table: Any) -> None:
+    """Build the ``conversation_id`` index unless the table has it (then ``optimize`` keeps it)."""
+    if any(index.columns == ["conversation_id"] for index in await table.list_indices()):
+        return
+    await table.create_index("conversation_id", config=BTree())
 
 
 def _timestamp(moment: datetime | None) -> Timestamp:

@@ -14,13 +14,10 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator, Callable, Coroutine
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 from sse_starlette import EventSourceResponse
 
 from bruno.generation.v1 import generation_pb2
@@ -37,12 +34,12 @@ from bruno_edge.openai_schemas import (
     ChatCompletionRequest,
     Choice,
     CompletionUsage,
-    ErrorBody,
     ErrorResponse,
     Message,
     Model,
     ModelList,
 )
+from bruno_edge.problems import OPENAI_PREFIX, openai_code, openai_error, openai_error_body
 from bruno_edge.schemas import ChatDone
 
 log = logging.getLogger(__name__)
@@ -51,75 +48,8 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL_ALIAS = "bruno"
 MODELS_TIMEOUT_SECONDS = 5.0
 
-_ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    404: "not_found_error",
-    413: "invalid_request_error",
-    422: "invalid_request_error",
-    429: "rate_limit_error",
-}
-
-
-def _status(status: int) -> int:
-    return 400 if status == 422 else status  # OpenAI answers invalid requests with 400
-
-
-def error_body(
-    status: int, message: str, *, param: str | None = None, code: str | None = None
-) -> dict[str, Any]:
-    """An OpenAI error object: ``{"error": {"message", "type", "param", "code"}}``."""
-    status = _status(status)
-    body = ErrorBody(
-        message=message,
-        type=_ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error"),
-        param=param,
-        code=code,
-    )
-    return ErrorResponse(error=body).model_dump()
-
-
-def openai_error(
-    status: int, message: str, *, param: str | None = None, code: str | None = None
-) -> JSONResponse:
-    """An OpenAI-shaped error response."""
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    body = error_body(status, message, param=param, code=code)
-    return JSONResponse(body, status_code=_status(status), headers=headers)
-
-
-def _code(error: BrunoError) -> str:
-    return error.slug.replace("-", "_")
-
-
-def _error_from(error: BrunoError) -> JSONResponse:
-    return openai_error(error.http_status, error.detail, code=_code(error))
-
-
-class OpenAIRoute(APIRoute):
-    """Renders every error of its endpoint (auth, validation, downstream) the OpenAI way."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def handle(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except RequestValidationError as error:
-                first = error.errors()[0] if error.errors() else {}
-                loc = [str(p) for p in first.get("loc", ()) if p != "body"]
-                param = ".".join(loc) or None
-                message = str(first.get("msg", "the request is invalid"))
-                return openai_error(400, f"{param}: {message}" if param else message, param=param)
-            except BrunoError as error:
-                if error.http_status >= 500:
-                    log.warning("request failed", extra={"error": error.detail})
-                return _error_from(error)
-
-        return handle
-
-
-router = APIRouter(prefix="/v1", tags=["openai"], route_class=OpenAIRoute)
+# Errors here are OpenAI error objects: bruno_edge.problems renders every error under /v1 so.
+router = APIRouter(prefix=OPENAI_PREFIX, tags=["openai"])
 
 
 def _split(
@@ -247,12 +177,16 @@ async def _chunks(
                 )
     except BrunoError as error:
         log.warning("chat completion stream failed", extra={"error": error.detail})
-        yield {"data": json.dumps(error_body(error.http_status, error.detail, code=_code(error)))}
+        yield {
+            "data": json.dumps(
+                openai_error_body(error.http_status, error.detail, code=openai_code(error))
+            )
+        }
         return
     except Exception:
         log.exception("chat completion stream failed")
         failed = Internal("the answer could not be completed")
-        yield {"data": json.dumps(error_body(500, failed.detail, code=_code(failed)))}
+        yield {"data": json.dumps(openai_error_body(500, failed.detail, code=openai_code(failed)))}
         return
     yield {"data": "[DONE]"}
 
