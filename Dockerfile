@@ -15,6 +15,10 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 FROM ${PYTHON_IMAGE} AS builder
 ARG UV_VERSION=0.13.9
 RUN pip install --no-cache-dir "uv==${UV_VERSION}"
+# binutils (strip, readelf) for prune-venv; the builder only, never the runtime stage.
+RUN apt-get update -qq \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends binutils \
+    && rm -rf /var/lib/apt/lists/*
 # Bytecode is compiled at build time because the runtime user cannot write into the venv.
 ENV UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy \
@@ -36,9 +40,13 @@ COPY services/edge/pyproject.toml services/edge/
 COPY pipelines/pyproject.toml pipelines/
 # What a build stage's workspace packages installed, staged for the image's second venv layer.
 COPY scripts/stage-workspace-layer.sh /usr/local/bin/stage-workspace-layer
+# What a running service never reads (test suites, headers, debug symbols, ...), removed from
+# the dependency venv; each rule says why it is safe.
+COPY scripts/prune-venv.sh /usr/local/bin/prune-venv
 
 # Per service, two stages that become the image's two venv layers:
-#   <service>-deps   the locked third-party dependencies only (rebuilt when uv.lock changes);
+#   <service>-deps   the locked third-party dependencies only (rebuilt when uv.lock changes),
+#                    pruned by prune-venv;
 #   <service>-build  adds the workspace packages, non-editable, and stages exactly what they
 #                    installed (from their RECORDs: package directories with their bytecode,
 #                    *.dist-info, the console scripts in bin/) under /app/workspace-layer/ at
@@ -46,6 +54,7 @@ COPY scripts/stage-workspace-layer.sh /usr/local/bin/stage-workspace-layer
 FROM builder AS edge-deps
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-editable --no-dev --no-install-workspace --package bruno-edge
+RUN prune-venv
 
 FROM edge-deps AS edge-build
 COPY packages/proto/src packages/proto/src
@@ -58,6 +67,7 @@ RUN stage-workspace-layer bruno_proto bruno_core bruno_edge
 FROM builder AS embedding-deps
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-editable --no-dev --no-install-workspace --package bruno-embedding
+RUN prune-venv
 
 FROM embedding-deps AS embedding-build
 COPY packages/proto/src packages/proto/src
@@ -70,6 +80,7 @@ RUN stage-workspace-layer bruno_proto bruno_core bruno_embedding
 FROM builder AS retrieval-deps
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-editable --no-dev --no-install-workspace --package bruno-retrieval
+RUN prune-venv
 
 FROM retrieval-deps AS retrieval-build
 COPY packages/proto/src packages/proto/src
@@ -82,6 +93,7 @@ RUN stage-workspace-layer bruno_proto bruno_core bruno_retrieval
 FROM builder AS generation-deps
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-editable --no-dev --no-install-workspace --package bruno-generation
+RUN prune-venv
 
 FROM generation-deps AS generation-build
 COPY packages/proto/src packages/proto/src

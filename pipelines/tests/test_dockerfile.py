@@ -25,6 +25,7 @@ from bruno_pipelines import PYTHON_IMAGE, SERVICES, UV_VERSION
 
 REPO = Path(__file__).resolve().parents[2]
 STAGING_SCRIPT = REPO / "scripts" / "stage-workspace-layer.sh"
+PRUNE_SCRIPT = REPO / "scripts" / "prune-venv.sh"
 PORTS = {"edge": 8080, "embedding": 50051, "retrieval": 50052, "generation": 50053}
 GRPC_SERVICES = [s for s in SERVICES if s != "edge"]
 
@@ -143,10 +144,12 @@ def test_deps_stage_installs_only_the_locked_third_party_dependencies(service: s
     stage = STAGES[f"{service}-deps"]
 
     assert stage.base == "builder"
-    assert [kw for kw, _ in stage.instructions] == ["RUN"]
-    (sync,) = stage.all("RUN")
+    assert [kw for kw, _ in stage.instructions] == ["RUN", "RUN"]
+    sync, prune = stage.all("RUN")
     assert "uv sync --frozen --no-editable --no-dev --no-install-workspace" in sync
     assert sync.endswith(f"--package bruno-{service}")
+    # The venv the image copies is the pruned one: pruning runs last in the stage.
+    assert prune == "prune-venv"
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -236,10 +239,66 @@ def test_staging_copies_the_workspace_packages_with_bytecode_and_scripts_only(
     }
 
 
+def _fake_venv(tmp_path: Path, files: dict[str, str]) -> tuple[Path, Path]:
+    venv = tmp_path / "venv"
+    site = venv / "lib" / "python3.11" / "site-packages"
+    for relative, text in files.items():
+        (site / relative).parent.mkdir(parents=True, exist_ok=True)
+        (site / relative).write_text(text)
+    (venv / "bin").mkdir()
+    (venv / "bin" / "python").symlink_to(sys.executable)
+    return venv, site
+
+
+def test_pruning_drops_tests_headers_sources_stubs_and_orphaned_bytecode(tmp_path: Path) -> None:
+    venv, site = _fake_venv(
+        tmp_path,
+        {
+            "pkg/__init__.py": "from pkg import core\n",
+            "pkg/core.py": "",
+            "pkg/__pycache__/core.cpython-311.pyc": "",
+            "pkg/core.pyi": "",
+            "pkg/_speedups.pyx": "",
+            "pkg/include/pkg.h": "",
+            "pkg/tests/__init__.py": "",
+            "pkg/tests/test_core.py": "",
+            "pkg/__pycache__/gone.cpython-311.pyc": "",
+            "pkg-1.0.dist-info/licenses/include/LICENSE.h": "",
+        },
+    )
+
+    subprocess.run([str(PRUNE_SCRIPT), str(venv)], check=True, capture_output=True)
+
+    left = {p.relative_to(site).as_posix() for p in site.rglob("*") if p.is_file()}
+    assert left == {
+        "pkg/__init__.py",
+        "pkg/core.py",
+        "pkg/__pycache__/core.cpython-311.pyc",
+        "pkg-1.0.dist-info/licenses/include/LICENSE.h",
+    }
+
+
+def test_pruning_fails_when_a_package_no_longer_imports(tmp_path: Path) -> None:
+    files = {"pkg/__init__.py": "from pkg.tests import fixtures\n", "pkg/tests/fixtures.py": ""}
+    venv, _ = _fake_venv(tmp_path, files)
+
+    result = subprocess.run([str(PRUNE_SCRIPT), str(venv)], capture_output=True, text=True)
+
+    assert result.returncode != 0
+    assert "No module named 'pkg.tests'" in result.stderr
+
+
 def test_builder_installs_the_staging_script_the_build_stages_call() -> None:
     copies = STAGES["builder"].all("COPY")
 
     assert "scripts/stage-workspace-layer.sh /usr/local/bin/stage-workspace-layer" in copies
+
+
+def test_builder_installs_the_prune_script_and_the_binutils_it_needs() -> None:
+    builder = STAGES["builder"]
+
+    assert "scripts/prune-venv.sh /usr/local/bin/prune-venv" in builder.all("COPY")
+    assert any("apt-get install" in run and "binutils" in run for run in builder.all("RUN"))
 
 
 def test_builder_fails_a_run_when_any_command_of_a_pipeline_fails() -> None:
