@@ -45,9 +45,12 @@ def test_the_readme_states_each_settings_default() -> None:
             if name not in rows or field.default is None or isinstance(field.default, frozenset):
                 continue
             default = field.default
-            shown = str(
-                int(default) if isinstance(default, float) and default.is_integer() else default
-            )
+            if isinstance(default, bool):  # as it is written in the environment
+                shown = str(default).lower()
+            elif isinstance(default, float) and default.is_integer():
+                shown = str(int(default))
+            else:
+                shown = str(default)
             assert f"`{shown}`" in rows[name], (name, shown)
 
 

@@ -12,6 +12,7 @@ from bruno_embedding.onnx_embedder import (
     DIMENSION,
     MAX_INPUT_TOKENS,
     OnnxMiniLMEmbedder,
+    length_groups,
     load_tokenizer,
     mean_pool_normalise,
 )
@@ -129,3 +130,33 @@ async def test_info_describes_the_int8_minilm(minilm: OnnxMiniLMEmbedder) -> Non
 def test_batch_size_must_be_positive() -> None:
     with pytest.raises(ValueError, match="batch_size"):
         OnnxMiniLMEmbedder(batch_size=0)
+
+
+@pytest.mark.parametrize(
+    "lengths",
+    [[7], [5, 5, 5, 5], [3, 250, 4, 240, 5, 12, 13, 256, 9], list(range(1, 60)), [12] * 31 + [256]],
+)
+def test_length_groups_cover_every_text_once_and_bound_the_padding(lengths: list[int]) -> None:
+    array = np.array(lengths, dtype=np.int64)
+
+    groups = length_groups(array, max_padding=0.2)
+
+    assert sorted(int(i) for group in groups for i in group) == list(range(len(lengths)))
+    for group in groups:
+        padded = len(group) * int(array[group].max())
+        assert padded - int(array[group].sum()) <= 0.2 * padded
+
+
+def test_texts_of_similar_length_stay_one_call_and_outliers_get_their_own() -> None:
+    assert len(length_groups(np.array([20, 21, 19, 22, 20], dtype=np.int64))) == 1
+    groups = length_groups(np.array([12] * 31 + [256], dtype=np.int64))
+    assert [len(group) for group in groups] == [31, 1]
+
+
+def test_idle_threads_do_not_spin_unless_asked() -> None:
+    def spinning(embedder: OnnxMiniLMEmbedder) -> str:
+        options = embedder._session.get_session_options()
+        return str(options.get_session_config_entry("session.intra_op.allow_spinning"))
+
+    assert spinning(OnnxMiniLMEmbedder(threads=1)) == "0"
+    assert spinning(OnnxMiniLMEmbedder(threads=1, thread_spinning=True)) == "1"

@@ -383,6 +383,23 @@ async def test_past_the_threshold_the_vector_column_gets_an_index_in_the_backgro
         await indexed_store.search("default", "topic17 subject175", top_k=3, mode=SearchMode.VECTOR)
     ).hits
     assert hits[0].document_id == "d17"
+    hybrid = (await indexed_store.search("default", "topic17 subject175", top_k=3)).hits
+    assert hybrid[0].document_id == "d17"
+
+
+@pytest.mark.parametrize(("limit", "top_k"), [(10, 10), (40, 10), (20, 5), (50, 50), (200, 3)])
+def test_the_ann_refine_pool_is_refine_factor_times_top_k_however_many_candidates(
+    limit: int, top_k: int
+) -> None:
+    ann = AnnConfig(refine_factor=10)
+
+    refine = ann.refine_for(limit, top_k)
+
+    # At least as many exactly re-ranked rows as a plain top_k search gets, and not a whole
+    # candidate's worth more: hybrid's extra candidates must not multiply the rows read.
+    assert refine * limit >= 10 * top_k
+    assert (refine - 1) * limit < 10 * top_k or refine == 1
+    assert ann.refine_for(top_k, top_k) == 10
 
 
 def hit(chunk_id: str, score: float) -> SearchHit:

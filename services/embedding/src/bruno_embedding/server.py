@@ -107,7 +107,9 @@ def build_embedder(settings: EmbeddingSettings) -> Embedder:
             batch_size=settings.embedding_batch_size,
         )
     return OnnxMiniLMEmbedder(
-        batch_size=settings.embedding_batch_size, threads=settings.embedding_threads
+        batch_size=settings.embedding_batch_size,
+        threads=settings.embedding_threads,
+        thread_spinning=settings.embedding_thread_spinning,
     )
 
 

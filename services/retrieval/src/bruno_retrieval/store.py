@@ -149,6 +149,16 @@ class AnnConfig:
     nprobes: int = 20
     refine_factor: int = 10
 
+    def refine_for(self, limit: int, top_k: int) -> int:
+        """The refine factor for a query of ``limit`` rows of which ``top_k`` are answered.
+
+        Hybrid search asks the vector leg for more candidates than it answers; re-ranking
+        ``refine_factor`` x *candidates* rows by exact distance would multiply the rows read
+        (the slowest part of an ANN query) for ranks nobody sees. The pool stays
+        ``refine_factor`` x top_k, so the top_k come out exactly as a plain vector search's
+        would, and the extra candidates are ordered by exact distance within that pool."""
+        return max(1, -(-self.refine_factor * top_k // limit))
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class IngestResult:
@@ -589,7 +599,7 @@ class KnowledgeStore:
                 if text_leg is None:
                     hits = await self._vector_hits(table, vector, top_k, where)
                     return SearchResult(hits, mode)
-                by_vector = await self._vector_hits(table, vector, candidates, where)
+                by_vector = await self._vector_hits(table, vector, candidates, where, top_k)
                 by_text = await text_leg
             finally:
                 if text_leg is not None and not text_leg.done():
@@ -613,11 +623,17 @@ class KnowledgeStore:
         return by_vector, by_text
 
     async def _vector_hits(
-        self, table: Any, vector: list[float], limit: int, where: str | None
+        self,
+        table: Any,
+        vector: list[float],
+        limit: int,
+        where: str | None,
+        top_k: int | None = None,
     ) -> list[SearchHit]:
         query = table.query().nearest_to(vector).distance_type("cosine")
         if table.name in self._vector_indexed:
-            query = query.nprobes(self.ann.nprobes).refine_factor(self.ann.refine_factor)
+            refine = self.ann.refine_for(limit, top_k or limit)
+            query = query.nprobes(self.ann.nprobes).refine_factor(refine)
         if where:
             query = query.where(where)
         rows = (
