@@ -1,6 +1,7 @@
 """Measure the service images: size against a naive single-stage build, cold and warm builds.
 
-    python scripts/benchmark_images.py        # ~5 min; prints a Markdown table
+    python scripts/benchmark_images.py              # ~6 min; prints a Markdown table
+    python scripts/benchmark_images.py --skip-full  # without the naive build on python:3.11
 
 Needs the Docker engine and base image that `make smoke` prepares (it runs the same scripts).
 It works on a copy of the repository under build/bench/ (the warm rebuild edits code there),
@@ -8,11 +9,16 @@ and it clears the engine's build cache first so that the cold build is cold.
 
 The naive build, for comparison only, is generated here and never committed: one stage,
 ``COPY . .``, uv installed with pip and the same locked dependencies synced in place, so the
-image keeps uv, its cache and the whole build context.
+image keeps uv, its cache and the whole build context. It is built twice: on the runtime's own
+base (``python:3.11-slim-bookworm``, the like-for-like baseline) and on ``python:3.11-bookworm``,
+the full image (compilers, -dev libraries, git, ...) that ``FROM python:3.11`` means and most
+naive Dockerfiles start from. ``scripts/base-image.sh full`` provides it (a local stand-in
+when Docker Hub is unreachable; its first build takes a minute or more).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import subprocess
@@ -24,8 +30,10 @@ REPO = Path(__file__).resolve().parent.parent
 SERVICES = ("edge", "embedding", "retrieval", "generation")
 WORK = REPO / "build" / "bench"
 UV_VERSION = "0.13.9"
+SLIM_BASE = "python:3.11-slim-bookworm"
+FULL_BASE = "python:3.11-bookworm"
 NAIVE = """\
-FROM python:3.11-slim-bookworm
+FROM {base}
 RUN pip install uv=={uv}
 WORKDIR /app
 COPY . .
@@ -62,9 +70,27 @@ def size_mb(docker: str, tag: str) -> float:
     return int(sh(docker, "image", "inspect", "-f", "{{.Size}}", tag)) / 1e6
 
 
+def build_naive(docker: str, context: Path, base: str, variant: str) -> dict[str, float]:
+    """Build the naive single-stage image of each service on ``base``; its sizes in MB."""
+    sizes = {}
+    for service in SERVICES:
+        naive_file = WORK / f"Dockerfile.{variant}-{service}"
+        naive_file.write_text(NAIVE.format(base=base, uv=UV_VERSION, service=service))
+        build(docker, context, f"bench-{variant}-{service}", None, naive_file)
+        sizes[service] = size_mb(docker, f"bench-{variant}-{service}")
+    return sizes
+
+
 def main() -> int:
+    parser = argparse.ArgumentParser(description="Measure the service images (see the docstring).")
+    parser.add_argument(
+        "--skip-full", action="store_true", help=f"skip the naive build on {FULL_BASE}"
+    )
+    args = parser.parse_args()
     docker = sh(str(REPO / "scripts" / "docker-engine.sh")).splitlines()[-1]
     sh(str(REPO / "scripts" / "base-image.sh"))
+    if not args.skip_full:
+        sh(str(REPO / "scripts" / "base-image.sh"), "full")
     shutil.rmtree(WORK, ignore_errors=True)
     context = WORK / "context"
     shutil.copytree(REPO, context, ignore=IGNORE)
@@ -85,25 +111,26 @@ def main() -> int:
         module.write_text(module.read_text() + "\n# benchmark: code-only change\n")
         warm[service] = build(docker, context, f"bench-{service}", service, dockerfile)
 
-    naive = {}
-    for service in SERVICES:
-        naive_file = WORK / f"Dockerfile.naive-{service}"
-        naive_file.write_text(NAIVE.format(uv=UV_VERSION, service=service))
-        build(docker, context, f"bench-naive-{service}", None, naive_file)
-        naive[service] = size_mb(docker, f"bench-naive-{service}")
+    naive = build_naive(docker, context, SLIM_BASE, "naive")
+    full = {} if args.skip_full else build_naive(docker, context, FULL_BASE, "naive-full")
 
-    columns = ["service", "runtime image (MB)", "naive single-stage (MB)", "ratio"]
+    columns = ["service", "runtime image (MB)", "naive single-stage, slim (MB)", "ratio"]
+    if full:
+        columns += ["naive single-stage, full (MB)", "ratio"]
     columns += ["cold build (s)", "warm rebuild (s)"]
     print("| " + " | ".join(columns) + " |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("|---|" + "---:|" * (len(columns) - 1))
     for service in SERVICES:
         size = size_mb(docker, f"bench-{service}")
-        print(
-            f"| {service} | {size:.0f} | {naive[service]:.0f} | {size / naive[service]:.0%} "
-            f"| {cold[service]:.1f} | {warm[service]:.1f} |"
-        )
+        cells = [service, f"{size:.0f}", f"{naive[service]:.0f}", f"{size / naive[service]:.0%}"]
+        if full:
+            cells += [f"{full[service]:.0f}", f"{size / full[service]:.0%}"]
+        cells += [f"{cold[service]:.1f}", f"{warm[service]:.1f}"]
+        print("| " + " | ".join(cells) + " |")
     print(f"\ncold build of all four, one after the other: {cold_total:.0f} s")
-    print(f"base image: {size_mb(docker, 'python:3.11-slim-bookworm'):.0f} MB")
+    print(f"base image {SLIM_BASE}: {size_mb(docker, SLIM_BASE):.0f} MB")
+    if full:
+        print(f"base image {FULL_BASE}: {size_mb(docker, FULL_BASE):.0f} MB")
     return 0
 
 
