@@ -179,7 +179,9 @@ def main() -> None:
     reply = " ".join(f"word{n}" for n in range(args.tokens - 1)) + " [1]."
     standin = OllamaStandIn(models=[MODEL], token_delay=args.token_delay, reply=reply)
     with InBackground(standin) as ollama, tempfile.TemporaryDirectory() as workdir:
-        env = {"BRUNO_LOG_LEVEL": "WARNING"}
+        # The questions repeat (four of them), so the query-vector cache would answer all but
+        # the first embedding of each: off, so every chat pays for embedding its question.
+        env = {"BRUNO_LOG_LEVEL": "WARNING", "BRUNO_QUERY_CACHE_SIZE": "0"}
         with BrunoSystem(Path(workdir), ollama_host=ollama.url, env=env) as system:
             asyncio.run(measure(system, ollama.url, args))
 

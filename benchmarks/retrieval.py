@@ -463,7 +463,13 @@ async def main() -> None:
         raw = await raw_model_throughput(texts)
         print(f"raw model: {raw:.0f} chunks/s over {len(texts)} chunks", file=sys.stderr)
 
-        env = {"BRUNO_MAX_TOP_K": "200", "BRUNO_LOG_LEVEL": "WARNING"}
+        # Latency runs the same queries over both collections: without the query-vector cache,
+        # so every search embeds its query ("query embedding included").
+        env = {
+            "BRUNO_MAX_TOP_K": "200",
+            "BRUNO_LOG_LEVEL": "WARNING",
+            "BRUNO_QUERY_CACHE_SIZE": "0",
+        }
         with BrunoSystem(workdir, ollama_host="http://127.0.0.1:9", env=env) as system:
             chunks, seconds = await ingest_rest(system.edge_url, cranfield, "cranfield")
             print(f"ingest: {chunks} chunks in {seconds:.1f} s", file=sys.stderr)

@@ -485,3 +485,64 @@ async def test_small_documents_ingested_at_once_share_embedding_batches(
     assert sum(services.embedding.batch_sizes) == 12
     assert len(services.embedding.batch_sizes) < 12  # coalesced, not one request per document
     assert max(services.embedding.batch_sizes) <= MAX_BATCH
+
+
+def query_texts(servicer: HashingEmbeddingServicer) -> list[str]:
+    return [
+        text
+        for texts, kind in servicer.embedder.calls
+        if kind == embedding_pb2.INPUT_TYPE_QUERY
+        for text in texts
+    ]
+
+
+async def test_a_repeated_question_is_embedded_once(services: Services) -> None:
+    await services.retrieval.IngestDocument(ingest_request())
+    request = retrieval_pb2.SearchRequest(query="how do I restore velero?", top_k=3)
+
+    first = await services.retrieval.Search(request)
+    again = await services.retrieval.Search(request)
+
+    assert query_texts(services.embedding) == ["how do I restore velero?"]
+    assert [hit.chunk_id for hit in again.hits] == [hit.chunk_id for hit in first.hits]
+    assert [hit.score for hit in again.hits] == [hit.score for hit in first.hits]
+
+
+async def test_cached_query_vectors_go_when_the_embedding_model_changes(
+    services: Services,
+) -> None:
+    await services.retrieval.IngestDocument(ingest_request())
+    cached = retrieval_pb2.SearchRequest(query="velero", top_k=3)
+    await services.retrieval.Search(cached)
+    services.embedding.model = "another-model"
+
+    # The first answer naming the new model empties the cache...
+    with pytest.raises(grpc.aio.AioRpcError):
+        await services.retrieval.Search(retrieval_pb2.SearchRequest(query="snapshots"))
+    # ...so the cached question is embedded again and meets the model check.
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await services.retrieval.Search(cached)
+
+    assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert query_texts(services.embedding) == ["velero", "snapshots", "velero"]
+
+
+async def test_the_query_cache_keeps_the_most_recently_used_and_can_be_off(
+    services: Services,
+) -> None:
+    address = f"127.0.0.1:{services.embedding_server.port}"
+    query = embedding_pb2.INPUT_TYPE_QUERY
+    small = EmbeddingClient(create_channel(address, timeout_seconds=5), query_cache_size=2)
+    off = EmbeddingClient(create_channel(address, timeout_seconds=5), query_cache_size=0)
+    try:
+        for text in ("a", "b", "a", "c", "a", "b"):  # "b" is the least recent when "c" comes
+            await small.embed([text], query)
+        assert query_texts(services.embedding) == ["a", "b", "c", "b"]
+
+        services.embedding.embedder.calls.clear()
+        await off.embed(["a"], query)
+        await off.embed(["a"], query)
+        assert query_texts(services.embedding) == ["a", "a"]
+    finally:
+        await small.close()
+        await off.close()

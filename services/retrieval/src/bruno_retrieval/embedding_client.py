@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 from typing import TypeAlias
 
 import grpc
+import numpy as np
+import numpy.typing as npt
 
 from bruno.embedding.v1 import embedding_pb2, embedding_pb2_grpc
 from bruno_core import Internal, create_channel, from_rpc_error
@@ -54,7 +56,7 @@ class _Item:
 class EmbeddingClient:
     """Embeds texts through the embedding service over one long-lived channel."""
 
-    def __init__(self, channel: grpc.aio.Channel) -> None:
+    def __init__(self, channel: grpc.aio.Channel, *, query_cache_size: int = 0) -> None:
         self._channel = channel
         self._stub = embedding_pb2_grpc.EmbeddingServiceStub(channel)
         self._info: embedding_pb2.InfoResponse | None = None
@@ -62,6 +64,9 @@ class EmbeddingClient:
         self._model = ""
         self._queue: deque[_Item] = deque()
         self._dispatchers: set[asyncio.Task[None]] = set()
+        # Least recently used last out; float32 rows, a quarter of the size of float lists.
+        self._query_cache: OrderedDict[str, npt.NDArray[np.float32]] = OrderedDict()
+        self._query_cache_size = query_cache_size
 
     @classmethod
     def from_settings(cls, settings: RetrievalSettings) -> EmbeddingClient:
@@ -70,7 +75,8 @@ class EmbeddingClient:
                 settings.embedding_addr,
                 timeout_seconds=settings.embedding_timeout_seconds,
                 max_message_bytes=settings.grpc_max_message_bytes,
-            )
+            ),
+            query_cache_size=settings.query_cache_size,
         )
 
     async def info(self) -> embedding_pb2.InfoResponse:
@@ -87,14 +93,11 @@ class EmbeddingClient:
         """One vector per text, in order."""
         if not texts:
             return []
+        if input_type == embedding_pb2.INPUT_TYPE_QUERY and self._query_cache_size:
+            return await self._embed_queries(texts)
         batch_size = (await self.info()).max_batch_size or _FALLBACK_BATCH_SIZE
         if input_type != embedding_pb2.INPUT_TYPE_DOCUMENT:
-            vectors: list[list[float]] = []
-            for start in range(0, len(texts), batch_size):
-                vectors += await self._embed_batch(
-                    list(texts[start : start + batch_size]), input_type
-                )
-            return vectors
+            return await self._embed_unqueued(texts, input_type)
         job = _Job([None] * len(texts), asyncio.get_running_loop().create_future(), len(texts))
         self._queue.extend(_Item(text, job, index) for index, text in enumerate(texts))
         while len(self._dispatchers) < _MAX_IN_FLIGHT:
@@ -102,6 +105,39 @@ class EmbeddingClient:
             self._dispatchers.add(task)
             task.add_done_callback(self._dispatchers.discard)
         return await job.future
+
+    async def _embed_unqueued(
+        self, texts: Sequence[str], input_type: InputType
+    ) -> list[list[float]]:
+        """``texts`` in batches of the server's size, straight away (not coalesced)."""
+        batch_size = (await self.info()).max_batch_size or _FALLBACK_BATCH_SIZE
+        vectors: list[list[float]] = []
+        for start in range(0, len(texts), batch_size):
+            vectors += await self._embed_batch(list(texts[start : start + batch_size]), input_type)
+        return vectors
+
+    async def _embed_queries(self, texts: Sequence[str]) -> list[list[float]]:
+        """Query vectors, from the cache where it has them; the rest are embedded and kept.
+
+        The cache belongs to the model that made its vectors: an answer naming another model
+        empties it (:meth:`_embed_batch`), so a vector never outlives the model it came from
+        past that model's first new answer."""
+        cache = self._query_cache
+        # Taken before any await: a concurrent call may evict or clear entries meanwhile.
+        known = {text: cache[text] for text in texts if text in cache}
+        missing = [text for text in dict.fromkeys(texts) if text not in known]
+        if missing:
+            fresh = await self._embed_unqueued(missing, embedding_pb2.INPUT_TYPE_QUERY)
+            known.update(
+                (text, np.asarray(vector, dtype=np.float32))
+                for text, vector in zip(missing, fresh, strict=True)
+            )
+        for text, vector in known.items():
+            cache[text] = vector
+            cache.move_to_end(text)
+        while len(cache) > self._query_cache_size:
+            cache.popitem(last=False)
+        return [known[text].tolist() for text in texts]
 
     async def _dispatch(self, batch_size: int) -> None:
         """Send queued document texts in full batches until the queue is empty."""
@@ -139,7 +175,10 @@ class EmbeddingClient:
             raise Internal(
                 f"embedding service returned {len(response.vectors)} vectors for {len(batch)} texts"
             )
-        self._model = response.model or self._model
+        if response.model and response.model != self._model:
+            if self._model:
+                self._query_cache.clear()  # vectors of the previous model
+            self._model = response.model
         return [list(vector.values) for vector in response.vectors]
 
     async def model(self) -> str:
