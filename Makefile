@@ -11,7 +11,7 @@ TYPED_DIRS := packages/core packages/proto/tests packages/testing services/embed
 	tests/docs tests/e2e tests/k8s benchmarks k8s
 
 .DEFAULT_GOAL := help
-.PHONY: help uv sync run demo test lint format proto proto-check smoke bench-chat bench-retrieval clean
+.PHONY: help uv sync run demo test lint format proto proto-check smoke bench-chat bench-retrieval bench-chunking clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -54,6 +54,9 @@ bench-chat: sync ## Benchmark chat latency through the stack beside direct Ollam
 
 bench-retrieval: sync ## Benchmark search quality, latency, ANN recall and ingestion (docs/benchmarks.md; BENCH_ARGS=--skip-100k)
 	$(RUN) python benchmarks/retrieval.py $(BENCH_ARGS)
+
+bench-chunking: sync ## Benchmark search quality per chunk size / overlap on Cranfield (BENCH_ARGS=--settings 200/40,300/60)
+	$(RUN) python benchmarks/chunking.py $(BENCH_ARGS)
 
 clean: ## Remove caches and the local LanceDB data
 	rm -rf .mypy_cache .ruff_cache .pytest_cache data build
