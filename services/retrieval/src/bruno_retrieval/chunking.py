@@ -1,6 +1,6 @@
 """Cutting documents into chunks that follow their structure: headings, paragraphs, sentences.
 
-    chunks = chunk_text(markdown, size_tokens=200, overlap_tokens=40)
+    chunks = chunk_text(markdown, size_tokens=200, overlap_tokens=20)
     chunks[3].heading_path  # "Setup > Install"
 
 A document is first cut into sections at its headings (Markdown ``#`` and setext headings,

@@ -349,7 +349,7 @@ class KnowledgeStore:
         catalog: Any,
         *,
         chunk_size_tokens: int = 200,
-        chunk_overlap_tokens: int = 40,
+        chunk_overlap_tokens: int = 20,
         fusion: FusionConfig | None = None,
         ann: AnnConfig | None = None,
     ) -> None:
@@ -380,7 +380,7 @@ class KnowledgeStore:
         embedder: Embedder,
         *,
         chunk_size_tokens: int = 200,
-        chunk_overlap_tokens: int = 40,
+        chunk_overlap_tokens: int = 20,
         fusion: FusionConfig | None = None,
         ann: AnnConfig | None = None,
         read_consistency_interval: timedelta | None = None,
