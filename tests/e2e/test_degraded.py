@@ -42,6 +42,8 @@ def test_without_ollama_the_stream_is_extractive_too(offline_edge: httpx.Client)
 def test_embedding_down_makes_ready_name_it_and_fails_fast_without_half_writes(
     offline_system: BrunoSystem, offline_edge: httpx.Client
 ) -> None:
+    offline_edge.post("/api/v1/documents", json=DOC)
+    assert offline_edge.post("/api/v1/chat", json={"message": QUESTION}).status_code == 200
     offline_system.stop_service("embedding")
     try:
         ready = offline_edge.get("/ready")
@@ -49,7 +51,13 @@ def test_embedding_down_makes_ready_name_it_and_fails_fast_without_half_writes(
         assert ready.headers["content-type"].startswith("application/problem+json")
         assert "embedding" in ready.json()["detail"]
 
-        chat = offline_edge.post("/api/v1/chat", json={"message": QUESTION})
+        # A question asked before still finds its passages: retrieval kept its vector.
+        again = offline_edge.post("/api/v1/chat", json={"message": QUESTION})
+        assert again.status_code == 200, again.text
+        assert again.json()["citations"][0]["document_id"] == DOC["id"]
+
+        # A new one needs the model, and fails fast naming what is missing.
+        chat = offline_edge.post("/api/v1/chat", json={"message": "Which port does CoreDNS use?"})
         assert chat.status_code == 503
         assert chat.headers["content-type"].startswith("application/problem+json")
         assert "embedding" in chat.json()["detail"]
