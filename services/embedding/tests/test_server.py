@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING
@@ -21,6 +20,7 @@ from bruno_embedding.embedders import Embedder, EmbedderInfo, InputType
 from bruno_embedding.onnx_embedder import OnnxMiniLMEmbedder
 from bruno_embedding.server import EMBEDDING_SERVICE, create_server
 from bruno_testing.ollama_standin import OllamaStandIn
+from bruno_testing.system import free_port as pick_free_port
 
 if TYPE_CHECKING:
     from bruno.embedding.v1.embedding_pb2_grpc import EmbeddingServiceAsyncStub as Stub
@@ -176,10 +176,7 @@ async def test_an_unexpected_failure_is_internal_without_its_details() -> None:
 
 @pytest.fixture
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
+    return pick_free_port()
 
 
 async def test_the_process_serves_until_sigterm_then_exits_cleanly(free_port: int) -> None:

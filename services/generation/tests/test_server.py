@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -21,6 +20,7 @@ from bruno_generation.prompting import SYSTEM_PROMPT
 from bruno_generation.server import SERVICE, GenerationServicer, create_server
 from bruno_generation.server import serve as serve_until_stopped
 from bruno_testing.ollama_standin import OllamaStandIn
+from bruno_testing.system import free_port as pick_free_port
 
 if TYPE_CHECKING:  # the async stub type exists for type checkers only
     Stub = generation_pb2_grpc.GenerationServiceAsyncStub
@@ -489,10 +489,7 @@ async def test_the_model_list_and_its_context_length_are_cached_between_info_cal
 
 @pytest.fixture
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
+    return pick_free_port()
 
 
 async def test_sigterm_drains_the_server_then_closes_the_connections_to_ollama(

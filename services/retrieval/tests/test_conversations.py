@@ -241,13 +241,19 @@ async def test_a_new_store_indexes_conversation_ids(tmp_path: Path) -> None:
     assert stats.index_type == "BTREE"
 
 
-async def test_a_table_without_the_index_gets_it_over_its_rows_on_open(tmp_path: Path) -> None:
+async def three_conversations_without_id_index(tmp_path: Path) -> str:
+    """A database of three one-turn conversations, as a version without the index left it."""
     uri = str(tmp_path / "db")
     first = await ConversationStore.open(uri, max_turns=4)
     for n in range(3):
         await first.append(f"c{n}", [user(f"first {n}")], create=True)
     first.close()
     await drop_id_index(uri)
+    return uri
+
+
+async def test_a_table_without_the_index_gets_it_over_its_rows_on_open(tmp_path: Path) -> None:
+    uri = await three_conversations_without_id_index(tmp_path)
     assert await id_index_stats(uri) is None
 
     (await ConversationStore.open(uri, max_turns=4)).close()
@@ -258,12 +264,7 @@ async def test_a_table_without_the_index_gets_it_over_its_rows_on_open(tmp_path:
 
 
 async def test_turns_written_after_the_index_was_built_are_found(tmp_path: Path) -> None:
-    uri = str(tmp_path / "db")
-    first = await ConversationStore.open(uri, max_turns=4)
-    for n in range(3):
-        await first.append(f"c{n}", [user(f"first {n}")], create=True)
-    first.close()
-    await drop_id_index(uri)
+    uri = await three_conversations_without_id_index(tmp_path)
     store = await ConversationStore.open(uri, max_turns=4)  # indexes the three rows
 
     await store.append("c1", [user("later")])
