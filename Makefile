@@ -55,7 +55,7 @@ bench-chat: sync ## Benchmark chat latency through the stack beside direct Ollam
 bench-retrieval: sync ## Benchmark search quality, latency, ANN recall and ingestion (docs/benchmarks.md; BENCH_ARGS=--skip-100k)
 	$(RUN) python benchmarks/retrieval.py $(BENCH_ARGS)
 
-bench-chunking: sync ## Benchmark search quality per chunk size / overlap on Cranfield (BENCH_ARGS=--settings 200/40,300/60)
+bench-chunking: sync ## Benchmark search quality per chunk size / overlap on Cranfield (BENCH_ARGS=--settings 200/20,300/60)
 	$(RUN) python benchmarks/chunking.py $(BENCH_ARGS)
 
 clean: ## Remove caches and the local LanceDB data

@@ -51,8 +51,9 @@ from bruno_retrieval.chunking import chunk_text
 from bruno_retrieval.config import RetrievalSettings
 from bruno_retrieval.store import Fusion, FusionConfig, KnowledgeStore, SearchHit, SearchMode
 
-DEFAULT_SETTINGS = "100/20,150/30,200/40,200/0,300/60,400/80"
-BASELINE = (200, 40)  # the service default the differences are measured against
+DEFAULT_SETTINGS = "100/20,150/30,200/40,200/20,200/0,300/60,400/80"
+# The service default the differences are measured against.
+BASELINE = (RetrievalSettings().chunk_size_tokens, RetrievalSettings().chunk_overlap_tokens)
 TOP_K = 50  # chunks asked for per search (the service's max_top_k)
 INGEST_CONCURRENCY = 16
 MODES = (SearchMode.HYBRID, SearchMode.VECTOR, SearchMode.TEXT)

@@ -99,12 +99,21 @@ names = sorted(
      if (p.is_dir() and (p / "__init__.py").exists()) or p.suffix == ".py"}
     - skip
 )
+# Namespace packages (google, opentelemetry: no __init__.py of their own) hold the packages
+# that matter (google.protobuf, opentelemetry.sdk): each such directory's child packages.
+names += sorted(
+    f"{ns.name}.{child.name}"
+    for ns in site.iterdir()
+    if ns.is_dir() and ns.name.isidentifier() and not (ns / "__init__.py").exists()
+    for child in ns.iterdir()
+    if child.is_dir() and (child / "__init__.py").exists()
+)
 for name in names:
     importlib.import_module(name)
 if "pyarrow" in names:  # the pyarrow modules lancedb loads lazily
     for name in ("pyarrow.compute", "pyarrow.dataset", "pyarrow.fs", "pyarrow.parquet"):
         importlib.import_module(name)
-print(f"prune-venv: {len(names)} top-level modules import", file=sys.stderr)
+print(f"prune-venv: {len(names)} top-level and namespace packages import", file=sys.stderr)
 PY
 after=$(du -sk "$venv" | cut -f1)
 echo "prune-venv: $venv $((before / 1024)) MB -> $((after / 1024)) MB" >&2

@@ -288,6 +288,20 @@ def test_pruning_fails_when_a_package_no_longer_imports(tmp_path: Path) -> None:
     assert "No module named 'pkg.tests'" in result.stderr
 
 
+def test_pruning_imports_the_packages_inside_namespace_packages_too(tmp_path: Path) -> None:
+    # `google` has no __init__.py of its own; google.protobuf is what gRPC needs.
+    files = {
+        "ns/lib/__init__.py": "from ns.lib.tests import helpers\n",
+        "ns/lib/tests/helpers.py": "",
+    }
+    venv, _ = _fake_venv(tmp_path, files)
+
+    result = subprocess.run([str(PRUNE_SCRIPT), str(venv)], capture_output=True, text=True)
+
+    assert result.returncode != 0
+    assert "No module named 'ns.lib.tests'" in result.stderr
+
+
 def test_builder_installs_the_staging_script_the_build_stages_call() -> None:
     copies = STAGES["builder"].all("COPY")
 

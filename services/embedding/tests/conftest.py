@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from bruno_embedding.onnx_embedder import OnnxMiniLMEmbedder
 from bruno_testing.ollama_standin import OllamaStandIn
+from bruno_testing.system import free_port
 
 
 @pytest.fixture
@@ -28,10 +28,7 @@ async def ollama() -> AsyncIterator[OllamaStandIn]:
 @pytest.fixture
 def closed_port_url() -> str:
     """An address where nothing listens (a port just released by the OS)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{free_port()}"
 
 
 @pytest.fixture(scope="session")

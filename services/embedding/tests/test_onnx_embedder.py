@@ -148,6 +148,7 @@ def test_length_groups_cover_every_text_once_and_bound_the_padding(lengths: list
 
 
 def test_texts_of_similar_length_stay_one_call_and_outliers_get_their_own() -> None:
+    assert length_groups(np.array([], dtype=np.int64)) == []
     assert len(length_groups(np.array([20, 21, 19, 22, 20], dtype=np.int64))) == 1
     groups = length_groups(np.array([12] * 31 + [256], dtype=np.int64))
     assert [len(group) for group in groups] == [31, 1]

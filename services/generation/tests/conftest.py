@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
 
 import pytest
 
 from bruno.generation.v1 import generation_pb2
 from bruno_testing.ollama_standin import OllamaStandIn
+from bruno_testing.system import free_port
 
 PASSAGES = [
     generation_pb2.Passage(
@@ -47,7 +47,4 @@ async def ollama() -> AsyncIterator[OllamaStandIn]:
 @pytest.fixture
 def dead_ollama_url() -> str:
     """An address where nothing listens: the port was free a moment ago and is closed again."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{free_port()}"

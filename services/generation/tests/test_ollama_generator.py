@@ -9,6 +9,7 @@ import pytest
 
 from bruno.generation.v1 import generation_pb2
 from bruno_core.errors import Unavailable
+from bruno_generation import ollama_generator
 from bruno_generation.answer import Finished
 from bruno_generation.ollama_generator import ModelNotFound, OllamaGenerator, OllamaUnreachable
 from bruno_generation.prompting import ChatTurn, build_messages
@@ -170,6 +171,24 @@ async def test_a_failed_look_up_is_retried_so_a_model_pulled_later_is_measured(
     ollama.models.append("qwen3")
 
     assert await generator.context_window("qwen3") == 1024
+
+
+async def test_concurrent_answers_share_one_look_up_and_the_memory_is_bounded(
+    ollama: OllamaStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ollama.context_length = 2048
+    generator = OllamaGenerator(host=ollama.url, options={"num_ctx": 8192})
+
+    windows = await asyncio.gather(*(generator.context_window("llama3.2") for _ in range(8)))
+
+    assert windows == [2048] * 8
+    assert [r.path for r in ollama.requests] == ["/api/show"]
+
+    monkeypatch.setattr(ollama_generator, "SHOW_CACHE_MODELS", 2)
+    for name in ("a", "b", "c"):  # made-up names, as a client may send them
+        await generator.trained_context_length(name)
+    await generator.trained_context_length("llama3.2")  # forgotten: looked up again
+    assert [r.path for r in ollama.requests].count("/api/show") == 5
 
 
 async def test_without_num_ctx_there_is_no_window_to_budget(ollama: OllamaStandIn) -> None:

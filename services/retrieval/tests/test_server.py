@@ -546,3 +546,23 @@ async def test_the_query_cache_keeps_the_most_recently_used_and_can_be_off(
     finally:
         await small.close()
         await off.close()
+
+
+async def test_one_call_never_mixes_cached_vectors_with_a_new_models(services: Services) -> None:
+    address = f"127.0.0.1:{services.embedding_server.port}"
+    client = EmbeddingClient(create_channel(address, timeout_seconds=5), query_cache_size=8)
+    query = embedding_pb2.INPUT_TYPE_QUERY
+    try:
+        [old] = await client.embed(["cached"], query)
+        services.embedding.model = "another-model"
+        services.embedding.embedder.calls.clear()
+
+        # "cached" is a hit, "new" is not, and the answer for "new" names another model.
+        vectors = await client.embed(["cached", "new"], query)
+
+        assert await client.model() == "another-model"
+        assert query_texts(services.embedding) == ["new", "cached", "new"]  # all re-embedded
+        assert len(vectors) == 2
+        assert vectors[0] == old  # the hash model embeds alike under either name
+    finally:
+        await client.close()

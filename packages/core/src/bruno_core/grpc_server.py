@@ -171,6 +171,8 @@ class GrpcServer:
         try:
             await self._stopping.wait()
         finally:
-            await self.stop()
-            if on_stop is not None:
-                await on_stop()
+            try:
+                await self.stop()
+            finally:  # resources are released even when the drain fails
+                if on_stop is not None:
+                    await on_stop()

@@ -72,6 +72,8 @@ def length_groups(
     requests arrive in any order). Sorted by length, a group ends where adding the next text
     would make padding more than ``max_padding`` of the group's positions; texts of similar
     length stay one call, so short queries are not split into many small ones."""
+    if len(lengths) == 0:
+        return []
     order = np.argsort(lengths, kind="stable")
     groups: list[npt.NDArray[np.intp]] = []
     start, tokens = 0, 0

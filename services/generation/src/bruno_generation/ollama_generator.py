@@ -36,6 +36,9 @@ TAGS_CACHE_SECONDS = 5.0
 # A model's trained context length is known for good once read; a failed look-up (Ollama
 # down, model not pulled yet) is worth retrying, but not on every answer.
 SHOW_RETRY_SECONDS = 5.0
+# Models whose context length is remembered: the model name comes from the request (the
+# OpenAI `model` field), so the memory is bounded; the oldest look-up is forgotten first.
+SHOW_CACHE_MODELS = 64
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +73,9 @@ class OllamaGenerator:
         self._tags_lock = asyncio.Lock()
         # Canonical model name -> (when looked up, trained context length or None).
         self._trained: dict[str, tuple[float, int | None]] = {}
-        self._show_lock = asyncio.Lock()
+        # Look-ups in flight, one per model: concurrent answers share it, other models never
+        # wait for it.
+        self._showing: dict[str, asyncio.Future[int | None]] = {}
         self._show_retry_seconds = show_retry_seconds
         self._client: AsyncClient | None = None
 
@@ -133,16 +138,27 @@ class OllamaGenerator:
     async def trained_context_length(self, model: str) -> int | None:
         """The context length ``model`` was trained for, or ``None`` when Ollama cannot say."""
         key = _canonical(model)
-        async with self._show_lock:
-            cached = self._trained.get(key)
-            now = time.monotonic()
-            if cached is None or (
-                cached[1] is None and now - cached[0] >= self._show_retry_seconds
-            ):
-                cached = (now, await self._show_context_length(model))
-                self._trained[key] = cached
-                self._note_small_context(model, cached[1])
+        cached = self._trained.get(key)
+        if cached is not None and (
+            cached[1] is not None or time.monotonic() - cached[0] < self._show_retry_seconds
+        ):
             return cached[1]
+        pending = self._showing.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self._look_up(model, key))
+            self._showing[key] = pending
+            pending.add_done_callback(lambda _: self._showing.pop(key, None))
+        # Shielded: one caller giving up must not cancel the look-up the others wait for.
+        return await asyncio.shield(pending)
+
+    async def _look_up(self, model: str, key: str) -> int | None:
+        trained = await self._show_context_length(model)
+        self._trained.pop(key, None)  # re-inserted last: the dict's order is look-up order
+        self._trained[key] = (time.monotonic(), trained)
+        while len(self._trained) > SHOW_CACHE_MODELS:
+            del self._trained[next(iter(self._trained))]
+        self._note_small_context(model, trained)
+        return trained
 
     def _note_small_context(self, model: str, trained: int | None) -> None:
         configured = self.options.get("num_ctx")

@@ -67,6 +67,7 @@ class EmbeddingClient:
         # Least recently used last out; float32 rows, a quarter of the size of float lists.
         self._query_cache: OrderedDict[str, npt.NDArray[np.float32]] = OrderedDict()
         self._query_cache_size = query_cache_size
+        self._cache_epoch = 0  # counts the cache's emptyings (model changes)
 
     @classmethod
     def from_settings(cls, settings: RetrievalSettings) -> EmbeddingClient:
@@ -122,12 +123,16 @@ class EmbeddingClient:
         The cache belongs to the model that made its vectors: an answer naming another model
         empties it (:meth:`_embed_batch`), so a vector never outlives the model it came from
         past that model's first new answer."""
-        cache = self._query_cache
+        cache, epoch = self._query_cache, self._cache_epoch
         # Taken before any await: a concurrent call may evict or clear entries meanwhile.
         known = {text: cache[text] for text in texts if text in cache}
         missing = [text for text in dict.fromkeys(texts) if text not in known]
         if missing:
             fresh = await self._embed_unqueued(missing, embedding_pb2.INPUT_TYPE_QUERY)
+            if known and self._cache_epoch != epoch:
+                # The model changed meanwhile: the cached vectors are the old model's, and
+                # the answer must not mix the two. The cache is empty now: embed them all.
+                return await self._embed_queries(texts)
             known.update(
                 (text, np.asarray(vector, dtype=np.float32))
                 for text, vector in zip(missing, fresh, strict=True)
@@ -178,6 +183,7 @@ class EmbeddingClient:
         if response.model and response.model != self._model:
             if self._model:
                 self._query_cache.clear()  # vectors of the previous model
+                self._cache_epoch += 1
             self._model = response.model
         return [list(vector.values) for vector in response.vectors]
 

@@ -152,11 +152,14 @@ class AnnConfig:
     def refine_for(self, limit: int, top_k: int) -> int:
         """The refine factor for a query of ``limit`` rows of which ``top_k`` are answered.
 
-        Hybrid search asks the vector leg for more candidates than it answers; re-ranking
-        ``refine_factor`` x *candidates* rows by exact distance would multiply the rows read
-        (the slowest part of an ANN query) for ranks nobody sees. The pool stays
-        ``refine_factor`` x top_k, so the top_k come out exactly as a plain vector search's
-        would, and the extra candidates are ordered by exact distance within that pool."""
+        Hybrid search asks the vector leg for more candidates than it answers (40 for a top 10)
+        so the fusion can weigh them; re-ranking ``refine_factor`` x *candidates* rows by exact
+        distance (400) would multiply the rows read, the slowest part of an ANN query. The pool
+        is ``refine_factor`` x top_k rounded up to a multiple of ``limit`` (120), so the top_k
+        come out as a plain vector search's would and the other candidates are ordered by exact
+        distance within it. Measured at 100,000 chunks: the fused top 10 equal an exact-vector
+        hybrid's for every probe with either pool (docs/benchmarks.md).
+        """
         return max(1, -(-self.refine_factor * top_k // limit))
 
 
