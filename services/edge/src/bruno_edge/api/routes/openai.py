@@ -117,7 +117,7 @@ async def chat_completions(
     try:
         question, history = _split(body.messages, settings)
     except _BadParam as error:
-        return openai_error(400, error.detail, param=error.param)
+        return openai_error(400, error.detail, param=error.param, code=openai_code(error))
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     turn = await chat.prepare_stateless(
         question, history, model=_model_for(body.model), conversation_id=completion_id
