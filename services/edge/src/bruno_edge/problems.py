@@ -21,7 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from bruno_core import BrunoError, Internal, InvalidInput, Unauthenticated
+from bruno_core import BrunoError, Internal, InvalidInput
 from bruno_core.errors import PROBLEM_CONTENT_TYPE
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,14 @@ class ProblemException(StarletteHTTPException):
         self.error = error
 
 
+def _with_challenge(status: int, headers: Mapping[str, str] | None) -> dict[str, str]:
+    """``headers``, plus the ``WWW-Authenticate`` challenge every 401 must carry (RFC 9110)."""
+    all_headers = dict(headers or {})
+    if status == HTTPStatus.UNAUTHORIZED:
+        all_headers.setdefault("WWW-Authenticate", "Bearer")
+    return all_headers
+
+
 def speaks_openai(path: str) -> bool:
     """Whether errors on ``path`` are OpenAI error objects rather than problem documents."""
     return path == OPENAI_PREFIX or path.startswith(OPENAI_PREFIX + "/")
@@ -63,11 +71,11 @@ def problem_response(
     body = error.problem()
     if extra:
         body.update(extra)
-    all_headers = dict(headers or {})
-    if isinstance(error, Unauthenticated):
-        all_headers.setdefault("WWW-Authenticate", "Bearer")
     return JSONResponse(
-        body, status_code=error.http_status, headers=all_headers, media_type=PROBLEM_CONTENT_TYPE
+        body,
+        status_code=error.http_status,
+        headers=_with_challenge(error.http_status, headers),
+        media_type=PROBLEM_CONTENT_TYPE,
     )
 
 
@@ -96,11 +104,10 @@ def openai_error(
     headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     """An OpenAI-shaped error response (422 becomes 400, as OpenAI answers)."""
-    all_headers = dict(headers or {})
-    if status == HTTPStatus.UNAUTHORIZED:
-        all_headers.setdefault("WWW-Authenticate", "Bearer")
     body = openai_error_body(status, message, param=param, code=code)
-    return JSONResponse(body, status_code=_openai_status(status), headers=all_headers)
+    return JSONResponse(
+        body, status_code=_openai_status(status), headers=_with_challenge(status, headers)
+    )
 
 
 def openai_code(error: BrunoError) -> str:
@@ -167,14 +174,14 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         return error_response(path, exc.error, headers=exc.headers)
     status = HTTPStatus(exc.status_code)
     detail = exc.detail if exc.detail != status.phrase else _default_detail(request, status)
-    headers = dict(exc.headers or {})
     if speaks_openai(path):
-        return openai_error(status.value, detail, code=status.name.lower(), headers=headers)
+        return openai_error(status.value, detail, code=status.name.lower(), headers=exc.headers)
     body = {"type": "about:blank", "title": status.phrase, "status": status.value, "detail": detail}
-    if status is HTTPStatus.UNAUTHORIZED:
-        headers.setdefault("WWW-Authenticate", "Bearer")
     return JSONResponse(
-        body, status_code=status.value, headers=headers, media_type=PROBLEM_CONTENT_TYPE
+        body,
+        status_code=status.value,
+        headers=_with_challenge(status.value, exc.headers),
+        media_type=PROBLEM_CONTENT_TYPE,
     )
 
 
