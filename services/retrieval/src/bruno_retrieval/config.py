@@ -12,6 +12,7 @@ from bruno_core.settings import (
     MIB,
     GrpcServerSettings,
 )
+from bruno_retrieval.chunking import DEFAULT_OVERLAP_TOKENS, DEFAULT_SIZE_TOKENS
 
 
 class RetrievalSettings(GrpcServerSettings):
@@ -28,12 +29,9 @@ class RetrievalSettings(GrpcServerSettings):
     # A local directory by default; object-store URIs (s3://bucket/prefix) are passed to
     # LanceDB unchanged so several readers can share one knowledge base.
     lancedb_uri: str = "data/lancedb"
-    # Chosen by measurement (`make bench-chunking`, docs/benchmarks.md): 100 and 150 lose
-    # quality on Cranfield, 300+ overrun the 256 word pieces all-MiniLM-L6-v2 reads and lose it
-    # on long documents; overlap 0, 20 and 40 are level within noise, and 20 keeps a sentence
-    # cut at a boundary whole in one chunk at 11% fewer chunks than 40.
-    chunk_size_tokens: int = Field(default=200, ge=16, le=8192)
-    chunk_overlap_tokens: int = Field(default=20, ge=0)
+    # Defaults chosen by measurement: see bruno_retrieval.chunking.
+    chunk_size_tokens: int = Field(default=DEFAULT_SIZE_TOKENS, ge=16, le=8192)
+    chunk_overlap_tokens: int = Field(default=DEFAULT_OVERLAP_TOKENS, ge=0)
     max_document_bytes: int = Field(default=2 * MIB, ge=1)
     default_top_k: int = Field(default=5, ge=1)
     max_top_k: int = Field(default=50, ge=1)

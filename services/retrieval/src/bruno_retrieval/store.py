@@ -44,7 +44,12 @@ from lancedb.query import ColumnOrdering
 
 from bruno.embedding.v1 import embedding_pb2
 from bruno_core import Conflict, Internal, InvalidInput, NotFound
-from bruno_retrieval.chunking import Chunk, chunk_text
+from bruno_retrieval.chunking import (
+    DEFAULT_OVERLAP_TOKENS,
+    DEFAULT_SIZE_TOKENS,
+    Chunk,
+    chunk_text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -351,8 +356,8 @@ class KnowledgeStore:
         embedder: Embedder,
         catalog: Any,
         *,
-        chunk_size_tokens: int = 200,
-        chunk_overlap_tokens: int = 20,
+        chunk_size_tokens: int = DEFAULT_SIZE_TOKENS,
+        chunk_overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
         fusion: FusionConfig | None = None,
         ann: AnnConfig | None = None,
     ) -> None:
@@ -382,8 +387,8 @@ class KnowledgeStore:
         uri: str,
         embedder: Embedder,
         *,
-        chunk_size_tokens: int = 200,
-        chunk_overlap_tokens: int = 20,
+        chunk_size_tokens: int = DEFAULT_SIZE_TOKENS,
+        chunk_overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
         fusion: FusionConfig | None = None,
         ann: AnnConfig | None = None,
         read_consistency_interval: timedelta | None = None,
