@@ -96,9 +96,9 @@ class EmbeddingClient:
             return []
         if input_type == embedding_pb2.INPUT_TYPE_QUERY and self._query_cache_size:
             return await self._embed_queries(texts)
-        batch_size = (await self.info()).max_batch_size or _FALLBACK_BATCH_SIZE
         if input_type != embedding_pb2.INPUT_TYPE_DOCUMENT:
             return await self._embed_unqueued(texts, input_type)
+        batch_size = (await self.info()).max_batch_size or _FALLBACK_BATCH_SIZE
         job = _Job([None] * len(texts), asyncio.get_running_loop().create_future(), len(texts))
         self._queue.extend(_Item(text, job, index) for index, text in enumerate(texts))
         while len(self._dispatchers) < _MAX_IN_FLIGHT:
