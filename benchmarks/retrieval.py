@@ -1,13 +1,14 @@
 """Retrieval benchmark: quality per search mode and fusion, latency, ANN recall, ingest throughput.
 
-    uv run python benchmarks/retrieval.py [--skip-100k] [--cranfield DIR]
+    uv run python benchmarks/retrieval.py [--skip-100k] [--ann-index KIND] [--cranfield DIR]
 
 Runs the real services (embedding with the bundled ONNX MiniLM, retrieval, edge) as processes
 on loopback, in one run:
 
 1. builds a 100,000-chunk synthetic collection (clustered random vectors, words drawn from the
-   Cranfield vocabulary) straight through the knowledge store, measures the ANN index's
-   recall@10 against exact search for a few nprobes / refine factors;
+   Cranfield vocabulary) straight through the knowledge store, builds the ANN index
+   (``--ann-index``, default the service's), measures its recall@10 against exact search for
+   a few search settings (ef for HNSW-SQ; nprobes / refine factor for IVF-PQ);
 2. measures the model's raw throughput on the Cranfield chunks (in-process, batches of 32);
 3. ingests Cranfield through ``POST /api/v1/documents`` and reports chunks per second, then
    measures the raw throughput again (the machine's load may change meanwhile: the ratio is
@@ -49,6 +50,7 @@ from bruno_retrieval.chunking import chunk_text
 from bruno_retrieval.config import RetrievalSettings
 from bruno_retrieval.store import (
     AnnConfig,
+    AnnIndex,
     Fusion,
     FusionConfig,
     KnowledgeStore,
@@ -213,15 +215,32 @@ class SyntheticEmbedder:
         return MODEL_NAME
 
 
-async def build_synthetic(lancedb_dir: Path, vocabulary: list[str]) -> dict[str, object]:
+def ann_sweep(index: AnnIndex) -> list[tuple[str, AnnConfig]]:
+    """The search settings whose recall the benchmark measures for an index of this kind."""
+    if index is AnnIndex.HNSW_SQ:
+        return [(f"ef {ef}", AnnConfig(index=index, ef=ef)) for ef in (10, 40, 80, 160)]
+    return [
+        (
+            f"nprobes {nprobes}, refine {refine}",
+            AnnConfig(index=index, nprobes=nprobes, refine_factor=refine),
+        )
+        for nprobes in (10, 20, 40)
+        for refine in (1, 5, 10)
+    ]
+
+
+async def build_synthetic(
+    lancedb_dir: Path, vocabulary: list[str], index: AnnIndex
+) -> dict[str, object]:
     embedder = SyntheticEmbedder()
-    # Each synthetic chunk is one ~40-word paragraph; 100 per document.
+    # Each synthetic chunk is one ~40-word paragraph; 100 per document. The index is built
+    # once, after loading, and timed (min_rows 0: none in the background meanwhile).
     store = await KnowledgeStore.open(
         str(lancedb_dir),
         embedder,
         chunk_size_tokens=48,
         chunk_overlap_tokens=0,
-        ann=AnnConfig(min_rows=SYNTHETIC_CHUNKS),
+        ann=AnnConfig(min_rows=0, index=index),
     )
     rng = random.Random(11)  # noqa: S311 - synthetic text, not secrets
     per_document = 100
@@ -240,9 +259,7 @@ async def build_synthetic(lancedb_dir: Path, vocabulary: list[str]) -> dict[str,
     info = await store.collection_info(SYNTHETIC)
     table = await store._open(store._entries[SYNTHETIC])
     await table.optimize()
-    indices = await table.list_indices()
-    if not any(index.columns == ["vector"] for index in indices):
-        await store._build_vector_index(table)
+    await store._build_vector_index(table)
     index_seconds = time.perf_counter() - started
 
     # Recall@10 of the ANN index against exact search, for queries near stored vectors.
@@ -262,25 +279,18 @@ async def build_synthetic(lancedb_dir: Path, vocabulary: list[str]) -> dict[str,
         )
         exact_ms.append((time.perf_counter() - t0) * 1000)
         exact_ids.append(set(rows.column("chunk_id").to_pylist()))
-    recall: dict[tuple[int, int], tuple[float, float]] = {}
-    for nprobes in (10, 20, 40):
-        for refine in (1, 5, 10):
-            found, times = 0, []
-            for vector, truth in zip(probes, exact_ids, strict=True):
-                t0 = time.perf_counter()
-                rows = await (
-                    table.query()
-                    .nearest_to(vector)
-                    .distance_type("cosine")
-                    .nprobes(nprobes)
-                    .refine_factor(refine)
-                    .select(["chunk_id", "_distance"])
-                    .limit(10)
-                    .to_arrow()
-                )
-                times.append((time.perf_counter() - t0) * 1000)
-                found += len(truth & set(rows.column("chunk_id").to_pylist()))
-            recall[(nprobes, refine)] = (found / (10 * len(probes)), statistics.median(times))
+    # Each setting searches the way the service does (AnnConfig.tune), top 10.
+    recall: dict[str, tuple[float, float]] = {}
+    for label, config in ann_sweep(index):
+        found, times = 0, []
+        for vector, truth in zip(probes, exact_ids, strict=True):
+            query = table.query().nearest_to(vector).distance_type("cosine")
+            query = config.tune(query, index, 10, 10).select(["chunk_id", "_distance"])
+            t0 = time.perf_counter()
+            rows = await query.limit(10).to_arrow()
+            times.append((time.perf_counter() - t0) * 1000)
+            found += len(truth & set(rows.column("chunk_id").to_pylist()))
+        recall[label] = (found / (10 * len(probes)), statistics.median(times))
     store.close()
     return {
         "chunks": info.chunks,
@@ -402,15 +412,22 @@ def _as_hit(hit: retrieval_pb2.SearchHit) -> SearchHit:
     )
 
 
+MODES = {
+    "text": retrieval_pb2.SEARCH_MODE_TEXT,
+    "vector": retrieval_pb2.SEARCH_MODE_VECTOR,
+    "hybrid": retrieval_pb2.SEARCH_MODE_HYBRID,
+}
+
+
 async def latency(
-    stub: retrieval_pb2_grpc.RetrievalServiceAsyncStub, collection: str, queries: list[str]
+    stub: retrieval_pb2_grpc.RetrievalServiceAsyncStub,
+    collection: str,
+    queries: list[str],
+    modes: Sequence[str] = tuple(MODES),
 ) -> dict[str, tuple[float, float]]:
     result = {}
-    for mode, name in (
-        (retrieval_pb2.SEARCH_MODE_TEXT, "text"),
-        (retrieval_pb2.SEARCH_MODE_VECTOR, "vector"),
-        (retrieval_pb2.SEARCH_MODE_HYBRID, "hybrid"),
-    ):
+    for name in modes:
+        mode = MODES[name]
         times = []
         for i in range(LATENCY_SEARCHES + 10):
             request = retrieval_pb2.SearchRequest(
@@ -432,8 +449,14 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cranfield", type=Path, default=DEFAULT_CRANFIELD)
     parser.add_argument("--skip-100k", action="store_true", help="skip the 100,000-chunk part")
+    parser.add_argument(
+        "--ann-index",
+        choices=[index.value for index in AnnIndex],
+        help="the index built over the 100,000 chunks (default: BRUNO_ANN_INDEX's)",
+    )
     args = parser.parse_args()
     settings = RetrievalSettings()
+    ann_index = AnnIndex(args.ann_index or settings.ann_index)
     cranfield = load_cranfield(args.cranfield)
     paraphrase = load_paraphrase(PARAPHRASE)
     began = time.perf_counter()
@@ -445,15 +468,18 @@ async def main() -> None:
     print(
         f"chunking: {settings.chunk_size_tokens} tokens, overlap {settings.chunk_overlap_tokens}; "
         f"hybrid default: {settings.hybrid_fusion} w_vec={settings.hybrid_vector_weight}; "
-        f"ANN past {settings.ann_min_rows} chunks, nprobes {settings.ann_nprobes}, "
-        f"refine {settings.ann_refine_factor}\n"
+        f"ANN past {settings.ann_min_rows} chunks: {ann_index} at 100k, "
+        f"nprobes {settings.ann_nprobes}, ef {settings.ann_ef}, "
+        f"refine {settings.ann_refine_factor} (IVF-PQ)\n"
     )
     with tempfile.TemporaryDirectory(prefix="bruno-bench-") as tmp:
         workdir = Path(tmp)
         synthetic: dict[str, object] | None = None
         if not args.skip_100k:
             words = " ".join(d["text"].lower() for d in cranfield.documents)
-            synthetic = await build_synthetic(workdir / "lancedb", re.findall(r"[a-z]{3,}", words))
+            synthetic = await build_synthetic(
+                workdir / "lancedb", re.findall(r"[a-z]{3,}", words), ann_index
+            )
             print(
                 f"synthetic: {synthetic['chunks']} chunks loaded in "
                 f"{synthetic['load_seconds']:.0f} s, "
@@ -487,6 +513,17 @@ async def main() -> None:
             small = await latency(stub, "cranfield", cranfield.queries)
             large = await latency(stub, SYNTHETIC, cranfield.queries) if synthetic else None
             await channel.close()
+        cached: dict[str, tuple[float, float]] = {}
+        if synthetic:
+            # The same hybrid searches with the query vectors already cached: the search
+            # without the model, to tell the model's share of the latency from the rest's.
+            env["BRUNO_QUERY_CACHE_SIZE"] = str(LATENCY_SEARCHES + 10)
+            with BrunoSystem(workdir, ollama_host="http://127.0.0.1:9", env=env) as system:
+                channel = grpc.aio.insecure_channel(f"127.0.0.1:{system.ports['retrieval']}")
+                stub = retrieval_pb2_grpc.RetrievalServiceStub(channel)
+                await latency(stub, SYNTHETIC, cranfield.queries, ["vector"])  # fills the cache
+                cached = await latency(stub, SYNTHETIC, cranfield.queries, ["vector", "hybrid"])
+                await channel.close()
 
     print("## Quality (nDCG@10 | recall@10 | MRR@10; chunks deduplicated to documents)\n")
     names = list(results["Cranfield"])
@@ -518,19 +555,24 @@ async def main() -> None:
     for mode in ("text", "vector", "hybrid"):
         at_large = f"{large[mode][0]:.1f} / {large[mode][1]:.1f}" if large else "skipped"
         print(f"| {mode} | {small[mode][0]:.1f} / {small[mode][1]:.1f} | {at_large} |")
+    for mode, (p50, p95) in cached.items():
+        print(f"| {mode}, query vector cached (no model call) | | {p50:.1f} / {p95:.1f} |")
     if synthetic:
         recall = synthetic["recall"]
         if not isinstance(recall, dict):
             raise TypeError("recall")
-        print(f"\n## ANN (IVF-PQ) recall@10 against exact search at {synthetic['chunks']} chunks\n")
+        print(
+            f"\n## ANN ({ann_index}) recall@10 against exact search at "
+            f"{synthetic['chunks']} chunks\n"
+        )
         print(
             f"exact search: {synthetic['exact_ms']:.1f} ms median; index build "
             f"{synthetic['index_seconds']:.0f} s\n"
         )
-        print("| nprobes | refine factor | recall@10 | median ms |")
-        print("|---|---|---|---|")
-        for (nprobes, refine), (value, ms) in recall.items():
-            print(f"| {nprobes} | {refine} | {value:.3f} | {ms:.1f} |")
+        print("| search setting | recall@10 | median ms |")
+        print("|---|---|---|")
+        for label, (value, ms) in recall.items():
+            print(f"| {label} | {value:.3f} | {ms:.1f} |")
 
     print("\n## Ingestion\n")
     print("| path | chunks/s |")

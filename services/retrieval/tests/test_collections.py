@@ -4,7 +4,7 @@ against a real LanceDB in tmp_path."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +17,7 @@ from bruno_core import Conflict, InvalidInput, NotFound
 from bruno_retrieval.store import (
     CATALOG_TABLE,
     AnnConfig,
+    AnnIndex,
     Fusion,
     FusionConfig,
     IngestOutcome,
@@ -351,40 +352,101 @@ async def test_the_same_document_ingested_twice_at_once_ends_as_one_version(
     assert len({hit.content_hash for hit in hits}) == 1
 
 
-@pytest.fixture
-async def indexed_store(tmp_path: Path, embedder: FakeEmbedder) -> AsyncIterator[KnowledgeStore]:
-    knowledge = await KnowledgeStore.open(
-        str(tmp_path / "lancedb"),
+INDEX_TYPES = {AnnIndex.HNSW_SQ: "IvfHnswSq", AnnIndex.IVF_PQ: "IvfPq"}
+
+
+async def open_indexed(path: Path, embedder: FakeEmbedder, index: AnnIndex) -> KnowledgeStore:
+    return await KnowledgeStore.open(
+        str(path / "lancedb"),
         embedder,
         chunk_size_tokens=16,
         chunk_overlap_tokens=0,
-        ann=AnnConfig(min_rows=300, nprobes=20, refine_factor=10),
+        ann=AnnConfig(min_rows=300, index=index, nprobes=20, refine_factor=10),
     )
-    yield knowledge
-    knowledge.close()
 
 
-async def test_past_the_threshold_the_vector_column_gets_an_index_in_the_background(
-    indexed_store: KnowledgeStore, tmp_path: Path
-) -> None:
+async def fill_past_threshold(store: KnowledgeStore) -> None:
     for n in range(40):
         text = "\n\n".join(
             f"Topic{n} paragraph {p} is about subject{n * 10 + p} and nothing else at all."
             for p in range(10)
         )
-        await indexed_store.ingest("default", text=text, document_id=f"d{n}")
-    await indexed_store.wait_for_background()
-    assert (await indexed_store.collection_info("default")).chunks >= 300
+        await store.ingest(
+            "default", text=text, document_id=f"d{n}", metadata={"parity": str(n % 2)}
+        )
+    await store.wait_for_background()
 
-    db = await lancedb.connect_async(str(tmp_path / "lancedb"))
+
+async def vector_index_type(path: Path) -> str:
+    db = await lancedb.connect_async(str(path / "lancedb"))
     table = await db.open_table("default")
-    assert any(index.columns == ["vector"] for index in await table.list_indices())
-    hits = (
-        await indexed_store.search("default", "topic17 subject175", top_k=3, mode=SearchMode.VECTOR)
-    ).hits
-    assert hits[0].document_id == "d17"
-    hybrid = (await indexed_store.search("default", "topic17 subject175", top_k=3)).hits
-    assert hybrid[0].document_id == "d17"
+    types = [i.index_type for i in await table.list_indices() if i.columns == ["vector"]]
+    return types[0] if types else ""
+
+
+@pytest.mark.parametrize("index", list(AnnIndex))
+async def test_past_the_threshold_the_vector_column_gets_the_configured_index(
+    index: AnnIndex, tmp_path: Path, embedder: FakeEmbedder
+) -> None:
+    store = await open_indexed(tmp_path, embedder, index)
+    try:
+        await fill_past_threshold(store)
+        assert (await store.collection_info("default")).chunks >= 300
+
+        assert await vector_index_type(tmp_path) == INDEX_TYPES[index]
+        query = "topic17 subject175"
+        for mode in (SearchMode.VECTOR, SearchMode.HYBRID):
+            hits = (await store.search("default", query, top_k=3, mode=mode)).hits
+            assert hits[0].document_id == "d17"
+        # Filters apply before ranking, however few rows pass: half of them, or one document.
+        even = await store.search("default", query, top_k=3, filters={"parity": "0"})
+        assert len(even.hits) == 3
+        assert all(hit.metadata["parity"] == "0" for hit in even.hits)
+        one = await store.search(
+            "default", query, top_k=3, mode=SearchMode.VECTOR, filters={"document_id": "d4"}
+        )
+        assert [hit.document_id for hit in one.hits] == ["d4"] * 3
+    finally:
+        store.close()
+
+
+async def test_a_table_indexed_under_another_setting_keeps_its_index_and_is_searched_with_it(
+    tmp_path: Path, embedder: FakeEmbedder
+) -> None:
+    first = await open_indexed(tmp_path, embedder, AnnIndex.IVF_PQ)
+    await fill_past_threshold(first)
+    first.close()
+
+    # Reopened with HNSW_SQ configured: the IVF-PQ index stays (no rebuild on open) and the
+    # search uses it as IVF-PQ (nprobes + exact re-ranking), finding the same best match.
+    reopened = await open_indexed(tmp_path, embedder, AnnIndex.HNSW_SQ)
+    try:
+        await reopened.ingest("default", text="One more paragraph.", document_id="late")
+        await reopened.wait_for_background()
+        hits = (await reopened.search("default", "topic17 subject175", top_k=3)).hits
+        assert hits[0].document_id == "d17"
+    finally:
+        reopened.close()
+    assert await vector_index_type(tmp_path) == "IvfPq"
+
+
+def test_an_hnsw_search_keeps_at_least_as_many_candidates_as_it_returns() -> None:
+    ann = AnnConfig(index=AnnIndex.HNSW_SQ, ef=80, nprobes=3)
+
+    class Query:
+        def __init__(self) -> None:
+            self.set: dict[str, int] = {}
+
+        def __getattr__(self, name: str) -> Callable[[int], Query]:
+            def setter(value: int) -> Query:
+                self.set[name] = value
+                return self
+
+            return setter
+
+    assert ann.tune(Query(), AnnIndex.HNSW_SQ, 40, 10).set == {"nprobes": 3, "ef": 80}
+    assert ann.tune(Query(), AnnIndex.HNSW_SQ, 200, 10).set == {"nprobes": 3, "ef": 200}
+    assert ann.tune(Query(), AnnIndex.IVF_PQ, 40, 10).set == {"nprobes": 3, "refine_factor": 3}
 
 
 @pytest.mark.parametrize(("limit", "top_k"), [(10, 10), (40, 10), (20, 5), (50, 50), (200, 3)])

@@ -41,9 +41,13 @@ class RetrievalSettings(GrpcServerSettings):
     # and the vector leg's share of the weight (the text leg gets the rest).
     hybrid_fusion: Literal["cosine", "rrf", "minmax", "zscore"] = "cosine"
     hybrid_vector_weight: float = Field(default=0.92, ge=0.0, le=1.0)
-    # Past this many chunks a collection's vectors get an IVF-PQ index, built in the
-    # background (0: never); searched with these nprobes / refine factor.
+    # Past this many chunks a collection's vectors get an approximate index, built in the
+    # background (0: never): hnsw_sq (searched keeping `ann_ef` candidates) or ivf_pq
+    # (smaller; searched re-ranking `ann_refine_factor` x top_k by exact distance), both over
+    # `ann_nprobes` partitions. Chosen by measurement: see bruno_retrieval.store.AnnConfig.
     ann_min_rows: int = Field(default=20_000, ge=0)
+    ann_index: Literal["hnsw_sq", "ivf_pq"] = "hnsw_sq"
+    ann_ef: int = Field(default=80, ge=1, le=10_000)
     ann_nprobes: int = Field(default=20, ge=1, le=4096)
     ann_refine_factor: int = Field(default=10, ge=1, le=1000)
     # Optional cross-encoder reranker with Hugging Face TEI's `POST /rerank` shape; off when

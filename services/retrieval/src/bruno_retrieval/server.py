@@ -30,6 +30,7 @@ from bruno_retrieval.embedding_client import EmbeddingClient
 from bruno_retrieval.rerank import HttpReranker
 from bruno_retrieval.store import (
     AnnConfig,
+    AnnIndex,
     CollectionInfo,
     DocumentSummary,
     Embedder,
@@ -311,6 +312,8 @@ async def create_server(
         fusion=FusionConfig(Fusion(settings.hybrid_fusion), settings.hybrid_vector_weight),
         ann=AnnConfig(
             min_rows=settings.ann_min_rows,
+            index=AnnIndex(settings.ann_index),
+            ef=settings.ann_ef,
             nprobes=settings.ann_nprobes,
             refine_factor=settings.ann_refine_factor,
         ),
