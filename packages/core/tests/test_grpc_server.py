@@ -7,6 +7,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2
+from prometheus_client import REGISTRY
 
 from bruno.embedding.v1 import embedding_pb2, embedding_pb2_grpc
 from bruno_core import GrpcServer, GrpcServerSettings, check_health, create_channel
@@ -98,3 +99,36 @@ async def test_message_size_limit_is_enforced(
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await stub.Embed(embedding_pb2.EmbedRequest(texts=["x" * 10_000]))
     assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def handled(method: str, code: str) -> float:
+    service = embedding_pb2.DESCRIPTOR.services_by_name["EmbeddingService"].full_name
+    labels = {"service": service, "method": method, "code": code}
+    return REGISTRY.get_sample_value("bruno_grpc_server_handled_total", labels) or 0.0
+
+
+async def test_unary_calls_are_counted_under_the_status_they_ended_with(
+    served: tuple[GrpcServer, ScriptedEmbedding, str],
+) -> None:
+    _, servicer, addr = served
+    before = {code: handled("Embed", code) for code in ("OK", "FAILED_PRECONDITION", "UNKNOWN")}
+
+    async def refuse(call: int, context: Context) -> None:
+        if call == 2:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "not now")
+        if call == 3:
+            raise RuntimeError("a bug")
+
+    servicer.behaviour = refuse
+    async with create_channel(addr) as channel:
+        stub = embedding_pb2_grpc.EmbeddingServiceStub(channel)
+        await stub.Embed(embedding_pb2.EmbedRequest(texts=["a"]))
+        for _ in range(2):
+            with pytest.raises(grpc.aio.AioRpcError):
+                await stub.Embed(embedding_pb2.EmbedRequest(texts=["a"]))
+
+    assert {code: handled("Embed", code) - before[code] for code in before} == {
+        "OK": 1,
+        "FAILED_PRECONDITION": 1,
+        "UNKNOWN": 1,
+    }

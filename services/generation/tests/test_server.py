@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
+from prometheus_client import REGISTRY
 
 from bruno.generation.v1 import generation_pb2, generation_pb2_grpc
 from bruno_core import check_health, create_channel
@@ -266,6 +267,45 @@ async def test_a_client_cancelling_the_stream_closes_the_request_to_ollama(
         call.cancel()
 
         assert await ollama.wait_for_cancelled(1, within=10)
+
+
+def handled(code: str) -> float:
+    """Generate calls the gRPC metrics have counted with this status code."""
+    labels = {"service": SERVICE.full_name, "method": "Generate", "code": code}
+    return REGISTRY.get_sample_value("bruno_grpc_server_handled_total", labels) or 0.0
+
+
+def timed_calls() -> float:
+    labels = {"service": SERVICE.full_name, "method": "Generate"}
+    return REGISTRY.get_sample_value("bruno_grpc_server_handling_seconds_count", labels) or 0.0
+
+
+async def test_the_grpc_metrics_count_streamed_answers_by_how_they_ended(
+    serve: Serve, ollama: OllamaStandIn, passages: list[generation_pb2.Passage]
+) -> None:
+    before = {code: handled(code) for code in ("OK", "INVALID_ARGUMENT", "CANCELLED")}
+    calls_before = timed_calls()
+    ollama.reply = "word " * 200
+    ollama.token_delay = 0.01
+    async with serve(ollama_host=ollama.url) as stub:
+        await answer(stub, request(passages, question="Short answer?"))
+        with pytest.raises(grpc.aio.AioRpcError):
+            await answer(stub, request(passages, question=""))
+        call = stub.Generate(request(passages))
+        await call.read()
+        call.cancel()
+        assert await ollama.wait_for_cancelled(1, within=10)
+
+        for _ in range(100):  # the server settles the cancelled stream after the client left
+            if handled("CANCELLED") > before["CANCELLED"]:
+                break
+            await asyncio.sleep(0.05)
+    assert {code: handled(code) - before[code] for code in before} == {
+        "OK": 1,
+        "INVALID_ARGUMENT": 1,
+        "CANCELLED": 1,
+    }
+    assert timed_calls() - calls_before == 3
 
 
 async def test_settings_reach_ollama_as_options_and_keep_alive(

@@ -13,10 +13,12 @@ in-flight calls get ``grpc_grace_seconds`` to finish.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import inspect
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
 import grpc
@@ -44,7 +46,8 @@ GRPC_DURATION = Histogram(
 
 
 class _MetricsInterceptor(grpc.aio.ServerInterceptor):
-    """Counts and times every unary call; streaming calls are counted when they are set up."""
+    """Counts and times every unary and server-streaming call (a stream until its last
+    message). Bruno's contracts have no client-streaming methods; those pass uncounted."""
 
     async def intercept_service(
         self,
@@ -54,30 +57,59 @@ class _MetricsInterceptor(grpc.aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(handler_call_details)
-        method: str = handler_call_details.method
-        if handler is None or handler.unary_unary is None:
+        if handler is None:
             return handler
+        method: str = handler_call_details.method
         service, _, name = method.lstrip("/").rpartition("/")
-        inner = handler.unary_unary
+        if handler.unary_unary is not None:
+            unary = handler.unary_unary
 
-        async def timed(request: Any, context: Any) -> Any:
-            start = time.perf_counter()
-            code = "OK"
-            try:
-                return await inner(request, context)
-            except BaseException:
-                state = context.code()
-                code = state.name if isinstance(state, grpc.StatusCode) else "UNKNOWN"
-                raise
-            finally:
-                GRPC_DURATION.labels(service, name).observe(time.perf_counter() - start)
-                GRPC_HANDLED.labels(service, name, code).inc()
+            async def timed(request: Any, context: Any) -> Any:
+                with _observed(service, name, context):
+                    return await unary(request, context)
 
-        return grpc.unary_unary_rpc_method_handler(
-            timed,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+            return grpc.unary_unary_rpc_method_handler(
+                timed,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            stream = handler.unary_stream
+
+            async def streamed(request: Any, context: Any) -> AsyncIterator[Any]:
+                with _observed(service, name, context):
+                    answer: Any = stream(request, context)
+                    if inspect.isasyncgen(answer):
+                        async for message in answer:
+                            yield message
+                    else:  # a handler that writes with context.write
+                        await answer
+
+            return grpc.unary_stream_rpc_method_handler(
+                streamed,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+
+@contextlib.contextmanager
+def _observed(service: str, method: str, context: Any) -> Iterator[None]:
+    """Time the call in the block and count it under its status code."""
+    start = time.perf_counter()
+    code = "OK"
+    try:
+        yield
+    except (asyncio.CancelledError, GeneratorExit):
+        code = "CANCELLED"  # the client went away or the deadline passed
+        raise
+    except BaseException:
+        state = context.code()
+        code = state.name if isinstance(state, grpc.StatusCode) else "UNKNOWN"
+        raise
+    finally:
+        GRPC_DURATION.labels(service, method).observe(time.perf_counter() - start)
+        GRPC_HANDLED.labels(service, method, code).inc()
 
 
 def server_options(settings: GrpcServerSettings) -> list[tuple[str, Any]]:
