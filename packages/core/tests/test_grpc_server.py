@@ -132,3 +132,26 @@ async def test_unary_calls_are_counted_under_the_status_they_ended_with(
         "FAILED_PRECONDITION": 1,
         "UNKNOWN": 1,
     }
+
+
+async def test_a_call_past_its_deadline_is_counted_as_deadline_exceeded(
+    served: tuple[GrpcServer, ScriptedEmbedding, str],
+) -> None:
+    _, servicer, addr = served
+    before = handled("Embed", "DEADLINE_EXCEEDED")
+
+    async def slow(call: int, context: Context) -> None:
+        await asyncio.sleep(5)
+
+    servicer.behaviour = slow
+    async with create_channel(addr) as channel:
+        stub = embedding_pb2_grpc.EmbeddingServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.Embed(embedding_pb2.EmbedRequest(texts=["a"]), timeout=0.2)
+    assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+    for _ in range(100):  # the server gives up on the call at its deadline
+        if handled("Embed", "DEADLINE_EXCEEDED") > before:
+            break
+        await asyncio.sleep(0.05)
+    assert handled("Embed", "DEADLINE_EXCEEDED") == before + 1

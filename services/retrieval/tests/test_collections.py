@@ -13,6 +13,7 @@ import lancedb
 import pyarrow as pa
 import pytest
 
+from bruno.embedding.v1 import embedding_pb2
 from bruno_core import Conflict, InvalidInput, NotFound
 from bruno_retrieval.store import (
     CATALOG_TABLE,
@@ -377,6 +378,22 @@ async def fill_past_threshold(store: KnowledgeStore) -> None:
     await store.wait_for_background()
 
 
+async def exact_scores(path: Path, vector: list[float], top_k: int) -> dict[str, float]:
+    """Chunk id -> cosine similarity of the exact nearest ``top_k`` (the index bypassed)."""
+    db = await lancedb.connect_async(str(path / "lancedb"))
+    table = await db.open_table("default")
+    rows = await (
+        table.query()
+        .nearest_to(vector)
+        .distance_type("cosine")
+        .bypass_vector_index()
+        .select(["chunk_id", "_distance"])
+        .limit(top_k)
+        .to_arrow()
+    )
+    return {row["chunk_id"]: 1.0 - row["_distance"] for row in rows.to_pylist()}
+
+
 async def vector_index_type(path: Path) -> str:
     db = await lancedb.connect_async(str(path / "lancedb"))
     table = await db.open_table("default")
@@ -398,6 +415,16 @@ async def test_past_the_threshold_the_vector_column_gets_the_configured_index(
         for mode in (SearchMode.VECTOR, SearchMode.HYBRID):
             hits = (await store.search("default", query, top_k=3, mode=mode)).hits
             assert hits[0].document_id == "d17"
+        # Scores are exact cosines, as without the index: quantised distances would shift the
+        # fusion and the relevance threshold.
+        found = await store.search("default", query, top_k=5, mode=SearchMode.VECTOR)
+        (vector,) = await embedder.embed([query], embedding_pb2.INPUT_TYPE_QUERY)
+        exact = await exact_scores(tmp_path, vector, 5)
+        assert [hit.chunk_id for hit in found.hits] == list(exact)
+        assert [hit.score for hit in found.hits] == pytest.approx(list(exact.values()), abs=1e-5)
+        # Large answers: the index keeps enough candidates for every row asked for.
+        for mode in (SearchMode.VECTOR, SearchMode.HYBRID):
+            assert len((await store.search("default", query, top_k=50, mode=mode)).hits) == 50
         # Filters apply before ranking, however few rows pass: half of them, or one document.
         even = await store.search("default", query, top_k=3, filters={"parity": "0"})
         assert len(even.hits) == 3
@@ -411,14 +438,22 @@ async def test_past_the_threshold_the_vector_column_gets_the_configured_index(
 
 
 async def test_a_table_indexed_under_another_setting_keeps_its_index_and_is_searched_with_it(
-    tmp_path: Path, embedder: FakeEmbedder
+    tmp_path: Path, embedder: FakeEmbedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first = await open_indexed(tmp_path, embedder, AnnIndex.IVF_PQ)
     await fill_past_threshold(first)
     first.close()
+    searched_as: list[AnnIndex] = []
+    tune = AnnConfig.tune
 
-    # Reopened with HNSW_SQ configured: the IVF-PQ index stays (no rebuild on open) and the
-    # search uses it as IVF-PQ (nprobes + exact re-ranking), finding the same best match.
+    def spy(self: AnnConfig, query: Any, index: AnnIndex, limit: int, top_k: int) -> Any:
+        searched_as.append(index)
+        return tune(self, query, index, limit, top_k)
+
+    monkeypatch.setattr(AnnConfig, "tune", spy)
+
+    # Reopened with HNSW_SQ configured: the IVF-PQ index stays (no rebuild on open) and is
+    # searched as IVF-PQ (nprobes + exact re-ranking), finding the same best match.
     reopened = await open_indexed(tmp_path, embedder, AnnIndex.HNSW_SQ)
     try:
         await reopened.ingest("default", text="One more paragraph.", document_id="late")
@@ -427,26 +462,8 @@ async def test_a_table_indexed_under_another_setting_keeps_its_index_and_is_sear
         assert hits[0].document_id == "d17"
     finally:
         reopened.close()
+    assert searched_as == [AnnIndex.IVF_PQ]
     assert await vector_index_type(tmp_path) == "IvfPq"
-
-
-def test_an_hnsw_search_keeps_at_least_as_many_candidates_as_it_returns() -> None:
-    ann = AnnConfig(index=AnnIndex.HNSW_SQ, ef=80, nprobes=3)
-
-    class Query:
-        def __init__(self) -> None:
-            self.set: dict[str, int] = {}
-
-        def __getattr__(self, name: str) -> Callable[[int], Query]:
-            def setter(value: int) -> Query:
-                self.set[name] = value
-                return self
-
-            return setter
-
-    assert ann.tune(Query(), AnnIndex.HNSW_SQ, 40, 10).set == {"nprobes": 3, "ef": 80}
-    assert ann.tune(Query(), AnnIndex.HNSW_SQ, 200, 10).set == {"nprobes": 3, "ef": 200}
-    assert ann.tune(Query(), AnnIndex.IVF_PQ, 40, 10).set == {"nprobes": 3, "refine_factor": 3}
 
 
 @pytest.mark.parametrize(("limit", "top_k"), [(10, 10), (40, 10), (20, 5), (50, 50), (200, 3)])
@@ -455,13 +472,21 @@ def test_the_ann_refine_pool_is_refine_factor_times_top_k_however_many_candidate
 ) -> None:
     ann = AnnConfig(refine_factor=10)
 
-    refine = ann.refine_for(limit, top_k)
+    refine = ann.refine_for(AnnIndex.IVF_PQ, limit, top_k)
 
     # At least as many exactly re-ranked rows as a plain top_k search gets, and not a whole
     # candidate's worth more: hybrid's extra candidates must not multiply the rows read.
     assert refine * limit >= 10 * top_k
     assert (refine - 1) * limit < 10 * top_k or refine == 1
-    assert ann.refine_for(top_k, top_k) == 10
+    assert ann.refine_for(AnnIndex.IVF_PQ, top_k, top_k) == 10
+
+
+def test_unless_configured_each_index_kind_re_ranks_its_own_default_pool() -> None:
+    ann = AnnConfig()
+
+    assert ann.refine_for(AnnIndex.HNSW_SQ, 10, 10) == 2
+    assert ann.refine_for(AnnIndex.IVF_PQ, 10, 10) == 10
+    assert AnnConfig(refine_factor=4).refine_for(AnnIndex.HNSW_SQ, 10, 10) == 4
 
 
 def hit(chunk_id: str, score: float) -> SearchHit:

@@ -47,7 +47,9 @@ GRPC_DURATION = Histogram(
 
 class _MetricsInterceptor(grpc.aio.ServerInterceptor):
     """Counts and times every unary and server-streaming call (a stream until its last
-    message). Bruno's contracts have no client-streaming methods; those pass uncounted."""
+    message; health's ``Watch``, which no probe uses, until its watcher leaves). Bruno's
+    contracts have no client-streaming methods; those pass uncounted, as do handlers that are
+    not coroutines or async generators."""
 
     async def intercept_service(
         self,
@@ -61,7 +63,7 @@ class _MetricsInterceptor(grpc.aio.ServerInterceptor):
             return handler
         method: str = handler_call_details.method
         service, _, name = method.lstrip("/").rpartition("/")
-        if handler.unary_unary is not None:
+        if handler.unary_unary is not None and inspect.iscoroutinefunction(handler.unary_unary):
             unary = handler.unary_unary
 
             async def timed(request: Any, context: Any) -> Any:
@@ -73,20 +75,29 @@ class _MetricsInterceptor(grpc.aio.ServerInterceptor):
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
-        if handler.unary_stream is not None:
-            stream = handler.unary_stream
+        stream = handler.unary_stream
+        if stream is not None and inspect.isasyncgenfunction(stream):
 
             async def streamed(request: Any, context: Any) -> AsyncIterator[Any]:
                 with _observed(service, name, context):
-                    answer: Any = stream(request, context)
-                    if inspect.isasyncgen(answer):
+                    # Closed here, not by the garbage collector, when the client leaves.
+                    async with contextlib.aclosing(stream(request, context)) as answer:
                         async for message in answer:
                             yield message
-                    else:  # a handler that writes with context.write
-                        await answer
 
             return grpc.unary_stream_rpc_method_handler(
                 streamed,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if stream is not None and inspect.iscoroutinefunction(stream):
+
+            async def written(request: Any, context: Any) -> None:
+                with _observed(service, name, context):
+                    await stream(request, context)  # writes with context.write
+
+            return grpc.unary_stream_rpc_method_handler(
+                written,
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
@@ -101,7 +112,9 @@ def _observed(service: str, method: str, context: Any) -> Iterator[None]:
     try:
         yield
     except (asyncio.CancelledError, GeneratorExit):
-        code = "CANCELLED"  # the client went away or the deadline passed
+        # gRPC cancels the handler when the client leaves or the deadline passes.
+        remaining = context.time_remaining()
+        code = "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
         raise
     except BaseException:
         state = context.code()

@@ -43,13 +43,14 @@ class RetrievalSettings(GrpcServerSettings):
     hybrid_vector_weight: float = Field(default=0.92, ge=0.0, le=1.0)
     # Past this many chunks a collection's vectors get an approximate index, built in the
     # background (0: never): hnsw_sq (searched keeping `ann_ef` candidates) or ivf_pq
-    # (smaller; searched re-ranking `ann_refine_factor` x top_k by exact distance), both over
-    # `ann_nprobes` partitions. Chosen by measurement: see bruno_retrieval.store.AnnConfig.
+    # (smaller, slower), both over `ann_nprobes` partitions and re-ranking
+    # `ann_refine_factor` x top_k by exact distance (unset: 2 for hnsw_sq, 10 for ivf_pq).
+    # Chosen by measurement: see bruno_retrieval.store.AnnConfig.
     ann_min_rows: int = Field(default=20_000, ge=0)
     ann_index: Literal["hnsw_sq", "ivf_pq"] = "hnsw_sq"
     ann_ef: int = Field(default=80, ge=1, le=10_000)
     ann_nprobes: int = Field(default=20, ge=1, le=4096)
-    ann_refine_factor: int = Field(default=10, ge=1, le=1000)
+    ann_refine_factor: int | None = Field(default=None, ge=1, le=1000)
     # Optional cross-encoder reranker with Hugging Face TEI's `POST /rerank` shape; off when
     # unset. It re-scores the best `reranker_candidates` fused hits within the timeout (and the
     # search deadline), else the fused order stands.

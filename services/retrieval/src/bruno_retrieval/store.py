@@ -146,7 +146,12 @@ class AnnIndex(StrEnum):
     """The approximate index a collection's vectors get (see :class:`AnnConfig`)."""
 
     HNSW_SQ = "hnsw_sq"  # a graph over 8-bit scalar-quantised vectors
-    IVF_PQ = "ivf_pq"  # inverted lists of product-quantised vectors, re-ranked exactly
+    IVF_PQ = "ivf_pq"  # inverted lists of product-quantised vectors
+
+
+# Candidates re-ranked by exact distance, x top_k, unless configured: 8-bit scalar quantisation
+# orders near neighbours almost right, product quantisation recalls 45% without it.
+_REFINE_FACTORS = {AnnIndex.HNSW_SQ: 2, AnnIndex.IVF_PQ: 10}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -155,21 +160,23 @@ class AnnConfig:
 
     ``min_rows``: past this many chunks the index is built in the background (0 turns ANN
     off); exact search costs ~0.55 ms per 1,000 chunks of 384 dimensions on 2 cores, so
-    ~11 ms at 20,000. ``index``: HNSW_SQ (the default) walks a graph keeping ``ef`` candidates
-    (at least the query's limit) in each of the ``nprobes`` nearest of its partitions (one per
-    250,000 chunks); IVF_PQ searches ``nprobes`` of its √n partitions and re-ranks
-    ``refine_factor`` x top_k candidates by exact distance. Measured at 100,000 chunks
-    (docs/benchmarks.md): recall@10 against exact search 0.97 for HNSW_SQ at ef 80 and 1.000
-    for IVF_PQ, both over the 0.95 target; HNSW_SQ answers in 2-3 ms instead of 5-6 and cuts
-    hybrid search by ~17%, for a longer build (~1 min per 100,000 chunks on 2 cores, in the
-    background, against 4 s) and ten times the size (~0.6 KB per 384-dim chunk against
-    ~0.06 KB). IVF_PQ suits a memory-tight host with millions of chunks."""
+    ~11 ms at 20,000. ``index``: HNSW_SQ (the default) walks a graph of 8-bit quantised vectors
+    keeping ``ef`` candidates in each of the ``nprobes`` nearest of its partitions (one per
+    250,000 chunks present when it is built); IVF_PQ searches ``nprobes`` of its √n partitions
+    of product-quantised vectors. Either way ``refine_factor`` x top_k candidates are re-ranked
+    by exact distance (unset: 2 for HNSW_SQ, 10 for IVF_PQ), so scores are exact cosines —
+    without it HNSW_SQ's distances are off by up to 0.28, which would move the fusion and the
+    relevance threshold. Measured at 100,000 chunks (docs/benchmarks.md): recall@10 against
+    exact search 1.000 for both with these defaults; HNSW_SQ answers in ~4 ms instead of 5-6
+    and cuts hybrid search by ~13%, for a longer build (~1 min per 100,000 chunks on 2 cores,
+    in the background, against seconds) and ten times the size (~0.6 KB per 384-dim chunk
+    against ~0.06 KB). IVF_PQ suits a memory-tight host with millions of chunks."""
 
     min_rows: int = 20_000
     index: AnnIndex = AnnIndex.HNSW_SQ
     ef: int = 80
     nprobes: int = 20
-    refine_factor: int = 10
+    refine_factor: int | None = None
 
     def index_config(self, rows: int, dimension: int) -> IvfHnswSq | IvfPq:
         """The LanceDB index to build over ``rows`` vectors of ``dimension``."""
@@ -186,23 +193,26 @@ class AnnConfig:
     def tune(self, query: Any, index: AnnIndex, limit: int, top_k: int) -> Any:
         """``query`` (a vector query of ``limit`` rows answering ``top_k``) set up to search
         an ``index`` of this kind."""
-        query = query.nprobes(self.nprobes)
+        refine = self.refine_for(index, limit, top_k)
+        query = query.nprobes(self.nprobes).refine_factor(refine)
         if index is AnnIndex.HNSW_SQ:
-            return query.ef(max(self.ef, limit))
-        return query.refine_factor(self.refine_for(limit, top_k))
+            # The graph walk must keep at least the rows the refine step re-ranks.
+            query = query.ef(max(self.ef, limit * refine))
+        return query
 
-    def refine_for(self, limit: int, top_k: int) -> int:
+    def refine_for(self, index: AnnIndex, limit: int, top_k: int) -> int:
         """The refine factor for a query of ``limit`` rows of which ``top_k`` are answered.
 
         Hybrid search asks the vector leg for more candidates than it answers (40 for a top 10)
         so the fusion can weigh them; re-ranking ``refine_factor`` x *candidates* rows by exact
-        distance (400) would multiply the rows read, the slowest part of an ANN query. The pool
-        is ``refine_factor`` x top_k rounded up to a multiple of ``limit`` (120), so the top_k
-        come out as a plain vector search's would and the other candidates are ordered by exact
-        distance within it. Measured at 100,000 chunks: the fused top 10 equal an exact-vector
-        hybrid's for every probe with either pool (docs/benchmarks.md).
+        distance (400 for IVF_PQ) would multiply the rows read, the slowest part of an ANN
+        query. The pool is ``refine_factor`` x top_k rounded up to a multiple of ``limit``
+        (120), so the top_k come out as a plain vector search's would and the other candidates
+        are ordered by exact distance within it. Measured at 100,000 chunks: the fused top 10
+        equal an exact-vector hybrid's for every probe with either pool (docs/benchmarks.md).
         """
-        return max(1, -(-self.refine_factor * top_k // limit))
+        factor = self.refine_factor or _REFINE_FACTORS[index]
+        return max(1, -(-factor * top_k // limit))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
