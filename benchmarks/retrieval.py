@@ -501,6 +501,8 @@ async def main() -> None:
             "BRUNO_MAX_TOP_K": "200",
             "BRUNO_LOG_LEVEL": "WARNING",
             "BRUNO_QUERY_CACHE_SIZE": "0",
+            # The service would rebuild an index of another kind than it is configured for.
+            "BRUNO_ANN_INDEX": ann_index.value,
         }
         with BrunoSystem(workdir, ollama_host="http://127.0.0.1:9", env=env) as system:
             chunks, seconds = await ingest_rest(system.edge_url, cranfield, "cranfield")

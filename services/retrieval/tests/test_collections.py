@@ -437,7 +437,7 @@ async def test_past_the_threshold_the_vector_column_gets_the_configured_index(
         store.close()
 
 
-async def test_a_table_indexed_under_another_setting_keeps_its_index_and_is_searched_with_it(
+async def test_an_index_of_another_kind_is_rebuilt_as_configured_while_searches_go_on(
     tmp_path: Path, embedder: FakeEmbedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first = await open_indexed(tmp_path, embedder, AnnIndex.IVF_PQ)
@@ -452,18 +452,26 @@ async def test_a_table_indexed_under_another_setting_keeps_its_index_and_is_sear
 
     monkeypatch.setattr(AnnConfig, "tune", spy)
 
-    # Reopened with HNSW_SQ configured: the IVF-PQ index stays (no rebuild on open) and is
-    # searched as IVF-PQ (nprobes + exact re-ranking), finding the same best match.
+    # BRUNO_ANN_INDEX changed to hnsw_sq: the first search opens the table, finds IVF-PQ,
+    # searches with it and starts the rebuild; searches keep answering throughout.
     reopened = await open_indexed(tmp_path, embedder, AnnIndex.HNSW_SQ)
+    query = "topic17 subject175"
     try:
-        await reopened.ingest("default", text="One more paragraph.", document_id="late")
-        await reopened.wait_for_background()
-        hits = (await reopened.search("default", "topic17 subject175", top_k=3)).hits
-        assert hits[0].document_id == "d17"
+        first_hits = (await reopened.search("default", query, top_k=3)).hits
+        assert searched_as[0] is AnnIndex.IVF_PQ
+        rebuild = asyncio.ensure_future(reopened.wait_for_background())
+        during = []
+        while not rebuild.done():
+            during.append((await reopened.search("default", query, top_k=3)).hits)
+        await rebuild
+        after = (await reopened.search("default", query, top_k=3)).hits
     finally:
         reopened.close()
-    assert searched_as == [AnnIndex.IVF_PQ]
-    assert await vector_index_type(tmp_path) == "IvfPq"
+
+    assert await vector_index_type(tmp_path) == "IvfHnswSq"
+    assert searched_as[-1] is AnnIndex.HNSW_SQ
+    for hits in [first_hits, *during, after]:
+        assert hits[0].document_id == "d17"
 
 
 @pytest.mark.parametrize(("limit", "top_k"), [(10, 10), (40, 10), (20, 5), (50, 50), (200, 3)])

@@ -194,11 +194,10 @@ class AnnConfig:
         """``query`` (a vector query of ``limit`` rows answering ``top_k``) set up to search
         an ``index`` of this kind."""
         refine = self.refine_for(index, limit, top_k)
-        query = query.nprobes(self.nprobes).refine_factor(refine)
-        if index is AnnIndex.HNSW_SQ:
-            # The graph walk must keep at least the rows the refine step re-ranks.
-            query = query.ef(max(self.ef, limit * refine))
-        return query
+        # ef: the HNSW walk must keep at least the rows the refine step re-ranks. IVF-PQ
+        # ignores it; set for both, a search stays valid while an index is being replaced by
+        # one of the other kind.
+        return query.nprobes(self.nprobes).refine_factor(refine).ef(max(self.ef, limit * refine))
 
     def refine_for(self, index: AnnIndex, limit: int, top_k: int) -> int:
         """The refine factor for a query of ``limit`` rows of which ``top_k`` are answered.
@@ -894,6 +893,8 @@ class KnowledgeStore:
                 await _ensure_text_index(table)
                 if (index := await _vector_index(table)) is not None:
                     self._vector_indexes[entry.table] = index
+                    if self.ann.min_rows and index is not self.ann.index:
+                        self._spawn(self._rebuild_vector_index(entry.collection, table, index))
                 self._tables[entry.table] = table
             return table
 
@@ -1002,6 +1003,18 @@ class KnowledgeStore:
         except Exception:
             self._vector_indexes.pop(entry.table, None)
             log.exception("building the vector index failed", extra={"collection": collection})
+
+    async def _rebuild_vector_index(self, collection: str, table: Any, current: AnnIndex) -> None:
+        """Replace a vector index of another kind than configured (``BRUNO_ANN_INDEX``
+        changed); searches use the old one until the new one is committed."""
+        log.info(
+            "rebuilding the vector index as configured",
+            extra={"collection": collection, "index": str(self.ann.index), "was": str(current)},
+        )
+        try:
+            await self._build_vector_index(table)
+        except Exception:
+            log.exception("rebuilding the vector index failed", extra={"collection": collection})
 
     async def _build_vector_index(self, table: Any) -> None:
         rows = await table.count_rows()
