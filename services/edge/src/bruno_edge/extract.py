@@ -11,10 +11,11 @@ headings so chunks still carry their section path. Used by the upload route and 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from html.parser import HTMLParser
 from pathlib import PurePath
+
+from lxml import etree
 
 from bruno_core import BrunoError, InvalidInput
 
@@ -84,59 +85,81 @@ def extract(filename: str, raw: bytes, content_type: str | None = None) -> Docum
     return Document(title=title or name, text=text)
 
 
-class _HtmlText(HTMLParser):
-    """Visible text of an HTML page; headings become Markdown headings."""
+class _HtmlText:
+    """Visible text of an HTML page; headings become Markdown headings. A parser target of
+    lxml's HTML parser (libxml2): linear in the input however malformed it is, and it closes
+    what HTML lets authors leave open (``<head>`` without ``</head>``)."""
 
     def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
         self.title = ""
         self.heading = ""
         self._hidden = 0
         self._in_title = False
         self._heading_level = 0
+        self._heading_text: list[str] = []
 
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+    def start(self, tag: str | bytes, attrib: Mapping[str | bytes, str | bytes]) -> None:
+        tag = _str(tag)
         if tag == "title":
             self._in_title = True
         elif tag in _HIDDEN_TAGS:
             self._hidden += 1
+        elif self._hidden:
+            return
         elif tag in _HEADING_TAGS:
             self._heading_level = _HEADING_TAGS[tag]
-            self.parts.append("\n\n" + "#" * self._heading_level + " ")
+            self._heading_text = []
         elif tag in _BLOCK_TAGS:
             self.parts.append("\n\n" if tag in {"p", "div", "section", "article"} else "\n")
 
-    def handle_endtag(self, tag: str) -> None:
+    def end(self, tag: str | bytes) -> None:
+        tag = _str(tag)
         if tag == "title":
             self._in_title = False
         elif tag in _HIDDEN_TAGS:
             self._hidden = max(0, self._hidden - 1)
-        elif tag in _HEADING_TAGS:
+        elif tag in _HEADING_TAGS and self._heading_level:
+            # Collapsed as a whole: "Restore <em>Velero</em> backups" keeps its spaces.
+            text = " ".join("".join(self._heading_text).split())
+            if text:
+                self.parts.append(f"\n\n{'#' * self._heading_level} {text}\n\n")
+                if self._heading_level == 1 and not self.heading:
+                    self.heading = text
             self._heading_level = 0
-            self.parts.append("\n\n")
 
-    def handle_data(self, data: str) -> None:
+    def data(self, data: str | bytes) -> None:
+        data = _str(data)
         if self._in_title:
             self.title += data
+        elif self._hidden:
             return
-        if self._hidden:
-            return
-        if self._heading_level:
-            data = " ".join(data.split())
-            if self._heading_level == 1 and not self.heading:
-                self.heading = data
-        self.parts.append(data)
+        elif self._heading_level:
+            self._heading_text.append(data)
+        else:
+            self.parts.append(data)
+
+    def comment(self, text: str | bytes) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+def _str(value: str | bytes) -> str:
+    """lxml hands a target ``str`` for text it was fed as ``str``; bytes only in theory."""
+    return value if isinstance(value, str) else value.decode("utf-8", "replace")
 
 
 def html_document(html: str, *, fallback_title: str) -> Document:
-    parser = _HtmlText()
+    target = _HtmlText()
+    parser = etree.HTMLParser(target=target, recover=True, no_network=True)
     parser.feed(html)
     parser.close()
-    text = "".join(parser.parts)
+    text = "".join(target.parts)
     text = re.sub(r"[ \t]+\n", "\n", text)
     text = re.sub(r"\n\s*\n+", "\n\n", text).strip()
-    title = " ".join(parser.title.split()) or parser.heading or fallback_title
+    title = " ".join(target.title.split()) or target.heading or fallback_title
     return Document(title=title, text=text)
 
 
