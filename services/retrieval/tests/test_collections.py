@@ -81,6 +81,24 @@ async def test_filters_keep_only_matching_documents_in_every_mode(
     assert sorted({hit.document_id for hit in result.hits}) == expected
 
 
+@pytest.mark.parametrize("mode", list(SearchMode))
+async def test_a_filter_value_is_matched_literally_whatever_quotes_it_holds(
+    tagged: KnowledgeStore, mode: SearchMode
+) -> None:
+    await tagged.ingest("default", text="Velero quoting notes.", document_id="it\\'s")
+
+    # A value crafted to close the string literal must not widen the filter.
+    for value in ("x\\' OR true) --", "x' OR true) --", "x\\"):
+        crafted = {"source": "runbooks/velero.md", "document_id": value}
+        assert (
+            await tagged.search("default", "velero", top_k=5, mode=mode, filters=crafted)
+        ).hits == []
+    exact = await tagged.search(
+        "default", "velero", top_k=5, mode=mode, filters={"document_id": "it\\'s"}
+    )
+    assert [hit.document_id for hit in exact.hits] == ["it\\'s"]
+
+
 async def test_bad_filters_are_invalid_input(tagged: KnowledgeStore) -> None:
     for filters in ({"": "x"}, {f"k{n}": "v" for n in range(17)}, {"k\n": "v"}):
         with pytest.raises(InvalidInput):

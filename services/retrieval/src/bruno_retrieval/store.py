@@ -355,7 +355,8 @@ def filter_expression(filters: Mapping[str, str]) -> str | None:
                 "values at most 2000"
             )
         if key in COLUMN_FILTERS:
-            clauses.append((col(key) == lit(value)).to_sql())
+            # Quoted here: lancedb's lit().to_sql() leaves a backslash-quote open (injection).
+            clauses.append(f"{key} = {_sql_string(value)}")
         else:
             clauses.append(f"array_has(filter_terms, {_sql_string(_term(key, value))})")
     return " AND ".join(clauses) or None
