@@ -358,6 +358,35 @@ async def test_concurrent_ingests_are_committed_together_and_each_is_whole(
     }
 
 
+async def test_a_caller_giving_up_does_not_strand_the_documents_committed_with_its_own(
+    store: KnowledgeStore,
+) -> None:
+    await store.ingest("default", text="Seed velero.", document_id="seed")
+    lock = store._write_locks["default"]
+    await lock.acquire()  # a commit in progress: the next two documents wait together
+    first = asyncio.create_task(store.ingest("default", text="Alpha velero.", document_id="a"))
+    second = asyncio.create_task(store.ingest("default", text="Beta velero.", document_id="b"))
+    for _ in range(1000):  # until both wait in the queue
+        if len(store._pending["default"]) == 2:
+            break
+        await asyncio.sleep(0.01)
+    lock.release()
+    for _ in range(1000):  # one commit has taken both
+        if not store._pending["default"]:
+            break
+        await asyncio.sleep(0)
+    first.cancel()  # its caller's deadline passed mid-commit
+
+    result = await asyncio.wait_for(second, timeout=10)
+
+    assert result.outcome is IngestOutcome.CREATED
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    await store.wait_for_background()
+    page = await store.list_documents("default", limit=10)
+    assert {d.document_id for d in page.documents} == {"seed", "a", "b"}
+
+
 async def test_the_same_document_ingested_twice_at_once_ends_as_one_version(
     store: KnowledgeStore,
 ) -> None:

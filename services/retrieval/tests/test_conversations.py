@@ -213,6 +213,31 @@ async def test_appends_committed_together_succeed_or_fail_one_by_one(
     assert [t.content for t in (await store.get("c7")).turns] == ["q7"]
 
 
+async def test_a_caller_giving_up_does_not_strand_the_appends_written_with_its_own(
+    store: ConversationStore,
+) -> None:
+    await store._lock.acquire()  # a write in progress: the next two appends wait together
+    first = asyncio.create_task(store.append("c1", [user("q1")], create=True))
+    second = asyncio.create_task(store.append("c2", [user("q2")], create=True))
+    for _ in range(1000):  # until both wait in the queue
+        if len(store._pending) == 2:
+            break
+        await asyncio.sleep(0.01)
+    store._lock.release()
+    for _ in range(1000):  # one write has taken both
+        if not store._pending:
+            break
+        await asyncio.sleep(0)
+    first.cancel()  # its caller went away mid-write
+
+    assert await asyncio.wait_for(second, timeout=10) == 1
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    async with store._lock:  # the write both were part of has finished
+        pass
+    assert [t.content for t in (await store.get("c1")).turns] == ["q1"]
+
+
 async def id_index_stats(uri: str) -> IndexStatistics | None:
     """The statistics of the ``conversation_id`` index, read through LanceDB itself."""
     with await (await lancedb.connect_async(uri)).open_table(TABLE) as table:

@@ -21,6 +21,7 @@ still finds them by scanning just those, until the periodic ``optimize`` folds t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
@@ -139,6 +140,7 @@ class ConversationStore:
         self._table = table
         self.max_turns = max_turns
         self._lock = asyncio.Lock()
+        self._writers: set[asyncio.Task[None]] = set()
         self._writes = 0
         self._pending: list[_PendingAppend] = []
 
@@ -173,11 +175,20 @@ class ConversationStore:
             conversation_id, list(turns), create, asyncio.get_running_loop().create_future()
         )
         self._pending.append(pending)
+        # Whoever takes the lock writes every waiting append; a caller that gives up
+        # (cancelled) must not abort that write for the others: it runs in a task of its own.
+        task = asyncio.get_running_loop().create_task(self._write_pending(pending))
+        self._writers.add(task)
+        task.add_done_callback(self._writers.discard)
+        await asyncio.shield(task)
+        return await pending.future
+
+    async def _write_pending(self, pending: _PendingAppend) -> None:
         async with self._lock:
             if not pending.future.done():
                 batch, self._pending = self._pending, []
-                await self._commit(batch)
-        return await pending.future
+                with contextlib.suppress(Exception):  # each append's future holds the error
+                    await self._commit(batch)
 
     async def _commit(self, batch: list[_PendingAppend]) -> None:
         """Write every append of ``batch`` in one commit, then settle their futures."""
@@ -239,7 +250,10 @@ class ConversationStore:
         )
         self._writes += 1
         if self._writes % OPTIMIZE_EVERY_WRITES == 0:
-            await self._table.optimize()
+            try:  # the write is committed: a failed optimize must not fail it
+                await self._table.optimize()
+            except Exception:
+                log.exception("optimizing the conversations table failed")
 
     async def delete(self, conversation_id: str) -> None:
         check_conversation_id(conversation_id)

@@ -43,7 +43,7 @@ from lancedb.index import FTS, IvfHnswSq, IvfPq
 from lancedb.query import ColumnOrdering
 
 from bruno.embedding.v1 import embedding_pb2
-from bruno_core import Conflict, Internal, InvalidInput, NotFound
+from bruno_core import Conflict, Internal, InvalidInput, NotFound, Unavailable
 from bruno_retrieval.chunking import (
     DEFAULT_OVERLAP_TOKENS,
     DEFAULT_SIZE_TOKENS,
@@ -533,11 +533,16 @@ class KnowledgeStore:
             document_id, digest, model, dimension, rows, asyncio.get_running_loop().create_future()
         )
         self._pending[collection].append(pending)
+        # Whoever takes the lock commits every waiting document; a caller that gives up
+        # (cancelled) must not abort that commit for the others: it runs in a task of its own.
+        await asyncio.shield(self._spawn(self._write_pending(collection, pending)))
+        outcome, count = await pending.future
+        return IngestResult(collection, document_id, outcome, count, digest)
+
+    async def _write_pending(self, collection: str, pending: _PendingWrite) -> None:
         async with self._write_locks[collection]:
             if not pending.future.done():
                 await self._commit_pending(collection)
-        outcome, count = await pending.future
-        return IngestResult(collection, document_id, outcome, count, digest)
 
     async def _commit_pending(self, collection: str) -> None:
         """Write every waiting document of ``collection`` (lock held), one commit per round."""
@@ -553,6 +558,10 @@ class KnowledgeStore:
             except Exception as error:
                 for pending in batch.values():
                     _settle(pending.future, error)
+            except BaseException:  # the store is closing: nobody may wait forever
+                for pending in [*batch.values(), *queue]:
+                    _settle(pending.future, Unavailable("the store closed before the write"))
+                raise
 
     async def _commit(self, collection: str, batch: list[_PendingWrite]) -> None:
         entry = self._entries.get(collection)
@@ -970,10 +979,11 @@ class KnowledgeStore:
         elif self.ann.min_rows and entry.table not in self._vector_indexes:
             self._spawn(self._maybe_index(collection, entry))
 
-    def _spawn(self, work: Any) -> None:
+    def _spawn(self, work: Any) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
 
     async def _optimize(self, collection: str, entry: _Entry) -> None:
         """Fold new rows into the indexes and compact small fragments, in the background."""
