@@ -4,7 +4,7 @@ against a real LanceDB in tmp_path."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -202,7 +202,7 @@ async def test_another_model_of_the_same_dimension_is_a_conflict_naming_reindex(
 
 
 async def test_reindex_rebuilds_with_the_current_model_and_keeps_every_document(
-    tmp_path: Path, make_embedder: MakeEmbedder
+    tmp_path: Path, make_embedder: MakeEmbedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     uri = str(tmp_path / "lancedb")
     first = await KnowledgeStore.open(uri, make_embedder(64, "model-a"))
@@ -215,6 +215,7 @@ async def test_reindex_rebuilds_with_the_current_model_and_keeps_every_document(
         )
     first.close()
     second = await KnowledgeStore.open(uri, make_embedder(32, "model-b"))
+    monkeypatch.setattr("bruno_retrieval.store._REINDEX_BATCH", 2)  # rows stream in batches
 
     result = await second.reindex("homelab")
     await second.wait_for_background()
@@ -228,6 +229,40 @@ async def test_reindex_rebuilds_with_the_current_model_and_keeps_every_document(
     second.close()
     db = await lancedb.connect_async(uri)
     assert sorted((await db.list_tables()).tables) == [CATALOG_TABLE, "homelab.1"]
+
+
+async def test_a_reindex_whose_caller_gives_up_still_switches_over_whole(
+    tmp_path: Path, make_embedder: MakeEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = await KnowledgeStore.open(str(tmp_path / "db"), make_embedder(64, "model-a"))
+    for n in range(5):
+        await store.ingest("default", text=f"Velero note {n} about volumes.", document_id=f"n{n}")
+    new = make_embedder(32, "model-b")
+    embedding, released = asyncio.Event(), asyncio.Event()
+    embed = new.embed
+
+    async def slow(
+        texts: Sequence[str], input_type: embedding_pb2.InputType.ValueType
+    ) -> list[list[float]]:
+        embedding.set()
+        await released.wait()
+        return await embed(texts, input_type)
+
+    monkeypatch.setattr(new, "embed", slow)
+    store._embedder = new
+    caller = asyncio.create_task(store.reindex("default"))
+    await embedding.wait()
+    caller.cancel()  # the CLI's deadline passed while the collection was being re-embedded
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    released.set()
+    await store.wait_for_background()
+
+    info = await store.collection_info("default")
+    assert (info.embedding_model, info.dimension, info.documents) == ("model-b", 32, 5)
+    found = await store.search("default", "velero note 3", top_k=1)
+    assert (found.mode, found.hits[0].document_id) == (SearchMode.HYBRID, "n3")
+    store.close()
 
 
 async def test_searches_during_a_reindex_never_fail(
@@ -266,6 +301,89 @@ async def test_searches_during_a_reindex_never_fail(
     after = await store.search("default", "velero note 7", top_k=1, mode=SearchMode.HYBRID)
     assert after.hits[0].document_id == "n7"
     store.close()
+
+
+async def test_a_search_whose_query_is_embedded_across_the_switch_answers_by_keywords(
+    tmp_path: Path, make_embedder: MakeEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = await KnowledgeStore.open(str(tmp_path / "db"), make_embedder(64, "model-a"))
+    for n in range(5):
+        await store.ingest("default", text=f"Velero note {n} about volumes.", document_id=f"n{n}")
+    new = make_embedder(64, "model-b")
+    embedding, released = asyncio.Event(), asyncio.Event()
+    embed = new.embed
+
+    async def slow_queries(
+        texts: Sequence[str], input_type: embedding_pb2.InputType.ValueType
+    ) -> list[list[float]]:
+        if input_type == embedding_pb2.INPUT_TYPE_QUERY:
+            embedding.set()
+            await released.wait()
+        return await embed(texts, input_type)
+
+    monkeypatch.setattr(new, "embed", slow_queries)
+    store._embedder = new
+    # The search starts on the old table; its query comes back from the new model only after
+    # the reindex has switched the collection over.
+    search = asyncio.create_task(store.search("default", "velero note", top_k=3))
+    await embedding.wait()
+    await store.reindex("default")
+    released.set()
+
+    found = await search
+
+    assert found.mode is SearchMode.TEXT
+    assert found.hits
+    store.close()
+
+
+async def test_a_deleted_collection_can_be_created_again_while_a_search_reads_the_old_one(
+    store: KnowledgeStore, embedder: FakeEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await store.ingest("kb", text="Old velero notes.", document_id="old")
+    searching, released = asyncio.Event(), asyncio.Event()
+    embed = embedder.embed
+
+    async def slow_queries(
+        texts: Sequence[str], input_type: embedding_pb2.InputType.ValueType
+    ) -> list[list[float]]:
+        if input_type == embedding_pb2.INPUT_TYPE_QUERY:
+            searching.set()
+            await released.wait()
+        return await embed(texts, input_type)
+
+    monkeypatch.setattr(embedder, "embed", slow_queries)
+    reader = asyncio.create_task(store.search("kb", "velero notes", top_k=5))
+    await searching.wait()
+    await store.delete_collection("kb")
+
+    # The old table is dropped once that search is done: the new collection must not wait.
+    again = await store.ingest("kb", text="New velero notes.", document_id="new")
+    released.set()
+
+    assert again.outcome is IngestOutcome.CREATED
+    assert {hit.document_id for hit in (await reader).hits} == {"old"}
+    hits = (await store.search("kb", "velero notes", top_k=5)).hits
+    assert {hit.document_id for hit in hits} == {"new"}
+    await store.wait_for_background()
+    assert [c.name for c in await store.list_collections()] == ["kb"]
+
+
+async def test_a_collection_whose_creation_failed_can_be_created_on_the_next_ingest(
+    store: KnowledgeStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(table: Any) -> None:
+        raise OSError("disk full")
+
+    with monkeypatch.context() as patched:
+        patched.setattr("bruno_retrieval.store._ensure_text_index", broken)
+        with pytest.raises(OSError, match="disk full"):
+            await store.ingest("kb", text="Velero notes.", document_id="a")
+
+    created = await store.ingest("kb", text="Velero notes.", document_id="a")
+
+    assert created.outcome is IngestOutcome.CREATED
+    assert (await store.collection_info("kb")).documents == 1
 
 
 async def test_ingests_waiting_for_a_reindex_land_in_the_new_table(

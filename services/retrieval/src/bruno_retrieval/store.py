@@ -31,10 +31,10 @@ import math
 import re
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import lancedb
 import pyarrow as pa
@@ -52,6 +52,7 @@ from bruno_retrieval.chunking import (
 )
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 DEFAULT_COLLECTION = "default"
 MAX_DOCUMENT_ID_CHARS = 200
@@ -427,7 +428,7 @@ class KnowledgeStore:
         self._reindexing: Counter[str] = Counter()
         # The vector index of each table that has one (or is having one built).
         self._vector_indexes: dict[str, AnnIndex] = {}
-        self._background: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[Any]] = set()
 
     @classmethod
     async def open(
@@ -655,10 +656,12 @@ class KnowledgeStore:
                 try:
                     vector = await self._query_vector(entry, query)
                 except Conflict:
-                    if collection not in self._reindexing:
+                    switched = self._entries.get(collection) != entry
+                    if collection not in self._reindexing and not switched:
                         raise
                     # The embedding service already serves the new model and the shadow table
-                    # is not ready: keyword search answers until the switch (mode says so).
+                    # is not ready (or became current while this query was embedded): keyword
+                    # search answers until the switch (mode says so).
                     hits = await (text_leg or _text_hits(table, query, top_k, where))
                     return SearchResult(hits[:top_k], SearchMode.TEXT)
                 if text_leg is None:
@@ -669,6 +672,8 @@ class KnowledgeStore:
             finally:
                 if text_leg is not None and not text_leg.done():
                     text_leg.cancel()
+                elif text_leg is not None and not text_leg.cancelled():
+                    text_leg.exception()  # seen: an error of the vector leg is the one raised
         return SearchResult(fuse(by_vector, by_text, top_k, fusion or self.fusion), mode)
 
     async def legs(
@@ -818,53 +823,63 @@ class KnowledgeStore:
         vector and hybrid searches answer by keywords (reported as TEXT). Ingests into the
         collection wait for the switch."""
         collection = collection_name(collection)
+        # Runs to the end even if its caller gives up (a deadline, a disconnect): reindexing a
+        # large collection outlasts most client timeouts, and a switch-over cut in half would
+        # leave the catalog and this process disagreeing about the collection's table.
+        return await asyncio.shield(self._spawn(self._reindex(collection)))
+
+    async def _reindex(self, collection: str) -> ReindexResult:
         self._reindexing[collection] += 1
         try:
-            return await self._reindex(collection)
+            return await self._rebuild_collection(collection)
         finally:
             self._reindexing[collection] -= 1
             if not self._reindexing[collection]:
                 del self._reindexing[collection]
 
-    async def _reindex(self, collection: str) -> ReindexResult:
+    async def _rebuild_collection(self, collection: str) -> ReindexResult:
         async with self._write_locks[collection]:
             entry = self._entries.get(collection)
             if entry is None:
                 raise NotFound(f"collection {collection!r} not found")
             old = await self._open(entry)
             columns = [name for name in (await old.schema()).names if name != "vector"]
-            rows = (await old.query().select(columns).to_arrow()).to_pylist()
             shadow_name = _next_table_name(entry.table, set(await _table_names(self._db)))
-            model, dimension = "", 0
+            model, dimension, copied = "", 0, 0
             shadow: Any = None
             try:
-                for start in range(0, max(len(rows), 1), _REINDEX_BATCH):
-                    batch = rows[start : start + _REINDEX_BATCH]
-                    if not batch and shadow is not None:
-                        break
+                # Streamed: a large collection is never held in memory whole.
+                async for batch in _row_batches(old, columns, _REINDEX_BATCH):
                     texts = [_embedding_input(r["heading_path"], r["text"]) for r in batch]
-                    vectors = await self._embedder.embed(
-                        texts or ["dimension probe"], embedding_pb2.INPUT_TYPE_DOCUMENT
-                    )
-                    dimension = _check_vectors(vectors, len(texts) or 1)
+                    vectors = await self._embedder.embed(texts, embedding_pb2.INPUT_TYPE_DOCUMENT)
+                    dimension = _check_vectors(vectors, len(texts))
                     model = await self._embedder.model()
                     if shadow is None:
                         shadow = await self._db.create_table(
                             shadow_name, schema=table_schema(dimension)
                         )
-                    if batch:
-                        await shadow.add(_reindexed_rows(batch, vectors, table_schema(dimension)))
+                    await shadow.add(_reindexed_rows(batch, vectors, table_schema(dimension)))
+                    copied += len(batch)
+                if shadow is None:  # an empty collection: the model tells its dimension
+                    probe = await self._embedder.embed(
+                        ["dimension probe"], embedding_pb2.INPUT_TYPE_DOCUMENT
+                    )
+                    dimension = _check_vectors(probe, 1)
+                    model = await self._embedder.model()
+                    shadow = await self._db.create_table(
+                        shadow_name, schema=table_schema(dimension)
+                    )
                 await _ensure_text_index(shadow)
-                if self.ann.min_rows and len(rows) >= self.ann.min_rows:
+                if self.ann.min_rows and copied >= self.ann.min_rows:
                     await self._build_vector_index(shadow)
+                new_entry = _Entry(collection, shadow_name, model, dimension)
+                await self._write_entry(new_entry)  # the switch: one catalog commit
             except BaseException:
                 if shadow is not None:
                     shadow.close()
                 with contextlib.suppress(Exception):
                     await self._db.drop_table(shadow_name)
                 raise
-            new_entry = _Entry(collection, shadow_name, model, dimension)
-            await self._write_entry(new_entry)
             self._tables[shadow_name] = shadow
             self._entries[collection] = new_entry
             self._forget_later(entry.table)
@@ -928,12 +943,22 @@ class KnowledgeStore:
                 self._entries[name] = entry
 
     async def _create_collection(self, collection: str, model: str, dimension: int) -> _Entry:
+        """A new, empty table for ``collection``, named after it — or ``name.N`` while a
+        deleted collection's table of that name still waits for its last searches."""
         async with self._open_lock:
-            table = await self._db.create_table(collection, schema=table_schema(dimension))
-            await _ensure_text_index(table)
-            self._tables[collection] = table
-        entry = _Entry(collection, collection, model, dimension)
-        await self._write_entry(entry)
+            taken = set(await _table_names(self._db))
+            name = _next_table_name(collection, taken) if collection in taken else collection
+            table: Any = await self._db.create_table(name, schema=table_schema(dimension))
+            entry = _Entry(collection, name, model, dimension)
+            try:
+                await _ensure_text_index(table)
+                await self._write_entry(entry)
+            except BaseException:  # leave no table behind that blocks the next attempt
+                table.close()
+                with contextlib.suppress(Exception):
+                    await self._db.drop_table(name)
+                raise
+            self._tables[name] = table
         self._entries[collection] = entry
         return entry
 
@@ -979,8 +1004,8 @@ class KnowledgeStore:
         elif self.ann.min_rows and entry.table not in self._vector_indexes:
             self._spawn(self._maybe_index(collection, entry))
 
-    def _spawn(self, work: Any) -> asyncio.Task[None]:
-        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(work)
+    def _spawn(self, work: Coroutine[Any, Any, _T]) -> asyncio.Task[_T]:
+        task = asyncio.get_running_loop().create_task(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         return task
@@ -1065,6 +1090,20 @@ def _settle(
         future.set_exception(result)
     else:
         future.set_result(result)
+
+
+async def _row_batches(
+    table: Any, columns: list[str], size: int
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """The table's rows (``columns`` only), ``size`` at a time, read as a stream."""
+    rows: list[dict[str, Any]] = []
+    async for record_batch in await table.query().select(columns).to_batches():
+        rows.extend(record_batch.to_pylist())
+        while len(rows) >= size:
+            yield rows[:size]
+            rows = rows[size:]
+    if rows:
+        yield rows
 
 
 async def _table_names(db: Any) -> list[str]:
