@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import errno
 import io
+import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -172,6 +174,76 @@ async def test_files_removed_from_a_synced_folder_are_deleted(edge: Edge, docs: 
     assert stored == {"runbooks/disk-full.md", "guide.rst", "page.html", "by-hand"}
     assert "deleted   notes.txt" in out
     assert out.strip().splitlines()[-1] == "3 files: 0 created, 0 replaced, 3 unchanged, 1 deleted"
+
+
+async def test_files_of_two_folders_sharing_an_id_fail_before_anything_changes(
+    edge: Edge, docs: Path, tmp_path: Path
+) -> None:
+    await run_cli(edge, "ingest", str(docs))
+    edge.retrieval.ingested.clear()
+    (docs / "notes.txt").unlink()
+    (docs / "README.md").write_text("# Docs\n")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "README.md").write_text("# Other\n")
+
+    code, out, err = await run_cli(edge, "ingest", str(docs), str(other))
+
+    assert code == 1
+    assert f"'README.md': {docs / 'README.md'}, {other / 'README.md'}" in err
+    assert edge.retrieval.ingested == []
+    assert ("default", "notes.txt") in edge.retrieval.documents  # not deleted either
+    assert out == ""
+
+
+async def test_file_names_that_differ_only_in_unsafe_characters_fail(
+    edge: Edge, tmp_path: Path
+) -> None:
+    (tmp_path / "a b.md").write_text("# Spaced\n")
+    (tmp_path / "a-b.md").write_text("# Dashed\n")
+    (tmp_path / "c.md").write_text("# Fine\n")
+
+    code, _, err = await run_cli(edge, "ingest", str(tmp_path))
+
+    assert code == 1
+    assert f"'a-b.md': {tmp_path / 'a b.md'}, {tmp_path / 'a-b.md'}" in err
+    assert "c.md" not in err
+    assert edge.retrieval.documents == {}
+
+
+async def test_the_same_file_named_twice_is_not_a_collision(edge: Edge, docs: Path) -> None:
+    code, _, _ = await run_cli(edge, "ingest", str(docs / "notes.txt"), str(docs))
+
+    assert code == 0
+    assert ("default", "notes.txt") in edge.retrieval.documents
+
+
+async def test_an_unreadable_folder_fails_the_sync_and_deletes_nothing(
+    edge: Edge, docs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await run_cli(edge, "ingest", str(docs))
+    (docs / "notes.txt").unlink()
+    (docs / "guide.rst").write_text("Restore guide\n=============\n\nUse velero twice.\n")
+    unreadable = docs / "runbooks"
+    scandir = os.scandir
+
+    # Tests run as root, which chmod cannot lock out: fail the listing as a permission would.
+    def locked_scandir(path: Any = ".") -> Any:
+        if Path(path) == unreadable:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", locked_scandir)
+
+    code, out, err = await run_cli(edge, "ingest", str(docs))
+
+    assert code == 1
+    assert f"cannot read {unreadable}: Permission denied" in err
+    assert "no documents were deleted" in err
+    stored = {doc_id for (_, doc_id) in edge.retrieval.documents}
+    assert {"runbooks/disk-full.md", "notes.txt"} <= stored
+    assert "replaced  guide.rst" in out  # what could be read is still synced
+    assert "deleted" not in out
 
 
 async def test_no_delete_keeps_documents_of_removed_files(edge: Edge, docs: Path) -> None:

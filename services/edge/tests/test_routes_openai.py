@@ -112,6 +112,39 @@ async def test_earlier_turns_are_history_and_the_last_user_turn_is_the_question(
     assert edge.retrieval.searches[-1].query == "and then? (crashloop)"
 
 
+async def test_tool_turns_are_accepted_and_left_out_of_the_history(edge: Edge) -> None:
+    await edge.ingest(RUNBOOK, id="crashloop")
+
+    completion = await client_for(edge).chat.completions.create(
+        model="bruno",
+        messages=[
+            {"role": "user", "content": "crashloop"},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "search", "arguments": '{"q": "crashloop"}'},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": "call_1", "content": "no results"},
+            {"role": "assistant", "content": "Restart the pod [1]."},
+            {"role": "user", "content": "and then?"},
+        ],
+    )
+
+    assert completion.choices[0].message.content
+    request = edge.generation.requests[-1]
+    assert request.question == "and then?"
+    assert [(m.role, m.content) for m in request.history] == [
+        ("user", "crashloop"),
+        ("assistant", "Restart the pod [1]."),
+    ]
+
+
 async def test_a_failure_mid_stream_raises_in_the_openai_client(edge: Edge) -> None:
     await edge.ingest(RUNBOOK, id="crashloop")
     edge.generation.fail_after = 2

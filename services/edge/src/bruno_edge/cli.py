@@ -8,11 +8,13 @@
 ``ingest`` is an incremental sync: a file whose text matches what the collection already holds
 is not sent again (nothing is embedded), new and changed files are sent a few at a time, and
 the documents a previous sync of the same folder created whose files are gone are deleted
-(``--no-delete`` keeps them). A progress bar shows on a terminal; a summary line ends the run.
+(``--no-delete`` keeps them). Files that would share a document id fail the run before anything
+is sent. A folder that cannot be read fails the run too: the files that could be read are still
+sent, but nothing is deleted. A progress bar shows on a terminal; a summary line ends the run.
 
 The URL comes from ``--url`` (default http://127.0.0.1:8080), the key from ``--api-key`` or
-``BRUNO_API_KEY``. Exit status: 0 on success, 1 when any file or request failed, 2 on usage
-errors.
+``BRUNO_API_KEY``. Exit status: 0 on success, 1 when any file, folder or request failed, 2 on
+usage errors.
 """
 
 from __future__ import annotations
@@ -47,7 +49,16 @@ _UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9._:/-]+")
 _MAX_ID_CHARS = 200
 _PAGE = 500
 
-__all__ = ["SUFFIXES", "CliError", "document_id_for", "find_files", "read_document", "run"]
+__all__ = [
+    "SUFFIXES",
+    "CliError",
+    "FoundFiles",
+    "check_unique_ids",
+    "document_id_for",
+    "find_files",
+    "read_document",
+    "run",
+]
 
 
 class CliError(Exception):
@@ -78,23 +89,63 @@ def document_id_for(relative: Path) -> str:
     return safe[-_MAX_ID_CHARS:] if len(safe) > _MAX_ID_CHARS else safe
 
 
-def find_files(paths: Sequence[Path]) -> list[SourceFile]:
+@dataclass(frozen=True)
+class FoundFiles:
+    """The files found and the folders that could not be read (their files are missing)."""
+
+    files: list[SourceFile]
+    unreadable: list[str]
+
+
+def find_files(paths: Sequence[Path]) -> FoundFiles:
     """The ingestible files under ``paths``, ids relative to each named path (stable
     wherever the command runs from)."""
     found: list[SourceFile] = []
+    unreadable: list[str] = []
+
+    def cannot_read(error: OSError) -> None:
+        unreadable.append(f"{error.filename}: {error.strerror or error}")
+
     for root in paths:
         if root.is_file():
             found.append(SourceFile(root, document_id_for(Path(root.name))))
         elif root.is_dir():
             sync_root = root.resolve().as_posix()[-1000:]
+            # os.walk rather than Path.rglob: rglob silently skips a folder it cannot read, and
+            # the documents of its files would then be deleted as if the files were gone.
+            walked = (
+                Path(folder, name)
+                for folder, _, names in os.walk(root, onerror=cannot_read)
+                for name in names
+            )
             found.extend(
                 SourceFile(path, document_id_for(path.relative_to(root)), sync_root)
-                for path in sorted(root.rglob("*"))
-                if path.is_file() and path.suffix.lower() in SUFFIXES
+                for path in sorted(walked)
+                if path.suffix.lower() in SUFFIXES and path.is_file()
             )
         else:
             raise CliError(f"{root}: no such file or directory")
-    return found
+    return FoundFiles(found, unreadable)
+
+
+def check_unique_ids(files: Sequence[SourceFile]) -> None:
+    """Fail when different files would be stored under one id: each sync would silently
+    replace one with the other."""
+    by_id: dict[str, dict[Path, Path]] = {}
+    for source in files:
+        # Keyed by the resolved path: the same file named twice is not a collision.
+        by_id.setdefault(source.document_id, {}).setdefault(source.path.resolve(), source.path)
+    collisions = [
+        f"  {document_id!r}: " + ", ".join(str(path) for path in paths.values())
+        for document_id, paths in by_id.items()
+        if len(paths) > 1
+    ]
+    if collisions:
+        raise CliError(
+            "these files would be stored under the same document id, nothing was ingested:\n"
+            + "\n".join(collisions)
+            + "\nrename one of each, or ingest them into different collections (--collection)"
+        )
 
 
 def read_document(path: Path) -> Document:
@@ -202,7 +253,11 @@ async def ingest(
     out: TextIO,
     err: TextIO,
 ) -> int:
-    files = find_files(args.paths)
+    found = find_files(args.paths)
+    files = found.files
+    check_unique_ids(files)
+    for problem in found.unreadable:
+        print(f"bruno: cannot read {problem}", file=err)
     if not files:
         raise CliError("no .md, .txt, .rst or .html files found")
     async with _client(args, transport) as client:
@@ -217,11 +272,16 @@ async def ingest(
 
         try:
             await asyncio.gather(*(one(source) for source in files))
-            if not args.no_delete:
+            # A file in a folder that could not be read is not gone: delete nothing.
+            if not args.no_delete and not found.unreadable:
                 await _delete_removed(client, files, stored, args.collection, reporter)
         finally:
             reporter.close()
     print(_summary(len(files), reporter.outcomes), file=out)
+    if found.unreadable:
+        kept = "" if args.no_delete else "; no documents were deleted"
+        print(f"bruno: {len(found.unreadable)} folder(s) could not be read{kept}", file=err)
+        return 1
     return 1 if reporter.outcomes["failed"] else 0
 
 

@@ -25,10 +25,11 @@ class TextPart(BaseModel):
 
 
 class Message(BaseModel):
-    # ``name``, ``tool_call_id`` and the like are accepted and ignored.
+    # ``name``, ``tool_calls``, ``tool_call_id`` and the like are accepted and ignored; so are
+    # ``tool`` messages, which chat UIs that used tools earlier in a conversation send back.
     model_config = ConfigDict(extra="allow", strict=True)
 
-    role: Literal["system", "developer", "user", "assistant"]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
     content: StrictStr | list[TextPart] | None = None
 
     @property

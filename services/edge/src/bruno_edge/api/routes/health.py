@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import grpc
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -16,6 +17,8 @@ from bruno_edge.api.routes import problem_responses
 from bruno_edge.clients import Downstreams
 from bruno_edge.problems import problem_response
 from bruno_edge.schemas import Health, Readiness
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["operations"])
 
@@ -35,17 +38,29 @@ async def health() -> Health:
     response_model_exclude_none=True,
     responses=problem_responses(503),
 )
-async def ready(downstreams: DownstreamsDep, settings: SettingsDep) -> Readiness | JSONResponse:
+async def ready(
+    request: Request, downstreams: DownstreamsDep, settings: SettingsDep
+) -> Readiness | JSONResponse:
     """Readiness: every downstream answers its gRPC health check with SERVING.
 
     When generation serves but its model is missing, the extractive fallback still answers:
-    ``"status": "degraded"`` (200), or 503 with ``BRUNO_REQUIRE_MODEL=true``.
+    ``"status": "degraded"`` (200), or 503 with ``BRUNO_REQUIRE_MODEL=true``. The answer holds
+    status words only; why the model is missing goes to the log.
     """
     checks, model = await asyncio.gather(
         downstreams.health(timeout_seconds=READY_TIMEOUT_SECONDS), _model_problem(downstreams)
     )
-    if model is not None and checks.get("generation") == "SERVING":
-        checks["generation"] = MODEL_MISSING
+    if model is not None:
+        # Generation's explanation can name internal addresses ("Ollama is not reachable at
+        # http://10.…") and this route needs no key: it goes to the log, not the answer, once
+        # per explanation rather than at every probe.
+        if model != getattr(request.app.state, "model_problem", None):
+            log.warning("generation's model is not available", extra={"detail": model})
+        request.app.state.model_problem = model
+        if checks.get("generation") == "SERVING":
+            checks["generation"] = MODEL_MISSING
+    else:
+        request.app.state.model_problem = None
     failing = [
         f"{name} ({status})"
         for name, status in checks.items()
@@ -53,14 +68,12 @@ async def ready(downstreams: DownstreamsDep, settings: SettingsDep) -> Readiness
     ]
     if failing:
         detail = "not ready: " + ", ".join(failing)
-        if model is not None:
-            detail += f"; {model}"
         return problem_response(Unavailable(detail), extra={"checks": checks})
     if model is not None:
         return Readiness(
             status="degraded",
             checks=checks,
-            detail=f"{model}; answers come from the extractive fallback",
+            detail=f"generation ({MODEL_MISSING}); answers come from the extractive fallback",
         )
     return Readiness(checks=checks)
 

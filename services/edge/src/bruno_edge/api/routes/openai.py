@@ -4,6 +4,8 @@ Existing chat UIs and the official ``openai`` clients work unchanged. The conver
 in ``messages`` (nothing is stored): the last user message is the question, retrieval runs on it
 (rewritten to stand alone when earlier turns exist), and the earlier user and assistant turns
 are the history. Client ``system`` messages are ignored: the grounded instructions never change.
+``tool`` messages and assistant turns without text (tool calls) are dropped: the edge runs no
+tools.
 The passages travel in an extra ``citations`` field (on the first chunk when streamed), timings
 and budgeting in ``bruno``. Errors are OpenAI error objects, not problem documents.
 """
