@@ -4,7 +4,7 @@ against a real LanceDB in tmp_path."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -231,24 +231,42 @@ async def test_reindex_rebuilds_with_the_current_model_and_keeps_every_document(
     assert sorted((await db.list_tables()).tables) == [CATALOG_TABLE, "homelab.1"]
 
 
-async def test_a_reindex_whose_caller_gives_up_still_switches_over_whole(
-    tmp_path: Path, make_embedder: MakeEmbedder, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+async def notes(tmp_path: Path, make_embedder: MakeEmbedder) -> AsyncIterator[KnowledgeStore]:
+    """Five notes in ``default``, embedded by ``model-a`` (64 dimensions)."""
     store = await KnowledgeStore.open(str(tmp_path / "db"), make_embedder(64, "model-a"))
     for n in range(5):
         await store.ingest("default", text=f"Velero note {n} about volumes.", document_id=f"n{n}")
-    new = make_embedder(32, "model-b")
-    embedding, released = asyncio.Event(), asyncio.Event()
-    embed = new.embed
+    yield store
+    store.close()
 
-    async def slow(
+
+def hold_embeddings(
+    embedder: FakeEmbedder, monkeypatch: pytest.MonkeyPatch, *, queries_only: bool = True
+) -> tuple[asyncio.Event, asyncio.Event]:
+    """Hold ``embedder``'s calls (search queries only, or all) until the second event is set;
+    the first is set once a call is being held."""
+    holding, released = asyncio.Event(), asyncio.Event()
+    embed = embedder.embed
+
+    async def held(
         texts: Sequence[str], input_type: embedding_pb2.InputType.ValueType
     ) -> list[list[float]]:
-        embedding.set()
-        await released.wait()
+        if input_type == embedding_pb2.INPUT_TYPE_QUERY or not queries_only:
+            holding.set()
+            await released.wait()
         return await embed(texts, input_type)
 
-    monkeypatch.setattr(new, "embed", slow)
+    monkeypatch.setattr(embedder, "embed", held)
+    return holding, released
+
+
+async def test_a_reindex_whose_caller_gives_up_still_switches_over_whole(
+    notes: KnowledgeStore, make_embedder: MakeEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = notes
+    new = make_embedder(32, "model-b")
+    embedding, released = hold_embeddings(new, monkeypatch, queries_only=False)
     store._embedder = new
     caller = asyncio.create_task(store.reindex("default"))
     await embedding.wait()
@@ -262,7 +280,6 @@ async def test_a_reindex_whose_caller_gives_up_still_switches_over_whole(
     assert (info.embedding_model, info.dimension, info.documents) == ("model-b", 32, 5)
     found = await store.search("default", "velero note 3", top_k=1)
     assert (found.mode, found.hits[0].document_id) == (SearchMode.HYBRID, "n3")
-    store.close()
 
 
 async def test_searches_during_a_reindex_never_fail(
@@ -304,24 +321,11 @@ async def test_searches_during_a_reindex_never_fail(
 
 
 async def test_a_search_whose_query_is_embedded_across_the_switch_answers_by_keywords(
-    tmp_path: Path, make_embedder: MakeEmbedder, monkeypatch: pytest.MonkeyPatch
+    notes: KnowledgeStore, make_embedder: MakeEmbedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = await KnowledgeStore.open(str(tmp_path / "db"), make_embedder(64, "model-a"))
-    for n in range(5):
-        await store.ingest("default", text=f"Velero note {n} about volumes.", document_id=f"n{n}")
+    store = notes
     new = make_embedder(64, "model-b")
-    embedding, released = asyncio.Event(), asyncio.Event()
-    embed = new.embed
-
-    async def slow_queries(
-        texts: Sequence[str], input_type: embedding_pb2.InputType.ValueType
-    ) -> list[list[float]]:
-        if input_type == embedding_pb2.INPUT_TYPE_QUERY:
-            embedding.set()
-            await released.wait()
-        return await embed(texts, input_type)
-
-    monkeypatch.setattr(new, "embed", slow_queries)
+    embedding, released = hold_embeddings(new, monkeypatch)
     store._embedder = new
     # The search starts on the old table; its query comes back from the new model only after
     # the reindex has switched the collection over.
@@ -334,25 +338,13 @@ async def test_a_search_whose_query_is_embedded_across_the_switch_answers_by_key
 
     assert found.mode is SearchMode.TEXT
     assert found.hits
-    store.close()
 
 
 async def test_a_deleted_collection_can_be_created_again_while_a_search_reads_the_old_one(
     store: KnowledgeStore, embedder: FakeEmbedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await store.ingest("kb", text="Old velero notes.", document_id="old")
-    searching, released = asyncio.Event(), asyncio.Event()
-    embed = embedder.embed
-
-    async def slow_queries(
-        texts: Sequence[str], input_type: embedding_pb2.InputType.ValueType
-    ) -> list[list[float]]:
-        if input_type == embedding_pb2.INPUT_TYPE_QUERY:
-            searching.set()
-            await released.wait()
-        return await embed(texts, input_type)
-
-    monkeypatch.setattr(embedder, "embed", slow_queries)
+    searching, released = hold_embeddings(embedder, monkeypatch)
     reader = asyncio.create_task(store.search("kb", "velero notes", top_k=5))
     await searching.wait()
     await store.delete_collection("kb")
