@@ -145,6 +145,8 @@ async def test_backend_ollama_is_unavailable_when_ollama_is_down(
 
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
     assert "OLLAMA_HOST" in (caught.value.details() or "")
+    # Where Ollama lives goes to the log, not to the caller (the edge passes details on).
+    assert dead_ollama_url not in (caught.value.details() or "")
 
 
 async def test_auto_answers_extractively_when_the_model_is_missing(
@@ -505,6 +507,7 @@ async def test_info_says_ollama_is_unreachable(serve: Serve, dead_ollama_url: st
 
     assert info.model_available is False
     assert "not reachable" in info.detail
+    assert dead_ollama_url not in info.detail
 
 
 async def test_info_of_the_extractive_backend_needs_no_model(

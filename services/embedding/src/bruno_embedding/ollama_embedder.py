@@ -90,15 +90,20 @@ class OllamaEmbedder:
 
     async def _embed_batch(self, batch: list[str]) -> list[list[float]]:
         try:
-            response = await self._client.embed(model=self.model, input=batch)
+            try:
+                response = await self._client.embed(model=self.model, input=batch)
+            except (ConnectionError, httpx.TransportError):
+                # Where Ollama lives is for the log: the error's text travels to API clients.
+                log.warning("ollama call failed", extra={"host": self.host}, exc_info=True)
+                raise
         except ConnectionError as error:
-            raise Unavailable(f"Ollama at {self.host} is not reachable") from error
+            raise Unavailable("Ollama is not reachable") from error
         except httpx.ConnectTimeout as error:
-            raise Unavailable(f"Ollama at {self.host} did not accept a connection") from error
+            raise Unavailable("Ollama did not accept a connection") from error
         except httpx.TimeoutException as error:
-            raise DeadlineExceeded(f"Ollama at {self.host} did not answer in time") from error
+            raise DeadlineExceeded("Ollama did not answer in time") from error
         except httpx.TransportError as error:
-            raise Unavailable(f"Ollama at {self.host} failed: {error!r}") from error
+            raise Unavailable(f"Ollama failed ({type(error).__name__})") from error
         except ResponseError as error:
             raise self._response_error(error) from error
         return self._checked(response.embeddings, expected=len(batch))

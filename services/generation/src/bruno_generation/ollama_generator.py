@@ -105,9 +105,9 @@ class OllamaGenerator:
             return False, models
         if _canonical(model) in models:
             return True, ""
-        return False, (
-            f'Ollama at {self.host} does not have the model "{model}"; '
-            f"pull it with `ollama pull {model}`"
+        return (
+            False,
+            f'Ollama does not have the model "{model}"; pull it with `ollama pull {model}`',
         )
 
     async def _list_models(self) -> frozenset[str] | str:
@@ -116,7 +116,8 @@ class OllamaGenerator:
             async with AsyncClient(host=self.host, timeout=self._probe_timeout) as client:
                 listed = await client.list()
         except (httpx.ConnectError, httpx.TimeoutException, ConnectionError):
-            return f"Ollama is not reachable at {self.host}"
+            log.warning("ollama is not reachable", extra={"host": self.host})
+            return "Ollama is not reachable"
         except (ResponseError, httpx.HTTPError) as error:
             return f"Ollama could not list its models ({type(error).__name__})"
         return frozenset(_canonical(m.model) for m in listed.models if m.model)
@@ -248,14 +249,15 @@ def _ollama_errors(host: str, model: str, timeout: httpx.Timeout) -> Iterator[No
     try:
         yield
     except (httpx.ConnectError, httpx.ConnectTimeout, ConnectionError) as error:
+        # Where Ollama lives is for the log: the error's text travels to API clients.
+        log.warning("ollama is not reachable", extra={"host": host})
         raise OllamaUnreachable(
-            f"Ollama is not reachable at {host}; start it or point OLLAMA_HOST at it"
+            "Ollama is not reachable; start it or point OLLAMA_HOST at it"
         ) from error
     except ResponseError as error:
         if error.status_code == 404:
             raise ModelNotFound(
-                f'Ollama at {host} does not have the model "{model}"; '
-                f"pull it with `ollama pull {model}`"
+                f'Ollama does not have the model "{model}"; pull it with `ollama pull {model}`'
             ) from error
         raise Unavailable(f"Ollama failed: {error.error}") from error
     except httpx.TimeoutException as error:
