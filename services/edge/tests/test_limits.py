@@ -24,17 +24,22 @@ async def test_body_over_the_limit_by_content_length_is_413(edge_factory: EdgeFa
     assert edge.retrieval.documents == {}
 
 
+async def streamed_json(head: bytes, tail: bytes) -> AsyncIterator[bytes]:
+    """A JSON body of 5 KiB sent in chunks, without Content-Length: ``head``, a long string
+    value, ``tail``."""
+    yield head
+    for _ in range(10):
+        yield b"x" * 512
+    yield tail
+
+
 async def test_streamed_body_over_the_limit_is_413(edge_factory: EdgeFactory) -> None:
     edge = await edge_factory(max_request_bytes=2048)
 
-    async def chunks() -> AsyncIterator[bytes]:
-        yield b'{"text": "'
-        for _ in range(10):
-            yield b"x" * 512
-        yield b'"}'
-
     response = await edge.client.post(
-        "/api/v1/documents", content=chunks(), headers={"content-type": "application/json"}
+        "/api/v1/documents",
+        content=streamed_json(b'{"text": "', b'"}'),
+        headers={"content-type": "application/json"},
     )
 
     assert "content-length" not in response.request.headers
@@ -172,15 +177,12 @@ async def test_streamed_body_over_the_limit_under_v1_is_an_openai_413(
     edge_factory: EdgeFactory,
 ) -> None:
     edge = await edge_factory(max_request_bytes=2048)
-
-    async def chunks() -> AsyncIterator[bytes]:
-        yield b'{"model": "bruno", "messages": [{"role": "user", "content": "'
-        for _ in range(10):
-            yield b"x" * 512
-        yield b'"}]}'
+    head = b'{"model": "bruno", "messages": [{"role": "user", "content": "'
 
     response = await edge.client.post(
-        "/v1/chat/completions", content=chunks(), headers={"content-type": "application/json"}
+        "/v1/chat/completions",
+        content=streamed_json(head, b'"}]}'),
+        headers={"content-type": "application/json"},
     )
 
     assert "content-length" not in response.request.headers
