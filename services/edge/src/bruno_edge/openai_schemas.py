@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
 
-from bruno_edge.schemas import ChatTimings, Citation
+from bruno_edge.schemas import ChatTimings, Citation, plain_text
 
 MAX_MESSAGES = 256
 MAX_MODEL_CHARS = 200
@@ -31,6 +31,16 @@ class Message(BaseModel):
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: StrictStr | list[TextPart] | None = None
+
+    @field_validator("content")
+    @classmethod
+    def _no_control_characters(
+        cls, content: str | list[TextPart] | None
+    ) -> str | list[TextPart] | None:
+        parts = [content] if isinstance(content, str) else [p.text for p in content or ()]
+        for part in parts:
+            plain_text(part)
+        return content
 
     @property
     def text(self) -> str:
