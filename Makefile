@@ -22,8 +22,9 @@ uv: ## Install uv with pip when it is missing
 sync: uv ## Create .venv with every workspace member and the dev tools (from uv.lock)
 	@$(UV) sync --frozen --all-packages --quiet
 
-run: sync ## Run all four services on loopback (edge on http://127.0.0.1:8080); Ctrl-C stops them
-	@$(RUN) honcho start -f Procfile
+run: sync ## Run all four services on loopback (edge on http://127.0.0.1:8080), restarting any that dies; Ctrl-C stops them
+	@mkdir -p data
+	@$(RUN) supervisord -c supervisord.conf
 
 demo: sync ## Ingest the demo corpus into the running system (make run in another terminal)
 	$(RUN) bruno ingest demo/
