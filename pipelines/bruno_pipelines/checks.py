@@ -38,6 +38,7 @@ TYPED_TREES: tuple[str, ...] = (
     "packages/proto/tests",
     "packages/core",
     "packages/testing",
+    "packages/cli",
     "services/embedding",
     "services/retrieval",
     "services/generation",
