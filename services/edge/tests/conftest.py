@@ -61,6 +61,9 @@ class FakeRetrieval(retrieval_pb2_grpc.RetrievalServiceServicer):
         # A status code fails like the gRPC runtime would (its detail names an address); a
         # domain error fails like a Bruno service does, through abort_with.
         self.fail_with: grpc.StatusCode | BrunoError | None = None
+        # While set, searches wait for it (a slow search holding its admission slot).
+        self.search_gate: asyncio.Event | None = None
+        self.searching = asyncio.Event()
 
     async def _maybe_fail(self, context: Context) -> None:
         if isinstance(self.fail_with, BrunoError):
@@ -108,6 +111,9 @@ class FakeRetrieval(retrieval_pb2_grpc.RetrievalServiceServicer):
         self, request: retrieval_pb2.SearchRequest, context: Context
     ) -> retrieval_pb2.SearchResponse:
         self.searches.append(request)
+        self.searching.set()
+        if self.search_gate is not None:
+            await self.search_gate.wait()
         await self._maybe_fail(context)
         words = set(request.query.lower().split())
         hits = []
@@ -240,6 +246,7 @@ class FakeGeneration(generation_pb2_grpc.GenerationServiceServicer):
         self.hang_after: int | None = None
         self.skip_done = False
         self.cancelled = asyncio.Event()
+        self.generating = asyncio.Event()
         self.rewrites: list[generation_pb2.RewriteQuestionRequest] = []
         self.info = generation_pb2.InfoResponse(
             backend="auto", model="fake-llm", model_available=True, context_window=4096
@@ -250,6 +257,7 @@ class FakeGeneration(generation_pb2_grpc.GenerationServiceServicer):
         self, request: generation_pb2.GenerateRequest, context: Context
     ) -> AsyncIterator[generation_pb2.GenerateResponse]:
         self.requests.append(request)
+        self.generating.set()
         limit = request.options.max_tokens if request.options.HasField("max_tokens") else None
         tokens = self.tokens[:limit]
         try:
