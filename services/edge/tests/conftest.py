@@ -332,19 +332,29 @@ class FakeGeneration(generation_pb2_grpc.GenerationServiceServicer):
 
 
 class FakeConversations(conversations_pb2_grpc.ConversationServiceServicer):
-    """Conversations in a dict, kept to ``max_turns``."""
+    """Conversations in a dict, kept to ``max_turns``, each found only by its owner (when a
+    request names one), as retrieval's store does."""
 
     def __init__(self, max_turns: int = 50) -> None:
         self.conversations: dict[str, list[conversations_pb2.Turn]] = {}
+        self.owners: dict[str, str] = {}
         self.max_turns = max_turns
+
+    async def _check(self, conversation_id: str, owner: str, context: Context) -> None:
+        if conversation_id not in self.conversations or (
+            owner and self.owners.get(conversation_id, "") != owner
+        ):
+            await abort_with(context, NotFound(f"conversation {conversation_id!r} not found"))
 
     @override
     async def AppendTurns(
         self, request: conversations_pb2.AppendTurnsRequest, context: Context
     ) -> conversations_pb2.AppendTurnsResponse:
-        if request.conversation_id not in self.conversations and not request.create:
-            await abort_with(context, NotFound(f"conversation {request.conversation_id!r}"))
-        turns = self.conversations.setdefault(request.conversation_id, [])
+        if request.conversation_id not in self.conversations and request.create:
+            self.conversations[request.conversation_id] = []
+            self.owners[request.conversation_id] = request.owner
+        await self._check(request.conversation_id, request.owner, context)
+        turns = self.conversations[request.conversation_id]
         for turn in request.turns:
             stamped = conversations_pb2.Turn()
             stamped.CopyFrom(turn)
@@ -357,18 +367,21 @@ class FakeConversations(conversations_pb2_grpc.ConversationServiceServicer):
     async def GetConversation(
         self, request: conversations_pb2.GetConversationRequest, context: Context
     ) -> conversations_pb2.Conversation:
-        turns = self.conversations.get(request.conversation_id)
-        if turns is None:
-            await abort_with(context, NotFound(f"conversation {request.conversation_id!r}"))
+        await self._check(request.conversation_id, request.owner, context)
+        turns = self.conversations[request.conversation_id]
         kept = turns[-request.max_turns :] if request.max_turns else turns
-        return conversations_pb2.Conversation(conversation_id=request.conversation_id, turns=kept)
+        return conversations_pb2.Conversation(
+            conversation_id=request.conversation_id,
+            turns=kept,
+            owner=self.owners.get(request.conversation_id, ""),
+        )
 
     @override
     async def DeleteConversation(
         self, request: conversations_pb2.DeleteConversationRequest, context: Context
     ) -> conversations_pb2.DeleteConversationResponse:
-        if self.conversations.pop(request.conversation_id, None) is None:
-            await abort_with(context, NotFound(f"conversation {request.conversation_id!r}"))
+        await self._check(request.conversation_id, request.owner, context)
+        del self.conversations[request.conversation_id]
         return conversations_pb2.DeleteConversationResponse()
 
 

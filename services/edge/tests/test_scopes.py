@@ -279,3 +279,25 @@ async def test_refusals_are_logged_with_the_keys_name_never_the_key(
     logged = " ".join(str(r.__dict__) for r in caplog.records)
     assert "reader-a-secret" not in logged
     assert "guessed-key" not in logged
+
+
+async def test_a_conversation_belongs_to_the_key_that_started_it(edge: Edge) -> None:
+    started = await edge.client.post(
+        "/api/v1/chat",
+        json={"message": "pods restart", "collection": "a"},
+        headers=auth("reader-a"),
+    )
+    conversation = started.json()["conversation_id"]
+    path = f"/api/v1/conversations/{conversation}"
+    follow_up = {"message": "and then?", "collection": "a", "conversation_id": conversation}
+
+    read = await edge.client.get(path, headers=auth("admin-a"))
+    continued = await edge.client.post("/api/v1/chat", json=follow_up, headers=auth("admin-a"))
+    deleted = await edge.client.delete(path, headers=auth("admin-a"))
+    own = await edge.client.get(path, headers=auth("reader-a"))
+
+    for refused in (read, continued, deleted):
+        assert refused.status_code == 404
+        assert refused.json()["detail"] == f"conversation {conversation!r} not found"
+    assert [t["content"] for t in own.json()["turns"]] == ["pods restart", "Restart the pod [1]."]
+    assert (await edge.client.delete(path, headers=auth("reader-a"))).status_code == 204

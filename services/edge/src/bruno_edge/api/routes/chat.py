@@ -87,7 +87,7 @@ async def chat(
     caller.check_collection(body.collection)
     # History, rewriting and retrieval run before the response starts, so their failures keep
     # their HTTP status; only failures after the first event become an `error` event.
-    turn = await chat.prepare(body)
+    turn = await chat.prepare(body, owner=caller.name)
     if _wants_stream(body, request):
         return chat_events(chat.events(turn), state)
     answer = await unless_disconnected(request, chat.answer(turn))

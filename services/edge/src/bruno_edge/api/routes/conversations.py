@@ -36,10 +36,12 @@ async def get_conversation(
     downstreams: DownstreamsDep,
     settings: SettingsDep,
 ) -> Conversation:
-    """The conversation's stored turns, oldest first."""
+    """The conversation's stored turns, oldest first; 404 unless the key started it."""
     with rpc_errors("retrieval"):
         found = await downstreams.conversations.GetConversation(
-            conversations_pb2.GetConversationRequest(conversation_id=conversation_id),
+            conversations_pb2.GetConversationRequest(
+                conversation_id=conversation_id, owner=caller.name
+            ),
             timeout=settings.request_timeout_seconds,
         )
     return Conversation(
@@ -71,10 +73,12 @@ async def delete_conversation(
     downstreams: DownstreamsDep,
     settings: SettingsDep,
 ) -> Response:
-    """Forget the conversation; later chats naming it get 404."""
+    """Forget the conversation (404 unless the key started it); later chats naming it get 404."""
     with rpc_errors("retrieval"):
         await downstreams.conversations.DeleteConversation(
-            conversations_pb2.DeleteConversationRequest(conversation_id=conversation_id),
+            conversations_pb2.DeleteConversationRequest(
+                conversation_id=conversation_id, owner=caller.name
+            ),
             timeout=settings.request_timeout_seconds,
         )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
