@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import grpc
 import lancedb
@@ -362,7 +363,7 @@ async def test_a_table_from_before_owners_gets_the_column_and_its_rows_have_none
             pa.field("updated_at", pa.timestamp("us", tz="UTC"), nullable=False),
         ]
     )
-    table = await db.create_table(TABLE, schema=old)
+    table: Any = await db.create_table(TABLE, schema=old)  # lancedb's close() is untyped
     now = datetime.now(UTC)
     await table.add(
         pa.Table.from_pylist(
