@@ -81,7 +81,7 @@ READ_BY_LIBRARIES = {
 
 EXPECTED_REPLICAS = {
     "dev": {"edge": 1, "embedding": 1, "generation": 1, "retrieval": 1},
-    "staging": {"edge": 1, "embedding": 1, "generation": 1, "retrieval": 1},
+    "staging": {"edge": 2, "embedding": 2, "generation": 2, "retrieval": 1},
     "prod": {"edge": 3, "embedding": 2, "generation": 2, "retrieval": 1},
 }
 EXPECTED_STORAGE = {"dev": "1Gi", "staging": "5Gi", "prod": "20Gi"}
@@ -437,6 +437,18 @@ def test_autoscalers_own_the_replica_count_of_the_stateless_services(rendered: R
     assert rendered.get("StatefulSet", "retrieval")["spec"]["replicas"] == 1
 
 
+@pytest.mark.parametrize("name", ["staging", "prod"])
+def test_staging_and_prod_autoscale_edge_embedding_and_generation(
+    all_rendered: dict[str, Rendered], name: str
+) -> None:
+    targets = {
+        (h["spec"]["scaleTargetRef"]["kind"], h["spec"]["scaleTargetRef"]["name"])
+        for h in all_rendered[name].of_kind("HorizontalPodAutoscaler")
+    }
+
+    assert targets == {("Deployment", s) for s in ("edge", "embedding", "generation")}
+
+
 # --- images --------------------------------------------------------------------------------------
 
 
@@ -755,12 +767,13 @@ def test_prod_raises_resources_above_the_base(all_rendered: dict[str, Rendered])
 def test_the_overlays_turn_on_the_components_their_environment_needs(
     all_rendered: dict[str, Rendered],
 ) -> None:
-    assert set(all_rendered["dev"].components) == {"ingress"}
+    assert set(all_rendered["dev"].components) == {"ingress", "network-policies"}
     assert set(all_rendered["staging"].components) == {
         "ingress",
         "network-policies",
         "monitoring",
         "velero-backup",
+        "autoscaling",
     }
     assert set(all_rendered["prod"].components) == {
         "ingress",
