@@ -59,7 +59,12 @@ CUSTOM_GROUPS = {
 }
 
 # Secrets the operator creates out of band (k8s/README.md); the tree must never hold one.
-EXTERNAL_SECRETS = {"bruno-api-keys", "bruno-edge-tls", "bruno-lancedb-s3"}
+EXTERNAL_SECRETS = {
+    "bruno-api-keys",
+    "bruno-edge-tls",
+    "bruno-lancedb-s3",
+    "deploy-notifications",
+}
 
 
 # A misspelt name would be silently ignored by pydantic-settings, so pods may only set these.
@@ -222,13 +227,15 @@ def test_strict_validation_rejects_a_misspelt_field(all_rendered: dict[str, Rend
         ("Canary", ("spec", "analysis"), "stepWieght"),
         ("PrometheusRule", ("spec",), "group"),
         ("MetricTemplate", ("spec", "provider"), "adress"),
+        ("AlertProvider", ("spec",), "adress"),
+        ("Canary", ("spec", "analysis", "alerts", 0), "severty"),
     ],
 )
 def test_custom_resource_schemas_reject_a_misspelt_field(
-    all_rendered: dict[str, Rendered], kind: str, path: tuple[str, ...], typo: str
+    all_rendered: dict[str, Rendered], kind: str, path: tuple[str | int, ...], typo: str
 ) -> None:
     doc = copy.deepcopy(all_rendered["prod"].of_kind(kind)[0])
-    target = doc
+    target: Any = doc
     for key in path:
         target = target[key]
     target[typo] = 1
@@ -532,6 +539,7 @@ def _secret_references(rendered: Rendered) -> set[str]:
                 names.add(volume["secret"]["secretName"])
     for ingress in rendered.of_kind("Ingress"):
         names.update(tls["secretName"] for tls in ingress["spec"].get("tls", []))
+    names.update(p["spec"]["secretRef"]["name"] for p in rendered.of_kind("AlertProvider"))
     return names
 
 
@@ -804,3 +812,18 @@ def test_an_overlay_that_references_a_missing_base_fails_with_the_path(
 def test_a_missing_component_fails_with_the_path(tmp_path: Path, kustomize: Kustomize) -> None:
     with pytest.raises(kustomize.error, match="no-such-component"):
         kustomize.render(kustomize.variant(tmp_path, "overlays/dev", ("no-such-component",)))
+
+
+def test_every_canary_event_goes_to_the_team_chat_through_a_secret(
+    all_rendered: dict[str, Rendered],
+) -> None:
+    for rendered in all_rendered.values():
+        providers = {p["metadata"]["name"]: p for p in rendered.of_kind("AlertProvider")}
+        for canary in rendered.of_kind("Canary"):
+            (alert,) = canary["spec"]["analysis"]["alerts"]
+            provider = providers[alert["providerRef"]["name"]]
+            assert alert["providerRef"]["namespace"] == NAMESPACE
+            assert alert["severity"] == "info"  # analysis start, failed checks, the verdict
+            assert provider["spec"]["secretRef"] == {"name": "deploy-notifications"}
+            assert "address" not in provider["spec"], "the URL lives in the Secret only"
+        assert bool(providers) == bool(rendered.of_kind("Canary")), rendered.name
