@@ -180,6 +180,9 @@ def main(argv: Sequence[str] | None = None, *, repo: Path | None = None) -> int:
     report_path: Path = args.report or out / "coverage.json"
     if args.report is None:
         out.mkdir(parents=True, exist_ok=True)
+        # A report left by an earlier run must not be judged as this one's.
+        for stale in ("coverage.json", "coverage.xml", "summary.md"):
+            (out / stale).unlink(missing_ok=True)
         tests_code = subprocess.run(pytest_command(), cwd=root, check=False).returncode  # noqa: S603
         if not report_path.exists():
             print(f"coverage: pytest exited {tests_code} and wrote no report", file=sys.stderr)

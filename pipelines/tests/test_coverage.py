@@ -127,3 +127,15 @@ def test_every_package_of_this_repository_with_code_has_a_floor() -> None:
     assert set(floors(REPO)) == measured
     assert set(floors(REPO)) <= set(workspace_members(REPO).values())
     assert all(50 <= floor <= 100 for floor in floors(REPO).values())
+
+
+def test_a_run_that_writes_no_report_fails_instead_of_judging_an_old_one(tmp_path: Path) -> None:
+    old = _workspace(tmp_path, {"pkg-a": 0, "pkg-b": 0})  # figures that would pass
+    (tmp_path / COVERAGE_DIR).mkdir(parents=True)
+    old.rename(tmp_path / COVERAGE_DIR / "coverage.json")
+    (tmp_path / "test_broken.py").write_text("import not_a_module\n")  # pytest cannot collect
+
+    code = main([], repo=tmp_path)
+
+    assert code != 0
+    assert not (tmp_path / COVERAGE_DIR / "coverage.json").exists()
