@@ -11,7 +11,7 @@ TYPED_DIRS := packages/core packages/proto/tests packages/testing packages/cli s
 	tests/docs tests/e2e tests/k8s benchmarks k8s
 
 .DEFAULT_GOAL := help
-.PHONY: help uv sync run demo test lint format proto proto-check smoke bench-chat bench-retrieval bench-chunking clean
+.PHONY: help uv sync run demo test coverage lint sast format proto proto-check smoke bench-chat bench-retrieval bench-chunking clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -32,10 +32,16 @@ demo: sync ## Ingest the demo corpus into the running system (make run in anothe
 test: sync ## Run every test
 	$(RUN) pytest
 
+coverage: sync ## Every test with branch coverage per package (build/coverage/); fails below a floor
+	$(RUN) python -m bruno_pipelines.coverage
+
 lint: sync ## ruff (lint + format check) and mypy --strict
 	$(RUN) ruff check $(LINT_PATHS)
 	$(RUN) ruff format --check $(LINT_PATHS)
 	@set -e; for d in $(TYPED_DIRS); do echo "mypy --strict $$d"; $(RUN) mypy $$d; done
+
+sast: sync ## Semgrep with the committed rules (sast/rules), offline; SARIF in build/sast/
+	$(RUN) python -m bruno_pipelines.sast
 
 format: sync ## Apply ruff's fixes and formatting
 	$(RUN) ruff check --fix $(LINT_PATHS)
