@@ -60,6 +60,7 @@ CUSTOM_GROUPS = {
 # Secrets the operator creates out of band (k8s/README.md); the tree must never hold one.
 EXTERNAL_SECRETS = {
     "bruno-api-keys",
+    "bruno-api-keys-file",
     "bruno-edge-tls",
     "bruno-lancedb-s3",
     "deploy-notifications",
