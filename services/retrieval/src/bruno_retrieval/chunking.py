@@ -114,6 +114,22 @@ def chunk_text(text: str, *, size_tokens: int, overlap_tokens: int) -> list[Chun
     return chunks
 
 
+def within_chunk_ceiling(text: str, size_tokens: int) -> str:
+    """``text`` when it fits a chunk of a ``size_tokens`` budget, else cut to
+    ``max_chunk_chars(size_tokens)`` characters ending in "…".
+
+    A chunk stored before the ceiling existed (or under a larger budget) can be longer than
+    any chunk made now; search answers pass through this so they stay bounded all the same.
+
+        >>> within_chunk_ceiling("a" * 5_000, 200)[-3:], len(within_chunk_ceiling("a" * 5_000, 200))
+        ('aa…', 2000)
+    """
+    limit = max_chunk_chars(size_tokens)
+    if len(text) <= limit:
+        return text
+    return text[: limit - len(_ELLIPSIS)] + _ELLIPSIS
+
+
 def _bounded_path(titles: list[str]) -> str:
     path = HEADING_SEPARATOR.join(titles)
     if len(path) <= MAX_HEADING_PATH_CHARS:
