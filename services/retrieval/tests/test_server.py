@@ -14,9 +14,11 @@ import pytest
 from bruno.embedding.v1 import embedding_pb2, embedding_pb2_grpc
 from bruno.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from bruno_core import GrpcServer, GrpcServerSettings, check_health, create_channel
+from bruno_retrieval.chunking import max_chunk_chars
 from bruno_retrieval.config import RetrievalSettings
 from bruno_retrieval.embedding_client import EmbeddingClient
 from bruno_retrieval.server import SERVICE, create_server
+from bruno_retrieval.store import KnowledgeStore
 
 if TYPE_CHECKING:
     from conftest import FakeEmbedder
@@ -391,6 +393,34 @@ async def test_another_embedding_model_is_failed_precondition_naming_reindex(
 
     assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "bruno reindex default" in (raised.value.details() or "")
+
+
+async def test_a_chunk_longer_than_todays_ceiling_is_cut_in_search_answers(
+    tmp_path: Path, embedder: FakeEmbedder
+) -> None:
+    # A chunk stored under a larger budget (or before the ceiling existed) is longer than any
+    # chunk made now; the search answer still holds at most max_chunk_chars of it.
+    uri = str(tmp_path / "lancedb")
+    wide = await KnowledgeStore.open(uri, embedder, chunk_size_tokens=8192, chunk_overlap_tokens=0)
+    await wide.ingest("default", text="velero " + "a" * 60_000, document_id="blob")
+    wide.close()
+    settings = RetrievalSettings(
+        retrieval_listen_addr="127.0.0.1:0", lancedb_uri=uri, grpc_grace_seconds=0
+    )
+    server = await create_server(settings, embedder=embedder)
+    port = await server.start([SERVICE])
+    channel = create_channel(f"127.0.0.1:{port}", timeout_seconds=20)
+    try:
+        stub = retrieval_pb2_grpc.RetrievalServiceStub(channel)
+        found = await stub.Search(retrieval_pb2.SearchRequest(query="velero"))
+    finally:
+        await channel.close()
+        await server.stop()
+
+    [hit] = found.hits
+    assert len(hit.text) == max_chunk_chars(settings.chunk_size_tokens)
+    assert hit.text.startswith("velero aaa")
+    assert hit.text.endswith("a…")
 
 
 @pytest.mark.parametrize(

@@ -56,6 +56,9 @@ from bruno_edge.schemas import (
     Citation,
     CollectionInfo,
     DocumentSummary,
+    MetadataKey,
+    MetadataValue,
+    PlainText,
     SearchResult,
 )
 
@@ -157,6 +160,7 @@ def create_mcp_server(state: EdgeState) -> MCPServer:
                 max_length=settings.max_message_chars,
                 description="What to look for, in words (a question works).",
             ),
+            PlainText,
         ],
         collection: Collection = "default",
         top_k: Annotated[
@@ -167,7 +171,7 @@ def create_mcp_server(state: EdgeState) -> MCPServer:
             Field(description="hybrid (meaning and keywords), vector (meaning) or text."),
         ] = "hybrid",
         filters: Annotated[
-            dict[str, str],
+            dict[MetadataKey, MetadataValue],
             Field(
                 max_length=MAX_FILTERS,
                 description="Exact matches that must all hold: source, title, document_id or "
@@ -220,6 +224,7 @@ def create_mcp_server(state: EdgeState) -> MCPServer:
                 max_length=settings.max_message_chars,
                 description="A question about the documents, standing on its own.",
             ),
+            PlainText,
         ],
         collection: Collection = "default",
     ) -> Answer:

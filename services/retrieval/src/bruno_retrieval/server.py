@@ -7,6 +7,7 @@ through :func:`bruno_core.abort_with`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
@@ -23,6 +24,7 @@ from bruno_core import (
     abort_with,
 )
 from bruno_core.entrypoint import run_service
+from bruno_retrieval.chunking import within_chunk_ceiling
 from bruno_retrieval.config import RetrievalSettings
 from bruno_retrieval.conversations import SERVICE as CONVERSATION_SERVICE
 from bruno_retrieval.conversations import ConversationServicer, ConversationStore
@@ -174,7 +176,13 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
             mode=mode,
             filters=dict(request.filters),
         )
-        hits = result.hits
+        # Bounded before reranking too: a chunk stored before the chunk ceiling (or under a
+        # larger BRUNO_CHUNK_SIZE_TOKENS) must not make the answer or the reranker's input huge.
+        size = self._settings.chunk_size_tokens
+        hits = [
+            dataclasses.replace(hit, text=within_chunk_ceiling(hit.text, size))
+            for hit in result.hits
+        ]
         if self._reranker is not None:
             budget = None
             if time_remaining is not None:

@@ -28,6 +28,7 @@ from bruno_edge.schemas import (
     DocumentSummary,
     FileIngested,
     UploadResult,
+    first_non_text_character,
 )
 
 router = APIRouter(prefix=f"{API_PREFIX}/documents", tags=["documents"])
@@ -116,6 +117,8 @@ async def upload_documents(
         name = PurePath((upload.filename or "").replace("\\", "/")).name
         if not name or len(name) > MAX_FILENAME_CHARS:
             raise InvalidInput(f"each file needs a name of 1 to {MAX_FILENAME_CHARS} characters")
+        if first_non_text_character(name) is not None:
+            raise InvalidInput(f"the file name {name!r} holds a control character")
         raw = await upload.read(settings.max_document_bytes + 1)
         if len(raw) > settings.max_document_bytes:
             raise LimitExceeded(
@@ -127,7 +130,14 @@ async def upload_documents(
             raise InvalidInput(f"{name!r} holds no text")
         if len(document.text.encode("utf-8")) > settings.max_document_bytes:
             raise LimitExceeded(f"{name!r} is larger than the document limit")
+        for text in (document.title, document.text):
+            if (position := first_non_text_character(text)) is not None:
+                code = ord(text[position])
+                raise InvalidInput(f"{name!r} holds a control character (U+{code:04X})")
         document_id = _UNSAFE_ID_CHARS.sub("-", name)[:200]
+        # ".." names the parent in a path, never a document (it would address other ids).
+        if document_id == "..":
+            raise InvalidInput(f"{name!r} is not a usable file name")
         if any(document_id == seen for _, seen, _ in documents):
             raise InvalidInput(f"two files are named {name!r}")
         documents.append((name, document_id, document))
