@@ -22,7 +22,6 @@ from bruno_core import (
 )
 from bruno_retrieval.conversations import (
     OPTIMIZE_EVERY_WRITES,
-    SERVICE,
     TABLE,
     ConversationServicer,
     ConversationStore,
@@ -146,7 +145,7 @@ async def test_the_grpc_service_appends_reads_and_deletes(tmp_path: Path) -> Non
     conversations_pb2_grpc.add_ConversationServiceServicer_to_server(
         ConversationServicer(store), server.grpc
     )
-    port = await server.start([SERVICE])
+    port = await server.start()
     channel = create_channel(f"127.0.0.1:{port}", timeout_seconds=10)
     stub = conversations_pb2_grpc.ConversationServiceStub(channel)
     try:

@@ -14,7 +14,7 @@ from bruno.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from bruno_core import GrpcServer, create_channel
 from bruno_retrieval.config import RetrievalSettings
 from bruno_retrieval.rerank import HttpReranker
-from bruno_retrieval.server import SERVICE, RetrievalServicer
+from bruno_retrieval.server import RetrievalServicer
 from bruno_retrieval.store import KnowledgeStore
 from bruno_testing.reranker_standin import RerankerStandIn, overlap_score
 
@@ -65,7 +65,7 @@ async def rig(tmp_path: Path, embedder: FakeEmbedder) -> AsyncIterator[Rig]:
         retrieval_pb2_grpc.add_RetrievalServiceServicer_to_server(
             RetrievalServicer(store, settings, reranker=reranker), server.grpc
         )
-        port = await server.start([SERVICE])
+        port = await server.start()
         channel = create_channel(f"127.0.0.1:{port}", timeout_seconds=10)
         yield Rig(retrieval_pb2_grpc.RetrievalServiceStub(channel), store, standin, reranker)
         await channel.close()

@@ -98,10 +98,12 @@ async def services(tmp_path: Path, embedder: FakeEmbedder) -> AsyncIterator[Serv
     embedding_server = GrpcServer(
         "embedding", GrpcServerSettings(grpc_grace_seconds=0), listen_addr="127.0.0.1:0"
     )
-    embedding_pb2_grpc.add_EmbeddingServiceServicer_to_server(embedding, embedding_server.grpc)
-    embedding_port = await embedding_server.start(
-        [embedding_pb2.DESCRIPTOR.services_by_name["EmbeddingService"]]
+    embedding_server.add_servicer(
+        embedding_pb2.DESCRIPTOR.services_by_name["EmbeddingService"],
+        embedding_pb2_grpc.add_EmbeddingServiceServicer_to_server,
+        embedding,
     )
+    embedding_port = await embedding_server.start()
     settings = RetrievalSettings(
         retrieval_listen_addr="127.0.0.1:0",
         embedding_addr=f"127.0.0.1:{embedding_port}",
@@ -114,7 +116,7 @@ async def services(tmp_path: Path, embedder: FakeEmbedder) -> AsyncIterator[Serv
     )
     embedding_client = EmbeddingClient.from_settings(settings)
     server = await create_server(settings, embedder=embedding_client)
-    port = await server.start([SERVICE])
+    port = await server.start()
     channel = create_channel(f"127.0.0.1:{port}", timeout_seconds=20)
     running = Services(
         retrieval_pb2_grpc.RetrievalServiceStub(channel),

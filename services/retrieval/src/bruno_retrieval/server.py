@@ -302,11 +302,21 @@ async def create_server(
     """The retrieval server, not yet started, with its database already open.
 
     Without ``embedder`` it embeds through the embedding service at ``settings.embedding_addr``.
-    Start it with ``await server.start([SERVICE])``; health turns SERVING then.
+    Start it with ``await server.start()``; health turns SERVING then.
     """
+    server = GrpcServer(
+        "retrieval",
+        settings,
+        listen_addr=settings.retrieval_listen_addr,
+        metrics_port=settings.retrieval_metrics_port,
+    )
+    if embedder is None:
+        client = EmbeddingClient.from_settings(settings)
+        server.on_stop(client.close)
+        embedder = client
     store = await KnowledgeStore.open(
         settings.lancedb_uri,
-        embedder or EmbeddingClient.from_settings(settings),
+        embedder,
         chunk_size_tokens=settings.chunk_size_tokens,
         chunk_overlap_tokens=settings.chunk_overlap_tokens,
         fusion=FusionConfig(Fusion(settings.hybrid_fusion), settings.hybrid_vector_weight),
@@ -323,30 +333,21 @@ async def create_server(
         if settings.reranker_url
         else None
     )
-    server = GrpcServer(
-        "retrieval",
-        settings,
-        listen_addr=settings.retrieval_listen_addr,
-        metrics_port=settings.retrieval_metrics_port,
-    )
-    retrieval_pb2_grpc.add_RetrievalServiceServicer_to_server(
-        RetrievalServicer(store, settings, reranker=reranker), server.grpc
+    server.add_servicer(
+        SERVICE,
+        retrieval_pb2_grpc.add_RetrievalServiceServicer_to_server,
+        RetrievalServicer(store, settings, reranker=reranker),
     )
     conversations = await ConversationStore.open(
         settings.lancedb_uri, max_turns=settings.conversation_max_turns
     )
-    conversations_pb2_grpc.add_ConversationServiceServicer_to_server(
-        ConversationServicer(conversations), server.grpc
+    server.add_servicer(
+        CONVERSATION_SERVICE,
+        conversations_pb2_grpc.add_ConversationServiceServicer_to_server,
+        ConversationServicer(conversations),
     )
     return server
 
 
-async def serve(settings: RetrievalSettings) -> None:
-    """Serve until SIGTERM or SIGINT, then close the embedding channel."""
-    embedder = EmbeddingClient.from_settings(settings)
-    server = await create_server(settings, embedder=embedder)
-    await server.run([SERVICE, CONVERSATION_SERVICE], on_stop=embedder.close)
-
-
 def main() -> None:
-    run_service("retrieval", RetrievalSettings(), serve)
+    run_service("retrieval", RetrievalSettings(), create_server)
