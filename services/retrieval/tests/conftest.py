@@ -1,4 +1,5 @@
-"""Shared test support: a deterministic in-process embedder and a store over LanceDB in tmp_path."""
+"""Shared test support: a deterministic in-process embedder, settings over a LanceDB in
+tmp_path, and a knowledge store on them."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ import math
 import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bruno.embedding.v1 import embedding_pb2
 from bruno_core import Unavailable
-from bruno_retrieval.store import KnowledgeStore
+from bruno_retrieval.config import RetrievalSettings
+from bruno_retrieval.knowledge import KnowledgeStore
 
 DIMENSION = 64
 
@@ -67,11 +70,50 @@ def make_embedder() -> Callable[[int], FakeEmbedder]:
     return FakeEmbedder
 
 
+HoldEmbeddings = Callable[..., tuple[asyncio.Event, asyncio.Event]]
+
+
 @pytest.fixture
-async def store(tmp_path: Path, embedder: FakeEmbedder) -> AsyncIterator[KnowledgeStore]:
+def hold_embeddings(monkeypatch: pytest.MonkeyPatch) -> HoldEmbeddings:
+    """``hold(embedder, queries_only=True)`` holds the embedder's calls (search queries only,
+    or all) until the second event it returns is set; the first is set once a call is held."""
+
+    def hold(
+        embedder: FakeEmbedder, *, queries_only: bool = True
+    ) -> tuple[asyncio.Event, asyncio.Event]:
+        holding, released = asyncio.Event(), asyncio.Event()
+        embed = embedder.embed
+
+        async def held(
+            texts: Sequence[str], input_type: embedding_pb2.InputType.ValueType
+        ) -> list[list[float]]:
+            if input_type == embedding_pb2.INPUT_TYPE_QUERY or not queries_only:
+                holding.set()
+                await released.wait()
+            return await embed(texts, input_type)
+
+        monkeypatch.setattr(embedder, "embed", held)
+        return holding, released
+
+    return hold
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., RetrievalSettings]:
+    """Settings over the LanceDB at ``tmp_path / "lancedb"``; keywords override any field."""
+
+    def make(**overrides: Any) -> RetrievalSettings:
+        return RetrievalSettings(**{"lancedb_uri": str(tmp_path / "lancedb"), **overrides})
+
+    return make
+
+
+@pytest.fixture
+async def store(
+    make_settings: Callable[..., RetrievalSettings], embedder: FakeEmbedder
+) -> AsyncIterator[KnowledgeStore]:
     # Small chunks so short test documents span several of them.
-    knowledge = await KnowledgeStore.open(
-        str(tmp_path / "lancedb"), embedder, chunk_size_tokens=32, chunk_overlap_tokens=8
-    )
+    settings = make_settings(chunk_size_tokens=32, chunk_overlap_tokens=8)
+    knowledge = await KnowledgeStore.open(settings, embedder)
     yield knowledge
     knowledge.close()

@@ -45,7 +45,7 @@ class RetrievalSettings(GrpcServerSettings):
     # background (0: never): hnsw_sq (searched keeping `ann_ef` candidates) or ivf_pq
     # (smaller, slower), both over `ann_nprobes` partitions and re-ranking
     # `ann_refine_factor` x top_k by exact distance (unset: 2 for hnsw_sq, 10 for ivf_pq).
-    # Chosen by measurement: see bruno_retrieval.store.AnnConfig.
+    # Chosen by measurement: see bruno_retrieval.knowledge.ann.AnnConfig.
     ann_min_rows: int = Field(default=20_000, ge=0)
     ann_index: Literal["hnsw_sq", "ivf_pq"] = "hnsw_sq"
     ann_ef: int = Field(default=80, ge=1, le=10_000)
