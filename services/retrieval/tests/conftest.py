@@ -8,14 +8,18 @@ import hashlib
 import math
 import re
 from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import lancedb
+import pyarrow as pa
 import pytest
 
 from bruno.embedding.v1 import embedding_pb2
 from bruno_core import Unavailable
 from bruno_retrieval.config import RetrievalSettings
+from bruno_retrieval.conversations import TABLE as CONVERSATIONS_TABLE
 from bruno_retrieval.knowledge import KnowledgeStore
 
 DIMENSION = 64
@@ -117,3 +121,44 @@ async def store(
     knowledge = await KnowledgeStore.open(settings, embedder)
     yield knowledge
     knowledge.close()
+
+
+class Legacy:
+    """Writes rows as an older version did, around today's rules (ids that break them)."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+
+    async def document(self, collection: str, document_id: str, text: str) -> None:
+        """A one-chunk document: a copy of a row of ``collection`` (which must hold one)."""
+        db = await lancedb.connect_async(self.uri)
+        table: Any = await db.open_table(collection)
+        row = (await table.query().limit(1).to_arrow()).to_pylist()[0]
+        row |= {
+            "document_id": document_id,
+            "chunk_id": f"{document_id}:0",
+            "chunk_index": 0,
+            "chunk_count": 1,
+            "text": text,
+        }
+        await table.add(pa.Table.from_pylist([row], schema=await table.schema()))
+        table.close()
+
+    async def conversation(self, conversation_id: str) -> None:
+        db = await lancedb.connect_async(self.uri)
+        table: Any = await db.open_table(CONVERSATIONS_TABLE)
+        now = datetime.now(UTC)
+        row = {
+            "conversation_id": conversation_id,
+            "turns": "[]",
+            "created_at": now,
+            "updated_at": now,
+        }
+        await table.add(pa.Table.from_pylist([row], schema=await table.schema()))
+        table.close()
+
+
+@pytest.fixture
+def legacy(make_settings: Callable[..., RetrievalSettings]) -> Legacy:
+    """Rows from before the identifier rule, in the database of ``make_settings()``."""
+    return Legacy(make_settings().lancedb_uri)

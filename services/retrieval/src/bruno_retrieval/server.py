@@ -11,12 +11,15 @@ In-process (tests, harnesses):
 
 from __future__ import annotations
 
+import logging
+
 from bruno.retrieval.v1 import conversations_pb2_grpc, retrieval_pb2_grpc
 from bruno_core.entrypoint import run_service
 from bruno_core.grpc_server import GrpcServer
 from bruno_retrieval.config import RetrievalSettings
 from bruno_retrieval.conversations import ConversationStore
 from bruno_retrieval.embedding_client import EmbeddingClient
+from bruno_retrieval.id_check import find_invalid_ids
 from bruno_retrieval.knowledge import Embedder, KnowledgeStore
 from bruno_retrieval.rerank import HttpReranker
 from bruno_retrieval.servicer import (
@@ -25,6 +28,8 @@ from bruno_retrieval.servicer import (
     ConversationServicer,
     RetrievalServicer,
 )
+
+log = logging.getLogger(__name__)
 
 
 async def create_server(
@@ -67,6 +72,11 @@ async def create_server(
         conversations_pb2_grpc.add_ConversationServiceServicer_to_server,
         ConversationServicer(conversations),
     )
+    if invalid := await find_invalid_ids(settings.lancedb_uri):
+        log.warning(
+            "stored ids break the identifier rule; list them with bruno-retrieval-check-ids",
+            extra={"count": len(invalid), "first": str(invalid[0])},
+        )
     return server
 
 
