@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import os
-import re
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -37,6 +35,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from bruno_core import InvalidInput
+from bruno_core.contract import content_hash, document_id_from_path
 from bruno_edge.extract import SUFFIXES, UnsupportedMediaType, extract
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -45,8 +44,6 @@ DEFAULT_CONCURRENCY = 8
 # later sync of the same folder deletes only those whose file is gone.
 SYNC_ROOT_KEY = "bruno_sync_root"
 _TIMEOUT = httpx.Timeout(150.0, connect=5.0)
-_UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9._:/-]+")
-_MAX_ID_CHARS = 200
 _PAGE = 500
 
 __all__ = [
@@ -85,8 +82,7 @@ class Document:
 
 def document_id_for(relative: Path) -> str:
     """A stable document id from a path relative to what was named on the command line."""
-    safe = _UNSAFE_ID_CHARS.sub("-", relative.as_posix()).strip("/")
-    return safe[-_MAX_ID_CHARS:] if len(safe) > _MAX_ID_CHARS else safe
+    return document_id_from_path(relative.as_posix())
 
 
 @dataclass(frozen=True)
@@ -161,11 +157,6 @@ def read_document(path: Path) -> Document:
     except UnsupportedMediaType as error:
         raise CliError(error.detail) from error
     return Document(title=extracted.title, text=extracted.text)
-
-
-def content_hash(text: str) -> str:
-    """The hash retrieval keeps per document (sha256 of the text), to skip unchanged files."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 # --- talking to the edge ------------------------------------------------------------------

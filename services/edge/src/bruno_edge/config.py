@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
+from bruno_core.contract import MAX_QUERY_CHARS
 from bruno_core.settings import (
     DEFAULT_EMBEDDING_ADDR,
     DEFAULT_GENERATION_ADDR,
@@ -38,7 +39,8 @@ class EdgeSettings(BrunoSettings):
     # NoDecode: the variable is a plain comma-separated list, not JSON. SecretStr keeps the keys
     # out of reprs, logs and tracebacks.
     api_keys: Annotated[frozenset[SecretStr], NoDecode] = frozenset()
-    max_message_chars: int = Field(default=4000, ge=1, le=1_000_000)
+    # A chat message is searched as it is: no longer than retrieval takes a query.
+    max_message_chars: int = Field(default=4000, ge=1, le=MAX_QUERY_CHARS)
     max_document_bytes: int = Field(default=2 * MIB, ge=1)
     max_request_bytes: int = Field(default=4 * MIB, ge=1024)
     default_top_k: int = Field(default=5, ge=1)

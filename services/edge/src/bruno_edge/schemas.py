@@ -1,6 +1,7 @@
 """The public REST shapes: request models with explicit limits, response models as documented.
 
-Fixed limits (patterns, metadata size) are declared on the fields. Limits an operator can
+Fixed limits (identifier rules, metadata size) come from :mod:`bruno_core.contract`, which
+retrieval enforces too, and are declared on the fields. Limits an operator can
 configure (``BRUNO_MAX_MESSAGE_CHARS``, ``BRUNO_MAX_DOCUMENT_BYTES``, ``BRUNO_MAX_TOP_K``) are
 checked by validators against :func:`bruno_edge.limits.current_limits`, so a violation is the
 same 422 as any other field error.
@@ -14,16 +15,20 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
+from bruno_core.contract import (
+    COLLECTION_NAME,
+    CONVERSATION_ID,
+    DEFAULT_COLLECTION,
+    DOCUMENT_ID,
+    MAX_FILTER_VALUE_CHARS,
+    MAX_FILTERS,
+    MAX_METADATA_ENTRIES,
+    MAX_METADATA_KEY_CHARS,
+    MAX_METADATA_VALUE_CHARS,
+    MAX_SOURCE_CHARS,
+    MAX_TITLE_CHARS,
+)
 from bruno_edge.limits import current_limits
-
-COLLECTION_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
-DOCUMENT_ID_PATTERN = r"^[A-Za-z0-9._:/-]{1,200}$"
-CONVERSATION_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,100}$"
-MAX_METADATA_KEYS = 32
-MAX_METADATA_KEY_CHARS = 64
-MAX_METADATA_VALUE_CHARS = 1024
-MAX_TITLE_CHARS = 500
-MAX_SOURCE_CHARS = 2000
 
 
 def _question_text(value: str) -> str:
@@ -72,11 +77,27 @@ TopK = Annotated[
     AfterValidator(_top_k),
 ]
 Collection = Annotated[
-    str, Field(pattern=COLLECTION_PATTERN, description="Lower-case name, at most 63 characters.")
+    str,
+    Field(
+        pattern=COLLECTION_NAME.pattern,
+        max_length=COLLECTION_NAME.max_chars,
+        description="Lower-case name, at most 63 characters.",
+    ),
 ]
-DocumentId = Annotated[str, Field(pattern=DOCUMENT_ID_PATTERN)]
+DocumentId = Annotated[
+    str,
+    Field(
+        pattern=DOCUMENT_ID.pattern,
+        max_length=DOCUMENT_ID.max_chars,
+        description="Segments joined by `/`, none empty, `.` or `..`.",
+    ),
+]
+ConversationId = Annotated[
+    str, Field(pattern=CONVERSATION_ID.pattern, max_length=CONVERSATION_ID.max_chars)
+]
 MetadataKey = Annotated[str, Field(min_length=1, max_length=MAX_METADATA_KEY_CHARS)]
 MetadataValue = Annotated[str, Field(max_length=MAX_METADATA_VALUE_CHARS)]
+FilterValue = Annotated[str, Field(max_length=MAX_FILTER_VALUE_CHARS)]
 
 
 class _Request(BaseModel):
@@ -90,8 +111,8 @@ class _Request(BaseModel):
 
 class ChatRequest(_Request):
     message: QuestionText
-    conversation_id: Annotated[str, Field(pattern=CONVERSATION_ID_PATTERN)] | None = None
-    collection: Collection = "default"
+    conversation_id: ConversationId | None = None
+    collection: Collection = DEFAULT_COLLECTION
     top_k: TopK = None
     stream: bool | None = Field(
         default=None, description="Stream SSE; when absent, `Accept: text/event-stream` decides."
@@ -178,10 +199,10 @@ class DocumentIn(_Request):
         Field(min_length=1, description="Non-blank; at most BRUNO_MAX_DOCUMENT_BYTES (UTF-8)."),
         AfterValidator(_document_text),
     ]
-    metadata: Annotated[dict[MetadataKey, MetadataValue], Field(max_length=MAX_METADATA_KEYS)] = (
-        Field(default_factory=dict)
-    )
-    collection: Collection = "default"
+    metadata: Annotated[
+        dict[MetadataKey, MetadataValue], Field(max_length=MAX_METADATA_ENTRIES)
+    ] = Field(default_factory=dict)
+    collection: Collection = DEFAULT_COLLECTION
 
 
 class DocumentIngested(BaseModel):
@@ -226,15 +247,12 @@ class UploadResult(BaseModel):
 SearchModeName = Literal["hybrid", "vector", "text"]
 
 
-MAX_FILTERS = 16
-
-
 class SearchRequest(_Request):
     query: QuestionText
     top_k: TopK = None
-    collection: Collection = "default"
+    collection: Collection = DEFAULT_COLLECTION
     mode: SearchModeName | None = Field(default=None, description="Absent: the server default.")
-    filters: Annotated[dict[MetadataKey, MetadataValue], Field(max_length=MAX_FILTERS)] = Field(
+    filters: Annotated[dict[MetadataKey, FilterValue], Field(max_length=MAX_FILTERS)] = Field(
         default_factory=dict,
         description=(
             "Exact matches, all of which must hold: `source`, `title`, `document_id` or any "

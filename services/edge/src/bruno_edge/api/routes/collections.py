@@ -10,11 +10,11 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from bruno.retrieval.v1 import retrieval_pb2
+from bruno_core.contract import COLLECTION_NAME
 from bruno_edge.api.deps import DownstreamsDep, SettingsDep
 from bruno_edge.api.routes import API_PREFIX, problem_responses
 from bruno_edge.clients import rpc_errors
 from bruno_edge.schemas import (
-    COLLECTION_PATTERN,
     CollectionDeleted,
     CollectionInfo,
     CollectionList,
@@ -23,7 +23,9 @@ from bruno_edge.schemas import (
 
 router = APIRouter(prefix=f"{API_PREFIX}/collections", tags=["collections"])
 
-CollectionPath = Annotated[str, Path(pattern=COLLECTION_PATTERN)]
+CollectionPath = Annotated[
+    str, Path(pattern=COLLECTION_NAME.pattern, max_length=COLLECTION_NAME.max_chars)
+]
 # Re-embedding a collection takes as long as ingesting it did: far past the request timeout.
 REINDEX_TIMEOUT_SECONDS = 6 * 3600.0
 
