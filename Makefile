@@ -11,7 +11,7 @@ TYPED_DIRS := packages/core packages/proto/tests packages/testing services/embed
 	tests/docs tests/e2e tests/k8s benchmarks k8s
 
 .DEFAULT_GOAL := help
-.PHONY: help uv sync run demo test lint format proto proto-check smoke bench-chat bench-retrieval bench-chunking clean
+.PHONY: help uv sync run demo test test-fast lint format proto proto-check smoke bench-chat bench-retrieval bench-chunking clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -30,6 +30,9 @@ demo: sync ## Ingest the demo corpus into the running system (make run in anothe
 
 test: sync ## Run every test
 	$(RUN) pytest
+
+test-fast: sync ## Unit tests only: no end-to-end, k8s or pipeline tests, nothing marked slow (well under a minute)
+	$(RUN) pytest packages services tests/docs -m "not slow" -q
 
 lint: sync ## ruff (lint + format check) and mypy --strict
 	$(RUN) ruff check $(LINT_PATHS)

@@ -179,6 +179,7 @@ def free_port() -> int:
     return pick_free_port()
 
 
+@pytest.mark.slow  # starts the service as a process
 async def test_the_process_serves_until_sigterm_then_exits_cleanly(free_port: int) -> None:
     env = {
         **os.environ,

@@ -29,6 +29,8 @@ DOCUMENTS = {
     "d": "Grafana dashboards show latency.",
 }
 
+pytestmark = pytest.mark.slow  # waits out reranker timeouts
+
 
 @dataclasses.dataclass
 class Rig:

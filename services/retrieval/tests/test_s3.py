@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 BUCKET = "bruno-knowledge"
 
+pytestmark = pytest.mark.slow  # runs an S3 stand-in (moto)
+
 
 @pytest.fixture
 def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:

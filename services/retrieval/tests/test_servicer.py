@@ -312,6 +312,7 @@ async def test_bad_requests_get_the_matching_status(
     assert await status_of(getattr(services.retrieval, method)(request_message)) == code
 
 
+@pytest.mark.slow  # waits for gRPC retries to give up
 async def test_ingest_is_unavailable_when_embedding_is_down_and_writes_nothing(
     services: Services,
 ) -> None:
@@ -337,6 +338,7 @@ async def test_ingest_is_unavailable_when_embedding_is_down_and_writes_nothing(
     assert await status_of(vector) == grpc.StatusCode.UNAVAILABLE
 
 
+@pytest.mark.slow  # waits for gRPC retries to give up
 async def test_ingest_is_unavailable_when_embedding_never_answered(services: Services) -> None:
     await services.stop_embedding()
 

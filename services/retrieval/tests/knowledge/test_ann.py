@@ -81,6 +81,7 @@ async def vector_index_type(path: Path) -> str:
 
 
 @pytest.mark.parametrize("index", list(AnnIndex))
+@pytest.mark.slow  # builds vector indexes
 async def test_past_the_threshold_the_vector_column_gets_the_configured_index(
     index: AnnIndex, tmp_path: Path, embedder: FakeEmbedder
 ) -> None:
@@ -116,6 +117,7 @@ async def test_past_the_threshold_the_vector_column_gets_the_configured_index(
         store.close()
 
 
+@pytest.mark.slow  # builds vector indexes
 async def test_an_index_of_another_kind_is_rebuilt_as_configured_while_searches_go_on(
     tmp_path: Path, embedder: FakeEmbedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
