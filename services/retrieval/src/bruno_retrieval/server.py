@@ -20,8 +20,7 @@ from bruno_retrieval.config import RetrievalSettings
 from bruno_retrieval.conversations import ConversationStore
 from bruno_retrieval.embedding_client import EmbeddingClient
 from bruno_retrieval.id_check import find_invalid_ids
-from bruno_retrieval.knowledge import Embedder, KnowledgeStore
-from bruno_retrieval.rerank import HttpReranker
+from bruno_retrieval.knowledge import Embedder, HttpReranker, KnowledgeStore
 from bruno_retrieval.servicer import (
     CONVERSATION_SERVICE,
     SERVICE,

@@ -9,6 +9,7 @@ from bruno_retrieval.knowledge.ann import AnnConfig, AnnIndex
 from bruno_retrieval.knowledge.catalog import CATALOG_TABLE
 from bruno_retrieval.knowledge.embedding import Embedder
 from bruno_retrieval.knowledge.fusion import Fusion, FusionConfig, fuse
+from bruno_retrieval.knowledge.rerank import HttpReranker
 from bruno_retrieval.knowledge.results import (
     CollectionInfo,
     DocumentPage,
@@ -32,6 +33,7 @@ __all__ = [
     "Embedder",
     "Fusion",
     "FusionConfig",
+    "HttpReranker",
     "IngestOutcome",
     "IngestResult",
     "KnowledgeStore",

@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 from collections import Counter
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 import lancedb
 from lancedb.expr import col, lit
@@ -55,6 +54,7 @@ from bruno_retrieval.knowledge.embedding import Embedder, check_vectors, embeddi
 from bruno_retrieval.knowledge.filters import filter_expression
 from bruno_retrieval.knowledge.fusion import FusionConfig, fuse
 from bruno_retrieval.knowledge.reindex import rebuild
+from bruno_retrieval.knowledge.rerank import HttpReranker
 from bruno_retrieval.knowledge.results import (
     CollectionInfo,
     DocumentPage,
@@ -66,9 +66,6 @@ from bruno_retrieval.knowledge.results import (
 )
 from bruno_retrieval.knowledge.schema import chunk_rows
 from bruno_retrieval.knowledge.writer import DocumentVersion, Writer
-
-if TYPE_CHECKING:
-    from bruno_retrieval.rerank import HttpReranker
 
 _DERIVED_ID_HEX_CHARS = 16
 # Each leg of a hybrid search fetches more than top_k so fusion has candidates to agree on.

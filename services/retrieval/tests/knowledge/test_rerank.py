@@ -14,7 +14,7 @@ from bruno.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from bruno_core import GrpcServer, create_channel
 from bruno_retrieval.config import RetrievalSettings
 from bruno_retrieval.knowledge import KnowledgeStore
-from bruno_retrieval.rerank import HttpReranker
+from bruno_retrieval.knowledge.rerank import HttpReranker
 from bruno_retrieval.servicer import SERVICE, RetrievalServicer
 from bruno_testing.reranker_standin import RerankerStandIn, overlap_score
 
