@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
 from bruno_core.contract import MAX_QUERY_CHARS
@@ -14,7 +14,7 @@ from bruno_core.settings import (
     DEFAULT_GENERATION_ADDR,
     DEFAULT_RETRIEVAL_ADDR,
     MIB,
-    BrunoSettings,
+    ContractLimitSettings,
 )
 
 
@@ -28,7 +28,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-class EdgeSettings(BrunoSettings):
+class EdgeSettings(ContractLimitSettings):
     """Environment ``BRUNO_*`` settings of the edge (the only public service)."""
 
     edge_host: str = "127.0.0.1"
@@ -41,10 +41,7 @@ class EdgeSettings(BrunoSettings):
     api_keys: Annotated[frozenset[SecretStr], NoDecode] = frozenset()
     # A chat message is searched as it is: no longer than retrieval takes a query.
     max_message_chars: int = Field(default=4000, ge=1, le=MAX_QUERY_CHARS)
-    max_document_bytes: int = Field(default=2 * MIB, ge=1)
     max_request_bytes: int = Field(default=4 * MIB, ge=1024)
-    default_top_k: int = Field(default=5, ge=1)
-    max_top_k: int = Field(default=50, ge=1, le=1000)
     chat_timeout_seconds: float = Field(default=120.0, gt=0)
     request_timeout_seconds: float = Field(default=30.0, gt=0)
     # Chat: passages scoring below this are not given to the model; with none left the answer
@@ -62,12 +59,6 @@ class EdgeSettings(BrunoSettings):
         if isinstance(value, str):
             return frozenset(key.strip() for key in value.split(",") if key.strip())
         return value
-
-    @model_validator(mode="after")
-    def _check_top_k(self) -> EdgeSettings:
-        if self.default_top_k > self.max_top_k:
-            raise ValueError("BRUNO_DEFAULT_TOP_K must not exceed BRUNO_MAX_TOP_K")
-        return self
 
     @property
     def open_mode(self) -> bool:
