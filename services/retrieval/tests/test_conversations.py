@@ -240,6 +240,7 @@ async def test_turns_written_after_the_index_was_built_are_found(tmp_path: Path)
     store.close()
 
 
+@pytest.mark.slow  # a hundred commits
 async def test_the_periodic_optimize_folds_new_rows_into_the_index(tmp_path: Path) -> None:
     uri = str(tmp_path / "db")
     store = await open_store(uri, 4)
