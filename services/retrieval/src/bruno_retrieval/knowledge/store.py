@@ -149,11 +149,10 @@ class KnowledgeStore:
         entry = self._catalog.entry(collection)
         if entry is not None:
             stored = await reads.versions(await self._catalog.table(entry), [document_id])
-            if stored.get(document_id, ("", 0))[0] == digest:
-                unchanged = IngestOutcome.UNCHANGED
-                return IngestResult(
-                    collection, document_id, unchanged, stored[document_id][1], digest
-                )
+            if document_id in stored and stored[document_id][0] == digest:
+                chunks_stored = stored[document_id][1]
+                outcome = IngestOutcome.UNCHANGED
+                return IngestResult(collection, document_id, outcome, chunks_stored, digest)
 
         size, overlap = self._settings.chunk_size_tokens, self._settings.chunk_overlap_tokens
         chunks = chunk_text(text, size_tokens=size, overlap_tokens=overlap)
