@@ -243,8 +243,9 @@ async def test_a_status_the_servicer_aborts_with_passes_unchanged_and_is_no_erro
 GENERATION = generation_pb2.DESCRIPTOR.services_by_name["GenerationService"]
 
 
-class ScriptedGeneration(generation_pb2_grpc.GenerationServiceServicer):
-    """Streams one token, then ends the way ``ending`` says: raise, abort or finish."""
+class ScriptedGeneration:
+    """Generation's streaming ``Generate`` alone: one token, then it ends the way ``ending``
+    says (raise, abort or finish)."""
 
     def __init__(self) -> None:
         self.ending: Callable[[Context], Awaitable[None]] | None = None
@@ -257,24 +258,24 @@ class ScriptedGeneration(generation_pb2_grpc.GenerationServiceServicer):
             await self.ending(context)
         yield generation_pb2.GenerateResponse(done=generation_pb2.Done(model="scripted"))
 
-    async def RewriteQuestion(
-        self, request: generation_pb2.RewriteQuestionRequest, context: Context
-    ) -> generation_pb2.RewriteQuestionResponse:
-        return generation_pb2.RewriteQuestionResponse(question=request.question)
 
-    async def Info(
-        self, request: generation_pb2.InfoRequest, context: Context
-    ) -> generation_pb2.InfoResponse:
-        return generation_pb2.InfoResponse(model="scripted")
+def add_generate(servicer: ScriptedGeneration, server: grpc.aio.Server) -> None:
+    """Register ``Generate`` alone: the other methods of the service play no part here."""
+    handler = grpc.unary_stream_rpc_method_handler(
+        servicer.Generate,
+        request_deserializer=generation_pb2.GenerateRequest.FromString,
+        response_serializer=generation_pb2.GenerateResponse.SerializeToString,
+    )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(GENERATION.full_name, {"Generate": handler}),)
+    )
 
 
 @pytest.fixture
 async def streaming() -> AsyncIterator[tuple[ScriptedGeneration, str]]:
     server = GrpcServer("generation", GrpcServerSettings(), listen_addr="127.0.0.1:0")
     servicer = ScriptedGeneration()
-    server.add_servicer(
-        GENERATION, generation_pb2_grpc.add_GenerationServiceServicer_to_server, servicer
-    )
+    server.add_servicer(GENERATION, add_generate, servicer)
     port = await server.start()
     yield servicer, f"127.0.0.1:{port}"
     await server.grpc.stop(None)

@@ -225,10 +225,16 @@ class FakeRetrieval(retrieval_pb2_grpc.RetrievalServiceServicer):
 
 
 class FakeGeneration(generation_pb2_grpc.GenerationServiceServicer):
-    """Streams fixed tokens then a Done; can fail or hang after a given number of tokens."""
+    """Streams fixed tokens then a Done, stopping at ``options.max_tokens`` as a model does;
+    can fail or hang after a given number of tokens. ``Converse`` streams ``plain_tokens``
+    from any of ``models``."""
 
     def __init__(self) -> None:
         self.tokens = ["Restart ", "the ", "pod ", "[1]."]
+        self.plain_tokens = ["Pod ", "restarts"]
+        self.models = ["fake-llm:latest", "mistral:7b"]
+        self.models_reachable = True
+        self.conversed: list[generation_pb2.ConverseRequest] = []
         self.requests: list[generation_pb2.GenerateRequest] = []
         self.fail_after: int | None = None
         self.hang_after: int | None = None
@@ -244,8 +250,10 @@ class FakeGeneration(generation_pb2_grpc.GenerationServiceServicer):
         self, request: generation_pb2.GenerateRequest, context: Context
     ) -> AsyncIterator[generation_pb2.GenerateResponse]:
         self.requests.append(request)
+        limit = request.options.max_tokens if request.options.HasField("max_tokens") else None
+        tokens = self.tokens[:limit]
         try:
-            for sent, text in enumerate(self.tokens):
+            for sent, text in enumerate(tokens):
                 if sent == self.fail_after:
                     await context.abort(grpc.StatusCode.UNAVAILABLE, "model server went away")
                 if sent == self.hang_after:
@@ -258,15 +266,43 @@ class FakeGeneration(generation_pb2_grpc.GenerationServiceServicer):
                     model="fake-llm",
                     usage=generation_pb2.Usage(
                         prompt_tokens=len(request.question.split()) + len(request.passages),
-                        completion_tokens=len(self.tokens),
+                        completion_tokens=len(tokens),
                     ),
                     fallback=False,
                     passages_used=len(request.passages),
+                    finish_reason="length" if len(tokens) < len(self.tokens) else "stop",
                 )
             )
         except asyncio.CancelledError:
             self.cancelled.set()
             raise
+
+    @override
+    async def Converse(
+        self, request: generation_pb2.ConverseRequest, context: Context
+    ) -> AsyncIterator[generation_pb2.GenerateResponse]:
+        self.conversed.append(request)
+        if request.model not in self.models:
+            await abort_with(context, NotFound(f"no model {request.model!r}"))
+        for text in self.plain_tokens:
+            yield generation_pb2.GenerateResponse(token=generation_pb2.Token(text=text))
+        yield generation_pb2.GenerateResponse(
+            done=generation_pb2.Done(
+                model=request.model,
+                usage=generation_pb2.Usage(prompt_tokens=7, completion_tokens=2),
+                finish_reason="stop",
+            )
+        )
+
+    @override
+    async def ListModels(
+        self, request: generation_pb2.ListModelsRequest, context: Context
+    ) -> generation_pb2.ListModelsResponse:
+        if not self.models_reachable:
+            return generation_pb2.ListModelsResponse(
+                reachable=False, detail="Ollama is not reachable"
+            )
+        return generation_pb2.ListModelsResponse(models=self.models, reachable=True)
 
     @override
     async def RewriteQuestion(

@@ -27,7 +27,7 @@ async def test_closing_the_event_stream_cancels_the_generation_call(edge: Edge) 
     turn = await chat.prepare(ChatRequest(message="restart the pod"))
     events = chat.events(turn)
 
-    assert (await anext(events))["event"] == "citations"
+    assert (await anext(events))["event"] == "token"
     assert (await anext(events))["event"] == "token"
     await events.aclose()
 

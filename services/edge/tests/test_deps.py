@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING
 import pytest
 from pydantic import SecretStr
 
-from bruno_edge.api.deps import key_matches
+from bruno_edge.auth import key_matches
 
 if TYPE_CHECKING:
     from conftest import EdgeFactory

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from starlette.routing import Route
 
 from bruno_edge._version import __version__
 from bruno_edge.api.deps import EdgeState, require_api_key
@@ -26,6 +27,7 @@ from bruno_edge.api.routes import (
 from bruno_edge.clients import Downstreams
 from bruno_edge.config import EdgeSettings
 from bruno_edge.limits import LimitsMiddleware
+from bruno_edge.mcp_server import MCP_PATH, McpEndpoint, create_mcp_server
 from bruno_edge.metrics import EdgeMetrics, MetricsMiddleware
 from bruno_edge.problems import install_problem_handlers
 
@@ -34,9 +36,10 @@ log = logging.getLogger(__name__)
 _DESCRIPTION = """\
 Ask questions over your own documents and get answers grounded in them, with citations.
 
-Every `/api` route needs `Authorization: Bearer <key>` (a key from `BRUNO_API_KEYS`); with no
-keys configured the edge only serves on loopback. Errors are `application/problem+json`
-(RFC 9457), except under `/v1`, where they are OpenAI error objects. Limits: request bodies up
+Every `/api` and `/v1` route, and the MCP server at `/mcp`, needs `Authorization: Bearer <key>`
+(a key from `BRUNO_API_KEYS`); with no keys configured the edge only serves on loopback. Errors
+are `application/problem+json` (RFC 9457), except under `/v1`, where they are OpenAI error
+objects, and at `/mcp`, where they are JSON-RPC errors. Limits: request bodies up
 to `BRUNO_MAX_REQUEST_BYTES`, chat messages up to `BRUNO_MAX_MESSAGE_CHARS` characters,
 documents up to `BRUNO_MAX_DOCUMENT_BYTES`, `top_k` up to `BRUNO_MAX_TOP_K`.
 """
@@ -49,6 +52,7 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
     """The edge application; its lifespan opens the gRPC channels and closes them on shutdown."""
     settings = settings or EdgeSettings()
     state = EdgeState(settings=settings, metrics=EdgeMetrics())
+    mcp = McpEndpoint(settings, create_mcp_server(state))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -60,7 +64,8 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
             )
         state.downstreams = Downstreams.connect(settings)
         try:
-            yield
+            async with mcp.running():
+                yield
         finally:
             downstreams, state.downstreams = state.downstreams, None
             await downstreams.close()
@@ -77,6 +82,8 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
     for resource in (chat, collections, conversations, documents, openai, search):
         app.include_router(resource.router, dependencies=[Depends(require_api_key)])
     app.include_router(health.router)
+    # A plain ASGI app (the MCP SDK's transport), so it checks the key itself.
+    app.router.routes.append(Route(MCP_PATH, endpoint=mcp))
 
     # The last added is the outermost: metrics see every answer, including the 413s.
     app.add_middleware(LimitsMiddleware, settings=settings)

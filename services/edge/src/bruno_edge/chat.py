@@ -4,6 +4,9 @@ ask generation for a grounded answer, record the turn; whole or as server-sent e
     turn = await chat.prepare(request)          # history, rewrite, retrieval: plain HTTP errors
     response = await chat.answer(turn)          # or: EventSourceResponse(chat.events(turn))
 
+Streamed, the answer's tokens come first and its citations after them, when it is known which
+of them the answer cites.
+
 Passages scoring below ``BRUNO_MIN_RELEVANCE_SCORE`` are not given to the model; when none is
 left the answer is a fixed "I don't know" and no model is asked, so nothing is guessed. The
 passages keep markers 1..n in retrieval order; the answer's ``[n]`` markers say which it cites.
@@ -24,6 +27,7 @@ from typing import Any
 from bruno.generation.v1 import generation_pb2
 from bruno.retrieval.v1 import conversations_pb2, retrieval_pb2
 from bruno_core import BrunoError, Internal
+from bruno_core.contract import DEFAULT_COLLECTION
 from bruno_edge.clients import Downstreams, rpc_errors
 from bruno_edge.config import EdgeSettings
 from bruno_edge.metrics import EdgeMetrics
@@ -79,6 +83,11 @@ class ChatTurn:
     def knows_nothing(self) -> bool:
         return not self.citations
 
+    def cited_citations(self, cited: Sequence[int]) -> list[Citation]:
+        """The passages given to the model, each marked with whether the answer cites it."""
+        markers = set(cited)
+        return [c.model_copy(update={"cited": c.marker in markers}) for c in self.citations]
+
 
 @dataclass
 class _Progress:
@@ -123,12 +132,14 @@ class ChatService:
         history: Sequence[generation_pb2.ChatMessage],
         *,
         model: str = "",
-        collection: str = "default",
+        collection: str = DEFAULT_COLLECTION,
         top_k: int | None = None,
         conversation_id: str = "",
+        options: generation_pb2.SamplingOptions | None = None,
     ) -> ChatTurn:
-        """The turn for a client that sends the whole conversation itself (the OpenAI API)."""
-        return await self._retrieve(
+        """The turn for a client that sends the whole conversation itself (the OpenAI API),
+        with the sampling ``options`` it asked for."""
+        turn = await self._retrieve(
             time.perf_counter(),
             question=question,
             history=list(history),
@@ -138,6 +149,9 @@ class ChatService:
             record=False,
             model=model,
         )
+        if options is not None:
+            turn.generate_request.options.CopyFrom(options)
+        return turn
 
     async def history(self, conversation_id: str) -> list[generation_pb2.ChatMessage]:
         """The latest turns of a stored conversation, oldest first."""
@@ -242,24 +256,25 @@ class ChatService:
         if done is None:  # pragma: no cover - _generate raises instead
             raise Internal("generation ended without a result")
         summary = await self._finish(turn, progress, done)
-        cited = set(summary.cited)
         return ChatResponse(
             **summary.model_dump(),
             answer="".join(progress.tokens),
-            citations=[c.model_copy(update={"cited": c.marker in cited}) for c in turn.citations],
+            citations=turn.cited_citations(summary.cited),
         )
 
     async def events(self, turn: ChatTurn) -> AsyncGenerator[dict[str, Any], None]:
-        """Server-sent events for ``turn``: ``citations``, ``token``…, then ``done`` or ``error``.
+        """Server-sent events for ``turn``: ``token``…, ``citations``, then ``done``; or an
+        ``error`` once something fails.
 
         Closing this generator (the client went away) closes the generation call with it.
         """
-        yield _event("citations", [c.model_dump() for c in turn.citations])
         try:
             async for item in self.stream(turn):
                 if isinstance(item, str):
                     yield _event("token", {"text": item})
                 else:
+                    citations = turn.cited_citations(item.cited)
+                    yield _event("citations", [c.model_dump() for c in citations])
                     yield _event("done", item.model_dump(mode="json"))
         except BrunoError as error:
             log.warning("chat stream failed", extra={"error": error.detail})
@@ -360,6 +375,7 @@ class ChatService:
             passages_used=done.passages_used,
             passages_dropped=done.passages_dropped,
             cited=cited,
+            finish_reason="length" if done.finish_reason == "length" else "stop",
             search_query=turn.search_query,
         )
 

@@ -52,6 +52,9 @@ class EdgeSettings(ContractLimitSettings):
     # A missing model makes /ready fail (503) instead of reporting "degraded".
     require_model: bool = False
     sse_heartbeat_seconds: float = Field(default=15.0, gt=0, le=300)
+    # /v1 answers of model `bruno` end with the cited sources written out, for the many
+    # OpenAI clients that drop the structured `citations` field.
+    openai_inline_sources: bool = True
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -122,10 +122,19 @@ def error_response(
     extra: Mapping[str, Any] | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
-    """``error`` in the dialect of ``path``; ``extra`` members go to problem documents only."""
+    """``error`` in the dialect of ``path``; ``extra`` members go to problem documents only.
+
+    An error that names a request parameter (a ``param`` attribute) names it as OpenAI's
+    ``param``.
+    """
     if speaks_openai(path):
+        param = getattr(error, "param", None)
         return openai_error(
-            error.http_status, error.detail, code=openai_code(error), headers=headers
+            error.http_status,
+            error.detail,
+            param=param if isinstance(param, str) else None,
+            code=openai_code(error),
+            headers=headers,
         )
     return problem_response(error, extra=extra, headers=headers)
 

@@ -52,7 +52,7 @@ class _Server(uvicorn.Server):
     """uvicorn's server, ending with exit status 0 after a graceful stop on SIGTERM/SIGINT.
 
     Stock uvicorn re-raises the captured signal once it has shut down, so a clean stop looks
-    like a kill to supervisors (honcho, tests, shells). A second signal still forces the exit.
+    like a kill to supervisors (supervisord, tests, shells). A second signal still forces the exit.
     """
 
     @contextmanager

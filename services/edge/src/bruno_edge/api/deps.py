@@ -1,22 +1,19 @@
 """Dependencies of the routes, as ``Annotated`` aliases (``SettingsDep``, ``ChatDep`` …), and the
-API-key check every ``/api`` route depends on."""
+API-key check every ``/api`` and ``/v1`` route depends on (:mod:`bruno_edge.auth`)."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import SecretStr
 
-from bruno_core import Unauthenticated, Unavailable
+from bruno_core import Unavailable
+from bruno_edge.auth import Caller, authenticate
 from bruno_edge.chat import ChatService
 from bruno_edge.clients import Downstreams
-from bruno_edge.config import EdgeSettings, is_loopback
+from bruno_edge.config import EdgeSettings
 from bruno_edge.metrics import EdgeMetrics
 
 
@@ -64,28 +61,14 @@ bearer_scheme = HTTPBearer(
 )
 
 
-def key_matches(candidate: str, keys: Iterable[SecretStr]) -> bool:
-    """Whether ``candidate`` is one of ``keys``, in time independent of where they differ."""
-    # Digests make every comparison the same length; no early exit across keys either.
-    digest = hashlib.sha256(candidate.encode()).digest()
-    matched = False
-    for key in keys:
-        expected = hashlib.sha256(key.get_secret_value().encode()).digest()
-        matched |= hmac.compare_digest(digest, expected)
-    return matched
-
-
 async def require_api_key(
+    request: Request,
     settings: SettingsDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
-) -> None:
-    """Let the request in only with a configured API key (or in open mode on loopback)."""
-    if settings.open_mode:
-        if is_loopback(settings.edge_host):
-            return
-        # server.main refuses this configuration; an app built some other way fails closed.
-        raise Unauthenticated("no API keys are configured and the edge is not on loopback")
-    if credentials is None:
-        raise Unauthenticated("send an API key as `Authorization: Bearer <key>`")
-    if not key_matches(credentials.credentials, settings.api_keys):
-        raise Unauthenticated("the API key is not valid")
+    # Declared for the OpenAPI document (the security scheme); the header is read below.
+    _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> Caller:
+    """Let the request in only with a configured API key (or in open mode on loopback); the
+    caller is kept on ``request.state.caller`` for whatever needs to know who asks."""
+    caller = authenticate(settings, request.headers.get("authorization"))
+    request.state.caller = caller
+    return caller

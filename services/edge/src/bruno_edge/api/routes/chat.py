@@ -20,10 +20,11 @@ router = APIRouter(prefix=API_PREFIX, tags=["chat"])
 CLIENT_CLOSED_REQUEST = 499
 
 _SSE_DESCRIPTION = (
-    "With `stream: true` (or `Accept: text/event-stream`): event `citations` (a JSON list), "
-    'then `token` events (`{"text": ...}`), then `done` (conversation_id, model, usage, '
-    "timings_ms, fallback, passages_used, passages_dropped, cited, search_query) or `error` "
-    "(a problem document); comment lines keep the connection alive while the model thinks. "
+    'With `stream: true` (or `Accept: text/event-stream`): `token` events (`{"text": ...}`), '
+    "then `citations` (a JSON list, each with `cited` true or false), then `done` "
+    "(conversation_id, model, usage, timings_ms, fallback, passages_used, passages_dropped, "
+    "cited, finish_reason, search_query); or `error` (a problem document) once something "
+    "fails. Comment lines keep the connection alive while the model thinks. "
     "A `conversation_id` must name a conversation an earlier answer returned (else 404); "
     "without one a new conversation is started."
 )
