@@ -22,7 +22,6 @@ import yaml
 
 from bruno_core.settings import GrpcServerSettings, environment_variables
 from bruno_edge.config import EdgeSettings
-from bruno_edge.server import SHUTDOWN_GRACE_SECONDS
 from bruno_embedding.config import EmbeddingSettings
 from bruno_generation.config import GenerationSettings
 from bruno_pipelines import gitops
@@ -61,6 +60,7 @@ CUSTOM_GROUPS = {
 # Secrets the operator creates out of band (k8s/README.md); the tree must never hold one.
 EXTERNAL_SECRETS = {
     "bruno-api-keys",
+    "bruno-api-keys-file",
     "bruno-edge-tls",
     "bruno-lancedb-s3",
     "deploy-notifications",
@@ -326,7 +326,7 @@ def test_no_pod_mounts_a_service_account_token_or_shares_the_host(rendered: Rend
 
 def test_every_pod_gets_more_time_to_stop_than_its_service_drains(rendered: Rendered) -> None:
     drain = {
-        "edge": SHUTDOWN_GRACE_SECONDS,
+        "edge": EdgeSettings().shutdown_grace_seconds,
         **dict.fromkeys(INTERNAL_PORTS, GrpcServerSettings().grpc_grace_seconds),
     }
     for workload in rendered.workloads():
