@@ -13,11 +13,11 @@ from prometheus_client import REGISTRY
 
 from bruno.generation.v1 import generation_pb2, generation_pb2_grpc
 from bruno_core import check_health, create_channel
+from bruno_core.entrypoint import serve as serve_until_stopped
 from bruno_generation.config import GenerationSettings
 from bruno_generation.extractive import NO_MODEL_NOTICE
 from bruno_generation.prompting import SYSTEM_PROMPT
-from bruno_generation.server import PASSAGE_TRIM_MARKER, SERVICE, trim_passages
-from bruno_generation.server import serve as serve_until_stopped
+from bruno_generation.server import PASSAGE_TRIM_MARKER, SERVICE, create_server, trim_passages
 from bruno_testing.ollama_standin import OllamaStandIn
 from bruno_testing.system import free_port as pick_free_port
 
@@ -542,7 +542,7 @@ async def test_sigterm_drains_the_server_then_closes_the_connections_to_ollama(
         ollama_host=ollama.url,
         grpc_grace_seconds=1,
     )
-    serving = asyncio.create_task(serve_until_stopped(settings))
+    serving = asyncio.create_task(serve_until_stopped(settings, create_server))
     try:
         async with create_channel(f"127.0.0.1:{free_port}", timeout_seconds=30) as channel:
             for _ in range(300):

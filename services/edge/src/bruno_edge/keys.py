@@ -36,8 +36,8 @@ from pathlib import Path
 from limits import parse_many
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from bruno_core.contract import COLLECTION_NAME
 from bruno_edge.config import EdgeSettings
-from bruno_edge.schemas import COLLECTION_PATTERN
 
 HASH_PREFIX = "sha256:"
 EVERY_COLLECTION = "*"
@@ -104,7 +104,7 @@ class _KeyEntry(BaseModel):
     @classmethod
     def _check_collections(cls, value: list[str]) -> list[str]:
         for name in value:
-            if name != EVERY_COLLECTION and not re.fullmatch(COLLECTION_PATTERN, name):
+            if name != EVERY_COLLECTION and not COLLECTION_NAME.is_valid(name):
                 raise ValueError(f"{name!r} is not a collection name (or '*')")
         return value
 

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
 
+from bruno_core.contract import DEFAULT_COLLECTION
 from bruno_edge.schemas import ChatTimings, Citation, Collection, TopK, plain_text
 
 MAX_MESSAGES = 256
@@ -84,7 +85,7 @@ class BrunoOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    collection: Collection = "default"
+    collection: Collection = DEFAULT_COLLECTION
     top_k: TopK = None
     inline_sources: StrictBool | None = Field(
         default=None,

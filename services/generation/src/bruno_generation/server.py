@@ -450,16 +450,19 @@ async def _at_most(answer: AnswerStream, max_tokens: int | None) -> AnswerStream
 async def create_server(
     settings: GenerationSettings, servicer: GenerationServicer | None = None
 ) -> GrpcServer:
-    """A generation server with ``servicer`` (by default one for ``settings``) added, not yet
-    started."""
+    """A generation server with ``servicer`` added, not yet started; without one, a servicer
+    for ``settings`` whose Ollama connections close when the server stops."""
     server = GrpcServer(
         "generation",
         settings,
         listen_addr=settings.generation_listen_addr,
         metrics_port=settings.generation_metrics_port,
     )
-    generation_pb2_grpc.add_GenerationServiceServicer_to_server(
-        servicer or GenerationServicer(settings), server.grpc
+    if servicer is None:
+        servicer = GenerationServicer(settings)
+        server.on_stop(servicer.close)
+    server.add_servicer(
+        SERVICE, generation_pb2_grpc.add_GenerationServiceServicer_to_server, servicer
     )
     log.info(
         "generation backend",
@@ -472,13 +475,6 @@ async def create_server(
     return server
 
 
-async def serve(settings: GenerationSettings) -> None:
-    """Serve until SIGTERM or SIGINT, then drain the calls and close the Ollama connections."""
-    servicer = GenerationServicer(settings)
-    server = await create_server(settings, servicer)
-    await server.run(services=[SERVICE], on_stop=servicer.close)
-
-
 def main() -> None:
     """Serve the generation service until SIGTERM or SIGINT."""
-    run_service("generation", GenerationSettings(), serve)
+    run_service("generation", GenerationSettings(), create_server)
