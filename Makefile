@@ -11,7 +11,7 @@ TYPED_DIRS := packages/core packages/proto/tests packages/testing packages/cli s
 	tests/docs tests/e2e tests/k8s benchmarks k8s
 
 .DEFAULT_GOAL := help
-.PHONY: help uv sync run demo test test-fast coverage lint sast format proto proto-check smoke bench-chat bench-retrieval bench-chunking bench-embedding-memory clean
+.PHONY: help uv sync run demo test test-fast coverage lint sast format proto proto-check smoke bench-chat bench-overhead bench-retrieval bench-chunking bench-embedding-memory clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -61,6 +61,9 @@ smoke: ## Build the four images with Docker, run them together, chat through the
 
 bench-chat: sync ## Benchmark chat latency through the stack beside direct Ollama (docs/benchmarks.md)
 	$(RUN) python benchmarks/chat.py
+
+bench-overhead: sync ## Benchmark each request's fixed cost against a minimal FastAPI → grpc.aio → LanceDB stack in one run (docs/benchmarks.md)
+	$(RUN) python benchmarks/overhead.py $(BENCH_ARGS)
 
 bench-retrieval: sync ## Benchmark search quality, latency, ANN recall and ingestion (docs/benchmarks.md; BENCH_ARGS="--skip-100k", "--ann-index ivf_pq")
 	$(RUN) python benchmarks/retrieval.py $(BENCH_ARGS)
