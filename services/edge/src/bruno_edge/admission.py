@@ -30,14 +30,12 @@ from typing import TypeVar
 from limits import RateLimitItem, parse_many
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bruno_core import Unauthenticated
 from bruno_edge.auth import Caller, authenticate, refused
 from bruno_edge.config import EdgeSettings
 from bruno_edge.keys import Keyring
 from bruno_edge.metrics import EdgeMetrics
-from bruno_edge.problems import error_response
 from bruno_edge.refusals import Overloaded, RateLimited
 
 log = logging.getLogger(__name__)
@@ -268,25 +266,3 @@ async def drained_stream(
                 yield farewell()
                 return
             yield item
-
-
-class DrainMiddleware:
-    """While the edge stops, every request but ``/health`` and ``/metrics`` is refused with
-    503, ``Retry-After`` and ``Connection: close`` (``/ready`` included: a load balancer stops
-    sending at once)."""
-
-    EXEMPT = frozenset({"/health", "/metrics"})
-
-    def __init__(self, app: ASGIApp, *, drain: Drain, metrics: EdgeMetrics) -> None:
-        self.app = app
-        self.drain = drain
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.drain.draining or scope["path"] in self.EXEMPT:
-            await self.app(scope, receive, send)
-            return
-        self.metrics.refusals.labels("draining").inc()
-        stopping = Overloaded("the edge is shutting down", retry_after=self.drain.grace_seconds)
-        response = error_response(scope["path"], stopping, headers={"Connection": "close"})
-        await response(scope, receive, send)
