@@ -128,7 +128,7 @@ def minimal_stack(workdir: Path, vector: list[float]) -> Iterator[str]:
     ]
     url = f"http://127.0.0.1:{http_port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # a loaded machine starts processes slowly
         while True:
             try:
                 body = {"query": QUERY, "mode": "text"}

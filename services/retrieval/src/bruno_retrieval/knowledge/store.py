@@ -25,6 +25,7 @@ import contextlib
 import dataclasses
 from collections import Counter
 from collections.abc import Mapping
+from typing import Any
 
 import lancedb
 from lancedb.expr import col, lit
@@ -97,6 +98,12 @@ class KnowledgeStore:
         self._fusion = FusionConfig.from_settings(settings)
         self._writer = Writer(catalog, indexes, tasks)
         self._reindexing: Counter[str] = Counter()
+        # Table name → (its handle, version, documents, chunks). A listing counted with two
+        # scans per collection on every call; counts change only with a commit, this process
+        # makes every commit, and the catalog keeps one handle per table, so the handle and
+        # its version say when to count again (a table dropped and made anew under the same
+        # name has a new handle).
+        self._counts: dict[str, tuple[Any, int, int, int]] = {}
 
     @classmethod
     async def open(
@@ -338,9 +345,19 @@ class KnowledgeStore:
             if found is None:
                 raise NotFound(f"collection {collection!r} not found")
             entry, table = found
-            chunks = await table.count_rows()
-            documents = await reads.document_count(table)
+            documents, chunks = await self._counted(entry.table, table)
         return CollectionInfo(collection, documents, chunks, entry.model, entry.dimension)
+
+    async def _counted(self, name: str, table: Any) -> tuple[int, int]:
+        """(documents, chunks) of a table, counted once per table version."""
+        version = await table.version()
+        cached = self._counts.get(name)
+        if cached is not None and cached[0] is table and cached[1] == version:
+            return cached[2], cached[3]
+        chunks = await table.count_rows()
+        documents = await reads.document_count(table)
+        self._counts[name] = (table, version, documents, chunks)
+        return documents, chunks
 
     async def delete_collection(self, collection: str) -> int:
         """Drop a collection; returns how many documents it held. NotFound when unknown."""
