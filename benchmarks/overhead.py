@@ -333,8 +333,9 @@ def main() -> None:
             "BRUNO_API_KEYS": KEY,
             # Checked on every request, never reached: the limiter's cost without its refusals.
             "BRUNO_RATE_LIMIT": "100000/second",
-            # Sixteen chats of one key at once are the measure, not a key to hold back.
-            "BRUNO_CONCURRENT_CHATS": "16",
+            # Sixteen chats of one key at once are the measure, not a key to hold back (a slot
+            # is freed just after the client has read the end of its stream, hence twice that).
+            "BRUNO_CONCURRENT_CHATS": "32",
         }
         with BrunoSystem(workdir, ollama_host=ollama.url, env=env) as system:
             document = {"id": "restore.md", "title": "Restore", "text": DOCUMENT}

@@ -87,6 +87,9 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
         version=__version__,
         description=_DESCRIPTION,
         lifespan=lifespan,
+        # The contrib instrumentation below makes the request spans (FastAPI's own then stands
+        # aside but would still wrap every request); Prometheus has the metrics.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.edge = state
     install_problem_handlers(app)

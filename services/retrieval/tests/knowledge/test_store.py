@@ -405,3 +405,18 @@ async def test_collection_counts_follow_every_write_though_they_are_counted_once
     await store.ingest("default", text="A new default collection.", document_id="new")
     assert await counts() == (1, 1)
     assert [c.documents for c in await store.list_collections()] == [1]
+
+
+async def test_a_page_of_documents_follows_every_write_though_it_is_read_once_per_version(
+    store: KnowledgeStore,
+) -> None:
+    async def ids() -> list[str]:
+        page = await store.list_documents("default", limit=10)
+        return [document.document_id for document in page.documents]
+
+    await store.ingest("default", text=RUNBOOK, document_id="runbook.md")
+    assert await ids() == await ids() == ["runbook.md"]
+    await store.ingest("default", text="Grafana dashboards show latency.", document_id="b")
+    assert await ids() == ["b", "runbook.md"]
+    await store.delete_document("default", "b")
+    assert await ids() == ["runbook.md"]

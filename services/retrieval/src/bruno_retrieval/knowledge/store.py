@@ -55,6 +55,7 @@ from bruno_retrieval.knowledge.catalog import Catalog, CatalogEntry
 from bruno_retrieval.knowledge.embedding import Embedder, check_vectors, embedding_input
 from bruno_retrieval.knowledge.filters import filter_expression
 from bruno_retrieval.knowledge.fusion import FusionConfig, fuse
+from bruno_retrieval.knowledge.memo import TableMemo
 from bruno_retrieval.knowledge.reindex import rebuild
 from bruno_retrieval.knowledge.rerank import HttpReranker
 from bruno_retrieval.knowledge.results import (
@@ -98,12 +99,8 @@ class KnowledgeStore:
         self._fusion = FusionConfig.from_settings(settings)
         self._writer = Writer(catalog, indexes, tasks)
         self._reindexing: Counter[str] = Counter()
-        # Table name → (its handle, version, documents, chunks). A listing counted with two
-        # scans per collection on every call; counts change only with a commit, this process
-        # makes every commit, and the catalog keeps one handle per table, so the handle and
-        # its version say when to count again (a table dropped and made anew under the same
-        # name has a new handle).
-        self._counts: dict[str, tuple[Any, int, int, int]] = {}
+        # Listings scanned their table on every call; they change only with a commit.
+        self._listings = TableMemo()
 
     @classmethod
     async def open(
@@ -198,7 +195,12 @@ class KnowledgeStore:
         async with self._catalog.reading(collection) as found:
             if found is None:
                 return DocumentPage([], "")
-            documents = await reads.documents_after(found[1], cursor, limit + 1)
+            entry, table = found
+            documents = await self._listings.get(
+                table,
+                ("page", entry.table, cursor, limit),
+                lambda: reads.documents_after(table, cursor, limit + 1),
+            )
         next_cursor = documents[limit - 1].document_id if len(documents) > limit else ""
         return DocumentPage(documents[:limit], next_cursor)
 
@@ -350,14 +352,11 @@ class KnowledgeStore:
 
     async def _counted(self, name: str, table: Any) -> tuple[int, int]:
         """(documents, chunks) of a table, counted once per table version."""
-        version = await table.version()
-        cached = self._counts.get(name)
-        if cached is not None and cached[0] is table and cached[1] == version:
-            return cached[2], cached[3]
-        chunks = await table.count_rows()
-        documents = await reads.document_count(table)
-        self._counts[name] = (table, version, documents, chunks)
-        return documents, chunks
+
+        async def count() -> tuple[int, int]:
+            return await reads.document_count(table), await table.count_rows()
+
+        return await self._listings.get(table, ("counts", name), count)
 
     async def delete_collection(self, collection: str) -> int:
         """Drop a collection; returns how many documents it held. NotFound when unknown."""
