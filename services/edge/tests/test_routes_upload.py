@@ -70,7 +70,7 @@ async def test_an_unknown_suffix_is_read_by_its_media_type_only_without_a_suffix
 
 @pytest.mark.parametrize(
     ("filename", "content_type"),
-    [("photo.png", "image/png"), ("doc.pdf", "text/plain"), ("archive", "application/zip")],
+    [("photo.png", "image/png"), ("slides.pptx", "text/plain"), ("archive", "application/zip")],
 )
 async def test_an_unsupported_file_type_is_a_415_problem_and_nothing_is_written(
     edge: Edge, filename: str, content_type: str

@@ -36,8 +36,8 @@ import httpx
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from bruno_core import InvalidInput
-from bruno_edge.extract import SUFFIXES, UnsupportedMediaType, extract
+from bruno_core import LimitExceeded
+from bruno_edge.extract import SUFFIXES, UnreadableDocument, UnsupportedMediaType, extract
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 DEFAULT_CONCURRENCY = 8
@@ -156,9 +156,9 @@ def read_document(path: Path) -> Document:
         raise CliError(error.strerror or str(error)) from error
     try:
         extracted = extract(path.name, raw)
-    except InvalidInput as error:
-        raise CliError("not UTF-8 text") from error
-    except UnsupportedMediaType as error:
+    except UnreadableDocument as error:
+        raise CliError(error.explanation.removeprefix("is ")) from error
+    except (UnsupportedMediaType, LimitExceeded) as error:
         raise CliError(error.detail) from error
     return Document(title=extracted.title, text=extracted.text)
 
