@@ -81,16 +81,18 @@ def test_the_title_is_the_documents_own_else_its_first_heading_else_the_file_nam
 
 
 def test_two_columns_are_read_one_after_the_other_not_across() -> None:
-    left = " ".join(f"Router fact {n}." for n in range(60))
-    right = " ".join(f"Switch fact {n}." for n in range(60))
-    raw = pdf_bytes([PdfPage(heading="Network", paragraphs=[left, right], columns=2)])
+    # Long enough to fill the left column and go on at the top of the right one.
+    first = " ".join(f"Router fact {n}." for n in range(200))
+    second = " ".join(f"Switch fact {n}." for n in range(100))
+    raw = pdf_bytes([PdfPage(heading="Network", paragraphs=[first, second], columns=2)])
 
-    text = extract("network.pdf", raw).text
+    document = extract("network.pdf", raw)
 
-    facts = re.findall(r"(Router|Switch) fact (\d+)", text)
-    assert facts == [("Router", str(n)) for n in range(60)] + [
-        ("Switch", str(n)) for n in range(60)
+    facts = re.findall(r"(Router|Switch) fact (\d+)", document.text)
+    assert facts == [("Router", str(n)) for n in range(200)] + [
+        ("Switch", str(n)) for n in range(100)
     ]
+    assert [segment.page for segment in document.segments] == [1]
 
 
 def test_a_scanned_page_among_text_pages_is_left_out_and_later_pages_keep_their_numbers() -> None:

@@ -15,6 +15,7 @@ from bruno_core.settings import (
     MIB,
     BrunoSettings,
 )
+from bruno_edge.extract import ExtractionLimits
 
 
 def is_loopback(host: str) -> bool:
@@ -41,6 +42,11 @@ class EdgeSettings(BrunoSettings):
     max_message_chars: int = Field(default=4000, ge=1, le=1_000_000)
     max_document_bytes: int = Field(default=2 * MIB, ge=1)
     max_request_bytes: int = Field(default=4 * MIB, ge=1024)
+    # Uploads carry PDFs and Word files, larger than the text they hold: their own bounds.
+    max_upload_bytes: int = Field(default=64 * MIB, ge=1024)
+    max_file_bytes: int = Field(default=32 * MIB, ge=1)
+    max_document_pages: int = Field(default=2000, ge=1)
+    extract_timeout_seconds: float = Field(default=60.0, gt=0)
     default_top_k: int = Field(default=5, ge=1)
     max_top_k: int = Field(default=50, ge=1, le=1000)
     chat_timeout_seconds: float = Field(default=120.0, gt=0)
@@ -66,6 +72,16 @@ class EdgeSettings(BrunoSettings):
         if self.default_top_k > self.max_top_k:
             raise ValueError("BRUNO_DEFAULT_TOP_K must not exceed BRUNO_MAX_TOP_K")
         return self
+
+    @property
+    def extraction_limits(self) -> ExtractionLimits:
+        """The bounds on reading one uploaded file."""
+        return ExtractionLimits(
+            max_file_bytes=self.max_file_bytes,
+            max_text_bytes=self.max_document_bytes,
+            max_pages=self.max_document_pages,
+            max_seconds=self.extract_timeout_seconds,
+        )
 
     @property
     def open_mode(self) -> bool:

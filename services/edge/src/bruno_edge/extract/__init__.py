@@ -14,8 +14,10 @@ loop run it in a thread. Used by the upload route and the CLI.
 
 from __future__ import annotations
 
+import logging
 from pathlib import PurePath
 
+from bruno_core import BrunoError, LimitExceeded
 from bruno_edge.extract._document import (
     Document,
     ExtractionLimits,
@@ -44,6 +46,8 @@ __all__ = [
     "markdown_title",
     "rst_title",
 ]
+
+log = logging.getLogger(__name__)
 
 MARKDOWN_SUFFIXES = frozenset({".md", ".markdown"})
 TEXT_SUFFIXES = frozenset({".txt"})
@@ -98,10 +102,20 @@ def extract(
     limits = limits or ExtractionLimits()
     kind = kind_of(filename, content_type)
     name = PurePath(filename).name
-    if kind in PDF_SUFFIXES:
-        return pdf_document(raw, filename=name, limits=limits)
-    if kind in DOCX_SUFFIXES:
-        return docx_document(raw, filename=name, limits=limits)
+    # A text file is its own text; a PDF or Word file holds less text than its size.
+    max_bytes = limits.max_file_bytes if kind in BINARY_SUFFIXES else limits.max_text_bytes
+    if len(raw) > max_bytes:
+        raise LimitExceeded(f"{name[:200]!r} is larger than the limit of {max_bytes} bytes")
+    if kind in BINARY_SUFFIXES:
+        read = pdf_document if kind in PDF_SUFFIXES else docx_document
+        try:
+            return read(raw, filename=name, limits=limits)
+        except BrunoError:
+            raise
+        except Exception as error:
+            # The parsers meet hostile input: whatever else they raise, the file is unreadable.
+            log.warning("could not read %r", name[:200], exc_info=True)
+            raise UnreadableDocument(name, "damaged", "is damaged: it cannot be read") from error
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
