@@ -11,7 +11,7 @@ TYPED_DIRS := packages/core packages/proto/tests packages/testing services/embed
 	tests/docs tests/e2e tests/k8s benchmarks k8s
 
 .DEFAULT_GOAL := help
-.PHONY: help uv sync run demo test lint format proto proto-check smoke bench-chat bench-retrieval bench-chunking clean
+.PHONY: help uv sync run demo test lint format proto proto-check smoke bench-chat bench-retrieval bench-chunking bench-documents clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -57,6 +57,9 @@ bench-retrieval: sync ## Benchmark search quality, latency, ANN recall and inges
 
 bench-chunking: sync ## Benchmark search quality per chunk size / overlap on Cranfield (BENCH_ARGS=--settings 200/20,300/60)
 	$(RUN) python benchmarks/chunking.py $(BENCH_ARGS)
+
+bench-documents: sync ## Benchmark PDF extraction (pages/s) and upload throughput against the raw model on Cranfield PDFs (BENCH_ARGS=--compare)
+	$(RUN) python benchmarks/documents.py $(BENCH_ARGS)
 
 clean: ## Remove caches and the local LanceDB data
 	rm -rf .mypy_cache .ruff_cache .pytest_cache data build

@@ -53,6 +53,8 @@ class PdfPage:
     table: Sequence[Sequence[str]] = ()
     columns: int = 1
     scan: bool = False
+    #: More (subheading, paragraphs) after the rest, flowing over as many pages as they take.
+    sections: Sequence[tuple[str, Sequence[str]]] = ()
 
 
 @dataclass(frozen=True)
@@ -67,8 +69,8 @@ class DocxSection:
 
 
 def pdf_bytes(pages: Sequence[PdfPage], *, title: str = "", password: str | None = None) -> bytes:
-    """A PDF of ``pages``, one page each (a page's content must fit on it); encrypted so it
-    opens only with ``password`` when one is given."""
+    """A PDF of ``pages``, each starting a new page (content that does not fit flows onto the
+    next); encrypted so it opens only with ``password`` when one is given."""
     buffer = io.BytesIO()
     width, height = A4
     inner_width, inner_height = width - 2 * _MARGIN, height - 2 * _MARGIN
@@ -122,6 +124,9 @@ def _page_story(page: PdfPage, width: float) -> list[Flowable]:
         table = Table([list(row) for row in page.table])
         table.setStyle(TableStyle([("GRID", (0, 0), (-1, -1), 0.5, colors.black)]))
         story.append(table)
+    for subheading, paragraphs in page.sections:
+        story.append(Paragraph(escape(subheading), _STYLES["Heading2"]))
+        story += [Paragraph(escape(text), _STYLES["BodyText"]) for text in paragraphs]
     return story
 
 

@@ -150,7 +150,9 @@ def _read_lines(raw: bytes, filename: str, limits: ExtractionLimits) -> tuple[st
             lines.extend(page_lines)
     finally:
         pdf.close()
-    return ("" if title.lower() in _PLACEHOLDER_TITLES else title), lines
+    # Word's PDF export names the source file ("Microsoft Word - manual.docx"): no title.
+    placeholder = title.lower() in _PLACEHOLDER_TITLES or title.startswith("Microsoft Word - ")
+    return ("" if placeholder else title), lines
 
 
 def _page_lines(textpage: pdfium.PdfTextPage, page: int) -> Iterator[_Line]:
