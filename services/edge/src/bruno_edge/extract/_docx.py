@@ -35,6 +35,31 @@ def docx_document(raw: bytes, *, filename: str, limits: ExtractionLimits) -> Doc
     large, text past ``limits.max_text_bytes``, slower than ``limits.max_seconds``).
     """
     deadline = time.monotonic() + limits.max_seconds
+    word = _open(raw, filename, limits)
+    sections = _Sections(filename, limits.max_text_bytes)
+    title = (word.core_properties.title or "").strip()
+    for part in word.iter_inner_content():
+        if time.monotonic() > deadline:
+            raise LimitExceeded(
+                f"{filename[:200]!r} took longer than {limits.max_seconds:g} s to read"
+            )
+        if isinstance(part, Table):
+            sections.add(_table(part))
+            continue
+        level = _heading_level(part)
+        text = " ".join(part.text.split())
+        if level and text:
+            sections.open(level, text)
+            title = title or (text if level == 1 else "")
+        sections.add(_paragraph(part, level))
+    document = Document.of_segments(title or filename, sections.parts())
+    if not document.text.strip():
+        raise UnreadableDocument(filename, "empty", "holds no text")
+    return document
+
+
+def _open(raw: bytes, filename: str, limits: ExtractionLimits) -> docx.document.Document:
+    """The Word document in ``raw``, after the checks that need no unpacking."""
     if raw.startswith(_OLE_MAGIC):
         raise UnreadableDocument(
             filename,
@@ -57,7 +82,7 @@ def docx_document(raw: bytes, *, filename: str, limits: ExtractionLimits) -> Doc
             f"{limits.max_unpacked_bytes}"
         )
     try:
-        word = docx.Document(io.BytesIO(raw))
+        return docx.Document(io.BytesIO(raw))
     except (KeyError, ValueError, zipfile.BadZipFile, OSError) as error:
         # KeyError: a part the package names is missing; ValueError: not a Word document.
         raise UnreadableDocument(
@@ -68,49 +93,49 @@ def docx_document(raw: bytes, *, filename: str, limits: ExtractionLimits) -> Doc
             filename, "damaged", "is damaged: one of its parts is not well-formed XML"
         ) from error
 
-    title = (word.core_properties.title or "").strip()
-    parts: list[tuple[str, int | None, str]] = []
-    blocks: list[str] = []
-    path: list[tuple[int, str]] = []
-    section = ""
-    text_bytes = 0
-    previous_item = False
-    for part in word.iter_inner_content():
-        if time.monotonic() > deadline:
+
+class _Sections:
+    """Markdown blocks gathered into one segment per section, within a text budget."""
+
+    def __init__(self, filename: str, max_text_bytes: int) -> None:
+        self._filename = filename
+        self._max_text_bytes = max_text_bytes
+        self._budget = max_text_bytes
+        self._done: list[tuple[str, int | None, str]] = []
+        self._blocks: list[str] = []
+        self._path: list[tuple[int, str]] = []
+        self._previous_item = False
+
+    def open(self, level: int, heading: str) -> None:
+        """Ends the current section; the next one is ``heading``, under its parents."""
+        self._end()
+        self._path = [(depth, name) for depth, name in self._path if depth < level]
+        self._path.append((level, heading))
+
+    def add(self, block: str) -> None:
+        if not block:
+            return
+        self._budget -= len(block.encode("utf-8")) + 2
+        if self._budget < 0:
             raise LimitExceeded(
-                f"{filename[:200]!r} took longer than {limits.max_seconds:g} s to read"
+                f"{self._filename[:200]!r} holds more text than the document limit of "
+                f"{self._max_text_bytes} bytes"
             )
-        if isinstance(part, Table):
-            block = _table(part)
-        else:
-            level = _heading_level(part)
-            text = part.text.strip()
-            if level and text:
-                if blocks:
-                    parts.append(("".join(blocks).lstrip("\n"), None, section))
-                    blocks, previous_item = [], False
-                path = [(depth, name) for depth, name in path if depth < level]
-                path.append((level, " ".join(text.split())))
-                section = " > ".join(name for _, name in path)
-                if not title and level == 1:
-                    title = path[-1][1]
-            block = _paragraph(part, level)
-        if block:
-            text_bytes += len(block.encode("utf-8")) + 2
-            if text_bytes > limits.max_text_bytes:
-                raise LimitExceeded(
-                    f"{filename[:200]!r} holds more text than the document limit of "
-                    f"{limits.max_text_bytes} bytes"
-                )
-            # The items of one list stay on consecutive lines, as Markdown writes a list.
-            item = block.startswith(("- ", "1. "))
-            blocks.append(("\n" if item and previous_item else "\n\n") + block)
-            previous_item = item
-    parts.append(("".join(blocks).lstrip("\n"), None, section))
-    document = Document.of_segments(title or filename, parts)
-    if not document.text.strip():
-        raise UnreadableDocument(filename, "empty", "holds no text")
-    return document
+        # The items of one list stay on consecutive lines, as Markdown writes a list.
+        item = block.startswith(("- ", "1. "))
+        self._blocks.append(("\n" if item and self._previous_item else "\n\n") + block)
+        self._previous_item = item
+
+    def parts(self) -> list[tuple[str, int | None, str]]:
+        """(text, page, section) of every section, for Document.of_segments."""
+        self._end()
+        return self._done
+
+    def _end(self) -> None:
+        if self._blocks:
+            section = " > ".join(name for _, name in self._path)
+            self._done.append(("".join(self._blocks).lstrip("\n"), None, section))
+        self._blocks, self._previous_item = [], False
 
 
 def _heading_level(paragraph: Paragraph) -> int:
