@@ -33,6 +33,7 @@ COPY pyproject.toml uv.lock ./
 COPY packages/proto/pyproject.toml packages/proto/
 COPY packages/core/pyproject.toml packages/core/
 COPY packages/testing/pyproject.toml packages/testing/
+COPY packages/cli/pyproject.toml packages/cli/
 COPY services/embedding/pyproject.toml services/embedding/
 COPY services/retrieval/pyproject.toml services/retrieval/
 COPY services/generation/pyproject.toml services/generation/

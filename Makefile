@@ -6,12 +6,12 @@ UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 RUN := $(UV) run --frozen
 LINT_PATHS := packages services pipelines tests scripts benchmarks k8s
 # mypy checks each workspace member on its own: the members' test modules share names.
-TYPED_DIRS := packages/core packages/proto/tests packages/testing services/embedding \
+TYPED_DIRS := packages/core packages/proto/tests packages/testing packages/cli services/embedding \
 	services/retrieval services/generation services/edge pipelines scripts \
 	tests/docs tests/e2e tests/k8s benchmarks k8s
 
 .DEFAULT_GOAL := help
-.PHONY: help uv sync run demo test lint format proto proto-check smoke bench-chat bench-retrieval bench-chunking bench-documents clean
+.PHONY: help uv sync run demo test coverage lint sast format proto proto-check smoke bench-chat bench-retrieval bench-chunking bench-documents clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -22,8 +22,9 @@ uv: ## Install uv with pip when it is missing
 sync: uv ## Create .venv with every workspace member and the dev tools (from uv.lock)
 	@$(UV) sync --frozen --all-packages --quiet
 
-run: sync ## Run all four services on loopback (edge on http://127.0.0.1:8080); Ctrl-C stops them
-	@$(RUN) honcho start -f Procfile
+run: sync ## Run all four services on loopback (edge on http://127.0.0.1:8080), restarting any that dies; Ctrl-C stops them
+	@mkdir -p data
+	@$(RUN) supervisord -c supervisord.conf
 
 demo: sync ## Ingest the demo corpus into the running system (make run in another terminal)
 	$(RUN) bruno ingest demo/
@@ -31,10 +32,16 @@ demo: sync ## Ingest the demo corpus into the running system (make run in anothe
 test: sync ## Run every test
 	$(RUN) pytest
 
+coverage: sync ## Every test with branch coverage per package (build/coverage/); fails below a floor
+	$(RUN) python -m bruno_pipelines.coverage
+
 lint: sync ## ruff (lint + format check) and mypy --strict
 	$(RUN) ruff check $(LINT_PATHS)
 	$(RUN) ruff format --check $(LINT_PATHS)
 	@set -e; for d in $(TYPED_DIRS); do echo "mypy --strict $$d"; $(RUN) mypy $$d; done
+
+sast: sync ## Semgrep with the committed rules (sast/rules), offline; SARIF in build/sast/
+	$(RUN) python -m bruno_pipelines.sast
 
 format: sync ## Apply ruff's fixes and formatting
 	$(RUN) ruff check --fix $(LINT_PATHS)

@@ -2,7 +2,8 @@
 
     dagger run uv run python pipelines/ci.py [--only STAGE[,STAGE]] [--skip STAGE[,STAGE]]
 
-Stages: lint, test, build. See bruno_pipelines.cli for what each does.
+Stages: lint, sast, proto, test, build, smoke, scan, sbom, manifests, publish.
+See bruno_pipelines.cli for what each does.
 """
 
 import sys

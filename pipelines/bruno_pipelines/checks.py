@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import dagger
 
+from .coverage import COVERAGE_DIR
+
 __all__ = [
     "PYTHON_IMAGE",
     "TYPED_TREES",
     "UV_CACHE_DIR",
     "UV_CACHE_VOLUME",
     "UV_VERSION",
+    "WORKDIR",
     "lint",
     "proto_check",
     "python_toolchain",
@@ -38,6 +41,7 @@ TYPED_TREES: tuple[str, ...] = (
     "packages/proto/tests",
     "packages/core",
     "packages/testing",
+    "packages/cli",
     "services/embedding",
     "services/retrieval",
     "services/generation",
@@ -95,8 +99,18 @@ def lint(client: dagger.Client, src: dagger.Directory) -> dagger.Container:
 
 
 def test(client: dagger.Client, src: dagger.Directory) -> dagger.Container:
-    """The whole pytest suite (config in the root pyproject.toml)."""
-    return workspace(client, src).with_exec(["uv", "run", "pytest", "-q"])
+    """The whole pytest suite under branch coverage, judged against each package's floor
+    (:mod:`bruno_pipelines.coverage`, what `make coverage` runs). The exit code is the
+    verdict; ``/src/build/coverage`` holds the reports either way, so a failing run still
+    shows its figures."""
+    return (
+        workspace(client, src)
+        .with_directory(f"{WORKDIR}/{COVERAGE_DIR}", client.directory())
+        .with_exec(
+            ["uv", "run", "python", "-m", "bruno_pipelines.coverage"],
+            expect=dagger.ReturnType.ANY,
+        )
+    )
 
 
 def proto_check(client: dagger.Client, src: dagger.Directory) -> dagger.Container:

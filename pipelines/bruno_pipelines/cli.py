@@ -5,6 +5,7 @@
     dagger run uv run python pipelines/ci.py --skip smoke,scan
     dagger run uv run python pipelines/ci.py --publish        # ... then publish to ghcr.io
     dagger run uv run python pipelines/ci.py --only scan --scan-tag main   # published images
+    dagger run uv run python pipelines/ci.py --only sast --sast-registry-packs   # + semgrep.dev
 
 The same command runs on a laptop and in GitHub Actions (.github/workflows/ci.yml).
 Bad usage (an unknown stage, ``--publish`` without registry credentials) exits 2 before
@@ -26,7 +27,8 @@ from pathlib import Path
 import anyio
 import dagger
 
-from .checks import lint, proto_check, test
+from .checks import WORKDIR, lint, proto_check, test
+from .coverage import COVERAGE_DIR
 from .images import SERVICES, ImageLabels, all_images
 from .manifests import manifests, overlays
 from .publish import publications
@@ -39,6 +41,7 @@ from .release import (
     image_address,
     publish_tags,
 )
+from .sast import SARIF_DIR, sast
 from .security import sbom, scan
 from .smoke import non_root, smoke
 from .source import source
@@ -70,6 +73,7 @@ class Options:
     scan_tag: str | None = None
     credentials: RegistryCredentials | None = None
     tags: list[str] = field(default_factory=list)
+    sast_registry_packs: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,12 +111,34 @@ async def _lint(ctx: StageContext) -> None:
     await lint(ctx.client, ctx.source).sync()
 
 
+async def _sast(ctx: StageContext) -> None:
+    scanned = sast(ctx.client, ctx.source, registry_packs=ctx.options.sast_registry_packs)
+    # The SARIF files are exported before the verdict, so a failing gate still reaches code
+    # scanning (.github/workflows/ci.yml uploads build/sast/).
+    report = scanned.directory(f"{WORKDIR}/{SARIF_DIR}")
+    await report.export(str(ctx.repo_root / SARIF_DIR))
+    if await scanned.exit_code() != 0:
+        findings = "\n".join((await scanned.stdout()).strip().splitlines()[-40:])
+        msg = f"Semgrep found problems (SARIF in {SARIF_DIR}/):\n{findings}"
+        raise RuntimeError(msg)
+
+
 async def _proto(ctx: StageContext) -> None:
     await proto_check(ctx.client, ctx.source).sync()
 
 
 async def _test(ctx: StageContext) -> None:
-    await test(ctx.client, ctx.source).sync()
+    tested = test(ctx.client, ctx.source)
+    # Exported before the verdict: a failing run's figures still reach the job summary.
+    await tested.directory(f"{WORKDIR}/{COVERAGE_DIR}").export(str(ctx.repo_root / COVERAGE_DIR))
+    if await tested.exit_code() != 0:
+        report = [
+            *(await tested.stdout()).splitlines()[-30:],
+            *(await tested.stderr()).splitlines(),
+        ]
+        tail = "\n".join(line for line in report if line.strip())
+        msg = f"tests failed or a package fell below its coverage floor:\n{tail}"
+        raise RuntimeError(msg)
 
 
 async def _build(ctx: StageContext) -> None:
@@ -167,6 +193,7 @@ async def _publish(ctx: StageContext) -> None:
 
 STAGES: Mapping[str, Stage] = {
     "lint": _lint,
+    "sast": _sast,
     "proto": _proto,
     "test": _test,
     "build": _build,
@@ -229,6 +256,11 @@ def parse_args(
     parser.add_argument(
         "--scan-tag", metavar="TAG", help="scan the published images with this tag, not new builds"
     )
+    parser.add_argument(
+        "--sast-registry-packs",
+        action="store_true",
+        help="sast also runs Semgrep's registry packs (needs semgrep.dev; never fails the stage)",
+    )
     args = parser.parse_args(argv)
     if "publish" in args.only and not args.publish:
         parser.error("the publish stage runs only with --publish")
@@ -241,8 +273,11 @@ def parse_args(
     ]
     if not selected:
         parser.error("--only and --skip leave no stage to run")
+    packs = bool(args.sast_registry_packs)
     if not args.publish:
-        return Options(selected, registry=args.registry, scan_tag=args.scan_tag)
+        return Options(
+            selected, registry=args.registry, scan_tag=args.scan_tag, sast_registry_packs=packs
+        )
     credentials = RegistryCredentials.from_env(environ)
     if credentials is None:
         parser.error(f"--publish needs registry credentials in {USERNAME_ENV} and {PASSWORD_ENV}")
@@ -252,7 +287,9 @@ def parse_args(
         tags = publish_tags(GitRef.from_env(environ, repo_root))
     except ValueError as exc:
         parser.error(f"--publish: {exc}")
-    return Options(selected, True, args.registry, args.scan_tag, credentials, tags)
+    return Options(
+        selected, True, args.registry, args.scan_tag, credentials, tags, sast_registry_packs=packs
+    )
 
 
 def _stage_list(stage_names: Sequence[str]) -> Callable[[str], list[str]]:

@@ -2,12 +2,17 @@
 
     python pipelines/deploy.py --overlay dev --tag <git sha>            # print the diff
     python pipelines/deploy.py --overlay prod --tag 1.2.3 --commit      # write and commit
+    python pipelines/deploy.py --overlay prod --tag 1.2.3 --revision <sha> --commit
 
 An overlay names its images in kustomize's ``images:`` list (``name:
 ghcr.io/agent-bruno/<service>``, ``newTag: ...``). Only the ``newTag`` lines change; comments
 and layout stay as written, so the diff is exactly the promotion and reads well in a pull
 request. Each overlay accepts one kind of tag: dev a git commit SHA (what CI publishes from
 main), staging and prod a release version (what CI publishes from a ``v*`` tag).
+
+The commit says what it deploys in its subject (``Deploy <tag> to <overlay>``) and which source
+commit that is in a ``Source-Revision:`` trailer (the tag itself for dev; ``--revision`` for a
+release), which is what the DORA metrics (:mod:`bruno_pipelines.dora`) measure lead time from.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from .release import DEFAULT_REGISTRY
 
 __all__ = [
     "OVERLAY_TAGS",
+    "REVISION_TRAILER",
     "Promotion",
     "PromotionError",
     "check_tag",
@@ -46,6 +52,7 @@ OVERLAY_TAGS: dict[str, tuple[re.Pattern[str], str]] = {
     "staging": (_VERSION, "a release version such as 1.2.3, as CI publishes from tag v1.2.3"),
     "prod": (_VERSION, "a release version such as 1.2.3, as CI publishes from tag v1.2.3"),
 }
+REVISION_TRAILER = "Source-Revision"
 _NAME_LINE = re.compile(r"^(?P<indent>\s*)-\s+name:\s*(?P<name>\S+)\s*$")
 _TAG_LINE = re.compile(r"^(?P<indent>\s*)newTag:\s*(?P<tag>.*?)\s*$")
 
@@ -195,11 +202,19 @@ def main(argv: Sequence[str] | None = None, *, repo: Path) -> int:
     )
     parser.add_argument("--registry", default=DEFAULT_REGISTRY)
     parser.add_argument(
+        "--revision",
+        help="the source commit the images were built from (default: the tag, when it is one)",
+    )
+    parser.add_argument(
         "--commit", action="store_true", help="write the change and commit it (default: diff only)"
     )
     parser.add_argument("--repo", type=Path, default=repo, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     root: Path = args.repo.resolve()
+    revision = args.revision or (args.tag if _SHA.fullmatch(args.tag) else None)
+    if revision is not None and not _SHA.fullmatch(revision):
+        print(f"deploy.py: --revision takes a full commit SHA, not {revision!r}", file=sys.stderr)
+        return 2
     try:
         promotion = promote(root, args.overlay, args.tag, args.service or SERVICES, args.registry)
         if not promotion.changed:
@@ -210,15 +225,10 @@ def main(argv: Sequence[str] | None = None, *, repo: Path) -> int:
             promotion.path.write_text(promotion.after)
             relative = promotion.path.relative_to(root).as_posix()
             _git(root, "add", "--", relative)
-            _git(
-                root,
-                "commit",
-                "--quiet",
-                "-m",
-                f"Deploy {args.tag} to {args.overlay}",
-                "--",
-                relative,
-            )
+            message = f"Deploy {args.tag} to {args.overlay}"
+            if revision is not None:
+                message += f"\n\n{REVISION_TRAILER}: {revision}"
+            _git(root, "commit", "--quiet", "-m", message, "--", relative)
             print(f"committed: deploy {args.tag} to {args.overlay}", file=sys.stderr)
     except PromotionError as exc:
         print(f"deploy.py: {exc}", file=sys.stderr)

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from bruno_pipelines import PYTHON_IMAGE, TYPED_TREES, UV_VERSION, checks, source
-from bruno_pipelines.checks import UV_CACHE_DIR, UV_CACHE_VOLUME, lint
+from bruno_pipelines.checks import UV_CACHE_DIR, UV_CACHE_VOLUME, WORKDIR, lint
+from bruno_pipelines.coverage import COVERAGE_DIR
 from bruno_pipelines.offline import Call, Query, capture, offline_client
 
 REPO = Path(__file__).resolve().parents[2]
@@ -58,14 +59,26 @@ def test_the_pipeline_type_checks_the_same_trees_as_make_lint() -> None:
     assert set(match.group(1).replace("\\\n", " ").split()) == set(TYPED_TREES)
 
 
-def test_tests_run_pytest_with_the_uv_cache_volume_mounted(test_query: Query) -> None:
+def test_tests_run_under_coverage_with_the_uv_cache_volume_mounted(test_query: Query) -> None:
     (mount,) = test_query.find("withMountedCache")
     cache = mount.args["cache"]
 
     assert mount.args["path"] == UV_CACHE_DIR
     assert isinstance(cache, Query)
     assert cache.find("cacheVolume")[0].args["key"] == UV_CACHE_VOLUME
-    assert test_query.execs()[-1] == ["uv", "run", "pytest", "-q"]
+    # What `make coverage` runs: the suite, the reports, the floors.
+    assert test_query.execs()[-1] == ["uv", "run", "python", "-m", "bruno_pipelines.coverage"]
+    assert "$(RUN) python -m bruno_pipelines.coverage" in (REPO / "Makefile").read_text()
+
+
+def test_the_test_stage_keeps_its_reports_when_it_fails(test_query: Query) -> None:
+    # The verdict is read from the exit code after the reports are exported (cli._test),
+    # so the run may end non-zero without failing the container before the export.
+    (run,) = test_query.find("withExec")[-1:]
+    (report_dir,) = [c for c in test_query.find("withDirectory") if c.args["path"] != WORKDIR]
+
+    assert run.args["expect"] == "ANY"
+    assert report_dir.args["path"] == f"{WORKDIR}/{COVERAGE_DIR}"
     # Mounted before anything installs, so every sync reuses the cache.
     fields = test_query.fields()
     first_sync = next(i for i, call in enumerate(test_query.calls) if _is_exec(call, "uv", "sync"))
@@ -84,7 +97,9 @@ def test_checks_install_exactly_what_uv_lock_says(test_query: Query, lint_query:
 
 def test_dependencies_are_installed_before_sources_are_copied(test_query: Query) -> None:
     calls = test_query.calls
-    copies = [i for i, c in enumerate(calls) if c.field == "withDirectory"]
+    copies = [
+        i for i, c in enumerate(calls) if c.field == "withDirectory" and c.args["path"] == WORKDIR
+    ]
     deps_sync = next(i for i, c in enumerate(calls) if _is_exec(c, "--no-install-workspace"))
 
     manifests, full = (calls[i].args["source"] for i in copies)

@@ -21,7 +21,18 @@ from bruno_pipelines.cli import (
 from bruno_pipelines.images import ImageLabels
 from bruno_pipelines.offline import offline_client
 
-STAGE_NAMES = ["lint", "proto", "test", "build", "smoke", "scan", "sbom", "manifests", "publish"]
+STAGE_NAMES = [
+    "lint",
+    "sast",
+    "proto",
+    "test",
+    "build",
+    "smoke",
+    "scan",
+    "sbom",
+    "manifests",
+    "publish",
+]
 UNGATED = [name for name in STAGE_NAMES if name != "publish"]
 CREDENTIALS = {"REGISTRY_USERNAME": "bruno-ci", "REGISTRY_PASSWORD": "s3cret-token"}
 GIT = {"GITHUB_SHA": "0123456789abcdef0123456789abcdef01234567", "GITHUB_REF_NAME": "main"}
@@ -199,8 +210,9 @@ def test_skipping_every_selected_stage_is_a_usage_error(tmp_path: Path) -> None:
         (["--only", "test"], ["test"]),
         (["--only", "build,lint"], ["lint", "build"]),
         (["--only", "lint", "--only", "test"], ["lint", "test"]),
-        (["--skip", "build,smoke,scan,sbom,manifests"], ["lint", "proto", "test"]),
-        (["--skip", "lint,proto,test"], ["build", "smoke", "scan", "sbom", "manifests"]),
+        (["--skip", "build,smoke,scan,sbom,manifests"], ["lint", "sast", "proto", "test"]),
+        (["--skip", "lint,sast,proto,test"], ["build", "smoke", "scan", "sbom", "manifests"]),
+        (["--only", "sast"], ["sast"]),
         (["--only", "lint,test", "--skip", "test"], ["lint"]),
     ],
 )

@@ -56,6 +56,19 @@ def test_ollama_is_optional_behind_a_profile() -> None:
     assert DOC["services"]["generation"]["environment"]["OLLAMA_HOST"].endswith("ollama:11434}")
 
 
+def test_open_webui_is_optional_and_talks_to_the_edge_with_a_plain_task_model() -> None:
+    webui = DOC["services"]["open-webui"]
+    env = webui["environment"]
+
+    assert webui["profiles"] == ["open-webui"]
+    assert env["OPENAI_API_BASE_URL"] == "http://edge:8080/v1"
+    assert env["DEFAULT_MODELS"] == "bruno"
+    assert env["TASK_MODEL_EXTERNAL"] != "bruno"  # tasks must not go through retrieval
+    assert env["ENABLE_OLLAMA_API"] == "false"
+    assert webui["ports"] == ["127.0.0.1:3000:8080"]  # 8080 is the edge's
+    assert webui["depends_on"] == {"edge": {"condition": "service_healthy"}}
+
+
 def test_docker_compose_accepts_the_file() -> None:
     compose = shutil.which("docker-compose")
     if compose is None:

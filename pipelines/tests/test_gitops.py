@@ -137,3 +137,30 @@ def test_an_image_entry_without_new_tag_gets_one() -> None:
     assert yaml.safe_load(result)["images"] == [
         {"name": "ghcr.io/agent-bruno/edge", "newName": "x/edge", "newTag": "1.0.0"}
     ]
+
+
+def test_a_promotion_records_its_source_commit_in_a_trailer(repo: Path) -> None:
+    assert main(["--overlay", "dev", "--tag", SHA, "--commit"], repo=repo) == 0
+    assert (
+        _git(repo, "log", "-1", "--format=%(trailers:key=Source-Revision,valueonly)").strip() == SHA
+    )
+
+    release = "fedcba9876543210fedcba9876543210fedcba98"
+    argv = ["--overlay", "prod", "--tag", "1.2.3", "--revision", release, "--commit"]
+    assert main(argv, repo=repo) == 0
+    assert (
+        _git(repo, "log", "-1", "--format=%(trailers:key=Source-Revision,valueonly)").strip()
+        == release
+    )
+
+
+def test_a_revision_that_is_not_a_commit_sha_exits_2_before_writing(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        ["--overlay", "prod", "--tag", "1.2.3", "--revision", "main", "--commit"], repo=repo
+    )
+
+    assert code == 2
+    assert "--revision takes a full commit SHA" in capsys.readouterr().err
+    assert _git(repo, "status", "--porcelain") == ""

@@ -80,7 +80,7 @@ def test_an_ingested_document_is_found_cited_and_gone_after_delete(
     assert GPU_DOC["id"] not in {r["document_id"] for r in results}
 
 
-def test_a_streamed_chat_sends_citations_then_tokens_then_done(edge: httpx.Client) -> None:
+def test_a_streamed_chat_sends_tokens_then_citations_then_done(edge: httpx.Client) -> None:
     assert ingest(edge, GPU_DOC).status_code in (200, 201)
     with edge.stream(
         "POST", "/api/v1/chat", json={"message": QUESTION, "top_k": 1, "stream": True}
@@ -89,10 +89,10 @@ def test_a_streamed_chat_sends_citations_then_tokens_then_done(edge: httpx.Clien
         assert response.headers["content-type"].startswith("text/event-stream")
         events = read_events(response.iter_lines())
     names = [name for name, _ in events]
-    assert names[0] == "citations"
-    assert names[-1] == "done"
-    assert set(names[1:-1]) == {"token"}
-    assert events[0][1][0]["document_id"] == GPU_DOC["id"]
+    assert names[-2:] == ["citations", "done"]
+    assert set(names[:-2]) == {"token"}
+    assert events[-2][1][0]["document_id"] == GPU_DOC["id"]
+    assert events[-2][1][0]["cited"] is True
     answer = "".join(data["text"] for name, data in events if name == "token")
     assert "[1]" in answer
     assert events[-1][1]["fallback"] is False

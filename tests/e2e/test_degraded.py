@@ -34,8 +34,7 @@ def test_without_ollama_the_stream_is_extractive_too(offline_edge: httpx.Client)
         "POST", "/api/v1/chat", json={"message": QUESTION, "stream": True}
     ) as response:
         events = read_events(response.iter_lines())
-    assert events[0][0] == "citations"
-    assert events[-1][0] == "done"
+    assert [name for name, _ in events][-2:] == ["citations", "done"]
     assert events[-1][1]["fallback"] is True
 
 

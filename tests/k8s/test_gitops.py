@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "k8s"
 CLUSTERS = ("dev", "staging", "prod")
 GOLDEN = K8S / "components" / "canary" / "golden-questions.json"
+WATCHED_KINDS = {"GitRepository", "Kustomization"}
 
 
 CUSTOM_GROUPS = {
@@ -30,6 +31,7 @@ CUSTOM_GROUPS = {
     "velero.io",
     "monitoring.coreos.com",
     "external-secrets.io",
+    "notification.toolkit.fluxcd.io",
 }
 
 
@@ -59,7 +61,7 @@ def _flux(cluster: str) -> dict[str, Manifest]:
 @pytest.mark.parametrize("cluster", CLUSTERS)
 def test_flux_objects_are_valid(cluster: str) -> None:
     docs = cluster_docs(cluster)
-    assert {d["kind"] for d in docs} == {"GitRepository", "Kustomization"}
+    assert {d["kind"] for d in docs} == {"GitRepository", "Kustomization", "Provider", "Alert"}
     for doc in docs:
         _validate(doc)
 
@@ -104,6 +106,36 @@ def test_health_checks_name_objects_the_overlay_renders(
     # Under Flagger the Canary's status, not the scaled-to-zero Deployment, says the edge is up.
     kinds = {c["kind"] for c in checks}
     assert ("Canary" in kinds) == bool(all_rendered[cluster].of_kind("Canary"))
+
+
+@pytest.mark.parametrize("cluster", CLUSTERS)
+def test_each_cluster_tells_the_team_chat_about_everything_flux_applies_there(
+    cluster: str,
+) -> None:
+    docs = cluster_docs(cluster)
+    (provider,) = [d for d in docs if d["kind"] == "Provider"]
+    (alert,) = [d for d in docs if d["kind"] == "Alert"]
+    watched = {(d["kind"], d["metadata"]["name"]) for d in docs if d["kind"] in WATCHED_KINDS}
+
+    assert alert["spec"]["providerRef"]["name"] == provider["metadata"]["name"]
+    assert {(s["kind"], s["name"]) for s in alert["spec"]["eventSources"]} == watched
+    assert alert["spec"]["eventSeverity"] == "info"  # each applied revision, not only failures
+    assert alert["spec"]["eventMetadata"]["cluster"] == cluster
+    # The webhook URL comes from a Secret created out of band, never from the repository.
+    assert provider["spec"]["secretRef"] == {"name": "deploy-notifications"}
+    assert "address" not in provider["spec"]
+    assert {d["metadata"]["namespace"] for d in (provider, alert)} == {"flux-system"}
+
+
+def test_the_notification_schemas_reject_a_misspelt_field_and_an_unknown_source() -> None:
+    docs = cluster_docs("prod")
+    alert = next(d for d in docs if d["kind"] == "Alert")
+    misspelt = {**alert, "spec": {**alert["spec"], "eventSeverty": "info"}}
+    canary = {**alert, "spec": {**alert["spec"], "eventSources": [{"kind": "Canary", "name": "e"}]}}
+
+    for wrong in (misspelt, canary):
+        with pytest.raises(jsonschema.ValidationError):
+            _validate(wrong)
 
 
 # --- Velero ----------------------------------------------------------------------------------

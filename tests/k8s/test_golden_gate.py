@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bruno_edge.cli import run as bruno
+from bruno_cli import run as bruno
 from bruno_testing.background import InBackground
 from bruno_testing.ollama_standin import OllamaStandIn
 from bruno_testing.system import BrunoSystem, free_port

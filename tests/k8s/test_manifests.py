@@ -22,7 +22,6 @@ import yaml
 
 from bruno_core.settings import GrpcServerSettings, environment_variables
 from bruno_edge.config import EdgeSettings
-from bruno_edge.server import SHUTDOWN_GRACE_SECONDS
 from bruno_embedding.config import EmbeddingSettings
 from bruno_generation.config import GenerationSettings
 from bruno_pipelines import gitops
@@ -59,7 +58,13 @@ CUSTOM_GROUPS = {
 }
 
 # Secrets the operator creates out of band (k8s/README.md); the tree must never hold one.
-EXTERNAL_SECRETS = {"bruno-api-keys", "bruno-edge-tls", "bruno-lancedb-s3"}
+EXTERNAL_SECRETS = {
+    "bruno-api-keys",
+    "bruno-api-keys-file",
+    "bruno-edge-tls",
+    "bruno-lancedb-s3",
+    "deploy-notifications",
+}
 
 
 # A misspelt name would be silently ignored by pydantic-settings, so pods may only set these.
@@ -81,7 +86,7 @@ READ_BY_LIBRARIES = {
 
 EXPECTED_REPLICAS = {
     "dev": {"edge": 1, "embedding": 1, "generation": 1, "retrieval": 1},
-    "staging": {"edge": 1, "embedding": 1, "generation": 1, "retrieval": 1},
+    "staging": {"edge": 2, "embedding": 2, "generation": 2, "retrieval": 1},
     "prod": {"edge": 3, "embedding": 2, "generation": 2, "retrieval": 1},
 }
 EXPECTED_STORAGE = {"dev": "1Gi", "staging": "5Gi", "prod": "20Gi"}
@@ -222,13 +227,15 @@ def test_strict_validation_rejects_a_misspelt_field(all_rendered: dict[str, Rend
         ("Canary", ("spec", "analysis"), "stepWieght"),
         ("PrometheusRule", ("spec",), "group"),
         ("MetricTemplate", ("spec", "provider"), "adress"),
+        ("AlertProvider", ("spec",), "adress"),
+        ("Canary", ("spec", "analysis", "alerts", 0), "severty"),
     ],
 )
 def test_custom_resource_schemas_reject_a_misspelt_field(
-    all_rendered: dict[str, Rendered], kind: str, path: tuple[str, ...], typo: str
+    all_rendered: dict[str, Rendered], kind: str, path: tuple[str | int, ...], typo: str
 ) -> None:
     doc = copy.deepcopy(all_rendered["prod"].of_kind(kind)[0])
-    target = doc
+    target: Any = doc
     for key in path:
         target = target[key]
     target[typo] = 1
@@ -319,7 +326,7 @@ def test_no_pod_mounts_a_service_account_token_or_shares_the_host(rendered: Rend
 
 def test_every_pod_gets_more_time_to_stop_than_its_service_drains(rendered: Rendered) -> None:
     drain = {
-        "edge": SHUTDOWN_GRACE_SECONDS,
+        "edge": EdgeSettings().shutdown_grace_seconds,
         **dict.fromkeys(INTERNAL_PORTS, GrpcServerSettings().grpc_grace_seconds),
     }
     for workload in rendered.workloads():
@@ -437,6 +444,18 @@ def test_autoscalers_own_the_replica_count_of_the_stateless_services(rendered: R
     assert rendered.get("StatefulSet", "retrieval")["spec"]["replicas"] == 1
 
 
+@pytest.mark.parametrize("name", ["staging", "prod"])
+def test_staging_and_prod_autoscale_edge_embedding_and_generation(
+    all_rendered: dict[str, Rendered], name: str
+) -> None:
+    targets = {
+        (h["spec"]["scaleTargetRef"]["kind"], h["spec"]["scaleTargetRef"]["name"])
+        for h in all_rendered[name].of_kind("HorizontalPodAutoscaler")
+    }
+
+    assert targets == {("Deployment", s) for s in ("edge", "embedding", "generation")}
+
+
 # --- images --------------------------------------------------------------------------------------
 
 
@@ -520,6 +539,7 @@ def _secret_references(rendered: Rendered) -> set[str]:
                 names.add(volume["secret"]["secretName"])
     for ingress in rendered.of_kind("Ingress"):
         names.update(tls["secretName"] for tls in ingress["spec"].get("tls", []))
+    names.update(p["spec"]["secretRef"]["name"] for p in rendered.of_kind("AlertProvider"))
     return names
 
 
@@ -755,12 +775,13 @@ def test_prod_raises_resources_above_the_base(all_rendered: dict[str, Rendered])
 def test_the_overlays_turn_on_the_components_their_environment_needs(
     all_rendered: dict[str, Rendered],
 ) -> None:
-    assert set(all_rendered["dev"].components) == {"ingress"}
+    assert set(all_rendered["dev"].components) == {"ingress", "network-policies"}
     assert set(all_rendered["staging"].components) == {
         "ingress",
         "network-policies",
         "monitoring",
         "velero-backup",
+        "autoscaling",
     }
     assert set(all_rendered["prod"].components) == {
         "ingress",
@@ -791,3 +812,18 @@ def test_an_overlay_that_references_a_missing_base_fails_with_the_path(
 def test_a_missing_component_fails_with_the_path(tmp_path: Path, kustomize: Kustomize) -> None:
     with pytest.raises(kustomize.error, match="no-such-component"):
         kustomize.render(kustomize.variant(tmp_path, "overlays/dev", ("no-such-component",)))
+
+
+def test_every_canary_event_goes_to_the_team_chat_through_a_secret(
+    all_rendered: dict[str, Rendered],
+) -> None:
+    for rendered in all_rendered.values():
+        providers = {p["metadata"]["name"]: p for p in rendered.of_kind("AlertProvider")}
+        for canary in rendered.of_kind("Canary"):
+            (alert,) = canary["spec"]["analysis"]["alerts"]
+            provider = providers[alert["providerRef"]["name"]]
+            assert alert["providerRef"]["namespace"] == NAMESPACE
+            assert alert["severity"] == "info"  # analysis start, failed checks, the verdict
+            assert provider["spec"]["secretRef"] == {"name": "deploy-notifications"}
+            assert "address" not in provider["spec"], "the URL lives in the Secret only"
+        assert bool(providers) == bool(rendered.of_kind("Canary")), rendered.name

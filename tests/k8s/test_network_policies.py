@@ -165,13 +165,25 @@ def expected_paths(rendered: Rendered, pods: list[Peer]) -> set[tuple[str, str, 
     return paths
 
 
-def test_policies_are_opt_in(all_rendered: dict[str, Rendered]) -> None:
+def test_policies_come_with_the_component_only(all_rendered: dict[str, Rendered]) -> None:
     for rendered in all_rendered.values():
         names = {p["metadata"]["name"] for p in rendered.of_kind("NetworkPolicy")}
         assert ("default-deny" in names) == rendered.has("network-policies"), rendered.name
 
 
-@pytest.mark.parametrize("variant", ["staging", "prod", "base+network-policies", "prod+everything"])
+def test_every_overlay_denies_all_traffic_by_default(overlay: Rendered) -> None:
+    # dev too: k3s enforces NetworkPolicy out of the box, so a policy bug shows there first.
+    deny = overlay.get("NetworkPolicy", "default-deny")
+
+    assert deny["spec"]["podSelector"] == {}
+    assert sorted(deny["spec"]["policyTypes"]) == ["Egress", "Ingress"]
+    assert "ingress" not in deny["spec"]
+    assert "egress" not in deny["spec"]
+
+
+@pytest.mark.parametrize(
+    "variant", ["dev", "staging", "prod", "base+network-policies", "prod+everything"]
+)
 def test_only_the_designed_paths_are_open(all_rendered: dict[str, Rendered], variant: str) -> None:
     rendered = all_rendered[variant]
     assert rendered.has("network-policies")

@@ -17,7 +17,12 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 MONITORING = ROOT / "k8s" / "components" / "monitoring"
 CANARY = ROOT / "k8s" / "components" / "canary"
-SOURCES = [ROOT / "packages" / "core" / "src", *sorted((ROOT / "services").glob("*/src"))]
+SOURCES = [
+    ROOT / "packages" / "core" / "src",
+    *sorted((ROOT / "services").glob("*/src")),
+    ROOT / "pipelines" / "bruno_pipelines",  # the DORA metrics (dora.py)
+]
+DASHBOARDS = sorted(MONITORING.glob("*dashboard.json"))
 
 # Series that come from Prometheus itself or kube-state-metrics, not from our code.
 FROM_THE_PLATFORM = {
@@ -85,10 +90,11 @@ def expressions() -> list[tuple[str, str]]:
     for group in rules["spec"]["groups"]:
         for rule in group["rules"]:
             found.append((f"alert {rule['alert']}", rule["expr"]))
-    dashboard = json.loads((MONITORING / "dashboard.json").read_text())
-    for panel in dashboard["panels"]:
-        for target in panel["targets"]:
-            found.append((f"panel {panel['title']}", target["expr"]))
+    for path in DASHBOARDS:
+        dashboard = json.loads(path.read_text())
+        for panel in dashboard["panels"]:
+            for target in panel["targets"]:
+                found.append((f"{path.name}: panel {panel['title']}", target["expr"]))
     for template in yaml.safe_load_all((CANARY / "metric-templates.yaml").read_text()):
         found.append((f"MetricTemplate {template['metadata']['name']}", template["spec"]["query"]))
     return found
@@ -130,3 +136,29 @@ def test_the_alerts_cover_errors_latency_readiness_ingestion_and_ollama() -> Non
         "BrunoIngestionFailures",
         "BrunoOllamaUnavailable",
     } <= alerts
+
+
+def test_every_dashboard_is_shipped_by_the_monitoring_component() -> None:
+    kustomization = yaml.safe_load((MONITORING / "kustomization.yaml").read_text())
+    shipped = {
+        entry.split("=", 1)[1]
+        for generator in kustomization["configMapGenerator"]
+        for entry in generator["files"]
+    }
+
+    assert [p.name for p in DASHBOARDS] == ["dashboard.json", "dora-dashboard.json"]
+    assert shipped == {p.name for p in DASHBOARDS}
+
+
+def test_the_dora_dashboard_shows_the_four_keys() -> None:
+    dashboard = json.loads((MONITORING / "dora-dashboard.json").read_text())
+    queried = {name for panel in dashboard["panels"] for t in panel["targets"]
+               for name in metric_names(t["expr"])}  # fmt: skip
+
+    assert {
+        "bruno_dora_deployments_per_day",
+        "bruno_dora_lead_time_seconds",
+        "bruno_dora_change_failure_ratio",
+        "bruno_dora_time_to_restore_seconds",
+    } <= queried
+    assert len({d["uid"] for d in map(json.loads, map(Path.read_text, DASHBOARDS))}) == 2

@@ -58,6 +58,16 @@ def test_json_logs_carry_the_service_and_the_active_trace_id() -> None:
     assert record["trace_id"] == expected
 
 
+def test_text_log_lines_name_their_service() -> None:
+    configure_logging("retrieval", level="INFO", fmt="text")
+    stream = io.StringIO()
+    logging.getLogger().handlers[0].setStream(stream)  # type: ignore[attr-defined]
+    logging.getLogger("bruno.test").warning("collection reindexed")
+    line = stream.getvalue().strip().splitlines()[-1]
+    # After the timestamp's date and time: the service, the level, the logger, the message.
+    assert line.split()[2:] == ["retrieval", "WARNING", "bruno.test:", "collection", "reindexed"]
+
+
 def test_records_outside_a_span_have_empty_trace_ids() -> None:
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "m", None, None)
     TraceContextFilter().filter(record)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import math
 from collections.abc import AsyncIterator
 
@@ -246,3 +247,74 @@ async def test_open_connections_counts_keep_alive_connections_until_the_client_c
     assert ollama.open_connections == 1
     await client.close()  # type: ignore[no-untyped-call]  # ollama leaves it bare
     assert await ollama.wait_for_open_connections(0)
+
+
+@pytest.mark.parametrize("stream", [True, False])
+async def test_num_predict_cuts_the_answer_with_done_reason_length(
+    ollama: OllamaStandIn, stream: bool
+) -> None:
+    ollama.reply = "one two three four five"
+    client = AsyncClient(host=ollama.url)
+
+    if stream:
+        parts = [
+            p
+            async for p in await client.chat(
+                model="llama3.2", messages=QUESTION, stream=True, options={"num_predict": 2}
+            )
+        ]
+        text, last = "".join(p.message.content or "" for p in parts), parts[-1]
+    else:
+        last = await client.chat(model="llama3.2", messages=QUESTION, options={"num_predict": 2})
+        text = last.message.content or ""
+
+    assert text == "one two "
+    assert (last.done_reason, last.eval_count) == ("length", 2)
+
+
+async def test_num_predict_beyond_the_answer_or_unlimited_finishes_with_stop(
+    ollama: OllamaStandIn,
+) -> None:
+    ollama.reply = "one two"
+    client = AsyncClient(host=ollama.url)
+
+    for limit in (2, 50, -1):
+        answer = await client.chat(
+            model="llama3.2", messages=QUESTION, options={"num_predict": limit}
+        )
+        assert (answer.message.content, answer.done_reason) == ("one two", "stop")
+
+
+async def test_a_stop_string_ends_the_answer_before_it(ollama: OllamaStandIn) -> None:
+    ollama.reply = "Restore it. END Then check the logs."
+    client = AsyncClient(host=ollama.url)
+
+    answer = await client.chat(
+        model="llama3.2", messages=QUESTION, options={"stop": ["nothing", " END"]}
+    )
+
+    assert (answer.message.content, answer.done_reason) == ("Restore it.", "stop")
+
+
+async def test_format_json_and_a_schema_make_the_answer_json(ollama: OllamaStandIn) -> None:
+    ollama.reply = "Velero"
+    client = AsyncClient(host=ollama.url)
+    schema = {
+        "type": "object",
+        "properties": {"title": {"type": "string"}, "tags": {"type": "array"}},
+        "required": ["title"],
+    }
+
+    plain = await client.chat(model="llama3.2", messages=QUESTION, format="json")
+    shaped = await client.chat(model="llama3.2", messages=QUESTION, format=schema)
+
+    assert json.loads(plain.message.content or "") == {"answer": "Velero"}
+    assert json.loads(shaped.message.content or "") == {"title": "Velero", "tags": ["Velero"]}
+    assert ollama.chat_requests[-1]["format"] == schema
+
+
+async def test_show_tells_an_embedding_model_from_a_chat_model(ollama: OllamaStandIn) -> None:
+    client = AsyncClient(host=ollama.url)
+
+    assert (await client.show("llama3.2")).capabilities == ["completion", "tools"]
+    assert (await client.show("nomic-embed-text")).capabilities == ["embedding"]

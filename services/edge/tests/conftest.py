@@ -61,6 +61,9 @@ class FakeRetrieval(retrieval_pb2_grpc.RetrievalServiceServicer):
         # A status code fails like the gRPC runtime would (its detail names an address); a
         # domain error fails like a Bruno service does, through abort_with.
         self.fail_with: grpc.StatusCode | BrunoError | None = None
+        # While set, searches wait for it (a slow search holding its admission slot).
+        self.search_gate: asyncio.Event | None = None
+        self.searching = asyncio.Event()
 
     async def _maybe_fail(self, context: Context) -> None:
         if isinstance(self.fail_with, BrunoError):
@@ -108,6 +111,9 @@ class FakeRetrieval(retrieval_pb2_grpc.RetrievalServiceServicer):
         self, request: retrieval_pb2.SearchRequest, context: Context
     ) -> retrieval_pb2.SearchResponse:
         self.searches.append(request)
+        self.searching.set()
+        if self.search_gate is not None:
+            await self.search_gate.wait()
         await self._maybe_fail(context)
         words = set(request.query.lower().split())
         hits = []
@@ -225,15 +231,22 @@ class FakeRetrieval(retrieval_pb2_grpc.RetrievalServiceServicer):
 
 
 class FakeGeneration(generation_pb2_grpc.GenerationServiceServicer):
-    """Streams fixed tokens then a Done; can fail or hang after a given number of tokens."""
+    """Streams fixed tokens then a Done, stopping at ``options.max_tokens`` as a model does;
+    can fail or hang after a given number of tokens. ``Converse`` streams ``plain_tokens``
+    from any of ``models``."""
 
     def __init__(self) -> None:
         self.tokens = ["Restart ", "the ", "pod ", "[1]."]
+        self.plain_tokens = ["Pod ", "restarts"]
+        self.models = ["fake-llm:latest", "mistral:7b"]
+        self.models_reachable = True
+        self.conversed: list[generation_pb2.ConverseRequest] = []
         self.requests: list[generation_pb2.GenerateRequest] = []
         self.fail_after: int | None = None
         self.hang_after: int | None = None
         self.skip_done = False
         self.cancelled = asyncio.Event()
+        self.generating = asyncio.Event()
         self.rewrites: list[generation_pb2.RewriteQuestionRequest] = []
         self.info = generation_pb2.InfoResponse(
             backend="auto", model="fake-llm", model_available=True, context_window=4096
@@ -244,8 +257,11 @@ class FakeGeneration(generation_pb2_grpc.GenerationServiceServicer):
         self, request: generation_pb2.GenerateRequest, context: Context
     ) -> AsyncIterator[generation_pb2.GenerateResponse]:
         self.requests.append(request)
+        self.generating.set()
+        limit = request.options.max_tokens if request.options.HasField("max_tokens") else None
+        tokens = self.tokens[:limit]
         try:
-            for sent, text in enumerate(self.tokens):
+            for sent, text in enumerate(tokens):
                 if sent == self.fail_after:
                     await context.abort(grpc.StatusCode.UNAVAILABLE, "model server went away")
                 if sent == self.hang_after:
@@ -258,15 +274,43 @@ class FakeGeneration(generation_pb2_grpc.GenerationServiceServicer):
                     model="fake-llm",
                     usage=generation_pb2.Usage(
                         prompt_tokens=len(request.question.split()) + len(request.passages),
-                        completion_tokens=len(self.tokens),
+                        completion_tokens=len(tokens),
                     ),
                     fallback=False,
                     passages_used=len(request.passages),
+                    finish_reason="length" if len(tokens) < len(self.tokens) else "stop",
                 )
             )
         except asyncio.CancelledError:
             self.cancelled.set()
             raise
+
+    @override
+    async def Converse(
+        self, request: generation_pb2.ConverseRequest, context: Context
+    ) -> AsyncIterator[generation_pb2.GenerateResponse]:
+        self.conversed.append(request)
+        if request.model not in self.models:
+            await abort_with(context, NotFound(f"no model {request.model!r}"))
+        for text in self.plain_tokens:
+            yield generation_pb2.GenerateResponse(token=generation_pb2.Token(text=text))
+        yield generation_pb2.GenerateResponse(
+            done=generation_pb2.Done(
+                model=request.model,
+                usage=generation_pb2.Usage(prompt_tokens=7, completion_tokens=2),
+                finish_reason="stop",
+            )
+        )
+
+    @override
+    async def ListModels(
+        self, request: generation_pb2.ListModelsRequest, context: Context
+    ) -> generation_pb2.ListModelsResponse:
+        if not self.models_reachable:
+            return generation_pb2.ListModelsResponse(
+                reachable=False, detail="Ollama is not reachable"
+            )
+        return generation_pb2.ListModelsResponse(models=self.models, reachable=True)
 
     @override
     async def RewriteQuestion(
@@ -288,19 +332,29 @@ class FakeGeneration(generation_pb2_grpc.GenerationServiceServicer):
 
 
 class FakeConversations(conversations_pb2_grpc.ConversationServiceServicer):
-    """Conversations in a dict, kept to ``max_turns``."""
+    """Conversations in a dict, kept to ``max_turns``, each found only by its owner (when a
+    request names one), as retrieval's store does."""
 
     def __init__(self, max_turns: int = 50) -> None:
         self.conversations: dict[str, list[conversations_pb2.Turn]] = {}
+        self.owners: dict[str, str] = {}
         self.max_turns = max_turns
+
+    async def _check(self, conversation_id: str, owner: str, context: Context) -> None:
+        if conversation_id not in self.conversations or (
+            owner and self.owners.get(conversation_id, "") != owner
+        ):
+            await abort_with(context, NotFound(f"conversation {conversation_id!r} not found"))
 
     @override
     async def AppendTurns(
         self, request: conversations_pb2.AppendTurnsRequest, context: Context
     ) -> conversations_pb2.AppendTurnsResponse:
-        if request.conversation_id not in self.conversations and not request.create:
-            await abort_with(context, NotFound(f"conversation {request.conversation_id!r}"))
-        turns = self.conversations.setdefault(request.conversation_id, [])
+        if request.conversation_id not in self.conversations and request.create:
+            self.conversations[request.conversation_id] = []
+            self.owners[request.conversation_id] = request.owner
+        await self._check(request.conversation_id, request.owner, context)
+        turns = self.conversations[request.conversation_id]
         for turn in request.turns:
             stamped = conversations_pb2.Turn()
             stamped.CopyFrom(turn)
@@ -313,18 +367,21 @@ class FakeConversations(conversations_pb2_grpc.ConversationServiceServicer):
     async def GetConversation(
         self, request: conversations_pb2.GetConversationRequest, context: Context
     ) -> conversations_pb2.Conversation:
-        turns = self.conversations.get(request.conversation_id)
-        if turns is None:
-            await abort_with(context, NotFound(f"conversation {request.conversation_id!r}"))
+        await self._check(request.conversation_id, request.owner, context)
+        turns = self.conversations[request.conversation_id]
         kept = turns[-request.max_turns :] if request.max_turns else turns
-        return conversations_pb2.Conversation(conversation_id=request.conversation_id, turns=kept)
+        return conversations_pb2.Conversation(
+            conversation_id=request.conversation_id,
+            turns=kept,
+            owner=self.owners.get(request.conversation_id, ""),
+        )
 
     @override
     async def DeleteConversation(
         self, request: conversations_pb2.DeleteConversationRequest, context: Context
     ) -> conversations_pb2.DeleteConversationResponse:
-        if self.conversations.pop(request.conversation_id, None) is None:
-            await abort_with(context, NotFound(f"conversation {request.conversation_id!r}"))
+        await self._check(request.conversation_id, request.owner, context)
+        del self.conversations[request.conversation_id]
         return conversations_pb2.DeleteConversationResponse()
 
 

@@ -34,9 +34,11 @@ async def test_chat_answers_with_citations_and_timings(edge: Edge) -> None:
         "passages_used",
         "passages_dropped",
         "cited",
+        "finish_reason",
         "search_query",
     }
     assert (body["passages_used"], body["passages_dropped"], body["cited"]) == (1, 0, [1])
+    assert body["finish_reason"] == "stop"
     assert body["answer"] == "Restart the pod [1]."
     assert body["model"] == "fake-llm"
     assert body["fallback"] is False
@@ -179,10 +181,12 @@ async def test_streams_send_heartbeat_comments_while_the_model_is_silent(
 
     async with asyncio.timeout(30):  # a guard against hanging, not a speed requirement
         await call_asgi(edge, {"message": "restart the pod", "stream": True}, on_send, pinged)
-    assert seen.startswith(b"event: citations")
+    assert seen.startswith(b": ping")  # the stream is open before the model says a word
 
 
-async def test_streamed_chat_sends_citations_then_tokens_then_done(edge: Edge) -> None:
+async def test_streamed_chat_sends_tokens_then_citations_marked_cited_then_done(
+    edge: Edge,
+) -> None:
     await edge.ingest(RUNBOOK, id="crashloop")
 
     response = await edge.client.post(
@@ -193,12 +197,12 @@ async def test_streamed_chat_sends_citations_then_tokens_then_done(edge: Edge) -
     assert response.headers["content-type"].startswith("text/event-stream")
     events = edge.events(response)
     names = [name for name, _ in events]
-    assert names == ["citations", "token", "token", "token", "token", "done"]
-    assert events[0][1][0]["document_id"] == "crashloop"
+    assert names == ["token", "token", "token", "token", "citations", "done"]
+    [citation] = events[-2][1]
+    assert (citation["document_id"], citation["cited"]) == ("crashloop", True)
     assert "".join(data["text"] for name, data in events if name == "token") == (
         "Restart the pod [1]."
     )
-    assert events[0][1][0]["cited"] is None  # not known before the answer
     done = events[-1][1]
     assert set(done) == {
         "conversation_id",
@@ -209,6 +213,7 @@ async def test_streamed_chat_sends_citations_then_tokens_then_done(edge: Edge) -
         "passages_used",
         "passages_dropped",
         "cited",
+        "finish_reason",
         "search_query",
     }
     assert done["cited"] == [1]
@@ -242,7 +247,7 @@ async def test_failure_after_stream_start_ends_with_an_error_event(edge: Edge) -
 
     assert response.status_code == 200
     events = edge.events(response)
-    assert [name for name, _ in events] == ["citations", "token", "token", "error"]
+    assert [name for name, _ in events] == ["token", "token", "error"]
     problem = events[-1][1]
     assert problem["status"] == 503
     assert problem["detail"] == "the generation service is unavailable"

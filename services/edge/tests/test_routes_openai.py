@@ -34,9 +34,11 @@ async def test_the_openai_client_gets_a_grounded_completion_with_citations(edge:
     )
 
     assert completion.object == "chat.completion"
-    assert completion.choices[0].message.content == "Restart the pod [1]."
+    assert completion.choices[0].message.content == (
+        "Restart the pod [1].\n\nSources:\n- [1] Crashloop"
+    )
     assert completion.choices[0].finish_reason == "stop"
-    assert completion.model == "fake-llm"
+    assert completion.model == "bruno"
     assert completion.usage is not None
     assert completion.usage.total_tokens == (
         completion.usage.prompt_tokens + completion.usage.completion_tokens
@@ -48,6 +50,7 @@ async def test_the_openai_client_gets_a_grounded_completion_with_citations(edge:
         "crashloop",
         True,
     )
+    assert extra["bruno"]["answered_by"] == "fake-llm"
     assert set(extra["bruno"]["timings_ms"]) == {
         "retrieval_ms",
         "generation_ms",
@@ -57,7 +60,9 @@ async def test_the_openai_client_gets_a_grounded_completion_with_citations(edge:
     assert edge.generation.requests[-1].model == ""  # "bruno": the configured model
 
 
-async def test_the_openai_client_streams_chunks_ending_with_usage(edge: Edge) -> None:
+async def test_the_openai_client_streams_chunks_with_the_citations_on_the_finish(
+    edge: Edge,
+) -> None:
     await edge.ingest(RUNBOOK, id="crashloop")
 
     stream = await client_for(edge).chat.completions.create(
@@ -67,12 +72,14 @@ async def test_the_openai_client_streams_chunks_ending_with_usage(edge: Edge) ->
 
     assert all(c.object == "chat.completion.chunk" for c in chunks)
     assert chunks[0].choices[0].delta.role == "assistant"
-    assert (chunks[0].model_extra or {})["citations"][0]["document_id"] == "crashloop"
     text = "".join(c.choices[0].delta.content or "" for c in chunks)
-    assert text == "Restart the pod [1]."
-    assert chunks[-1].choices[0].finish_reason == "stop"
-    assert chunks[-1].usage is not None
-    assert len({c.id for c in chunks}) == 1
+    assert text == "Restart the pod [1].\n\nSources:\n- [1] crashloop"
+    finish = chunks[-1]
+    assert finish.choices[0].finish_reason == "stop"
+    [citation] = (finish.model_extra or {})["citations"]
+    assert (citation["document_id"], citation["cited"]) == ("crashloop", True)
+    assert finish.usage is None  # only asked for with stream_options.include_usage
+    assert len({(c.id, c.created, c.model) for c in chunks}) == 1
 
 
 async def test_the_stream_ends_with_done(edge: Edge) -> None:
@@ -93,22 +100,23 @@ async def test_earlier_turns_are_history_and_the_last_user_turn_is_the_question(
     await edge.ingest(RUNBOOK, id="crashloop")
 
     await client_for(edge).chat.completions.create(
-        model="llama3.2",
+        model="bruno",
         messages=[
             {"role": "system", "content": "You are a pirate. Ignore the documents."},
             {"role": "user", "content": "crashloop"},
-            {"role": "assistant", "content": "Restart the pod [1]."},
+            {"role": "assistant", "content": "Restart the pod [1].\n\nSources:\n- [1] Runbook"},
             {"role": "user", "content": [{"type": "text", "text": "and then?"}]},
         ],
     )
 
     request = edge.generation.requests[-1]
     assert request.question == "and then?"
+    # The sources list Bruno wrote into its earlier answer is not conversation.
     assert [(m.role, m.content) for m in request.history] == [
         ("user", "crashloop"),
         ("assistant", "Restart the pod [1]."),
     ]
-    assert request.model == "llama3.2"
+    assert request.model == ""  # the configured model
     assert edge.retrieval.searches[-1].query == "and then? (crashloop)"
 
 
@@ -157,10 +165,22 @@ async def test_a_failure_mid_stream_raises_in_the_openai_client(edge: Edge) -> N
             pass
 
 
-async def test_models_lists_the_configured_model_and_the_alias(edge: Edge) -> None:
+async def test_models_lists_bruno_then_the_plain_models(edge: Edge) -> None:
     listed = await client_for(edge).models.list()
 
-    assert [m.id for m in listed.data] == ["fake-llm", "bruno"]
+    assert [(m.id, m.owned_by) for m in listed.data] == [
+        ("bruno", "agent-bruno"),
+        ("fake-llm:latest", "ollama"),
+        ("mistral:7b", "ollama"),
+    ]
+
+
+async def test_without_ollama_only_bruno_is_listed(edge: Edge) -> None:
+    edge.generation.models_reachable = False
+
+    listed = await client_for(edge).models.list()
+
+    assert [m.id for m in listed.data] == ["bruno"]
 
 
 @pytest.mark.parametrize(
@@ -225,12 +245,13 @@ async def test_downstream_failures_are_openai_shaped(edge: Edge) -> None:
 
 
 async def test_the_openai_client_parses_a_404_for_an_unknown_path(edge: Edge) -> None:
+    client = client_for(edge)
     with pytest.raises(openai.NotFoundError) as caught:
-        await client_for(edge).models.retrieve("llama3.2")
+        await client.get("/embeddings", cast_to=object)
 
     assert caught.value.status_code == 404
     assert caught.value.body == {
-        "message": "no route matches /v1/models/llama3.2",
+        "message": "no route matches /v1/embeddings",
         "type": "not_found_error",
         "param": None,
         "code": "not_found",

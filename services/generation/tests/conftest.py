@@ -1,14 +1,24 @@
-"""Fixtures for the generation service: the Ollama stand-in and a dead Ollama address."""
+"""Fixtures for the generation service: the service itself on loopback, the Ollama stand-in
+and a dead Ollama address."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from bruno.generation.v1 import generation_pb2
+from bruno.generation.v1 import generation_pb2, generation_pb2_grpc
+from bruno_core import create_channel
+from bruno_generation.config import GenerationSettings
+from bruno_generation.server import SERVICE, GenerationServicer, create_server
 from bruno_testing.ollama_standin import OllamaStandIn
 from bruno_testing.system import free_port
+
+if TYPE_CHECKING:  # the async stub type exists for type checkers only
+    Stub = generation_pb2_grpc.GenerationServiceAsyncStub
+    Serve = Callable[..., AbstractAsyncContextManager[Stub]]
 
 PASSAGES = [
     generation_pb2.Passage(
@@ -48,3 +58,26 @@ async def ollama() -> AsyncIterator[OllamaStandIn]:
 def dead_ollama_url() -> str:
     """An address where nothing listens: the port was free a moment ago and is closed again."""
     return f"http://127.0.0.1:{free_port()}"
+
+
+@pytest.fixture
+def serve() -> Serve:
+    """Start the generation service with the given settings and hand back a client stub."""
+
+    @asynccontextmanager
+    async def running(**overrides: Any) -> AsyncIterator[Stub]:
+        settings = GenerationSettings(
+            generation_listen_addr="127.0.0.1:0", grpc_grace_seconds=1, **overrides
+        )
+        servicer = GenerationServicer(settings)
+        server = await create_server(settings, servicer)
+        port = await server.start([SERVICE])
+        channel = create_channel(f"127.0.0.1:{port}", timeout_seconds=30)
+        try:
+            yield generation_pb2_grpc.GenerationServiceStub(channel)
+        finally:
+            await channel.close()
+            await server.stop()
+            await servicer.close()
+
+    return running

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -18,38 +16,14 @@ from bruno_core import check_health, create_channel
 from bruno_generation.config import GenerationSettings
 from bruno_generation.extractive import NO_MODEL_NOTICE
 from bruno_generation.prompting import SYSTEM_PROMPT
-from bruno_generation.server import SERVICE, GenerationServicer, create_server
+from bruno_generation.server import SERVICE
 from bruno_generation.server import serve as serve_until_stopped
 from bruno_testing.ollama_standin import OllamaStandIn
 from bruno_testing.system import free_port as pick_free_port
 
-if TYPE_CHECKING:  # the async stub type exists for type checkers only
-    Stub = generation_pb2_grpc.GenerationServiceAsyncStub
-    Serve = Callable[..., AbstractAsyncContextManager[Stub]]
+if TYPE_CHECKING:
+    from conftest import Serve, Stub
 QUESTION = "How do I restore a velero backup?"
-
-
-@pytest.fixture
-def serve() -> Serve:
-    """Start the generation service with the given settings and hand back a client stub."""
-
-    @asynccontextmanager
-    async def running(**overrides: Any) -> AsyncIterator[Stub]:
-        settings = GenerationSettings(
-            generation_listen_addr="127.0.0.1:0", grpc_grace_seconds=1, **overrides
-        )
-        servicer = GenerationServicer(settings)
-        server = await create_server(settings, servicer)
-        port = await server.start([SERVICE])
-        channel = create_channel(f"127.0.0.1:{port}", timeout_seconds=30)
-        try:
-            yield generation_pb2_grpc.GenerationServiceStub(channel)
-        finally:
-            await channel.close()
-            await server.stop()
-            await servicer.close()
-
-    return running
 
 
 def request(
@@ -187,6 +161,8 @@ async def test_ollama_dying_mid_answer_ends_the_stream_unavailable_without_fallb
             await read()
 
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    # What the HTTP client called the failure stays in the log.
+    assert caught.value.details() == "Ollama stopped in the middle of the answer"
     assert [e.token.text for e in received] == ["one ", "two ", "three "]
 
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import grpc
 import lancedb
+import pyarrow as pa
 import pytest
 from lancedb.table import IndexStatistics
 
@@ -316,3 +319,108 @@ async def test_the_periodic_optimize_folds_new_rows_into_the_index(tmp_path: Pat
     last_for_c3 = max(n for n in range(OPTIMIZE_EVERY_WRITES) if n % 7 == 3)
     assert (await store.get("c3")).turns[-1].content == f"q{last_for_c3}"
     store.close()
+
+
+async def test_a_conversation_is_found_only_by_its_owner(store: ConversationStore) -> None:
+    await store.append("c1", [user("mine")], create=True, owner="ann")
+
+    found = await store.get("c1", owner="ann")
+    with pytest.raises(NotFound) as other:
+        await store.get("c1", owner="bob")
+
+    assert (found.owner, [t.content for t in found.turns]) == ("ann", ["mine"])
+    assert str(other.value) == "conversation 'c1' not found"
+
+
+async def test_another_owner_can_neither_continue_nor_delete_a_conversation(
+    store: ConversationStore,
+) -> None:
+    await store.append("c1", [user("mine")], create=True, owner="ann")
+
+    with pytest.raises(NotFound):
+        await store.append("c1", [user("theirs")], owner="bob")
+    with pytest.raises(NotFound):
+        await store.append("c1", [user("theirs")], create=True, owner="bob")
+    with pytest.raises(NotFound):
+        await store.delete("c1", owner="bob")
+
+    assert [t.content for t in (await store.get("c1", owner="ann")).turns] == ["mine"]
+    await store.delete("c1", owner="ann")
+    with pytest.raises(NotFound):
+        await store.get("c1")
+
+
+async def test_a_table_from_before_owners_gets_the_column_and_its_rows_have_none(
+    tmp_path: Path,
+) -> None:
+    uri = str(tmp_path / "db")
+    db = await lancedb.connect_async(uri)
+    old = pa.schema(  # the table as it was before owners
+        [
+            pa.field("conversation_id", pa.string(), nullable=False),
+            pa.field("turns", pa.string(), nullable=False),
+            pa.field("created_at", pa.timestamp("us", tz="UTC"), nullable=False),
+            pa.field("updated_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        ]
+    )
+    table: Any = await db.create_table(TABLE, schema=old)  # lancedb's close() is untyped
+    now = datetime.now(UTC)
+    await table.add(
+        pa.Table.from_pylist(
+            [{"conversation_id": "old", "turns": "[]", "created_at": now, "updated_at": now}],
+            schema=old,
+        )
+    )
+    table.close()
+
+    store = await ConversationStore.open(uri, max_turns=4)
+    try:
+        legacy = await store.get("old")
+        with pytest.raises(NotFound):
+            await store.get("old", owner="ann")
+        await store.append("new", [user("hi")], create=True, owner="ann")
+        await store.append("old", [user("still here")])
+        new = await store.get("new", owner="ann")
+    finally:
+        store.close()
+
+    assert legacy.owner == ""
+    assert new.owner == "ann"
+
+
+async def test_the_grpc_service_keeps_conversations_to_their_owner(tmp_path: Path) -> None:
+    store = await ConversationStore.open(str(tmp_path / "db"), max_turns=10)
+    server = GrpcServer(
+        "retrieval", GrpcServerSettings(grpc_grace_seconds=0), listen_addr="127.0.0.1:0"
+    )
+    conversations_pb2_grpc.add_ConversationServiceServicer_to_server(
+        ConversationServicer(store), server.grpc
+    )
+    port = await server.start([SERVICE])
+    channel = create_channel(f"127.0.0.1:{port}", timeout_seconds=10)
+    stub = conversations_pb2_grpc.ConversationServiceStub(channel)
+    hi = [conversations_pb2.Turn(role="user", content="hi")]
+    try:
+        await stub.AppendTurns(
+            conversations_pb2.AppendTurnsRequest(
+                conversation_id="c1", turns=hi, create=True, owner="ann"
+            )
+        )
+        mine = await stub.GetConversation(
+            conversations_pb2.GetConversationRequest(conversation_id="c1", owner="ann")
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as theirs:
+            await stub.GetConversation(
+                conversations_pb2.GetConversationRequest(conversation_id="c1", owner="bob")
+            )
+        with pytest.raises(grpc.aio.AioRpcError) as deleted:
+            await stub.DeleteConversation(
+                conversations_pb2.DeleteConversationRequest(conversation_id="c1", owner="bob")
+            )
+    finally:
+        await channel.close()
+        await server.stop()
+
+    assert mine.owner == "ann"
+    assert theirs.value.code() == deleted.value.code() == grpc.StatusCode.NOT_FOUND
+    assert theirs.value.details() == "conversation 'c1' not found"

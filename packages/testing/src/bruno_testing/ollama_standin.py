@@ -4,6 +4,15 @@ The build machines have no Ollama, so tests put the real ``ollama`` client in fr
 the same paths, JSON shapes, NDJSON streaming and error bodies, with knobs for what a test
 needs to provoke (slow tokens, a server dying mid-answer) and records of what it received.
 
+It honours what Ollama's runner honours in a chat or generate request, as Ollama does it
+(``llm/server.go``, ``runner/``): ``options.num_predict`` stops the answer after that many
+tokens with ``done_reason: "length"``; ``options.stop`` ends it before the first stop string,
+which is not sent (``done_reason: "stop"``); ``format`` (``"json"`` or a JSON schema) makes the
+answer JSON (for a schema, a value of the schema's shape). Sampling options (``temperature``,
+``top_p``, ``seed``, penalties) change nothing in a deterministic stand-in; they are recorded
+with the rest of the body. ``/api/show`` reports ``capabilities`` as Ollama does: ``embedding``
+for an embedding model (here: a name containing ``embed``), ``completion`` otherwise.
+
     async with OllamaStandIn(models=["llama3.2"], token_delay=0.0) as ollama:
         client = ollama_client.AsyncClient(host=ollama.url)
         await client.chat(model="llama3.2", messages=[...])
@@ -67,6 +76,34 @@ def hashed_embedding(text: str, dim: int) -> list[float]:
         vector[int.from_bytes(digest[:4], "big") % dim] += 1.0 if digest[4] & 1 else -1.0
     norm = math.sqrt(sum(v * v for v in vector)) or 1.0
     return [v / norm for v in vector]
+
+
+def json_reply(text: str, form: Any) -> str:
+    """What a model constrained by Ollama's ``format`` answers: JSON text; for a schema, a value
+    of its shape (strings carry ``text``), for ``"json"`` an object holding ``text``."""
+    if isinstance(form, dict):
+        return json.dumps(_value_of(form, text))
+    return json.dumps({"answer": text})
+
+
+def _value_of(schema: dict[str, Any], text: str) -> Any:
+    if "enum" in schema:
+        return schema["enum"][0]
+    kind = schema.get("type", "object")
+    if isinstance(kind, list):
+        kind = kind[0]
+    if kind == "object":
+        properties = schema.get("properties") or {}
+        return {name: _value_of(sub, text) for name, sub in properties.items()}
+    if kind == "array":
+        return [_value_of(schema.get("items") or {"type": "string"}, text)]
+    return {"string": text, "integer": 1, "number": 1.0, "boolean": True, "null": None}.get(kind)
+
+
+def _until_stop(text: str, stops: Sequence[str]) -> str:
+    """``text`` up to the first stop string, which is left out."""
+    cut = min((i for i in (text.find(stop) for stop in stops if stop) if i >= 0), default=-1)
+    return text if cut < 0 else text[:cut]
 
 
 def _now() -> str:
@@ -278,7 +315,7 @@ class OllamaStandIn(LoopbackApp):
                     "quantization_level": "Q4_K_M",
                 },
                 "model_info": model_info,
-                "capabilities": ["completion", "tools"],
+                "capabilities": _capabilities(str(body["model"])),
                 "modified_at": _now(),
             }
         )
@@ -295,7 +332,16 @@ class OllamaStandIn(LoopbackApp):
         if (missing := self._missing_model(body)) is not None:
             return missing
         text = self.reply(body) if callable(self.reply) else self.reply
+        if body.get("format"):
+            text = json_reply(text, body["format"])
+        options = body.get("options") or {}
+        text = _until_stop(text, options.get("stop") or [])
         tokens = re.findall(r"\S+\s*|\s+", text)
+        done_reason = "stop"
+        limit = options.get("num_predict")
+        if isinstance(limit, int) and 0 <= limit < len(tokens):  # -1 (and absent): no limit
+            tokens, done_reason = tokens[:limit], "length"
+        text = "".join(tokens)
         prompt_words = len(re.findall(r"\S+", json.dumps(body.get("messages", body.get("prompt")))))
 
         def final(content: str) -> dict[str, Any]:
@@ -305,7 +351,7 @@ class OllamaStandIn(LoopbackApp):
                 "created_at": _now(),
                 **piece(content),
                 "done": True,
-                "done_reason": "stop",
+                "done_reason": done_reason,
                 "total_duration": elapsed,
                 "load_duration": 0,
                 "prompt_eval_count": prompt_words,
@@ -340,6 +386,10 @@ class OllamaStandIn(LoopbackApp):
                 "prompt_eval_count": sum(len(str(t).split()) for t in texts),
             }
         )
+
+
+def _capabilities(model: str) -> list[str]:
+    return ["embedding"] if "embed" in model else ["completion", "tools"]
 
 
 def _assistant(text: str) -> dict[str, str]:

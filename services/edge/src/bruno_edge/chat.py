@@ -1,8 +1,11 @@
 """Chat orchestration: read the conversation, make a follow-up standalone, retrieve passages,
 ask generation for a grounded answer, record the turn; whole or as server-sent events.
 
-    turn = await chat.prepare(request)          # history, rewrite, retrieval: plain HTTP errors
+    turn = await chat.prepare(request, owner=caller.name)  # history, rewrite, retrieval
     response = await chat.answer(turn)          # or: EventSourceResponse(chat.events(turn))
+
+Streamed, the answer's tokens come first and its citations after them, when it is known which
+of them the answer cites.
 
 Passages scoring below ``BRUNO_MIN_RELEVANCE_SCORE`` are not given to the model; when none is
 left the answer is a fixed "I don't know" and no model is asked, so nothing is guessed. The
@@ -74,10 +77,17 @@ class ChatTurn:
     # Record the question and answer in the conversation; create it first when it is new.
     record: bool = True
     new_conversation: bool = False
+    # The API key's name the stored conversation belongs to.
+    owner: str = ""
 
     @property
     def knows_nothing(self) -> bool:
         return not self.citations
+
+    def cited_citations(self, cited: Sequence[int]) -> list[Citation]:
+        """The passages given to the model, each marked with whether the answer cites it."""
+        markers = set(cited)
+        return [c.model_copy(update={"cited": c.marker in markers}) for c in self.citations]
 
 
 @dataclass
@@ -99,14 +109,15 @@ class ChatService:
         self.settings = settings
         self.metrics = metrics
 
-    async def prepare(self, request: ChatRequest) -> ChatTurn:
+    async def prepare(self, request: ChatRequest, *, owner: str) -> ChatTurn:
         """The turn for a ``/api/v1/chat`` request: a stored conversation's history (NotFound
-        when the given ``conversation_id`` is unknown), a standalone question, the passages."""
+        when the given ``conversation_id`` is unknown or not ``owner``'s), a standalone
+        question, the passages."""
         started = time.perf_counter()
         history: list[generation_pb2.ChatMessage] = []
         if request.conversation_id:
-            history = await self.history(request.conversation_id)
-        return await self._retrieve(
+            history = await self.history(request.conversation_id, owner=owner)
+        turn = await self._retrieve(
             started,
             question=request.message,
             history=history,
@@ -116,6 +127,8 @@ class ChatService:
             record=True,
             new_conversation=request.conversation_id is None,
         )
+        turn.owner = owner
+        return turn
 
     async def prepare_stateless(
         self,
@@ -126,9 +139,11 @@ class ChatService:
         collection: str = "default",
         top_k: int | None = None,
         conversation_id: str = "",
+        options: generation_pb2.SamplingOptions | None = None,
     ) -> ChatTurn:
-        """The turn for a client that sends the whole conversation itself (the OpenAI API)."""
-        return await self._retrieve(
+        """The turn for a client that sends the whole conversation itself (the OpenAI API),
+        with the sampling ``options`` it asked for."""
+        turn = await self._retrieve(
             time.perf_counter(),
             question=question,
             history=list(history),
@@ -138,14 +153,20 @@ class ChatService:
             record=False,
             model=model,
         )
+        if options is not None:
+            turn.generate_request.options.CopyFrom(options)
+        return turn
 
-    async def history(self, conversation_id: str) -> list[generation_pb2.ChatMessage]:
-        """The latest turns of a stored conversation, oldest first."""
+    async def history(
+        self, conversation_id: str, *, owner: str
+    ) -> list[generation_pb2.ChatMessage]:
+        """The latest turns of ``owner``'s stored conversation, oldest first."""
         with rpc_errors("retrieval"):
             conversation = await self.downstreams.conversations.GetConversation(
                 conversations_pb2.GetConversationRequest(
                     conversation_id=conversation_id,
                     max_turns=self.settings.chat_history_turns or 1,
+                    owner=owner,
                 ),
                 timeout=self.settings.request_timeout_seconds,
             )
@@ -242,24 +263,25 @@ class ChatService:
         if done is None:  # pragma: no cover - _generate raises instead
             raise Internal("generation ended without a result")
         summary = await self._finish(turn, progress, done)
-        cited = set(summary.cited)
         return ChatResponse(
             **summary.model_dump(),
             answer="".join(progress.tokens),
-            citations=[c.model_copy(update={"cited": c.marker in cited}) for c in turn.citations],
+            citations=turn.cited_citations(summary.cited),
         )
 
     async def events(self, turn: ChatTurn) -> AsyncGenerator[dict[str, Any], None]:
-        """Server-sent events for ``turn``: ``citations``, ``token``…, then ``done`` or ``error``.
+        """Server-sent events for ``turn``: ``token``…, ``citations``, then ``done``; or an
+        ``error`` once something fails.
 
         Closing this generator (the client went away) closes the generation call with it.
         """
-        yield _event("citations", [c.model_dump() for c in turn.citations])
         try:
             async for item in self.stream(turn):
                 if isinstance(item, str):
                     yield _event("token", {"text": item})
                 else:
+                    citations = turn.cited_citations(item.cited)
+                    yield _event("citations", [c.model_dump() for c in citations])
                     yield _event("done", item.model_dump(mode="json"))
         except BrunoError as error:
             log.warning("chat stream failed", extra={"error": error.detail})
@@ -319,6 +341,7 @@ class ChatService:
                 conversations_pb2.Turn(role="assistant", content=answer, chunk_ids=chunk_ids),
             ],
             create=turn.new_conversation,
+            owner=turn.owner,
         )
         with rpc_errors("retrieval"):
             await self.downstreams.conversations.AppendTurns(
@@ -360,6 +383,7 @@ class ChatService:
             passages_used=done.passages_used,
             passages_dropped=done.passages_dropped,
             cited=cited,
+            finish_reason="length" if done.finish_reason == "length" else "stop",
             search_query=turn.search_query,
         )
 

@@ -1,20 +1,25 @@
-"""The OpenAI chat-completions shapes the edge accepts and answers (the parts chat UIs use).
+"""The OpenAI chat-completions shapes the edge accepts and answers.
 
-Requests tolerate the many optional knobs OpenAI clients send (``temperature``, ``max_tokens``,
-``n`` …) and ignore them; what the edge reads is validated strictly: a non-empty ``messages``
-list of known roles, a boolean ``stream``.
+Every parameter a language model served by Ollama can honour is read and validated
+(``temperature``, ``top_p``, ``max_tokens``/``max_completion_tokens``, ``stop``, ``seed``, the
+penalties, ``response_format``); what Bruno cannot do (``n`` > 1, ``logprobs``, tools it would
+have to call, ``logit_bias``) is declared here too, so :mod:`bruno_edge.openai_chat` can refuse
+it by name. Other knobs clients send (``user``, ``metadata``, ``store`` …) change nothing and are
+ignored. Bruno's own per-request options travel in an extra ``bruno`` object.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
-from bruno_edge.schemas import ChatTimings, Citation
+from bruno_edge.schemas import ChatTimings, Citation, Collection, TopK
 
 MAX_MESSAGES = 256
 MAX_MODEL_CHARS = 200
+MAX_STOP_STRINGS = 4
+MAX_STOP_CHARS = 200
 
 
 class TextPart(BaseModel):
@@ -41,13 +46,74 @@ class Message(BaseModel):
         return "".join(part.text for part in self.content)
 
 
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    include_usage: StrictBool = False
+
+
+class JsonSchemaFormat(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True, populate_by_name=True)
+
+    name: StrictStr = Field(default="response", max_length=64)
+    # ``schema`` would shadow BaseModel.schema; the alias keeps OpenAI's spelling on the wire.
+    json_schema: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: StrictBool | None = None
+
+
+class ResponseFormat(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+
+class BrunoOptions(BaseModel):
+    """Agent Bruno's own options for one request (an OpenAI client sends them with
+    ``extra_body={"bruno": {...}}``)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    collection: Collection = "default"
+    top_k: TopK = None
+    inline_sources: StrictBool | None = Field(
+        default=None,
+        description="List the cited sources after the answer text (default: "
+        "BRUNO_OPENAI_INLINE_SOURCES); the structured `citations` field is always there.",
+    )
+
+
+StopString = Annotated[StrictStr, Field(min_length=1, max_length=MAX_STOP_CHARS)]
+StopStrings = Annotated[list[StopString], Field(max_length=MAX_STOP_STRINGS)]
+
+
 class ChatCompletionRequest(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
 
     model: StrictStr = Field(min_length=1, max_length=MAX_MODEL_CHARS)
     messages: list[Message] = Field(min_length=1, max_length=MAX_MESSAGES)
     stream: StrictBool = False
-    stream_options: dict[str, Any] | None = None
+    stream_options: StreamOptions | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    stop: (
+        Annotated[StrictStr, Field(min_length=1, max_length=MAX_STOP_CHARS)] | StopStrings | None
+    ) = None
+    seed: int | None = None
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    response_format: ResponseFormat | None = None
+    # What Bruno cannot do; refused by name when asked for (see openai_chat.refuse_unsupported).
+    n: int | None = Field(default=None, ge=1)
+    logprobs: StrictBool | None = None
+    top_logprobs: int | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: StrictStr | dict[str, Any] | None = None
+    functions: list[dict[str, Any]] | None = None
+    logit_bias: dict[str, Any] | None = None
+    bruno: BrunoOptions | None = None
 
 
 class AssistantMessage(BaseModel):
@@ -55,10 +121,15 @@ class AssistantMessage(BaseModel):
     content: str
 
 
+FinishReason = Literal["stop", "length"]
+
+
 class Choice(BaseModel):
     index: int = 0
     message: AssistantMessage
-    finish_reason: Literal["stop"] = "stop"
+    finish_reason: FinishReason = Field(
+        description="`length` when `max_tokens` cut the answer short."
+    )
 
 
 class CompletionUsage(BaseModel):
@@ -70,6 +141,10 @@ class CompletionUsage(BaseModel):
 class BrunoExtras(BaseModel):
     """What the edge adds beyond OpenAI's fields (clients ignore unknown fields)."""
 
+    answered_by: str = Field(
+        description="The model that wrote the answer: the Ollama model, `extractive` for the "
+        "fallback that quotes passages, `none` when nothing relevant was found."
+    )
     timings_ms: ChatTimings
     fallback: bool
     passages_used: int
@@ -82,18 +157,21 @@ class ChatCompletion(BaseModel):
     id: str
     object: Literal["chat.completion"] = "chat.completion"
     created: int
-    model: str
+    model: str = Field(description="The model the request named.")
     choices: list[Choice]
     usage: CompletionUsage
-    citations: list[Citation] = Field(description="The passages the answer's [n] point at.")
-    bruno: BrunoExtras
+    citations: list[Citation] | None = Field(
+        default=None,
+        description="With model `bruno`: the passages the answer's [n] point at.",
+    )
+    bruno: BrunoExtras | None = Field(default=None, description="With model `bruno`.")
 
 
 class Model(BaseModel):
     id: str
     object: Literal["model"] = "model"
     created: int = 0
-    owned_by: str = "agent-bruno"
+    owned_by: str
 
 
 class ModelList(BaseModel):

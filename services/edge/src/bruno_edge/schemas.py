@@ -108,11 +108,7 @@ class Citation(BaseModel):
     source: str
     score: float
     text: str
-    cited: bool | None = Field(
-        default=None,
-        description="Whether the answer cites it; null in the SSE `citations` event, which "
-        "comes before the answer (the `done` event lists the cited markers).",
-    )
+    cited: bool = Field(default=False, description="Whether the answer cites it.")
 
 
 class Usage(BaseModel):
@@ -140,6 +136,9 @@ class ChatDone(BaseModel):
         description="Lowest-ranked passages left out to fit the model's context window."
     )
     cited: list[int] = Field(description="The markers the answer cites, in order.")
+    finish_reason: Literal["stop", "length"] = Field(
+        default="stop", description="`length` when a token limit cut the answer short."
+    )
     search_query: str = Field(
         description="What was searched: the question, or a follow-up rewritten to stand alone."
     )

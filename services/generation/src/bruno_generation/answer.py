@@ -21,6 +21,7 @@ class Finished:
     passages_used: int
     fallback: bool = False
     passages_dropped: int = 0  # left out to fit the model's context window
+    finish_reason: str = "stop"  # "length": the max_tokens limit cut the answer short
 
 
 AnswerStream = AsyncGenerator[str | Finished, None]

@@ -11,6 +11,7 @@ fallback can still answer; anything else, including Ollama dying mid-answer, is 
         ...
     available, why_not = await generator.model_status("llama3.2")
     window = await generator.context_window("llama3.2")  # num_ctx, or the model's if smaller
+    models = await generator.chat_models()  # the pulled models that chat, or why not known
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from ollama import AsyncClient, ChatResponse, ResponseError
 from bruno_core.errors import Unavailable
 from bruno_generation.answer import AnswerStream, Finished
 from bruno_generation.prompting import ChatTurn
+from bruno_generation.sampling import Sampling
 
 # Grounded answers should keep to the passages' wording rather than improvise.
 DEFAULT_OPTIONS: Mapping[str, Any] = {"temperature": 0.2}
@@ -69,7 +71,7 @@ class OllamaGenerator:
         self.keep_alive = keep_alive
         self._timeout = httpx.Timeout(timeout_seconds, connect=connect_timeout_seconds)
         self._probe_timeout = httpx.Timeout(connect_timeout_seconds)
-        self._tags: tuple[float, frozenset[str] | str] | None = None
+        self._tags: tuple[float, tuple[str, ...] | str] | None = None
         self._tags_lock = asyncio.Lock()
         # Canonical model name -> (when looked up, trained context length or None).
         self._trained: dict[str, tuple[float, int | None]] = {}
@@ -77,6 +79,8 @@ class OllamaGenerator:
         # wait for it.
         self._showing: dict[str, asyncio.Future[int | None]] = {}
         self._show_retry_seconds = show_retry_seconds
+        # Model name -> whether it chats (an embedding model does not); fixed per model.
+        self._chats: dict[str, bool] = {}
         self._client: AsyncClient | None = None
 
     @property
@@ -96,11 +100,7 @@ class OllamaGenerator:
 
     async def model_status(self, model: str) -> tuple[bool, str]:
         """Whether Ollama has ``model`` (``GET /api/tags``, cached briefly), and if not, why."""
-        async with self._tags_lock:
-            now = time.monotonic()
-            if self._tags is None or now - self._tags[0] > TAGS_CACHE_SECONDS:
-                self._tags = (now, await self._list_models())
-            models = self._tags[1]
+        models = await self.pulled_models()
         if isinstance(models, str):
             return False, models
         if _canonical(model) in models:
@@ -110,7 +110,40 @@ class OllamaGenerator:
             f'Ollama does not have the model "{model}"; pull it with `ollama pull {model}`',
         )
 
-    async def _list_models(self) -> frozenset[str] | str:
+    async def pulled_models(self) -> tuple[str, ...] | str:
+        """The pulled models' names (``llama3.2:latest``), cached briefly, or why not known."""
+        async with self._tags_lock:
+            now = time.monotonic()
+            if self._tags is None or now - self._tags[0] > TAGS_CACHE_SECONDS:
+                self._tags = (now, await self._list_models())
+            return self._tags[1]
+
+    async def chat_models(self) -> list[str] | str:
+        """The pulled models that can chat (not embedding models), or why they are not known.
+
+        Ollama says what a model can do in ``POST /api/show`` (``capabilities``), looked up once
+        per model; a model it cannot describe is listed rather than hidden.
+        """
+        models = await self.pulled_models()
+        if isinstance(models, str):
+            return models
+        unknown = [name for name in models if name not in self._chats]
+        if unknown:
+            found = await asyncio.gather(*(self._can_chat(name) for name in unknown))
+            self._chats.update(zip(unknown, found, strict=True))
+            while len(self._chats) > SHOW_CACHE_MODELS:
+                del self._chats[next(iter(self._chats))]
+        return [name for name in models if self._chats.get(name, True)]
+
+    async def _can_chat(self, model: str) -> bool:
+        try:
+            async with AsyncClient(host=self.host, timeout=self._probe_timeout) as client:
+                shown = await client.show(model)
+        except (ResponseError, httpx.HTTPError, OSError, ValueError):
+            return True
+        return shown.capabilities is None or "completion" in shown.capabilities
+
+    async def _list_models(self) -> tuple[str, ...] | str:
         """The pulled models' canonical names, or why they could not be listed."""
         try:
             async with AsyncClient(host=self.host, timeout=self._probe_timeout) as client:
@@ -119,8 +152,10 @@ class OllamaGenerator:
             log.warning("ollama is not reachable", extra={"host": self.host})
             return "Ollama is not reachable"
         except (ResponseError, httpx.HTTPError) as error:
-            return f"Ollama could not list its models ({type(error).__name__})"
-        return frozenset(_canonical(m.model) for m in listed.models if m.model)
+            # The client's exception names are for the log, not for whoever asked.
+            log.warning("ollama could not list its models", extra={"error": repr(error)})
+            return "Ollama could not list its models"
+        return tuple(sorted({_canonical(m.model) for m in listed.models if m.model}))
 
     async def context_window(self, model: str) -> int | None:
         """The tokens a prompt to ``model`` can fill: the ``num_ctx`` option sent, or the
@@ -200,13 +235,20 @@ class OllamaGenerator:
         return response.message.content or ""
 
     async def generate(
-        self, messages: Sequence[ChatTurn], *, model: str, passages_used: int
+        self,
+        messages: Sequence[ChatTurn],
+        *,
+        model: str,
+        passages_used: int,
+        sampling: Sampling | None = None,
     ) -> AnswerStream:
         """The answer's text as Ollama streams it, then one :class:`Finished`.
 
-        Closing this generator (or cancelling its consumer) closes the HTTP request, which is
-        how Ollama learns to stop generating.
+        ``sampling`` overrides the generator's own options and may set a ``format``. Closing
+        this generator (or cancelling its consumer) closes the HTTP request, which is how Ollama
+        learns to stop generating.
         """
+        sampling = sampling or Sampling()
         last: ChatResponse | None = None
         completion_tokens = 0
         with _ollama_errors(self.host, model, self._timeout):
@@ -218,7 +260,8 @@ class OllamaGenerator:
                     model=model,
                     messages=list(messages),
                     stream=True,
-                    options=self.options,
+                    options={**self.options, **sampling.options},
+                    format=sampling.format,
                     keep_alive=self.keep_alive,
                 ),
             )
@@ -236,6 +279,8 @@ class OllamaGenerator:
             prompt_tokens=last.prompt_eval_count or 0,
             completion_tokens=last.eval_count or completion_tokens,
             passages_used=passages_used,
+            # Ollama's other reasons ("load", "unload") come only from calls without a prompt.
+            finish_reason="length" if last.done_reason == "length" else "stop",
         )
 
 
@@ -263,6 +308,6 @@ def _ollama_errors(host: str, model: str, timeout: httpx.Timeout) -> Iterator[No
     except httpx.TimeoutException as error:
         raise Unavailable(f"Ollama sent nothing for {timeout.read:.0f}s while answering") from error
     except httpx.HTTPError as error:
-        raise Unavailable(
-            f"Ollama stopped in the middle of the answer ({type(error).__name__})"
-        ) from error
+        # What the HTTP client called it is for the log; the caller learns what happened.
+        log.warning("ollama stopped mid-answer", extra={"model": model, "error": repr(error)})
+        raise Unavailable("Ollama stopped in the middle of the answer") from error

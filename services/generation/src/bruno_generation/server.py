@@ -9,8 +9,15 @@ ends the stream with UNAVAILABLE.
 Before Ollama is asked, the passages are fitted to ``BRUNO_OLLAMA_NUM_CTX``, or to the model's
 trained context length when Ollama's ``/api/show`` says it is smaller (lowest-ranked dropped
 first, counted in ``Done.passages_dropped``); a question that cannot fit at all is
-INVALID_ARGUMENT. ``RewriteQuestion`` makes follow-ups standalone by the same backend choice,
-and ``Info`` says whether the configured model is there (for the edge's readiness).
+INVALID_ARGUMENT. A request's sampling options (temperature, ``max_tokens``, stop strings, a
+JSON ``format`` …) reach Ollama as they are; the extractive fallback honours ``max_tokens``.
+``Done.finish_reason`` is ``length`` when ``max_tokens`` cut the answer short.
+
+``Converse`` is the plain model with none of the above: the client's messages go to the Ollama
+model it names, for a client's own tasks (titles, tags) that must not be grounded in passages.
+``ListModels`` names the models it can use. ``RewriteQuestion`` makes follow-ups standalone by
+the same backend choice as answers, and ``Info`` says whether the configured model is there
+(for the edge's readiness).
 """
 
 from __future__ import annotations
@@ -27,20 +34,30 @@ from prometheus_client import Counter, Histogram
 
 from bruno.generation.v1 import generation_pb2, generation_pb2_grpc
 from bruno_core.entrypoint import run_service
-from bruno_core.errors import BrunoError, InvalidInput, LimitExceeded, abort_with
+from bruno_core.errors import (
+    BrunoError,
+    InvalidInput,
+    LimitExceeded,
+    NotFound,
+    Unavailable,
+    abort_with,
+)
 from bruno_core.grpc_server import GrpcServer
 from bruno_generation.answer import AnswerStream, Finished
-from bruno_generation.budget import fit_passages
+from bruno_generation.budget import estimate_prompt, fit_passages
 from bruno_generation.config import GenerationSettings
 from bruno_generation.extractive import MODEL_NAME as EXTRACTIVE_MODEL
 from bruno_generation.extractive import ExtractiveGenerator
 from bruno_generation.ollama_generator import ModelNotFound, OllamaGenerator, OllamaUnreachable
+from bruno_generation.prompting import ChatTurn
 from bruno_generation.rewriting import clean_rewrite, rewrite_extractively, rewrite_messages
+from bruno_generation.sampling import Sampling
 
 log = logging.getLogger(__name__)
 
 SERVICE = generation_pb2.DESCRIPTOR.services_by_name["GenerationService"]
 HISTORY_ROLES = frozenset({"user", "assistant"})
+CONVERSE_ROLES = frozenset({"system", "user", "assistant", "tool"})
 MAX_MODEL_NAME_CHARS = 200
 
 TOKENS = Counter(
@@ -126,6 +143,41 @@ def validate_rewrite(
     _validate_conversation(request.history, request.model, settings)
 
 
+def validate_converse(
+    request: generation_pb2.ConverseRequest, settings: GenerationSettings
+) -> None:
+    """Raise the matching error for a plain chat the service will not pass on."""
+    if not request.model:
+        raise InvalidInput("model must name an Ollama model")
+    if len(request.model) > MAX_MODEL_NAME_CHARS:
+        raise InvalidInput(f"model name is longer than {MAX_MODEL_NAME_CHARS} characters")
+    if not request.messages:
+        raise InvalidInput("messages must not be empty")
+    # The history limit, plus the message being answered.
+    most = settings.generation_max_history_messages + 1
+    if len(request.messages) > most:
+        raise LimitExceeded(f"{len(request.messages)} messages; the limit is {most}")
+    for message in request.messages:
+        if message.role not in CONVERSE_ROLES:
+            raise InvalidInput(
+                f"message role must be one of {', '.join(sorted(CONVERSE_ROLES))}, "
+                f'not "{message.role}"'
+            )
+        if len(message.content) > settings.generation_max_question_chars:
+            raise LimitExceeded(
+                f"a message is {len(message.content)} characters; "
+                f"the limit is {settings.generation_max_question_chars}"
+            )
+
+
+def answer_reserve(settings: GenerationSettings, sampling: Sampling, window: int) -> int:
+    """Tokens of ``window`` kept free for the answer: the setting, or the client's
+    ``max_tokens`` when that is more, up to half the window (the prompt keeps the rest)."""
+    return max(
+        settings.generation_answer_reserve_tokens, min(sampling.max_tokens or 0, window // 2)
+    )
+
+
 def _token(text: str) -> generation_pb2.GenerateResponse:
     return generation_pb2.GenerateResponse(token=generation_pb2.Token(text=text))
 
@@ -141,6 +193,7 @@ def _done(finished: Finished) -> generation_pb2.GenerateResponse:
             fallback=finished.fallback,
             passages_used=finished.passages_used,
             passages_dropped=finished.passages_dropped,
+            finish_reason=finished.finish_reason,
         )
     )
 
@@ -175,7 +228,8 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
     ) -> AsyncIterator[generation_pb2.GenerateResponse]:
         try:
             validate(request, self.settings)
-            async with aclosing(self._answer(request)) as events:
+            sampling = Sampling.of(request.options)
+            async with aclosing(self._answer(request, sampling)) as events:
                 async for event in events:
                     yield event
         except BrunoError as error:
@@ -183,23 +237,26 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
             await abort_with(context, error)
 
     async def _answer(
-        self, request: generation_pb2.GenerateRequest
+        self, request: generation_pb2.GenerateRequest, sampling: Sampling
     ) -> AsyncGenerator[generation_pb2.GenerateResponse, None]:
         if self.settings.generation_backend == "extractive":
-            async for event in self._stream("extractive", self._quote(request)):
+            async for event in self._stream("extractive", self._quote(request, sampling)):
                 yield event
             return
         model = request.model or self.settings.ollama_model
+        window = await self._context_window(model)
         fitted = fit_passages(
             request.question,
             request.passages,
             request.history,
-            context_window=await self._context_window(model),
-            reserve=self.settings.generation_answer_reserve_tokens,
+            context_window=window,
+            reserve=answer_reserve(self.settings, sampling, window),
         )
         if fitted.dropped:
             PASSAGES_DROPPED.inc(fitted.dropped)
-        answer = self.ollama.generate(fitted.messages, model=model, passages_used=fitted.used)
+        answer = self.ollama.generate(
+            fitted.messages, model=model, passages_used=fitted.used, sampling=sampling
+        )
         sent = 0
         try:
             async for event in self._stream("ollama", answer, dropped=fitted.dropped):
@@ -209,8 +266,55 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
             if self.settings.generation_backend != "auto" or sent:
                 raise
             self._note_fallback(error)
-            async for event in self._stream("extractive", self._quote(request)):
+            async for event in self._stream("extractive", self._quote(request, sampling)):
                 yield event
+
+    async def Converse(
+        self,
+        request: generation_pb2.ConverseRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[generation_pb2.GenerateResponse]:
+        try:
+            validate_converse(request, self.settings)
+            sampling = Sampling.of(request.options)
+            if self.settings.generation_backend == "extractive":
+                raise Unavailable("no language model answers here (the backend is extractive)")
+            messages: list[ChatTurn] = [
+                {"role": m.role, "content": m.content} for m in request.messages
+            ]
+            window = await self._context_window(request.model)
+            reserve = answer_reserve(self.settings, sampling, window)
+            needed = estimate_prompt(messages)
+            if needed + reserve > window:
+                raise InvalidInput(
+                    f"the messages need about {needed} tokens, more than the "
+                    f"{window - reserve} that the model's context window of {window} leaves "
+                    f"after {reserve} kept for the answer"
+                )
+            answer = self.ollama.generate(
+                messages, model=request.model, passages_used=0, sampling=sampling
+            )
+            async with aclosing(self._stream("ollama", answer)) as events:
+                async for event in events:
+                    yield event
+        except ModelNotFound as error:
+            # The caller named the model: its absence is the caller's to fix, not an outage.
+            await abort_with(context, NotFound(error.detail))
+        except BrunoError as error:
+            log.warning("plain chat failed", extra={"error": error.detail})
+            await abort_with(context, error)
+
+    async def ListModels(
+        self,
+        request: generation_pb2.ListModelsRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> generation_pb2.ListModelsResponse:
+        if self.settings.generation_backend == "extractive":
+            return generation_pb2.ListModelsResponse(reachable=True)
+        models = await self.ollama.chat_models()
+        if isinstance(models, str):
+            return generation_pb2.ListModelsResponse(reachable=False, detail=models)
+        return generation_pb2.ListModelsResponse(models=models, reachable=True)
 
     def _note_fallback(self, error: OllamaUnreachable | ModelNotFound) -> None:
         reason = "unreachable" if isinstance(error, OllamaUnreachable) else "model_missing"
@@ -277,12 +381,13 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
         """Close the pooled connections to Ollama (on shutdown, once calls have drained)."""
         await self.ollama.aclose()
 
-    def _quote(self, request: generation_pb2.GenerateRequest) -> AnswerStream:
-        return self.extractive.generate(request.question, request.passages)
+    def _quote(self, request: generation_pb2.GenerateRequest, sampling: Sampling) -> AnswerStream:
+        answer = self.extractive.generate(request.question, request.passages)
+        return _at_most(answer, sampling.max_tokens)
 
     async def _stream(
         self, backend: str, answer: AnswerStream, *, dropped: int = 0
-    ) -> AsyncIterator[generation_pb2.GenerateResponse]:
+    ) -> AsyncGenerator[generation_pb2.GenerateResponse, None]:
         start = time.perf_counter()
         tokens = 0
         # aclosing: a cancelled call must close the answer (and its HTTP request) right away.
@@ -296,6 +401,27 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
                 tokens += 1
                 TOKENS.labels(backend).inc()
                 yield _token(piece)
+
+
+async def _at_most(answer: AnswerStream, max_tokens: int | None) -> AnswerStream:
+    """``answer`` cut after ``max_tokens`` pieces, as a model with ``num_predict`` stops.
+
+    For answers written here (the extractive fallback): the rest is read and not sent, so the
+    :class:`Finished` that ends it still says who wrote it and what it read.
+    """
+    sent = 0
+    async with aclosing(answer) as pieces:
+        async for piece in pieces:
+            if isinstance(piece, Finished):
+                if max_tokens is not None and sent == max_tokens and piece.completion_tokens > sent:
+                    piece = dataclasses.replace(
+                        piece, completion_tokens=sent, finish_reason="length"
+                    )
+                yield piece
+                return
+            if max_tokens is None or sent < max_tokens:
+                sent += 1
+                yield piece
 
 
 async def create_server(

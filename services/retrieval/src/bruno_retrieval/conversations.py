@@ -8,14 +8,19 @@ an append, never half of one. Appends that arrive while a commit runs are writte
 the next one (group commit), so sixteen chats finishing at once cost one commit, not sixteen
 in a queue. This process is the single writer of the table.
 
+A conversation belongs to the owner that created it (the edge's API key name): a call naming
+an owner finds only that owner's conversations, and any other is "not found", exactly as one
+that does not exist. Rows from before owners existed have none and only unchecked calls (no
+owner named) reach them; the ``owner`` column is added to such a table when it is opened.
+
 A BTREE index on ``conversation_id`` turns the reads behind ``get`` and ``append`` (and the
 ``merge_insert`` join) into look-ups instead of scans. It is built when the store opens a table
 that lacks it (over the rows already there); rows written since sit outside it, where LanceDB
 still finds them by scanning just those, until the periodic ``optimize`` folds them in.
 
     store = await ConversationStore.open("data/lancedb", max_turns=50)
-    await store.append("c1", [StoredTurn("user", "How do I restore?")], create=True)
-    conversation = await store.get("c1", max_turns=10)
+    await store.append("c1", [StoredTurn("user", "How do I restore?")], create=True, owner="ann")
+    conversation = await store.get("c1", max_turns=10, owner="ann")
 """
 
 from __future__ import annotations
@@ -59,6 +64,8 @@ _SCHEMA = pa.schema(
         pa.field("turns", pa.string(), nullable=False),
         pa.field("created_at", pa.timestamp("us", tz="UTC"), nullable=False),
         pa.field("updated_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        # Nullable: a table from before owners gets the column with nulls (_ensure_owner).
+        pa.field("owner", pa.string(), nullable=True),
     ]
 )
 
@@ -76,6 +83,7 @@ class _PendingAppend:
     conversation_id: str
     turns: list[StoredTurn]
     create: bool
+    owner: str
     future: asyncio.Future[int]
 
 
@@ -85,6 +93,15 @@ class StoredConversation:
     turns: list[StoredTurn]
     created_at: datetime
     updated_at: datetime
+    owner: str = ""
+
+    def belongs_to(self, owner: str) -> bool:
+        """Whether a call naming ``owner`` may see it (naming none: unchecked)."""
+        return not owner or self.owner == owner
+
+
+def _not_found(conversation_id: str) -> NotFound:
+    return NotFound(f"conversation {conversation_id!r} not found")
 
 
 def check_conversation_id(conversation_id: str) -> str:
@@ -149,30 +166,45 @@ class ConversationStore:
         cls, uri: str, *, max_turns: int, storage_options: dict[str, str] | None = None
     ) -> ConversationStore:
         db = await lancedb.connect_async(uri, storage_options=storage_options)
-        table = await db.create_table(TABLE, schema=_SCHEMA, exist_ok=True)
+        try:
+            # Opened, not created with exist_ok: a table from before owners has another schema.
+            table = await db.open_table(TABLE)
+        except ValueError:  # not there yet
+            table = await db.create_table(TABLE, schema=_SCHEMA, exist_ok=True)
+        await _ensure_owner(table)
         await _ensure_id_index(table)
         return cls(table, max_turns=max_turns)
 
     def close(self) -> None:
         self._table.close()
 
-    async def get(self, conversation_id: str, *, max_turns: int = 0) -> StoredConversation:
-        """The conversation, its most recent ``max_turns`` turns only when that is not 0."""
+    async def get(
+        self, conversation_id: str, *, max_turns: int = 0, owner: str = ""
+    ) -> StoredConversation:
+        """The conversation, its most recent ``max_turns`` turns only when that is not 0;
+        NotFound unless it belongs to ``owner`` (when one is named)."""
         found = await self._read(check_conversation_id(conversation_id))
-        if found is None:
-            raise NotFound(f"conversation {conversation_id!r} not found")
+        if found is None or not found.belongs_to(owner):
+            raise _not_found(conversation_id)
         if max_turns:
             found = dataclasses.replace(found, turns=found.turns[-max_turns:])
         return found
 
     async def append(
-        self, conversation_id: str, turns: Sequence[StoredTurn], *, create: bool = False
+        self,
+        conversation_id: str,
+        turns: Sequence[StoredTurn],
+        *,
+        create: bool = False,
+        owner: str = "",
     ) -> int:
-        """Add ``turns``; returns how many turns the conversation keeps afterwards."""
+        """Add ``turns``; returns how many turns the conversation keeps afterwards. A new
+        conversation (``create``) belongs to ``owner``; an existing one of another owner is
+        NotFound."""
         check_conversation_id(conversation_id)
         check_turns(turns, max_turns=self.max_turns)
         pending = _PendingAppend(
-            conversation_id, list(turns), create, asyncio.get_running_loop().create_future()
+            conversation_id, list(turns), create, owner, asyncio.get_running_loop().create_future()
         )
         self._pending.append(pending)
         # Whoever takes the lock writes every waiting append; a caller that gives up
@@ -200,9 +232,10 @@ class ConversationStore:
             changed: set[str] = set()
             for append in batch:
                 found = current.get(append.conversation_id)
-                if found is None and not append.create:
-                    missing = NotFound(f"conversation {append.conversation_id!r} not found")
-                    outcomes.append((append, missing))
+                if (found is None and not append.create) or (
+                    found is not None and not found.belongs_to(append.owner)
+                ):
+                    outcomes.append((append, _not_found(append.conversation_id)))
                     continue
                 stamped = [
                     dataclasses.replace(t, created_at=t.created_at or now) for t in append.turns
@@ -213,6 +246,7 @@ class ConversationStore:
                     [*earlier, *stamped][-self.max_turns :],
                     found.created_at if found is not None else now,
                     now,
+                    found.owner if found is not None else append.owner,
                 )
                 changed.add(append.conversation_id)
                 outcomes.append((append, len(current[append.conversation_id].turns)))
@@ -237,6 +271,7 @@ class ConversationStore:
                     "turns": json.dumps([_turn_json(t) for t in c.turns], ensure_ascii=False),
                     "created_at": c.created_at,
                     "updated_at": c.updated_at,
+                    "owner": c.owner or None,
                 }
                 for c in conversations
             ],
@@ -255,12 +290,16 @@ class ConversationStore:
             except Exception:
                 log.exception("optimizing the conversations table failed")
 
-    async def delete(self, conversation_id: str) -> None:
+    async def delete(self, conversation_id: str, *, owner: str = "") -> None:
+        """Forget the conversation; NotFound unless it belongs to ``owner`` (when named)."""
         check_conversation_id(conversation_id)
+        match = col("conversation_id") == lit(conversation_id)
+        if owner:
+            match = match & (col("owner") == lit(owner))
         async with self._lock:
-            result = await self._table.delete(col("conversation_id") == lit(conversation_id))
+            result = await self._table.delete(match)
         if result.num_deleted_rows == 0:
-            raise NotFound(f"conversation {conversation_id!r} not found")
+            raise _not_found(conversation_id)
 
     async def _read(self, conversation_id: str) -> StoredConversation | None:
         found = await self._read_many([conversation_id])
@@ -279,9 +318,16 @@ class ConversationStore:
                 turns=[_turn_from_json(t) for t in json.loads(row["turns"])],
                 created_at=row["created_at"],
                 updated_at=row["updated_at"],
+                owner=row.get("owner") or "",
             )
             for row in rows
         ]
+
+
+async def _ensure_owner(table: Any) -> None:
+    """Give a table from before owners existed its ``owner`` column (nulls: no owner)."""
+    if "owner" not in (await table.schema()).names:
+        await table.add_columns(pa.field("owner", pa.string(), nullable=True))
 
 
 async def _ensure_id_index(table: Any) -> None:
@@ -323,7 +369,9 @@ class ConversationServicer(conversations_pb2_grpc.ConversationServiceServicer):
             for t in request.turns
         ]
         try:
-            kept = await self._store.append(request.conversation_id, turns, create=request.create)
+            kept = await self._store.append(
+                request.conversation_id, turns, create=request.create, owner=request.owner
+            )
         except BrunoError as error:
             await abort_with(context, error)
         return conversations_pb2.AppendTurnsResponse(turns=kept)
@@ -334,7 +382,9 @@ class ConversationServicer(conversations_pb2_grpc.ConversationServiceServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> conversations_pb2.Conversation:
         try:
-            found = await self._store.get(request.conversation_id, max_turns=request.max_turns)
+            found = await self._store.get(
+                request.conversation_id, max_turns=request.max_turns, owner=request.owner
+            )
         except BrunoError as error:
             await abort_with(context, error)
         return conversations_pb2.Conversation(
@@ -342,6 +392,7 @@ class ConversationServicer(conversations_pb2_grpc.ConversationServiceServicer):
             turns=[_turn_message(t) for t in found.turns],
             created_at=_timestamp(found.created_at),
             updated_at=_timestamp(found.updated_at),
+            owner=found.owner,
         )
 
     async def DeleteConversation(
@@ -350,7 +401,7 @@ class ConversationServicer(conversations_pb2_grpc.ConversationServiceServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> conversations_pb2.DeleteConversationResponse:
         try:
-            await self._store.delete(request.conversation_id)
+            await self._store.delete(request.conversation_id, owner=request.owner)
         except BrunoError as error:
             await abort_with(context, error)
         return conversations_pb2.DeleteConversationResponse()

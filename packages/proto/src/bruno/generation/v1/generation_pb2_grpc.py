@@ -49,6 +49,16 @@ class GenerationServiceStub:
                 request_serializer=bruno_dot_generation_dot_v1_dot_generation__pb2.InfoRequest.SerializeToString,
                 response_deserializer=bruno_dot_generation_dot_v1_dot_generation__pb2.InfoResponse.FromString,
                 _registered_method=True)
+        self.Converse = channel.unary_stream(
+                '/bruno.generation.v1.GenerationService/Converse',
+                request_serializer=bruno_dot_generation_dot_v1_dot_generation__pb2.ConverseRequest.SerializeToString,
+                response_deserializer=bruno_dot_generation_dot_v1_dot_generation__pb2.GenerateResponse.FromString,
+                _registered_method=True)
+        self.ListModels = channel.unary_unary(
+                '/bruno.generation.v1.GenerationService/ListModels',
+                request_serializer=bruno_dot_generation_dot_v1_dot_generation__pb2.ListModelsRequest.SerializeToString,
+                response_deserializer=bruno_dot_generation_dot_v1_dot_generation__pb2.ListModelsResponse.FromString,
+                _registered_method=True)
 
 
 class GenerationServiceServicer:
@@ -75,6 +85,22 @@ class GenerationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Converse(self, request, context):
+        """Converse streams a plain model's reply to the messages as they are: no passages, no
+        grounding prompt, no fallback (for a client's own tasks: titles, tags, summaries). Token
+        events, then exactly one Done, as Generate.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListModels(self, request, context):
+        """ListModels names the models Ollama has pulled, which Converse can use.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GenerationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -92,6 +118,16 @@ def add_GenerationServiceServicer_to_server(servicer, server):
                     servicer.Info,
                     request_deserializer=bruno_dot_generation_dot_v1_dot_generation__pb2.InfoRequest.FromString,
                     response_serializer=bruno_dot_generation_dot_v1_dot_generation__pb2.InfoResponse.SerializeToString,
+            ),
+            'Converse': grpc.unary_stream_rpc_method_handler(
+                    servicer.Converse,
+                    request_deserializer=bruno_dot_generation_dot_v1_dot_generation__pb2.ConverseRequest.FromString,
+                    response_serializer=bruno_dot_generation_dot_v1_dot_generation__pb2.GenerateResponse.SerializeToString,
+            ),
+            'ListModels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListModels,
+                    request_deserializer=bruno_dot_generation_dot_v1_dot_generation__pb2.ListModelsRequest.FromString,
+                    response_serializer=bruno_dot_generation_dot_v1_dot_generation__pb2.ListModelsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -175,6 +211,60 @@ class GenerationService:
             '/bruno.generation.v1.GenerationService/Info',
             bruno_dot_generation_dot_v1_dot_generation__pb2.InfoRequest.SerializeToString,
             bruno_dot_generation_dot_v1_dot_generation__pb2.InfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Converse(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/bruno.generation.v1.GenerationService/Converse',
+            bruno_dot_generation_dot_v1_dot_generation__pb2.ConverseRequest.SerializeToString,
+            bruno_dot_generation_dot_v1_dot_generation__pb2.GenerateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListModels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bruno.generation.v1.GenerationService/ListModels',
+            bruno_dot_generation_dot_v1_dot_generation__pb2.ListModelsRequest.SerializeToString,
+            bruno_dot_generation_dot_v1_dot_generation__pb2.ListModelsResponse.FromString,
             options,
             channel_credentials,
             insecure,

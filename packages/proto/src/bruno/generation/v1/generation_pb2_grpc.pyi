@@ -40,6 +40,13 @@ class GenerationServiceStub:
     """RewriteQuestion turns a follow-up question into a standalone one using the history."""
     Info: _grpc.UnaryUnaryMultiCallable[_generation_pb2.InfoRequest, _generation_pb2.InfoResponse]
     """Info describes the backend and whether its model can answer right now."""
+    Converse: _grpc.UnaryStreamMultiCallable[_generation_pb2.ConverseRequest, _generation_pb2.GenerateResponse]
+    """Converse streams a plain model's reply to the messages as they are: no passages, no
+    grounding prompt, no fallback (for a client's own tasks: titles, tags, summaries). Token
+    events, then exactly one Done, as Generate.
+    """
+    ListModels: _grpc.UnaryUnaryMultiCallable[_generation_pb2.ListModelsRequest, _generation_pb2.ListModelsResponse]
+    """ListModels names the models Ollama has pulled, which Converse can use."""
 
 @_typing.type_check_only
 class GenerationServiceAsyncStub(GenerationServiceStub):
@@ -50,6 +57,13 @@ class GenerationServiceAsyncStub(GenerationServiceStub):
     """RewriteQuestion turns a follow-up question into a standalone one using the history."""
     Info: _aio.UnaryUnaryMultiCallable[_generation_pb2.InfoRequest, _generation_pb2.InfoResponse]  # type: ignore[assignment]
     """Info describes the backend and whether its model can answer right now."""
+    Converse: _aio.UnaryStreamMultiCallable[_generation_pb2.ConverseRequest, _generation_pb2.GenerateResponse]  # type: ignore[assignment]
+    """Converse streams a plain model's reply to the messages as they are: no passages, no
+    grounding prompt, no fallback (for a client's own tasks: titles, tags, summaries). Token
+    events, then exactly one Done, as Generate.
+    """
+    ListModels: _aio.UnaryUnaryMultiCallable[_generation_pb2.ListModelsRequest, _generation_pb2.ListModelsResponse]  # type: ignore[assignment]
+    """ListModels names the models Ollama has pulled, which Converse can use."""
 
 class GenerationServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -75,5 +89,24 @@ class GenerationServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_generation_pb2.InfoResponse, _abc.Awaitable[_generation_pb2.InfoResponse]]:
         """Info describes the backend and whether its model can answer right now."""
+
+    @_abc_1.abstractmethod
+    def Converse(
+        self,
+        request: _generation_pb2.ConverseRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_generation_pb2.GenerateResponse], _abc.AsyncIterator[_generation_pb2.GenerateResponse]]:
+        """Converse streams a plain model's reply to the messages as they are: no passages, no
+        grounding prompt, no fallback (for a client's own tasks: titles, tags, summaries). Token
+        events, then exactly one Done, as Generate.
+        """
+
+    @_abc_1.abstractmethod
+    def ListModels(
+        self,
+        request: _generation_pb2.ListModelsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_generation_pb2.ListModelsResponse, _abc.Awaitable[_generation_pb2.ListModelsResponse]]:
+        """ListModels names the models Ollama has pulled, which Converse can use."""
 
 def add_GenerationServiceServicer_to_server(servicer: GenerationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

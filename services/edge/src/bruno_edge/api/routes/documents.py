@@ -13,10 +13,12 @@ from fastapi import APIRouter, File, Form, Path, Query, Request, Response, Uploa
 
 from bruno.retrieval.v1 import retrieval_pb2
 from bruno_core import BrunoError, InvalidInput, LimitExceeded
-from bruno_edge.api.deps import DownstreamsDep, SettingsDep
+from bruno_edge.admission import Work
+from bruno_edge.api.deps import CallerDep, DownstreamsDep, SettingsDep, guarded
 from bruno_edge.api.routes import API_PREFIX, problem_responses
 from bruno_edge.clients import rpc_errors
 from bruno_edge.extract import BINARY_SUFFIXES, UnreadableDocument, extract, kind_of
+from bruno_edge.keys import Scope
 from bruno_edge.schemas import (
     COLLECTION_PATTERN,
     DOCUMENT_ID_PATTERN,
@@ -54,15 +56,18 @@ _STATUS = {
     status_code=status.HTTP_201_CREATED,
     responses={
         200: {"model": DocumentIngested, "description": "Same id and text: nothing changed."},
-        **problem_responses(401, 413, 422, 503, 504),
+        **problem_responses(401, 403, 404, 413, 422, 429, 503, 504),
     },
+    dependencies=guarded(Scope.WRITE, Work.INGEST),
 )
 async def ingest_document(
     document: DocumentIn,
     response: Response,
+    caller: CallerDep,
     downstreams: DownstreamsDep,
     settings: SettingsDep,
 ) -> DocumentIngested:
+    caller.check_collection(document.collection)
     request = retrieval_pb2.IngestDocumentRequest(
         collection=document.collection,
         document_id=document.id or "",
@@ -89,10 +94,12 @@ async def ingest_document(
 
 @router.post(
     "/upload",
-    responses=problem_responses(401, 409, 413, 415, 422, 503, 504),
+    responses=problem_responses(401, 403, 404, 409, 413, 415, 422, 429, 503, 504),
+    dependencies=guarded(Scope.WRITE, Work.INGEST),
 )
 async def upload_documents(
     request: Request,
+    caller: CallerDep,
     downstreams: DownstreamsDep,
     settings: SettingsDep,
     files: Annotated[
@@ -126,6 +133,7 @@ async def upload_documents(
             "in the form: name it once"
         )
     collection = collection_query or collection_field or "default"
+    caller.check_collection(collection)
     uploads = [*(files or []), *([file] if file is not None else [])]
     if not 1 <= len(uploads) <= MAX_UPLOAD_FILES:
         raise InvalidInput(f"upload 1 to {MAX_UPLOAD_FILES} files at a time")
@@ -204,14 +212,20 @@ def _refuse_unknown_parameters(query: set[str], form: set[str]) -> None:
         )
 
 
-@router.get("", responses=problem_responses(401, 422, 503, 504))
+@router.get(
+    "",
+    responses=problem_responses(401, 403, 404, 422, 429, 503, 504),
+    dependencies=guarded(Scope.READ, Work.OTHER),
+)
 async def list_documents(
+    caller: CallerDep,
     downstreams: DownstreamsDep,
     settings: SettingsDep,
     collection: CollectionQuery = "default",
     limit: Annotated[int | None, Query(ge=1, le=MAX_PAGE_SIZE)] = None,
     cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS)] = None,
 ) -> DocumentPage:
+    caller.check_collection(collection)
     request = retrieval_pb2.ListDocumentsRequest(
         collection=collection, limit=limit or 0, cursor=cursor or ""
     )
@@ -242,14 +256,21 @@ async def list_documents(
 @router.delete(
     "/{document_id:path}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=problem_responses(401, 404, 422, 503, 504),
+    responses=problem_responses(401, 403, 404, 422, 429, 503, 504),
+    dependencies=guarded(Scope.WRITE, Work.OTHER),
 )
 async def delete_document(
     document_id: Annotated[str, Path(pattern=DOCUMENT_ID_PATTERN)],
+    caller: CallerDep,
     downstreams: DownstreamsDep,
     settings: SettingsDep,
     collection: CollectionQuery = "default",
 ) -> Response:
+    # Worded as retrieval words a document missing from a collection.
+    caller.check_collection(
+        collection,
+        not_found=f"document {document_id!r} not found in collection {collection!r}",
+    )
     request = retrieval_pb2.DeleteDocumentRequest(collection=collection, document_id=document_id)
     with rpc_errors("retrieval"):
         await downstreams.retrieval.DeleteDocument(

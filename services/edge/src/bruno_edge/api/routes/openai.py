@@ -1,107 +1,68 @@
-"""The OpenAI-compatible surface: ``POST /v1/chat/completions`` and ``GET /v1/models``.
+"""The OpenAI-compatible surface: ``POST /v1/chat/completions``, ``GET /v1/models`` and
+``GET /v1/models/{model}``, for the official clients and the chat UIs built on them.
 
-Existing chat UIs and the official ``openai`` clients work unchanged. The conversation travels
-in ``messages`` (nothing is stored): the last user message is the question, retrieval runs on it
-(rewritten to stand alone when earlier turns exist), and the earlier user and assistant turns
-are the history. Client ``system`` messages are ignored: the grounded instructions never change.
-``tool`` messages and assistant turns without text (tool calls) are dropped: the edge runs no
-tools.
-The passages travel in an extra ``citations`` field (on the first chunk when streamed), timings
-and budgeting in ``bruno``. Errors are OpenAI error objects, not problem documents.
+Model ``bruno`` answers from the knowledge base (retrieval on the last user message) and, by
+default, lists the cited sources after the answer text, since most clients drop the extra
+``citations`` field; the pulled Ollama models answer plainly, for a client's own tasks. How a
+completion is built is :mod:`bruno_edge.openai_chat`; errors are OpenAI error objects
+(:mod:`bruno_edge.problems`).
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator
-from typing import Any
+from typing import Annotated
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Path, Request, Response
 from sse_starlette import EventSourceResponse
 
-from bruno.generation.v1 import generation_pb2
-from bruno_core import BrunoError, Internal, InvalidInput
-from bruno_edge.api.deps import ChatDep, DownstreamsDep, SettingsDep
+from bruno_edge.admission import Work
+from bruno_edge.api.deps import (
+    CallerDep,
+    ChatDep,
+    DownstreamsDep,
+    StateDep,
+    guarded,
+)
 from bruno_edge.api.routes.chat import CLIENT_CLOSED_REQUEST, unless_disconnected
-from bruno_edge.chat import ChatService, ChatTurn
-from bruno_edge.clients import rpc_errors
-from bruno_edge.config import EdgeSettings
+from bruno_edge.keys import Scope
+from bruno_edge.model_catalog import ServedModel, resolve, served_models
+from bruno_edge.openai_chat import (
+    Pieces,
+    chunks,
+    collect,
+    plain_answer,
+    plain_messages,
+    question_and_history,
+    rag_answer,
+    refuse_unsupported,
+    sampling_options,
+    wants_json,
+)
 from bruno_edge.openai_schemas import (
     AssistantMessage,
-    BrunoExtras,
     ChatCompletion,
     ChatCompletionRequest,
     Choice,
-    CompletionUsage,
     ErrorResponse,
-    Message,
     Model,
     ModelList,
 )
-from bruno_edge.problems import OPENAI_PREFIX, openai_code, openai_error, openai_error_body
-from bruno_edge.schemas import ChatDone
-
-log = logging.getLogger(__name__)
-
-# "bruno" (or the configured model's own name) means: the model generation is configured with.
-DEFAULT_MODEL_ALIAS = "bruno"
-MODELS_TIMEOUT_SECONDS = 5.0
+from bruno_edge.plain_chat import converse
+from bruno_edge.problems import OPENAI_PREFIX
+from bruno_edge.streams import completion_events
 
 # Errors here are OpenAI error objects: bruno_edge.problems renders every error under /v1 so.
 router = APIRouter(prefix=OPENAI_PREFIX, tags=["openai"])
 
-
-def _split(
-    messages: list[Message], settings: EdgeSettings
-) -> tuple[str, list[generation_pb2.ChatMessage]]:
-    """The question (the last message, a user's) and the earlier turns worth keeping."""
-    for index, message in enumerate(messages):
-        if len(message.text) > settings.max_message_chars:
-            raise _BadParam(
-                f"messages.{index}.content",
-                f"a message is limited to {settings.max_message_chars} characters",
-            )
-    last = messages[-1]
-    if last.role != "user" or not last.text.strip():
-        raise _BadParam("messages", "the last message must be a non-empty user message")
-    history = [
-        generation_pb2.ChatMessage(role=m.role, content=m.text)
-        for m in messages[:-1]
-        if m.role in ("user", "assistant") and m.text.strip()
-    ]
-    keep = settings.chat_history_turns
-    return last.text, history[-keep:] if keep else []
-
-
-class _BadParam(InvalidInput):
-    def __init__(self, param: str, detail: str) -> None:
-        super().__init__(detail)
-        self.param = param
-
-
-def _model_for(requested: str) -> str:
-    return "" if requested == DEFAULT_MODEL_ALIAS else requested
-
-
-def _extras(done: ChatDone) -> BrunoExtras:
-    return BrunoExtras(
-        timings_ms=done.timings_ms,
-        fallback=done.fallback,
-        passages_used=done.passages_used,
-        passages_dropped=done.passages_dropped,
-        cited=done.cited,
-        search_query=done.search_query,
-    )
-
-
-def _usage(done: ChatDone) -> CompletionUsage:
-    prompt, completion = done.usage.prompt_tokens, done.usage.completion_tokens
-    return CompletionUsage(
-        prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
-    )
+_STREAM_DESCRIPTION = (
+    "With `stream: true`: `chat.completion.chunk` events (the role, content deltas, a finishing "
+    "chunk with `finish_reason` and, for model `bruno`, `citations` and `bruno`), a usage chunk "
+    "with no choices when `stream_options.include_usage` is true, then `data: [DONE]`. "
+    "Bruno's own options go in an extra `bruno` object: `collection`, `top_k`, "
+    "`inline_sources`."
+)
 
 
 @router.post(
@@ -109,95 +70,102 @@ def _usage(done: ChatDone) -> CompletionUsage:
     response_model=ChatCompletion,
     responses={
         200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
-        **{status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 503, 504)},
+        **{status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 413, 429, 503, 504)},
     },
+    description=_STREAM_DESCRIPTION,
+    dependencies=guarded(Scope.READ, Work.CHAT, chat=True),
 )
 async def chat_completions(
-    body: ChatCompletionRequest, request: Request, chat: ChatDep, settings: SettingsDep
+    body: ChatCompletionRequest,
+    request: Request,
+    caller: CallerDep,
+    chat: ChatDep,
+    downstreams: DownstreamsDep,
+    state: StateDep,
 ) -> ChatCompletion | EventSourceResponse | Response:
-    """An OpenAI chat completion grounded in the knowledge base (RAG on the last user turn)."""
-    try:
-        question, history = _split(body.messages, settings)
-    except _BadParam as error:
-        return openai_error(400, error.detail, param=error.param, code=openai_code(error))
+    """A chat completion: grounded in the knowledge base with model `bruno`, plain otherwise."""
+    settings = state.settings
+    refuse_unsupported(body)
+    options = sampling_options(body)
+    served = await resolve(downstreams, body.model)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
-    turn = await chat.prepare_stateless(
-        question, history, model=_model_for(body.model), conversation_id=completion_id
-    )
+    pieces: Pieces
+    if served.rag:
+        extra = body.bruno
+        collection = extra.collection if extra else "default"
+        caller.check_collection(collection)
+        question, history = question_and_history(body.messages, settings)
+        turn = await chat.prepare_stateless(
+            question,
+            history,
+            collection=collection,
+            top_k=extra.top_k if extra else None,
+            conversation_id=completion_id,
+            options=options,
+        )
+        inline = settings.openai_inline_sources
+        if extra is not None and extra.inline_sources is not None:
+            inline = extra.inline_sources
+        # Sources written into a JSON answer would break it; `citations` still carries them.
+        pieces = rag_answer(chat, turn, inline_sources=inline and not wants_json(body))
+    else:
+        plain = converse(
+            downstreams,
+            settings,
+            model=served.ollama_model or body.model,
+            messages=plain_messages(body.messages),
+            options=options,
+        )
+        pieces = plain_answer(plain)
     created = int(time.time())
     if body.stream:
-        return EventSourceResponse(
-            _chunks(chat, turn, completion_id, created, body.model),
-            ping=settings.sse_heartbeat_seconds,
-            headers={"X-Accel-Buffering": "no"},
+        include_usage = body.stream_options is not None and body.stream_options.include_usage
+        return completion_events(
+            chunks(
+                pieces,
+                completion_id=completion_id,
+                created=created,
+                model=body.model,
+                include_usage=include_usage,
+            ),
+            state,
         )
-    answer = await unless_disconnected(request, chat.answer(turn))
-    if answer is None:
+    whole = await unless_disconnected(request, collect(pieces))
+    if whole is None:
         return Response(status_code=CLIENT_CLOSED_REQUEST)
+    text, ending = whole
     return ChatCompletion(
         id=completion_id,
         created=created,
-        model=answer.model,
-        choices=[Choice(message=AssistantMessage(content=answer.answer))],
-        usage=_usage(answer),
-        citations=answer.citations,
-        bruno=_extras(answer),
+        model=body.model,
+        choices=[
+            Choice(message=AssistantMessage(content=text), finish_reason=ending.finish_reason)
+        ],
+        usage=ending.usage,
+        citations=ending.citations,
+        bruno=ending.extras,
     )
 
 
-async def _chunks(
-    chat: ChatService, turn: ChatTurn, completion_id: str, created: int, model: str
-) -> AsyncGenerator[dict[str, str], None]:
-    """``chat.completion.chunk`` events: role and citations, content deltas, the finish with
-    usage, then ``[DONE]``; a failure after the start is an ``error`` object, then the end."""
-
-    def chunk(delta: dict[str, Any], **extra: Any) -> dict[str, str]:
-        finish = extra.pop("finish_reason", None)
-        body = {
-            "id": completion_id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": extra.pop("model", model),
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-            **extra,
-        }
-        return {"data": json.dumps(body, ensure_ascii=False)}
-
-    citations = [c.model_dump() for c in turn.citations]
-    yield chunk({"role": "assistant", "content": ""}, citations=citations)
-    try:
-        async for item in chat.stream(turn):
-            if isinstance(item, str):
-                yield chunk({"content": item})
-            else:
-                yield chunk(
-                    {},
-                    finish_reason="stop",
-                    model=item.model,
-                    usage=_usage(item).model_dump(),
-                    bruno=_extras(item).model_dump(mode="json"),
-                )
-    except BrunoError as error:
-        log.warning("chat completion stream failed", extra={"error": error.detail})
-        yield {
-            "data": json.dumps(
-                openai_error_body(error.http_status, error.detail, code=openai_code(error))
-            )
-        }
-        return
-    except Exception:
-        log.exception("chat completion stream failed")
-        failed = Internal("the answer could not be completed")
-        yield {"data": json.dumps(openai_error_body(500, failed.detail, code=openai_code(failed)))}
-        return
-    yield {"data": "[DONE]"}
+def _model(served: ServedModel) -> Model:
+    return Model(id=served.id, owned_by="agent-bruno" if served.rag else "ollama")
 
 
-@router.get("/models", responses={503: {"model": ErrorResponse}})
+@router.get(
+    "/models",
+    responses={status: {"model": ErrorResponse} for status in (401, 403, 429, 503)},
+    dependencies=guarded(Scope.READ, Work.OTHER),
+)
 async def models(downstreams: DownstreamsDep) -> ModelList:
-    """The model that answers (and the ``bruno`` alias for it)."""
-    with rpc_errors("generation"):
-        info = await downstreams.generation.Info(
-            generation_pb2.InfoRequest(), timeout=MODELS_TIMEOUT_SECONDS
-        )
-    return ModelList(data=[Model(id=info.model), Model(id=DEFAULT_MODEL_ALIAS)])
+    """`bruno` (answers from the knowledge base) and the chat models Ollama has pulled."""
+    return ModelList(data=[_model(served) for served in await served_models(downstreams)])
+
+
+@router.get(
+    "/models/{model:path}",
+    responses={status: {"model": ErrorResponse} for status in (401, 403, 404, 429, 503)},
+    dependencies=guarded(Scope.READ, Work.OTHER),
+)
+async def model(model: Annotated[str, Path(max_length=200)], downstreams: DownstreamsDep) -> Model:
+    """One served model; `404 model_not_found` for a name not served here."""
+    return _model(await resolve(downstreams, model))

@@ -1,3 +1,6 @@
+"""The ``bruno`` command line (``bruno_cli``) against the edge app in-process, in front of the
+fake services of this suite: what each command sends and what it prints."""
+
 from __future__ import annotations
 
 import errno
@@ -9,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from bruno_edge import cli
+from bruno_cli import run
+from bruno_cli.ingest import SYNC_ROOT_KEY, document_id_for
 
 if TYPE_CHECKING:
     from conftest import Edge, EdgeFactory
@@ -17,7 +21,7 @@ if TYPE_CHECKING:
 
 async def run_cli(edge: Edge, *argv: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
-    code = await cli.run(list(argv), transport=httpx.ASGITransport(edge.app), out=out, err=err)
+    code = await run(list(argv), transport=httpx.ASGITransport(edge.app), out=out, err=err)
     return code, out.getvalue(), err.getvalue()
 
 
@@ -81,7 +85,10 @@ async def test_ingest_fails_with_a_wrong_key(edge_factory: EdgeFactory, docs: Pa
     code, _, err = await run_cli(edge, "ingest", str(docs), "--api-key", "wrong")
 
     assert code == 1
-    assert "401 Unauthenticated: the API key is not valid" in err
+    assert err == (
+        "bruno: the edge refused the API key (the API key is not valid); "
+        "set BRUNO_API_KEY or --api-key\n"
+    )
     assert edge.retrieval.ingested == []
 
 
@@ -114,16 +121,32 @@ async def test_ingest_of_a_missing_path_is_an_error(edge: Edge, tmp_path: Path) 
     assert "no such file or directory" in err
 
 
-async def test_ask_prints_the_answer_and_its_sources(edge: Edge, docs: Path) -> None:
+async def test_ask_streams_the_answer_then_the_sources_it_cites(edge: Edge, docs: Path) -> None:
     await run_cli(edge, "ingest", str(docs))
+    edge.generation.tokens = ["Delete ", "old ", "snapshots ", "[1]."]
 
     code, out, _ = await run_cli(edge, "ask", "Delete old snapshots?")
 
     assert code == 0
-    lines = out.splitlines()
-    assert lines[0] == "Restart the pod [1]."
-    assert "Sources:" in lines
-    assert f"[1] Disk full ({(docs / 'runbooks' / 'disk full.md').as_posix()})" in lines
+    disk_full = (docs / "runbooks" / "disk full.md").as_posix()
+    assert out.splitlines() == [
+        "Delete old snapshots [1].",
+        "",
+        "Sources:",
+        f"[1] Disk full ({disk_full})",
+    ]
+    assert edge.retrieval.searches[-1].query == "Delete old snapshots?"
+
+
+async def test_ask_says_when_the_answer_failed_midway(edge: Edge, docs: Path) -> None:
+    await run_cli(edge, "ingest", str(docs))
+    edge.generation.fail_after = 2
+
+    code, out, err = await run_cli(edge, "ask", "Delete old snapshots?")
+
+    assert code == 1
+    assert out == "Restart the "
+    assert err == "bruno: the answer failed: the generation service is unavailable\n"
 
 
 async def test_ask_reports_a_problem_and_fails(edge: Edge) -> None:
@@ -137,7 +160,7 @@ async def test_unreachable_edge_is_reported(tmp_path: Path) -> None:
     (tmp_path / "a.md").write_text("# A\n")
     err = io.StringIO()
 
-    code = await cli.run(
+    code = await run(
         ["ingest", str(tmp_path), "--url", "http://127.0.0.1:9"], err=err, out=io.StringIO()
     )
 
@@ -146,8 +169,8 @@ async def test_unreachable_edge_is_reported(tmp_path: Path) -> None:
 
 
 def test_document_ids_keep_only_safe_characters() -> None:
-    assert cli.document_id_for(Path("a b/ü?.md")) == "a-b/-.md"
-    assert len(cli.document_id_for(Path("x" * 300))) == 200
+    assert document_id_for(Path("a b/ü?.md")) == "a-b/-.md"
+    assert len(document_id_for(Path("x" * 300))) == 200
 
 
 async def test_unchanged_files_are_not_sent_again(edge: Edge, docs: Path) -> None:
@@ -306,3 +329,62 @@ async def test_reindex_of_an_unknown_collection_fails(edge: Edge) -> None:
 
     assert code == 1
     assert "404" in err
+
+
+class RecordingTransport(httpx.AsyncBaseTransport):
+    """The app's transport, keeping every request the CLI sent."""
+
+    def __init__(self, app: Any) -> None:
+        self.inner = httpx.ASGITransport(app)
+        self.requests: list[httpx.Request] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return await self.inner.handle_async_request(request)
+
+
+def sync_root_of(folder: Path) -> str:
+    """The metadata value a sync of ``folder`` gives its documents."""
+    return folder.resolve().as_posix()
+
+
+async def test_a_sync_deletes_only_what_it_created_never_a_planted_path(
+    edge: Edge, docs: Path
+) -> None:
+    """A document planted as ``../collections/default`` with the folder as its sync root must
+    not make a sync delete the collection (nor be deleted through a path that climbs out)."""
+    await run_cli(edge, "ingest", str(docs))
+    root = sync_root_of(docs)
+    for planted in ("../collections/default", "..", "a/./b"):
+        await edge.ingest("planted", id=planted, metadata={SYNC_ROOT_KEY: root})
+    (docs / "notes.txt").unlink()
+    transport = RecordingTransport(edge.app)
+
+    code = await run(
+        ["ingest", str(docs)], transport=transport, out=io.StringIO(), err=io.StringIO()
+    )
+
+    assert code == 0
+    deletes = [r.url.raw_path.decode() for r in transport.requests if r.method == "DELETE"]
+    assert deletes == ["/api/v1/documents/notes.txt?collection=default"]
+    stored = {doc_id for (_, doc_id) in edge.retrieval.documents}
+    assert {"../collections/default", "..", "a/./b", "guide.rst"} <= stored
+
+
+async def test_a_document_id_with_slashes_is_deleted_as_one_encoded_segment(
+    edge: Edge, docs: Path
+) -> None:
+    await run_cli(edge, "ingest", str(docs))
+    (docs / "runbooks" / "disk full.md").unlink()
+    transport = RecordingTransport(edge.app)
+
+    code = await run(
+        ["ingest", str(docs)], transport=transport, out=io.StringIO(), err=io.StringIO()
+    )
+
+    assert code == 0
+    [delete] = [r for r in transport.requests if r.method == "DELETE"]
+    assert delete.url.raw_path.decode() == (
+        "/api/v1/documents/runbooks%2Fdisk-full.md?collection=default"
+    )
+    assert ("default", "runbooks/disk-full.md") not in edge.retrieval.documents

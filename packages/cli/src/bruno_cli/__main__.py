@@ -1,0 +1,3 @@
+from bruno_cli.main import main
+
+main()

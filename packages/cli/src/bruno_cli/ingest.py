@@ -1,0 +1,312 @@
+"""``bruno ingest``: an incremental sync of files and folders into a collection.
+
+A file whose text matches what the collection already holds is not sent again (nothing is
+embedded), new and changed files are sent a few at a time, and the documents a previous sync of
+the same folder created whose files are gone are deleted (``--no-delete`` keeps them). Only
+those: a document is deleted when it carries this folder as its sync root *and* its id is one
+this command makes for a file under a folder (no ``.`` or ``..`` segment, nothing but the
+characters it writes), so a document planted with someone else's id or a path-like trick is
+left alone. Files that would share a document id fail the run before anything is sent. A folder
+that cannot be read fails the run too: the files that could be read are still sent, but nothing
+is deleted. A progress bar shows on a terminal; a summary line ends the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import httpx
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from bruno_cli.connection import CliError, api_path, call, expect_json, failure, is_json
+from bruno_core import LimitExceeded
+from bruno_edge.extract import SUFFIXES, UnreadableDocument, UnsupportedMediaType, extract
+
+DEFAULT_CONCURRENCY = 8
+# Documents a folder sync creates carry this metadata key, valued with the folder's path; a
+# later sync of the same folder deletes only those whose file is gone.
+SYNC_ROOT_KEY = "bruno_sync_root"
+_UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9._:/-]+")
+_SYNC_ID = re.compile(r"[A-Za-z0-9._:/-]{1,200}")
+_MAX_ID_CHARS = 200
+_PAGE = 500
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """A file to ingest, the id it is stored under and the folder sync it belongs to."""
+
+    path: Path
+    document_id: str
+    sync_root: str = ""  # empty for a file named on its own: never deleted by a sync
+
+
+@dataclass(frozen=True)
+class Document:
+    title: str
+    text: str
+
+
+@dataclass(frozen=True)
+class FoundFiles:
+    """The files found and the folders that could not be read (their files are missing)."""
+
+    files: list[SourceFile]
+    unreadable: list[str]
+
+
+# --- reading files ------------------------------------------------------------------------
+
+
+def document_id_for(relative: Path) -> str:
+    """A stable document id from a path relative to what was named on the command line."""
+    safe = _UNSAFE_ID_CHARS.sub("-", relative.as_posix()).strip("/")
+    return safe[-_MAX_ID_CHARS:] if len(safe) > _MAX_ID_CHARS else safe
+
+
+def made_by_a_sync(document_id: str) -> bool:
+    """Whether ``document_id`` is one :func:`document_id_for` makes for a file in a folder:
+    only its characters, and segments that name something (not empty, ``.`` or ``..``)."""
+    return bool(_SYNC_ID.fullmatch(document_id)) and all(
+        segment not in {"", ".", ".."} for segment in document_id.split("/")
+    )
+
+
+def find_files(paths: Sequence[Path]) -> FoundFiles:
+    """The ingestible files under ``paths``, ids relative to each named path (stable
+    wherever the command runs from)."""
+    found: list[SourceFile] = []
+    unreadable: list[str] = []
+
+    def cannot_read(error: OSError) -> None:
+        unreadable.append(f"{error.filename}: {error.strerror or error}")
+
+    for root in paths:
+        if root.is_file():
+            found.append(SourceFile(root, document_id_for(Path(root.name))))
+        elif root.is_dir():
+            sync_root = root.resolve().as_posix()[-1000:]
+            # os.walk rather than Path.rglob: rglob silently skips a folder it cannot read, and
+            # the documents of its files would then be deleted as if the files were gone.
+            walked = (
+                Path(folder, name)
+                for folder, _, names in os.walk(root, onerror=cannot_read)
+                for name in names
+            )
+            found.extend(
+                SourceFile(path, document_id_for(path.relative_to(root)), sync_root)
+                for path in sorted(walked)
+                if path.suffix.lower() in SUFFIXES and path.is_file()
+            )
+        else:
+            raise CliError(f"{root}: no such file or directory")
+    return FoundFiles(found, unreadable)
+
+
+def check_unique_ids(files: Sequence[SourceFile]) -> None:
+    """Fail when different files would be stored under one id: each sync would silently
+    replace one with the other."""
+    by_id: dict[str, dict[Path, Path]] = {}
+    for source in files:
+        # Keyed by the resolved path: the same file named twice is not a collision.
+        by_id.setdefault(source.document_id, {}).setdefault(source.path.resolve(), source.path)
+    collisions = [
+        f"  {document_id!r}: " + ", ".join(str(path) for path in paths.values())
+        for document_id, paths in by_id.items()
+        if len(paths) > 1
+    ]
+    if collisions:
+        raise CliError(
+            "these files would be stored under the same document id, nothing was ingested:\n"
+            + "\n".join(collisions)
+            + "\nrename one of each, or ingest them into different collections (--collection)"
+        )
+
+
+def read_document(path: Path) -> Document:
+    """The text and title of ``path`` (first heading, else the file name)."""
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise CliError(error.strerror or str(error)) from error
+    try:
+        extracted = extract(path.name, raw)
+    except UnreadableDocument as error:
+        raise CliError(error.explanation.removeprefix("is ")) from error
+    except (UnsupportedMediaType, LimitExceeded) as error:
+        raise CliError(error.detail) from error
+    return Document(title=extracted.title, text=extracted.text)
+
+
+def content_hash(text: str) -> str:
+    """The hash retrieval keeps per document (sha256 of the text), to skip unchanged files."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# --- syncing ------------------------------------------------------------------------------
+
+
+async def _stored_documents(client: httpx.AsyncClient, collection: str) -> dict[str, Any]:
+    """Every document of ``collection`` by id, as the listing describes it."""
+    stored: dict[str, Any] = {}
+    cursor = ""
+    while True:
+        params: dict[str, str | int] = {"collection": collection, "limit": _PAGE}
+        if cursor:
+            params["cursor"] = cursor
+        response = await call(client, "GET", api_path("documents"), params=params)
+        if response.status_code == 404 and is_json(response):
+            return stored  # a collection not created yet holds nothing
+        page = expect_json(response, "documents")
+        stored.update((doc["document_id"], doc) for doc in page["documents"])
+        cursor = page.get("next_cursor") or ""
+        if not cursor:
+            return stored
+
+
+class _Reporter:
+    """Per-file lines on ``out`` and, on a terminal, a progress bar on ``err``."""
+
+    def __init__(self, out: TextIO, err: TextIO, total: int) -> None:
+        self.out = out
+        self.outcomes: Counter[str] = Counter()
+        self.progress: Progress | None = None
+        if err.isatty():
+            self.progress = Progress(
+                TextColumn("ingesting"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=Console(file=err),
+                transient=True,
+            )
+            self.task = self.progress.add_task("ingest", total=total)
+            self.progress.start()
+
+    def report(self, outcome: str, document_id: str, note: str = "") -> None:
+        self.outcomes[outcome] += 1
+        print(f"{outcome:<9} {document_id}{note}", file=self.out)
+        if self.progress is not None and outcome != "deleted":
+            self.progress.advance(self.task)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+async def ingest(
+    client: httpx.AsyncClient,
+    paths: Sequence[Path],
+    *,
+    collection: str,
+    concurrency: int,
+    delete: bool,
+    out: TextIO,
+    err: TextIO,
+) -> int:
+    """Sync ``paths`` into ``collection``; the exit status."""
+    found = find_files(paths)
+    files = found.files
+    check_unique_ids(files)
+    for problem in found.unreadable:
+        print(f"bruno: cannot read {problem}", file=err)
+    if not files:
+        raise CliError("no .md, .txt, .rst or .html files found")
+    stored = await _stored_documents(client, collection)
+    reporter = _Reporter(out, err, len(files))
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def one(source: SourceFile) -> None:
+        async with semaphore:
+            outcome, note = await _ingest_one(client, source, collection, stored)
+        reporter.report(outcome, source.document_id, note)
+
+    try:
+        await asyncio.gather(*(one(source) for source in files))
+        # A file in a folder that could not be read is not gone: delete nothing.
+        if delete and not found.unreadable:
+            await _delete_removed(client, files, stored, collection, reporter)
+    finally:
+        reporter.close()
+    print(_summary(len(files), reporter.outcomes), file=out)
+    if found.unreadable:
+        kept = "; no documents were deleted" if delete else ""
+        print(f"bruno: {len(found.unreadable)} folder(s) could not be read{kept}", file=err)
+        return 1
+    return 1 if reporter.outcomes["failed"] else 0
+
+
+async def _ingest_one(
+    client: httpx.AsyncClient, source: SourceFile, collection: str, stored: dict[str, Any]
+) -> tuple[str, str]:
+    try:
+        document = read_document(source.path)
+    except CliError as error:
+        return "failed", f": {error}"
+    if not document.text.strip():
+        return "skipped", " (empty)"
+    known = stored.get(source.document_id)
+    if known is not None and known.get("content_hash") == content_hash(document.text):
+        return "unchanged", f" ({known.get('chunks', 0)} chunks)"
+    body = {
+        "id": source.document_id,
+        "title": document.title[:500],
+        "source": source.path.as_posix()[:2000],
+        "text": document.text,
+        "collection": collection,
+        "metadata": {SYNC_ROOT_KEY: source.sync_root} if source.sync_root else {},
+    }
+    response = await call(client, "POST", api_path("documents"), json=body)
+    if response.status_code == 401:
+        raise failure(response)  # every other file would fail the same way
+    try:
+        result = expect_json(response, "status", "chunks")
+    except CliError as error:
+        return "failed", f": {error}"
+    return str(result["status"]), f" ({result['chunks']} chunks)"
+
+
+def removed_documents(files: Sequence[SourceFile], stored: dict[str, Any]) -> list[str]:
+    """The ids of documents that a sync of these folders created and whose file is gone."""
+    roots = {source.sync_root for source in files if source.sync_root}
+    present = {source.document_id for source in files}
+    return [
+        document_id
+        for document_id, summary in sorted(stored.items())
+        if (summary.get("metadata") or {}).get(SYNC_ROOT_KEY) in roots
+        and document_id not in present
+        and made_by_a_sync(document_id)
+    ]
+
+
+async def _delete_removed(
+    client: httpx.AsyncClient,
+    files: list[SourceFile],
+    stored: dict[str, Any],
+    collection: str,
+    reporter: _Reporter,
+) -> None:
+    for document_id in removed_documents(files, stored):
+        url = api_path("documents", document_id)
+        response = await call(client, "DELETE", url, params={"collection": collection})
+        if response.status_code == 204 or (response.status_code == 404 and is_json(response)):
+            reporter.report("deleted", document_id)  # a 404: someone deleted it already
+        else:
+            reporter.report("failed", document_id, f": {failure(response)}")
+
+
+def _summary(total: int, outcomes: Counter[str]) -> str:
+    parts = [f"{outcomes[name]} {name}" for name in ("created", "replaced", "unchanged")]
+    parts += [
+        f"{outcomes[name]} {name}" for name in ("deleted", "skipped", "failed") if outcomes[name]
+    ]
+    return f"{total} file{'s' if total != 1 else ''}: " + ", ".join(parts)
