@@ -80,6 +80,7 @@ def test_a_zip_that_is_no_word_document_is_refused_as_damaged() -> None:
         extract("fake.docx", buffer.getvalue())
 
     assert refused.value.reason == "damaged"
+    assert refused.value.explanation == "is damaged: it is not a readable Word document"
 
 
 def test_a_docx_that_unpacks_past_the_limit_is_refused_before_it_is_unpacked() -> None:
