@@ -136,7 +136,10 @@ async def test_a_write_key_uploads_into_its_collection_named_in_the_query(edge: 
     files = {"file": ("n.md", b"# N\n\ntext", "text/markdown")}
 
     response = await edge.client.post(
-        "/api/v1/documents/upload", params={"collection": "a"}, files=files, headers=auth("writer-a")
+        "/api/v1/documents/upload",
+        params={"collection": "a"},
+        files=files,
+        headers=auth("writer-a"),
     )
 
     assert response.status_code == 200, response.text

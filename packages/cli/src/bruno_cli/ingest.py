@@ -220,7 +220,7 @@ async def ingest(
     for problem in found.unreadable:
         print(f"bruno: cannot read {problem}", file=err)
     if not files:
-        raise CliError("no .md, .txt, .rst or .html files found")
+        raise CliError("no .md, .txt, .rst, .html, .pdf or .docx files found")
     stored = await _stored_documents(client, collection)
     reporter = _Reporter(out, err, len(files))
     semaphore = asyncio.Semaphore(concurrency)
