@@ -110,6 +110,7 @@ DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
     [
         ("blank.txt", b"  \n\t", "text/plain", "'blank.txt' holds no text"),
         ("binary.txt", b"\xff\xfe\x00bad", "text/plain", "'binary.txt' is not UTF-8 text"),
+        ("nul.txt", b"restore\x00the volume", "text/plain", "control character (U+0000)"),
         ("receipt.pdf", SCAN, PDF, "'receipt.pdf' has no text layer (a scanned document?)"),
         ("locked.pdf", pdf_bytes([PdfPage(paragraphs=["x"])], password="pw"), PDF, "encrypted"),
         ("cut.pdf", MANUAL[: len(MANUAL) // 2], PDF, "'cut.pdf' is truncated"),
@@ -292,6 +293,44 @@ async def test_too_many_files_or_none_are_a_422_problem(edge: Edge) -> None:
 
     assert (too_many.status_code, none.status_code) == (422, 422)
     assert edge.retrieval.documents == {}
+
+
+async def test_a_file_named_dot_dot_is_a_422_problem_not_document_dot_dot(edge: Edge) -> None:
+    files = [
+        ("files", ("ok.md", b"# Fine\n", "text/markdown")),
+        ("files", ("..", b"Plain notes.", "text/plain")),
+    ]
+
+    response = await edge.client.post(UPLOAD, files=files)
+
+    assert response.status_code == 422
+    assert "not a usable file name" in response.json()["detail"]
+    assert edge.retrieval.documents == {}
+
+
+async def test_a_file_name_with_a_control_character_is_a_422_problem(edge: Edge) -> None:
+    # Browsers and httpx percent-encode it; curl and hand-made clients send the raw byte.
+    body = (
+        b"--b\r\n"
+        b'Content-Disposition: form-data; name="files"; filename="notes\x07.txt"\r\n'
+        b"Content-Type: text/plain\r\n\r\nPlain notes.\r\n--b--\r\n"
+    )
+
+    response = await edge.client.post(
+        UPLOAD, content=body, headers={"content-type": "multipart/form-data; boundary=b"}
+    )
+
+    assert response.status_code == 422
+    assert "control character" in response.json()["detail"]
+    assert edge.retrieval.documents == {}
+
+
+async def test_a_dotted_file_name_keeps_its_name_as_id(edge: Edge) -> None:
+    files = [("files", (".env.md", b"# Env\n\nVariables.", "text/markdown"))]
+
+    response = await edge.client.post(UPLOAD, files=files)
+
+    assert response.json()["files"][0]["document_id"] == ".env.md"
 
 
 async def test_two_files_with_one_name_are_a_422_problem(edge: Edge) -> None:
