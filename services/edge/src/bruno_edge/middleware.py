@@ -9,7 +9,8 @@ What each does is unchanged:
   (:mod:`bruno_edge.metrics`);
 - drain: while the edge stops, every request but ``/health`` and ``/metrics`` is refused with
   503, ``Retry-After`` and ``Connection: close`` (:class:`bruno_edge.admission.Drain`);
-- body limit: a body larger than ``BRUNO_MAX_REQUEST_BYTES`` is refused before the app sees it
+- body limit: a body larger than ``BRUNO_MAX_REQUEST_BYTES`` (``BRUNO_MAX_UPLOAD_BYTES`` on the
+  upload route) is refused before the app sees it
   when ``Content-Length`` says so, and stopped as soon as the bytes received pass the limit
   otherwise; the configured limits the request models check are published for the request
   (:mod:`bruno_edge.limits`).
@@ -29,7 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from bruno_core import BrunoError, InvalidInput, LimitExceeded
 from bruno_edge.admission import Drain
 from bruno_edge.config import EdgeSettings
-from bruno_edge.limits import Limits, content_length, publish_limits
+from bruno_edge.limits import Limits, body_limit, content_length, publish_limits
 from bruno_edge.metrics import EdgeMetrics, RequestTimer
 from bruno_edge.problems import ProblemException, error_response
 from bruno_edge.refusals import Overloaded
@@ -45,7 +46,7 @@ class EdgeMiddleware:
         self, app: ASGIApp, *, settings: EdgeSettings, metrics: EdgeMetrics, drain: Drain
     ) -> None:
         self.app = app
-        self.max_request_bytes = settings.max_request_bytes
+        self.settings = settings
         self.limits = Limits.from_settings(settings)
         self.timer = RequestTimer(metrics)
         self.metrics = metrics
@@ -56,6 +57,7 @@ class EdgeMiddleware:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
+        limit = body_limit(self.settings, scope["path"])
         status = 500
         response_started = False
         received = 0
@@ -72,13 +74,13 @@ class EdgeMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_request_bytes:
-                    raise ProblemException(self._too_large())
+                if received > limit:
+                    raise ProblemException(_too_large(limit))
             return message
 
         self.timer.started()
         try:
-            refusal = self._refusal(scope)
+            refusal = self._refusal(scope, limit)
             if refusal is not None:
                 await _send_error(scope, receive, recording_send, refusal)
                 return
@@ -95,7 +97,7 @@ class EdgeMiddleware:
         finally:
             self.timer.finished(scope, status, time.perf_counter() - start)
 
-    def _refusal(self, scope: Scope) -> BrunoError | None:
+    def _refusal(self, scope: Scope, limit: int) -> BrunoError | None:
         """Why the request is answered here without the app, or None."""
         if self.drain.draining and scope["path"] not in DRAIN_EXEMPT:
             self.metrics.refusals.labels("draining").inc()
@@ -104,12 +106,13 @@ class EdgeMiddleware:
             declared = content_length(scope)
         except InvalidInput as error:
             return error
-        if declared is not None and declared > self.max_request_bytes:
-            return self._too_large()
+        if declared is not None and declared > limit:
+            return _too_large(limit)
         return None
 
-    def _too_large(self) -> LimitExceeded:
-        return LimitExceeded(f"the request body exceeds {self.max_request_bytes} bytes")
+
+def _too_large(limit: int) -> LimitExceeded:
+    return LimitExceeded(f"the request body exceeds {limit} bytes")
 
 
 async def _send_error(scope: Scope, receive: Receive, send: Send, error: BrunoError) -> None:
