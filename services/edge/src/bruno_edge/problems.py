@@ -5,8 +5,9 @@ the OpenAI-compatible surface, speaks OpenAI error objects
 (``{"error": {"message", "type", "param", "code"}}``), so OpenAI clients parse even a 404 or a
 413 into their own exceptions. Domain errors (:class:`bruno_core.BrunoError`, including those
 translated from gRPC statuses) keep their own status; validation errors become 422 naming each
-bad field (400 in the OpenAI dialect, as OpenAI answers); routing errors (404, 405, whose ``Allow``
-names every method of the path) become ``about:blank`` problems; anything unexpected becomes a bare 500.
+bad field (400 in the OpenAI dialect, as OpenAI answers); routing errors (404, 405, whose
+``Allow`` names every method of the path) become ``about:blank`` problems; anything unexpected
+becomes a bare 500.
 """
 
 from __future__ import annotations

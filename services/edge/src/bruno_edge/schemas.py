@@ -3,15 +3,16 @@
 Fixed limits (patterns, metadata size) are declared on the fields. Limits an operator can
 configure (``BRUNO_MAX_MESSAGE_CHARS``, ``BRUNO_MAX_DOCUMENT_BYTES``, ``BRUNO_MAX_TOP_K``) are
 checked by validators against :func:`bruno_edge.limits.current_limits`, so a violation is the
-same 422 as any other field error.
+same 422 as any other field error, and marked with :func:`configured`, so the OpenAPI document
+states them as the edge enforces them (:mod:`bruno_edge.openapi`).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
 from bruno_edge.limits import current_limits
@@ -24,6 +25,14 @@ MAX_METADATA_KEY_CHARS = 64
 MAX_METADATA_VALUE_CHARS = 1024
 MAX_TITLE_CHARS = 500
 MAX_SOURCE_CHARS = 2000
+#: The JSON-schema key of a :func:`configured` marker.
+CONFIGURED_LIMITS = "x-bruno-configured-limits"
+
+
+def configured(**keywords: str) -> dict[str, Any]:
+    """``json_schema_extra`` naming the :class:`~bruno_edge.limits.Limits` field that bounds a
+    field, by JSON-schema keyword: ``configured(maximum="max_top_k")``."""
+    return {CONFIGURED_LIMITS: keywords}
 
 
 def _question_text(value: str) -> str:
@@ -52,6 +61,19 @@ def _document_text(value: str) -> str:
     return value
 
 
+def _whole(value: Any) -> Any:
+    # JSON has one kind of number, and JSON Schema's `integer` is any number without a
+    # fraction: 18.0 is the integer 18. Strict models would refuse it; 18.5 stays refused.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+#: What makes an integer field of a request take any JSON number without a fraction (``5``
+#: or ``5.0``, not ``"5"``); it goes after the field's constraints, which JSON Schema then shows.
+WHOLE_NUMBER = BeforeValidator(_whole)
+
+
 def _top_k(value: int | None) -> int | None:
     limit = current_limits().max_top_k
     if value is not None and value > limit:
@@ -63,12 +85,20 @@ def _top_k(value: int | None) -> int | None:
 
 QuestionText = Annotated[
     str,
-    Field(min_length=1, description="Non-blank; at most BRUNO_MAX_MESSAGE_CHARS characters."),
+    Field(
+        min_length=1,
+        description="Non-blank; at most BRUNO_MAX_MESSAGE_CHARS characters.",
+        json_schema_extra=configured(maxLength="max_message_chars"),
+    ),
     AfterValidator(_question_text),
 ]
 TopK = Annotated[
-    int | None,
-    Field(default=None, ge=1, description="1..BRUNO_MAX_TOP_K; default BRUNO_DEFAULT_TOP_K."),
+    Annotated[int, Field(ge=1), WHOLE_NUMBER] | None,
+    Field(
+        default=None,
+        description="1..BRUNO_MAX_TOP_K; default BRUNO_DEFAULT_TOP_K.",
+        json_schema_extra=configured(maximum="max_top_k"),
+    ),
     AfterValidator(_top_k),
 ]
 Collection = Annotated[
@@ -144,6 +174,12 @@ class ChatDone(BaseModel):
     )
 
 
+class ChatToken(BaseModel):
+    """A piece of the answer, as a streamed chat's ``token`` event carries it."""
+
+    text: str
+
+
 class ConversationTurn(BaseModel):
     role: Literal["user", "assistant"]
     content: str
@@ -174,7 +210,12 @@ class DocumentIn(_Request):
     source: Annotated[str, Field(max_length=MAX_SOURCE_CHARS)] = ""
     text: Annotated[
         str,
-        Field(min_length=1, description="Non-blank; at most BRUNO_MAX_DOCUMENT_BYTES (UTF-8)."),
+        Field(
+            min_length=1,
+            description="Non-blank; at most BRUNO_MAX_DOCUMENT_BYTES (UTF-8), so at most as "
+            "many characters.",
+            json_schema_extra=configured(maxLength="max_document_bytes"),
+        ),
         AfterValidator(_document_text),
     ]
     metadata: Annotated[dict[MetadataKey, MetadataValue], Field(max_length=MAX_METADATA_KEYS)] = (

@@ -54,7 +54,7 @@ _STATUS = {
     status_code=status.HTTP_201_CREATED,
     responses={
         200: {"model": DocumentIngested, "description": "Same id and text: nothing changed."},
-        **problem_responses(401, 403, 404, 413, 422, 429, 503, 504),
+        **problem_responses(400, 401, 403, 404, 409, 413, 422, 429, 500, 503, 504),
     },
     dependencies=guarded(Scope.WRITE, Work.INGEST),
 )
@@ -92,11 +92,17 @@ async def ingest_document(
 
 @router.post(
     "/upload",
-    responses=problem_responses(401, 403, 404, 409, 413, 415, 422, 429, 503, 504),
+    responses=problem_responses(400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503, 504),
     dependencies=guarded(Scope.WRITE, Work.INGEST),
 )
 async def upload_documents(
-    files: Annotated[list[UploadFile], File(description="Markdown, text, reST or HTML files.")],
+    files: Annotated[
+        list[UploadFile],
+        File(
+            description="Markdown, text, reST or HTML files.",
+            json_schema_extra={"minItems": 1, "maxItems": MAX_UPLOAD_FILES},
+        ),
+    ],
     caller: CallerDep,
     downstreams: DownstreamsDep,
     settings: SettingsDep,
@@ -178,7 +184,7 @@ async def upload_documents(
 
 @router.get(
     "",
-    responses=problem_responses(401, 403, 404, 422, 429, 503, 504),
+    responses=problem_responses(401, 403, 404, 422, 429, 500, 503, 504),
     dependencies=guarded(Scope.READ, Work.OTHER),
 )
 async def list_documents(
@@ -220,7 +226,7 @@ async def list_documents(
 @router.delete(
     "/{document_id:path}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=problem_responses(401, 403, 404, 422, 429, 503, 504),
+    responses=problem_responses(401, 403, 404, 422, 429, 500, 503, 504),
     dependencies=guarded(Scope.WRITE, Work.OTHER),
 )
 async def delete_document(
