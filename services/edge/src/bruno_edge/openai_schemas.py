@@ -90,8 +90,20 @@ StopString = Annotated[StrictStr, Field(min_length=1, max_length=MAX_STOP_CHARS)
 StopStrings = Annotated[list[StopString], Field(max_length=MAX_STOP_STRINGS)]
 
 
+_ASKED = [{"role": "user", "content": "How do I restore the LanceDB volume?"}]
+
+
 class ChatCompletionRequest(BaseModel):
-    model_config = ConfigDict(extra="allow", strict=True)
+    model_config = ConfigDict(
+        extra="allow",
+        strict=True,
+        json_schema_extra={
+            "examples": [
+                {"model": "bruno", "messages": _ASKED},
+                {"model": "bruno", "messages": _ASKED, "stream": True},
+            ]
+        },
+    )
 
     model: StrictStr = Field(min_length=1, max_length=MAX_MODEL_CHARS)
     messages: list[Message] = Field(min_length=1, max_length=MAX_MESSAGES)

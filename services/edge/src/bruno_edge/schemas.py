@@ -118,7 +118,18 @@ class _Request(BaseModel):
 # --- chat ---------------------------------------------------------------------------------
 
 
+# Request examples: in the OpenAPI document for readers, and the first cases the conformance
+# run sends (tests/e2e/test_openapi_conformance.py), a streamed answer among them.
+_QUESTION = "How do I restore the LanceDB volume?"
+
+
 class ChatRequest(_Request):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"message": _QUESTION}, {"message": _QUESTION, "stream": True}]
+        }
+    )
+
     message: QuestionText
     conversation_id: Annotated[str, Field(pattern=CONVERSATION_ID_PATTERN)] | None = None
     collection: Collection = "default"
@@ -203,6 +214,20 @@ class ChatResponse(ChatDone):
 
 
 class DocumentIn(_Request):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "runbooks/restore",
+                    "title": "Restore",
+                    "source": "runbooks/restore.md",
+                    "text": "# Restore\n\nScale retrieval to zero, then restore the volume.",
+                    "metadata": {"tags": "backups,lancedb"},
+                }
+            ]
+        }
+    )
+
     id: DocumentId | None = Field(
         default=None, description="Stable id; absent: derived from the text."
     )
@@ -270,6 +295,10 @@ MAX_FILTERS = 16
 
 
 class SearchRequest(_Request):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"query": "restore the backup volume", "top_k": 3}]}
+    )
+
     query: QuestionText
     top_k: TopK = None
     collection: Collection = "default"
