@@ -12,9 +12,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StrictBool,
+    StrictStr,
+    field_validator,
+)
 
-from bruno_edge.schemas import WHOLE_NUMBER, ChatTimings, Citation, Collection, TopK
+from bruno_core.contract import DEFAULT_COLLECTION
+from bruno_edge.schemas import WHOLE_NUMBER, ChatTimings, Citation, Collection, TopK, plain_text
 
 MAX_MESSAGES = 256
 MAX_MODEL_CHARS = 200
@@ -36,6 +45,16 @@ class Message(BaseModel):
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: StrictStr | list[TextPart] | None = None
+
+    @field_validator("content")
+    @classmethod
+    def _no_control_characters(
+        cls, content: str | list[TextPart] | None
+    ) -> str | list[TextPart] | None:
+        parts = [content] if isinstance(content, str) else [p.text for p in content or ()]
+        for part in parts:
+            plain_text(part)
+        return content
 
     @property
     def text(self) -> str:
@@ -74,7 +93,7 @@ class BrunoOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    collection: Collection = "default"
+    collection: Collection = DEFAULT_COLLECTION
     top_k: TopK = None
     inline_sources: StrictBool | None = Field(
         default=None,
@@ -90,7 +109,7 @@ StopString = Annotated[StrictStr, Field(min_length=1, max_length=MAX_STOP_CHARS)
 StopStrings = Annotated[list[StopString], Field(max_length=MAX_STOP_STRINGS)]
 
 
-_ASKED = [{"role": "user", "content": "How do I restore the LanceDB volume?"}]
+_ASKED: list[JsonValue] = [{"role": "user", "content": "How do I restore the LanceDB volume?"}]
 
 
 class ChatCompletionRequest(BaseModel):

@@ -1,4 +1,5 @@
-"""The one interface every embedding backend implements, and what it reports about itself.
+"""The one interface every embedding backend implements, what it reports about itself, and
+which texts one request may hand it.
 
 The servicer only talks to an :class:`Embedder`; which model sits behind it (the offline
 ONNX MiniLM or an Ollama model) is chosen once at start-up from the settings.
@@ -14,6 +15,8 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from bruno_core.errors import InvalidInput, LimitExceeded
+
 
 class InputType(StrEnum):
     """What a text is used for. Some models embed queries and documents differently
@@ -21,6 +24,18 @@ class InputType(StrEnum):
 
     DOCUMENT = "document"
     QUERY = "query"
+
+
+def check_texts(texts: Sequence[str], *, max_texts: int) -> list[str]:
+    """``texts`` as a list if one request may embed them: 1 to ``max_texts`` texts, none blank."""
+    if not texts:
+        raise InvalidInput("texts must hold at least one text")
+    if len(texts) > max_texts:
+        raise LimitExceeded(f"{len(texts)} texts in one request; the limit is {max_texts}")
+    blank = [i for i, text in enumerate(texts) if not text.strip()]
+    if blank:
+        raise InvalidInput(f"texts must not be empty or blank (positions {blank[:10]})")
+    return list(texts)
 
 
 def normalise_rows(matrix: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
