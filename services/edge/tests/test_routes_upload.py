@@ -200,17 +200,6 @@ async def test_path_parts_of_a_file_name_are_dropped(edge: Edge) -> None:
     assert response.json()["files"][0]["document_id"] == "my-notes.md"
 
 
-async def test_a_file_named_dot_dot_is_stored_under_an_id_that_addresses_only_itself(
-    edge: Edge,
-) -> None:
-    response = await edge.client.post(
-        UPLOAD, files=[("files", ("..", b"# Planted\n\nx", "text/markdown"))]
-    )
-
-    assert response.json()["files"][0]["document_id"] == "--"
-    assert ("default", "--") in edge.retrieval.documents
-
-
 async def test_retrieval_down_for_every_file_is_a_503_problem(edge: Edge) -> None:
     edge.retrieval.fail_with = grpc.StatusCode.UNAVAILABLE
 

@@ -14,6 +14,7 @@ import pytest
 from lancedb.table import IndexStatistics
 
 from bruno_core import InvalidInput, LimitExceeded, NotFound
+from bruno_core.contract import OWNERS_BEFORE_OWNERSHIP
 from bruno_retrieval.config import RetrievalSettings
 from bruno_retrieval.conversations import (
     OPTIMIZE_EVERY_WRITES,
@@ -287,7 +288,7 @@ async def test_another_owner_can_neither_continue_nor_delete_a_conversation(
         await store.get("c1")
 
 
-async def test_a_table_from_before_owners_gets_the_column_and_its_rows_have_none(
+async def test_a_table_from_before_owners_gets_the_column_its_rows_are_the_callers_of_then(
     tmp_path: Path,
 ) -> None:
     uri = str(tmp_path / "db")
@@ -318,8 +319,19 @@ async def test_a_table_from_before_owners_gets_the_column_and_its_rows_have_none
         await store.append("new", [user("hi")], create=True, owner="ann")
         await store.append("old", [user("still here")])
         new = await store.get("new", owner="ann")
+        # The callers that existed before owners still reach it, and no other.
+        await store.append("old", [user("from the env key")], owner="api-key")
+        seen_open = await store.get("old", owner="open")
+        with pytest.raises(NotFound):
+            await store.delete("old", owner="ann")
+        await store.delete("old", owner="open")
+        with pytest.raises(NotFound):
+            await store.get("old")
     finally:
         store.close()
 
     assert legacy.owner == ""
     assert new.owner == "ann"
+    assert seen_open.owner == ""  # nobody claimed it
+    assert [t.content for t in seen_open.turns] == ["still here", "from the env key"]
+    assert {"api-key", "open"} == OWNERS_BEFORE_OWNERSHIP

@@ -44,7 +44,8 @@ EVERY_COLLECTION = "*"
 #: The name of the keys of ``BRUNO_API_KEYS``, all-powerful (and of one owner: rotating them
 #: keeps their conversations).
 ENV_KEY_NAME = "api-key"
-#: The caller of an edge without keys (loopback only).
+#: The caller of an edge without keys (loopback only). Both names own the conversations stored
+#: before owners existed (``bruno_core.contract.OWNERS_BEFORE_OWNERSHIP``).
 OPEN_NAME = "open"
 KEY_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 _TOKEN_PREFIX = "bruno_"  # noqa: S105 - a prefix secret scanners can match, no secret

@@ -10,8 +10,10 @@ one commit, not sixteen in a queue. This process is the single writer of the tab
 
 A conversation belongs to the owner that created it (the edge's API key name): a call naming
 an owner finds only that owner's conversations, and any other is "not found", exactly as one
-that does not exist. Rows from before owners existed have none and only unchecked calls (no
-owner named) reach them; the ``owner`` column is added to such a table when it is opened.
+that does not exist. Rows from before owners existed have none: they belong to the callers
+that existed then (``bruno_core.contract.OWNERS_BEFORE_OWNERSHIP``: the edge's
+``BRUNO_API_KEYS`` and an edge without keys) and stay without an owner; the ``owner`` column is
+added to such a table when it is opened.
 
 A BTREE index on ``conversation_id`` turns the reads behind ``get`` and ``append`` (and the
 ``merge_insert`` join) into look-ups instead of scans. It is built when the store opens a table
@@ -39,7 +41,7 @@ from lancedb.expr import col, lit
 from lancedb.index import BTree
 
 from bruno_core import BrunoError, InvalidInput, LimitExceeded, NotFound
-from bruno_core.contract import CONVERSATION_ID
+from bruno_core.contract import CONVERSATION_ID, OWNERS_BEFORE_OWNERSHIP
 from bruno_retrieval.background import BackgroundTasks
 from bruno_retrieval.config import RetrievalSettings
 from bruno_retrieval.group_commit import GroupCommit, Pending
@@ -93,6 +95,8 @@ class StoredConversation:
 
     def belongs_to(self, owner: str) -> bool:
         """Whether a call naming ``owner`` may see it (naming none: unchecked)."""
+        if not self.owner:  # stored before owners existed
+            return not owner or owner in OWNERS_BEFORE_OWNERSHIP
         return not owner or self.owner == owner
 
 
@@ -257,13 +261,11 @@ class ConversationStore:
     async def delete(self, conversation_id: str, *, owner: str = "") -> None:
         """Forget the conversation; NotFound unless it belongs to ``owner`` (when named)."""
         CONVERSATION_ID.check(conversation_id)
-        match = col("conversation_id") == lit(conversation_id)
-        if owner:
-            match = match & (col("owner") == lit(owner))
-        async with self._lock:
-            result = await self._table.delete(match)
-        if result.num_deleted_rows == 0:
-            raise _not_found(conversation_id)
+        async with self._lock:  # appends commit under it too: no append between read and delete
+            found = await self._read(conversation_id)
+            if found is None or not found.belongs_to(owner):
+                raise _not_found(conversation_id)
+            await self._table.delete(col("conversation_id") == lit(conversation_id))
 
     async def _read(self, conversation_id: str) -> StoredConversation | None:
         found = await self._read_many([conversation_id])
