@@ -64,6 +64,8 @@ class FakeRetrieval(retrieval_pb2_grpc.RetrievalServiceServicer):
         # While set, searches wait for it (a slow search holding its admission slot).
         self.search_gate: asyncio.Event | None = None
         self.searching = asyncio.Event()
+        # Collections live from their first ingest to their deletion, emptied or not.
+        self._collections: set[str] = set()
 
     async def _maybe_fail(self, context: Context) -> None:
         if isinstance(self.fail_with, BrunoError):
@@ -73,6 +75,17 @@ class FakeRetrieval(retrieval_pb2_grpc.RetrievalServiceServicer):
 
     def _in(self, collection: str) -> list[StoredDocument]:
         return [d for d in self.documents.values() if d.collection == collection]
+
+    def _names(self) -> set[str]:
+        return self._collections | {d.collection for d in self.documents.values()}
+
+    def _existing(self, name: str) -> str:
+        """The collection ``name`` (``default`` when empty); NotFound when it does not exist,
+        except ``default``, which is there before anything is stored in it."""
+        collection = COLLECTION_NAME.check(name or DEFAULT_COLLECTION)
+        if collection != DEFAULT_COLLECTION and collection not in self._names():
+            raise NotFound(f"collection {collection!r} not found")
+        return collection
 
     @override
     async def IngestDocument(
@@ -103,6 +116,7 @@ class FakeRetrieval(retrieval_pb2_grpc.RetrievalServiceServicer):
             digest,
         )
         self.documents[key] = stored
+        self._collections.add(collection)
         return retrieval_pb2.IngestDocumentResponse(
             document_id=document_id,
             collection=collection,
@@ -120,12 +134,10 @@ class FakeRetrieval(retrieval_pb2_grpc.RetrievalServiceServicer):
         if self.search_gate is not None:
             await self.search_gate.wait()
         await self._maybe_fail(context)
-        collection = COLLECTION_NAME.check(request.collection or DEFAULT_COLLECTION)
+        collection = self._existing(request.collection)
         if not request.query.strip():
             raise InvalidInput("query must not be empty")
         documents = self._in(collection)
-        if not documents and collection != DEFAULT_COLLECTION:
-            raise NotFound(f"collection {collection!r} not found")
         words = set(request.query.lower().split())
         hits = []
         for doc in documents:
@@ -160,7 +172,7 @@ class FakeRetrieval(retrieval_pb2_grpc.RetrievalServiceServicer):
         self, request: retrieval_pb2.ListDocumentsRequest, context: Context
     ) -> retrieval_pb2.ListDocumentsResponse:
         await self._maybe_fail(context)
-        collection = COLLECTION_NAME.check(request.collection or DEFAULT_COLLECTION)
+        collection = self._existing(request.collection)
         docs = sorted(self._in(collection), key=lambda d: d.document_id)
         after = [d for d in docs if d.document_id > request.cursor]
         page = after[: request.limit or DEFAULT_PAGE_SIZE]
@@ -208,7 +220,7 @@ class FakeRetrieval(retrieval_pb2_grpc.RetrievalServiceServicer):
         self, request: retrieval_pb2.ListCollectionsRequest, context: Context
     ) -> retrieval_pb2.ListCollectionsResponse:
         await self._maybe_fail(context)
-        names = sorted({d.collection for d in self.documents.values()})
+        names = sorted(self._names())
         return retrieval_pb2.ListCollectionsResponse(
             collections=[self._collection(name) for name in names]
         )
@@ -219,11 +231,12 @@ class FakeRetrieval(retrieval_pb2_grpc.RetrievalServiceServicer):
     ) -> retrieval_pb2.DeleteCollectionResponse:
         await self._maybe_fail(context)
         collection = COLLECTION_NAME.check(request.collection or DEFAULT_COLLECTION)
-        keys = [key for key in self.documents if key[0] == collection]
-        if not keys:
+        if collection not in self._names():
             raise NotFound(f"collection {collection!r} not found")
+        keys = [key for key in self.documents if key[0] == collection]
         for key in keys:
             del self.documents[key]
+        self._collections.discard(collection)
         return retrieval_pb2.DeleteCollectionResponse(documents_deleted=len(keys))
 
     @override
@@ -232,7 +245,7 @@ class FakeRetrieval(retrieval_pb2_grpc.RetrievalServiceServicer):
     ) -> retrieval_pb2.ReindexCollectionResponse:
         await self._maybe_fail(context)
         collection = COLLECTION_NAME.check(request.collection or DEFAULT_COLLECTION)
-        if not self._in(collection):
+        if collection not in self._names():
             raise NotFound(f"collection {collection!r} not found")
         previous = self.models.get(collection, MODEL)
         self.models[collection] = f"{MODEL}-2"
