@@ -79,13 +79,13 @@ class FakeRetrieval(retrieval_pb2_grpc.RetrievalServiceServicer):
     def _names(self) -> set[str]:
         return self._collections | {d.collection for d in self.documents.values()}
 
-    def _existing(self, name: str) -> str:
-        """The collection ``name`` (``default`` when empty); NotFound when it does not exist,
-        except ``default``, which is there before anything is stored in it."""
+    def _existing(self, name: str, *, default_exists: bool = True) -> str:
+        """The collection ``name`` (``default`` when empty); NotFound when it does not exist.
+        Reads find ``default`` before anything is stored in it (``default_exists``)."""
         collection = COLLECTION_NAME.check(name or DEFAULT_COLLECTION)
-        if collection != DEFAULT_COLLECTION and collection not in self._names():
-            raise NotFound(f"collection {collection!r} not found")
-        return collection
+        if collection in self._names() or (default_exists and collection == DEFAULT_COLLECTION):
+            return collection
+        raise NotFound(f"collection {collection!r} not found")
 
     @override
     async def IngestDocument(
@@ -230,9 +230,7 @@ class FakeRetrieval(retrieval_pb2_grpc.RetrievalServiceServicer):
         self, request: retrieval_pb2.DeleteCollectionRequest, context: Context
     ) -> retrieval_pb2.DeleteCollectionResponse:
         await self._maybe_fail(context)
-        collection = COLLECTION_NAME.check(request.collection or DEFAULT_COLLECTION)
-        if collection not in self._names():
-            raise NotFound(f"collection {collection!r} not found")
+        collection = self._existing(request.collection, default_exists=False)
         keys = [key for key in self.documents if key[0] == collection]
         for key in keys:
             del self.documents[key]
@@ -244,9 +242,7 @@ class FakeRetrieval(retrieval_pb2_grpc.RetrievalServiceServicer):
         self, request: retrieval_pb2.ReindexCollectionRequest, context: Context
     ) -> retrieval_pb2.ReindexCollectionResponse:
         await self._maybe_fail(context)
-        collection = COLLECTION_NAME.check(request.collection or DEFAULT_COLLECTION)
-        if collection not in self._names():
-            raise NotFound(f"collection {collection!r} not found")
+        collection = self._existing(request.collection, default_exists=False)
         previous = self.models.get(collection, MODEL)
         self.models[collection] = f"{MODEL}-2"
         return retrieval_pb2.ReindexCollectionResponse(
