@@ -42,13 +42,13 @@ from bruno_edge.api.deps import EdgeState
 from bruno_edge.auth import Caller
 from bruno_edge.chat import ChatService
 from bruno_edge.clients import Downstreams, rpc_errors
+from bruno_edge.plain_text import PlainText
 from bruno_edge.schemas import (
     Citation,
     CollectionInfo,
     DocumentSummary,
     FilterValue,
     MetadataKey,
-    PlainText,
     SearchResult,
 )
 
