@@ -22,6 +22,12 @@ class EmbeddingSettings(GrpcServerSettings):
     embedding_max_texts: int = Field(
         default=256, ge=1, le=4096, description="texts accepted in one Embed request"
     )
+    embedding_max_waiting_queries: int = Field(
+        default=64, ge=1, le=4096, description="query requests waiting for the model"
+    )
+    embedding_max_waiting_documents: int = Field(
+        default=16, ge=1, le=4096, description="document requests waiting for the model"
+    )
     embedding_threads: int = Field(
         default=0, ge=0, le=256, description="onnxruntime intra-op threads; 0 lets ORT decide"
     )

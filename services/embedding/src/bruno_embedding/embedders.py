@@ -14,6 +14,8 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from bruno_core.queueing import Priority
+
 
 class InputType(StrEnum):
     """What a text is used for. Some models embed queries and documents differently
@@ -21,6 +23,12 @@ class InputType(StrEnum):
 
     DOCUMENT = "document"
     QUERY = "query"
+
+    @property
+    def priority(self) -> Priority:
+        """A query is embedded while a person waits for the search or the chat that asked; a
+        document is embedded for an ingest or a reindex, which nobody watches token by token."""
+        return Priority.INTERACTIVE if self is InputType.QUERY else Priority.BACKGROUND
 
 
 def normalise_rows(matrix: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:

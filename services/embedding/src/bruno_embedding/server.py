@@ -19,6 +19,7 @@ from bruno.embedding.v1 import embedding_pb2, embedding_pb2_grpc
 from bruno_core.entrypoint import run_service
 from bruno_core.errors import BrunoError, Internal, InvalidInput, LimitExceeded, abort_with
 from bruno_core.grpc_server import GrpcServer
+from bruno_core.queueing import Bounds
 from bruno_embedding.config import EmbeddingSettings
 from bruno_embedding.embedders import Embedder, InputType
 from bruno_embedding.ollama_embedder import OllamaEmbedder
@@ -110,6 +111,10 @@ def build_embedder(settings: EmbeddingSettings) -> Embedder:
         batch_size=settings.embedding_batch_size,
         threads=settings.embedding_threads,
         thread_spinning=settings.embedding_thread_spinning,
+        max_waiting=Bounds(
+            interactive=settings.embedding_max_waiting_queries,
+            background=settings.embedding_max_waiting_documents,
+        ),
     )
 
 
