@@ -18,6 +18,11 @@ model it names, for a client's own tasks (titles, tags) that must not be grounde
 ``ListModels`` names the models it can use. ``RewriteQuestion`` makes follow-ups standalone by
 the same backend choice as answers, and ``Info`` says whether the configured model is there
 (for the edge's readiness).
+
+Every call that asks Ollama for words (answers, plain chats, rewrites) first takes one of
+``BRUNO_OLLAMA_PARALLEL`` slots from a :class:`~bruno_core.queueing.PriorityGate`: a request's
+``priority`` (interactive unless it says background) decides who goes next, and a full line
+is UNAVAILABLE at once. The extractive backend asks no model and never waits.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from bruno_core.errors import (
     abort_with,
 )
 from bruno_core.grpc_server import GrpcServer
+from bruno_core.queueing import Bounds, Priority, PriorityGate
 from bruno_generation.answer import AnswerStream, Finished
 from bruno_generation.budget import estimate_prompt, fit_passages
 from bruno_generation.config import GenerationSettings
@@ -178,6 +184,14 @@ def answer_reserve(settings: GenerationSettings, sampling: Sampling, window: int
     )
 
 
+def priority_of(priority: generation_pb2.Priority.ValueType) -> Priority:
+    """A request's priority: interactive unless it says background (a person may be waiting,
+    and older callers name none)."""
+    if priority == generation_pb2.PRIORITY_BACKGROUND:
+        return Priority.BACKGROUND
+    return Priority.INTERACTIVE
+
+
 def _token(text: str) -> generation_pb2.GenerateResponse:
     return generation_pb2.GenerateResponse(token=generation_pb2.Token(text=text))
 
@@ -220,6 +234,14 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
             keep_alive=settings.ollama_keep_alive,
         )
         self.extractive = extractive or ExtractiveGenerator()
+        self.gate = PriorityGate(
+            "generation",
+            slots=settings.ollama_parallel,
+            max_waiting=Bounds(
+                interactive=settings.generation_max_waiting_interactive,
+                background=settings.generation_max_waiting_background,
+            ),
+        )
 
     async def Generate(
         self,
@@ -254,8 +276,11 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
         )
         if fitted.dropped:
             PASSAGES_DROPPED.inc(fitted.dropped)
-        answer = self.ollama.generate(
-            fitted.messages, model=model, passages_used=fitted.used, sampling=sampling
+        answer = self._in_turn(
+            priority_of(request.priority),
+            self.ollama.generate(
+                fitted.messages, model=model, passages_used=fitted.used, sampling=sampling
+            ),
         )
         sent = 0
         try:
@@ -291,8 +316,11 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
                     f"{window - reserve} that the model's context window of {window} leaves "
                     f"after {reserve} kept for the answer"
                 )
-            answer = self.ollama.generate(
-                messages, model=request.model, passages_used=0, sampling=sampling
+            answer = self._in_turn(
+                priority_of(request.priority),
+                self.ollama.generate(
+                    messages, model=request.model, passages_used=0, sampling=sampling
+                ),
             )
             async with aclosing(self._stream("ollama", answer)) as events:
                 async for event in events:
@@ -341,9 +369,10 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
             return rewrite_extractively(request.question, request.history)
         messages = rewrite_messages(request.question, request.history)
         try:
-            text = await self.ollama.complete(
-                messages, model=request.model or self.settings.ollama_model
-            )
+            async with self.gate.slot(priority_of(request.priority)):
+                text = await self.ollama.complete(
+                    messages, model=request.model or self.settings.ollama_model
+                )
         except (OllamaUnreachable, ModelNotFound) as error:
             if self.settings.generation_backend != "auto":
                 raise
@@ -380,6 +409,12 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
     async def close(self) -> None:
         """Close the pooled connections to Ollama (on shutdown, once calls have drained)."""
         await self.ollama.aclose()
+
+    async def _in_turn(self, priority: Priority, answer: AnswerStream) -> AnswerStream:
+        """``answer``, asked of Ollama once a slot is free; the slot is held until it ends."""
+        async with self.gate.slot(priority), aclosing(answer) as pieces:
+            async for piece in pieces:
+                yield piece
 
     def _quote(self, request: generation_pb2.GenerateRequest, sampling: Sampling) -> AnswerStream:
         answer = self.extractive.generate(request.question, request.passages)
