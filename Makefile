@@ -56,8 +56,8 @@ proto-check: sync ## Fail when the committed stubs are stale
 smoke: ## Build the four images with Docker, run them together, chat through the edge (BRUNO_SMOKE=skip skips)
 	$(PYTHON) scripts/smoke.py
 
-bench-chat: sync ## Benchmark chat latency through the stack beside direct Ollama (docs/benchmarks.md)
-	$(RUN) python benchmarks/chat.py
+bench-chat: sync ## Benchmark chat latency through the stack beside direct Ollama (docs/benchmarks.md; BENCH_ARGS=--under-ingest: idle against a large ingest)
+	$(RUN) python benchmarks/chat.py $(BENCH_ARGS)
 
 bench-retrieval: sync ## Benchmark search quality, latency, ANN recall and ingestion (docs/benchmarks.md; BENCH_ARGS="--skip-100k", "--ann-index ivf_pq")
 	$(RUN) python benchmarks/retrieval.py $(BENCH_ARGS)

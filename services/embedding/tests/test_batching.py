@@ -215,6 +215,33 @@ async def test_queries_queued_after_documents_run_first_and_alone(
     batcher.close()
 
 
+async def test_document_calls_are_small_so_a_query_waits_little_for_the_one_running() -> None:
+    model = RecordingModel()
+    batcher = DynamicBatcher(model, batch_size=8, background_call_chars=20)
+    texts = ["a" * 30, "b" * 12, "c" * 8, "d" * 5, "e" * 5, "f" * 5]
+    assert (await batcher.run(texts, Priority.BACKGROUND)).tolist() == expected(texts)
+    assert (await batcher.run(texts, Priority.INTERACTIVE)).tolist() == expected(texts)
+    # Longest first: the long text alone, then as many as fit in 20 characters; queries
+    # fill a call up to the batch size.
+    assert [len(call) for call in model.calls] == [1, 2, 3, 6]
+    batcher.close()
+
+
+async def test_documents_of_several_requests_share_a_call_only_within_its_characters(
+    model: RecordingModel,
+) -> None:
+    batcher = DynamicBatcher(model, batch_size=8, background_call_chars=20)
+    first = asyncio.create_task(batcher.run(["warm"], Priority.BACKGROUND))
+    await model.held()
+    texts = ["x" * 15, "y" * 15, "z" * 5]
+    tasks = [asyncio.create_task(batcher.run([t], Priority.BACKGROUND)) for t in texts]
+    await queued(batcher, 3)
+    model.release()
+    await asyncio.gather(first, *tasks)
+    assert model.calls[1:] == [["x" * 15], ["y" * 15, "z" * 5]]
+    batcher.close()
+
+
 async def test_a_request_arriving_at_a_full_line_is_refused_at_once(
     model: RecordingModel,
 ) -> None:

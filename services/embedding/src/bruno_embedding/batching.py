@@ -15,7 +15,10 @@ concurrent one-text queries cost a few calls, not 16.
 
 Because a request keeps at most one chunk in the queue and interactive chunks go first (never
 in the same call as documents, whose texts would make the query's call longer), a query waits
-for at most the one call already running. Each priority's line is bounded: a request arriving
+for at most the one call already running. Background calls hold at most
+``background_call_chars`` characters (a longer text goes alone), so that call is short: on the
+CPU a call costs about the same per token whatever the grouping, so a chunk of a few hundred
+tokens gains nothing from company, while short texts still share calls (docs/benchmarks.md). Each priority's line is bounded: a request arriving
 at a full line is refused with :class:`~bruno_core.queueing.QueueFull`; the later chunks of a
 request already admitted are never refused. A caller that gives up (its task is cancelled)
 hands over no further chunks and its queued chunk is dropped before it runs. When a shared call
@@ -63,6 +66,10 @@ class _Chunk:
     queued_at: float = field(default_factory=time.perf_counter)
     cancelled: bool = field(default=False)
 
+    @property
+    def chars(self) -> int:
+        return sum(map(len, self.texts))
+
 
 class DynamicBatcher:
     """Packs the queued chunks of concurrent requests into shared calls of ``run_batch``.
@@ -76,13 +83,17 @@ class DynamicBatcher:
         run_batch: RunBatch,
         *,
         batch_size: int,
+        background_call_chars: int | None = None,
         max_waiting: Bounds = DEFAULT_BOUNDS,
         name: str = "embedding",
         thread_name: str = "batcher",
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
+        if background_call_chars is not None and background_call_chars < 1:
+            raise ValueError("background_call_chars must be at least 1")
         self.batch_size = batch_size
+        self.background_call_chars = background_call_chars
         self.name = name
         self._run_batch = run_batch
         self._max_waiting = max_waiting
@@ -108,21 +119,36 @@ class DynamicBatcher:
     async def run(
         self, texts: Sequence[str], priority: Priority = Priority.BACKGROUND
     ) -> npt.NDArray[np.float32]:
-        """Rows for ``texts`` in their order; requests larger than ``batch_size`` go over in
-        several chunks, longest texts first so each call pads little. Raises
-        :class:`QueueFull` at once when ``priority``'s line is full."""
+        """Rows for ``texts`` in their order; requests larger than one call go over in several
+        chunks, longest texts first so each call pads little. Raises :class:`QueueFull` at
+        once when ``priority``'s line is full."""
         if not texts:
             return np.empty((0, 0), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
         parts: list[tuple[list[int], npt.NDArray[np.float32]]] = []
-        for start in range(0, len(order), self.batch_size):
-            indices = order[start : start + self.batch_size]
+        chars = self._call_chars(priority)
+        start = 0
+        while start < len(order):
+            end, total = start, 0
+            while end < len(order) and end - start < self.batch_size:
+                total += len(texts[order[end]])
+                if end > start and total > chars:
+                    break
+                end += 1
+            indices = order[start:end]
             chunk = [texts[i] for i in indices]
             parts.append((indices, await self._submit(chunk, priority, admit=start == 0)))
+            start = end
         rows = np.empty((len(texts), parts[0][1].shape[1]), dtype=np.float32)
         for indices, part in parts:
             rows[indices] = part
         return rows
+
+    def _call_chars(self, priority: Priority) -> float:
+        """The most characters one call of ``priority`` holds (a longer text goes alone)."""
+        if priority is Priority.INTERACTIVE or self.background_call_chars is None:
+            return float("inf")
+        return self.background_call_chars
 
     async def _submit(
         self, texts: list[str], priority: Priority, *, admit: bool
@@ -179,21 +205,25 @@ class DynamicBatcher:
 
     def _take(self) -> list[_Chunk]:
         """Queued chunks of the first priority that has any, from the head of its line, as
-        many as fit in ``batch_size`` texts (the first always fits: a chunk is never larger);
-        cancelled chunks are dropped. Holds the lock."""
+        many as fit in one call of that priority (the first always fits: a chunk is never
+        larger); cancelled chunks are dropped. Holds the lock."""
         batch: list[_Chunk] = []
         now = time.perf_counter()
         for priority, line in self._lines.items():
-            size = 0
+            size, chars, most_chars = 0, 0, self._call_chars(priority)
             while line:
                 chunk = line[0]
                 if chunk.cancelled:
                     line.popleft()
                     continue
-                if batch and size + len(chunk.texts) > self.batch_size:
+                if batch and (
+                    size + len(chunk.texts) > self.batch_size
+                    or chars + chunk.chars > most_chars
+                ):
                     break
                 batch.append(line.popleft())
                 size += len(chunk.texts)
+                chars += chunk.chars
                 QUEUE_WAIT.labels(self.name, priority).observe(now - chunk.queued_at)
             QUEUE_DEPTH.labels(self.name, priority).set(len(line))
             if batch:

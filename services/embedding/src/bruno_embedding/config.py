@@ -19,6 +19,14 @@ class EmbeddingSettings(GrpcServerSettings):
     embedding_batch_size: int = Field(
         default=32, ge=1, le=1024, description="texts per model call (inference batch)"
     )
+    # Small: a query waits for the document call already running, and on the CPU a chunk of a
+    # few hundred tokens gains nothing from company in its call (docs/benchmarks.md).
+    embedding_document_call_chars: int = Field(
+        default=1000,
+        ge=1,
+        le=1_000_000,
+        description="characters of document text per model call; a longer text goes alone",
+    )
     embedding_max_texts: int = Field(
         default=256, ge=1, le=4096, description="texts accepted in one Embed request"
     )
@@ -38,3 +46,4 @@ class EmbeddingSettings(GrpcServerSettings):
     )
     # Ollama keeps its own variable, so no BRUNO_ prefix (and in code: OLLAMA_HOST=...).
     ollama_host: str = Field(default="http://127.0.0.1:11434", validation_alias="OLLAMA_HOST")
+

@@ -105,6 +105,7 @@ class OnnxMiniLMEmbedder:
         self,
         *,
         batch_size: int = 32,
+        background_call_chars: int | None = None,
         threads: int = 0,
         thread_spinning: bool = False,
         max_waiting: Bounds = DEFAULT_BOUNDS,
@@ -133,6 +134,7 @@ class OnnxMiniLMEmbedder:
         self._batcher = DynamicBatcher(
             self.run_batch,
             batch_size=batch_size,
+            background_call_chars=background_call_chars,
             max_waiting=max_waiting,
             name="embedding",
             thread_name="onnx-embed",

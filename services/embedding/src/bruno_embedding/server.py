@@ -109,6 +109,7 @@ def build_embedder(settings: EmbeddingSettings) -> Embedder:
         )
     return OnnxMiniLMEmbedder(
         batch_size=settings.embedding_batch_size,
+        background_call_chars=settings.embedding_document_call_chars,
         threads=settings.embedding_threads,
         thread_spinning=settings.embedding_thread_spinning,
         max_waiting=Bounds(
