@@ -1,10 +1,10 @@
 """Dynamic (cross-request) batching in front of a synchronous model call, as TEI and Triton do,
 with queries served before documents.
 
-Each request hands its texts over one chunk (at most ``batch_size`` texts) at a time and
+Each request hands its texts over one chunk (at most one call's worth) at a time and
 waits for that chunk before handing over the next. A single worker thread, whenever it becomes
 free, takes queued chunks of ONE priority (interactive first: see :mod:`bruno_core.queueing`),
-in arrival order, as many as fit in ``batch_size`` texts, runs them as ONE model call and gives
+in arrival order, as many as fit in one call (``batch_size`` texts), runs them as ONE call and gives
 each request its own rows. Nothing waits on purpose: a lone request runs as soon as the worker
 is free, and requests that arrive while the worker is busy share its next call, so 16
 concurrent one-text queries cost a few calls, not 16.
@@ -18,12 +18,13 @@ in the same call as documents, whose texts would make the query's call longer), 
 for at most the one call already running. Background calls hold at most
 ``background_call_chars`` characters (a longer text goes alone), so that call is short: on the
 CPU a call costs about the same per token whatever the grouping, so a chunk of a few hundred
-tokens gains nothing from company, while short texts still share calls (docs/benchmarks.md). Each priority's line is bounded: a request arriving
-at a full line is refused with :class:`~bruno_core.queueing.QueueFull`; the later chunks of a
-request already admitted are never refused. A caller that gives up (its task is cancelled)
-hands over no further chunks and its queued chunk is dropped before it runs. When a shared call
-fails, each of its chunks is run again on its own, so the error reaches only the request whose
-texts caused it.
+tokens gains nothing from company, while short texts still share calls (docs/benchmarks.md).
+
+Each priority's line is bounded: a request arriving at a full line is refused with
+:class:`~bruno_core.queueing.QueueFull`; the later chunks of a request already admitted are
+never refused. A caller that gives up (its task is cancelled) hands over no further chunks and
+its queued chunk is dropped before it runs. When a shared call fails, each of its chunks is run
+again on its own, so the error reaches only the request whose texts caused it.
 """
 
 from __future__ import annotations
