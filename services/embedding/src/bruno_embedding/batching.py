@@ -218,8 +218,7 @@ class DynamicBatcher:
                     line.popleft()
                     continue
                 if batch and (
-                    size + len(chunk.texts) > self.batch_size
-                    or chars + chunk.chars > most_chars
+                    size + len(chunk.texts) > self.batch_size or chars + chunk.chars > most_chars
                 ):
                     break
                 batch.append(line.popleft())

@@ -46,4 +46,3 @@ class EmbeddingSettings(GrpcServerSettings):
     )
     # Ollama keeps its own variable, so no BRUNO_ prefix (and in code: OLLAMA_HOST=...).
     ollama_host: str = Field(default="http://127.0.0.1:11434", validation_alias="OLLAMA_HOST")
-
