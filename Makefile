@@ -11,7 +11,7 @@ TYPED_DIRS := packages/core packages/proto/tests packages/testing packages/cli s
 	tests/docs tests/e2e tests/k8s benchmarks k8s
 
 .DEFAULT_GOAL := help
-.PHONY: help uv sync run demo test coverage lint sast format proto proto-check smoke load bench-chat bench-retrieval bench-chunking clean
+.PHONY: help uv sync run demo test test-fast coverage lint sast format proto proto-check smoke load bench-chat bench-retrieval bench-chunking bench-embedding-memory clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -31,6 +31,9 @@ demo: sync ## Ingest the demo corpus into the running system (make run in anothe
 
 test: sync ## Run every test
 	$(RUN) pytest
+
+test-fast: sync ## Unit tests only: no end-to-end, k8s or pipeline tests, nothing marked slow (well under a minute)
+	$(RUN) pytest packages services tests/docs -m "not slow" -q
 
 coverage: sync ## Every test with branch coverage per package (build/coverage/); fails below a floor
 	$(RUN) python -m bruno_pipelines.coverage
@@ -67,6 +70,9 @@ bench-retrieval: sync ## Benchmark search quality, latency, ANN recall and inges
 
 bench-chunking: sync ## Benchmark search quality per chunk size / overlap on Cranfield (BENCH_ARGS=--settings 200/20,300/60)
 	$(RUN) python benchmarks/chunking.py $(BENCH_ARGS)
+
+bench-embedding-memory: sync ## Benchmark the embedding service's resident memory idle, at peak and after ingests (BENCH_ARGS="--texts 32,256 --threads 1")
+	$(RUN) python benchmarks/embedding_memory.py $(BENCH_ARGS)
 
 clean: ## Remove caches and the local LanceDB data
 	rm -rf .mypy_cache .ruff_cache .pytest_cache data build

@@ -49,7 +49,7 @@ from bruno_embedding.embedders import InputType
 from bruno_embedding.onnx_embedder import MODEL_NAME, OnnxMiniLMEmbedder
 from bruno_retrieval.chunking import chunk_text
 from bruno_retrieval.config import RetrievalSettings
-from bruno_retrieval.store import Fusion, FusionConfig, KnowledgeStore, SearchHit, SearchMode
+from bruno_retrieval.knowledge import KnowledgeStore, SearchHit, SearchMode
 
 DEFAULT_SETTINGS = "100/20,150/30,200/40,200/20,200/0,300/60,400/80"
 # The service default the differences are measured against.
@@ -167,13 +167,14 @@ async def run_setting(
     overlap: int,
 ) -> Outcome:
     started = time.perf_counter()
-    store = await KnowledgeStore.open(
-        str(workdir / f"lancedb-{size}-{overlap}"),
-        MiniLMStoreEmbedder(model),
-        chunk_size_tokens=size,
-        chunk_overlap_tokens=overlap,
-        fusion=FusionConfig(Fusion(settings.hybrid_fusion), settings.hybrid_vector_weight),
+    trial = settings.model_copy(
+        update={
+            "lancedb_uri": str(workdir / f"lancedb-{size}-{overlap}"),
+            "chunk_size_tokens": size,
+            "chunk_overlap_tokens": overlap,
+        }
     )
+    store = await KnowledgeStore.open(trial, MiniLMStoreEmbedder(model))
     semaphore = asyncio.Semaphore(INGEST_CONCURRENCY)
     chunks = {CRANFIELD: 0, LONG: 0}
 

@@ -36,7 +36,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -48,7 +48,7 @@ from bruno.embedding.v1 import embedding_pb2
 from bruno.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from bruno_retrieval.chunking import chunk_text
 from bruno_retrieval.config import RetrievalSettings
-from bruno_retrieval.store import (
+from bruno_retrieval.knowledge import (
     AnnConfig,
     AnnIndex,
     Fusion,
@@ -217,16 +217,17 @@ class SyntheticEmbedder:
 
 def ann_sweep(index: AnnIndex) -> list[tuple[str, AnnConfig]]:
     """The search settings whose recall the benchmark measures for an index of this kind."""
+    service = replace(AnnConfig.from_settings(RetrievalSettings.model_construct()), index=index)
     if index is AnnIndex.HNSW_SQ:
         return [
-            (f"ef {ef}, refine {refine}", AnnConfig(index=index, ef=ef, refine_factor=refine))
+            (f"ef {ef}, refine {refine}", replace(service, ef=ef, refine_factor=refine))
             for ef in (40, 80, 160)
             for refine in (1, 2)
         ]
     return [
         (
             f"nprobes {nprobes}, refine {refine}",
-            AnnConfig(index=index, nprobes=nprobes, refine_factor=refine),
+            replace(service, nprobes=nprobes, refine_factor=refine),
         )
         for nprobes in (10, 20, 40)
         for refine in (1, 5, 10)
@@ -239,13 +240,14 @@ async def build_synthetic(
     embedder = SyntheticEmbedder()
     # Each synthetic chunk is one ~40-word paragraph; 100 per document. The index is built
     # once, after loading, and timed (min_rows 0: none in the background meanwhile).
-    store = await KnowledgeStore.open(
-        str(lancedb_dir),
-        embedder,
+    settings = RetrievalSettings(
+        lancedb_uri=str(lancedb_dir),
         chunk_size_tokens=48,
         chunk_overlap_tokens=0,
-        ann=AnnConfig(min_rows=0, index=index),
+        ann_min_rows=0,
+        ann_index=index.value,
     )
+    store = await KnowledgeStore.open(settings, embedder)
     rng = random.Random(11)  # noqa: S311 - synthetic text, not secrets
     per_document = 100
     started = time.perf_counter()
@@ -260,10 +262,12 @@ async def build_synthetic(
     load_seconds = time.perf_counter() - started
     await store.wait_for_background()
     info = await store.collection_info(SYNTHETIC)
-    table = await store._open(store._entries[SYNTHETIC])
+    entry = store._catalog.entry(SYNTHETIC)
+    assert entry is not None  # noqa: S101 - just loaded
+    table = await store._catalog.table(entry)
     await table.optimize()  # compaction, not timed: the index build alone is
     started = time.perf_counter()
-    await store._build_vector_index(table)
+    await store._indexes.build(table)
     index_seconds = time.perf_counter() - started
 
     # Recall@10 of the ANN index against exact search, for queries near stored vectors.

@@ -12,7 +12,7 @@ from bruno.embedding.v1 import embedding_pb2, embedding_pb2_grpc
 from bruno_core import GrpcServer, GrpcServerSettings
 
 Context = grpc.aio.ServicerContext[Any, Any]
-EMBEDDING_SERVICE = embedding_pb2.DESCRIPTOR.services_by_name["EmbeddingService"]
+SERVICE = embedding_pb2.DESCRIPTOR.services_by_name["EmbeddingService"]
 
 
 class ScriptedEmbedding(embedding_pb2_grpc.EmbeddingServiceServicer):
@@ -53,7 +53,9 @@ async def served(
 ) -> AsyncIterator[tuple[GrpcServer, ScriptedEmbedding, str]]:
     server = GrpcServer("embedding", settings, listen_addr="127.0.0.1:0")
     servicer = ScriptedEmbedding()
-    embedding_pb2_grpc.add_EmbeddingServiceServicer_to_server(servicer, server.grpc)
-    port = await server.start([EMBEDDING_SERVICE])
+    server.add_servicer(
+        SERVICE, embedding_pb2_grpc.add_EmbeddingServiceServicer_to_server, servicer
+    )
+    port = await server.start()
     yield server, servicer, f"127.0.0.1:{port}"
     await server.grpc.stop(None)

@@ -47,7 +47,17 @@ def test_public_names_are_exported() -> None:
 
 def test_every_error_maps_to_a_distinct_grpc_code_and_http_status() -> None:
     assert len({cls.grpc_code for cls in ALL_ERRORS}) == len(ALL_ERRORS)
+    assert len({cls.http_status for cls in ALL_ERRORS}) == len(ALL_ERRORS)
     assert all(400 <= cls.http_status < 600 for cls in ALL_ERRORS)
+
+
+def test_the_list_above_holds_every_error_of_the_tree() -> None:
+    def subclasses(cls: type[BrunoError]) -> set[type[BrunoError]]:
+        found = set(cls.__subclasses__())
+        return found.union(*(subclasses(sub) for sub in found))
+
+    in_core = {cls for cls in subclasses(BrunoError) if cls.__module__ == errors.__name__}
+    assert in_core == set(ALL_ERRORS)
 
 
 def test_problem_document_follows_rfc_9457() -> None:

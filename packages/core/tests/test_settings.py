@@ -4,7 +4,7 @@ import pytest
 from pydantic import Field, ValidationError
 
 from bruno_core import GrpcServerSettings
-from bruno_core.settings import environment_variables
+from bruno_core.settings import ContractLimitSettings, environment_variables
 
 
 def test_settings_read_the_bruno_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -30,3 +30,12 @@ def test_environment_variables_names_prefixed_fields_and_aliases() -> None:
     names = environment_variables(Example)
     assert {"OLLAMA_HOST", "BRUNO_RETRIES", "BRUNO_GRPC_GRACE_SECONDS"} <= names
     assert "BRUNO_OLLAMA_HOST" not in names
+
+
+def test_the_contracts_settable_limits_are_read_once_and_checked_together(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BRUNO_MAX_TOP_K", "7")
+    assert ContractLimitSettings().max_top_k == 7
+    with pytest.raises(ValidationError, match="BRUNO_DEFAULT_TOP_K must not exceed"):
+        ContractLimitSettings(default_top_k=8)

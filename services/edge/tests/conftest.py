@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from google.protobuf.timestamp_pb2 import Timestamp
 from typing_extensions import override
 
-from bruno.embedding.v1 import embedding_pb2
+from bruno.embedding.v1 import embedding_pb2, embedding_pb2_grpc
 from bruno.generation.v1 import generation_pb2, generation_pb2_grpc
 from bruno.retrieval.v1 import (
     conversations_pb2,
@@ -429,6 +429,20 @@ class Edge:
         return parse_sse(response.text)
 
 
+class HealthOnlyEmbedding(embedding_pb2_grpc.EmbeddingServiceServicer):
+    """An embedding service the edge never calls: it only checks its health."""
+
+    async def Embed(
+        self, request: embedding_pb2.EmbedRequest, context: Context
+    ) -> embedding_pb2.EmbedResponse:
+        raise NotImplementedError
+
+    async def Info(
+        self, request: embedding_pb2.InfoRequest, context: Context
+    ) -> embedding_pb2.InfoResponse:
+        raise NotImplementedError
+
+
 class EdgeFactory(Protocol):
     async def __call__(self, **overrides: Any) -> Edge: ...
 
@@ -441,24 +455,30 @@ async def downstreams() -> AsyncIterator[Downstreams]:
         name: GrpcServer(name, settings, listen_addr="127.0.0.1:0")
         for name in ("retrieval", "generation", "embedding")
     }
-    retrieval_pb2_grpc.add_RetrievalServiceServicer_to_server(retrieval, servers["retrieval"].grpc)
+    servers["retrieval"].add_servicer(
+        retrieval_pb2.DESCRIPTOR.services_by_name["RetrievalService"],
+        retrieval_pb2_grpc.add_RetrievalServiceServicer_to_server,
+        retrieval,
+    )
     conversations = FakeConversations()
-    conversations_pb2_grpc.add_ConversationServiceServicer_to_server(
-        conversations, servers["retrieval"].grpc
+    servers["retrieval"].add_servicer(
+        conversations_pb2.DESCRIPTOR.services_by_name["ConversationService"],
+        conversations_pb2_grpc.add_ConversationServiceServicer_to_server,
+        conversations,
     )
-    generation_pb2_grpc.add_GenerationServiceServicer_to_server(
-        generation, servers["generation"].grpc
-    )
-    await servers["retrieval"].start(
-        [retrieval_pb2.DESCRIPTOR.services_by_name["RetrievalService"]]
-    )
-    await servers["generation"].start(
-        [generation_pb2.DESCRIPTOR.services_by_name["GenerationService"]]
+    servers["generation"].add_servicer(
+        generation_pb2.DESCRIPTOR.services_by_name["GenerationService"],
+        generation_pb2_grpc.add_GenerationServiceServicer_to_server,
+        generation,
     )
     # Only its health matters to the edge.
-    await servers["embedding"].start(
-        [embedding_pb2.DESCRIPTOR.services_by_name["EmbeddingService"]]
+    servers["embedding"].add_servicer(
+        embedding_pb2.DESCRIPTOR.services_by_name["EmbeddingService"],
+        embedding_pb2_grpc.add_EmbeddingServiceServicer_to_server,
+        HealthOnlyEmbedding(),
     )
+    for server in servers.values():
+        await server.start()
     yield Downstreams(retrieval, generation, servers, conversations)
     for server in servers.values():
         await server.stop()

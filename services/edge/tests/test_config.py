@@ -40,6 +40,12 @@ def test_defaults_match_the_documented_settings(monkeypatch: pytest.MonkeyPatch)
     assert (settings.default_top_k, settings.max_top_k) == (5, 50)
 
 
+def test_a_chat_message_may_be_no_longer_than_retrieval_takes_a_query() -> None:
+    assert EdgeSettings(max_message_chars=8000).max_message_chars == 8000
+    with pytest.raises(ValidationError, match="max_message_chars"):
+        EdgeSettings(max_message_chars=8001)
+
+
 def test_default_top_k_may_not_exceed_the_maximum() -> None:
     with pytest.raises(ValidationError, match="BRUNO_DEFAULT_TOP_K"):
         EdgeSettings(default_top_k=10, max_top_k=5)

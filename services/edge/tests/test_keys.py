@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from bruno_core.contract import OWNERS_BEFORE_OWNERSHIP
 from bruno_edge import server
 from bruno_edge.config import EdgeSettings
 from bruno_edge.keys import (
     ENV_KEY_NAME,
+    OPEN_NAME,
     Keyring,
     KeysFileError,
     Scope,
@@ -138,3 +140,10 @@ def test_keys_new_refuses_an_unknown_scope(capsys: pytest.CaptureFixture[str]) -
         keys_command(["new", "laptop", "--scopes", "root"])
 
     assert "unknown scope 'root'" in capsys.readouterr().err
+
+
+def test_the_callers_that_existed_before_owners_are_those_retrieval_gives_old_conversations() -> (
+    None
+):
+    # Retrieval lets these names reach conversations stored before owners existed.
+    assert {ENV_KEY_NAME, OPEN_NAME} == OWNERS_BEFORE_OWNERSHIP

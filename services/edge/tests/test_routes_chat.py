@@ -135,6 +135,20 @@ async def test_a_malformed_conversation_id_is_422(edge: Edge) -> None:
     assert (await edge.client.get("/api/v1/conversations/no%20spaces")).status_code == 422
 
 
+@pytest.mark.parametrize("conversation_id", ["..", "."])
+async def test_a_conversation_id_of_dots_is_422_wherever_it_is_given(
+    edge: Edge, conversation_id: str
+) -> None:
+    encoded = conversation_id.replace(".", "%2E")
+    chat = await edge.client.post(
+        "/api/v1/chat", json={"message": "hi", "conversation_id": conversation_id}
+    )
+    read = await edge.client.get(f"/api/v1/conversations/{encoded}")
+    forget = await edge.client.delete(f"/api/v1/conversations/{encoded}")
+
+    assert (chat.status_code, read.status_code, forget.status_code) == (422, 422, 422)
+
+
 async def test_nothing_relevant_means_i_dont_know_without_asking_the_model(edge: Edge) -> None:
     response = await edge.client.post("/api/v1/chat", json={"message": "what is love?"})
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import grpc
+import pytest
 
 from bruno_core.errors import PROBLEM_CONTENT_TYPE, InvalidInput
 
@@ -137,3 +138,31 @@ async def test_retrieval_invalid_argument_keeps_its_detail_as_422(edge: Edge) ->
 
     assert response.status_code == 422
     assert response.json()["detail"] == "collection 'x' was built with another model"
+
+
+@pytest.mark.parametrize(
+    "document_id",
+    ["..", ".", "../collections/default", "docs/../secrets.md", "docs/./x", "a//b", "/a", "a/"],
+)
+async def test_an_id_that_could_address_something_else_is_a_422_problem(
+    edge: Edge, document_id: str
+) -> None:
+    response = await edge.client.post(
+        "/api/v1/documents", json={"id": document_id, "text": "planted"}
+    )
+
+    assert response.status_code == 422
+    assert response.headers["content-type"] == PROBLEM_CONTENT_TYPE
+    assert edge.retrieval.documents == {}
+
+
+@pytest.mark.parametrize("path", ["%2E%2E", "%2E", "docs/%2E%2E", "docs/%2E/x", "docs/%2E%2E/x"])
+async def test_deleting_by_an_id_that_could_address_something_else_is_a_422_problem(
+    edge: Edge, path: str
+) -> None:
+    await edge.ingest("kept", id="docs/x")
+
+    response = await edge.client.delete(f"/api/v1/documents/{path}")
+
+    assert response.status_code == 422
+    assert ("default", "docs/x") in edge.retrieval.documents

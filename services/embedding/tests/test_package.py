@@ -7,7 +7,6 @@ import bruno_embedding
 
 def test_public_names_are_exactly_the_documented_ones() -> None:
     assert sorted(bruno_embedding.__all__) == [
-        "EMBEDDING_SERVICE",
         "Embedder",
         "EmbedderInfo",
         "EmbeddingServicer",
@@ -15,9 +14,9 @@ def test_public_names_are_exactly_the_documented_ones() -> None:
         "InputType",
         "OllamaEmbedder",
         "OnnxMiniLMEmbedder",
+        "SERVICE",
         "build_embedder",
         "create_server",
-        "serve",
     ]
     for name in bruno_embedding.__all__:
         assert getattr(bruno_embedding, name) is not None

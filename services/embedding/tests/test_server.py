@@ -18,7 +18,7 @@ from bruno_core.grpc_client import check_health
 from bruno_embedding.config import EmbeddingSettings
 from bruno_embedding.embedders import Embedder, EmbedderInfo, InputType
 from bruno_embedding.onnx_embedder import OnnxMiniLMEmbedder
-from bruno_embedding.server import EMBEDDING_SERVICE, create_server
+from bruno_embedding.server import create_server
 from bruno_testing.ollama_standin import OllamaStandIn
 from bruno_testing.system import free_port as pick_free_port
 
@@ -42,8 +42,8 @@ def _settings(**overrides: object) -> EmbeddingSettings:
 async def _serve(
     settings: EmbeddingSettings, embedder: Embedder | None = None
 ) -> AsyncIterator[grpc.aio.Channel]:
-    server = await create_server(settings, embedder)
-    port = await server.start([EMBEDDING_SERVICE])
+    server = await create_server(settings, embedder=embedder)
+    port = await server.start()
     # A plain channel without retries, so a status reaches the test as the server sent it.
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         yield channel
@@ -179,6 +179,7 @@ def free_port() -> int:
     return pick_free_port()
 
 
+@pytest.mark.slow  # starts the service as a process
 async def test_the_process_serves_until_sigterm_then_exits_cleanly(free_port: int) -> None:
     env = {
         **os.environ,

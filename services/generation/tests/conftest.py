@@ -12,7 +12,7 @@ import pytest
 from bruno.generation.v1 import generation_pb2, generation_pb2_grpc
 from bruno_core import create_channel
 from bruno_generation.config import GenerationSettings
-from bruno_generation.server import SERVICE, GenerationServicer, create_server
+from bruno_generation.server import GenerationServicer, create_server
 from bruno_testing.ollama_standin import OllamaStandIn
 from bruno_testing.system import free_port
 
@@ -71,7 +71,7 @@ def serve() -> Serve:
         )
         servicer = GenerationServicer(settings)
         server = await create_server(settings, servicer)
-        port = await server.start([SERVICE])
+        port = await server.start()
         channel = create_channel(f"127.0.0.1:{port}", timeout_seconds=30)
         try:
             yield generation_pb2_grpc.GenerationServiceStub(channel)

@@ -1,4 +1,5 @@
-"""Shared test support: a deterministic in-process embedder and a store over LanceDB in tmp_path."""
+"""Shared test support: a deterministic in-process embedder, settings over a LanceDB in
+tmp_path, and a knowledge store on them."""
 
 from __future__ import annotations
 
@@ -7,13 +8,19 @@ import hashlib
 import math
 import re
 from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import lancedb
+import pyarrow as pa
 import pytest
 
 from bruno.embedding.v1 import embedding_pb2
 from bruno_core import Unavailable
-from bruno_retrieval.store import KnowledgeStore
+from bruno_retrieval.config import RetrievalSettings
+from bruno_retrieval.conversations import TABLE as CONVERSATIONS_TABLE
+from bruno_retrieval.knowledge import KnowledgeStore
 
 DIMENSION = 64
 
@@ -67,11 +74,91 @@ def make_embedder() -> Callable[[int], FakeEmbedder]:
     return FakeEmbedder
 
 
+HoldEmbeddings = Callable[..., tuple[asyncio.Event, asyncio.Event]]
+
+
 @pytest.fixture
-async def store(tmp_path: Path, embedder: FakeEmbedder) -> AsyncIterator[KnowledgeStore]:
+def hold_embeddings(monkeypatch: pytest.MonkeyPatch) -> HoldEmbeddings:
+    """``hold(embedder, queries_only=True)`` holds the embedder's calls (search queries only,
+    or all) until the second event it returns is set; the first is set once a call is held."""
+
+    def hold(
+        embedder: FakeEmbedder, *, queries_only: bool = True
+    ) -> tuple[asyncio.Event, asyncio.Event]:
+        holding, released = asyncio.Event(), asyncio.Event()
+        embed = embedder.embed
+
+        async def held(
+            texts: Sequence[str], input_type: embedding_pb2.InputType.ValueType
+        ) -> list[list[float]]:
+            if input_type == embedding_pb2.INPUT_TYPE_QUERY or not queries_only:
+                holding.set()
+                await released.wait()
+            return await embed(texts, input_type)
+
+        monkeypatch.setattr(embedder, "embed", held)
+        return holding, released
+
+    return hold
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., RetrievalSettings]:
+    """Settings over the LanceDB at ``tmp_path / "lancedb"``; keywords override any field."""
+
+    def make(**overrides: Any) -> RetrievalSettings:
+        return RetrievalSettings(**{"lancedb_uri": str(tmp_path / "lancedb"), **overrides})
+
+    return make
+
+
+@pytest.fixture
+async def store(
+    make_settings: Callable[..., RetrievalSettings], embedder: FakeEmbedder
+) -> AsyncIterator[KnowledgeStore]:
     # Small chunks so short test documents span several of them.
-    knowledge = await KnowledgeStore.open(
-        str(tmp_path / "lancedb"), embedder, chunk_size_tokens=32, chunk_overlap_tokens=8
-    )
+    settings = make_settings(chunk_size_tokens=32, chunk_overlap_tokens=8)
+    knowledge = await KnowledgeStore.open(settings, embedder)
     yield knowledge
     knowledge.close()
+
+
+class Legacy:
+    """Writes rows as an older version did, around today's rules (ids that break them)."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+
+    async def document(self, collection: str, document_id: str, text: str) -> None:
+        """A one-chunk document: a copy of a row of ``collection`` (which must hold one)."""
+        db = await lancedb.connect_async(self.uri)
+        table: Any = await db.open_table(collection)
+        row = (await table.query().limit(1).to_arrow()).to_pylist()[0]
+        row |= {
+            "document_id": document_id,
+            "chunk_id": f"{document_id}:0",
+            "chunk_index": 0,
+            "chunk_count": 1,
+            "text": text,
+        }
+        await table.add(pa.Table.from_pylist([row], schema=await table.schema()))
+        table.close()
+
+    async def conversation(self, conversation_id: str) -> None:
+        db = await lancedb.connect_async(self.uri)
+        table: Any = await db.open_table(CONVERSATIONS_TABLE)
+        now = datetime.now(UTC)
+        row = {
+            "conversation_id": conversation_id,
+            "turns": "[]",
+            "created_at": now,
+            "updated_at": now,
+        }
+        await table.add(pa.Table.from_pylist([row], schema=await table.schema()))
+        table.close()
+
+
+@pytest.fixture
+def legacy(make_settings: Callable[..., RetrievalSettings]) -> Legacy:
+    """Rows from before the identifier rule, in the database of ``make_settings()``."""
+    return Legacy(make_settings().lancedb_uri)

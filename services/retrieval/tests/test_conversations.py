@@ -1,4 +1,4 @@
-"""Conversation history in LanceDB over real gRPC: bounded, atomic, NOT_FOUND when unknown."""
+"""Conversation history in LanceDB: bounded, atomic, NOT_FOUND when unknown."""
 
 from __future__ import annotations
 
@@ -8,34 +8,30 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import grpc
 import lancedb
 import pyarrow as pa
 import pytest
 from lancedb.table import IndexStatistics
 
-from bruno.retrieval.v1 import conversations_pb2, conversations_pb2_grpc
-from bruno_core import (
-    GrpcServer,
-    GrpcServerSettings,
-    InvalidInput,
-    LimitExceeded,
-    NotFound,
-    create_channel,
-)
+from bruno_core import InvalidInput, LimitExceeded, NotFound
+from bruno_core.contract import OWNERS_BEFORE_OWNERSHIP
+from bruno_retrieval.config import RetrievalSettings
 from bruno_retrieval.conversations import (
     OPTIMIZE_EVERY_WRITES,
-    SERVICE,
     TABLE,
-    ConversationServicer,
     ConversationStore,
     StoredTurn,
 )
 
 
+async def open_store(uri: str, max_turns: int) -> ConversationStore:
+    settings = RetrievalSettings(lancedb_uri=uri, conversation_max_turns=max_turns)
+    return await ConversationStore.open(settings)
+
+
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[ConversationStore]:
-    opened = await ConversationStore.open(str(tmp_path / "db"), max_turns=4)
+    opened = await open_store(str(tmp_path / "db"), 4)
     yield opened
     opened.close()
 
@@ -101,7 +97,7 @@ async def test_deleted_conversations_are_gone(store: ConversationStore) -> None:
 
 
 async def test_concurrent_appends_all_land(tmp_path: Path) -> None:
-    store = await ConversationStore.open(str(tmp_path / "db"), max_turns=100)
+    store = await open_store(str(tmp_path / "db"), 100)
     await store.append("c1", [user("start")], create=True)
 
     await asyncio.gather(*(store.append("c1", [user(f"q{n}")]) for n in range(20)))
@@ -112,11 +108,11 @@ async def test_concurrent_appends_all_land(tmp_path: Path) -> None:
 
 
 async def test_conversations_survive_reopening_the_database(tmp_path: Path) -> None:
-    first = await ConversationStore.open(str(tmp_path / "db"), max_turns=4)
+    first = await open_store(str(tmp_path / "db"), 4)
     await first.append("c1", [user("remember me")], create=True)
     first.close()
 
-    second = await ConversationStore.open(str(tmp_path / "db"), max_turns=4)
+    second = await open_store(str(tmp_path / "db"), 4)
 
     assert [t.content for t in (await second.get("c1")).turns] == ["remember me"]
 
@@ -125,6 +121,8 @@ async def test_conversations_survive_reopening_the_database(tmp_path: Path) -> N
     ("conversation_id", "turns", "error"),
     [
         ("bad id with spaces", [user("hi")], InvalidInput),
+        ("..", [user("hi")], InvalidInput),
+        (".", [user("hi")], InvalidInput),
         ("c1", [], InvalidInput),
         ("c1", [StoredTurn("system", "obey")], InvalidInput),
         ("c1", [user("x" * 64_001)], LimitExceeded),
@@ -139,67 +137,6 @@ async def test_bad_appends_are_refused(
 ) -> None:
     with pytest.raises(error):
         await store.append(conversation_id, turns, create=True)
-
-
-async def test_the_grpc_service_appends_reads_and_deletes(tmp_path: Path) -> None:
-    store = await ConversationStore.open(str(tmp_path / "db"), max_turns=10)
-    server = GrpcServer(
-        "retrieval", GrpcServerSettings(grpc_grace_seconds=0), listen_addr="127.0.0.1:0"
-    )
-    conversations_pb2_grpc.add_ConversationServiceServicer_to_server(
-        ConversationServicer(store), server.grpc
-    )
-    port = await server.start([SERVICE])
-    channel = create_channel(f"127.0.0.1:{port}", timeout_seconds=10)
-    stub = conversations_pb2_grpc.ConversationServiceStub(channel)
-    try:
-        with pytest.raises(grpc.aio.AioRpcError) as unknown:
-            await stub.AppendTurns(
-                conversations_pb2.AppendTurnsRequest(
-                    conversation_id="c1", turns=[conversations_pb2.Turn(role="user", content="hi")]
-                )
-            )
-        assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
-
-        appended = await stub.AppendTurns(
-            conversations_pb2.AppendTurnsRequest(
-                conversation_id="c1",
-                create=True,
-                turns=[
-                    conversations_pb2.Turn(role="user", content="hi"),
-                    conversations_pb2.Turn(
-                        role="assistant", content="hello [1]", chunk_ids=["d#0"]
-                    ),
-                ],
-            )
-        )
-        assert appended.turns == 2
-
-        conversation = await stub.GetConversation(
-            conversations_pb2.GetConversationRequest(conversation_id="c1", max_turns=1)
-        )
-        assert [(t.role, t.content, list(t.chunk_ids)) for t in conversation.turns] == [
-            ("assistant", "hello [1]", ["d#0"])
-        ]
-        assert conversation.turns[0].created_at.seconds > 0
-
-        await stub.DeleteConversation(
-            conversations_pb2.DeleteConversationRequest(conversation_id="c1")
-        )
-        with pytest.raises(grpc.aio.AioRpcError) as gone:
-            await stub.GetConversation(
-                conversations_pb2.GetConversationRequest(conversation_id="c1")
-            )
-        assert gone.value.code() == grpc.StatusCode.NOT_FOUND
-
-        with pytest.raises(grpc.aio.AioRpcError) as bad:
-            await stub.GetConversation(
-                conversations_pb2.GetConversationRequest(conversation_id="no spaces please")
-            )
-        assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    finally:
-        await channel.close()
-        await server.stop()
 
 
 async def test_appends_committed_together_succeed_or_fail_one_by_one(
@@ -223,12 +160,12 @@ async def test_a_caller_giving_up_does_not_strand_the_appends_written_with_its_o
     first = asyncio.create_task(store.append("c1", [user("q1")], create=True))
     second = asyncio.create_task(store.append("c2", [user("q2")], create=True))
     for _ in range(1000):  # until both wait in the queue
-        if len(store._pending) == 2:
+        if len(store._appends._queue) == 2:
             break
         await asyncio.sleep(0.01)
     store._lock.release()
     for _ in range(1000):  # one write has taken both
-        if not store._pending:
+        if not store._appends._queue:
             break
         await asyncio.sleep(0)
     first.cancel()  # its caller went away mid-write
@@ -261,7 +198,7 @@ async def drop_id_index(uri: str) -> None:
 
 async def test_a_new_store_indexes_conversation_ids(tmp_path: Path) -> None:
     uri = str(tmp_path / "db")
-    (await ConversationStore.open(uri, max_turns=4)).close()
+    (await open_store(uri, 4)).close()
 
     stats = await id_index_stats(uri)
 
@@ -272,7 +209,7 @@ async def test_a_new_store_indexes_conversation_ids(tmp_path: Path) -> None:
 async def three_conversations_without_id_index(tmp_path: Path) -> str:
     """A database of three one-turn conversations, as a version without the index left it."""
     uri = str(tmp_path / "db")
-    first = await ConversationStore.open(uri, max_turns=4)
+    first = await open_store(uri, 4)
     for n in range(3):
         await first.append(f"c{n}", [user(f"first {n}")], create=True)
     first.close()
@@ -284,7 +221,7 @@ async def test_a_table_without_the_index_gets_it_over_its_rows_on_open(tmp_path:
     uri = await three_conversations_without_id_index(tmp_path)
     assert await id_index_stats(uri) is None
 
-    (await ConversationStore.open(uri, max_turns=4)).close()
+    (await open_store(uri, 4)).close()
 
     stats = await id_index_stats(uri)
     assert stats is not None
@@ -293,7 +230,7 @@ async def test_a_table_without_the_index_gets_it_over_its_rows_on_open(tmp_path:
 
 async def test_turns_written_after_the_index_was_built_are_found(tmp_path: Path) -> None:
     uri = await three_conversations_without_id_index(tmp_path)
-    store = await ConversationStore.open(uri, max_turns=4)  # indexes the three rows
+    store = await open_store(uri, 4)  # indexes the three rows
 
     await store.append("c1", [user("later")])
     await store.append("c9", [user("new")], create=True)
@@ -307,9 +244,10 @@ async def test_turns_written_after_the_index_was_built_are_found(tmp_path: Path)
     store.close()
 
 
+@pytest.mark.slow  # a hundred commits
 async def test_the_periodic_optimize_folds_new_rows_into_the_index(tmp_path: Path) -> None:
     uri = str(tmp_path / "db")
-    store = await ConversationStore.open(uri, max_turns=4)
+    store = await open_store(uri, 4)
     for n in range(OPTIMIZE_EVERY_WRITES):
         await store.append(f"c{n % 7}", [user(f"q{n}")], create=True)
 
@@ -350,7 +288,7 @@ async def test_another_owner_can_neither_continue_nor_delete_a_conversation(
         await store.get("c1")
 
 
-async def test_a_table_from_before_owners_gets_the_column_and_its_rows_have_none(
+async def test_a_table_from_before_owners_gets_the_column_its_rows_are_the_callers_of_then(
     tmp_path: Path,
 ) -> None:
     uri = str(tmp_path / "db")
@@ -373,7 +311,7 @@ async def test_a_table_from_before_owners_gets_the_column_and_its_rows_have_none
     )
     table.close()
 
-    store = await ConversationStore.open(uri, max_turns=4)
+    store = await open_store(uri, 4)
     try:
         legacy = await store.get("old")
         with pytest.raises(NotFound):
@@ -381,46 +319,19 @@ async def test_a_table_from_before_owners_gets_the_column_and_its_rows_have_none
         await store.append("new", [user("hi")], create=True, owner="ann")
         await store.append("old", [user("still here")])
         new = await store.get("new", owner="ann")
+        # The callers that existed before owners still reach it, and no other.
+        await store.append("old", [user("from the env key")], owner="api-key")
+        seen_open = await store.get("old", owner="open")
+        with pytest.raises(NotFound):
+            await store.delete("old", owner="ann")
+        await store.delete("old", owner="open")
+        with pytest.raises(NotFound):
+            await store.get("old")
     finally:
         store.close()
 
     assert legacy.owner == ""
     assert new.owner == "ann"
-
-
-async def test_the_grpc_service_keeps_conversations_to_their_owner(tmp_path: Path) -> None:
-    store = await ConversationStore.open(str(tmp_path / "db"), max_turns=10)
-    server = GrpcServer(
-        "retrieval", GrpcServerSettings(grpc_grace_seconds=0), listen_addr="127.0.0.1:0"
-    )
-    conversations_pb2_grpc.add_ConversationServiceServicer_to_server(
-        ConversationServicer(store), server.grpc
-    )
-    port = await server.start([SERVICE])
-    channel = create_channel(f"127.0.0.1:{port}", timeout_seconds=10)
-    stub = conversations_pb2_grpc.ConversationServiceStub(channel)
-    hi = [conversations_pb2.Turn(role="user", content="hi")]
-    try:
-        await stub.AppendTurns(
-            conversations_pb2.AppendTurnsRequest(
-                conversation_id="c1", turns=hi, create=True, owner="ann"
-            )
-        )
-        mine = await stub.GetConversation(
-            conversations_pb2.GetConversationRequest(conversation_id="c1", owner="ann")
-        )
-        with pytest.raises(grpc.aio.AioRpcError) as theirs:
-            await stub.GetConversation(
-                conversations_pb2.GetConversationRequest(conversation_id="c1", owner="bob")
-            )
-        with pytest.raises(grpc.aio.AioRpcError) as deleted:
-            await stub.DeleteConversation(
-                conversations_pb2.DeleteConversationRequest(conversation_id="c1", owner="bob")
-            )
-    finally:
-        await channel.close()
-        await server.stop()
-
-    assert mine.owner == "ann"
-    assert theirs.value.code() == deleted.value.code() == grpc.StatusCode.NOT_FOUND
-    assert theirs.value.details() == "conversation 'c1' not found"
+    assert seen_open.owner == ""  # nobody claimed it
+    assert [t.content for t in seen_open.turns] == ["still here", "from the env key"]
+    assert {"api-key", "open"} == OWNERS_BEFORE_OWNERSHIP

@@ -14,12 +14,14 @@ import pytest
 from bruno.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from bruno_core import create_channel
 from bruno_retrieval.config import RetrievalSettings
-from bruno_retrieval.server import SERVICE, create_server
+from bruno_retrieval.server import create_server
 
 if TYPE_CHECKING:
     from conftest import FakeEmbedder
 
 BUCKET = "bruno-knowledge"
+
+pytestmark = pytest.mark.slow  # runs an S3 stand-in (moto)
 
 
 @pytest.fixture
@@ -73,7 +75,7 @@ async def stub(
     settings: RetrievalSettings, embedder: FakeEmbedder
 ) -> AsyncIterator[retrieval_pb2_grpc.RetrievalServiceAsyncStub]:
     server = await create_server(settings, embedder=embedder)
-    port = await server.start([SERVICE])
+    port = await server.start()
     channel = create_channel(f"127.0.0.1:{port}", timeout_seconds=30)
     yield retrieval_pb2_grpc.RetrievalServiceStub(channel)
     await channel.close()
@@ -126,7 +128,7 @@ async def test_collections_on_s3_survive_a_restart_and_can_be_dropped(
     settings: RetrievalSettings, embedder: FakeEmbedder
 ) -> None:
     server = await create_server(settings, embedder=embedder)
-    port = await server.start([SERVICE])
+    port = await server.start()
     async with create_channel(f"127.0.0.1:{port}", timeout_seconds=30) as channel:
         stub = retrieval_pb2_grpc.RetrievalServiceStub(channel)
         await stub.IngestDocument(
@@ -135,7 +137,7 @@ async def test_collections_on_s3_survive_a_restart_and_can_be_dropped(
     await server.stop()
 
     restarted = await create_server(settings, embedder=embedder)
-    port = await restarted.start([SERVICE])
+    port = await restarted.start()
     async with create_channel(f"127.0.0.1:{port}", timeout_seconds=30) as channel:
         stub = retrieval_pb2_grpc.RetrievalServiceStub(channel)
         listed = await stub.ListCollections(retrieval_pb2.ListCollectionsRequest())

@@ -14,9 +14,7 @@ is deleted. A progress bar shows on a terminal; a summary line ends the run.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
-import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,15 +27,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from bruno_cli.connection import CliError, api_path, call, expect_json, failure, is_json
 from bruno_core import InvalidInput
+from bruno_core.contract import DOCUMENT_ID, content_hash, document_id_from_path
 from bruno_edge.extract import SUFFIXES, UnsupportedMediaType, extract
 
 DEFAULT_CONCURRENCY = 8
 # Documents a folder sync creates carry this metadata key, valued with the folder's path; a
 # later sync of the same folder deletes only those whose file is gone.
 SYNC_ROOT_KEY = "bruno_sync_root"
-_UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9._:/-]+")
-_SYNC_ID = re.compile(r"[A-Za-z0-9._:/-]{1,200}")
-_MAX_ID_CHARS = 200
 _PAGE = 500
 
 
@@ -69,16 +65,13 @@ class FoundFiles:
 
 def document_id_for(relative: Path) -> str:
     """A stable document id from a path relative to what was named on the command line."""
-    safe = _UNSAFE_ID_CHARS.sub("-", relative.as_posix()).strip("/")
-    return safe[-_MAX_ID_CHARS:] if len(safe) > _MAX_ID_CHARS else safe
+    return document_id_from_path(relative.as_posix())
 
 
 def made_by_a_sync(document_id: str) -> bool:
-    """Whether ``document_id`` is one :func:`document_id_for` makes for a file in a folder:
-    only its characters, and segments that name something (not empty, ``.`` or ``..``)."""
-    return bool(_SYNC_ID.fullmatch(document_id)) and all(
-        segment not in {"", ".", ".."} for segment in document_id.split("/")
-    )
+    """Whether ``document_id`` could be one :func:`document_id_for` makes for a file in a
+    folder: it follows the identifier rule (no empty, ``.`` or ``..`` segment)."""
+    return DOCUMENT_ID.is_valid(document_id)
 
 
 def find_files(paths: Sequence[Path]) -> FoundFiles:
@@ -145,11 +138,6 @@ def read_document(path: Path) -> Document:
     except UnsupportedMediaType as error:
         raise CliError(error.detail) from error
     return Document(title=extracted.title, text=extracted.text)
-
-
-def content_hash(text: str) -> str:
-    """The hash retrieval keeps per document (sha256 of the text), to skip unchanged files."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 # --- syncing ------------------------------------------------------------------------------

@@ -1,13 +1,20 @@
 """The one way a Bruno gRPC service is served.
 
 ``grpc.aio`` with deliberate message-size and concurrency limits, the standard health service
-(overall and per-service status), reflection, trace propagation, Prometheus metrics and a
-graceful stop: on SIGTERM or SIGINT health flips to NOT_SERVING, new calls are refused and
-in-flight calls get ``grpc_grace_seconds`` to finish.
+(overall and per-service status), reflection, trace propagation, Prometheus metrics, one error
+policy and a graceful stop: on SIGTERM or SIGINT health flips to NOT_SERVING, new calls are
+refused, in-flight calls get ``grpc_grace_seconds`` to finish, then what the server was given
+to close is closed.
 
     server = GrpcServer("embedding", settings, listen_addr=settings.embedding_listen_addr)
-    embedding_pb2_grpc.add_EmbeddingServiceServicer_to_server(servicer, server.grpc)
-    await server.run(services=[embedding_pb2.DESCRIPTOR.services_by_name["EmbeddingService"]])
+    server.add_servicer(SERVICE, add_EmbeddingServiceServicer_to_server, servicer)
+    server.on_stop(embedder.aclose)
+    await server.run()
+
+Servicers raise errors instead of catching them: a :class:`~bruno_core.errors.BrunoError`
+becomes the status it maps to, anything else one logged ``INTERNAL`` whose detail names no
+internals (the error interceptor below), and a status a servicer sets itself with
+``context.abort`` passes unchanged.
 """
 
 from __future__ import annotations
@@ -18,8 +25,8 @@ import inspect
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
@@ -27,10 +34,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import Counter, Histogram, start_http_server
 
+from bruno_core.errors import BrunoError, Internal, abort_with
 from bruno_core.settings import GrpcServerSettings
 from bruno_core.telemetry import server_interceptors
 
 log = logging.getLogger(__name__)
+
+_Servicer = TypeVar("_Servicer")
 
 GRPC_HANDLED = Counter(
     "bruno_grpc_server_handled_total",
@@ -45,11 +55,16 @@ GRPC_DURATION = Histogram(
 )
 
 
-class _MetricsInterceptor(grpc.aio.ServerInterceptor):
-    """Counts and times every unary and server-streaming call (a stream until its last
-    message; health's ``Watch``, which no probe uses, until its watcher leaves). Bruno's
-    contracts have no client-streaming methods; those pass uncounted, as do handlers that are
+class _AroundEveryCall(grpc.aio.ServerInterceptor):
+    """Runs every unary and server-streaming call inside :meth:`around` (a stream until its
+    last message; health's ``Watch``, which no probe uses, until its watcher leaves). Bruno's
+    contracts have no client-streaming methods; those pass untouched, as do handlers that are
     not coroutines or async generators."""
+
+    def around(
+        self, service: str, method: str, context: Any
+    ) -> contextlib.AbstractAsyncContextManager[None]:
+        raise NotImplementedError
 
     async def intercept_service(
         self,
@@ -63,15 +78,16 @@ class _MetricsInterceptor(grpc.aio.ServerInterceptor):
             return handler
         method: str = handler_call_details.method
         service, _, name = method.lstrip("/").rpartition("/")
+        around = self.around
         if handler.unary_unary is not None and inspect.iscoroutinefunction(handler.unary_unary):
             unary = handler.unary_unary
 
-            async def timed(request: Any, context: Any) -> Any:
-                with _observed(service, name, context):
+            async def answered(request: Any, context: Any) -> Any:
+                async with around(service, name, context):
                     return await unary(request, context)
 
             return grpc.unary_unary_rpc_method_handler(
-                timed,
+                answered,
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
@@ -79,11 +95,13 @@ class _MetricsInterceptor(grpc.aio.ServerInterceptor):
         if stream is not None and inspect.isasyncgenfunction(stream):
 
             async def streamed(request: Any, context: Any) -> AsyncIterator[Any]:
-                with _observed(service, name, context):
-                    # Closed here, not by the garbage collector, when the client leaves.
-                    async with contextlib.aclosing(stream(request, context)) as answer:
-                        async for message in answer:
-                            yield message
+                # The answer is closed here, not by the garbage collector, when the client leaves.
+                async with (
+                    around(service, name, context),
+                    contextlib.aclosing(stream(request, context)) as answer,
+                ):
+                    async for message in answer:
+                        yield message
 
             return grpc.unary_stream_rpc_method_handler(
                 streamed,
@@ -93,7 +111,7 @@ class _MetricsInterceptor(grpc.aio.ServerInterceptor):
         if stream is not None and inspect.iscoroutinefunction(stream):
 
             async def written(request: Any, context: Any) -> None:
-                with _observed(service, name, context):
+                async with around(service, name, context):
                     await stream(request, context)  # writes with context.write
 
             return grpc.unary_stream_rpc_method_handler(
@@ -104,25 +122,51 @@ class _MetricsInterceptor(grpc.aio.ServerInterceptor):
         return handler
 
 
-@contextlib.contextmanager
-def _observed(service: str, method: str, context: Any) -> Iterator[None]:
-    """Time the call in the block and count it under its status code."""
-    start = time.perf_counter()
-    code = "OK"
-    try:
-        yield
-    except (asyncio.CancelledError, GeneratorExit):
-        # gRPC cancels the handler when the client leaves or the deadline passes.
-        remaining = context.time_remaining()
-        code = "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
-        raise
-    except BaseException:
-        state = context.code()
-        code = state.name if isinstance(state, grpc.StatusCode) else "UNKNOWN"
-        raise
-    finally:
-        GRPC_DURATION.labels(service, method).observe(time.perf_counter() - start)
-        GRPC_HANDLED.labels(service, method, code).inc()
+class _MetricsInterceptor(_AroundEveryCall):
+    """Counts and times every call under the status code it ended with."""
+
+    @contextlib.asynccontextmanager
+    async def around(self, service: str, method: str, context: Any) -> AsyncIterator[None]:
+        start = time.perf_counter()
+        code = "OK"
+        try:
+            yield
+        except (asyncio.CancelledError, GeneratorExit):
+            # gRPC cancels the handler when the client leaves or the deadline passes.
+            remaining = context.time_remaining()
+            code = "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
+            raise
+        except BaseException:
+            state = context.code()
+            code = state.name if isinstance(state, grpc.StatusCode) else "UNKNOWN"
+            raise
+        finally:
+            GRPC_DURATION.labels(service, method).observe(time.perf_counter() - start)
+            GRPC_HANDLED.labels(service, method, code).inc()
+
+
+class _ErrorInterceptor(_AroundEveryCall):
+    """The one place a raised error becomes a status: a :class:`BrunoError` the status it maps
+    to (:func:`abort_with`), anything else an ``INTERNAL`` whose detail names no internals, its
+    traceback logged. A status the handler set itself (``context.abort``) passes unchanged, as
+    does cancellation."""
+
+    def __init__(self, server_name: str) -> None:
+        self._unexpected = f"the {server_name} service failed; the cause is in its logs"
+
+    @contextlib.asynccontextmanager
+    async def around(self, service: str, method: str, context: Any) -> AsyncIterator[None]:
+        try:
+            yield
+        except grpc.aio.AbortError:
+            raise
+        except BrunoError as error:
+            if error.http_status >= 500:
+                log.warning("call failed", extra={"method": method, "error": error.detail})
+            await abort_with(context, error)
+        except Exception:
+            log.exception("unexpected error", extra={"method": f"{service}/{method}"})
+            await abort_with(context, Internal(self._unexpected))
 
 
 def server_options(settings: GrpcServerSettings) -> list[tuple[str, Any]]:
@@ -139,7 +183,8 @@ def server_options(settings: GrpcServerSettings) -> list[tuple[str, Any]]:
 
 
 class GrpcServer:
-    """A ``grpc.aio`` server with health, reflection, telemetry and graceful shutdown."""
+    """A ``grpc.aio`` server with health, reflection, telemetry, the error policy and
+    graceful shutdown; it knows the services it hosts and what to close when it stops."""
 
     def __init__(
         self,
@@ -153,8 +198,9 @@ class GrpcServer:
         self.settings = settings
         self.listen_addr = listen_addr
         self.metrics_port = metrics_port
+        # Metrics outside errors: a call is counted under the status the error policy gave it.
         self.grpc = grpc.aio.server(
-            interceptors=[*server_interceptors(), _MetricsInterceptor()],
+            interceptors=[*server_interceptors(), _MetricsInterceptor(), _ErrorInterceptor(name)],
             options=server_options(settings),
             maximum_concurrent_rpcs=settings.grpc_max_concurrent_rpcs,
         )
@@ -163,10 +209,25 @@ class GrpcServer:
         self.port = 0
         self._stopping = asyncio.Event()
         self._service_names: list[str] = []
+        self._closers = contextlib.AsyncExitStack()
 
-    async def start(self, services: Iterable[ServiceDescriptor]) -> int:
+    def add_servicer(
+        self,
+        service: ServiceDescriptor,
+        register: Callable[[_Servicer, grpc.aio.Server], None],
+        servicer: _Servicer,
+    ) -> None:
+        """Host ``servicer`` for ``service`` (``register`` is the generated
+        ``add_<Service>Servicer_to_server``); its health follows the server's."""
+        register(servicer, self.grpc)
+        self._service_names.append(service.full_name)
+
+    def on_stop(self, close: Callable[[], Awaitable[None]]) -> None:
+        """Run ``close`` once the server has stopped and drained (the last added first)."""
+        self._closers.push_async_callback(close)
+
+    async def start(self) -> int:
         """Bind, start serving and mark every service SERVING. Returns the bound port."""
-        self._service_names = [s.full_name for s in services]
         reflection.enable_server_reflection(
             [*self._service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.grpc
         )
@@ -195,29 +256,25 @@ class GrpcServer:
             await self.health.set(service_name, status)
 
     async def stop(self) -> None:
-        """Refuse new calls, report NOT_SERVING and let in-flight calls finish within the grace."""
-        await self.health.enter_graceful_shutdown()
-        await self.grpc.stop(self.settings.grpc_grace_seconds)
-        log.info("stopped")
+        """Refuse new calls, report NOT_SERVING, let in-flight calls finish within the grace,
+        then close what :meth:`on_stop` was given (even when the drain fails)."""
+        try:
+            await self.health.enter_graceful_shutdown()
+            await self.grpc.stop(self.settings.grpc_grace_seconds)
+            log.info("stopped")
+        finally:
+            await self._closers.aclose()  # every one runs, even after one fails
 
     def request_stop(self) -> None:
         self._stopping.set()
 
-    async def run(
-        self,
-        services: Iterable[ServiceDescriptor],
-        on_stop: Callable[[], Awaitable[None]] | None = None,
-    ) -> None:
-        """Serve until SIGTERM or SIGINT, then stop gracefully and run ``on_stop``."""
-        await self.start(services)
+    async def run(self) -> None:
+        """Serve until SIGTERM or SIGINT, then stop gracefully."""
+        await self.start()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
         try:
             await self._stopping.wait()
         finally:
-            try:
-                await self.stop()
-            finally:  # resources are released even when the drain fails
-                if on_stop is not None:
-                    await on_stop()
+            await self.stop()

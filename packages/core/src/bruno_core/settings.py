@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # One place for the loopback ports the services use when nothing else is configured.
@@ -30,6 +30,22 @@ class GrpcServerSettings(BrunoSettings):
     grpc_max_message_bytes: int = Field(default=16 * MIB, ge=1024)
     grpc_grace_seconds: float = Field(default=10.0, ge=0, description="drain time on SIGTERM")
     grpc_max_concurrent_rpcs: int = Field(default=256, ge=1)
+
+
+class ContractLimitSettings(BrunoSettings):
+    """The public contract's limits an operator may change, read alike by the edge, which
+    checks requests against them, and retrieval, which holds every call to them (the fixed
+    ones are in :mod:`bruno_core.contract`)."""
+
+    max_document_bytes: int = Field(default=2 * MIB, ge=1)
+    default_top_k: int = Field(default=5, ge=1)
+    max_top_k: int = Field(default=50, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _check_top_k(self) -> Self:
+        if self.default_top_k > self.max_top_k:
+            raise ValueError("BRUNO_DEFAULT_TOP_K must not exceed BRUNO_MAX_TOP_K")
+        return self
 
 
 def environment_variables(settings: type[BaseSettings]) -> set[str]:

@@ -27,6 +27,7 @@ from typing import Any
 from bruno.generation.v1 import generation_pb2
 from bruno.retrieval.v1 import conversations_pb2, retrieval_pb2
 from bruno_core import BrunoError, Internal
+from bruno_core.contract import DEFAULT_COLLECTION
 from bruno_edge.clients import Downstreams, rpc_errors
 from bruno_edge.config import EdgeSettings
 from bruno_edge.metrics import EdgeMetrics
@@ -136,7 +137,7 @@ class ChatService:
         history: Sequence[generation_pb2.ChatMessage],
         *,
         model: str = "",
-        collection: str = "default",
+        collection: str = DEFAULT_COLLECTION,
         top_k: int | None = None,
         conversation_id: str = "",
         options: generation_pb2.SamplingOptions | None = None,

@@ -8,15 +8,16 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from limits import parse_many
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
+from bruno_core.contract import MAX_QUERY_CHARS
 from bruno_core.settings import (
     DEFAULT_EMBEDDING_ADDR,
     DEFAULT_GENERATION_ADDR,
     DEFAULT_RETRIEVAL_ADDR,
     MIB,
-    BrunoSettings,
+    ContractLimitSettings,
 )
 
 
@@ -30,7 +31,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-class EdgeSettings(BrunoSettings):
+class EdgeSettings(ContractLimitSettings):
     """Environment ``BRUNO_*`` settings of the edge (the only public service)."""
 
     edge_host: str = "127.0.0.1"
@@ -43,11 +44,9 @@ class EdgeSettings(BrunoSettings):
     api_keys: Annotated[frozenset[SecretStr], NoDecode] = frozenset()
     # Named keys with scopes and collections, stored as hashes (bruno_edge.keys).
     api_keys_file: Path | None = None
-    max_message_chars: int = Field(default=4000, ge=1, le=1_000_000)
-    max_document_bytes: int = Field(default=2 * MIB, ge=1)
+    # A chat message is searched as it is: no longer than retrieval takes a query.
+    max_message_chars: int = Field(default=4000, ge=1, le=MAX_QUERY_CHARS)
     max_request_bytes: int = Field(default=4 * MIB, ge=1024)
-    default_top_k: int = Field(default=5, ge=1)
-    max_top_k: int = Field(default=50, ge=1, le=1000)
     chat_timeout_seconds: float = Field(default=120.0, gt=0)
     request_timeout_seconds: float = Field(default=30.0, gt=0)
     # Chat: passages scoring below this are not given to the model; with none left the answer
@@ -99,12 +98,6 @@ class EdgeSettings(BrunoSettings):
         if value.strip():
             parse_many(value)  # ValueError names what it cannot read
         return value.strip()
-
-    @model_validator(mode="after")
-    def _check_top_k(self) -> EdgeSettings:
-        if self.default_top_k > self.max_top_k:
-            raise ValueError("BRUNO_DEFAULT_TOP_K must not exceed BRUNO_MAX_TOP_K")
-        return self
 
     @property
     def open_mode(self) -> bool:

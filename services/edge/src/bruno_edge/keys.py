@@ -36,15 +36,16 @@ from pathlib import Path
 from limits import parse_many
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from bruno_core.contract import COLLECTION_NAME
 from bruno_edge.config import EdgeSettings
-from bruno_edge.schemas import COLLECTION_PATTERN
 
 HASH_PREFIX = "sha256:"
 EVERY_COLLECTION = "*"
 #: The name of the keys of ``BRUNO_API_KEYS``, all-powerful (and of one owner: rotating them
 #: keeps their conversations).
 ENV_KEY_NAME = "api-key"
-#: The caller of an edge without keys (loopback only).
+#: The caller of an edge without keys (loopback only). Both names own the conversations stored
+#: before owners existed (``bruno_core.contract.OWNERS_BEFORE_OWNERSHIP``).
 OPEN_NAME = "open"
 KEY_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 _TOKEN_PREFIX = "bruno_"  # noqa: S105 - a prefix secret scanners can match, no secret
@@ -104,7 +105,7 @@ class _KeyEntry(BaseModel):
     @classmethod
     def _check_collections(cls, value: list[str]) -> list[str]:
         for name in value:
-            if name != EVERY_COLLECTION and not re.fullmatch(COLLECTION_PATTERN, name):
+            if name != EVERY_COLLECTION and not COLLECTION_NAME.is_valid(name):
                 raise ValueError(f"{name!r} is not a collection name (or '*')")
         return value
 

@@ -42,6 +42,7 @@ from starlette.types import Scope as AsgiScope
 
 from bruno.retrieval.v1 import retrieval_pb2
 from bruno_core import BrunoError, NotFound, Unavailable
+from bruno_core.contract import COLLECTION_NAME, DEFAULT_COLLECTION, MAX_FILTERS
 from bruno_edge._version import __version__
 from bruno_edge.admission import Work
 from bruno_edge.api.deps import EdgeState
@@ -51,11 +52,12 @@ from bruno_edge.clients import Downstreams, rpc_errors
 from bruno_edge.keys import Scope
 from bruno_edge.refusals import retry_after_headers
 from bruno_edge.schemas import (
-    COLLECTION_PATTERN,
-    MAX_FILTERS,
     Citation,
     CollectionInfo,
     DocumentSummary,
+    FilterValue,
+    MetadataKey,
+    PlainText,
     SearchResult,
 )
 
@@ -85,7 +87,11 @@ from them with numbered citations, and `list_collections` to see which collectio
 
 Collection = Annotated[
     str,
-    Field(pattern=COLLECTION_PATTERN, description="The collection to use (`list_collections`)."),
+    Field(
+        pattern=COLLECTION_NAME.pattern,
+        max_length=COLLECTION_NAME.max_chars,
+        description="The collection to use (`list_collections`).",
+    ),
 ]
 
 
@@ -157,8 +163,9 @@ def create_mcp_server(state: EdgeState) -> MCPServer:
                 max_length=settings.max_message_chars,
                 description="What to look for, in words (a question works).",
             ),
+            PlainText,
         ],
-        collection: Collection = "default",
+        collection: Collection = DEFAULT_COLLECTION,
         top_k: Annotated[
             int, Field(ge=1, le=settings.max_top_k, description="How many passages.")
         ] = settings.default_top_k,
@@ -167,7 +174,7 @@ def create_mcp_server(state: EdgeState) -> MCPServer:
             Field(description="hybrid (meaning and keywords), vector (meaning) or text."),
         ] = "hybrid",
         filters: Annotated[
-            dict[str, str],
+            dict[MetadataKey, FilterValue],
             Field(
                 max_length=MAX_FILTERS,
                 description="Exact matches that must all hold: source, title, document_id or "
@@ -220,8 +227,9 @@ def create_mcp_server(state: EdgeState) -> MCPServer:
                 max_length=settings.max_message_chars,
                 description="A question about the documents, standing on its own.",
             ),
+            PlainText,
         ],
-        collection: Collection = "default",
+        collection: Collection = DEFAULT_COLLECTION,
     ) -> Answer:
         """Answer a question from the knowledge base: an answer written only from the
         retrieved passages, citing them as [n], with those passages as citations. When nothing

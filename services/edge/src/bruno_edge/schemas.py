@@ -1,6 +1,7 @@
 """The public REST shapes: request models with explicit limits, response models as documented.
 
-Fixed limits (patterns, metadata size) are declared on the fields. Limits an operator can
+Fixed limits (identifier rules, metadata size) come from :mod:`bruno_core.contract`, which
+retrieval enforces too, and are declared on the fields. Limits an operator can
 configure (``BRUNO_MAX_MESSAGE_CHARS``, ``BRUNO_MAX_DOCUMENT_BYTES``, ``BRUNO_MAX_TOP_K``) are
 checked by validators against :func:`bruno_edge.limits.current_limits`, so a violation is the
 same 422 as any other field error.
@@ -8,22 +9,59 @@ same 422 as any other field error.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
+from bruno_core.contract import (
+    COLLECTION_NAME,
+    CONVERSATION_ID,
+    DEFAULT_COLLECTION,
+    DOCUMENT_ID,
+    MAX_FILTER_VALUE_CHARS,
+    MAX_FILTERS,
+    MAX_METADATA_ENTRIES,
+    MAX_METADATA_KEY_CHARS,
+    MAX_METADATA_VALUE_CHARS,
+    MAX_SOURCE_CHARS,
+    MAX_TITLE_CHARS,
+)
 from bruno_edge.limits import current_limits
 
-COLLECTION_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
-DOCUMENT_ID_PATTERN = r"^[A-Za-z0-9._:/-]{1,200}$"
-CONVERSATION_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,100}$"
-MAX_METADATA_KEYS = 32
-MAX_METADATA_KEY_CHARS = 64
-MAX_METADATA_VALUE_CHARS = 1024
-MAX_TITLE_CHARS = 500
-MAX_SOURCE_CHARS = 2000
+# Not text: control characters (Unicode category Cc: C0, DEL, C1) other than tab, line feed
+# and carriage return, and lone surrogates (no UTF-8 form). Refused, never stripped: a NUL
+# in a title or a document is a client's bug or an attack, and silently changing the text
+# would also change its content hash.
+_NOT_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def first_non_text_character(value: str) -> int | None:
+    r"""The position of the first character that is not text (see ``_NOT_TEXT``), or None.
+
+    >>> first_non_text_character("tab\tand\nline feed"), first_non_text_character("a\x00")
+    (None, 1)
+    """
+    found = _NOT_TEXT.search(value)
+    return None if found is None else found.start()
+
+
+def plain_text(value: str) -> str:
+    """``value`` unchanged, or a validation error naming its first control character."""
+    position = first_non_text_character(value)
+    if position is not None:
+        raise PydanticCustomError(
+            "control_character",
+            "String should not contain control characters; U+{code} is at position {position}",
+            {"code": f"{ord(value[position]):04X}", "position": position},
+        )
+    return value
+
+
+PlainText = AfterValidator(plain_text)
+"""Refuses control characters other than tab, line feed and carriage return (a 422)."""
 
 
 def _question_text(value: str) -> str:
@@ -63,8 +101,13 @@ def _top_k(value: int | None) -> int | None:
 
 QuestionText = Annotated[
     str,
-    Field(min_length=1, description="Non-blank; at most BRUNO_MAX_MESSAGE_CHARS characters."),
+    Field(
+        min_length=1,
+        description="Non-blank; at most BRUNO_MAX_MESSAGE_CHARS characters; no control "
+        "characters but tab and line breaks.",
+    ),
     AfterValidator(_question_text),
+    PlainText,
 ]
 TopK = Annotated[
     int | None,
@@ -72,11 +115,27 @@ TopK = Annotated[
     AfterValidator(_top_k),
 ]
 Collection = Annotated[
-    str, Field(pattern=COLLECTION_PATTERN, description="Lower-case name, at most 63 characters.")
+    str,
+    Field(
+        pattern=COLLECTION_NAME.pattern,
+        max_length=COLLECTION_NAME.max_chars,
+        description="Lower-case name, at most 63 characters.",
+    ),
 ]
-DocumentId = Annotated[str, Field(pattern=DOCUMENT_ID_PATTERN)]
-MetadataKey = Annotated[str, Field(min_length=1, max_length=MAX_METADATA_KEY_CHARS)]
-MetadataValue = Annotated[str, Field(max_length=MAX_METADATA_VALUE_CHARS)]
+DocumentId = Annotated[
+    str,
+    Field(
+        pattern=DOCUMENT_ID.pattern,
+        max_length=DOCUMENT_ID.max_chars,
+        description="Segments joined by `/`, none empty, `.` or `..`.",
+    ),
+]
+ConversationId = Annotated[
+    str, Field(pattern=CONVERSATION_ID.pattern, max_length=CONVERSATION_ID.max_chars)
+]
+MetadataKey = Annotated[str, Field(min_length=1, max_length=MAX_METADATA_KEY_CHARS), PlainText]
+MetadataValue = Annotated[str, Field(max_length=MAX_METADATA_VALUE_CHARS), PlainText]
+FilterValue = Annotated[str, Field(max_length=MAX_FILTER_VALUE_CHARS), PlainText]
 
 
 class _Request(BaseModel):
@@ -90,8 +149,8 @@ class _Request(BaseModel):
 
 class ChatRequest(_Request):
     message: QuestionText
-    conversation_id: Annotated[str, Field(pattern=CONVERSATION_ID_PATTERN)] | None = None
-    collection: Collection = "default"
+    conversation_id: ConversationId | None = None
+    collection: Collection = DEFAULT_COLLECTION
     top_k: TopK = None
     stream: bool | None = Field(
         default=None, description="Stream SSE; when absent, `Accept: text/event-stream` decides."
@@ -170,17 +229,22 @@ class DocumentIn(_Request):
     id: DocumentId | None = Field(
         default=None, description="Stable id; absent: derived from the text."
     )
-    title: Annotated[str, Field(max_length=MAX_TITLE_CHARS)] = ""
-    source: Annotated[str, Field(max_length=MAX_SOURCE_CHARS)] = ""
+    title: Annotated[str, Field(max_length=MAX_TITLE_CHARS), PlainText] = ""
+    source: Annotated[str, Field(max_length=MAX_SOURCE_CHARS), PlainText] = ""
     text: Annotated[
         str,
-        Field(min_length=1, description="Non-blank; at most BRUNO_MAX_DOCUMENT_BYTES (UTF-8)."),
+        Field(
+            min_length=1,
+            description="Non-blank; at most BRUNO_MAX_DOCUMENT_BYTES (UTF-8); no control "
+            "characters but tab and line breaks.",
+        ),
         AfterValidator(_document_text),
+        PlainText,
     ]
-    metadata: Annotated[dict[MetadataKey, MetadataValue], Field(max_length=MAX_METADATA_KEYS)] = (
-        Field(default_factory=dict)
-    )
-    collection: Collection = "default"
+    metadata: Annotated[
+        dict[MetadataKey, MetadataValue], Field(max_length=MAX_METADATA_ENTRIES)
+    ] = Field(default_factory=dict)
+    collection: Collection = DEFAULT_COLLECTION
 
 
 class DocumentIngested(BaseModel):
@@ -225,15 +289,12 @@ class UploadResult(BaseModel):
 SearchModeName = Literal["hybrid", "vector", "text"]
 
 
-MAX_FILTERS = 16
-
-
 class SearchRequest(_Request):
     query: QuestionText
     top_k: TopK = None
-    collection: Collection = "default"
+    collection: Collection = DEFAULT_COLLECTION
     mode: SearchModeName | None = Field(default=None, description="Absent: the server default.")
-    filters: Annotated[dict[MetadataKey, MetadataValue], Field(max_length=MAX_FILTERS)] = Field(
+    filters: Annotated[dict[MetadataKey, FilterValue], Field(max_length=MAX_FILTERS)] = Field(
         default_factory=dict,
         description=(
             "Exact matches, all of which must hold: `source`, `title`, `document_id` or any "

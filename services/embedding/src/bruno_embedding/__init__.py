@@ -4,16 +4,11 @@ from bruno_embedding.config import EmbeddingSettings
 from bruno_embedding.embedders import Embedder, EmbedderInfo, InputType
 from bruno_embedding.ollama_embedder import OllamaEmbedder
 from bruno_embedding.onnx_embedder import OnnxMiniLMEmbedder
-from bruno_embedding.server import (
-    EMBEDDING_SERVICE,
-    EmbeddingServicer,
-    build_embedder,
-    create_server,
-    serve,
-)
+from bruno_embedding.server import build_embedder, create_server
+from bruno_embedding.servicer import SERVICE, EmbeddingServicer
 
 __all__ = [
-    "EMBEDDING_SERVICE",
+    "SERVICE",
     "Embedder",
     "EmbedderInfo",
     "EmbeddingServicer",
@@ -23,5 +18,4 @@ __all__ = [
     "OnnxMiniLMEmbedder",
     "build_embedder",
     "create_server",
-    "serve",
 ]

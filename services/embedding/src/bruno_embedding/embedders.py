@@ -1,4 +1,5 @@
-"""The one interface every embedding backend implements, and what it reports about itself.
+"""The one interface every embedding backend implements, what it reports about itself, and
+which texts one request may hand it.
 
 The servicer only talks to an :class:`Embedder`; which model sits behind it (the offline
 ONNX MiniLM or an Ollama model) is chosen once at start-up from the settings.
@@ -15,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bruno_core.queueing import Priority
+from bruno_core.errors import InvalidInput, LimitExceeded
 
 
 class InputType(StrEnum):
@@ -29,6 +31,18 @@ class InputType(StrEnum):
         """A query is embedded while a person waits for the search or the chat that asked; a
         document is embedded for an ingest or a reindex, which nobody watches token by token."""
         return Priority.INTERACTIVE if self is InputType.QUERY else Priority.BACKGROUND
+
+
+def check_texts(texts: Sequence[str], *, max_texts: int) -> list[str]:
+    """``texts`` as a list if one request may embed them: 1 to ``max_texts`` texts, none blank."""
+    if not texts:
+        raise InvalidInput("texts must hold at least one text")
+    if len(texts) > max_texts:
+        raise LimitExceeded(f"{len(texts)} texts in one request; the limit is {max_texts}")
+    blank = [i for i, text in enumerate(texts) if not text.strip()]
+    if blank:
+        raise InvalidInput(f"texts must not be empty or blank (positions {blank[:10]})")
+    return list(texts)
 
 
 def normalise_rows(matrix: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:

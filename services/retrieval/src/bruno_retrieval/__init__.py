@@ -4,8 +4,9 @@ and searching documents in LanceDB."""
 from bruno_retrieval.chunking import Chunk, chunk_text, estimate_tokens
 from bruno_retrieval.config import RetrievalSettings
 from bruno_retrieval.embedding_client import EmbeddingClient
-from bruno_retrieval.server import RetrievalServicer, create_server, main
-from bruno_retrieval.store import Embedder, KnowledgeStore
+from bruno_retrieval.knowledge import Embedder, KnowledgeStore
+from bruno_retrieval.server import create_server, main
+from bruno_retrieval.servicer import RetrievalServicer
 
 __all__ = [
     "Chunk",

@@ -9,13 +9,13 @@ from pydantic import Field, model_validator
 from bruno_core.settings import (
     DEFAULT_EMBEDDING_ADDR,
     DEFAULT_RETRIEVAL_ADDR,
-    MIB,
+    ContractLimitSettings,
     GrpcServerSettings,
 )
 from bruno_retrieval.chunking import DEFAULT_OVERLAP_TOKENS, DEFAULT_SIZE_TOKENS
 
 
-class RetrievalSettings(GrpcServerSettings):
+class RetrievalSettings(GrpcServerSettings, ContractLimitSettings):
     """Where retrieval listens, where its vectors live and how it cuts documents."""
 
     retrieval_listen_addr: str = DEFAULT_RETRIEVAL_ADDR
@@ -32,9 +32,6 @@ class RetrievalSettings(GrpcServerSettings):
     # Defaults chosen by measurement: see bruno_retrieval.chunking.
     chunk_size_tokens: int = Field(default=DEFAULT_SIZE_TOKENS, ge=16, le=8192)
     chunk_overlap_tokens: int = Field(default=DEFAULT_OVERLAP_TOKENS, ge=0)
-    max_document_bytes: int = Field(default=2 * MIB, ge=1)
-    default_top_k: int = Field(default=5, ge=1)
-    max_top_k: int = Field(default=50, ge=1)
     # Turns kept per conversation (oldest dropped first); the edge reads the latest few.
     conversation_max_turns: int = Field(default=50, ge=2, le=1000)
     # Hybrid fusion, chosen by measurement (docs/benchmarks.md): cosine | rrf | minmax | zscore,
@@ -45,7 +42,7 @@ class RetrievalSettings(GrpcServerSettings):
     # background (0: never): hnsw_sq (searched keeping `ann_ef` candidates) or ivf_pq
     # (smaller, slower), both over `ann_nprobes` partitions and re-ranking
     # `ann_refine_factor` x top_k by exact distance (unset: 2 for hnsw_sq, 10 for ivf_pq).
-    # Chosen by measurement: see bruno_retrieval.store.AnnConfig.
+    # Chosen by measurement: see bruno_retrieval.knowledge.ann.AnnConfig.
     ann_min_rows: int = Field(default=20_000, ge=0)
     ann_index: Literal["hnsw_sq", "ivf_pq"] = "hnsw_sq"
     ann_ef: int = Field(default=80, ge=1, le=10_000)
@@ -62,6 +59,4 @@ class RetrievalSettings(GrpcServerSettings):
     def _check_bounds(self) -> Self:
         if self.chunk_overlap_tokens * 2 > self.chunk_size_tokens:
             raise ValueError("chunk_overlap_tokens must be at most half of chunk_size_tokens")
-        if self.default_top_k > self.max_top_k:
-            raise ValueError("default_top_k must not exceed max_top_k")
         return self

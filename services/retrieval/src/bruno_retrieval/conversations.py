@@ -5,20 +5,22 @@ keeps it out of the collection names) holds one row per conversation with its tu
 An append reads the row, adds the turns, keeps the newest ``max_turns`` and writes the row back
 with one ``merge_insert`` commit under a lock: a reader sees the conversation before or after
 an append, never half of one. Appends that arrive while a commit runs are written together in
-the next one (group commit), so sixteen chats finishing at once cost one commit, not sixteen
-in a queue. This process is the single writer of the table.
+the next one (:mod:`bruno_retrieval.group_commit`), so sixteen chats finishing at once cost
+one commit, not sixteen in a queue. This process is the single writer of the table.
 
 A conversation belongs to the owner that created it (the edge's API key name): a call naming
 an owner finds only that owner's conversations, and any other is "not found", exactly as one
-that does not exist. Rows from before owners existed have none and only unchecked calls (no
-owner named) reach them; the ``owner`` column is added to such a table when it is opened.
+that does not exist. Rows from before owners existed have none: they belong to the callers
+that existed then (``bruno_core.contract.OWNERS_BEFORE_OWNERSHIP``: the edge's
+``BRUNO_API_KEYS`` and an edge without keys) and stay without an owner; the ``owner`` column is
+added to such a table when it is opened.
 
 A BTREE index on ``conversation_id`` turns the reads behind ``get`` and ``append`` (and the
 ``merge_insert`` join) into look-ups instead of scans. It is built when the store opens a table
 that lacks it (over the rows already there); rows written since sit outside it, where LanceDB
 still finds them by scanning just those, until the periodic ``optimize`` folds them in.
 
-    store = await ConversationStore.open("data/lancedb", max_turns=50)
+    store = await ConversationStore.open(settings)   # BRUNO_CONVERSATION_MAX_TURNS
     await store.append("c1", [StoredTurn("user", "How do I restore?")], create=True, owner="ann")
     conversation = await store.get("c1", max_turns=10, owner="ann")
 """
@@ -26,31 +28,28 @@ still finds them by scanning just those, until the periodic ``optimize`` folds t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import json
 import logging
-import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import grpc
 import lancedb
 import pyarrow as pa
-from google.protobuf.timestamp_pb2 import Timestamp
 from lancedb.expr import col, lit
 from lancedb.index import BTree
 
-from bruno.retrieval.v1 import conversations_pb2, conversations_pb2_grpc
-from bruno_core import BrunoError, InvalidInput, LimitExceeded, NotFound, abort_with
+from bruno_core import BrunoError, InvalidInput, LimitExceeded, NotFound
+from bruno_core.contract import CONVERSATION_ID, OWNERS_BEFORE_OWNERSHIP
+from bruno_retrieval.background import BackgroundTasks
+from bruno_retrieval.config import RetrievalSettings
+from bruno_retrieval.group_commit import GroupCommit, Pending
 
 log = logging.getLogger(__name__)
 
-SERVICE = conversations_pb2.DESCRIPTOR.services_by_name["ConversationService"]
 TABLE = "_bruno_conversations"
 ROLES = frozenset({"user", "assistant"})
-CONVERSATION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
 MAX_TURN_CHARS = 64_000
 MAX_CHUNK_IDS = 100
 MAX_CHUNK_ID_CHARS = 400
@@ -79,12 +78,11 @@ class StoredTurn:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class _PendingAppend:
+class _Append:
     conversation_id: str
     turns: list[StoredTurn]
     create: bool
     owner: str
-    future: asyncio.Future[int]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -97,17 +95,13 @@ class StoredConversation:
 
     def belongs_to(self, owner: str) -> bool:
         """Whether a call naming ``owner`` may see it (naming none: unchecked)."""
+        if not self.owner:  # stored before owners existed
+            return not owner or owner in OWNERS_BEFORE_OWNERSHIP
         return not owner or self.owner == owner
 
 
 def _not_found(conversation_id: str) -> NotFound:
     return NotFound(f"conversation {conversation_id!r} not found")
-
-
-def check_conversation_id(conversation_id: str) -> str:
-    if not CONVERSATION_ID.fullmatch(conversation_id):
-        raise InvalidInput("conversation_id must be 1 to 100 letters, digits, '.', '_', ':' or '-'")
-    return conversation_id
 
 
 def check_turns(turns: Sequence[StoredTurn], *, max_turns: int) -> None:
@@ -157,15 +151,15 @@ class ConversationStore:
         self._table = table
         self.max_turns = max_turns
         self._lock = asyncio.Lock()
-        self._writers: set[asyncio.Task[None]] = set()
+        self._tasks = BackgroundTasks()
+        self._appends: GroupCommit[_Append, int] = GroupCommit(
+            self._lock, self._commit, self._tasks
+        )
         self._writes = 0
-        self._pending: list[_PendingAppend] = []
 
     @classmethod
-    async def open(
-        cls, uri: str, *, max_turns: int, storage_options: dict[str, str] | None = None
-    ) -> ConversationStore:
-        db = await lancedb.connect_async(uri, storage_options=storage_options)
+    async def open(cls, settings: RetrievalSettings) -> ConversationStore:
+        db = await lancedb.connect_async(settings.lancedb_uri)
         try:
             # Opened, not created with exist_ok: a table from before owners has another schema.
             table = await db.open_table(TABLE)
@@ -173,9 +167,10 @@ class ConversationStore:
             table = await db.create_table(TABLE, schema=_SCHEMA, exist_ok=True)
         await _ensure_owner(table)
         await _ensure_id_index(table)
-        return cls(table, max_turns=max_turns)
+        return cls(table, max_turns=settings.conversation_max_turns)
 
     def close(self) -> None:
+        self._tasks.cancel()
         self._table.close()
 
     async def get(
@@ -183,7 +178,7 @@ class ConversationStore:
     ) -> StoredConversation:
         """The conversation, its most recent ``max_turns`` turns only when that is not 0;
         NotFound unless it belongs to ``owner`` (when one is named)."""
-        found = await self._read(check_conversation_id(conversation_id))
+        found = await self._read(CONVERSATION_ID.check(conversation_id))
         if found is None or not found.belongs_to(owner):
             raise _not_found(conversation_id)
         if max_turns:
@@ -201,67 +196,40 @@ class ConversationStore:
         """Add ``turns``; returns how many turns the conversation keeps afterwards. A new
         conversation (``create``) belongs to ``owner``; an existing one of another owner is
         NotFound."""
-        check_conversation_id(conversation_id)
+        CONVERSATION_ID.check(conversation_id)
         check_turns(turns, max_turns=self.max_turns)
-        pending = _PendingAppend(
-            conversation_id, list(turns), create, owner, asyncio.get_running_loop().create_future()
-        )
-        self._pending.append(pending)
-        # Whoever takes the lock writes every waiting append; a caller that gives up
-        # (cancelled) must not abort that write for the others: it runs in a task of its own.
-        task = asyncio.get_running_loop().create_task(self._write_pending(pending))
-        self._writers.add(task)
-        task.add_done_callback(self._writers.discard)
-        await asyncio.shield(task)
-        return await pending.future
+        return await self._appends.submit(_Append(conversation_id, list(turns), create, owner))
 
-    async def _write_pending(self, pending: _PendingAppend) -> None:
-        async with self._lock:
-            if not pending.future.done():
-                batch, self._pending = self._pending, []
-                with contextlib.suppress(Exception):  # each append's future holds the error
-                    await self._commit(batch)
-
-    async def _commit(self, batch: list[_PendingAppend]) -> None:
-        """Write every append of ``batch`` in one commit, then settle their futures."""
-        try:
-            ids = list(dict.fromkeys(p.conversation_id for p in batch))
-            current = {c.conversation_id: c for c in await self._read_many(ids)}
-            now = datetime.now(UTC)
-            outcomes: list[tuple[_PendingAppend, int | BrunoError]] = []
-            changed: set[str] = set()
-            for append in batch:
-                found = current.get(append.conversation_id)
-                if (found is None and not append.create) or (
-                    found is not None and not found.belongs_to(append.owner)
-                ):
-                    outcomes.append((append, _not_found(append.conversation_id)))
-                    continue
-                stamped = [
-                    dataclasses.replace(t, created_at=t.created_at or now) for t in append.turns
-                ]
-                earlier = found.turns if found is not None else []
-                current[append.conversation_id] = StoredConversation(
-                    append.conversation_id,
-                    [*earlier, *stamped][-self.max_turns :],
-                    found.created_at if found is not None else now,
-                    now,
-                    found.owner if found is not None else append.owner,
-                )
-                changed.add(append.conversation_id)
-                outcomes.append((append, len(current[append.conversation_id].turns)))
-            if changed:
-                await self._write([current[c] for c in ids if c in changed])
-        except Exception as error:
-            for append in batch:
-                if not append.future.done():
-                    append.future.set_exception(error)
-            raise
-        for append, outcome in outcomes:
-            if isinstance(outcome, BrunoError):
-                append.future.set_exception(outcome)
-            else:
-                append.future.set_result(outcome)
+    async def _commit(self, batch: list[Pending[_Append, int]]) -> None:
+        """Write every append of ``batch`` in one commit, then settle each."""
+        ids = list(dict.fromkeys(p.item.conversation_id for p in batch))
+        current = {c.conversation_id: c for c in await self._read_many(ids)}
+        now = datetime.now(UTC)
+        outcomes: list[tuple[Pending[_Append, int], int | BrunoError]] = []
+        changed: set[str] = set()
+        for pending in batch:
+            append = pending.item
+            found = current.get(append.conversation_id)
+            if (found is None and not append.create) or (
+                found is not None and not found.belongs_to(append.owner)
+            ):
+                outcomes.append((pending, _not_found(append.conversation_id)))
+                continue
+            stamped = [dataclasses.replace(t, created_at=t.created_at or now) for t in append.turns]
+            earlier = found.turns if found is not None else []
+            current[append.conversation_id] = StoredConversation(
+                append.conversation_id,
+                [*earlier, *stamped][-self.max_turns :],
+                found.created_at if found is not None else now,
+                now,
+                found.owner if found is not None else append.owner,
+            )
+            changed.add(append.conversation_id)
+            outcomes.append((pending, len(current[append.conversation_id].turns)))
+        if changed:
+            await self._write([current[c] for c in ids if c in changed])
+        for pending, outcome in outcomes:
+            pending.settle(outcome)
 
     async def _write(self, conversations: list[StoredConversation]) -> None:
         rows = pa.Table.from_pylist(
@@ -292,14 +260,12 @@ class ConversationStore:
 
     async def delete(self, conversation_id: str, *, owner: str = "") -> None:
         """Forget the conversation; NotFound unless it belongs to ``owner`` (when named)."""
-        check_conversation_id(conversation_id)
-        match = col("conversation_id") == lit(conversation_id)
-        if owner:
-            match = match & (col("owner") == lit(owner))
-        async with self._lock:
-            result = await self._table.delete(match)
-        if result.num_deleted_rows == 0:
-            raise _not_found(conversation_id)
+        CONVERSATION_ID.check(conversation_id)
+        async with self._lock:  # appends commit under it too: no append between read and delete
+            found = await self._read(conversation_id)
+            if found is None or not found.belongs_to(owner):
+                raise _not_found(conversation_id)
+            await self._table.delete(col("conversation_id") == lit(conversation_id))
 
     async def _read(self, conversation_id: str) -> StoredConversation | None:
         found = await self._read_many([conversation_id])
@@ -335,73 +301,3 @@ async def _ensure_id_index(table: Any) -> None:
     if any(index.columns == ["conversation_id"] for index in await table.list_indices()):
         return
     await table.create_index("conversation_id", config=BTree())
-
-
-def _timestamp(moment: datetime | None) -> Timestamp:
-    stamp = Timestamp()
-    if moment is not None:
-        stamp.FromDatetime(moment)
-    return stamp
-
-
-def _turn_message(turn: StoredTurn) -> conversations_pb2.Turn:
-    return conversations_pb2.Turn(
-        role=turn.role,
-        content=turn.content,
-        created_at=_timestamp(turn.created_at),
-        chunk_ids=list(turn.chunk_ids),
-    )
-
-
-class ConversationServicer(conversations_pb2_grpc.ConversationServiceServicer):
-    """Serves ``bruno.retrieval.v1.ConversationService`` from one :class:`ConversationStore`."""
-
-    def __init__(self, store: ConversationStore) -> None:
-        self._store = store
-
-    async def AppendTurns(
-        self,
-        request: conversations_pb2.AppendTurnsRequest,
-        context: grpc.aio.ServicerContext[Any, Any],
-    ) -> conversations_pb2.AppendTurnsResponse:
-        turns = [
-            StoredTurn(role=t.role, content=t.content, chunk_ids=tuple(t.chunk_ids))
-            for t in request.turns
-        ]
-        try:
-            kept = await self._store.append(
-                request.conversation_id, turns, create=request.create, owner=request.owner
-            )
-        except BrunoError as error:
-            await abort_with(context, error)
-        return conversations_pb2.AppendTurnsResponse(turns=kept)
-
-    async def GetConversation(
-        self,
-        request: conversations_pb2.GetConversationRequest,
-        context: grpc.aio.ServicerContext[Any, Any],
-    ) -> conversations_pb2.Conversation:
-        try:
-            found = await self._store.get(
-                request.conversation_id, max_turns=request.max_turns, owner=request.owner
-            )
-        except BrunoError as error:
-            await abort_with(context, error)
-        return conversations_pb2.Conversation(
-            conversation_id=found.conversation_id,
-            turns=[_turn_message(t) for t in found.turns],
-            created_at=_timestamp(found.created_at),
-            updated_at=_timestamp(found.updated_at),
-            owner=found.owner,
-        )
-
-    async def DeleteConversation(
-        self,
-        request: conversations_pb2.DeleteConversationRequest,
-        context: grpc.aio.ServicerContext[Any, Any],
-    ) -> conversations_pb2.DeleteConversationResponse:
-        try:
-            await self._store.delete(request.conversation_id, owner=request.owner)
-        except BrunoError as error:
-            await abort_with(context, error)
-        return conversations_pb2.DeleteConversationResponse()

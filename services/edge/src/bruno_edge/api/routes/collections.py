@@ -10,13 +10,13 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path
 
 from bruno.retrieval.v1 import retrieval_pb2
+from bruno_core.contract import COLLECTION_NAME
 from bruno_edge.admission import Work
 from bruno_edge.api.deps import CallerDep, DownstreamsDep, SettingsDep, guarded, needs
 from bruno_edge.api.routes import API_PREFIX, problem_responses
 from bruno_edge.clients import rpc_errors
 from bruno_edge.keys import Scope
 from bruno_edge.schemas import (
-    COLLECTION_PATTERN,
     CollectionDeleted,
     CollectionInfo,
     CollectionList,
@@ -25,7 +25,9 @@ from bruno_edge.schemas import (
 
 router = APIRouter(prefix=f"{API_PREFIX}/collections", tags=["collections"])
 
-CollectionPath = Annotated[str, Path(pattern=COLLECTION_PATTERN)]
+CollectionPath = Annotated[
+    str, Path(pattern=COLLECTION_NAME.pattern, max_length=COLLECTION_NAME.max_chars)
+]
 # Re-embedding a collection takes as long as ingesting it did: far past the request timeout.
 REINDEX_TIMEOUT_SECONDS = 6 * 3600.0
 

@@ -9,16 +9,19 @@ from fastapi import APIRouter, Path, Response, status
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from bruno.retrieval.v1 import conversations_pb2
+from bruno_core.contract import CONVERSATION_ID
 from bruno_edge.admission import Work
 from bruno_edge.api.deps import CallerDep, DownstreamsDep, SettingsDep, guarded
 from bruno_edge.api.routes import API_PREFIX, problem_responses
 from bruno_edge.clients import rpc_errors
 from bruno_edge.keys import Scope
-from bruno_edge.schemas import CONVERSATION_ID_PATTERN, Conversation, ConversationTurn
+from bruno_edge.schemas import Conversation, ConversationTurn
 
 router = APIRouter(prefix=f"{API_PREFIX}/conversations", tags=["conversations"])
 
-ConversationId = Annotated[str, Path(pattern=CONVERSATION_ID_PATTERN)]
+ConversationId = Annotated[
+    str, Path(pattern=CONVERSATION_ID.pattern, max_length=CONVERSATION_ID.max_chars)
+]
 
 
 def _moment(stamp: Timestamp) -> datetime | None:

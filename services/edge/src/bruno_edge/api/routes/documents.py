@@ -4,7 +4,6 @@ collection."""
 from __future__ import annotations
 
 import asyncio
-import re
 from datetime import UTC
 from pathlib import PurePath
 from typing import Annotated
@@ -13,6 +12,14 @@ from fastapi import APIRouter, File, Form, Path, Query, Response, UploadFile, st
 
 from bruno.retrieval.v1 import retrieval_pb2
 from bruno_core import BrunoError, InvalidInput, LimitExceeded
+from bruno_core.contract import (
+    COLLECTION_NAME,
+    DEFAULT_COLLECTION,
+    DOCUMENT_ID,
+    MAX_PAGE_SIZE,
+    MAX_TITLE_CHARS,
+    document_id_from_path,
+)
 from bruno_edge.admission import Work
 from bruno_edge.api.deps import CallerDep, DownstreamsDep, SettingsDep, guarded
 from bruno_edge.api.routes import API_PREFIX, problem_responses
@@ -20,27 +27,26 @@ from bruno_edge.clients import rpc_errors
 from bruno_edge.extract import Document, extract
 from bruno_edge.keys import Scope
 from bruno_edge.schemas import (
-    COLLECTION_PATTERN,
-    DOCUMENT_ID_PATTERN,
     DocumentIn,
     DocumentIngested,
     DocumentPage,
     DocumentSummary,
     FileIngested,
     UploadResult,
+    first_non_text_character,
 )
 
 router = APIRouter(prefix=f"{API_PREFIX}/documents", tags=["documents"])
 
-MAX_PAGE_SIZE = 500
 MAX_CURSOR_CHARS = 1000
 MAX_UPLOAD_FILES = 32
 MAX_FILENAME_CHARS = 255
 # Files of one upload sent to retrieval at once (its group commit writes them together).
 UPLOAD_CONCURRENCY = 4
-_UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9._:/-]+")
 
-CollectionQuery = Annotated[str, Query(pattern=COLLECTION_PATTERN)]
+CollectionQuery = Annotated[
+    str, Query(pattern=COLLECTION_NAME.pattern, max_length=COLLECTION_NAME.max_chars)
+]
 
 _STATUS = {
     retrieval_pb2.INGEST_OUTCOME_CREATED: "created",
@@ -100,7 +106,9 @@ async def upload_documents(
     caller: CallerDep,
     downstreams: DownstreamsDep,
     settings: SettingsDep,
-    collection: Annotated[str, Form(pattern=COLLECTION_PATTERN)] = "default",
+    collection: Annotated[
+        str, Form(pattern=COLLECTION_NAME.pattern, max_length=COLLECTION_NAME.max_chars)
+    ] = DEFAULT_COLLECTION,
 ) -> UploadResult:
     """Ingest uploaded files, one document each, named by their file name.
 
@@ -116,6 +124,8 @@ async def upload_documents(
         name = PurePath((upload.filename or "").replace("\\", "/")).name
         if not name or len(name) > MAX_FILENAME_CHARS:
             raise InvalidInput(f"each file needs a name of 1 to {MAX_FILENAME_CHARS} characters")
+        if first_non_text_character(name) is not None:
+            raise InvalidInput(f"the file name {name!r} holds a control character")
         raw = await upload.read(settings.max_document_bytes + 1)
         if len(raw) > settings.max_document_bytes:
             raise LimitExceeded(
@@ -127,7 +137,14 @@ async def upload_documents(
             raise InvalidInput(f"{name!r} holds no text")
         if len(document.text.encode("utf-8")) > settings.max_document_bytes:
             raise LimitExceeded(f"{name!r} is larger than the document limit")
-        document_id = _UNSAFE_ID_CHARS.sub("-", name)[:200]
+        for text in (document.title, document.text):
+            if (position := first_non_text_character(text)) is not None:
+                code = ord(text[position])
+                raise InvalidInput(f"{name!r} holds a control character (U+{code:04X})")
+        # ".." names the parent in a path, never a file: refused rather than renamed "--".
+        if name in (".", ".."):
+            raise InvalidInput(f"{name!r} is not a usable file name")
+        document_id = document_id_from_path(name, keep_end=False)
         if any(document_id == seen for _, seen, _ in documents):
             raise InvalidInput(f"two files are named {name!r}")
         documents.append((name, document_id, document))
@@ -138,7 +155,7 @@ async def upload_documents(
         request = retrieval_pb2.IngestDocumentRequest(
             collection=collection,
             document_id=document_id,
-            title=document.title[:500],
+            title=document.title[:MAX_TITLE_CHARS],
             source=name,
             text=document.text,
         )
@@ -185,7 +202,7 @@ async def list_documents(
     caller: CallerDep,
     downstreams: DownstreamsDep,
     settings: SettingsDep,
-    collection: CollectionQuery = "default",
+    collection: CollectionQuery = DEFAULT_COLLECTION,
     limit: Annotated[int | None, Query(ge=1, le=MAX_PAGE_SIZE)] = None,
     cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS)] = None,
 ) -> DocumentPage:
@@ -224,11 +241,13 @@ async def list_documents(
     dependencies=guarded(Scope.WRITE, Work.OTHER),
 )
 async def delete_document(
-    document_id: Annotated[str, Path(pattern=DOCUMENT_ID_PATTERN)],
+    document_id: Annotated[
+        str, Path(pattern=DOCUMENT_ID.pattern, max_length=DOCUMENT_ID.max_chars)
+    ],
     caller: CallerDep,
     downstreams: DownstreamsDep,
     settings: SettingsDep,
-    collection: CollectionQuery = "default",
+    collection: CollectionQuery = DEFAULT_COLLECTION,
 ) -> Response:
     # Worded as retrieval words a document missing from a collection.
     caller.check_collection(

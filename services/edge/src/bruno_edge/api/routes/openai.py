@@ -17,6 +17,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, Response
 from sse_starlette import EventSourceResponse
 
+from bruno_core.contract import DEFAULT_COLLECTION
 from bruno_edge.admission import Work
 from bruno_edge.api.deps import (
     CallerDep,
@@ -92,7 +93,7 @@ async def chat_completions(
     pieces: Pieces
     if served.rag:
         extra = body.bruno
-        collection = extra.collection if extra else "default"
+        collection = extra.collection if extra else DEFAULT_COLLECTION
         caller.check_collection(collection)
         question, history = question_and_history(body.messages, settings)
         turn = await chat.prepare_stateless(

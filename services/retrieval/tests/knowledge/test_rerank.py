@@ -13,9 +13,9 @@ import pytest
 from bruno.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from bruno_core import GrpcServer, create_channel
 from bruno_retrieval.config import RetrievalSettings
-from bruno_retrieval.rerank import HttpReranker
-from bruno_retrieval.server import SERVICE, RetrievalServicer
-from bruno_retrieval.store import KnowledgeStore
+from bruno_retrieval.knowledge import KnowledgeStore
+from bruno_retrieval.knowledge.rerank import HttpReranker
+from bruno_retrieval.servicer import SERVICE, RetrievalServicer
 from bruno_testing.reranker_standin import RerankerStandIn, overlap_score
 
 if TYPE_CHECKING:
@@ -29,11 +29,13 @@ DOCUMENTS = {
     "d": "Grafana dashboards show latency.",
 }
 
+pytestmark = pytest.mark.slow  # waits out reranker timeouts
+
 
 @dataclasses.dataclass
 class Rig:
     stub: retrieval_pb2_grpc.RetrievalServiceAsyncStub
-    store: KnowledgeStore
+    unranked: KnowledgeStore  # the same collection, searched without the reranker
     reranker: RerankerStandIn
     http: HttpReranker
 
@@ -42,7 +44,7 @@ class Rig:
         return await self.stub.Search(request)
 
     async def fused_ids(self) -> list[str]:
-        found = await self.store.search("default", QUERY, top_k=3)
+        found = await self.unranked.search("default", QUERY, top_k=3)
         return [hit.document_id for hit in found.hits]
 
 
@@ -57,21 +59,25 @@ async def rig(tmp_path: Path, embedder: FakeEmbedder) -> AsyncIterator[Rig]:
             reranker_candidates=10,
             grpc_grace_seconds=0,
         )
-        store = await KnowledgeStore.open(settings.lancedb_uri, embedder)
+        unranked = await KnowledgeStore.open(settings, embedder)
         for document_id, text in DOCUMENTS.items():
-            await store.ingest("default", text=text, document_id=document_id)
+            await unranked.ingest("default", text=text, document_id=document_id)
         reranker = HttpReranker(standin.url, timeout_seconds=settings.reranker_timeout_seconds)
+        store = await KnowledgeStore.open(settings, embedder, reranker=reranker)
         server = GrpcServer("retrieval", settings, listen_addr="127.0.0.1:0")
-        retrieval_pb2_grpc.add_RetrievalServiceServicer_to_server(
-            RetrievalServicer(store, settings, reranker=reranker), server.grpc
+        server.add_servicer(
+            SERVICE,
+            retrieval_pb2_grpc.add_RetrievalServiceServicer_to_server,
+            RetrievalServicer(store),
         )
-        port = await server.start([SERVICE])
+        port = await server.start()
         channel = create_channel(f"127.0.0.1:{port}", timeout_seconds=10)
-        yield Rig(retrieval_pb2_grpc.RetrievalServiceStub(channel), store, standin, reranker)
+        yield Rig(retrieval_pb2_grpc.RetrievalServiceStub(channel), unranked, standin, reranker)
         await channel.close()
         await server.stop()
         await reranker.close()
         store.close()
+        unranked.close()
 
 
 async def test_a_configured_reranker_reorders_the_candidates_by_its_scores(rig: Rig) -> None:

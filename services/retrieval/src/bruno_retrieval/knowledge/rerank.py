@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from bruno_retrieval.store import SearchHit
+from bruno_retrieval.knowledge.results import SearchHit
 
 log = logging.getLogger(__name__)
 

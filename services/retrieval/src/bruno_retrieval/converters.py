@@ -1,0 +1,156 @@
+"""Between ``bruno.retrieval.v1`` messages and the retrieval domain's own types.
+
+Proto3 has no "unset" for scalars: ``0`` and ``""`` mean "the default" here, which the domain
+spells ``None`` (a ``top_k`` or page ``limit``) or leaves to its own rules (an empty
+collection is ``default``, an empty document id is derived from the text).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from bruno.retrieval.v1 import conversations_pb2, retrieval_pb2
+from bruno_core import InvalidInput
+from bruno_retrieval.conversations import StoredConversation, StoredTurn
+from bruno_retrieval.knowledge import (
+    CollectionInfo,
+    DocumentPage,
+    DocumentSummary,
+    IngestOutcome,
+    IngestResult,
+    ReindexResult,
+    SearchHit,
+    SearchMode,
+    SearchResult,
+)
+
+_MODE_FROM_PROTO = {
+    retrieval_pb2.SEARCH_MODE_UNSPECIFIED: SearchMode.HYBRID,
+    retrieval_pb2.SEARCH_MODE_HYBRID: SearchMode.HYBRID,
+    retrieval_pb2.SEARCH_MODE_VECTOR: SearchMode.VECTOR,
+    retrieval_pb2.SEARCH_MODE_TEXT: SearchMode.TEXT,
+}
+_MODE_TO_PROTO = {mode: proto for proto, mode in _MODE_FROM_PROTO.items() if proto}
+_OUTCOME_TO_PROTO = {
+    IngestOutcome.CREATED: retrieval_pb2.INGEST_OUTCOME_CREATED,
+    IngestOutcome.UNCHANGED: retrieval_pb2.INGEST_OUTCOME_UNCHANGED,
+    IngestOutcome.REPLACED: retrieval_pb2.INGEST_OUTCOME_REPLACED,
+}
+
+
+def or_none(value: int) -> int | None:
+    """A proto3 number, ``0`` (unset) as ``None``: the domain's default applies."""
+    return value or None
+
+
+def search_mode(value: retrieval_pb2.SearchMode.ValueType) -> SearchMode:
+    """The mode a request asks for (hybrid when unset); InvalidInput for one not in v1."""
+    mode = _MODE_FROM_PROTO.get(value)
+    if mode is None:
+        raise InvalidInput(f"unknown search mode {value}")
+    return mode
+
+
+def ingest_response(result: IngestResult) -> retrieval_pb2.IngestDocumentResponse:
+    return retrieval_pb2.IngestDocumentResponse(
+        document_id=result.document_id,
+        collection=result.collection,
+        chunks=result.chunks,
+        outcome=_OUTCOME_TO_PROTO[result.outcome],
+        content_hash=result.content_hash,
+    )
+
+
+def search_response(result: SearchResult) -> retrieval_pb2.SearchResponse:
+    return retrieval_pb2.SearchResponse(
+        hits=[_hit(hit) for hit in result.hits], mode=_MODE_TO_PROTO[result.mode]
+    )
+
+
+def documents_response(page: DocumentPage) -> retrieval_pb2.ListDocumentsResponse:
+    return retrieval_pb2.ListDocumentsResponse(
+        documents=[_summary(document) for document in page.documents],
+        next_cursor=page.next_cursor,
+    )
+
+
+def collections_response(
+    collections: Sequence[CollectionInfo],
+) -> retrieval_pb2.ListCollectionsResponse:
+    return retrieval_pb2.ListCollectionsResponse(collections=[_collection(c) for c in collections])
+
+
+def reindex_response(result: ReindexResult) -> retrieval_pb2.ReindexCollectionResponse:
+    return retrieval_pb2.ReindexCollectionResponse(
+        collection=_collection(result.collection), previous_model=result.previous_model
+    )
+
+
+def stored_turns(turns: Sequence[conversations_pb2.Turn]) -> list[StoredTurn]:
+    """The turns of an append (the store stamps their time)."""
+    return [StoredTurn(role=t.role, content=t.content, chunk_ids=tuple(t.chunk_ids)) for t in turns]
+
+
+def conversation_message(found: StoredConversation) -> conversations_pb2.Conversation:
+    return conversations_pb2.Conversation(
+        conversation_id=found.conversation_id,
+        turns=[_turn(turn) for turn in found.turns],
+        created_at=_timestamp(found.created_at),
+        updated_at=_timestamp(found.updated_at),
+        owner=found.owner,
+    )
+
+
+def _hit(hit: SearchHit) -> retrieval_pb2.SearchHit:
+    return retrieval_pb2.SearchHit(
+        document_id=hit.document_id,
+        chunk_id=hit.chunk_id,
+        title=hit.title,
+        source=hit.source,
+        text=hit.text,
+        score=hit.score,
+        chunk_index=hit.chunk_index,
+        metadata=hit.metadata,
+        heading_path=hit.heading_path,
+    )
+
+
+def _collection(info: CollectionInfo) -> retrieval_pb2.CollectionInfo:
+    return retrieval_pb2.CollectionInfo(
+        name=info.name,
+        documents=info.documents,
+        chunks=info.chunks,
+        embedding_model=info.embedding_model,
+        dimension=info.dimension,
+    )
+
+
+def _summary(document: DocumentSummary) -> retrieval_pb2.DocumentSummary:
+    return retrieval_pb2.DocumentSummary(
+        document_id=document.document_id,
+        title=document.title,
+        source=document.source,
+        chunks=document.chunks,
+        content_hash=document.content_hash,
+        metadata=document.metadata,
+        ingested_at=_timestamp(document.ingested_at),
+    )
+
+
+def _turn(turn: StoredTurn) -> conversations_pb2.Turn:
+    return conversations_pb2.Turn(
+        role=turn.role,
+        content=turn.content,
+        created_at=_timestamp(turn.created_at),
+        chunk_ids=list(turn.chunk_ids),
+    )
+
+
+def _timestamp(moment: datetime | None) -> Timestamp:
+    stamp = Timestamp()
+    if moment is not None:
+        stamp.FromDatetime(moment)
+    return stamp

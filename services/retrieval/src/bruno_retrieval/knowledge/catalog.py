@@ -1,0 +1,260 @@
+"""The catalog: which table holds each collection and which embedding model made its vectors,
+the one open handle of each table, and retiring a table once no search reads it.
+
+    catalog = await Catalog.open(db, indexes, tasks)
+    async with catalog.reading("homelab") as found:   # (entry, table); None: empty ``default``
+        ...
+
+A small table, ``_bruno_collections``, holds a row per collection: its table, model and
+dimension. A collection's table is named after it; a reindex writes a shadow table (``name.1``,
+``name.2`` …: a dot cannot appear in a collection name) and switches over by rewriting the
+collection's row, one commit. The table it replaced, like the table of a deleted collection,
+is dropped once the searches reading it are done. Tables from before the catalog that look
+like a collection are adopted when the catalog opens; their model is recorded by the next
+ingest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any
+
+import lancedb
+from lancedb.expr import col, lit
+from lancedb.index import FTS
+
+from bruno_core import Conflict, NotFound
+from bruno_core.contract import COLLECTION_NAME, DEFAULT_COLLECTION
+from bruno_retrieval.background import BackgroundTasks
+from bruno_retrieval.knowledge.ann import VectorIndexes
+from bruno_retrieval.knowledge.schema import CATALOG_SCHEMA, catalog_row, table_schema
+
+log = logging.getLogger(__name__)
+
+CATALOG_TABLE = "_bruno_collections"
+# How long a retired table waits for the searches still reading it before it is dropped.
+_DRAIN_SECONDS = 30.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CatalogEntry:
+    """A catalog row: which table holds a collection and what model made its vectors."""
+
+    collection: str
+    table: str
+    model: str  # "" for a table adopted from before the catalog: the next model is recorded
+    dimension: int
+
+    def check_model(self, model: str, dimension: int) -> None:
+        """Conflict unless vectors of ``model`` and ``dimension`` belong in this collection."""
+        if dimension != self.dimension or (self.model and model and model != self.model):
+            built = f"{self.model or 'an unrecorded model'} ({self.dimension} dimensions)"
+            raise Conflict(
+                f"collection {self.collection!r} was built with {built} but the embedding "
+                f"service now serves {model or 'another model'} ({dimension} dimensions); "
+                f"run `bruno reindex {self.collection}` to rebuild it with the current model"
+            )
+
+
+class Catalog:
+    """The collections of one LanceDB database and the open handles of their tables."""
+
+    def __init__(
+        self, db: lancedb.AsyncConnection, rows: Any, indexes: VectorIndexes, tasks: BackgroundTasks
+    ) -> None:
+        self.db = db
+        self._rows = rows
+        self._indexes = indexes
+        self._tasks = tasks
+        self._entries: dict[str, CatalogEntry] = {}
+        # One handle per table: every read must see the commits made through the writer's.
+        self._tables: dict[str, Any] = {}
+        self._open_lock = asyncio.Lock()
+        self._readers: Counter[str] = Counter()
+        self._drained: dict[str, asyncio.Event] = {}
+
+    @classmethod
+    async def open(
+        cls, db: lancedb.AsyncConnection, indexes: VectorIndexes, tasks: BackgroundTasks
+    ) -> Catalog:
+        # Connecting is lazy; this read proves the location is usable before health says SERVING.
+        names = set(await table_names(db))
+        if CATALOG_TABLE in names:
+            rows = await db.open_table(CATALOG_TABLE)
+        else:
+            rows = await db.create_table(CATALOG_TABLE, schema=CATALOG_SCHEMA, exist_ok=True)
+        catalog = cls(db, rows, indexes, tasks)
+        await catalog._load(names)
+        return catalog
+
+    def close(self) -> None:
+        for table in self._tables.values():
+            table.close()
+        self._tables.clear()
+        self._rows.close()
+
+    def entry(self, collection: str) -> CatalogEntry | None:
+        return self._entries.get(collection)
+
+    def collections(self) -> list[str]:
+        return sorted(self._entries)
+
+    @contextlib.asynccontextmanager
+    async def reading(self, collection: str) -> AsyncIterator[tuple[CatalogEntry, Any] | None]:
+        """The collection's entry and table, held open against a concurrent switch. A
+        collection that does not exist yet is ``None`` if it is ``default``, else NotFound."""
+        entry = self._entries.get(collection)
+        if entry is None:
+            if collection != DEFAULT_COLLECTION:
+                raise NotFound(f"collection {collection!r} not found")
+            yield None
+            return
+        self._readers[entry.table] += 1
+        try:
+            yield entry, await self.table(entry)
+        finally:
+            self._readers[entry.table] -= 1
+            if self._readers[entry.table] == 0 and entry.table in self._drained:
+                self._drained[entry.table].set()
+
+    async def table(self, entry: CatalogEntry) -> Any:
+        """The one cached handle of an entry's table."""
+        if (table := self._tables.get(entry.table)) is not None:
+            return table
+        async with self._open_lock:
+            if (table := self._tables.get(entry.table)) is None:
+                table = await self.db.open_table(entry.table)
+                await ensure_text_index(table)
+                await self._indexes.adopt(entry.collection, table)
+                self._tables[entry.table] = table
+            return table
+
+    async def create(self, collection: str, model: str, dimension: int) -> CatalogEntry:
+        """A new, empty table for ``collection``, named after it — or ``name.N`` while a
+        deleted collection's table of that name still waits for its last searches."""
+        async with self._open_lock:
+            taken = set(await table_names(self.db))
+            name = _next_table_name(collection, taken) if collection in taken else collection
+            table: Any = await self.db.create_table(name, schema=table_schema(dimension))
+            entry = CatalogEntry(collection, name, model, dimension)
+            try:
+                await ensure_text_index(table)
+                await self._write(entry)
+            except BaseException:  # leave no table behind that blocks the next attempt
+                table.close()
+                await self.drop_quietly(name)
+                raise
+            self._tables[name] = table
+        self._entries[collection] = entry
+        return entry
+
+    async def record_model(self, entry: CatalogEntry, model: str) -> CatalogEntry:
+        """Record the model of an adopted table's vectors (the first one written to it)."""
+        entry = dataclasses.replace(entry, model=model)
+        await self._write(entry)
+        self._entries[entry.collection] = entry
+        return entry
+
+    async def shadow_name(self, entry: CatalogEntry) -> str:
+        """A free name for the table that is to replace ``entry``'s."""
+        return _next_table_name(entry.table, set(await table_names(self.db)))
+
+    async def switch(self, entry: CatalogEntry, table: Any) -> None:
+        """Make ``table`` the collection's (one catalog commit) and retire the one it replaces."""
+        await self._write(entry)
+        old = self._entries[entry.collection]
+        self._tables[entry.table] = table
+        self._entries[entry.collection] = entry
+        self._retire(old.table)
+
+    async def remove(self, collection: str) -> None:
+        """Delete the collection's row; its table goes once no search reads it."""
+        entry = self._entries[collection]
+        await self._rows.delete(col("collection") == lit(collection))
+        del self._entries[collection]
+        self._retire(entry.table)
+
+    async def drop_quietly(self, name: str) -> None:
+        """Drop a table that was never (or is no longer) anyone's, if it exists."""
+        with contextlib.suppress(Exception):
+            await self.db.drop_table(name)
+
+    async def _write(self, entry: CatalogEntry) -> None:
+        row = catalog_row(entry.collection, entry.table, entry.model, entry.dimension)
+        await (
+            self._rows.merge_insert("collection")
+            .when_matched_update_all()
+            .when_not_matched_insert_all()
+            .execute(row)
+        )
+
+    async def _load(self, names: set[str]) -> None:
+        rows = (await self._rows.query().to_arrow()).to_pylist()
+        for row in rows:
+            if row["table"] in names:
+                self._entries[row["collection"]] = CatalogEntry(
+                    row["collection"], row["table"], row["model"], row["dimension"]
+                )
+        # Tables from before the catalog: adopt those shaped like a collection.
+        for name in sorted(names - {CATALOG_TABLE} - set(self._entries)):
+            if not COLLECTION_NAME.is_valid(name):
+                continue
+            table: Any = await self.db.open_table(name)
+            schema = await table.schema()
+            table.close()
+            if {"chunk_id", "document_id", "vector"} <= set(schema.names):
+                entry = CatalogEntry(name, name, "", schema.field("vector").type.list_size)
+                await self._write(entry)
+                self._entries[name] = entry
+
+    def _retire(self, table_name: str) -> None:
+        """Drop a table no longer in the catalog once no search is reading it."""
+
+        async def drop() -> None:
+            if self._readers[table_name] > 0:
+                drained = self._drained.setdefault(table_name, asyncio.Event())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(drained.wait(), _DRAIN_SECONDS)
+            self._drained.pop(table_name, None)
+            table = self._tables.pop(table_name, None)
+            self._indexes.forget(table_name)
+            if table is not None:
+                table.close()
+            try:
+                await self.db.drop_table(table_name)
+            except Exception:
+                log.exception("dropping a retired table failed", extra={"table": table_name})
+
+        self._tasks.spawn(drop())
+
+
+async def table_names(db: lancedb.AsyncConnection) -> list[str]:
+    names: list[str] = []
+    token: str | None = None
+    while True:
+        page = await db.list_tables(page_token=token, limit=1000)
+        names.extend(page.tables)
+        token = page.page_token
+        if not token:
+            return names
+
+
+async def ensure_text_index(table: Any) -> None:
+    if not any(index.columns == ["text"] for index in await table.list_indices()):
+        # Native full-text index; rows written after it are searched unindexed until the
+        # next optimize folds them in, so text search is complete either way.
+        await table.create_index("text", config=FTS())
+
+
+def _next_table_name(current: str, taken: set[str]) -> str:
+    """``docs`` -> ``docs.1`` -> ``docs.2``: a dot cannot appear in a collection name."""
+    base, _, generation = current.partition(".")
+    number = int(generation) + 1 if generation.isdigit() else 1
+    while f"{base}.{number}" in taken:
+        number += 1
+    return f"{base}.{number}"

@@ -1,0 +1,90 @@
+"""The reads the knowledge base makes of a collection's table: rankings for search, the stored
+version of documents, a page of documents, and the rows of a table as a stream."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from lancedb.expr import Expr, col, lit
+from lancedb.query import ColumnOrdering
+
+from bruno_retrieval.knowledge.ann import VectorIndexes
+from bruno_retrieval.knowledge.results import DocumentSummary, SearchHit
+from bruno_retrieval.knowledge.schema import RESULT_COLUMNS, SUMMARY_COLUMNS, document_summary
+from bruno_retrieval.knowledge.schema import search_hit as hit_of
+
+
+def first_chunks() -> Expr:
+    """Rows of a document's first chunk: one row per document."""
+    return col("chunk_index") == lit(0)
+
+
+async def text_hits(table: Any, query: str, limit: int, where: str | None) -> list[SearchHit]:
+    """The ``limit`` chunks best matching ``query`` by BM25 over their text."""
+    search = table.query().nearest_to_text(query, columns="text")
+    if where:
+        search = search.where(where)
+    rows = (await search.select([*RESULT_COLUMNS, "_score"]).limit(limit).to_arrow()).to_pylist()
+    return [hit_of(row, row["_score"]) for row in rows]
+
+
+async def vector_hits(
+    table: Any,
+    vector: list[float],
+    limit: int,
+    where: str | None,
+    indexes: VectorIndexes,
+    top_k: int | None = None,
+) -> list[SearchHit]:
+    """The ``limit`` chunks nearest ``vector`` (score = cosine similarity); ``top_k`` of them
+    are answered, the rest are candidates for a fusion."""
+    query = table.query().nearest_to(vector).distance_type("cosine")
+    query = indexes.tune(query, table.name, limit, top_k or limit)
+    if where:
+        query = query.where(where)
+    rows = (await query.select([*RESULT_COLUMNS, "_distance"]).limit(limit).to_arrow()).to_pylist()
+    return [hit_of(row, 1.0 - row["_distance"]) for row in rows]
+
+
+async def versions(table: Any, document_ids: list[str]) -> dict[str, tuple[str, int]]:
+    """(content hash, chunk count) of each stored document among ``document_ids``."""
+    rows = (
+        await table.query()
+        .where(col("document_id").isin(document_ids) & first_chunks())
+        .select(["document_id", "content_hash", "chunk_count"])
+        .to_arrow()
+    ).to_pylist()
+    return {row["document_id"]: (row["content_hash"], row["chunk_count"]) for row in rows}
+
+
+async def documents_after(table: Any, cursor: str, limit: int) -> list[DocumentSummary]:
+    """Up to ``limit`` documents ordered by id, those after ``cursor`` (all when empty)."""
+    where = first_chunks() & (col("document_id") > lit(cursor)) if cursor else first_chunks()
+    rows = (
+        await table.query()
+        .where(where)
+        .order_by([ColumnOrdering(column_name="document_id")])
+        .select(SUMMARY_COLUMNS)
+        .limit(limit)
+        .to_arrow()
+    ).to_pylist()
+    return [document_summary(row) for row in rows]
+
+
+async def document_count(table: Any) -> int:
+    return int(await table.count_rows(first_chunks().to_sql()))
+
+
+async def row_batches(
+    table: Any, columns: list[str], size: int
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """The table's rows (``columns`` only), ``size`` at a time, read as a stream."""
+    rows: list[dict[str, Any]] = []
+    async for record_batch in await table.query().select(columns).to_batches():
+        rows.extend(record_batch.to_pylist())
+        while len(rows) >= size:
+            yield rows[:size]
+            rows = rows[size:]
+    if rows:
+        yield rows

@@ -1,0 +1,162 @@
+"""The rows the knowledge base keeps: one per chunk in a collection's table, one per collection
+in the catalog, and how they are built from, and read back into, the domain's values."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+
+from bruno_retrieval.chunking import Chunk
+from bruno_retrieval.knowledge.filters import filter_terms
+from bruno_retrieval.knowledge.results import DocumentSummary, SearchHit
+
+# The columns a search reads (never the vector).
+RESULT_COLUMNS = [
+    "chunk_id",
+    "document_id",
+    "chunk_index",
+    "title",
+    "source",
+    "text",
+    "heading_path",
+    "metadata",
+    "content_hash",
+]
+# The columns a document listing reads from each document's first chunk.
+SUMMARY_COLUMNS = [
+    "document_id",
+    "title",
+    "source",
+    "chunk_count",
+    "content_hash",
+    "metadata",
+    "ingested_at",
+]
+
+CATALOG_SCHEMA = pa.schema(
+    [
+        pa.field("collection", pa.string(), nullable=False),
+        pa.field("table", pa.string(), nullable=False),
+        pa.field("model", pa.string(), nullable=False),
+        pa.field("dimension", pa.int32(), nullable=False),
+        pa.field("updated_at", pa.timestamp("us", tz="UTC"), nullable=False),
+    ]
+)
+
+
+def table_schema(dimension: int) -> pa.Schema:
+    """One row per chunk; document-level fields are repeated on every chunk of a document."""
+    return pa.schema(
+        [
+            pa.field("chunk_id", pa.string(), nullable=False),
+            pa.field("document_id", pa.string(), nullable=False),
+            pa.field("chunk_index", pa.int32(), nullable=False),
+            pa.field("chunk_count", pa.int32(), nullable=False),
+            pa.field("title", pa.string(), nullable=False),
+            pa.field("source", pa.string(), nullable=False),
+            pa.field("text", pa.string(), nullable=False),
+            pa.field("heading_path", pa.string(), nullable=False),
+            pa.field("metadata", pa.string(), nullable=False),  # JSON object of strings
+            pa.field("filter_terms", pa.list_(pa.string()), nullable=False),
+            pa.field("content_hash", pa.string(), nullable=False),  # sha256 of the document
+            pa.field("ingested_at", pa.timestamp("us", tz="UTC"), nullable=False),
+            pa.field("vector", pa.list_(pa.float32(), dimension), nullable=False),
+        ]
+    )
+
+
+def chunk_rows(
+    *,
+    document_id: str,
+    title: str,
+    source: str,
+    metadata: Mapping[str, str],
+    digest: str,
+    chunks: Sequence[Chunk],
+    vectors: Sequence[Sequence[float]],
+) -> pa.Table:
+    """The rows of one document version, its vectors of one dimension."""
+    now = datetime.now(UTC)
+    metadata_json = json.dumps(dict(metadata), sort_keys=True, ensure_ascii=False)
+    terms = filter_terms(metadata)
+    return pa.Table.from_pylist(
+        [
+            {
+                "chunk_id": f"{document_id}:{chunk.index}",
+                "document_id": document_id,
+                "chunk_index": chunk.index,
+                "chunk_count": len(chunks),
+                "title": title,
+                "source": source,
+                "text": chunk.text,
+                "heading_path": chunk.heading_path,
+                "metadata": metadata_json,
+                "filter_terms": terms,
+                "content_hash": digest,
+                "ingested_at": now,
+                "vector": vector,
+            }
+            for chunk, vector in zip(chunks, vectors, strict=True)
+        ],
+        schema=table_schema(len(vectors[0])),
+    )
+
+
+def reindexed_rows(
+    rows: Sequence[Mapping[str, Any]], vectors: Sequence[Sequence[float]]
+) -> pa.Table:
+    """Stored rows with new vectors; a row from before metadata filters gets its terms."""
+    out = []
+    for row, vector in zip(rows, vectors, strict=True):
+        new = dict(row)
+        if "filter_terms" not in new:
+            new["filter_terms"] = filter_terms(json.loads(new["metadata"]))
+        new["vector"] = vector
+        out.append(new)
+    return pa.Table.from_pylist(out, schema=table_schema(len(vectors[0])))
+
+
+def catalog_row(collection: str, table: str, model: str, dimension: int) -> pa.Table:
+    return pa.Table.from_pylist(
+        [
+            {
+                "collection": collection,
+                "table": table,
+                "model": model,
+                "dimension": dimension,
+                "updated_at": datetime.now(UTC),
+            }
+        ],
+        schema=CATALOG_SCHEMA,
+    )
+
+
+def search_hit(row: Mapping[str, Any], score: float) -> SearchHit:
+    return SearchHit(
+        document_id=row["document_id"],
+        chunk_id=row["chunk_id"],
+        chunk_index=row["chunk_index"],
+        title=row["title"],
+        source=row["source"],
+        text=row["text"],
+        heading_path=row["heading_path"],
+        score=score,
+        content_hash=row["content_hash"],
+        metadata=json.loads(row["metadata"]),
+    )
+
+
+def document_summary(row: Mapping[str, Any]) -> DocumentSummary:
+    return DocumentSummary(
+        document_id=row["document_id"],
+        title=row["title"],
+        source=row["source"],
+        chunks=row["chunk_count"],
+        content_hash=row["content_hash"],
+        ingested_at=row["ingested_at"],
+        metadata=json.loads(row["metadata"]),
+    )

@@ -1,0 +1,398 @@
+"""The knowledge base: documents cut into chunks, embedded and kept in LanceDB, one table per
+collection.
+
+    store = await KnowledgeStore.open(settings, embedder)
+    result = await store.ingest("default", text=markdown, document_id="runbook.md")
+    found = await store.search("default", "how do I restore a backup?", top_k=5)
+
+Writes are atomic per document: the chunks of a new version are all embedded before anything
+is written, then one ``merge_insert`` commit swaps the document's old chunks for the new ones,
+so a reader sees either the whole old version or the whole new one. Concurrent ingests into one
+collection are committed together (:mod:`.writer`), so many small documents do not cost one
+table version each. This process is the single writer of its tables.
+
+Every collection records the embedding model it was built with (:mod:`.catalog`). Ingesting or
+searching with another model is a :class:`Conflict` until :meth:`KnowledgeStore.reindex`
+re-embeds the collection into a shadow table and switches over in one step; search never fails
+during a reindex. Requests are held to the public contract (:mod:`bruno_core.contract`) and to
+the limits in the settings here, whoever calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from collections import Counter
+from collections.abc import Mapping
+
+import lancedb
+from lancedb.expr import col, lit
+
+from bruno.embedding.v1 import embedding_pb2
+from bruno_core import Conflict, InvalidInput, LimitExceeded, NotFound
+from bruno_core.contract import (
+    COLLECTION_NAME,
+    DEFAULT_COLLECTION,
+    DEFAULT_PAGE_SIZE,
+    DOCUMENT_ID,
+    MAX_METADATA_ENTRIES,
+    MAX_METADATA_KEY_CHARS,
+    MAX_METADATA_VALUE_CHARS,
+    MAX_PAGE_SIZE,
+    MAX_QUERY_CHARS,
+    MAX_SOURCE_CHARS,
+    MAX_TITLE_CHARS,
+    content_hash,
+)
+from bruno_retrieval.background import BackgroundTasks
+from bruno_retrieval.chunking import chunk_text, within_chunk_ceiling
+from bruno_retrieval.config import RetrievalSettings
+from bruno_retrieval.knowledge import reads
+from bruno_retrieval.knowledge.ann import AnnConfig, VectorIndexes
+from bruno_retrieval.knowledge.catalog import Catalog, CatalogEntry
+from bruno_retrieval.knowledge.embedding import Embedder, check_vectors, embedding_input
+from bruno_retrieval.knowledge.filters import filter_expression
+from bruno_retrieval.knowledge.fusion import FusionConfig, fuse
+from bruno_retrieval.knowledge.reindex import rebuild
+from bruno_retrieval.knowledge.rerank import HttpReranker
+from bruno_retrieval.knowledge.results import (
+    CollectionInfo,
+    DocumentPage,
+    IngestOutcome,
+    IngestResult,
+    ReindexResult,
+    SearchMode,
+    SearchResult,
+)
+from bruno_retrieval.knowledge.schema import chunk_rows
+from bruno_retrieval.knowledge.writer import DocumentVersion, Writer
+
+_DERIVED_ID_HEX_CHARS = 16
+# Each leg of a hybrid search fetches more than top_k so fusion has candidates to agree on.
+_HYBRID_CANDIDATES_FACTOR = 4
+_MIN_HYBRID_CANDIDATES = 20
+# Of a search's deadline, what is left for its answer after a rerank.
+_RERANK_DEADLINE_MARGIN_SECONDS = 0.05
+
+
+class KnowledgeStore:
+    """Ingests, searches, lists and deletes documents in LanceDB collections."""
+
+    def __init__(
+        self,
+        settings: RetrievalSettings,
+        embedder: Embedder,
+        catalog: Catalog,
+        indexes: VectorIndexes,
+        tasks: BackgroundTasks,
+        reranker: HttpReranker | None,
+    ) -> None:
+        self._settings = settings
+        self._embedder = embedder
+        self._catalog = catalog
+        self._indexes = indexes
+        self._tasks = tasks
+        self._reranker = reranker
+        self._fusion = FusionConfig.from_settings(settings)
+        self._writer = Writer(catalog, indexes, tasks)
+        self._reindexing: Counter[str] = Counter()
+
+    @classmethod
+    async def open(
+        cls,
+        settings: RetrievalSettings,
+        embedder: Embedder,
+        *,
+        reranker: HttpReranker | None = None,
+    ) -> KnowledgeStore:
+        """Connect to the LanceDB database at ``settings.lancedb_uri`` (a directory or an
+        ``s3://`` URI, configured by the object store's own environment variables)."""
+        db = await lancedb.connect_async(settings.lancedb_uri)
+        tasks = BackgroundTasks()
+        indexes = VectorIndexes(AnnConfig.from_settings(settings), tasks)
+        catalog = await Catalog.open(db, indexes, tasks)
+        return cls(settings, embedder, catalog, indexes, tasks, reranker)
+
+    def close(self) -> None:
+        self._tasks.cancel()
+        self._catalog.close()
+
+    async def wait_for_background(self) -> None:
+        """Wait for the index builds and optimizations started so far (tests, benchmarks)."""
+        await self._tasks.wait()
+
+    # --- documents --------------------------------------------------------------------------
+
+    async def ingest(
+        self,
+        collection: str,
+        *,
+        text: str,
+        document_id: str = "",
+        title: str = "",
+        source: str = "",
+        metadata: Mapping[str, str] | None = None,
+    ) -> IngestResult:
+        """Store ``text`` as document ``document_id`` (derived from the text when empty).
+
+        The same id with the same text is a no-op that calls no model; changed text replaces
+        every old chunk in one commit. If embedding fails nothing is written.
+        """
+        metadata = metadata or {}
+        self._check_document(text, title, source, metadata)
+        collection = COLLECTION_NAME.check(collection or DEFAULT_COLLECTION)
+        if not text.strip():
+            raise InvalidInput("text must not be empty")
+        digest = content_hash(text)
+        document_id = DOCUMENT_ID.check(document_id or digest[:_DERIVED_ID_HEX_CHARS])
+
+        entry = self._catalog.entry(collection)
+        if entry is not None:
+            stored = await reads.versions(await self._catalog.table(entry), [document_id])
+            if document_id in stored and stored[document_id][0] == digest:
+                chunks_stored = stored[document_id][1]
+                outcome = IngestOutcome.UNCHANGED
+                return IngestResult(collection, document_id, outcome, chunks_stored, digest)
+
+        size, overlap = self._settings.chunk_size_tokens, self._settings.chunk_overlap_tokens
+        chunks = chunk_text(text, size_tokens=size, overlap_tokens=overlap)
+        # Embedding happens before the commit waits: it is the slow part and writes nothing.
+        vectors = await self._embedder.embed(
+            [embedding_input(chunk.heading_path, chunk.text) for chunk in chunks],
+            embedding_pb2.INPUT_TYPE_DOCUMENT,
+        )
+        dimension = check_vectors(vectors, len(chunks))
+        rows = chunk_rows(
+            document_id=document_id,
+            title=title,
+            source=source,
+            metadata=metadata,
+            digest=digest,
+            chunks=chunks,
+            vectors=vectors,
+        )
+        version = DocumentVersion(
+            document_id, digest, await self._embedder.model(), dimension, rows
+        )
+        outcome, count = await self._writer.commit(collection, version)
+        return IngestResult(collection, document_id, outcome, count, digest)
+
+    async def list_documents(
+        self, collection: str, *, limit: int | None = None, cursor: str = ""
+    ) -> DocumentPage:
+        """A page of documents ordered by id, starting after ``cursor``."""
+        collection = COLLECTION_NAME.check(collection or DEFAULT_COLLECTION)
+        limit = DEFAULT_PAGE_SIZE if limit is None else limit
+        if not 1 <= limit <= MAX_PAGE_SIZE:
+            raise InvalidInput(f"limit must be between 1 and {MAX_PAGE_SIZE}")
+        if len(cursor) > DOCUMENT_ID.max_chars:
+            raise InvalidInput("cursor is not one this service gave out")
+        async with self._catalog.reading(collection) as found:
+            if found is None:
+                return DocumentPage([], "")
+            documents = await reads.documents_after(found[1], cursor, limit + 1)
+        next_cursor = documents[limit - 1].document_id if len(documents) > limit else ""
+        return DocumentPage(documents[:limit], next_cursor)
+
+    async def delete_document(self, collection: str, document_id: str) -> int:
+        """Remove every chunk of a document; returns how many. NotFound when unknown."""
+        collection = COLLECTION_NAME.check(collection or DEFAULT_COLLECTION)
+        DOCUMENT_ID.check(document_id)
+        async with self._writer.lock(collection):
+            entry = self._catalog.entry(collection)
+            deleted: int = 0
+            if entry is not None:
+                table = await self._catalog.table(entry)
+                deleted = (
+                    await table.delete(col("document_id") == lit(document_id))
+                ).num_deleted_rows
+            if entry is None or deleted == 0:
+                raise NotFound(f"document {document_id!r} not found in collection {collection!r}")
+            self._writer.after_write(collection, entry, table)
+        return deleted
+
+    # --- search -----------------------------------------------------------------------------
+
+    async def search(
+        self,
+        collection: str,
+        query: str,
+        *,
+        top_k: int | None = None,
+        mode: SearchMode = SearchMode.HYBRID,
+        filters: Mapping[str, str] | None = None,
+        seconds_left: float | None = None,
+    ) -> SearchResult:
+        """The ``top_k`` chunks of ``collection`` that best match ``query`` (default
+        ``BRUNO_DEFAULT_TOP_K``), reranked when a reranker is configured and the caller's
+        ``seconds_left`` allow.
+
+        VECTOR ranks by cosine similarity (score = 1 - cosine distance), TEXT by BM25 over the
+        chunk text, HYBRID fuses both (:func:`.fusion.fuse`); hybrid is the default because it
+        finds exact terms (error codes, names) that vectors blur. ``filters`` are exact
+        matches on source, title, document_id or any metadata key, applied before ranking. A
+        collection that does not exist yet is empty if it is ``default`` and NotFound
+        otherwise.
+        """
+        started = asyncio.get_running_loop().time()
+        collection = COLLECTION_NAME.check(collection or DEFAULT_COLLECTION)
+        if len(query) > MAX_QUERY_CHARS:
+            raise LimitExceeded(f"query is limited to {MAX_QUERY_CHARS} characters")
+        if not query.strip():
+            raise InvalidInput("query must not be empty")
+        top_k = self._settings.default_top_k if top_k is None else top_k
+        if not 1 <= top_k <= self._settings.max_top_k:
+            raise InvalidInput(f"top_k must be between 1 and {self._settings.max_top_k}")
+        where = filter_expression(filters or {})
+        if self._reranker is None:
+            return self._within_ceiling(await self._ranked(collection, query, top_k, mode, where))
+        candidates = max(top_k, self._settings.reranker_candidates)
+        result = self._within_ceiling(
+            await self._ranked(collection, query, candidates, mode, where)
+        )
+        budget = None
+        if seconds_left is not None:
+            spent = asyncio.get_running_loop().time() - started
+            budget = seconds_left - spent - _RERANK_DEADLINE_MARGIN_SECONDS
+        hits = await self._reranker.rerank(query, result.hits, timeout_seconds=budget)
+        return SearchResult(hits[:top_k], result.mode)
+
+    def _within_ceiling(self, result: SearchResult) -> SearchResult:
+        """``result`` with every chunk cut to today's chunk ceiling: a chunk stored before the
+        ceiling (or under a larger ``BRUNO_CHUNK_SIZE_TOKENS``) must not make an answer, the
+        reranker's input or a prompt huge."""
+        size = self._settings.chunk_size_tokens
+        hits = [
+            dataclasses.replace(hit, text=within_chunk_ceiling(hit.text, size))
+            for hit in result.hits
+        ]
+        return SearchResult(hits, result.mode)
+
+    async def _ranked(
+        self, collection: str, query: str, top_k: int, mode: SearchMode, where: str | None
+    ) -> SearchResult:
+        async with self._catalog.reading(collection) as found:
+            if found is None:
+                return SearchResult([], mode)
+            entry, table = found
+            if where and "filter_terms" not in (await table.schema()).names:
+                raise Conflict(
+                    f"collection {collection!r} predates metadata filters; "
+                    f"run `bruno reindex {collection}` to rebuild it"
+                )
+            if mode is SearchMode.TEXT:
+                return SearchResult(await reads.text_hits(table, query, top_k, where), mode)
+            candidates = max(top_k * _HYBRID_CANDIDATES_FACTOR, _MIN_HYBRID_CANDIDATES)
+            # The keyword leg needs no query vector: it runs while the query is embedded.
+            text_leg = (
+                asyncio.ensure_future(reads.text_hits(table, query, candidates, where))
+                if mode is SearchMode.HYBRID
+                else None
+            )
+            try:
+                try:
+                    vector = await self._query_vector(entry, query)
+                except Conflict:
+                    switched = self._catalog.entry(collection) != entry
+                    if collection not in self._reindexing and not switched:
+                        raise
+                    # The embedding service already serves the new model and the shadow table
+                    # is not ready (or became current while this query was embedded): keyword
+                    # search answers until the switch (mode says so).
+                    hits = await (text_leg or reads.text_hits(table, query, top_k, where))
+                    return SearchResult(hits[:top_k], SearchMode.TEXT)
+                if text_leg is None:
+                    hits = await reads.vector_hits(table, vector, top_k, where, self._indexes)
+                    return SearchResult(hits, mode)
+                by_vector = await reads.vector_hits(
+                    table, vector, candidates, where, self._indexes, top_k
+                )
+                by_text = await text_leg
+            finally:
+                if text_leg is not None and not text_leg.done():
+                    text_leg.cancel()
+                elif text_leg is not None and not text_leg.cancelled():
+                    text_leg.exception()  # seen: an error of the vector leg is the one raised
+        return SearchResult(fuse(by_vector, by_text, top_k, self._fusion), mode)
+
+    async def _query_vector(self, entry: CatalogEntry, query: str) -> list[float]:
+        vectors = await self._embedder.embed([query], embedding_pb2.INPUT_TYPE_QUERY)
+        dimension = check_vectors(vectors, 1)
+        entry.check_model(await self._embedder.model(), dimension)
+        return vectors[0]
+
+    # --- collections ------------------------------------------------------------------------
+
+    async def list_collections(self) -> list[CollectionInfo]:
+        """Every collection, by name."""
+        infos = []
+        for name in self._catalog.collections():
+            with contextlib.suppress(NotFound):
+                infos.append(await self.collection_info(name))
+        return infos
+
+    async def collection_info(self, collection: str) -> CollectionInfo:
+        collection = COLLECTION_NAME.check(collection or DEFAULT_COLLECTION)
+        async with self._catalog.reading(collection) as found:
+            if found is None:
+                raise NotFound(f"collection {collection!r} not found")
+            entry, table = found
+            chunks = await table.count_rows()
+            documents = await reads.document_count(table)
+        return CollectionInfo(collection, documents, chunks, entry.model, entry.dimension)
+
+    async def delete_collection(self, collection: str) -> int:
+        """Drop a collection; returns how many documents it held. NotFound when unknown."""
+        collection = COLLECTION_NAME.check(collection or DEFAULT_COLLECTION)
+        async with self._writer.lock(collection):
+            entry = self._catalog.entry(collection)
+            if entry is None:
+                raise NotFound(f"collection {collection!r} not found")
+            documents = await reads.document_count(await self._catalog.table(entry))
+            await self._catalog.remove(collection)
+        return documents
+
+    async def reindex(self, collection: str) -> ReindexResult:
+        """Re-embed every chunk of ``collection`` with the current model into a shadow table,
+        then switch the catalog to it in one step. Searches keep reading the old table until
+        the switch and never fail: while the query model no longer matches the old table,
+        vector and hybrid searches answer by keywords (reported as TEXT). Ingests into the
+        collection wait for the switch."""
+        collection = COLLECTION_NAME.check(collection or DEFAULT_COLLECTION)
+        # Runs to the end even if its caller gives up (a deadline, a disconnect): reindexing a
+        # large collection outlasts most client timeouts, and a switch-over cut in half would
+        # leave the catalog and this process disagreeing about the collection's table.
+        return await asyncio.shield(self._tasks.spawn(self._reindex(collection)))
+
+    async def _reindex(self, collection: str) -> ReindexResult:
+        self._reindexing[collection] += 1
+        try:
+            async with self._writer.lock(collection):
+                previous = await rebuild(collection, self._catalog, self._embedder, self._indexes)
+        finally:
+            self._reindexing[collection] -= 1
+            if not self._reindexing[collection]:
+                del self._reindexing[collection]
+        return ReindexResult(await self.collection_info(collection), previous.model)
+
+    def _check_document(
+        self, text: str, title: str, source: str, metadata: Mapping[str, str]
+    ) -> None:
+        size = len(text.encode("utf-8"))
+        if size > self._settings.max_document_bytes:
+            raise LimitExceeded(
+                f"text is {size} bytes; the limit is {self._settings.max_document_bytes}"
+            )
+        if len(title) > MAX_TITLE_CHARS or len(source) > MAX_SOURCE_CHARS:
+            raise LimitExceeded(
+                f"title is limited to {MAX_TITLE_CHARS} characters, source to {MAX_SOURCE_CHARS}"
+            )
+        if len(metadata) > MAX_METADATA_ENTRIES:
+            raise LimitExceeded(f"metadata is limited to {MAX_METADATA_ENTRIES} entries")
+        for key, value in metadata.items():
+            if len(key) > MAX_METADATA_KEY_CHARS or len(value) > MAX_METADATA_VALUE_CHARS:
+                raise LimitExceeded(
+                    f"metadata keys are limited to {MAX_METADATA_KEY_CHARS} characters, "
+                    f"values to {MAX_METADATA_VALUE_CHARS}"
+                )

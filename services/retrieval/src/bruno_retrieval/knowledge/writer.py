@@ -1,0 +1,151 @@
+"""Writing a collection's table: one lock per collection that every writer takes, document
+versions committed in groups, and the upkeep that follows writes.
+
+    writer = Writer(catalog, indexes, tasks)
+    outcome, chunks = await writer.commit("default", version)   # with whatever else waits
+    async with writer.lock("default"):                          # a delete, a reindex
+        ...
+
+A version replaces its document's old chunks in the same ``merge_insert`` commit that inserts
+its own, so readers see the whole old version or the whole new one. Every 20th write compacts
+the table and folds new rows into its indexes, in the background; the ANN index is built once
+the table is big enough (:class:`.ann.VectorIndexes`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections import Counter, defaultdict
+from typing import Any
+
+import pyarrow as pa
+from lancedb.expr import col
+
+from bruno_core import Conflict
+from bruno_retrieval.background import BackgroundTasks
+from bruno_retrieval.commit_conflicts import retry_commit_conflicts
+from bruno_retrieval.group_commit import GroupCommit, Pending
+from bruno_retrieval.knowledge import reads
+from bruno_retrieval.knowledge.ann import VectorIndexes
+from bruno_retrieval.knowledge.catalog import Catalog, CatalogEntry
+from bruno_retrieval.knowledge.results import IngestOutcome
+
+log = logging.getLogger(__name__)
+
+# LanceDB advises optimizing (compaction, folding new rows into indexes) every ~20 writes.
+_OPTIMIZE_EVERY_WRITES = 20
+# One group commit writes at most this many documents.
+_MAX_DOCUMENTS_PER_COMMIT = 256
+
+Committed = tuple[IngestOutcome, int]  # the outcome and the chunks the document has now
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DocumentVersion:
+    """A document's new text, chunked and embedded: its rows, waiting for their commit."""
+
+    document_id: str
+    digest: str  # the content hash of its text
+    model: str  # the embedding model that made its vectors
+    dimension: int
+    rows: pa.Table
+
+
+class Writer:
+    """The writes to every collection's table (see the module docstring)."""
+
+    def __init__(self, catalog: Catalog, indexes: VectorIndexes, tasks: BackgroundTasks) -> None:
+        self._catalog = catalog
+        self._indexes = indexes
+        self._tasks = tasks
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._commits: dict[str, GroupCommit[DocumentVersion, Committed]] = {}
+        self._writes_since_optimize: Counter[str] = Counter()
+
+    def lock(self, collection: str) -> asyncio.Lock:
+        """The lock every writer of ``collection``'s table holds while it writes."""
+        return self._locks[collection]
+
+    async def commit(self, collection: str, version: DocumentVersion) -> Committed:
+        """Write ``version`` (creating the collection if need be); UNCHANGED when the stored
+        document has the same text by then, Conflict when another model made the
+        collection's vectors."""
+        if collection not in self._commits:
+            self._commits[collection] = GroupCommit(
+                self._locks[collection],
+                lambda batch: self._write(collection, batch),
+                self._tasks,
+                max_batch=_MAX_DOCUMENTS_PER_COMMIT,
+                key=lambda waiting: waiting.document_id,
+            )
+        return await self._commits[collection].submit(version)
+
+    def after_write(self, collection: str, entry: CatalogEntry, table: Any) -> None:
+        """Start the upkeep a write may call for (the caller has written ``table``)."""
+        self._writes_since_optimize[collection] += 1
+        if self._writes_since_optimize[collection] >= _OPTIMIZE_EVERY_WRITES:
+            self._writes_since_optimize[collection] = 0
+            self._tasks.spawn(self._optimize(collection, entry, table))
+        else:
+            self._indexes.grow(collection, table)
+
+    async def _write(
+        self, collection: str, batch: list[Pending[DocumentVersion, Committed]]
+    ) -> None:
+        """Write the versions of ``batch`` in one commit (the collection's lock held)."""
+        entry = self._catalog.entry(collection)
+        first = batch[0].item
+        if entry is None:
+            entry = await self._catalog.create(collection, first.model, first.dimension)
+        elif not entry.model:
+            entry = await self._catalog.record_model(entry, first.model)
+        writable = []
+        for pending in batch:
+            try:
+                entry.check_model(pending.item.model, pending.item.dimension)
+            except Conflict as error:
+                pending.settle(error)
+                continue
+            writable.append(pending)
+        if not writable:
+            return
+        table = await self._catalog.table(entry)
+        current = await reads.versions(table, [p.item.document_id for p in writable])
+        changed = []
+        for pending in writable:
+            stored = current.get(pending.item.document_id)
+            if stored is not None and stored[0] == pending.item.digest:
+                pending.settle((IngestOutcome.UNCHANGED, stored[1]))
+            else:
+                changed.append(pending)
+        if not changed:
+            return
+        names = (await table.schema()).names
+        rows = pa.concat_tables([p.item.rows for p in changed]).select(names)
+        ids = [p.item.document_id for p in changed]
+        await (
+            table.merge_insert("chunk_id")
+            .when_matched_update_all()
+            .when_not_matched_insert_all()
+            .when_not_matched_by_source_delete(col("document_id").isin(ids))
+            .execute(rows)
+        )
+        for pending in changed:
+            replaced = pending.item.document_id in current
+            outcome = IngestOutcome.REPLACED if replaced else IngestOutcome.CREATED
+            pending.settle((outcome, pending.item.rows.num_rows))
+        self.after_write(collection, entry, table)
+
+    async def _optimize(self, collection: str, entry: CatalogEntry, table: Any) -> None:
+        """Fold new rows into the indexes and compact small fragments, in the background."""
+        try:
+            async with self._locks[collection]:
+                if self._catalog.entry(collection) != entry:
+                    return
+                # An index build (not under the lock) committing meanwhile preempts it.
+                await retry_commit_conflicts(table, table.optimize, "optimizing the collection")
+            await self._indexes.build_when_due(collection, table)
+        except Exception:
+            log.exception("optimizing collection failed", extra={"collection": collection})
