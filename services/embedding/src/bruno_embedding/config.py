@@ -35,6 +35,7 @@ class EmbeddingSettings(GrpcServerSettings):
     )
     embedding_max_waiting_documents: int = Field(
         default=16, ge=1, le=4096, description="document requests waiting for the model"
+    )
     # Bounds the memory of one ONNX call (texts x the longest one's tokens, up to 256 each):
     # ~80 MiB above idle at 1,024 (docs/benchmarks.md). At least 256, one whole text.
     embedding_max_batch_tokens: int = Field(

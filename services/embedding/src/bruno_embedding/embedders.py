@@ -15,8 +15,8 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from bruno_core.queueing import Priority
 from bruno_core.errors import InvalidInput, LimitExceeded
+from bruno_core.queueing import Priority
 
 
 class InputType(StrEnum):
