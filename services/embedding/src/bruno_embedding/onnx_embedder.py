@@ -110,7 +110,7 @@ def length_groups(
 
 
 class OnnxMiniLMEmbedder:
-    """all-MiniLM-L6-v2 through onnxruntime; ``input_type`` only sets the priority (a symmetric model).
+    """all-MiniLM-L6-v2 through onnxruntime (a symmetric model: ``input_type`` only sets priority).
 
     Inference runs on one dedicated worker thread behind a :class:`DynamicBatcher`.
     ``InferenceSession.run`` is thread-safe, but each run already spreads over every core
