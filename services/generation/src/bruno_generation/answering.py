@@ -12,6 +12,11 @@ first, counted in ``Finished.passages_dropped``); a question that cannot fit at 
 InvalidInput. A request's sampling options reach Ollama as they are; the extractive answer
 honours ``max_tokens`` too, and ``Finished.finish_reason`` is ``length`` when it cut one short.
 
+Every call that asks Ollama for words (answers, plain chats, rewrites) first takes one of
+``BRUNO_OLLAMA_PARALLEL`` slots from a :class:`~bruno_core.queueing.PriorityGate`: a request's
+``priority`` (interactive unless it says background) decides who goes next, and a full line
+is UNAVAILABLE at once. The extractive backend asks no model and never waits.
+
     answerer = Answerer(settings, ollama=OllamaGenerator(host=settings.ollama_host))
     async for piece in answerer.answer(request):
         ...  # str pieces of the answer, then one Finished
@@ -28,6 +33,7 @@ from dataclasses import dataclass
 
 from bruno.generation.v1 import generation_pb2
 from bruno_core.errors import InvalidInput, NotFound, Unavailable
+from bruno_core.queueing import Bounds, Priority, PriorityGate
 from bruno_generation.answer import AnswerStream, Finished
 from bruno_generation.budget import estimate_prompt, fit_passages, trim_passages
 from bruno_generation.config import GenerationSettings
@@ -68,6 +74,14 @@ def answer_reserve(settings: GenerationSettings, sampling: Sampling, window: int
     )
 
 
+def priority_of(priority: generation_pb2.Priority.ValueType) -> Priority:
+    """A request's priority: interactive unless it says background (a person may be waiting,
+    and older callers name none)."""
+    if priority == generation_pb2.PRIORITY_BACKGROUND:
+        return Priority.BACKGROUND
+    return Priority.INTERACTIVE
+
+
 class Answerer:
     """The generation service's domain: every call checked, then answered by the configured
     backend (see the module docstring for the choice and the fallback)."""
@@ -82,6 +96,14 @@ class Answerer:
         self.settings = settings
         self.ollama = ollama
         self.extractive = extractive or ExtractiveGenerator()
+        self.gate = PriorityGate(
+            "generation",
+            slots=settings.ollama_parallel,
+            max_waiting=Bounds(
+                interactive=settings.generation_max_waiting_interactive,
+                background=settings.generation_max_waiting_background,
+            ),
+        )
 
     async def answer(self, request: generation_pb2.GenerateRequest) -> AnswerStream:
         """The answer to ``request.question`` from its passages: pieces, then one Finished."""
@@ -113,8 +135,11 @@ class Answerer:
         )
         if fitted.dropped:
             PASSAGES_DROPPED.inc(fitted.dropped)
-        answer = self.ollama.generate(
-            fitted.messages, model=model, passages_used=fitted.used, sampling=sampling
+        answer = self._in_turn(
+            priority_of(request.priority),
+            self.ollama.generate(
+                fitted.messages, model=model, passages_used=fitted.used, sampling=sampling
+            ),
         )
         sent = 0
         try:
@@ -147,8 +172,9 @@ class Answerer:
                 f"{window - reserve} that the model's context window of {window} leaves "
                 f"after {reserve} kept for the answer"
             )
-        answer = self.ollama.generate(
-            messages, model=request.model, passages_used=0, sampling=sampling
+        answer = self._in_turn(
+            priority_of(request.priority),
+            self.ollama.generate(messages, model=request.model, passages_used=0, sampling=sampling),
         )
         try:
             async with aclosing(self._stream("ollama", answer)) as pieces:
@@ -179,9 +205,10 @@ class Answerer:
             return rewrite_extractively(request.question, request.history)
         messages = rewrite_messages(request.question, request.history)
         try:
-            text = await self.ollama.complete(
-                messages, model=request.model or self.settings.ollama_model
-            )
+            async with self.gate.slot(priority_of(request.priority)):
+                text = await self.ollama.complete(
+                    messages, model=request.model or self.settings.ollama_model
+                )
         except (OllamaUnreachable, ModelNotFound) as error:
             if self.settings.generation_backend != "auto":
                 raise
@@ -214,6 +241,12 @@ class Answerer:
     async def _context_window(self, model: str) -> int:
         window = await self.ollama.context_window(model)
         return self.settings.ollama_num_ctx if window is None else window
+
+    async def _in_turn(self, priority: Priority, answer: AnswerStream) -> AnswerStream:
+        """``answer``, asked of Ollama once a slot is free; the slot is held until it ends."""
+        async with self.gate.slot(priority), aclosing(answer) as pieces:
+            async for piece in pieces:
+                yield piece
 
     def _quote(self, request: generation_pb2.GenerateRequest, sampling: Sampling) -> AnswerStream:
         answer = self.extractive.generate(request.question, request.passages)
