@@ -62,7 +62,7 @@ smoke: ## Build the four images with Docker, run them together, chat through the
 bench-chat: sync ## Benchmark chat latency through the stack beside direct Ollama (docs/benchmarks.md)
 	$(RUN) python benchmarks/chat.py
 
-bench-retrieval: sync ## Benchmark search quality, latency, ANN recall and ingestion (docs/benchmarks.md; BENCH_ARGS="--skip-100k", "--ann-index ivf_pq")
+bench-retrieval: sync ## Benchmark search quality, latency, ANN recall and ingestion (docs/benchmarks.md; BENCH_ARGS="--skip-100k", "--quality-only", "--ann-index ivf_pq")
 	$(RUN) python benchmarks/retrieval.py $(BENCH_ARGS)
 
 bench-chunking: sync ## Benchmark search quality per chunk size / overlap on Cranfield (BENCH_ARGS=--settings 200/20,300/60)

@@ -1,6 +1,7 @@
 """Retrieval benchmark: quality per search mode and fusion, latency, ANN recall, ingest throughput.
 
-    uv run python benchmarks/retrieval.py [--skip-100k] [--ann-index KIND] [--cranfield DIR]
+    uv run python benchmarks/retrieval.py [--skip-100k | --quality-only] [--ann-index KIND]
+                                          [--cranfield DIR]
 
 Runs the real services (embedding with the bundled ONNX MiniLM, retrieval, edge) as processes
 on loopback, in one run:
@@ -557,6 +558,11 @@ async def main() -> None:
         choices=[index.value for index in AnnIndex],
         help="the index built over the 100,000 chunks (default: BRUNO_ANN_INDEX's)",
     )
+    parser.add_argument(
+        "--quality-only",
+        action="store_true",
+        help="search quality alone: no 100,000 chunks, model throughput or latency",
+    )
     args = parser.parse_args()
     settings = RetrievalSettings()
     ann_index = AnnIndex(args.ann_index or settings.ann_index)
@@ -581,7 +587,7 @@ async def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bruno-bench-") as tmp:
         workdir = Path(tmp)
         synthetic: dict[str, object] | None = None
-        if not args.skip_100k:
+        if not (args.skip_100k or args.quality_only):
             words = " ".join(d["text"].lower() for d in cranfield.documents)
             synthetic = await build_synthetic(
                 workdir / "lancedb", re.findall(r"[a-z]{3,}", words), ann_index
@@ -594,8 +600,10 @@ async def main() -> None:
             )
 
         texts = cranfield_chunks(cranfield, settings)
-        raw_before = await raw_model_throughput(texts)
-        print(f"raw model: {raw_before:.0f} chunks/s over {len(texts)} chunks", file=sys.stderr)
+        raw_before = raw_after = 0.0
+        if not args.quality_only:
+            raw_before = await raw_model_throughput(texts)
+            print(f"raw model: {raw_before:.0f} chunks/s, {len(texts)} chunks", file=sys.stderr)
 
         # Latency runs the same queries over both collections: without the query-vector cache,
         # so every search embeds its query ("query embedding included").
@@ -609,8 +617,9 @@ async def main() -> None:
         with BrunoSystem(workdir, ollama_host="http://127.0.0.1:9", env=env) as system:
             chunks, seconds = await ingest_rest(system.edge_url, cranfield, "cranfield")
             print(f"ingest: {chunks} chunks in {seconds:.1f} s", file=sys.stderr)
-            raw_after = await raw_model_throughput(texts)  # the services idle meanwhile
-            print(f"raw model again: {raw_after:.0f} chunks/s", file=sys.stderr)
+            if not args.quality_only:
+                raw_after = await raw_model_throughput(texts)  # the services idle meanwhile
+                print(f"raw model again: {raw_after:.0f} chunks/s", file=sys.stderr)
             await ingest_rest(system.edge_url, paraphrase, "paraphrase")
             await ingest_rest(system.edge_url, identifiers, "identifiers")
             channel = grpc.aio.insecure_channel(f"127.0.0.1:{system.ports['retrieval']}")
@@ -621,7 +630,7 @@ async def main() -> None:
                 "identifiers": await quality(stub, identifiers, "identifiers"),
             }
             held_out = await default_mode_quality(stub, faq, "identifiers")
-            small = await latency(stub, "cranfield", cranfield.queries)
+            small = {} if args.quality_only else await latency(stub, "cranfield", cranfield.queries)
             large = await latency(stub, SYNTHETIC, cranfield.queries) if synthetic else None
             await channel.close()
         cached: dict[str, tuple[float, float]] = {}
@@ -637,6 +646,9 @@ async def main() -> None:
                 await channel.close()
 
     print_quality(results, identifiers, held_out, faq)
+    if args.quality_only:
+        print(f"total run time {time.perf_counter() - began:.0f} s")
+        return
 
     print("\n## Latency of one gRPC search, top_k=10 (ms, p50 / p95; query embedding included)\n")
     print("| mode | Cranfield (" + str(len(texts)) + " chunks) | 100,000 synthetic chunks |")
