@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import io
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from pathlib import Path
 
 import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from bruno_cli import run
-from bruno_cli.connection import api_path
+from bruno_cli.connection import BUSY_TRIES, MAX_RETRY_AFTER_SECONDS, api_path, busy_for
 from bruno_cli.ingest import made_by_a_sync
 from bruno_edge import EdgeSettings, create_app
 from bruno_testing.loopback_app import LoopbackApp
@@ -109,3 +111,84 @@ async def test_a_refused_key_is_said_in_one_line(key: str | None) -> None:
     assert code == 1
     assert err.startswith("bruno: the edge refused the API key (")
     assert err.endswith("); set BRUNO_API_KEY or --api-key\n")
+
+
+class BusyEdge:
+    """An edge on loopback that refuses the first ``busy`` requests of every path with
+    ``status`` and ``headers``, then answers as Bruno would; it counts what it was asked."""
+
+    def __init__(self, busy: int, status: int, headers: dict[str, str]) -> None:
+        self.busy, self.status, self.headers = busy, status, headers
+        self.requests = 0
+
+    async def answer(self, request: Request) -> Response:
+        self.requests += 1
+        if self.requests <= self.busy:
+            problem = {"title": "Too Many Requests", "detail": "slow down", "status": self.status}
+            return JSONResponse(
+                problem, self.status, self.headers, media_type="application/problem+json"
+            )
+        if request.url.path.endswith("/chat"):
+            body = 'event: token\ndata: {"text": "Fine."}\n\nevent: done\ndata: {}\n\n'
+            return Response(body, media_type="text/event-stream")
+        return JSONResponse({"collections": []})
+
+
+async def run_against(edge: BusyEdge, *argv: str) -> tuple[int, str]:
+    app = Starlette(routes=[Route("/{path:path}", edge.answer, methods=["GET", "POST"])])
+    async with LoopbackApp(app) as server:
+        return await bruno(*argv, "--url", server.url)
+
+
+@pytest.mark.parametrize("argv", [["collections"], ["ask", "hello?"]])
+@pytest.mark.parametrize("status", [429, 503])
+async def test_a_busy_edge_is_asked_again_after_its_retry_after(
+    argv: list[str], status: int
+) -> None:
+    edge = BusyEdge(busy=2, status=status, headers={"Retry-After": "0"})
+
+    code, err = await run_against(edge, *argv)
+
+    assert (code, err) == (0, "")
+    assert edge.requests == 3
+
+
+async def test_an_edge_busy_for_longer_than_the_tries_is_reported_in_one_line() -> None:
+    edge = BusyEdge(busy=100, status=429, headers={"Retry-After": "0"})
+
+    code, err = await run_against(edge, "collections")
+
+    assert code == 1
+    assert err == "bruno: 429 Too Many Requests: slow down\n"
+    assert edge.requests == BUSY_TRIES
+
+
+@pytest.mark.parametrize(
+    ("status", "headers"),
+    [
+        (503, {}),  # an outage, not a request to come back
+        (429, {"Retry-After": str(int(MAX_RETRY_AFTER_SECONDS) + 1)}),  # too long to wait
+        (500, {"Retry-After": "0"}),  # a failure, whatever it says
+        (429, {"Retry-After": "soon"}),  # unreadable
+    ],
+)
+async def test_a_refusal_that_does_not_say_to_come_back_soon_is_not_repeated(
+    status: int, headers: dict[str, str]
+) -> None:
+    edge = BusyEdge(busy=1, status=status, headers=headers)
+
+    code, _ = await run_against(edge, "collections")
+
+    assert code == 1
+    assert edge.requests == 1
+
+
+def test_retry_after_may_be_an_http_date() -> None:
+    request = httpx.Request("GET", "http://edge/")
+    soon = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    past = format_datetime(datetime.now(UTC) - timedelta(seconds=30), usegmt=True)
+
+    waited = busy_for(httpx.Response(429, headers={"Retry-After": soon}, request=request))
+    assert waited is not None
+    assert 25 <= waited <= 30
+    assert busy_for(httpx.Response(503, headers={"Retry-After": past}, request=request)) == 0

@@ -61,6 +61,9 @@ class FakeRetrieval(retrieval_pb2_grpc.RetrievalServiceServicer):
         # A status code fails like the gRPC runtime would (its detail names an address); a
         # domain error fails like a Bruno service does, through abort_with.
         self.fail_with: grpc.StatusCode | BrunoError | None = None
+        # While set, searches wait for it (a slow search holding its admission slot).
+        self.search_gate: asyncio.Event | None = None
+        self.searching = asyncio.Event()
 
     async def _maybe_fail(self, context: Context) -> None:
         if isinstance(self.fail_with, BrunoError):
@@ -108,6 +111,9 @@ class FakeRetrieval(retrieval_pb2_grpc.RetrievalServiceServicer):
         self, request: retrieval_pb2.SearchRequest, context: Context
     ) -> retrieval_pb2.SearchResponse:
         self.searches.append(request)
+        self.searching.set()
+        if self.search_gate is not None:
+            await self.search_gate.wait()
         await self._maybe_fail(context)
         words = set(request.query.lower().split())
         hits = []
@@ -240,6 +246,7 @@ class FakeGeneration(generation_pb2_grpc.GenerationServiceServicer):
         self.hang_after: int | None = None
         self.skip_done = False
         self.cancelled = asyncio.Event()
+        self.generating = asyncio.Event()
         self.rewrites: list[generation_pb2.RewriteQuestionRequest] = []
         self.info = generation_pb2.InfoResponse(
             backend="auto", model="fake-llm", model_available=True, context_window=4096
@@ -250,6 +257,7 @@ class FakeGeneration(generation_pb2_grpc.GenerationServiceServicer):
         self, request: generation_pb2.GenerateRequest, context: Context
     ) -> AsyncIterator[generation_pb2.GenerateResponse]:
         self.requests.append(request)
+        self.generating.set()
         limit = request.options.max_tokens if request.options.HasField("max_tokens") else None
         tokens = self.tokens[:limit]
         try:
@@ -324,19 +332,29 @@ class FakeGeneration(generation_pb2_grpc.GenerationServiceServicer):
 
 
 class FakeConversations(conversations_pb2_grpc.ConversationServiceServicer):
-    """Conversations in a dict, kept to ``max_turns``."""
+    """Conversations in a dict, kept to ``max_turns``, each found only by its owner (when a
+    request names one), as retrieval's store does."""
 
     def __init__(self, max_turns: int = 50) -> None:
         self.conversations: dict[str, list[conversations_pb2.Turn]] = {}
+        self.owners: dict[str, str] = {}
         self.max_turns = max_turns
+
+    async def _check(self, conversation_id: str, owner: str, context: Context) -> None:
+        if conversation_id not in self.conversations or (
+            owner and self.owners.get(conversation_id, "") != owner
+        ):
+            await abort_with(context, NotFound(f"conversation {conversation_id!r} not found"))
 
     @override
     async def AppendTurns(
         self, request: conversations_pb2.AppendTurnsRequest, context: Context
     ) -> conversations_pb2.AppendTurnsResponse:
-        if request.conversation_id not in self.conversations and not request.create:
-            await abort_with(context, NotFound(f"conversation {request.conversation_id!r}"))
-        turns = self.conversations.setdefault(request.conversation_id, [])
+        if request.conversation_id not in self.conversations and request.create:
+            self.conversations[request.conversation_id] = []
+            self.owners[request.conversation_id] = request.owner
+        await self._check(request.conversation_id, request.owner, context)
+        turns = self.conversations[request.conversation_id]
         for turn in request.turns:
             stamped = conversations_pb2.Turn()
             stamped.CopyFrom(turn)
@@ -349,18 +367,21 @@ class FakeConversations(conversations_pb2_grpc.ConversationServiceServicer):
     async def GetConversation(
         self, request: conversations_pb2.GetConversationRequest, context: Context
     ) -> conversations_pb2.Conversation:
-        turns = self.conversations.get(request.conversation_id)
-        if turns is None:
-            await abort_with(context, NotFound(f"conversation {request.conversation_id!r}"))
+        await self._check(request.conversation_id, request.owner, context)
+        turns = self.conversations[request.conversation_id]
         kept = turns[-request.max_turns :] if request.max_turns else turns
-        return conversations_pb2.Conversation(conversation_id=request.conversation_id, turns=kept)
+        return conversations_pb2.Conversation(
+            conversation_id=request.conversation_id,
+            turns=kept,
+            owner=self.owners.get(request.conversation_id, ""),
+        )
 
     @override
     async def DeleteConversation(
         self, request: conversations_pb2.DeleteConversationRequest, context: Context
     ) -> conversations_pb2.DeleteConversationResponse:
-        if self.conversations.pop(request.conversation_id, None) is None:
-            await abort_with(context, NotFound(f"conversation {request.conversation_id!r}"))
+        await self._check(request.conversation_id, request.owner, context)
+        del self.conversations[request.conversation_id]
         return conversations_pb2.DeleteConversationResponse()
 
 

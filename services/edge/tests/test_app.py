@@ -22,7 +22,8 @@ async def test_openapi_describes_the_api_with_bearer_auth(edge: Edge) -> None:
     assert schema["components"]["securitySchemes"]["bearer"] == {
         "type": "http",
         "scheme": "bearer",
-        "description": "An API key from BRUNO_API_KEYS, sent as `Authorization: Bearer <key>`.",
+        "description": "An API key (BRUNO_API_KEYS or the keys file), sent as "
+        "`Authorization: Bearer <key>`.",
     }
     assert schema["paths"]["/api/v1/chat"]["post"]["security"] == [{"bearer": []}]
     assert "security" not in schema["paths"]["/health"]["get"]

@@ -24,7 +24,7 @@ async def test_closing_the_event_stream_cancels_the_generation_call(edge: Edge) 
     await edge.ingest(RUNBOOK, id="crashloop")
     edge.generation.hang_after = 2
     chat = chat_service(edge)
-    turn = await chat.prepare(ChatRequest(message="restart the pod"))
+    turn = await chat.prepare(ChatRequest(message="restart the pod"), owner="open")
     events = chat.events(turn)
 
     assert (await anext(events))["event"] == "token"
@@ -43,9 +43,10 @@ async def test_a_stored_conversation_is_rewritten_for_retrieval_and_given_to_gen
         conversations_pb2.Turn(role="user", content="crashloop"),
         conversations_pb2.Turn(role="assistant", content="Restart the pod [1]."),
     ]
+    edge.conversations.owners["c1"] = "open"
     chat = chat_service(edge)
 
-    turn = await chat.prepare(ChatRequest(message="and then?", conversation_id="c1"))
+    turn = await chat.prepare(ChatRequest(message="and then?", conversation_id="c1"), owner="open")
     await chat.answer(turn)
 
     assert edge.retrieval.searches[-1].query == "and then? (crashloop)"
@@ -61,8 +62,8 @@ async def test_a_stored_conversation_is_rewritten_for_retrieval_and_given_to_gen
 async def test_a_new_conversation_gets_a_fresh_id_each_time(edge: Edge) -> None:
     chat = chat_service(edge)
 
-    first = await chat.prepare(ChatRequest(message="a"))
-    second = await chat.prepare(ChatRequest(message="a"))
+    first = await chat.prepare(ChatRequest(message="a"), owner="open")
+    second = await chat.prepare(ChatRequest(message="a"), owner="open")
 
     assert first.conversation_id != second.conversation_id
 
@@ -75,7 +76,7 @@ async def test_passages_below_the_relevance_threshold_are_not_given_to_the_model
     await edge.ingest("the logs", id="weak")
     chat = chat_service(edge)
 
-    turn = await chat.prepare(ChatRequest(message="restart the pod"))
+    turn = await chat.prepare(ChatRequest(message="restart the pod"), owner="open")
 
     assert [c.document_id for c in turn.citations] == ["strong"]
 
@@ -85,7 +86,9 @@ async def test_with_nothing_relevant_the_answer_is_i_dont_know_without_a_model(
 ) -> None:
     chat = chat_service(edge)
 
-    response = await chat.answer(await chat.prepare(ChatRequest(message="what is love?")))
+    response = await chat.answer(
+        await chat.prepare(ChatRequest(message="what is love?"), owner="open")
+    )
 
     assert response.answer == NO_ANSWER
     assert response.citations == []

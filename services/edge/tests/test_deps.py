@@ -3,9 +3,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pytest
-from pydantic import SecretStr
 
-from bruno_edge.auth import key_matches
+from bruno_edge.config import EdgeSettings
+from bruno_edge.keys import Keyring
 
 if TYPE_CHECKING:
     from conftest import EdgeFactory
@@ -80,10 +80,8 @@ async def test_open_mode_logs_a_warning(
 
 
 def test_key_matching_is_exact() -> None:
-    keys = [SecretStr("alpha"), SecretStr("beta")]
+    keyring = Keyring.from_settings(EdgeSettings(api_keys="alpha,beta"))
 
-    assert key_matches("beta", keys)
-    assert not key_matches("bet", keys)
-    assert not key_matches("betaa", keys)
-    assert not key_matches("", keys)
-    assert not key_matches("alpha", [])
+    assert keyring.find("beta") is not None
+    assert keyring.find("bet") is None
+    assert keyring.find("betaa") is None

@@ -69,6 +69,9 @@ async def test_streamed_body_under_the_limit_is_accepted(edge_factory: EdgeFacto
         ({"message": ""}, "body.message"),
         ({"message": " \n\t "}, "body.message"),
         ({"message": "x" * 4001}, "body.message"),
+        ({"message": "restore\x00the volume"}, "body.message"),
+        ({"message": "restore \x1b[31mnow"}, "body.message"),
+        ({"message": "restore \x85now"}, "body.message"),
         ({"message": "hi", "top_k": 0}, "body.top_k"),
         ({"message": "hi", "top_k": 51}, "body.top_k"),
         ({"message": "hi", "top_k": "5"}, "body.top_k"),
@@ -125,6 +128,11 @@ async def test_top_k_limit_follows_the_settings(edge_factory: EdgeFactory) -> No
         ({"text": "t", "metadata": {"k": "v" * 1025}}, "body.metadata.k"),
         ({"text": "t", "metadata": {"k": 1}}, "body.metadata.k"),
         ({"text": "t", "title": "x" * 501}, "body.title"),
+        ({"text": "backup\x00volume"}, "body.text"),
+        ({"text": "t", "title": "Restore\x07"}, "body.title"),
+        ({"text": "t", "source": "runbooks/\x7frestore.md"}, "body.source"),
+        ({"text": "t", "metadata": {"k": "v\x00"}}, "body.metadata.k"),
+        ({"text": "t", "metadata": {"k\x01": "v"}}, "body.metadata"),
         ({"text": "t", "tags": []}, "body.tags"),
     ],
 )
@@ -138,6 +146,22 @@ async def test_invalid_documents_are_422_problems(
     assert response.status_code == 422
     assert any(e["field"].startswith(field) for e in response.json()["errors"])
     assert edge.retrieval.documents == {}
+
+
+async def test_a_control_character_is_named_in_the_422(edge: Edge) -> None:
+    response = await edge.client.post("/api/v1/chat", json={"message": "restore\x00the volume"})
+
+    assert "U+0000 is at position 7" in response.json()["detail"]
+
+
+async def test_tabs_and_line_breaks_are_text(edge: Edge) -> None:
+    text = "# Restore\r\n\r\nStep\tCommand\n1\tvelero restore create\n"
+
+    document = await edge.client.post("/api/v1/documents", json={"text": text, "title": "A\tB"})
+    chat = await edge.client.post("/api/v1/chat", json={"message": "how do I\n\trestore?"})
+
+    assert (document.status_code, chat.status_code) == (201, 200)
+    assert [doc.text for doc in edge.retrieval.documents.values()] == [text]
 
 
 async def test_malformed_json_is_a_422_problem(edge: Edge) -> None:

@@ -131,6 +131,25 @@ async def test_what_the_caller_can_fix_is_a_tool_error_the_agent_reads(edge: Edg
     assert "top_k" in bad.content[0].text  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize(
+    ("tool", "arguments"),
+    [
+        ("search", {"query": "restart\x00the pod"}),
+        ("search", {"query": "pods", "filters": {"source": "runbooks\x1b[2J"}}),
+        ("ask", {"question": "restart the pod\x7f"}),
+    ],
+)
+async def test_control_characters_in_tool_arguments_are_a_tool_error_naming_them(
+    edge: Edge, tool: str, arguments: dict[str, Any]
+) -> None:
+    async with mcp_client(edge) as client:
+        result = await client.call_tool(tool, arguments)
+
+    assert result.is_error is True
+    assert "control characters" in result.content[0].text  # type: ignore[union-attr]
+    assert edge.retrieval.searches == []
+
+
 async def test_a_service_down_is_a_json_rpc_error_without_internal_addresses(
     edge: Edge,
 ) -> None:

@@ -216,6 +216,24 @@ async def test_bad_requests_are_openai_shaped_400s(
     assert edge.generation.requests == []
 
 
+@pytest.mark.parametrize(
+    "content",
+    ["restart\x00 it", [{"type": "text", "text": "restart"}, {"type": "text", "text": "\x1b"}]],
+)
+async def test_a_control_character_in_a_message_is_an_openai_400(
+    edge: Edge, content: str | list[dict[str, str]]
+) -> None:
+    body = {"model": "bruno", "messages": [{"role": "user", "content": content}]}
+
+    response = await edge.client.post("/v1/chat/completions", json=body)
+
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert (error["type"], error["param"]) == ("invalid_request_error", "messages.0.content")
+    assert "control characters" in error["message"]
+    assert edge.generation.requests == []
+
+
 async def test_the_openai_client_sees_a_bad_request_error(edge: Edge) -> None:
     with pytest.raises(openai.BadRequestError):
         await client_for(edge).chat.completions.create(model="bruno", messages=[])

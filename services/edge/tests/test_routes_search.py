@@ -46,6 +46,13 @@ async def test_search_without_mode_lets_retrieval_choose(edge: Edge) -> None:
     assert response.json() == {"results": [], "mode": "hybrid"}
 
 
+async def test_a_query_with_a_control_character_is_a_422_problem(edge: Edge) -> None:
+    response = await edge.client.post("/api/v1/search", json={"query": "velero\x00"})
+
+    assert response.status_code == 422
+    assert edge.retrieval.searches == []
+
+
 async def test_search_rejects_an_unknown_mode(edge: Edge) -> None:
     response = await edge.client.post("/api/v1/search", json={"query": "q", "mode": "fuzzy"})
 
@@ -85,6 +92,7 @@ async def test_a_filter_may_match_a_source_as_long_as_any_stored_one(edge: Edge)
         {"": "v"},
         {"k" * 65: "v"},
         {"k": "v" * 2001},
+        {"k": "v\x00"},
         {"k": 5},
         ["team", "ops"],
     ],

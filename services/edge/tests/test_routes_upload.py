@@ -90,7 +90,11 @@ async def test_an_unsupported_file_type_is_a_415_problem_and_nothing_is_written(
 
 @pytest.mark.parametrize(
     ("content", "detail"),
-    [(b"  \n\t", "holds no text"), (b"\xff\xfe\x00bad", "not UTF-8")],
+    [
+        (b"  \n\t", "holds no text"),
+        (b"\xff\xfe\x00bad", "not UTF-8"),
+        (b"restore\x00the volume", "control character (U+0000)"),
+    ],
 )
 async def test_an_empty_or_binary_file_is_a_422_problem_and_nothing_is_written(
     edge: Edge, content: bytes, detail: str
@@ -129,6 +133,44 @@ async def test_too_many_files_or_none_are_a_422_problem(edge: Edge) -> None:
     assert edge.retrieval.documents == {}
 
 
+async def test_a_file_named_dot_dot_is_a_422_problem_not_document_dot_dot(edge: Edge) -> None:
+    files = [
+        ("files", ("ok.md", b"# Fine\n", "text/markdown")),
+        ("files", ("..", b"Plain notes.", "text/plain")),
+    ]
+
+    response = await edge.client.post(UPLOAD, files=files)
+
+    assert response.status_code == 422
+    assert "not a usable file name" in response.json()["detail"]
+    assert edge.retrieval.documents == {}
+
+
+async def test_a_file_name_with_a_control_character_is_a_422_problem(edge: Edge) -> None:
+    # Browsers and httpx percent-encode it; curl and hand-made clients send the raw byte.
+    body = (
+        b"--b\r\n"
+        b'Content-Disposition: form-data; name="files"; filename="notes\x07.txt"\r\n'
+        b"Content-Type: text/plain\r\n\r\nPlain notes.\r\n--b--\r\n"
+    )
+
+    response = await edge.client.post(
+        UPLOAD, content=body, headers={"content-type": "multipart/form-data; boundary=b"}
+    )
+
+    assert response.status_code == 422
+    assert "control character" in response.json()["detail"]
+    assert edge.retrieval.documents == {}
+
+
+async def test_a_dotted_file_name_keeps_its_name_as_id(edge: Edge) -> None:
+    files = [("files", (".env.md", b"# Env\n\nVariables.", "text/markdown"))]
+
+    response = await edge.client.post(UPLOAD, files=files)
+
+    assert response.json()["files"][0]["document_id"] == ".env.md"
+
+
 async def test_two_files_with_one_name_are_a_422_problem(edge: Edge) -> None:
     files = [
         ("files", ("a.md", b"one", "text/markdown")),
@@ -156,17 +198,6 @@ async def test_path_parts_of_a_file_name_are_dropped(edge: Edge) -> None:
     )
 
     assert response.json()["files"][0]["document_id"] == "my-notes.md"
-
-
-async def test_a_file_named_dot_dot_is_stored_under_an_id_that_addresses_only_itself(
-    edge: Edge,
-) -> None:
-    response = await edge.client.post(
-        UPLOAD, files=[("files", ("..", b"# Planted\n\nx", "text/markdown"))]
-    )
-
-    assert response.json()["files"][0]["document_id"] == "--"
-    assert ("default", "--") in edge.retrieval.documents
 
 
 async def test_retrieval_down_for_every_file_is_a_503_problem(edge: Edge) -> None:

@@ -14,7 +14,7 @@ def test_main_refuses_a_public_host_without_keys(
     monkeypatch.setenv("BRUNO_LOG_FORMAT", "text")
 
     with pytest.raises(SystemExit) as stopped:
-        server.main()
+        server.main([])
 
     assert stopped.value.code == 2
     assert "BRUNO_API_KEYS" in capsys.readouterr().err
@@ -26,7 +26,7 @@ def test_main_reports_invalid_settings_without_their_values(
     monkeypatch.setenv("BRUNO_EDGE_PORT", "not-a-port")
 
     with pytest.raises(SystemExit) as stopped:
-        server.main()
+        server.main([])
 
     assert stopped.value.code == 2
     err = capsys.readouterr().err

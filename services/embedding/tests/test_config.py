@@ -17,6 +17,7 @@ def test_defaults_serve_the_offline_model_on_loopback(monkeypatch: pytest.Monkey
     assert settings.embedding_ollama_model == "nomic-embed-text"
     assert (settings.embedding_batch_size, settings.embedding_max_texts) == (32, 256)
     assert settings.embedding_threads == 0
+    assert settings.embedding_max_batch_tokens == 1024
     assert settings.ollama_host == "http://127.0.0.1:11434"
 
 
@@ -54,6 +55,7 @@ def test_ollama_host_is_given_in_code_by_its_variable_name() -> None:
         ("BRUNO_EMBEDDING_BATCH_SIZE", "0"),
         ("BRUNO_EMBEDDING_MAX_TEXTS", "0"),
         ("BRUNO_EMBEDDING_THREADS", "-1"),
+        ("BRUNO_EMBEDDING_MAX_BATCH_TOKENS", "255"),
     ],
 )
 def test_nonsense_settings_are_refused(

@@ -10,6 +10,7 @@ import pytest
 from bruno_embedding.embedders import InputType
 from bruno_embedding.onnx_embedder import (
     DIMENSION,
+    MAX_INPUT_CHARS,
     MAX_INPUT_TOKENS,
     OnnxMiniLMEmbedder,
     length_groups,
@@ -152,6 +153,50 @@ def test_texts_of_similar_length_stay_one_call_and_outliers_get_their_own() -> N
     assert len(length_groups(np.array([20, 21, 19, 22, 20], dtype=np.int64))) == 1
     groups = length_groups(np.array([12] * 31 + [256], dtype=np.int64))
     assert [len(group) for group in groups] == [31, 1]
+
+
+@pytest.mark.parametrize("max_tokens", [256, 1024, 4096])
+def test_no_length_group_exceeds_the_padded_token_cap(max_tokens: int) -> None:
+    lengths = np.array([256] * 40 + [30] * 100 + [3, 250, 77, 128, 129], dtype=np.int64)
+
+    groups = length_groups(lengths, max_tokens=max_tokens)
+
+    assert sorted(int(i) for group in groups for i in group) == list(range(len(lengths)))
+    assert all(len(group) * int(lengths[group].max()) <= max_tokens for group in groups)
+
+
+async def test_calls_cut_to_the_token_cap_give_the_same_vectors(
+    minilm: OnnxMiniLMEmbedder,
+) -> None:
+    long_texts = [f"{text} " * 40 for text in TEXTS]  # each past the 256 tokens read
+    narrow = OnnxMiniLMEmbedder(batch_size=32, threads=1, max_batch_tokens=MAX_INPUT_TOKENS)
+    try:
+        one_per_call = _matrix(await narrow.embed(long_texts, InputType.DOCUMENT))
+    finally:
+        await narrow.aclose()
+    np.testing.assert_allclose(
+        one_per_call, _matrix(await minilm.embed(long_texts, InputType.DOCUMENT)), atol=1e-5
+    )
+
+
+def test_the_token_cap_holds_at_least_one_whole_text() -> None:
+    with pytest.raises(ValueError, match="max_batch_tokens"):
+        OnnxMiniLMEmbedder(max_batch_tokens=MAX_INPUT_TOKENS - 1)
+
+
+async def test_a_text_is_read_no_further_than_max_input_chars(minilm: OnnxMiniLMEmbedder) -> None:
+    # Words past MAX_INPUT_CHARS never reach the tokenizer, even when a long blank stretch
+    # leaves the model room for them.
+    head = "restore the backup volume"
+    hidden_tail = head + " " * MAX_INPUT_CHARS + "lasagne recipe with basil"
+    same, cut = _matrix(await minilm.embed([head, hidden_tail], InputType.DOCUMENT))
+    np.testing.assert_allclose(same, cut, atol=1e-6)
+
+
+def test_memory_patterns_are_off() -> None:
+    # One allocation plan per input shape, and every call here has its own (test_memory.py).
+    options = OnnxMiniLMEmbedder(threads=1)._session.get_session_options()
+    assert options.enable_mem_pattern is False
 
 
 def test_idle_threads_do_not_spin_unless_asked() -> None:

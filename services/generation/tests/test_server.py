@@ -17,7 +17,7 @@ from bruno_core.entrypoint import serve as serve_until_stopped
 from bruno_generation.config import GenerationSettings
 from bruno_generation.extractive import NO_MODEL_NOTICE
 from bruno_generation.prompting import SYSTEM_PROMPT
-from bruno_generation.server import SERVICE, create_server
+from bruno_generation.server import PASSAGE_TRIM_MARKER, SERVICE, create_server, trim_passages
 from bruno_testing.ollama_standin import OllamaStandIn
 from bruno_testing.system import free_port as pick_free_port
 
@@ -218,18 +218,41 @@ async def test_bad_requests_are_refused_before_any_model_is_called(
     assert ollama.requests == []
 
 
-async def test_too_many_or_too_long_passages_exceed_the_limits(
+async def test_too_many_passages_exceed_the_limit(serve: Serve, ollama: OllamaStandIn) -> None:
+    many = [generation_pb2.Passage(text="short")] * 3
+    async with serve(ollama_host=ollama.url, generation_max_passages=2) as stub:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await answer(stub, request(many))
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+async def test_an_oversized_passage_is_trimmed_with_a_marker_and_the_question_answered(
     serve: Serve, ollama: OllamaStandIn
 ) -> None:
-    many = [generation_pb2.Passage(text="short")] * 3
-    long = [generation_pb2.Passage(text="x" * 101)]
-    async with serve(
-        ollama_host=ollama.url, generation_max_passages=2, generation_max_passage_chars=100
-    ) as stub:
-        for passages in (many, long):
-            with pytest.raises(grpc.aio.AioRpcError) as caught:
-                await answer(stub, request(passages))
-            assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    poison = "How to restore the backup volume. " + "a" * 1_500_000
+    passages = [
+        generation_pb2.Passage(marker=1, title="Backups", text=poison),
+        generation_pb2.Passage(marker=2, title="Velero", text="Velero backs up nightly."),
+    ]
+    async with serve(ollama_host=ollama.url, ollama_num_ctx=32_768) as stub:
+        _, done = await answer(stub, request(passages))
+
+    assert done.passages_used == 2
+    prompt = ollama.chat_requests[-1]["messages"][-1]["content"]
+    assert "How to restore the backup volume. aaaa" in prompt
+    assert "a" * 15_900 + PASSAGE_TRIM_MARKER in prompt
+    assert "a" * 16_000 not in prompt
+    assert "Velero backs up nightly." in prompt
+
+
+def test_trimming_leaves_passages_within_the_limit_untouched() -> None:
+    passages = [generation_pb2.Passage(text="x" * 100), generation_pb2.Passage(text="y" * 101)]
+    req = request(passages)
+
+    assert trim_passages(req, 100) == 1
+
+    assert req.passages[0].text == "x" * 100
+    assert req.passages[1].text == "y" * (100 - len(PASSAGE_TRIM_MARKER)) + PASSAGE_TRIM_MARKER
 
 
 async def test_a_client_cancelling_the_stream_closes_the_request_to_ollama(

@@ -6,8 +6,15 @@ import itertools
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from bruno_retrieval.chunking import chunk_text, estimate_tokens
+from bruno_retrieval.chunking import (
+    MAX_HEADING_PATH_CHARS,
+    chunk_text,
+    estimate_tokens,
+    max_chunk_chars,
+)
 
 WORDS = [
     "backup", "restore", "velero", "node", "pod", "volume", "snapshot", "cluster", "flux",
@@ -56,7 +63,11 @@ def test_every_word_of_the_input_appears_in_some_chunk(seed: int, size: int, ove
     chunk_words = {word for chunk in chunks for word in chunk.text.split()}
     # A word longer than a chunk (a long "=====" underline at size 16) cannot lie whole in
     # one; test_a_token_run_longer_than_a_chunk_is_cut_without_losing_characters covers it.
-    words = {word for word in text.split() if estimate_tokens(word) <= size}
+    words = {
+        word
+        for word in text.split()
+        if estimate_tokens(word) <= size and len(word) <= max_chunk_chars(size)
+    }
     assert words <= chunk_words
 
 
@@ -188,3 +199,92 @@ def test_impossible_bounds_are_rejected(size: int, overlap: int) -> None:
 
 def test_token_estimate_counts_words_and_punctuation_marks() -> None:
     assert estimate_tokens("Don't panic: restore_db() now!") == 10
+
+
+# --- the hard ceiling: no input makes a chunk, or the chunks of a document, grow unbounded ---
+
+# Text built to hit the ceiling: words, runs with no boundary, long blank stretches, heading
+# and underline lines, fences, punctuation and non-ASCII letters.
+_PIECES = st.one_of(
+    st.sampled_from(WORDS),
+    st.sampled_from([" ", "  ", "\n", "\n\n", "\t", ". ", "# ", "## ", "===", "```", "-"]),
+    st.integers(1, 5_000).map(lambda n: "a" * n),
+    st.integers(1, 5_000).map(lambda n: " " * n),
+    st.integers(1, 500).map(lambda n: "\u00e9\u4e2d" * n),
+    st.text(max_size=30),
+)
+_TEXTS = st.lists(_PIECES, max_size=60).map("".join)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(text=_TEXTS, size=st.integers(16, 400), overlap_share=st.floats(0, 0.5))
+def test_no_chunk_exceeds_its_token_or_character_budget_whatever_the_input(
+    text: str, size: int, overlap_share: float
+) -> None:
+    overlap = int(size * overlap_share)
+
+    chunks = chunk_text(text, size_tokens=size, overlap_tokens=overlap)
+
+    for chunk in chunks:
+        assert 0 < len(chunk.text) <= max_chunk_chars(size)
+        assert estimate_tokens(chunk.text) <= size
+        assert len(chunk.heading_path) <= MAX_HEADING_PATH_CHARS
+        assert chunk.text in text
+    # Nothing is lost: every non-blank character lies in some chunk (overlaps only repeat),
+    # and overlaps never make the chunks hold much more than the text itself.
+    stored = sum(len(chunk.text) for chunk in chunks)
+    assert stored >= sum(1 for char in text if not char.isspace())
+    assert stored <= 2 * len(text)
+
+
+def test_a_poison_run_of_letters_is_cut_by_characters_into_bounded_chunks() -> None:
+    text = "How to restore the backup volume. " + "a" * 1_500_000
+
+    chunks = chunk_text(text, size_tokens=200, overlap_tokens=20)
+
+    assert max(len(chunk.text) for chunk in chunks) == max_chunk_chars(200) == 2_000
+    assert chunks[0].text.startswith("How to restore the backup volume.")
+    assert sum(chunk.text.count("a") for chunk in chunks) >= 1_500_000
+
+
+def test_a_long_blank_stretch_ends_a_chunk_instead_of_being_stored() -> None:
+    text = "restore the volume" + " " * 1_000_000 + "then check the pods"
+
+    chunks = chunk_text(text, size_tokens=200, overlap_tokens=20)
+
+    assert [chunk.text for chunk in chunks] == ["restore the volume", "then check the pods"]
+
+
+def test_long_words_are_not_stored_again_and_again_by_the_overlap() -> None:
+    text = " ".join(f"{n:03d}" + "w" * 96 for n in range(2_000))  # 2,000 words of 99 letters
+
+    chunks = chunk_text(text, size_tokens=200, overlap_tokens=20)
+
+    assert sum(len(chunk.text) for chunk in chunks) < 1.2 * len(text)
+
+
+def test_a_huge_heading_is_cut_in_the_heading_path() -> None:
+    text = "# Restore " + "x" * 100_000 + "\n\nStop the app first.\n"
+
+    chunks = chunk_text(text, size_tokens=200, overlap_tokens=20)
+
+    assert {len(chunk.heading_path) for chunk in chunks} == {MAX_HEADING_PATH_CHARS}
+    assert all(chunk.heading_path.startswith("Restore xxx") for chunk in chunks)
+    assert chunks[-1].heading_path.endswith("\u2026")
+
+
+def test_blanks_inside_a_heading_title_take_linear_time() -> None:
+    # "# x<blanks>y": the closing-"#"s pattern once backtracked over every blank (40,000 took
+    # 18 s). Linear now, so a document of them chunks at once; pytest-timeout catches a relapse.
+    text = ("# x" + " " * 40_000 + "y\n\nbody\n") * 25
+
+    chunks = chunk_text(text, size_tokens=200, overlap_tokens=20)
+
+    assert sum(chunk.text.endswith("body") for chunk in chunks) == 25
+
+
+def test_a_closing_run_of_hashes_is_not_part_of_the_title() -> None:
+    chunks = chunk_text(
+        "## Usage ##\n\nCall it.\n\n# C#\n\nA language.\n", size_tokens=200, overlap_tokens=0
+    )
+    assert [chunk.heading_path for chunk in chunks] == ["Usage", "C#"]

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import lancedb
+import pyarrow as pa
 import pytest
 from lancedb.table import IndexStatistics
 
 from bruno_core import InvalidInput, LimitExceeded, NotFound
+from bruno_core.contract import OWNERS_BEFORE_OWNERSHIP
 from bruno_retrieval.config import RetrievalSettings
 from bruno_retrieval.conversations import (
     OPTIMIZE_EVERY_WRITES,
@@ -253,3 +257,81 @@ async def test_the_periodic_optimize_folds_new_rows_into_the_index(tmp_path: Pat
     last_for_c3 = max(n for n in range(OPTIMIZE_EVERY_WRITES) if n % 7 == 3)
     assert (await store.get("c3")).turns[-1].content == f"q{last_for_c3}"
     store.close()
+
+
+async def test_a_conversation_is_found_only_by_its_owner(store: ConversationStore) -> None:
+    await store.append("c1", [user("mine")], create=True, owner="ann")
+
+    found = await store.get("c1", owner="ann")
+    with pytest.raises(NotFound) as other:
+        await store.get("c1", owner="bob")
+
+    assert (found.owner, [t.content for t in found.turns]) == ("ann", ["mine"])
+    assert str(other.value) == "conversation 'c1' not found"
+
+
+async def test_another_owner_can_neither_continue_nor_delete_a_conversation(
+    store: ConversationStore,
+) -> None:
+    await store.append("c1", [user("mine")], create=True, owner="ann")
+
+    with pytest.raises(NotFound):
+        await store.append("c1", [user("theirs")], owner="bob")
+    with pytest.raises(NotFound):
+        await store.append("c1", [user("theirs")], create=True, owner="bob")
+    with pytest.raises(NotFound):
+        await store.delete("c1", owner="bob")
+
+    assert [t.content for t in (await store.get("c1", owner="ann")).turns] == ["mine"]
+    await store.delete("c1", owner="ann")
+    with pytest.raises(NotFound):
+        await store.get("c1")
+
+
+async def test_a_table_from_before_owners_gets_the_column_its_rows_are_the_callers_of_then(
+    tmp_path: Path,
+) -> None:
+    uri = str(tmp_path / "db")
+    db = await lancedb.connect_async(uri)
+    old = pa.schema(  # the table as it was before owners
+        [
+            pa.field("conversation_id", pa.string(), nullable=False),
+            pa.field("turns", pa.string(), nullable=False),
+            pa.field("created_at", pa.timestamp("us", tz="UTC"), nullable=False),
+            pa.field("updated_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        ]
+    )
+    table: Any = await db.create_table(TABLE, schema=old)  # lancedb's close() is untyped
+    now = datetime.now(UTC)
+    await table.add(
+        pa.Table.from_pylist(
+            [{"conversation_id": "old", "turns": "[]", "created_at": now, "updated_at": now}],
+            schema=old,
+        )
+    )
+    table.close()
+
+    store = await open_store(uri, 4)
+    try:
+        legacy = await store.get("old")
+        with pytest.raises(NotFound):
+            await store.get("old", owner="ann")
+        await store.append("new", [user("hi")], create=True, owner="ann")
+        await store.append("old", [user("still here")])
+        new = await store.get("new", owner="ann")
+        # The callers that existed before owners still reach it, and no other.
+        await store.append("old", [user("from the env key")], owner="api-key")
+        seen_open = await store.get("old", owner="open")
+        with pytest.raises(NotFound):
+            await store.delete("old", owner="ann")
+        await store.delete("old", owner="open")
+        with pytest.raises(NotFound):
+            await store.get("old")
+    finally:
+        store.close()
+
+    assert legacy.owner == ""
+    assert new.owner == "ann"
+    assert seen_open.owner == ""  # nobody claimed it
+    assert [t.content for t in seen_open.turns] == ["still here", "from the env key"]
+    assert {"api-key", "open"} == OWNERS_BEFORE_OWNERSHIP

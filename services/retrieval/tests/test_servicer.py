@@ -633,3 +633,30 @@ async def test_the_conversation_service_appends_reads_and_deletes(services: Serv
             conversations_pb2.GetConversationRequest(conversation_id="no spaces please")
         )
     assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_the_conversation_service_keeps_conversations_to_their_owner(
+    services: Services,
+) -> None:
+    stub = conversations_pb2_grpc.ConversationServiceStub(services.channel)
+    hi = [conversations_pb2.Turn(role="user", content="hi")]
+    await stub.AppendTurns(
+        conversations_pb2.AppendTurnsRequest(
+            conversation_id="c1", turns=hi, create=True, owner="ann"
+        )
+    )
+    mine = await stub.GetConversation(
+        conversations_pb2.GetConversationRequest(conversation_id="c1", owner="ann")
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as theirs:
+        await stub.GetConversation(
+            conversations_pb2.GetConversationRequest(conversation_id="c1", owner="bob")
+        )
+    with pytest.raises(grpc.aio.AioRpcError) as deleted:
+        await stub.DeleteConversation(
+            conversations_pb2.DeleteConversationRequest(conversation_id="c1", owner="bob")
+        )
+
+    assert mine.owner == "ann"
+    assert theirs.value.code() == deleted.value.code() == grpc.StatusCode.NOT_FOUND
+    assert theirs.value.details() == "conversation 'c1' not found"

@@ -7,13 +7,18 @@ failure said in one line (:class:`CliError`), never a traceback.
 
 A server that is not Bruno (a web page, another API on the same port: 8080 is also Open
 WebUI's), one that does not answer and one that refuses the key each get a sentence saying so
-and what to set.
+and what to set. A busy edge (``429`` past the key's rate limit, ``503`` when it sheds load)
+says when to come back in ``Retry-After``; the CLI waits that long and tries again, a few
+times, so a large ``bruno ingest`` slows down instead of failing.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -23,6 +28,10 @@ DEFAULT_URL = "http://127.0.0.1:8080"
 API_PREFIX = "/api/v1"
 TIMEOUT = httpx.Timeout(150.0, connect=5.0)
 _JSON_TYPES = ("application/json", "application/problem+json")
+#: Tries of a request the edge refused as busy, the first included; then its refusal is reported.
+BUSY_TRIES = 5
+#: The longest ``Retry-After`` honoured: a longer one is reported rather than waited out.
+MAX_RETRY_AFTER_SECONDS = 60.0
 
 
 class CliError(Exception):
@@ -57,11 +66,39 @@ async def connect(
 
 
 async def call(client: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> httpx.Response:
-    """One request; a server that does not answer is a :class:`CliError`."""
+    """One request, tried again while the edge says it is busy (:func:`busy_for`); a server
+    that does not answer is a :class:`CliError`."""
+    for tries_left in range(BUSY_TRIES - 1, -1, -1):
+        try:
+            response = await client.request(method, url, **kwargs)
+        except httpx.TransportError as error:
+            raise unreachable(client, error) from error
+        wait = busy_for(response)
+        if wait is None or not tries_left:
+            return response
+        await asyncio.sleep(wait)
+    raise AssertionError("unreachable: the last try returns")  # pragma: no cover
+
+
+def busy_for(response: httpx.Response) -> float | None:
+    """Seconds to wait before trying ``response``'s request again, or None when it is not a
+    busy refusal worth waiting for: a ``429``/``503`` whose ``Retry-After`` (seconds or an
+    HTTP date, RFC 9110) is at most :data:`MAX_RETRY_AFTER_SECONDS`.
+
+    The edge refuses such requests before doing any of their work, so trying again repeats
+    nothing; without ``Retry-After`` a ``503`` is an outage to report, not to wait out.
+    """
+    value = response.headers.get("retry-after")
+    if response.status_code not in (429, 503) or value is None:
+        return None
     try:
-        return await client.request(method, url, **kwargs)
-    except httpx.TransportError as error:
-        raise unreachable(client, error) from error
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
+        except (TypeError, ValueError):
+            return None
+    return max(seconds, 0.0) if seconds <= MAX_RETRY_AFTER_SECONDS else None
 
 
 def unreachable(client: httpx.AsyncClient, error: httpx.TransportError) -> CliError:

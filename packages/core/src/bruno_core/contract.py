@@ -28,6 +28,11 @@ from bruno_core.errors import InvalidInput
 
 DEFAULT_COLLECTION = "default"
 
+#: The owners a conversation stored before conversations had owners belongs to: the callers
+#: that existed then, the edge's keys from ``BRUNO_API_KEYS`` (``api-key``) and an edge without
+#: keys (``open``). A keys file cannot name a key so: these names are reserved.
+OWNERS_BEFORE_OWNERSHIP = frozenset({"api-key", "open"})
+
 # Fields of a stored document. These were the edge's limits (its OpenAPI document declares
 # them) while retrieval accepted twice as much; no client could ever send retrieval more, so
 # every stored document already meets them, and raising the public limits would have been a

@@ -5,6 +5,7 @@ app = create_app(EdgeSettings(api_keys="k1,k2"))
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,6 +15,7 @@ from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from starlette.routing import Route
 
 from bruno_edge._version import __version__
+from bruno_edge.admission import DrainMiddleware
 from bruno_edge.api.deps import EdgeState, require_api_key
 from bruno_edge.api.routes import (
     chat,
@@ -26,6 +28,7 @@ from bruno_edge.api.routes import (
 )
 from bruno_edge.clients import Downstreams
 from bruno_edge.config import EdgeSettings
+from bruno_edge.keys import Keyring
 from bruno_edge.limits import LimitsMiddleware
 from bruno_edge.mcp_server import MCP_PATH, McpEndpoint, create_mcp_server
 from bruno_edge.metrics import EdgeMetrics, MetricsMiddleware
@@ -37,11 +40,15 @@ _DESCRIPTION = """\
 Ask questions over your own documents and get answers grounded in them, with citations.
 
 Every `/api` and `/v1` route, and the MCP server at `/mcp`, needs `Authorization: Bearer <key>`
-(a key from `BRUNO_API_KEYS`); with no keys configured the edge only serves on loopback. Errors
-are `application/problem+json` (RFC 9457), except under `/v1`, where they are OpenAI error
-objects, and at `/mcp`, where they are JSON-RPC errors. Limits: request bodies up
-to `BRUNO_MAX_REQUEST_BYTES`, chat messages up to `BRUNO_MAX_MESSAGE_CHARS` characters,
-documents up to `BRUNO_MAX_DOCUMENT_BYTES`, `top_k` up to `BRUNO_MAX_TOP_K`.
+(a key from `BRUNO_API_KEYS` or the keys file); with no keys configured the edge only serves on
+loopback. A key has scopes (`read`: search, chat, listings; `write`: ingest and delete
+documents; `admin`: delete and reindex collections; a missing one is a 403) and collections:
+any other collection is a 404, as if it did not exist. Errors are `application/problem+json`
+(RFC 9457), except under `/v1`, where they are OpenAI error objects, and at `/mcp`, where they
+are JSON-RPC errors. Too many requests from one key are a 429, load the edge sheds a 503, both
+with `Retry-After`. Limits: request bodies up to `BRUNO_MAX_REQUEST_BYTES`, chat messages up to
+`BRUNO_MAX_MESSAGE_CHARS` characters, documents up to `BRUNO_MAX_DOCUMENT_BYTES`, `top_k` up to
+`BRUNO_MAX_TOP_K`.
 """
 
 # Probes and scrapes would drown the traces that matter.
@@ -49,10 +56,15 @@ _UNTRACED_URLS = "/health$,/ready$,/metrics$"
 
 
 def create_app(settings: EdgeSettings | None = None) -> FastAPI:
-    """The edge application; its lifespan opens the gRPC channels and closes them on shutdown."""
+    """The edge application; its lifespan opens the gRPC channels and closes them on shutdown.
+
+    Raises :class:`~bruno_edge.keys.KeysFileError` for a keys file it cannot use.
+    """
     settings = settings or EdgeSettings()
-    state = EdgeState(settings=settings, metrics=EdgeMetrics())
-    mcp = McpEndpoint(settings, create_mcp_server(state))
+    state = EdgeState(
+        settings=settings, metrics=EdgeMetrics(), keyring=Keyring.from_settings(settings)
+    )
+    mcp = McpEndpoint(state, create_mcp_server(state))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -62,6 +74,7 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
                 "reach %s",
                 settings.edge_host,
             )
+        state.drain.bind(asyncio.get_running_loop())
         state.downstreams = Downstreams.connect(settings)
         try:
             async with mcp.running():
@@ -85,8 +98,10 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
     # A plain ASGI app (the MCP SDK's transport), so it checks the key itself.
     app.router.routes.append(Route(MCP_PATH, endpoint=mcp))
 
-    # The last added is the outermost: metrics see every answer, including the 413s.
+    # The last added is the outermost: metrics see every answer, including the 413s and the
+    # refusals of a stopping edge.
     app.add_middleware(LimitsMiddleware, settings=settings)
+    app.add_middleware(DrainMiddleware, drain=state.drain, metrics=state.metrics)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
     FastAPIInstrumentor.instrument_app(app, excluded_urls=_UNTRACED_URLS)
     return app

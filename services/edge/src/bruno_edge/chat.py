@@ -1,7 +1,7 @@
 """Chat orchestration: read the conversation, make a follow-up standalone, retrieve passages,
 ask generation for a grounded answer, record the turn; whole or as server-sent events.
 
-    turn = await chat.prepare(request)          # history, rewrite, retrieval: plain HTTP errors
+    turn = await chat.prepare(request, owner=caller.name)  # history, rewrite, retrieval
     response = await chat.answer(turn)          # or: EventSourceResponse(chat.events(turn))
 
 Streamed, the answer's tokens come first and its citations after them, when it is known which
@@ -78,6 +78,8 @@ class ChatTurn:
     # Record the question and answer in the conversation; create it first when it is new.
     record: bool = True
     new_conversation: bool = False
+    # The API key's name the stored conversation belongs to.
+    owner: str = ""
 
     @property
     def knows_nothing(self) -> bool:
@@ -108,14 +110,15 @@ class ChatService:
         self.settings = settings
         self.metrics = metrics
 
-    async def prepare(self, request: ChatRequest) -> ChatTurn:
+    async def prepare(self, request: ChatRequest, *, owner: str) -> ChatTurn:
         """The turn for a ``/api/v1/chat`` request: a stored conversation's history (NotFound
-        when the given ``conversation_id`` is unknown), a standalone question, the passages."""
+        when the given ``conversation_id`` is unknown or not ``owner``'s), a standalone
+        question, the passages."""
         started = time.perf_counter()
         history: list[generation_pb2.ChatMessage] = []
         if request.conversation_id:
-            history = await self.history(request.conversation_id)
-        return await self._retrieve(
+            history = await self.history(request.conversation_id, owner=owner)
+        turn = await self._retrieve(
             started,
             question=request.message,
             history=history,
@@ -125,6 +128,8 @@ class ChatService:
             record=True,
             new_conversation=request.conversation_id is None,
         )
+        turn.owner = owner
+        return turn
 
     async def prepare_stateless(
         self,
@@ -153,13 +158,16 @@ class ChatService:
             turn.generate_request.options.CopyFrom(options)
         return turn
 
-    async def history(self, conversation_id: str) -> list[generation_pb2.ChatMessage]:
-        """The latest turns of a stored conversation, oldest first."""
+    async def history(
+        self, conversation_id: str, *, owner: str
+    ) -> list[generation_pb2.ChatMessage]:
+        """The latest turns of ``owner``'s stored conversation, oldest first."""
         with rpc_errors("retrieval"):
             conversation = await self.downstreams.conversations.GetConversation(
                 conversations_pb2.GetConversationRequest(
                     conversation_id=conversation_id,
                     max_turns=self.settings.chat_history_turns or 1,
+                    owner=owner,
                 ),
                 timeout=self.settings.request_timeout_seconds,
             )
@@ -334,6 +342,7 @@ class ChatService:
                 conversations_pb2.Turn(role="assistant", content=answer, chunk_ids=chunk_ids),
             ],
             create=turn.new_conversation,
+            owner=turn.owner,
         )
         with rpc_errors("retrieval"):
             await self.downstreams.conversations.AppendTurns(

@@ -6,12 +6,17 @@ with its citations) and ``list_collections``; each collection's documents are a 
 ``bruno://collections/{collection}/documents``. The transport is stateless (every request
 stands alone, answered as JSON), so any edge replica can answer any request.
 
-Errors speak JSON-RPC: a missing or wrong key is a ``401`` whose body is a JSON-RPC error;
-what the caller can fix (an unknown collection, a bad argument) is a tool result with
-``isError`` and the reason, as the MCP specification asks, so the agent can read it and try
-again; what it cannot (a service down) is a JSON-RPC ``-32603`` error naming what failed.
+Every tool needs the key's ``read`` scope and sees only the key's collections: another
+collection is "not found", exactly as one that does not exist, and is left out of
+``list_collections``.
 
-    endpoint = McpEndpoint(settings, create_mcp_server(state))
+Errors speak JSON-RPC: a missing or wrong key is a ``401`` whose body is a JSON-RPC error (a
+key without ``read`` a ``403``, too many requests a ``429`` with ``Retry-After``); what the
+caller can fix (an unknown collection, a bad argument, too many chats at once) is a tool result
+with ``isError`` and the reason, as the MCP specification asks, so the agent can read it and try
+again; what it cannot (a service down, load shed) is a JSON-RPC error naming what failed.
+
+    endpoint = McpEndpoint(state, create_mcp_server(state))
     app.router.routes.append(Route("/mcp", endpoint=endpoint))
     async with endpoint.running(): ...   # in the app's lifespan
 """
@@ -26,29 +31,33 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Annotated, Any, Literal
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
 from mcp_types import INTERNAL_ERROR, ToolAnnotations
 from pydantic import BaseModel, Field
-from starlette.types import Receive, Scope, Send
+from starlette.types import Receive, Send
+from starlette.types import Scope as AsgiScope
 
 from bruno.retrieval.v1 import retrieval_pb2
-from bruno_core import BrunoError, NotFound, Unauthenticated, Unavailable
+from bruno_core import BrunoError, NotFound, Unavailable
 from bruno_core.contract import COLLECTION_NAME, DEFAULT_COLLECTION, MAX_FILTERS
 from bruno_edge._version import __version__
+from bruno_edge.admission import Work
 from bruno_edge.api.deps import EdgeState
-from bruno_edge.auth import authenticate
+from bruno_edge.auth import Caller
 from bruno_edge.chat import ChatService
 from bruno_edge.clients import Downstreams, rpc_errors
-from bruno_edge.config import EdgeSettings
+from bruno_edge.keys import Scope
+from bruno_edge.refusals import retry_after_headers
 from bruno_edge.schemas import (
     Citation,
     CollectionInfo,
     DocumentSummary,
     FilterValue,
     MetadataKey,
+    PlainText,
     SearchResult,
 )
 
@@ -62,9 +71,14 @@ _MODES = {
     "text": retrieval_pb2.SEARCH_MODE_TEXT,
 }
 _LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "[::1]"]
-# JSON-RPC leaves -32000 to -32099 to implementations; MCP servers commonly use this one for
-# a refused credential.
+# JSON-RPC leaves -32000 to -32099 to implementations; MCP servers commonly use -32001 for a
+# refused credential.
 UNAUTHENTICATED = -32001
+FORBIDDEN = -32003
+#: Load shed, or the edge stopping: come back after `data.retry_after` seconds.
+OVERLOADED = -32005
+#: Too many requests from the key.
+RATE_LIMITED = -32029
 
 INSTRUCTIONS = """\
 Agent Bruno answers questions from the operator's own documents (runbooks, READMEs, notes).
@@ -106,7 +120,20 @@ def _tool_errors() -> Iterator[None]:
     except BrunoError as error:
         if error.http_status < 500:
             raise ToolError(error.detail) from error
+        retry_after = getattr(error, "retry_after", None)
+        if retry_after is not None:
+            data = {"status": error.http_status, "retry_after": retry_after}
+            raise MCPError(code=OVERLOADED, message=error.detail, data=data) from error
         raise MCPError(code=INTERNAL_ERROR, message=error.detail) from error
+
+
+def _caller(ctx: Context) -> Caller:
+    """The caller :class:`McpEndpoint` admitted, from the HTTP request behind the tool call."""
+    request = ctx.request_context.request
+    caller = getattr(getattr(request, "state", None), "caller", None)
+    if not isinstance(caller, Caller):  # pragma: no cover - McpEndpoint always sets it
+        raise MCPError(code=INTERNAL_ERROR, message="the caller is unknown")
+    return caller
 
 
 def create_mcp_server(state: EdgeState) -> MCPServer:
@@ -128,6 +155,7 @@ def create_mcp_server(state: EdgeState) -> MCPServer:
 
     @server.tool(annotations=read_only, structured_output=True)
     async def search(
+        ctx: Context,
         query: Annotated[
             str,
             Field(
@@ -135,6 +163,7 @@ def create_mcp_server(state: EdgeState) -> MCPServer:
                 max_length=settings.max_message_chars,
                 description="What to look for, in words (a question works).",
             ),
+            PlainText,
         ],
         collection: Collection = DEFAULT_COLLECTION,
         top_k: Annotated[
@@ -163,10 +192,13 @@ def create_mcp_server(state: EdgeState) -> MCPServer:
             mode=_MODES[mode],
             filters=filters or {},
         )
-        with _tool_errors(), rpc_errors("retrieval"):
-            found = await downstreams().retrieval.Search(
-                request, timeout=settings.request_timeout_seconds
-            )
+        with _tool_errors():
+            _caller(ctx).check_collection(collection)
+            async with state.work_slots.hold(Work.SEARCH):
+                with rpc_errors("retrieval"):
+                    found = await downstreams().retrieval.Search(
+                        request, timeout=settings.request_timeout_seconds
+                    )
         return SearchFound(
             passages=[
                 SearchResult(
@@ -187,6 +219,7 @@ def create_mcp_server(state: EdgeState) -> MCPServer:
 
     @server.tool(annotations=read_only, structured_output=True)
     async def ask(
+        ctx: Context,
         question: Annotated[
             str,
             Field(
@@ -194,6 +227,7 @@ def create_mcp_server(state: EdgeState) -> MCPServer:
                 max_length=settings.max_message_chars,
                 description="A question about the documents, standing on its own.",
             ),
+            PlainText,
         ],
         collection: Collection = DEFAULT_COLLECTION,
     ) -> Answer:
@@ -203,9 +237,12 @@ def create_mcp_server(state: EdgeState) -> MCPServer:
         if not question.strip():
             raise ToolError("the question is blank")
         with _tool_errors():
-            chat = ChatService(downstreams(), settings, state.metrics)
-            turn = await chat.prepare_stateless(question, [], collection=collection)
-            answered = await chat.answer(turn)
+            caller = _caller(ctx)
+            caller.check_collection(collection)
+            async with state.chat_slots.hold(caller), state.work_slots.hold(Work.CHAT):
+                chat = ChatService(downstreams(), settings, state.metrics)
+                turn = await chat.prepare_stateless(question, [], collection=collection)
+                answered = await chat.answer(turn)
         return Answer(
             answer=answered.answer,
             citations=answered.citations,
@@ -214,8 +251,9 @@ def create_mcp_server(state: EdgeState) -> MCPServer:
         )
 
     @server.tool(annotations=read_only, structured_output=True)
-    async def list_collections() -> Collections:
+    async def list_collections(ctx: Context) -> Collections:
         """The collections of the knowledge base, with their document and chunk counts."""
+        caller = _caller(ctx)
         with _tool_errors(), rpc_errors("retrieval"):
             listed = await downstreams().retrieval.ListCollections(
                 retrieval_pb2.ListCollectionsRequest(), timeout=settings.request_timeout_seconds
@@ -230,6 +268,7 @@ def create_mcp_server(state: EdgeState) -> MCPServer:
                     dimension=c.dimension,
                 )
                 for c in listed.collections
+                if caller.sees(c.name)
             ]
         )
 
@@ -241,11 +280,12 @@ def create_mcp_server(state: EdgeState) -> MCPServer:
         "with title, source, chunk count and metadata.",
         mime_type="application/json",
     )
-    async def documents(collection: str) -> str:
+    async def documents(ctx: Context, collection: str) -> str:
         request = retrieval_pb2.ListDocumentsRequest(
             collection=collection, limit=DOCUMENTS_PER_RESOURCE
         )
         try:
+            _caller(ctx).check_collection(collection)
             with rpc_errors("retrieval"):
                 page = await downstreams().retrieval.ListDocuments(
                     request, timeout=settings.request_timeout_seconds
@@ -274,14 +314,16 @@ def create_mcp_server(state: EdgeState) -> MCPServer:
 class McpEndpoint:
     """The ASGI app at ``/mcp``: the API-key check, then the SDK's streamable HTTP transport.
 
-    A refused key never reaches the SDK: it is answered here with ``401``, the
-    ``WWW-Authenticate`` challenge and a JSON-RPC error body, which MCP clients surface as the
-    error of the call they made. The caller is kept in the request's state (``caller``) for
-    per-key decisions.
+    A refused key never reaches the SDK: it is answered here with ``401`` and the
+    ``WWW-Authenticate`` challenge (``403`` without the ``read`` scope, ``429`` with
+    ``Retry-After`` past the key's rate limit) and a JSON-RPC error body, which MCP clients
+    surface as the error of the call they made. The caller is kept in the request's state
+    (``caller``) for the tools' per-key decisions.
     """
 
-    def __init__(self, settings: EdgeSettings, server: MCPServer) -> None:
-        self.settings = settings
+    def __init__(self, state: EdgeState, server: MCPServer) -> None:
+        self.state = state
+        settings = state.settings
         self.server = server
         # In open mode (no keys, loopback only) a web page the browser visits must not reach
         # the tools through a rebound DNS name: only loopback Host and Origin headers pass.
@@ -327,33 +369,42 @@ class McpEndpoint:
             stopping.set()
             await task
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        client = scope.get("client")
         try:
-            caller = authenticate(self.settings, headers.get("authorization"))
-        except Unauthenticated as error:
+            caller = self.state.gate.admit(
+                headers.get("authorization"), client[0] if client else None
+            )
+            caller.require(Scope.READ)
+        except BrunoError as error:
             await _refuse(error, send)
             return
         scope.setdefault("state", {})["caller"] = caller
         await self.server.session_manager.handle_request(scope, receive, send)
 
 
-async def _refuse(error: Unauthenticated, send: Send) -> None:
+_REFUSAL_CODES = {401: UNAUTHENTICATED, 403: FORBIDDEN, 429: RATE_LIMITED}
+
+
+async def _refuse(error: BrunoError, send: Send) -> None:
+    data: dict[str, Any] = {"status": error.http_status}
+    extra_headers = retry_after_headers(error)
+    if extra_headers:
+        data["retry_after"] = int(extra_headers["Retry-After"])
+    code = _REFUSAL_CODES.get(error.http_status, INTERNAL_ERROR)
     body: dict[str, Any] = {
         "jsonrpc": "2.0",
         "id": None,
-        "error": {"code": UNAUTHENTICATED, "message": error.detail, "data": {"status": 401}},
+        "error": {"code": code, "message": error.detail, "data": data},
     }
     payload = json.dumps(body).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 401,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(payload)).encode()),
-                (b"www-authenticate", b"Bearer"),
-            ],
-        }
-    )
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode()),
+        *((name.lower().encode(), value.encode()) for name, value in extra_headers.items()),
+    ]
+    if error.http_status == 401:
+        headers.append((b"www-authenticate", b"Bearer"))
+    await send({"type": "http.response.start", "status": error.http_status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})

@@ -1,5 +1,6 @@
 """Prometheus metrics of the edge: HTTP latency by route template and status, in-flight
-requests, and what chat costs (stage timings, tokens, fallbacks).
+requests, what chat costs (stage timings, tokens, fallbacks), and admission: work in flight and
+waiting by kind, what was shed, and every refusal by reason.
 
 ``http_request_duration_seconds`` with a ``status`` label is what Flagger's built-in canary
 checks read. Each app gets its own registry so two apps in one process (tests) do not clash.
@@ -54,6 +55,31 @@ class EdgeMetrics:
             "bruno_chat_tokens",
             "Tokens the language model read (prompt) and wrote (completion) for chats.",
             ["kind"],
+            registry=self.registry,
+        )
+        self.admission_in_flight = Gauge(
+            "bruno_edge_admitted_in_flight",
+            "Requests holding a slot of their kind of work (chat, search, ingest, other).",
+            ["work"],
+            registry=self.registry,
+        )
+        self.admission_waiting = Gauge(
+            "bruno_edge_admission_waiting",
+            "Requests waiting for a slot of their kind of work.",
+            ["work"],
+            registry=self.registry,
+        )
+        self.admission_shed = Counter(
+            "bruno_edge_shed",
+            "Requests refused with 503 because no slot of their kind freed in time.",
+            ["work"],
+            registry=self.registry,
+        )
+        self.refusals = Counter(
+            "bruno_edge_refusals",
+            "Requests the edge refused itself, by reason (unauthenticated, auth_throttled, "
+            "rate_limit, concurrent_chats, draining).",
+            ["reason"],
             registry=self.registry,
         )
         self.chat_answers = Counter(

@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bruno_core import BrunoError, Internal, InvalidInput
 from bruno_core.errors import PROBLEM_CONTENT_TYPE
+from bruno_edge.refusals import retry_after_headers
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ OPENAI_PREFIX = "/v1"
 _OPENAI_ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
+    403: "permission_error",
     404: "not_found_error",
     413: "invalid_request_error",
     422: "invalid_request_error",
@@ -125,8 +127,10 @@ def error_response(
     """``error`` in the dialect of ``path``; ``extra`` members go to problem documents only.
 
     An error that names a request parameter (a ``param`` attribute) names it as OpenAI's
-    ``param``.
+    ``param``; one that says when to come back (a refusal's ``retry_after``) sends
+    ``Retry-After``.
     """
+    headers = {**retry_after_headers(error), **(headers or {})}
     if speaks_openai(path):
         param = getattr(error, "param", None)
         return openai_error(

@@ -9,6 +9,7 @@ same 422 as any other field error.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -29,6 +30,38 @@ from bruno_core.contract import (
     MAX_TITLE_CHARS,
 )
 from bruno_edge.limits import current_limits
+
+# Not text: control characters (Unicode category Cc: C0, DEL, C1) other than tab, line feed
+# and carriage return, and lone surrogates (no UTF-8 form). Refused, never stripped: a NUL
+# in a title or a document is a client's bug or an attack, and silently changing the text
+# would also change its content hash.
+_NOT_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def first_non_text_character(value: str) -> int | None:
+    r"""The position of the first character that is not text (see ``_NOT_TEXT``), or None.
+
+    >>> first_non_text_character("tab\tand\nline feed"), first_non_text_character("a\x00")
+    (None, 1)
+    """
+    found = _NOT_TEXT.search(value)
+    return None if found is None else found.start()
+
+
+def plain_text(value: str) -> str:
+    """``value`` unchanged, or a validation error naming its first control character."""
+    position = first_non_text_character(value)
+    if position is not None:
+        raise PydanticCustomError(
+            "control_character",
+            "String should not contain control characters; U+{code} is at position {position}",
+            {"code": f"{ord(value[position]):04X}", "position": position},
+        )
+    return value
+
+
+PlainText = AfterValidator(plain_text)
+"""Refuses control characters other than tab, line feed and carriage return (a 422)."""
 
 
 def _question_text(value: str) -> str:
@@ -68,8 +101,13 @@ def _top_k(value: int | None) -> int | None:
 
 QuestionText = Annotated[
     str,
-    Field(min_length=1, description="Non-blank; at most BRUNO_MAX_MESSAGE_CHARS characters."),
+    Field(
+        min_length=1,
+        description="Non-blank; at most BRUNO_MAX_MESSAGE_CHARS characters; no control "
+        "characters but tab and line breaks.",
+    ),
     AfterValidator(_question_text),
+    PlainText,
 ]
 TopK = Annotated[
     int | None,
@@ -95,9 +133,9 @@ DocumentId = Annotated[
 ConversationId = Annotated[
     str, Field(pattern=CONVERSATION_ID.pattern, max_length=CONVERSATION_ID.max_chars)
 ]
-MetadataKey = Annotated[str, Field(min_length=1, max_length=MAX_METADATA_KEY_CHARS)]
-MetadataValue = Annotated[str, Field(max_length=MAX_METADATA_VALUE_CHARS)]
-FilterValue = Annotated[str, Field(max_length=MAX_FILTER_VALUE_CHARS)]
+MetadataKey = Annotated[str, Field(min_length=1, max_length=MAX_METADATA_KEY_CHARS), PlainText]
+MetadataValue = Annotated[str, Field(max_length=MAX_METADATA_VALUE_CHARS), PlainText]
+FilterValue = Annotated[str, Field(max_length=MAX_FILTER_VALUE_CHARS), PlainText]
 
 
 class _Request(BaseModel):
@@ -191,12 +229,17 @@ class DocumentIn(_Request):
     id: DocumentId | None = Field(
         default=None, description="Stable id; absent: derived from the text."
     )
-    title: Annotated[str, Field(max_length=MAX_TITLE_CHARS)] = ""
-    source: Annotated[str, Field(max_length=MAX_SOURCE_CHARS)] = ""
+    title: Annotated[str, Field(max_length=MAX_TITLE_CHARS), PlainText] = ""
+    source: Annotated[str, Field(max_length=MAX_SOURCE_CHARS), PlainText] = ""
     text: Annotated[
         str,
-        Field(min_length=1, description="Non-blank; at most BRUNO_MAX_DOCUMENT_BYTES (UTF-8)."),
+        Field(
+            min_length=1,
+            description="Non-blank; at most BRUNO_MAX_DOCUMENT_BYTES (UTF-8); no control "
+            "characters but tab and line breaks.",
+        ),
         AfterValidator(_document_text),
+        PlainText,
     ]
     metadata: Annotated[
         dict[MetadataKey, MetadataValue], Field(max_length=MAX_METADATA_ENTRIES)

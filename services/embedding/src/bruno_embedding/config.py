@@ -22,6 +22,11 @@ class EmbeddingSettings(GrpcServerSettings):
     embedding_max_texts: int = Field(
         default=256, ge=1, le=4096, description="texts accepted in one Embed request"
     )
+    # Bounds the memory of one ONNX call (texts x the longest one's tokens, up to 256 each):
+    # ~80 MiB above idle at 1,024 (docs/benchmarks.md). At least 256, one whole text.
+    embedding_max_batch_tokens: int = Field(
+        default=1024, ge=256, le=65536, description="padded tokens per ONNX model call"
+    )
     embedding_threads: int = Field(
         default=0, ge=0, le=256, description="onnxruntime intra-op threads; 0 lets ORT decide"
     )

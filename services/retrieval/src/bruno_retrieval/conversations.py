@@ -8,14 +8,21 @@ an append, never half of one. Appends that arrive while a commit runs are writte
 the next one (:mod:`bruno_retrieval.group_commit`), so sixteen chats finishing at once cost
 one commit, not sixteen in a queue. This process is the single writer of the table.
 
+A conversation belongs to the owner that created it (the edge's API key name): a call naming
+an owner finds only that owner's conversations, and any other is "not found", exactly as one
+that does not exist. Rows from before owners existed have none: they belong to the callers
+that existed then (``bruno_core.contract.OWNERS_BEFORE_OWNERSHIP``: the edge's
+``BRUNO_API_KEYS`` and an edge without keys) and stay without an owner; the ``owner`` column is
+added to such a table when it is opened.
+
 A BTREE index on ``conversation_id`` turns the reads behind ``get`` and ``append`` (and the
 ``merge_insert`` join) into look-ups instead of scans. It is built when the store opens a table
 that lacks it (over the rows already there); rows written since sit outside it, where LanceDB
 still finds them by scanning just those, until the periodic ``optimize`` folds them in.
 
     store = await ConversationStore.open(settings)   # BRUNO_CONVERSATION_MAX_TURNS
-    await store.append("c1", [StoredTurn("user", "How do I restore?")], create=True)
-    conversation = await store.get("c1", max_turns=10)
+    await store.append("c1", [StoredTurn("user", "How do I restore?")], create=True, owner="ann")
+    conversation = await store.get("c1", max_turns=10, owner="ann")
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ from lancedb.expr import col, lit
 from lancedb.index import BTree
 
 from bruno_core import BrunoError, InvalidInput, LimitExceeded, NotFound
-from bruno_core.contract import CONVERSATION_ID
+from bruno_core.contract import CONVERSATION_ID, OWNERS_BEFORE_OWNERSHIP
 from bruno_retrieval.background import BackgroundTasks
 from bruno_retrieval.config import RetrievalSettings
 from bruno_retrieval.group_commit import GroupCommit, Pending
@@ -56,6 +63,8 @@ _SCHEMA = pa.schema(
         pa.field("turns", pa.string(), nullable=False),
         pa.field("created_at", pa.timestamp("us", tz="UTC"), nullable=False),
         pa.field("updated_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        # Nullable: a table from before owners gets the column with nulls (_ensure_owner).
+        pa.field("owner", pa.string(), nullable=True),
     ]
 )
 
@@ -73,6 +82,7 @@ class _Append:
     conversation_id: str
     turns: list[StoredTurn]
     create: bool
+    owner: str
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -81,6 +91,17 @@ class StoredConversation:
     turns: list[StoredTurn]
     created_at: datetime
     updated_at: datetime
+    owner: str = ""
+
+    def belongs_to(self, owner: str) -> bool:
+        """Whether a call naming ``owner`` may see it (naming none: unchecked)."""
+        if not self.owner:  # stored before owners existed
+            return not owner or owner in OWNERS_BEFORE_OWNERSHIP
+        return not owner or self.owner == owner
+
+
+def _not_found(conversation_id: str) -> NotFound:
+    return NotFound(f"conversation {conversation_id!r} not found")
 
 
 def check_turns(turns: Sequence[StoredTurn], *, max_turns: int) -> None:
@@ -139,7 +160,12 @@ class ConversationStore:
     @classmethod
     async def open(cls, settings: RetrievalSettings) -> ConversationStore:
         db = await lancedb.connect_async(settings.lancedb_uri)
-        table = await db.create_table(TABLE, schema=_SCHEMA, exist_ok=True)
+        try:
+            # Opened, not created with exist_ok: a table from before owners has another schema.
+            table = await db.open_table(TABLE)
+        except ValueError:  # not there yet
+            table = await db.create_table(TABLE, schema=_SCHEMA, exist_ok=True)
+        await _ensure_owner(table)
         await _ensure_id_index(table)
         return cls(table, max_turns=settings.conversation_max_turns)
 
@@ -147,22 +173,32 @@ class ConversationStore:
         self._tasks.cancel()
         self._table.close()
 
-    async def get(self, conversation_id: str, *, max_turns: int = 0) -> StoredConversation:
-        """The conversation, its most recent ``max_turns`` turns only when that is not 0."""
+    async def get(
+        self, conversation_id: str, *, max_turns: int = 0, owner: str = ""
+    ) -> StoredConversation:
+        """The conversation, its most recent ``max_turns`` turns only when that is not 0;
+        NotFound unless it belongs to ``owner`` (when one is named)."""
         found = await self._read(CONVERSATION_ID.check(conversation_id))
-        if found is None:
-            raise NotFound(f"conversation {conversation_id!r} not found")
+        if found is None or not found.belongs_to(owner):
+            raise _not_found(conversation_id)
         if max_turns:
             found = dataclasses.replace(found, turns=found.turns[-max_turns:])
         return found
 
     async def append(
-        self, conversation_id: str, turns: Sequence[StoredTurn], *, create: bool = False
+        self,
+        conversation_id: str,
+        turns: Sequence[StoredTurn],
+        *,
+        create: bool = False,
+        owner: str = "",
     ) -> int:
-        """Add ``turns``; returns how many turns the conversation keeps afterwards."""
+        """Add ``turns``; returns how many turns the conversation keeps afterwards. A new
+        conversation (``create``) belongs to ``owner``; an existing one of another owner is
+        NotFound."""
         CONVERSATION_ID.check(conversation_id)
         check_turns(turns, max_turns=self.max_turns)
-        return await self._appends.submit(_Append(conversation_id, list(turns), create))
+        return await self._appends.submit(_Append(conversation_id, list(turns), create, owner))
 
     async def _commit(self, batch: list[Pending[_Append, int]]) -> None:
         """Write every append of ``batch`` in one commit, then settle each."""
@@ -174,9 +210,10 @@ class ConversationStore:
         for pending in batch:
             append = pending.item
             found = current.get(append.conversation_id)
-            if found is None and not append.create:
-                missing = NotFound(f"conversation {append.conversation_id!r} not found")
-                outcomes.append((pending, missing))
+            if (found is None and not append.create) or (
+                found is not None and not found.belongs_to(append.owner)
+            ):
+                outcomes.append((pending, _not_found(append.conversation_id)))
                 continue
             stamped = [dataclasses.replace(t, created_at=t.created_at or now) for t in append.turns]
             earlier = found.turns if found is not None else []
@@ -185,6 +222,7 @@ class ConversationStore:
                 [*earlier, *stamped][-self.max_turns :],
                 found.created_at if found is not None else now,
                 now,
+                found.owner if found is not None else append.owner,
             )
             changed.add(append.conversation_id)
             outcomes.append((pending, len(current[append.conversation_id].turns)))
@@ -201,6 +239,7 @@ class ConversationStore:
                     "turns": json.dumps([_turn_json(t) for t in c.turns], ensure_ascii=False),
                     "created_at": c.created_at,
                     "updated_at": c.updated_at,
+                    "owner": c.owner or None,
                 }
                 for c in conversations
             ],
@@ -219,12 +258,14 @@ class ConversationStore:
             except Exception:
                 log.exception("optimizing the conversations table failed")
 
-    async def delete(self, conversation_id: str) -> None:
+    async def delete(self, conversation_id: str, *, owner: str = "") -> None:
+        """Forget the conversation; NotFound unless it belongs to ``owner`` (when named)."""
         CONVERSATION_ID.check(conversation_id)
-        async with self._lock:
-            result = await self._table.delete(col("conversation_id") == lit(conversation_id))
-        if result.num_deleted_rows == 0:
-            raise NotFound(f"conversation {conversation_id!r} not found")
+        async with self._lock:  # appends commit under it too: no append between read and delete
+            found = await self._read(conversation_id)
+            if found is None or not found.belongs_to(owner):
+                raise _not_found(conversation_id)
+            await self._table.delete(col("conversation_id") == lit(conversation_id))
 
     async def _read(self, conversation_id: str) -> StoredConversation | None:
         found = await self._read_many([conversation_id])
@@ -243,9 +284,16 @@ class ConversationStore:
                 turns=[_turn_from_json(t) for t in json.loads(row["turns"])],
                 created_at=row["created_at"],
                 updated_at=row["updated_at"],
+                owner=row.get("owner") or "",
             )
             for row in rows
         ]
+
+
+async def _ensure_owner(table: Any) -> None:
+    """Give a table from before owners existed its ``owner`` column (nulls: no owner)."""
+    if "owner" not in (await table.schema()).names:
+        await table.add_columns(pa.field("owner", pa.string(), nullable=True))
 
 
 async def _ensure_id_index(table: Any) -> None:

@@ -100,6 +100,7 @@ def conversation_message(found: StoredConversation) -> conversations_pb2.Convers
         turns=[_turn(turn) for turn in found.turns],
         created_at=_timestamp(found.created_at),
         updated_at=_timestamp(found.updated_at),
+        owner=found.owner,
     )
 
 

@@ -98,17 +98,21 @@ class ConversationServicer(conversations_pb2_grpc.ConversationServiceServicer):
         self, request: conversations_pb2.AppendTurnsRequest, context: Context
     ) -> conversations_pb2.AppendTurnsResponse:
         turns = converters.stored_turns(request.turns)
-        kept = await self._store.append(request.conversation_id, turns, create=request.create)
+        kept = await self._store.append(
+            request.conversation_id, turns, create=request.create, owner=request.owner
+        )
         return conversations_pb2.AppendTurnsResponse(turns=kept)
 
     async def GetConversation(
         self, request: conversations_pb2.GetConversationRequest, context: Context
     ) -> conversations_pb2.Conversation:
-        found = await self._store.get(request.conversation_id, max_turns=request.max_turns)
+        found = await self._store.get(
+            request.conversation_id, max_turns=request.max_turns, owner=request.owner
+        )
         return converters.conversation_message(found)
 
     async def DeleteConversation(
         self, request: conversations_pb2.DeleteConversationRequest, context: Context
     ) -> conversations_pb2.DeleteConversationResponse:
-        await self._store.delete(request.conversation_id)
+        await self._store.delete(request.conversation_id, owner=request.owner)
         return conversations_pb2.DeleteConversationResponse()

@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import lancedb
+import pyarrow as pa
 import pytest
 
 from bruno.embedding.v1 import embedding_pb2
+from bruno_retrieval.background import BackgroundTasks
 from bruno_retrieval.config import RetrievalSettings
 from bruno_retrieval.knowledge import (
     AnnConfig,
@@ -20,6 +22,7 @@ from bruno_retrieval.knowledge import (
     KnowledgeStore,
     SearchMode,
 )
+from bruno_retrieval.knowledge.ann import VectorIndexes
 
 if TYPE_CHECKING:
     from conftest import FakeEmbedder
@@ -191,3 +194,25 @@ async def test_with_min_rows_zero_no_index_is_ever_built_not_even_by_the_periodi
         store.close()
 
     assert await vector_index_type(tmp_path) == ""
+
+
+@pytest.mark.slow  # builds a vector index
+async def test_a_build_preempted_by_a_compaction_from_another_handle_is_done_again(
+    tmp_path: Path,
+) -> None:
+    db = await lancedb.connect_async(str(tmp_path / "lancedb"))
+    schema = pa.schema([pa.field("vector", pa.list_(pa.float32(), 8))])
+    table: Any = await db.create_table("default", schema=schema)  # lancedb's close() is untyped
+    for batch in range(30):  # thirty fragments for the compaction to rewrite
+        rows = [{"vector": [float(batch), float(n), *([1.0] * 6)]} for n in range(10)]
+        await table.add(pa.Table.from_pylist(rows, schema=schema))
+    compactor: Any = await db.open_table("default")
+    await compactor.optimize()  # committed after `table` last read the version
+    compactor.close()
+    indexes = VectorIndexes(dataclasses.replace(DEFAULT, min_rows=1), BackgroundTasks())
+    try:
+        await indexes.build(table)
+    finally:
+        table.close()
+
+    assert await vector_index_type(tmp_path) == INDEX_TYPES[DEFAULT.index]

@@ -12,6 +12,7 @@ import pytest
 
 from bruno_core import Conflict, InvalidInput, NotFound, Unavailable
 from bruno_core.contract import content_hash
+from bruno_retrieval.chunking import max_chunk_chars
 from bruno_retrieval.config import RetrievalSettings
 from bruno_retrieval.knowledge import (
     IngestOutcome,
@@ -360,3 +361,27 @@ async def test_concurrent_searches_during_replaces_never_mix_versions(
         versions_seen.add(versions)
     # The searches really ran while the document changed underneath them.
     assert len(versions_seen) >= 2
+
+
+@pytest.mark.parametrize("mode", [SearchMode.TEXT, SearchMode.HYBRID])
+async def test_a_chunk_longer_than_todays_ceiling_is_cut_in_search_answers(
+    make_settings: Callable[..., RetrievalSettings], embedder: FakeEmbedder, mode: SearchMode
+) -> None:
+    # A chunk stored under a larger budget (or before the ceiling existed) is longer than any
+    # chunk made now; the search answer still holds at most max_chunk_chars of it.
+    wide = await KnowledgeStore.open(
+        make_settings(chunk_size_tokens=8192, chunk_overlap_tokens=0), embedder
+    )
+    await wide.ingest("default", text="velero " + "a" * 60_000, document_id="blob")
+    wide.close()
+    settings = make_settings()
+    store = await KnowledgeStore.open(settings, embedder)
+    try:
+        found = await store.search("default", "velero", mode=mode)
+    finally:
+        store.close()
+
+    [hit] = found.hits
+    assert len(hit.text) == max_chunk_chars(settings.chunk_size_tokens)
+    assert hit.text.startswith("velero aaa")
+    assert hit.text.endswith("a…")

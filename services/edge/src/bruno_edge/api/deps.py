@@ -1,19 +1,24 @@
-"""Dependencies of the routes, as ``Annotated`` aliases (``SettingsDep``, ``ChatDep`` …), and the
-API-key check every ``/api`` and ``/v1`` route depends on (:mod:`bruno_edge.auth`)."""
+"""Dependencies of the routes, as ``Annotated`` aliases (``SettingsDep``, ``ChatDep`` …), the
+API-key check every ``/api`` and ``/v1`` route depends on (:mod:`bruno_edge.auth`), the scope a
+route needs (:func:`needs`) and the admission slots it holds while it answers (:func:`admitted`,
+:func:`chat_slot`; :mod:`bruno_edge.admission`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Annotated
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from bruno_core import Unavailable
-from bruno_edge.auth import Caller, authenticate
+from bruno_edge.admission import ChatSlots, Drain, Gate, Work, WorkSlots
+from bruno_edge.auth import Caller
 from bruno_edge.chat import ChatService
 from bruno_edge.clients import Downstreams
 from bruno_edge.config import EdgeSettings
+from bruno_edge.keys import Keyring, Scope
 from bruno_edge.metrics import EdgeMetrics
 
 
@@ -23,7 +28,18 @@ class EdgeState:
 
     settings: EdgeSettings
     metrics: EdgeMetrics
+    keyring: Keyring
     downstreams: Downstreams | None = None
+    gate: Gate = field(init=False)
+    chat_slots: ChatSlots = field(init=False)
+    work_slots: WorkSlots = field(init=False)
+    drain: Drain = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.gate = Gate(self.settings, self.keyring, self.metrics)
+        self.chat_slots = ChatSlots(self.settings, self.metrics)
+        self.work_slots = WorkSlots(self.settings, self.metrics)
+        self.drain = Drain(self.settings.shutdown_grace_seconds)
 
 
 def get_state(request: Request) -> EdgeState:
@@ -57,18 +73,57 @@ ChatDep = Annotated[ChatService, Depends(get_chat)]
 bearer_scheme = HTTPBearer(
     auto_error=False,
     scheme_name="bearer",
-    description="An API key from BRUNO_API_KEYS, sent as `Authorization: Bearer <key>`.",
+    description="An API key (BRUNO_API_KEYS or the keys file), sent as "
+    "`Authorization: Bearer <key>`.",
 )
 
 
 async def require_api_key(
     request: Request,
-    settings: SettingsDep,
+    state: StateDep,
     # Declared for the OpenAPI document (the security scheme); the header is read below.
     _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> Caller:
-    """Let the request in only with a configured API key (or in open mode on loopback); the
-    caller is kept on ``request.state.caller`` for whatever needs to know who asks."""
-    caller = authenticate(settings, request.headers.get("authorization"))
+    """Let the request in only with a configured API key (or in open mode on loopback) within
+    its rate limit; the caller is kept on ``request.state.caller`` for whatever needs to know
+    who asks."""
+    client = request.client.host if request.client else None
+    caller = state.gate.admit(request.headers.get("authorization"), client)
     request.state.caller = caller
     return caller
+
+
+CallerDep = Annotated[Caller, Depends(require_api_key)]
+
+
+def needs(scope: Scope) -> Callable[[Caller], None]:
+    """A dependency refusing (403) a key without ``scope``."""
+
+    def check(caller: CallerDep) -> None:
+        caller.require(scope)
+
+    return check
+
+
+def admitted(work: Work) -> Callable[[EdgeState], AsyncIterator[None]]:
+    """A dependency holding a slot of ``work`` until the response is sent (503 when none
+    frees in time)."""
+
+    async def hold(state: StateDep) -> AsyncIterator[None]:
+        async with state.work_slots.hold(work):
+            yield
+
+    return hold
+
+
+async def chat_slot(state: StateDep, caller: CallerDep) -> AsyncIterator[None]:
+    """One of the caller's concurrent chats, held until the answer is sent (429 past them)."""
+    async with state.chat_slots.hold(caller):
+        yield
+
+
+def guarded(scope: Scope, work: Work, *, chat: bool = False) -> list[Any]:
+    """A route's dependencies: the scope it needs, then (a chat) one of the key's concurrent
+    chats, then a slot of its kind of work; in that order, so a refusal holds nothing."""
+    chat_slots = [Depends(chat_slot)] if chat else []
+    return [Depends(needs(scope)), *chat_slots, Depends(admitted(work))]

@@ -17,6 +17,7 @@ from typing import Any
 from lancedb.index import IvfHnswSq, IvfPq
 
 from bruno_retrieval.background import BackgroundTasks
+from bruno_retrieval.commit_conflicts import retry_commit_conflicts
 from bruno_retrieval.config import RetrievalSettings
 
 log = logging.getLogger(__name__)
@@ -160,7 +161,13 @@ class VectorIndexes:
         """Build the configured index over the table's vectors now."""
         rows = await table.count_rows()
         dimension = (await table.schema()).field("vector").type.list_size
-        await table.create_index("vector", config=self.config.index_config(rows, dimension))
+        config = self.config.index_config(rows, dimension)
+        # A compaction committing meanwhile preempts the build, which is then done again.
+        await retry_commit_conflicts(
+            table,
+            lambda: table.create_index("vector", config=config),
+            "building the vector index",
+        )
         self._kinds[table.name] = self.config.index
 
     def forget(self, table_name: str) -> None:

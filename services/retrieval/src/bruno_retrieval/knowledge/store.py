@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections import Counter
 from collections.abc import Mapping
 
@@ -45,7 +46,7 @@ from bruno_core.contract import (
     content_hash,
 )
 from bruno_retrieval.background import BackgroundTasks
-from bruno_retrieval.chunking import chunk_text
+from bruno_retrieval.chunking import chunk_text, within_chunk_ceiling
 from bruno_retrieval.config import RetrievalSettings
 from bruno_retrieval.knowledge import reads
 from bruno_retrieval.knowledge.ann import AnnConfig, VectorIndexes
@@ -245,15 +246,28 @@ class KnowledgeStore:
             raise InvalidInput(f"top_k must be between 1 and {self._settings.max_top_k}")
         where = filter_expression(filters or {})
         if self._reranker is None:
-            return await self._ranked(collection, query, top_k, mode, where)
+            return self._within_ceiling(await self._ranked(collection, query, top_k, mode, where))
         candidates = max(top_k, self._settings.reranker_candidates)
-        result = await self._ranked(collection, query, candidates, mode, where)
+        result = self._within_ceiling(
+            await self._ranked(collection, query, candidates, mode, where)
+        )
         budget = None
         if seconds_left is not None:
             spent = asyncio.get_running_loop().time() - started
             budget = seconds_left - spent - _RERANK_DEADLINE_MARGIN_SECONDS
         hits = await self._reranker.rerank(query, result.hits, timeout_seconds=budget)
         return SearchResult(hits[:top_k], result.mode)
+
+    def _within_ceiling(self, result: SearchResult) -> SearchResult:
+        """``result`` with every chunk cut to today's chunk ceiling: a chunk stored before the
+        ceiling (or under a larger ``BRUNO_CHUNK_SIZE_TOKENS``) must not make an answer, the
+        reranker's input or a prompt huge."""
+        size = self._settings.chunk_size_tokens
+        hits = [
+            dataclasses.replace(hit, text=within_chunk_ceiling(hit.text, size))
+            for hit in result.hits
+        ]
+        return SearchResult(hits, result.mode)
 
     async def _ranked(
         self, collection: str, query: str, top_k: int, mode: SearchMode, where: str | None

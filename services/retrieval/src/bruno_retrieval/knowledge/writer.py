@@ -25,6 +25,7 @@ from lancedb.expr import col
 
 from bruno_core import Conflict
 from bruno_retrieval.background import BackgroundTasks
+from bruno_retrieval.commit_conflicts import retry_commit_conflicts
 from bruno_retrieval.group_commit import GroupCommit, Pending
 from bruno_retrieval.knowledge import reads
 from bruno_retrieval.knowledge.ann import VectorIndexes
@@ -143,7 +144,8 @@ class Writer:
             async with self._locks[collection]:
                 if self._catalog.entry(collection) != entry:
                     return
-                await table.optimize()
+                # An index build (not under the lock) committing meanwhile preempts it.
+                await retry_commit_conflicts(table, table.optimize, "optimizing the collection")
             await self._indexes.build_when_due(collection, table)
         except Exception:
             log.exception("optimizing collection failed", extra={"collection": collection})

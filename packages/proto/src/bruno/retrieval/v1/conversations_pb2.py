@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&bruno/retrieval/v1/conversations.proto\x12\x12\x62runo.retrieval.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"h\n\x04Turn\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tchunk_ids\x18\x04 \x03(\t\"\xb0\x01\n\x0c\x43onversation\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\'\n\x05turns\x18\x02 \x03(\x0b\x32\x18.bruno.retrieval.v1.Turn\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"f\n\x12\x41ppendTurnsRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\'\n\x05turns\x18\x02 \x03(\x0b\x32\x18.bruno.retrieval.v1.Turn\x12\x0e\n\x06\x63reate\x18\x03 \x01(\x08\"$\n\x13\x41ppendTurnsResponse\x12\r\n\x05turns\x18\x01 \x01(\r\"D\n\x16GetConversationRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x11\n\tmax_turns\x18\x02 \x01(\r\"4\n\x19\x44\x65leteConversationRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\"\x1c\n\x1a\x44\x65leteConversationResponse2\xcb\x02\n\x13\x43onversationService\x12^\n\x0b\x41ppendTurns\x12&.bruno.retrieval.v1.AppendTurnsRequest\x1a\'.bruno.retrieval.v1.AppendTurnsResponse\x12_\n\x0fGetConversation\x12*.bruno.retrieval.v1.GetConversationRequest\x1a .bruno.retrieval.v1.Conversation\x12s\n\x12\x44\x65leteConversation\x12-.bruno.retrieval.v1.DeleteConversationRequest\x1a..bruno.retrieval.v1.DeleteConversationResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&bruno/retrieval/v1/conversations.proto\x12\x12\x62runo.retrieval.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"h\n\x04Turn\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tchunk_ids\x18\x04 \x03(\t\"\xbf\x01\n\x0c\x43onversation\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\'\n\x05turns\x18\x02 \x03(\x0b\x32\x18.bruno.retrieval.v1.Turn\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05owner\x18\x05 \x01(\t\"u\n\x12\x41ppendTurnsRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\'\n\x05turns\x18\x02 \x03(\x0b\x32\x18.bruno.retrieval.v1.Turn\x12\x0e\n\x06\x63reate\x18\x03 \x01(\x08\x12\r\n\x05owner\x18\x04 \x01(\t\"$\n\x13\x41ppendTurnsResponse\x12\r\n\x05turns\x18\x01 \x01(\r\"S\n\x16GetConversationRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\x11\n\tmax_turns\x18\x02 \x01(\r\x12\r\n\x05owner\x18\x03 \x01(\t\"C\n\x19\x44\x65leteConversationRequest\x12\x17\n\x0f\x63onversation_id\x18\x01 \x01(\t\x12\r\n\x05owner\x18\x02 \x01(\t\"\x1c\n\x1a\x44\x65leteConversationResponse2\xcb\x02\n\x13\x43onversationService\x12^\n\x0b\x41ppendTurns\x12&.bruno.retrieval.v1.AppendTurnsRequest\x1a\'.bruno.retrieval.v1.AppendTurnsResponse\x12_\n\x0fGetConversation\x12*.bruno.retrieval.v1.GetConversationRequest\x1a .bruno.retrieval.v1.Conversation\x12s\n\x12\x44\x65leteConversation\x12-.bruno.retrieval.v1.DeleteConversationRequest\x1a..bruno.retrieval.v1.DeleteConversationResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,17 +35,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TURN']._serialized_start=95
   _globals['_TURN']._serialized_end=199
   _globals['_CONVERSATION']._serialized_start=202
-  _globals['_CONVERSATION']._serialized_end=378
-  _globals['_APPENDTURNSREQUEST']._serialized_start=380
-  _globals['_APPENDTURNSREQUEST']._serialized_end=482
-  _globals['_APPENDTURNSRESPONSE']._serialized_start=484
-  _globals['_APPENDTURNSRESPONSE']._serialized_end=520
-  _globals['_GETCONVERSATIONREQUEST']._serialized_start=522
-  _globals['_GETCONVERSATIONREQUEST']._serialized_end=590
-  _globals['_DELETECONVERSATIONREQUEST']._serialized_start=592
-  _globals['_DELETECONVERSATIONREQUEST']._serialized_end=644
-  _globals['_DELETECONVERSATIONRESPONSE']._serialized_start=646
-  _globals['_DELETECONVERSATIONRESPONSE']._serialized_end=674
-  _globals['_CONVERSATIONSERVICE']._serialized_start=677
-  _globals['_CONVERSATIONSERVICE']._serialized_end=1008
+  _globals['_CONVERSATION']._serialized_end=393
+  _globals['_APPENDTURNSREQUEST']._serialized_start=395
+  _globals['_APPENDTURNSREQUEST']._serialized_end=512
+  _globals['_APPENDTURNSRESPONSE']._serialized_start=514
+  _globals['_APPENDTURNSRESPONSE']._serialized_end=550
+  _globals['_GETCONVERSATIONREQUEST']._serialized_start=552
+  _globals['_GETCONVERSATIONREQUEST']._serialized_end=635
+  _globals['_DELETECONVERSATIONREQUEST']._serialized_start=637
+  _globals['_DELETECONVERSATIONREQUEST']._serialized_end=704
+  _globals['_DELETECONVERSATIONRESPONSE']._serialized_start=706
+  _globals['_DELETECONVERSATIONRESPONSE']._serialized_end=734
+  _globals['_CONVERSATIONSERVICE']._serialized_start=737
+  _globals['_CONVERSATIONSERVICE']._serialized_end=1068
 # @@protoc_insertion_point(module_scope)

@@ -3,6 +3,9 @@
 isort:skip_file
 Conversation history, stored by the retrieval service so that the edge stays stateless.
 A conversation keeps at most the server's configured number of turns (oldest dropped first).
+A conversation belongs to the owner that created it (the edge names the API key): a request
+that names an owner sees only that owner's conversations, any other is NOT_FOUND, as if it did
+not exist. A request with no owner (an older client) is not checked.
 """
 
 from bruno.retrieval.v1 import conversations_pb2 as _conversations_pb2

@@ -10,9 +10,12 @@ from typing import TypeVar
 from fastapi import APIRouter, Request, Response
 from sse_starlette import EventSourceResponse
 
-from bruno_edge.api.deps import ChatDep, SettingsDep
+from bruno_edge.admission import Work
+from bruno_edge.api.deps import CallerDep, ChatDep, StateDep, guarded
 from bruno_edge.api.routes import API_PREFIX, problem_responses
+from bruno_edge.keys import Scope
 from bruno_edge.schemas import ChatRequest, ChatResponse
+from bruno_edge.streams import chat_events
 
 router = APIRouter(prefix=API_PREFIX, tags=["chat"])
 
@@ -69,22 +72,24 @@ def _wants_stream(body: ChatRequest, request: Request) -> bool:
     response_model=ChatResponse,
     responses={
         200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
-        **problem_responses(401, 404, 413, 422, 503, 504),
+        **problem_responses(401, 403, 404, 413, 422, 429, 503, 504),
     },
     description=_SSE_DESCRIPTION,
+    dependencies=guarded(Scope.READ, Work.CHAT, chat=True),
 )
 async def chat(
-    body: ChatRequest, request: Request, chat: ChatDep, settings: SettingsDep
+    body: ChatRequest,
+    request: Request,
+    caller: CallerDep,
+    chat: ChatDep,
+    state: StateDep,
 ) -> ChatResponse | EventSourceResponse | Response:
+    caller.check_collection(body.collection)
     # History, rewriting and retrieval run before the response starts, so their failures keep
     # their HTTP status; only failures after the first event become an `error` event.
-    turn = await chat.prepare(body)
+    turn = await chat.prepare(body, owner=caller.name)
     if _wants_stream(body, request):
-        return EventSourceResponse(
-            chat.events(turn),
-            ping=settings.sse_heartbeat_seconds,
-            headers={"X-Accel-Buffering": "no"},
-        )
+        return chat_events(chat.events(turn), state)
     answer = await unless_disconnected(request, chat.answer(turn))
     if answer is None:
         return Response(status_code=CLIENT_CLOSED_REQUEST)

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Depends, Path
 
 from bruno.retrieval.v1 import retrieval_pb2
 from bruno_core.contract import COLLECTION_NAME
-from bruno_edge.api.deps import DownstreamsDep, SettingsDep
+from bruno_edge.admission import Work
+from bruno_edge.api.deps import CallerDep, DownstreamsDep, SettingsDep, guarded, needs
 from bruno_edge.api.routes import API_PREFIX, problem_responses
 from bruno_edge.clients import rpc_errors
+from bruno_edge.keys import Scope
 from bruno_edge.schemas import (
     CollectionDeleted,
     CollectionInfo,
@@ -40,19 +42,33 @@ def _info(message: retrieval_pb2.CollectionInfo) -> CollectionInfo:
     )
 
 
-@router.get("", responses=problem_responses(401, 503, 504))
-async def list_collections(downstreams: DownstreamsDep, settings: SettingsDep) -> CollectionList:
+@router.get(
+    "",
+    responses=problem_responses(401, 403, 429, 503, 504),
+    dependencies=guarded(Scope.READ, Work.OTHER),
+)
+async def list_collections(
+    caller: CallerDep, downstreams: DownstreamsDep, settings: SettingsDep
+) -> CollectionList:
+    """The collections the key sees."""
     with rpc_errors("retrieval"):
         found = await downstreams.retrieval.ListCollections(
             retrieval_pb2.ListCollectionsRequest(), timeout=settings.request_timeout_seconds
         )
-    return CollectionList(collections=[_info(item) for item in found.collections])
+    return CollectionList(
+        collections=[_info(item) for item in found.collections if caller.sees(item.name)]
+    )
 
 
-@router.delete("/{name}", responses=problem_responses(401, 404, 422, 503, 504))
+@router.delete(
+    "/{name}",
+    responses=problem_responses(401, 403, 404, 422, 429, 503, 504),
+    dependencies=guarded(Scope.ADMIN, Work.OTHER),
+)
 async def delete_collection(
-    name: CollectionPath, downstreams: DownstreamsDep, settings: SettingsDep
+    name: CollectionPath, caller: CallerDep, downstreams: DownstreamsDep, settings: SettingsDep
 ) -> CollectionDeleted:
+    caller.check_collection(name)
     with rpc_errors("retrieval"):
         deleted = await downstreams.retrieval.DeleteCollection(
             retrieval_pb2.DeleteCollectionRequest(collection=name),
@@ -61,12 +77,18 @@ async def delete_collection(
     return CollectionDeleted(name=name, documents_deleted=deleted.documents_deleted)
 
 
-@router.post("/{name}/reindex", responses=problem_responses(401, 404, 422, 503, 504))
+# No admission slot: a reindex runs for as long as ingesting did, and only admins start one.
+@router.post(
+    "/{name}/reindex",
+    responses=problem_responses(401, 403, 404, 422, 429, 503, 504),
+    dependencies=[Depends(needs(Scope.ADMIN))],
+)
 async def reindex_collection(
-    name: CollectionPath, downstreams: DownstreamsDep
+    name: CollectionPath, caller: CallerDep, downstreams: DownstreamsDep
 ) -> CollectionReindexed:
     """Re-embed every chunk with the embedding service's current model into a shadow table,
     then switch over; searches keep working throughout. Takes as long as ingesting did."""
+    caller.check_collection(name)
     with rpc_errors("retrieval"):
         result = await downstreams.retrieval.ReindexCollection(
             retrieval_pb2.ReindexCollectionRequest(collection=name),

@@ -10,9 +10,11 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from bruno.retrieval.v1 import conversations_pb2
 from bruno_core.contract import CONVERSATION_ID
-from bruno_edge.api.deps import DownstreamsDep, SettingsDep
+from bruno_edge.admission import Work
+from bruno_edge.api.deps import CallerDep, DownstreamsDep, SettingsDep, guarded
 from bruno_edge.api.routes import API_PREFIX, problem_responses
 from bruno_edge.clients import rpc_errors
+from bruno_edge.keys import Scope
 from bruno_edge.schemas import Conversation, ConversationTurn
 
 router = APIRouter(prefix=f"{API_PREFIX}/conversations", tags=["conversations"])
@@ -28,15 +30,21 @@ def _moment(stamp: Timestamp) -> datetime | None:
 
 @router.get(
     "/{conversation_id}",
-    responses=problem_responses(401, 404, 422, 503),
+    responses=problem_responses(401, 403, 404, 422, 429, 503),
+    dependencies=guarded(Scope.READ, Work.OTHER),
 )
 async def get_conversation(
-    conversation_id: ConversationId, downstreams: DownstreamsDep, settings: SettingsDep
+    conversation_id: ConversationId,
+    caller: CallerDep,
+    downstreams: DownstreamsDep,
+    settings: SettingsDep,
 ) -> Conversation:
-    """The conversation's stored turns, oldest first."""
+    """The conversation's stored turns, oldest first; 404 unless the key started it."""
     with rpc_errors("retrieval"):
         found = await downstreams.conversations.GetConversation(
-            conversations_pb2.GetConversationRequest(conversation_id=conversation_id),
+            conversations_pb2.GetConversationRequest(
+                conversation_id=conversation_id, owner=caller.name
+            ),
             timeout=settings.request_timeout_seconds,
         )
     return Conversation(
@@ -59,15 +67,21 @@ async def get_conversation(
     "/{conversation_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses=problem_responses(401, 404, 422, 503),
+    responses=problem_responses(401, 403, 404, 422, 429, 503),
+    dependencies=guarded(Scope.READ, Work.OTHER),
 )
 async def delete_conversation(
-    conversation_id: ConversationId, downstreams: DownstreamsDep, settings: SettingsDep
+    conversation_id: ConversationId,
+    caller: CallerDep,
+    downstreams: DownstreamsDep,
+    settings: SettingsDep,
 ) -> Response:
-    """Forget the conversation; later chats naming it get 404."""
+    """Forget the conversation (404 unless the key started it); later chats naming it get 404."""
     with rpc_errors("retrieval"):
         await downstreams.conversations.DeleteConversation(
-            conversations_pb2.DeleteConversationRequest(conversation_id=conversation_id),
+            conversations_pb2.DeleteConversationRequest(
+                conversation_id=conversation_id, owner=caller.name
+            ),
             timeout=settings.request_timeout_seconds,
         )
     return Response(status_code=status.HTTP_204_NO_CONTENT)

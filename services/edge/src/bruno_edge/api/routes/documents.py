@@ -20,10 +20,12 @@ from bruno_core.contract import (
     MAX_TITLE_CHARS,
     document_id_from_path,
 )
-from bruno_edge.api.deps import DownstreamsDep, SettingsDep
+from bruno_edge.admission import Work
+from bruno_edge.api.deps import CallerDep, DownstreamsDep, SettingsDep, guarded
 from bruno_edge.api.routes import API_PREFIX, problem_responses
 from bruno_edge.clients import rpc_errors
 from bruno_edge.extract import Document, extract
+from bruno_edge.keys import Scope
 from bruno_edge.schemas import (
     DocumentIn,
     DocumentIngested,
@@ -31,6 +33,7 @@ from bruno_edge.schemas import (
     DocumentSummary,
     FileIngested,
     UploadResult,
+    first_non_text_character,
 )
 
 router = APIRouter(prefix=f"{API_PREFIX}/documents", tags=["documents"])
@@ -57,15 +60,18 @@ _STATUS = {
     status_code=status.HTTP_201_CREATED,
     responses={
         200: {"model": DocumentIngested, "description": "Same id and text: nothing changed."},
-        **problem_responses(401, 413, 422, 503, 504),
+        **problem_responses(401, 403, 404, 413, 422, 429, 503, 504),
     },
+    dependencies=guarded(Scope.WRITE, Work.INGEST),
 )
 async def ingest_document(
     document: DocumentIn,
     response: Response,
+    caller: CallerDep,
     downstreams: DownstreamsDep,
     settings: SettingsDep,
 ) -> DocumentIngested:
+    caller.check_collection(document.collection)
     request = retrieval_pb2.IngestDocumentRequest(
         collection=document.collection,
         document_id=document.id or "",
@@ -92,10 +98,12 @@ async def ingest_document(
 
 @router.post(
     "/upload",
-    responses=problem_responses(401, 409, 413, 415, 422, 503, 504),
+    responses=problem_responses(401, 403, 404, 409, 413, 415, 422, 429, 503, 504),
+    dependencies=guarded(Scope.WRITE, Work.INGEST),
 )
 async def upload_documents(
     files: Annotated[list[UploadFile], File(description="Markdown, text, reST or HTML files.")],
+    caller: CallerDep,
     downstreams: DownstreamsDep,
     settings: SettingsDep,
     collection: Annotated[
@@ -108,6 +116,7 @@ async def upload_documents(
     and nothing is written. Then each is ingested; a file retrieval refuses is reported in its
     own entry, and the request fails only when every file did.
     """
+    caller.check_collection(collection)
     if not 1 <= len(files) <= MAX_UPLOAD_FILES:
         raise InvalidInput(f"upload 1 to {MAX_UPLOAD_FILES} files at a time")
     documents: list[tuple[str, str, Document]] = []
@@ -115,6 +124,8 @@ async def upload_documents(
         name = PurePath((upload.filename or "").replace("\\", "/")).name
         if not name or len(name) > MAX_FILENAME_CHARS:
             raise InvalidInput(f"each file needs a name of 1 to {MAX_FILENAME_CHARS} characters")
+        if first_non_text_character(name) is not None:
+            raise InvalidInput(f"the file name {name!r} holds a control character")
         raw = await upload.read(settings.max_document_bytes + 1)
         if len(raw) > settings.max_document_bytes:
             raise LimitExceeded(
@@ -126,6 +137,13 @@ async def upload_documents(
             raise InvalidInput(f"{name!r} holds no text")
         if len(document.text.encode("utf-8")) > settings.max_document_bytes:
             raise LimitExceeded(f"{name!r} is larger than the document limit")
+        for text in (document.title, document.text):
+            if (position := first_non_text_character(text)) is not None:
+                code = ord(text[position])
+                raise InvalidInput(f"{name!r} holds a control character (U+{code:04X})")
+        # ".." names the parent in a path, never a file: refused rather than renamed "--".
+        if name in (".", ".."):
+            raise InvalidInput(f"{name!r} is not a usable file name")
         document_id = document_id_from_path(name, keep_end=False)
         if any(document_id == seen for _, seen, _ in documents):
             raise InvalidInput(f"two files are named {name!r}")
@@ -175,14 +193,20 @@ async def upload_documents(
     return UploadResult(collection=collection, files=results)
 
 
-@router.get("", responses=problem_responses(401, 422, 503, 504))
+@router.get(
+    "",
+    responses=problem_responses(401, 403, 404, 422, 429, 503, 504),
+    dependencies=guarded(Scope.READ, Work.OTHER),
+)
 async def list_documents(
+    caller: CallerDep,
     downstreams: DownstreamsDep,
     settings: SettingsDep,
     collection: CollectionQuery = DEFAULT_COLLECTION,
     limit: Annotated[int | None, Query(ge=1, le=MAX_PAGE_SIZE)] = None,
     cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS)] = None,
 ) -> DocumentPage:
+    caller.check_collection(collection)
     request = retrieval_pb2.ListDocumentsRequest(
         collection=collection, limit=limit or 0, cursor=cursor or ""
     )
@@ -213,16 +237,23 @@ async def list_documents(
 @router.delete(
     "/{document_id:path}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=problem_responses(401, 404, 422, 503, 504),
+    responses=problem_responses(401, 403, 404, 422, 429, 503, 504),
+    dependencies=guarded(Scope.WRITE, Work.OTHER),
 )
 async def delete_document(
     document_id: Annotated[
         str, Path(pattern=DOCUMENT_ID.pattern, max_length=DOCUMENT_ID.max_chars)
     ],
+    caller: CallerDep,
     downstreams: DownstreamsDep,
     settings: SettingsDep,
     collection: CollectionQuery = DEFAULT_COLLECTION,
 ) -> Response:
+    # Worded as retrieval words a document missing from a collection.
+    caller.check_collection(
+        collection,
+        not_found=f"document {document_id!r} not found in collection {collection!r}",
+    )
     request = retrieval_pb2.DeleteDocumentRequest(collection=collection, document_id=document_id)
     with rpc_errors("retrieval"):
         await downstreams.retrieval.DeleteDocument(

@@ -18,8 +18,16 @@ from fastapi import APIRouter, Path, Request, Response
 from sse_starlette import EventSourceResponse
 
 from bruno_core.contract import DEFAULT_COLLECTION
-from bruno_edge.api.deps import ChatDep, DownstreamsDep, SettingsDep
+from bruno_edge.admission import Work
+from bruno_edge.api.deps import (
+    CallerDep,
+    ChatDep,
+    DownstreamsDep,
+    StateDep,
+    guarded,
+)
 from bruno_edge.api.routes.chat import CLIENT_CLOSED_REQUEST, unless_disconnected
+from bruno_edge.keys import Scope
 from bruno_edge.model_catalog import ServedModel, resolve, served_models
 from bruno_edge.openai_chat import (
     Pieces,
@@ -44,6 +52,7 @@ from bruno_edge.openai_schemas import (
 )
 from bruno_edge.plain_chat import converse
 from bruno_edge.problems import OPENAI_PREFIX
+from bruno_edge.streams import completion_events
 
 # Errors here are OpenAI error objects: bruno_edge.problems renders every error under /v1 so.
 router = APIRouter(prefix=OPENAI_PREFIX, tags=["openai"])
@@ -62,18 +71,21 @@ _STREAM_DESCRIPTION = (
     response_model=ChatCompletion,
     responses={
         200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
-        **{status: {"model": ErrorResponse} for status in (400, 401, 404, 413, 503, 504)},
+        **{status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 413, 429, 503, 504)},
     },
     description=_STREAM_DESCRIPTION,
+    dependencies=guarded(Scope.READ, Work.CHAT, chat=True),
 )
 async def chat_completions(
     body: ChatCompletionRequest,
     request: Request,
+    caller: CallerDep,
     chat: ChatDep,
     downstreams: DownstreamsDep,
-    settings: SettingsDep,
+    state: StateDep,
 ) -> ChatCompletion | EventSourceResponse | Response:
     """A chat completion: grounded in the knowledge base with model `bruno`, plain otherwise."""
+    settings = state.settings
     refuse_unsupported(body)
     options = sampling_options(body)
     served = await resolve(downstreams, body.model)
@@ -81,11 +93,13 @@ async def chat_completions(
     pieces: Pieces
     if served.rag:
         extra = body.bruno
+        collection = extra.collection if extra else DEFAULT_COLLECTION
+        caller.check_collection(collection)
         question, history = question_and_history(body.messages, settings)
         turn = await chat.prepare_stateless(
             question,
             history,
-            collection=extra.collection if extra else DEFAULT_COLLECTION,
+            collection=collection,
             top_k=extra.top_k if extra else None,
             conversation_id=completion_id,
             options=options,
@@ -107,7 +121,7 @@ async def chat_completions(
     created = int(time.time())
     if body.stream:
         include_usage = body.stream_options is not None and body.stream_options.include_usage
-        return EventSourceResponse(
+        return completion_events(
             chunks(
                 pieces,
                 completion_id=completion_id,
@@ -115,8 +129,7 @@ async def chat_completions(
                 model=body.model,
                 include_usage=include_usage,
             ),
-            ping=settings.sse_heartbeat_seconds,
-            headers={"X-Accel-Buffering": "no"},
+            state,
         )
     whole = await unless_disconnected(request, collect(pieces))
     if whole is None:
@@ -139,7 +152,11 @@ def _model(served: ServedModel) -> Model:
     return Model(id=served.id, owned_by="agent-bruno" if served.rag else "ollama")
 
 
-@router.get("/models", responses={401: {"model": ErrorResponse}, 503: {"model": ErrorResponse}})
+@router.get(
+    "/models",
+    responses={status: {"model": ErrorResponse} for status in (401, 403, 429, 503)},
+    dependencies=guarded(Scope.READ, Work.OTHER),
+)
 async def models(downstreams: DownstreamsDep) -> ModelList:
     """`bruno` (answers from the knowledge base) and the chat models Ollama has pulled."""
     return ModelList(data=[_model(served) for served in await served_models(downstreams)])
@@ -147,7 +164,8 @@ async def models(downstreams: DownstreamsDep) -> ModelList:
 
 @router.get(
     "/models/{model:path}",
-    responses={status: {"model": ErrorResponse} for status in (401, 404, 503)},
+    responses={status: {"model": ErrorResponse} for status in (401, 403, 404, 429, 503)},
+    dependencies=guarded(Scope.READ, Work.OTHER),
 )
 async def model(model: Annotated[str, Path(max_length=200)], downstreams: DownstreamsDep) -> Model:
     """One served model; `404 model_not_found` for a name not served here."""

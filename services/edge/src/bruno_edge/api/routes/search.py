@@ -5,9 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from bruno.retrieval.v1 import retrieval_pb2
-from bruno_edge.api.deps import DownstreamsDep, SettingsDep
+from bruno_edge.admission import Work
+from bruno_edge.api.deps import CallerDep, DownstreamsDep, SettingsDep, guarded
 from bruno_edge.api.routes import API_PREFIX, problem_responses
 from bruno_edge.clients import rpc_errors
+from bruno_edge.keys import Scope
 from bruno_edge.schemas import SearchModeName, SearchRequest, SearchResponse, SearchResult
 
 router = APIRouter(prefix=API_PREFIX, tags=["search"])
@@ -20,10 +22,15 @@ _MODES: dict[SearchModeName, retrieval_pb2.SearchMode.ValueType] = {
 _NAMES = {value: name for name, value in _MODES.items()}
 
 
-@router.post("/search", responses=problem_responses(401, 404, 409, 413, 422, 503, 504))
+@router.post(
+    "/search",
+    responses=problem_responses(401, 403, 404, 409, 413, 422, 429, 503, 504),
+    dependencies=guarded(Scope.READ, Work.SEARCH),
+)
 async def search(
-    body: SearchRequest, downstreams: DownstreamsDep, settings: SettingsDep
+    body: SearchRequest, caller: CallerDep, downstreams: DownstreamsDep, settings: SettingsDep
 ) -> SearchResponse:
+    caller.check_collection(body.collection)
     request = retrieval_pb2.SearchRequest(
         collection=body.collection,
         query=body.query,
