@@ -33,6 +33,7 @@ from lancedb.index import FTS
 from lancedb.query import BooleanQuery, FullTextQuery, MatchQuery, Occur, PhraseQuery
 
 from bruno_retrieval.background import BackgroundTasks
+from bruno_retrieval.commit_conflicts import retry_commit_conflicts
 from bruno_retrieval.knowledge.fusion import identifiers
 
 log = logging.getLogger(__name__)
@@ -128,7 +129,8 @@ class KeywordIndexes:
     async def _has_positions(self, table: Any) -> bool:
         if table.name not in self._current:
             index = await text_index(table)
-            self._current[table.name] = index is not None and is_current(index.index_details)
+            details = index.index_details if index is not None else None
+            self._current[table.name] = details is not None and is_current(details)
         return self._current[table.name]
 
     async def _rebuild(self, collection: str, table: Any) -> None:
@@ -138,7 +140,12 @@ class KeywordIndexes:
             extra={"collection": collection},
         )
         try:
-            await table.create_index(TEXT_COLUMN, config=TEXT_INDEX, replace=True)
+            # A compaction committing meanwhile preempts the build, which is then done again.
+            await retry_commit_conflicts(
+                table,
+                lambda: table.create_index(TEXT_COLUMN, config=TEXT_INDEX, replace=True),
+                "rebuilding the keyword index",
+            )
         except Exception:
             log.exception(
                 "rebuilding the keyword index failed; it is tried again when the collection "
