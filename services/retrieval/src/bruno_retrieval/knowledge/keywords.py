@@ -10,9 +10,10 @@ LanceDB tokenizes a query with the configuration of the index it searches, so th
 is always processed exactly as the text was. The configuration (:data:`TEXT_INDEX`) was chosen
 by measurement on Cranfield, the paraphrase corpus and the identifier corpus
 (docs/benchmarks.md): LanceDB's defaults but no stemming. The English stemmer turns "UPS" into
-"up", a stop word, so the default index could never find a UPS (and "UPS" would match every
-"back up" if stop words were kept); without it the identifier corpus answers best in text mode (nDCG@10 0.984 against 0.968) and Cranfield's hybrid ranking is
-unchanged (0.465), though text mode alone loses 2% there. The simple tokenizer splits at
+"up", a stop word, so the default index could never find a UPS (and "UPS" would match
+every "back up" if stop words were kept); without stemming the identifier corpus answers best
+in text mode (nDCG@10 0.984 against 0.968) and Cranfield's hybrid ranking is unchanged
+(0.465), though text mode alone loses 2% there. The simple tokenizer splits at
 punctuation, so "10.0.20.1", "v1.31.2" and "CVE-2024-3094" become runs of short terms that
 each match; the index keeps term positions, so a query naming such an identifier also asks
 for its terms in a row (a phrase, :meth:`KeywordIndexes.query`), and the passage holding
