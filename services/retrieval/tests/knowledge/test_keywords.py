@@ -12,7 +12,7 @@ import pytest
 from lancedb.index import FTS
 
 from bruno_retrieval.config import RetrievalSettings
-from bruno_retrieval.knowledge import KnowledgeStore, SearchMode
+from bruno_retrieval.knowledge import FusionConfig, KnowledgeStore, SearchMode
 from bruno_retrieval.knowledge.keywords import is_current, text_index
 
 if TYPE_CHECKING:
@@ -61,6 +61,25 @@ async def test_keyword_search_finds_acronyms_models_addresses_and_versions_first
         await store.ingest("default", text=text, document_id=document_id)
 
     assert (await keyword_hits(store, query))[0] == document
+
+
+async def test_hybrid_search_weighs_its_two_legs_for_the_query_it_answers(
+    store: KnowledgeStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    weighed: list[str] = []
+    for_query = FusionConfig.for_query
+
+    def spy(self: FusionConfig, query: str) -> FusionConfig:
+        weighed.append(query)
+        return for_query(self, query)
+
+    monkeypatch.setattr(FusionConfig, "for_query", spy)
+    await store.ingest("default", text=UPS, document_id="ups")
+
+    found = await store.search("default", "SMT1500 runtime", top_k=1, mode=SearchMode.HYBRID)
+
+    assert weighed == ["SMT1500 runtime"]
+    assert found.hits[0].document_id == "ups"
 
 
 async def test_the_keyword_index_is_built_with_this_releases_configuration(
