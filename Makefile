@@ -11,7 +11,7 @@ TYPED_DIRS := packages/core packages/proto/tests packages/testing packages/cli s
 	tests/docs tests/e2e tests/k8s benchmarks k8s
 
 .DEFAULT_GOAL := help
-.PHONY: help uv sync run demo test test-fast coverage lint sast format proto proto-check smoke bench-chat bench-retrieval bench-chunking bench-embedding-memory clean
+.PHONY: help uv sync run demo test test-fast coverage lint sast format proto proto-check smoke bench-chat bench-retrieval bench-chunking bench-documents bench-embedding-memory clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -67,6 +67,9 @@ bench-retrieval: sync ## Benchmark search quality, latency, ANN recall and inges
 
 bench-chunking: sync ## Benchmark search quality per chunk size / overlap on Cranfield (BENCH_ARGS=--settings 200/20,300/60)
 	$(RUN) python benchmarks/chunking.py $(BENCH_ARGS)
+
+bench-documents: sync ## Benchmark PDF extraction (pages/s) and upload throughput against the raw model on Cranfield PDFs (BENCH_ARGS=--compare)
+	$(RUN) python benchmarks/documents.py $(BENCH_ARGS)
 
 bench-embedding-memory: sync ## Benchmark the embedding service's resident memory idle, at peak and after ingests (BENCH_ARGS="--texts 32,256 --threads 1")
 	$(RUN) python benchmarks/embedding_memory.py $(BENCH_ARGS)

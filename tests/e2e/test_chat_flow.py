@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import httpx
 import pytest
 
+from bruno_testing.documents import PdfPage, pdf_bytes
 from bruno_testing.ollama_standin import OllamaStandIn
 from bruno_testing.sse import read_events
 from bruno_testing.system import BrunoSystem
@@ -126,3 +127,38 @@ def test_every_service_stops_cleanly_on_sigterm(
     finally:
         exit_codes = system.stop()
     assert exit_codes == dict.fromkeys(("edge", "generation", "retrieval", "embedding"), 0)
+
+
+def test_an_uploaded_pdf_is_found_by_a_fact_on_its_second_page(edge: httpx.Client) -> None:
+    manual = pdf_bytes(
+        [
+            PdfPage(heading="Installation", paragraphs=["Mount the rack ears with four screws."]),
+            PdfPage(
+                heading="Specifications",
+                paragraphs=["On battery at half load the UPS 1500 keeps running for 14 minutes."],
+                table=[["Model", "Output"], ["UPS 1500", "900 W"]],
+            ),
+            PdfPage(heading="Battery care", paragraphs=["Replace the battery every three years."]),
+        ],
+        title="UPS 1500 manual",
+    )
+
+    upload = edge.post(
+        "/api/v1/documents/upload?collection=manuals",
+        files={"file": ("ups-manual.pdf", manual, "application/pdf")},
+    )
+    assert upload.status_code == 200, upload.text
+    assert upload.json()["files"][0]["status"] == "created"
+
+    search = edge.post(
+        "/api/v1/search",
+        json={
+            "query": "How long does the UPS run on battery at half load?",
+            "collection": "manuals",
+        },
+    )
+    assert search.status_code == 200, search.text
+    best = search.json()["results"][0]
+    assert (best["document_id"], best["title"]) == ("ups-manual.pdf", "UPS 1500 manual")
+    assert "keeps running for 14 minutes" in best["text"]
+    assert "Specifications" in best["heading_path"]

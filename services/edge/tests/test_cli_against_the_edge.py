@@ -16,6 +16,7 @@ from bruno.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from bruno_cli import run
 from bruno_cli.ingest import SYNC_ROOT_KEY, document_id_for
 from bruno_core import create_channel
+from bruno_testing.documents import DocxSection, PdfPage, docx_bytes, pdf_bytes
 
 if TYPE_CHECKING:
     from conftest import Edge, EdgeFactory
@@ -114,6 +115,34 @@ async def test_ingest_reports_files_that_are_not_text(edge: Edge, tmp_path: Path
     assert code == 1
     assert "failed    binary.txt: not UTF-8 text" in out
     assert "skipped   empty.md (empty)" in out
+
+
+async def test_ingest_reads_pdf_and_word_files_and_reports_a_scan(
+    edge: Edge, tmp_path: Path
+) -> None:
+    (tmp_path / "ups.pdf").write_bytes(
+        pdf_bytes(
+            [
+                PdfPage(heading="UPS", paragraphs=["Charge it for eight hours."]),
+                PdfPage(paragraphs=["The battery lasts fourteen minutes."]),
+            ]
+        )
+    )
+    (tmp_path / "setup.docx").write_bytes(
+        docx_bytes([DocxSection("Setup", paragraphs=["Plug the router in."])])
+    )
+    (tmp_path / "receipt.pdf").write_bytes(pdf_bytes([PdfPage(scan=True, paragraphs=["42 EUR"])]))
+
+    code, out, _ = await run_cli(edge, "ingest", str(tmp_path))
+
+    assert code == 1
+    stored = {doc_id: doc for (_, doc_id), doc in edge.retrieval.documents.items()}
+    assert set(stored) == {"ups.pdf", "setup.docx"}
+    assert stored["ups.pdf"].title == "UPS"
+    assert "# UPS" in stored["ups.pdf"].text
+    assert "fourteen minutes" in stored["ups.pdf"].text
+    assert stored["setup.docx"].text == "# Setup\n\nPlug the router in."
+    assert "failed    receipt.pdf: has no text layer (a scanned document?)" in out
 
 
 async def test_ingest_of_a_missing_path_is_an_error(edge: Edge, tmp_path: Path) -> None:

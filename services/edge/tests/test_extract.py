@@ -1,10 +1,11 @@
-"""HTML extraction (extract.py): visible text, headings as Markdown, titles."""
+"""Extraction of text files (extract/): HTML as visible text with Markdown headings, titles,
+kinds by suffix or media type."""
 
 from __future__ import annotations
 
 import pytest
 
-from bruno_edge.extract import html_document
+from bruno_edge.extract import Segment, UnreadableDocument, extract, html_document, kind_of
 
 
 def test_a_head_left_open_still_ends_where_the_body_begins() -> None:
@@ -50,3 +51,31 @@ def test_malformed_markup_is_read_once_and_what_follows_it_kept(junk: str, text:
     document = html_document(junk + "<p>after</p>", fallback_title="page.html")
 
     assert document.text == text
+
+
+def test_a_text_file_is_one_segment_without_a_page() -> None:
+    document = extract("runbook.md", b"# Disk full\n\nDelete snapshots.\n")
+
+    assert document.title == "Disk full"
+    assert document.segments == (Segment(text=document.text, start=0),)
+
+
+@pytest.mark.parametrize(
+    ("content_type", "kind"),
+    [
+        ("application/pdf", ".pdf"),
+        ("application/vnd.openxmlformats-officedocument.wordprocessingml.document", ".docx"),
+    ],
+)
+def test_a_pdf_or_docx_without_a_suffix_is_known_by_its_media_type(
+    content_type: str, kind: str
+) -> None:
+    assert kind_of("manual", content_type) == kind
+
+
+def test_a_file_that_is_not_utf8_is_refused_with_its_reason() -> None:
+    with pytest.raises(UnreadableDocument) as refused:
+        extract("notes.txt", b"\xff\xfe\x00bad")
+
+    assert refused.value.reason == "not-utf8"
+    assert refused.value.detail == "'notes.txt' is not UTF-8 text"

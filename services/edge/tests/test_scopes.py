@@ -113,6 +113,40 @@ async def test_a_read_key_cannot_upload(edge: Edge) -> None:
     assert len(edge.retrieval.documents) == 2
 
 
+@pytest.mark.parametrize(
+    ("params", "data"),
+    [({"collection": "b"}, None), (None, {"collection": "b"})],
+    ids=["query", "form"],
+)
+async def test_a_write_key_cannot_upload_into_another_collection(
+    edge: Edge, params: dict[str, str] | None, data: dict[str, str] | None
+) -> None:
+    files = {"file": ("n.md", b"# N\n\ntext", "text/markdown")}
+
+    response = await edge.client.post(
+        "/api/v1/documents/upload", params=params, data=data, files=files, headers=auth("writer-a")
+    )
+
+    assert response.status_code == 404
+    assert response.json()["detail"] == "collection 'b' not found"
+    assert edge.retrieval.ingested == ["alpha", "bravo"]
+
+
+async def test_a_write_key_uploads_into_its_collection_named_in_the_query(edge: Edge) -> None:
+    files = {"file": ("n.md", b"# N\n\ntext", "text/markdown")}
+
+    response = await edge.client.post(
+        "/api/v1/documents/upload",
+        params={"collection": "a"},
+        files=files,
+        headers=auth("writer-a"),
+    )
+
+    assert response.status_code == 200, response.text
+    assert response.json()["collection"] == "a"
+    assert ("a", "n.md") in edge.retrieval.documents
+
+
 async def test_a_write_key_ingests_but_cannot_search(edge: Edge) -> None:
     ingested = await edge.client.post(
         "/api/v1/documents", json={"text": "more", "collection": "a"}, headers=auth("writer-a")

@@ -26,9 +26,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from bruno_cli.connection import CliError, api_path, call, expect_json, failure, is_json
-from bruno_core import InvalidInput
+from bruno_core import LimitExceeded
 from bruno_core.contract import DOCUMENT_ID, content_hash, document_id_from_path
-from bruno_edge.extract import SUFFIXES, UnsupportedMediaType, extract
+from bruno_edge.extract import SUFFIXES, UnreadableDocument, UnsupportedMediaType, extract
 
 DEFAULT_CONCURRENCY = 8
 # Documents a folder sync creates carry this metadata key, valued with the folder's path; a
@@ -133,9 +133,9 @@ def read_document(path: Path) -> Document:
         raise CliError(error.strerror or str(error)) from error
     try:
         extracted = extract(path.name, raw)
-    except InvalidInput as error:
-        raise CliError("not UTF-8 text") from error
-    except UnsupportedMediaType as error:
+    except UnreadableDocument as error:
+        raise CliError(error.explanation.removeprefix("is ")) from error
+    except (UnsupportedMediaType, LimitExceeded) as error:
         raise CliError(error.detail) from error
     return Document(title=extracted.title, text=extracted.text)
 
@@ -208,7 +208,7 @@ async def ingest(
     for problem in found.unreadable:
         print(f"bruno: cannot read {problem}", file=err)
     if not files:
-        raise CliError("no .md, .txt, .rst or .html files found")
+        raise CliError("no .md, .txt, .rst, .html, .pdf or .docx files found")
     stored = await _stored_documents(client, collection)
     reporter = _Reporter(out, err, len(files))
     semaphore = asyncio.Semaphore(concurrency)

@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     ingest_parser = commands.add_parser(
         "ingest",
         parents=[common],
-        help="sync .md/.txt/.rst/.html files into a collection, one document each",
+        help="sync .md/.txt/.rst/.html/.pdf/.docx files into a collection, one document each",
     )
     ingest_parser.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     ingest_parser.add_argument(

@@ -19,6 +19,7 @@ from bruno_core.settings import (
     MIB,
     ContractLimitSettings,
 )
+from bruno_edge.extract import ExtractionLimits
 
 
 def is_loopback(host: str) -> bool:
@@ -47,6 +48,11 @@ class EdgeSettings(ContractLimitSettings):
     # A chat message is searched as it is: no longer than retrieval takes a query.
     max_message_chars: int = Field(default=4000, ge=1, le=MAX_QUERY_CHARS)
     max_request_bytes: int = Field(default=4 * MIB, ge=1024)
+    # Uploads carry PDFs and Word files, larger than the text they hold: their own bounds.
+    max_upload_bytes: int = Field(default=64 * MIB, ge=1024)
+    max_file_bytes: int = Field(default=32 * MIB, ge=1)
+    max_document_pages: int = Field(default=2000, ge=1)
+    extract_timeout_seconds: float = Field(default=60.0, gt=0)
     chat_timeout_seconds: float = Field(default=120.0, gt=0)
     request_timeout_seconds: float = Field(default=30.0, gt=0)
     # Chat: passages scoring below this are not given to the model; with none left the answer
@@ -98,6 +104,16 @@ class EdgeSettings(ContractLimitSettings):
         if value.strip():
             parse_many(value)  # ValueError names what it cannot read
         return value.strip()
+
+    @property
+    def extraction_limits(self) -> ExtractionLimits:
+        """The bounds on reading one uploaded file."""
+        return ExtractionLimits(
+            max_file_bytes=self.max_file_bytes,
+            max_text_bytes=self.max_document_bytes,
+            max_pages=self.max_document_pages,
+            max_seconds=self.extract_timeout_seconds,
+        )
 
     @property
     def open_mode(self) -> bool:

@@ -2,7 +2,8 @@
 
 :class:`LimitsMiddleware` is plain ASGI (``BaseHTTPMiddleware`` would buffer streaming
 responses and swallow client disconnects). It refuses a body larger than
-``BRUNO_MAX_REQUEST_BYTES`` before the app sees it when ``Content-Length`` says so, and stops a
+``BRUNO_MAX_REQUEST_BYTES`` (``BRUNO_MAX_UPLOAD_BYTES`` on the upload route, whose files are
+larger than text) before the app sees it when ``Content-Length`` says so, and stops a
 body without one as soon as the bytes received pass the limit; the 413 speaks the dialect of
 its path (an OpenAI error object under ``/v1``, a problem document elsewhere). It also makes
 the configured limits the request models validate against (:func:`current_limits`) those of
@@ -40,6 +41,8 @@ class Limits:
         )
 
 
+#: The route whose bodies may reach ``max_upload_bytes``.
+UPLOAD_PATH = "/api/v1/documents/upload"
 _DEFAULTS = Limits.from_settings(EdgeSettings.model_construct())
 _current: ContextVar[Limits] = ContextVar("bruno_edge_limits", default=_DEFAULTS)
 
@@ -55,19 +58,21 @@ class LimitsMiddleware:
     def __init__(self, app: ASGIApp, *, settings: EdgeSettings) -> None:
         self.app = app
         self.max_request_bytes = settings.max_request_bytes
+        self.max_upload_bytes = settings.max_upload_bytes
         self.limits = Limits.from_settings(settings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.max_upload_bytes if scope["path"] == UPLOAD_PATH else self.max_request_bytes
         try:
             declared = _content_length(scope)
         except InvalidInput as error:
             await _send_error(scope, receive, send, error)
             return
-        if declared is not None and declared > self.max_request_bytes:
-            await _send_error(scope, receive, send, self._too_large())
+        if declared is not None and declared > limit:
+            await _send_error(scope, receive, send, _too_large(limit))
             return
 
         received = 0
@@ -78,8 +83,8 @@ class LimitsMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_request_bytes:
-                    raise ProblemException(self._too_large())
+                if received > limit:
+                    raise ProblemException(_too_large(limit))
             return message
 
         async def watching_send(message: Message) -> None:
@@ -99,8 +104,9 @@ class LimitsMiddleware:
         finally:
             _current.reset(token)
 
-    def _too_large(self) -> LimitExceeded:
-        return LimitExceeded(f"the request body exceeds {self.max_request_bytes} bytes")
+
+def _too_large(limit: int) -> LimitExceeded:
+    return LimitExceeded(f"the request body exceeds {limit} bytes")
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -8,7 +8,7 @@ from datetime import UTC
 from pathlib import PurePath
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Path, Query, Response, UploadFile, status
+from fastapi import APIRouter, File, Form, Path, Query, Request, Response, UploadFile, status
 
 from bruno.retrieval.v1 import retrieval_pb2
 from bruno_core import BrunoError, InvalidInput, LimitExceeded
@@ -24,7 +24,7 @@ from bruno_edge.admission import Work
 from bruno_edge.api.deps import CallerDep, DownstreamsDep, SettingsDep, guarded
 from bruno_edge.api.routes import API_PREFIX, problem_responses
 from bruno_edge.clients import rpc_errors
-from bruno_edge.extract import Document, extract
+from bruno_edge.extract import BINARY_SUFFIXES, UnreadableDocument, extract, kind_of
 from bruno_edge.keys import Scope
 from bruno_edge.schemas import (
     DocumentIn,
@@ -43,6 +43,8 @@ MAX_UPLOAD_FILES = 32
 MAX_FILENAME_CHARS = 255
 # Files of one upload sent to retrieval at once (its group commit writes them together).
 UPLOAD_CONCURRENCY = 4
+_UPLOAD_QUERY = frozenset({"collection"})
+_UPLOAD_FORM = frozenset({"collection", "files", "file"})
 
 CollectionQuery = Annotated[
     str, Query(pattern=COLLECTION_NAME.pattern, max_length=COLLECTION_NAME.max_chars)
@@ -60,7 +62,7 @@ _STATUS = {
     status_code=status.HTTP_201_CREATED,
     responses={
         200: {"model": DocumentIngested, "description": "Same id and text: nothing changed."},
-        **problem_responses(401, 403, 404, 413, 422, 429, 503, 504),
+        **problem_responses(400, 401, 403, 404, 409, 413, 422, 429, 500, 503, 504),
     },
     dependencies=guarded(Scope.WRITE, Work.INGEST),
 )
@@ -98,61 +100,96 @@ async def ingest_document(
 
 @router.post(
     "/upload",
-    responses=problem_responses(401, 403, 404, 409, 413, 415, 422, 429, 503, 504),
+    responses=problem_responses(400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503, 504),
     dependencies=guarded(Scope.WRITE, Work.INGEST),
 )
 async def upload_documents(
-    files: Annotated[list[UploadFile], File(description="Markdown, text, reST or HTML files.")],
+    request: Request,
     caller: CallerDep,
     downstreams: DownstreamsDep,
     settings: SettingsDep,
-    collection: Annotated[
-        str, Form(pattern=COLLECTION_NAME.pattern, max_length=COLLECTION_NAME.max_chars)
-    ] = DEFAULT_COLLECTION,
+    files: Annotated[
+        list[UploadFile] | None,
+        File(
+            description="Markdown, text, reST, HTML, PDF or Word (.docx) files.",
+            json_schema_extra={"minItems": 1, "maxItems": MAX_UPLOAD_FILES},
+        ),
+    ] = None,
+    file: Annotated[
+        UploadFile | None, File(description="One file, as most clients send it.")
+    ] = None,
+    collection_field: Annotated[
+        str | None,
+        Form(
+            alias="collection",
+            pattern=COLLECTION_NAME.pattern,
+            max_length=COLLECTION_NAME.max_chars,
+        ),
+    ] = None,
+    collection_query: Annotated[
+        str | None,
+        Query(
+            alias="collection",
+            pattern=COLLECTION_NAME.pattern,
+            max_length=COLLECTION_NAME.max_chars,
+        ),
+    ] = None,
 ) -> UploadResult:
     """Ingest uploaded files, one document each, named by their file name.
 
-    Every file is checked first (type, size, UTF-8, not empty): if any fails, the request fails
-    and nothing is written. Then each is ingested; a file retrieval refuses is reported in its
-    own entry, and the request fails only when every file did.
+    The collection comes from the ``collection`` query parameter or form field (``default``
+    without either). The request as a whole is checked first (its parameters, the number,
+    names, kinds and sizes of its files): if any check fails, it fails and nothing is written.
+    Then each file is read and ingested on its own: a file whose content cannot be read (a
+    scan without text, encrypted, damaged, truncated, not UTF-8, empty) or that retrieval
+    refuses is reported in its own entry, and the request fails only when every file did.
     """
+    form = await request.form()
+    _refuse_unknown_parameters(set(request.query_params), set(form))
+    if collection_field and collection_query and collection_field != collection_query:
+        raise InvalidInput(
+            f"the collection is {collection_query!r} in the query but {collection_field!r} "
+            "in the form: name it once"
+        )
+    collection = collection_query or collection_field or DEFAULT_COLLECTION
     caller.check_collection(collection)
-    if not 1 <= len(files) <= MAX_UPLOAD_FILES:
+    uploads = [*(files or []), *([file] if file is not None else [])]
+    if not 1 <= len(uploads) <= MAX_UPLOAD_FILES:
         raise InvalidInput(f"upload 1 to {MAX_UPLOAD_FILES} files at a time")
-    documents: list[tuple[str, str, Document]] = []
-    for upload in files:
+    accepted: list[tuple[UploadFile, str, str]] = []
+    for upload in uploads:
         name = PurePath((upload.filename or "").replace("\\", "/")).name
         if not name or len(name) > MAX_FILENAME_CHARS:
             raise InvalidInput(f"each file needs a name of 1 to {MAX_FILENAME_CHARS} characters")
         if first_non_text_character(name) is not None:
             raise InvalidInput(f"the file name {name!r} holds a control character")
-        raw = await upload.read(settings.max_document_bytes + 1)
-        if len(raw) > settings.max_document_bytes:
-            raise LimitExceeded(
-                f"{name!r} is larger than the document limit of {settings.max_document_bytes} bytes"
-            )
-        # Parsing 2 MiB of HTML takes tens of milliseconds: off the event loop.
-        document = await asyncio.to_thread(extract, name, raw, upload.content_type)
+        # ".." names the parent in a path, never a file: refused rather than renamed "--".
+        if name in (".", ".."):
+            raise InvalidInput(f"{name!r} is not a usable file name")
+        kind = kind_of(name, upload.content_type)
+        limit = settings.max_file_bytes if kind in BINARY_SUFFIXES else settings.max_document_bytes
+        if upload.size is not None and upload.size > limit:
+            raise LimitExceeded(f"{name!r} is larger than the limit of {limit} bytes")
+        document_id = document_id_from_path(name, keep_end=False)
+        if any(document_id == seen for _, _, seen in accepted):
+            raise InvalidInput(f"two files are named {name!r}")
+        accepted.append((upload, name, document_id))
+
+    semaphore = asyncio.Semaphore(UPLOAD_CONCURRENCY)
+    limits = settings.extraction_limits
+
+    async def ingest_one(upload: UploadFile, name: str, document_id: str) -> FileIngested:
+        raw = await upload.read()
+        # Parsing a PDF takes milliseconds a page: off the event loop.
+        document = await asyncio.to_thread(extract, name, raw, upload.content_type, limits=limits)
+        del raw
         if not document.text.strip():
-            raise InvalidInput(f"{name!r} holds no text")
-        if len(document.text.encode("utf-8")) > settings.max_document_bytes:
-            raise LimitExceeded(f"{name!r} is larger than the document limit")
+            raise UnreadableDocument(name, "empty", "holds no text")
         for text in (document.title, document.text):
             if (position := first_non_text_character(text)) is not None:
                 code = ord(text[position])
                 raise InvalidInput(f"{name!r} holds a control character (U+{code:04X})")
-        # ".." names the parent in a path, never a file: refused rather than renamed "--".
-        if name in (".", ".."):
-            raise InvalidInput(f"{name!r} is not a usable file name")
-        document_id = document_id_from_path(name, keep_end=False)
-        if any(document_id == seen for _, seen, _ in documents):
-            raise InvalidInput(f"two files are named {name!r}")
-        documents.append((name, document_id, document))
-
-    semaphore = asyncio.Semaphore(UPLOAD_CONCURRENCY)
-
-    async def ingest_one(name: str, document_id: str, document: Document) -> FileIngested:
-        request = retrieval_pb2.IngestDocumentRequest(
+        ingest = retrieval_pb2.IngestDocumentRequest(
             collection=collection,
             document_id=document_id,
             title=document.title[:MAX_TITLE_CHARS],
@@ -162,7 +199,7 @@ async def upload_documents(
         async with semaphore:
             with rpc_errors("retrieval"):
                 ingested = await downstreams.retrieval.IngestDocument(
-                    request, timeout=settings.chat_timeout_seconds
+                    ingest, timeout=settings.chat_timeout_seconds
                 )
         return FileIngested(
             filename=name,
@@ -172,11 +209,11 @@ async def upload_documents(
         )
 
     outcomes = await asyncio.gather(
-        *(ingest_one(*item) for item in documents), return_exceptions=True
+        *(ingest_one(*item) for item in accepted), return_exceptions=True
     )
     results: list[FileIngested] = []
     errors: list[BrunoError] = []
-    for (name, document_id, _), outcome in zip(documents, outcomes, strict=True):
+    for (_, name, document_id), outcome in zip(accepted, outcomes, strict=True):
         if isinstance(outcome, BrunoError):
             errors.append(outcome)
             results.append(
@@ -193,9 +230,19 @@ async def upload_documents(
     return UploadResult(collection=collection, files=results)
 
 
+def _refuse_unknown_parameters(query: set[str], form: set[str]) -> None:
+    """A misspelt parameter would otherwise be ignored, and the files filed elsewhere."""
+    unknown = sorted((query - _UPLOAD_QUERY) | (form - _UPLOAD_FORM))
+    if unknown:
+        raise InvalidInput(
+            f"unknown parameter(s) {', '.join(map(repr, unknown))[:300]}: the upload takes "
+            "files in 'files' or 'file' and a 'collection' (query or form)"
+        )
+
+
 @router.get(
     "",
-    responses=problem_responses(401, 403, 404, 422, 429, 503, 504),
+    responses=problem_responses(401, 403, 404, 422, 429, 500, 503, 504),
     dependencies=guarded(Scope.READ, Work.OTHER),
 )
 async def list_documents(
@@ -237,7 +284,7 @@ async def list_documents(
 @router.delete(
     "/{document_id:path}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=problem_responses(401, 403, 404, 422, 429, 503, 504),
+    responses=problem_responses(401, 403, 404, 422, 429, 500, 503, 504),
     dependencies=guarded(Scope.WRITE, Work.OTHER),
 )
 async def delete_document(
