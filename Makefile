@@ -65,7 +65,7 @@ load: sync ## Load test: the canary's Locust scenario, 32 users for 60 s against
 bench-chat: sync ## Benchmark chat latency through the stack beside direct Ollama (docs/benchmarks.md; BENCH_ARGS=--under-ingest: idle against a large ingest)
 	$(RUN) python benchmarks/chat.py $(BENCH_ARGS)
 
-bench-retrieval: sync ## Benchmark search quality, latency, ANN recall and ingestion (docs/benchmarks.md; BENCH_ARGS="--skip-100k", "--ann-index ivf_pq")
+bench-retrieval: sync ## Benchmark search quality, latency, ANN recall and ingestion (docs/benchmarks.md; BENCH_ARGS="--skip-100k", "--quality-only", "--ann-index ivf_pq")
 	$(RUN) python benchmarks/retrieval.py $(BENCH_ARGS)
 
 bench-chunking: sync ## Benchmark search quality per chunk size / overlap on Cranfield (BENCH_ARGS=--settings 200/20,300/60)
