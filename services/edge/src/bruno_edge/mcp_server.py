@@ -50,6 +50,7 @@ from bruno_edge.auth import Caller
 from bruno_edge.chat import ChatService
 from bruno_edge.clients import Downstreams, rpc_errors
 from bruno_edge.keys import Scope
+from bruno_edge.pages import page_link
 from bruno_edge.refusals import retry_after_headers
 from bruno_edge.schemas import (
     Citation,
@@ -208,6 +209,8 @@ def create_mcp_server(state: EdgeState) -> MCPServer:
                     title=hit.title,
                     source=hit.source,
                     heading_path=hit.heading_path,
+                    page=hit.page or None,
+                    link=page_link(hit.source, hit.page),
                     text=hit.text,
                     score=round(hit.score, 6),
                     metadata=dict(hit.metadata),

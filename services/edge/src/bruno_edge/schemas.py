@@ -165,6 +165,13 @@ class Citation(BaseModel):
     chunk_id: str
     title: str
     source: str
+    page: int | None = Field(
+        default=None, description="The page of the original (a PDF) the passage starts on."
+    )
+    link: str | None = Field(
+        default=None,
+        description="`source#page=N`, opening that page, when the source is a URL or a path.",
+    )
     score: float
     text: str
     cited: bool = Field(default=False, description="Whether the answer cites it.")
@@ -310,6 +317,13 @@ class SearchResult(BaseModel):
     title: str
     source: str
     heading_path: str = Field(description="Headings above the chunk, e.g. `Backups > Restore`.")
+    page: int | None = Field(
+        default=None, description="The page of the original (a PDF) the passage starts on."
+    )
+    link: str | None = Field(
+        default=None,
+        description="`source#page=N`, opening that page, when the source is a URL or a path.",
+    )
     text: str
     score: float
     metadata: dict[str, str]

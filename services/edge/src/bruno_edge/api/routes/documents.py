@@ -192,6 +192,12 @@ async def upload_documents(
             title=document.title[:MAX_TITLE_CHARS],
             source=name,
             text=document.text,
+            # A PDF's pages, so each chunk knows the page it starts on.
+            segments=[
+                retrieval_pb2.TextSegment(start=segment.start, page=segment.page)
+                for segment in document.segments
+                if segment.page is not None
+            ],
         )
         async with semaphore:
             with rpc_errors("retrieval"):
