@@ -216,3 +216,24 @@ def test_openai_inline_sources_name_the_page(edge: httpx.Client) -> None:
     assert completion.status_code == 200, completion.text
     answer = completion.json()["choices"][0]["message"]["content"]
     assert "router-manual.pdf, p. 3" in answer
+
+
+def test_pages_sent_with_json_text_reach_search_and_bad_ones_are_refused(
+    edge: httpx.Client,
+) -> None:
+    pages = ["# Fan\n\nThe fan spins at 3000 rpm.", "# Fuse\n\nThe fuse is rated 5 amperes."]
+    text = "\n\n".join(pages)
+    document = {"id": "psu.pdf", "source": "docs/psu.pdf", "text": text, "collection": "json"}
+    bad = {**document, "segments": [{"start": 0, "page": 1}, {"start": len(text), "page": 2}]}
+
+    refused = edge.post("/api/v1/documents", json=bad)
+    segments = [{"start": 0, "page": 1}, {"start": len(pages[0]) + 2, "page": 2}]
+    created = edge.post("/api/v1/documents", json={**document, "segments": segments})
+
+    assert refused.status_code == 422, refused.text
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert "past the end of the text" in refused.json()["detail"]
+    assert created.status_code == 201, created.text
+    search = edge.post("/api/v1/search", json={"query": "fuse amperes", "collection": "json"})
+    best = search.json()["results"][0]
+    assert (best["page"], best["link"]) == (2, "docs/psu.pdf#page=2")

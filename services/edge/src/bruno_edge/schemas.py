@@ -27,6 +27,7 @@ from bruno_core.contract import (
     MAX_METADATA_KEY_CHARS,
     MAX_METADATA_VALUE_CHARS,
     MAX_SOURCE_CHARS,
+    MAX_TEXT_SEGMENTS,
     MAX_TITLE_CHARS,
 )
 from bruno_edge.limits import current_limits
@@ -232,6 +233,17 @@ class ChatResponse(ChatDone):
 # --- documents ----------------------------------------------------------------------------
 
 
+# Offsets and pages travel to retrieval as uint32.
+_UINT32_MAX = 2**32 - 1
+
+
+class TextSegmentIn(_Request):
+    """Where a stretch of a document's text starts and the page of the original it is on."""
+
+    start: int = Field(ge=0, le=_UINT32_MAX, description="Offset in `text`, in characters.")
+    page: int = Field(ge=1, le=_UINT32_MAX, description="1-based page of the original.")
+
+
 class DocumentIn(_Request):
     id: DocumentId | None = Field(
         default=None, description="Stable id; absent: derived from the text."
@@ -252,6 +264,13 @@ class DocumentIn(_Request):
         dict[MetadataKey, MetadataValue], Field(max_length=MAX_METADATA_ENTRIES)
     ] = Field(default_factory=dict)
     collection: Collection = DEFAULT_COLLECTION
+    segments: Annotated[list[TextSegmentIn], Field(max_length=MAX_TEXT_SEGMENTS)] = Field(
+        default_factory=list,
+        description=(
+            "For text read from a PDF: where each page's text starts (the first at 0, starts "
+            "increasing), so each chunk knows its page. Absent: no pages."
+        ),
+    )
 
 
 class DocumentIngested(BaseModel):

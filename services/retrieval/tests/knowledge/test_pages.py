@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING, Any
 import lancedb
 import pytest
 
-from bruno_core import InvalidInput
+from bruno_core import InvalidInput, LimitExceeded
+from bruno_core.contract import MAX_TEXT_SEGMENTS
 from bruno_retrieval.config import RetrievalSettings
 from bruno_retrieval.knowledge import IngestOutcome, KnowledgeStore, SearchMode, TextSegment
-from bruno_retrieval.knowledge.pages import pages_at
+from bruno_retrieval.knowledge.pages import check_segments, pages_at
 
 if TYPE_CHECKING:
     from conftest import FakeEmbedder
@@ -128,3 +129,10 @@ async def test_a_table_from_before_pages_gets_the_column_and_its_chunks_answer_n
 
     assert (old.document_id, old.page) == ("old", None)
     assert (new.document_id, new.page) == ("router.pdf", 2)
+
+
+def test_more_segments_than_the_contract_allows_are_refused() -> None:
+    segments = [TextSegment(start, 1) for start in range(MAX_TEXT_SEGMENTS + 1)]
+
+    with pytest.raises(LimitExceeded, match="at most"):
+        check_segments(segments, MAX_TEXT_SEGMENTS + 10)

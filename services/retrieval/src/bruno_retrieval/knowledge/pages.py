@@ -17,7 +17,8 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bruno_core import InvalidInput
+from bruno_core import InvalidInput, LimitExceeded
+from bruno_core.contract import MAX_TEXT_SEGMENTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,8 +35,10 @@ def check_segments(segments: Sequence[TextSegment], text_length: int) -> list[Te
     first starts at 0, starts strictly increase and stay inside the text, pages are 1-based.
     InvalidInput otherwise, so no chunk is given a page that is not its own.
 
-    Strictly increasing starts inside the text also bound their number by the text's length.
+    LimitExceeded past ``MAX_TEXT_SEGMENTS``.
     """
+    if len(segments) > MAX_TEXT_SEGMENTS:
+        raise LimitExceeded(f"a document may have at most {MAX_TEXT_SEGMENTS} segments")
     checked = list(segments)
     if not checked:
         return checked

@@ -81,6 +81,10 @@ async def ingest_document(
         source=document.source,
         text=document.text,
         metadata=document.metadata,
+        segments=[
+            retrieval_pb2.TextSegment(start=segment.start, page=segment.page)
+            for segment in document.segments
+        ],
     )
     with rpc_errors("retrieval"):
         # Ingesting embeds every chunk, so it gets the chat deadline rather than the short one.
