@@ -32,6 +32,23 @@ async def test_wrong_method_is_a_405_problem_with_allow(edge: Edge) -> None:
     assert response.json()["title"] == "Method Not Allowed"
 
 
+@pytest.mark.parametrize(
+    ("path", "allowed"),
+    [
+        ("/api/v1/conversations/c-1", "DELETE, GET"),
+        ("/api/v1/documents", "GET, POST"),
+        ("/api/v1/documents/upload", "DELETE, POST"),
+    ],
+)
+async def test_a_405_allows_every_method_of_the_path_not_only_the_first_routes(
+    edge: Edge, path: str, allowed: str
+) -> None:
+    response = await edge.client.put(path)
+
+    assert response.status_code == 405
+    assert response.headers["allow"] == allowed
+
+
 async def test_unexpected_error_is_a_bare_500_problem(edge: Edge) -> None:
     async def broken() -> None:
         raise RuntimeError("secret internals at /srv/bruno/db")

@@ -32,6 +32,7 @@ from bruno_edge.keys import Keyring
 from bruno_edge.limits import LimitsMiddleware
 from bruno_edge.mcp_server import MCP_PATH, McpEndpoint, create_mcp_server
 from bruno_edge.metrics import EdgeMetrics, MetricsMiddleware
+from bruno_edge.openapi import install_openapi
 from bruno_edge.problems import install_problem_handlers
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,7 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
     )
     app.state.edge = state
     install_problem_handlers(app)
+    install_openapi(app, settings)
 
     for resource in (chat, collections, conversations, documents, openai, search):
         app.include_router(resource.router, dependencies=[Depends(require_api_key)])

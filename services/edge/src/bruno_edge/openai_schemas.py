@@ -12,10 +12,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StrictBool,
+    StrictStr,
+    field_validator,
+)
 
 from bruno_core.contract import DEFAULT_COLLECTION
-from bruno_edge.schemas import ChatTimings, Citation, Collection, TopK, plain_text
+from bruno_edge.schemas import WHOLE_NUMBER, ChatTimings, Citation, Collection, TopK, plain_text
 
 MAX_MESSAGES = 256
 MAX_MODEL_CHARS = 200
@@ -94,12 +102,27 @@ class BrunoOptions(BaseModel):
     )
 
 
+#: A count of at least one.
+Count = Annotated[int, Field(ge=1), WHOLE_NUMBER]
+WholeNumber = Annotated[int, WHOLE_NUMBER]
 StopString = Annotated[StrictStr, Field(min_length=1, max_length=MAX_STOP_CHARS)]
 StopStrings = Annotated[list[StopString], Field(max_length=MAX_STOP_STRINGS)]
 
 
+_ASKED: list[JsonValue] = [{"role": "user", "content": "How do I restore the LanceDB volume?"}]
+
+
 class ChatCompletionRequest(BaseModel):
-    model_config = ConfigDict(extra="allow", strict=True)
+    model_config = ConfigDict(
+        extra="allow",
+        strict=True,
+        json_schema_extra={
+            "examples": [
+                {"model": "bruno", "messages": _ASKED},
+                {"model": "bruno", "messages": _ASKED, "stream": True},
+            ]
+        },
+    )
 
     model: StrictStr = Field(min_length=1, max_length=MAX_MODEL_CHARS)
     messages: list[Message] = Field(min_length=1, max_length=MAX_MESSAGES)
@@ -107,19 +130,19 @@ class ChatCompletionRequest(BaseModel):
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: Count | None = None
+    max_completion_tokens: Count | None = None
     stop: (
         Annotated[StrictStr, Field(min_length=1, max_length=MAX_STOP_CHARS)] | StopStrings | None
     ) = None
-    seed: int | None = None
+    seed: WholeNumber | None = None
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     response_format: ResponseFormat | None = None
     # What Bruno cannot do; refused by name when asked for (see openai_chat.refuse_unsupported).
-    n: int | None = Field(default=None, ge=1)
+    n: Count | None = None
     logprobs: StrictBool | None = None
-    top_logprobs: int | None = None
+    top_logprobs: WholeNumber | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: StrictStr | dict[str, Any] | None = None
     functions: list[dict[str, Any]] | None = None
@@ -176,6 +199,41 @@ class ChatCompletion(BaseModel):
         description="With model `bruno`: the passages the answer's [n] point at.",
     )
     bruno: BrunoExtras | None = Field(default=None, description="With model `bruno`.")
+
+
+class ChunkDelta(BaseModel):
+    """What a chunk adds to the answer: the role first, then pieces of the content."""
+
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+
+class ChunkChoice(BaseModel):
+    index: int = 0
+    delta: ChunkDelta
+    logprobs: None = None
+    finish_reason: FinishReason | None = Field(description="Set on the finishing chunk only.")
+
+
+class ChatCompletionChunk(BaseModel):
+    """One event of a streamed chat completion (the stream's ``data`` lines, as JSON)."""
+
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str = Field(description="The model the request named.")
+    choices: list[ChunkChoice] = Field(description="None in the usage chunk.")
+    usage: CompletionUsage | None = Field(
+        default=None,
+        description="With `stream_options.include_usage`: null on every chunk but the last, "
+        "which has no choices.",
+    )
+    citations: list[Citation] | None = Field(
+        default=None, description="On the finishing chunk, with model `bruno`."
+    )
+    bruno: BrunoExtras | None = Field(
+        default=None, description="On the finishing chunk, with model `bruno`."
+    )
 
 
 class Model(BaseModel):

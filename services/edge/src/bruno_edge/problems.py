@@ -5,8 +5,9 @@ the OpenAI-compatible surface, speaks OpenAI error objects
 (``{"error": {"message", "type", "param", "code"}}``), so OpenAI clients parse even a 404 or a
 413 into their own exceptions. Domain errors (:class:`bruno_core.BrunoError`, including those
 translated from gRPC statuses) keep their own status; validation errors become 422 naming each
-bad field (400 in the OpenAI dialect, as OpenAI answers); routing errors (404, 405) become
-``about:blank`` problems; anything unexpected becomes a bare 500.
+bad field (400 in the OpenAI dialect, as OpenAI answers); routing errors (404, 405, whose
+``Allow`` names every method of the path) become ``about:blank`` problems; anything unexpected
+becomes a bare 500.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from bruno_core import BrunoError, Internal, InvalidInput
 from bruno_core.errors import PROBLEM_CONTENT_TYPE
@@ -180,20 +182,44 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(InvalidInput(summary), extra={"errors": fields})
 
 
+#: The methods a 405's ``Allow`` may name (RFC 9110's, less CONNECT and TRACE, plus PATCH).
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route of the app answers on the request's path, for ``Allow``.
+
+    Starlette's 405 names only the methods of the first route whose path matched, and a path
+    often has one route per method (``GET`` and ``DELETE`` of a conversation); asking the
+    routes about each method finds them all, however routers are nested.
+    """
+    routes = request.app.router.routes
+    return ", ".join(
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    )
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)  # noqa: S101 - registered for it only
     path = request.url.path
     if isinstance(exc, ProblemException):
         return error_response(path, exc.error, headers=exc.headers)
     status = HTTPStatus(exc.status_code)
+    headers = exc.headers
+    if status is HTTPStatus.METHOD_NOT_ALLOWED:
+        headers = {**(headers or {}), "Allow": allowed_methods(request)}
     detail = exc.detail if exc.detail != status.phrase else _default_detail(request, status)
     if speaks_openai(path):
-        return openai_error(status.value, detail, code=status.name.lower(), headers=exc.headers)
+        return openai_error(status.value, detail, code=status.name.lower(), headers=headers)
     body = {"type": "about:blank", "title": status.phrase, "status": status.value, "detail": detail}
     return JSONResponse(
         body,
         status_code=status.value,
-        headers=_with_challenge(status.value, exc.headers),
+        headers=_with_challenge(status.value, headers),
         media_type=PROBLEM_CONTENT_TYPE,
     )
 

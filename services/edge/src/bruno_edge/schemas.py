@@ -4,16 +4,17 @@ Fixed limits (identifier rules, metadata size) come from :mod:`bruno_core.contra
 retrieval enforces too, and are declared on the fields. Limits an operator can
 configure (``BRUNO_MAX_MESSAGE_CHARS``, ``BRUNO_MAX_DOCUMENT_BYTES``, ``BRUNO_MAX_TOP_K``) are
 checked by validators against :func:`bruno_edge.limits.current_limits`, so a violation is the
-same 422 as any other field error.
+same 422 as any other field error, and marked with :func:`configured`, so the OpenAPI document
+states them as the edge enforces them (:mod:`bruno_edge.openapi`).
 """
 
 from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
 from bruno_core.contract import (
@@ -64,6 +65,15 @@ def plain_text(value: str) -> str:
 PlainText = AfterValidator(plain_text)
 """Refuses control characters other than tab, line feed and carriage return (a 422)."""
 
+#: The JSON-schema key of a :func:`configured` marker.
+CONFIGURED_LIMITS = "x-bruno-configured-limits"
+
+
+def configured(**keywords: str) -> dict[str, Any]:
+    """``json_schema_extra`` naming the :class:`~bruno_edge.limits.Limits` field that bounds a
+    field, by JSON-schema keyword: ``configured(maximum="max_top_k")``."""
+    return {CONFIGURED_LIMITS: keywords}
+
 
 def _question_text(value: str) -> str:
     if not value.strip():
@@ -91,6 +101,19 @@ def _document_text(value: str) -> str:
     return value
 
 
+def _whole(value: Any) -> Any:
+    # JSON has one kind of number, and JSON Schema's `integer` is any number without a
+    # fraction: 18.0 is the integer 18. Strict models would refuse it; 18.5 stays refused.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+#: What makes an integer field of a request take any JSON number without a fraction (``5``
+#: or ``5.0``, not ``"5"``); it goes after the field's constraints, which JSON Schema then shows.
+WHOLE_NUMBER = BeforeValidator(_whole)
+
+
 def _top_k(value: int | None) -> int | None:
     limit = current_limits().max_top_k
     if value is not None and value > limit:
@@ -106,13 +129,18 @@ QuestionText = Annotated[
         min_length=1,
         description="Non-blank; at most BRUNO_MAX_MESSAGE_CHARS characters; no control "
         "characters but tab and line breaks.",
+        json_schema_extra=configured(maxLength="max_message_chars"),
     ),
     AfterValidator(_question_text),
     PlainText,
 ]
 TopK = Annotated[
-    int | None,
-    Field(default=None, ge=1, description="1..BRUNO_MAX_TOP_K; default BRUNO_DEFAULT_TOP_K."),
+    Annotated[int, Field(ge=1), WHOLE_NUMBER] | None,
+    Field(
+        default=None,
+        description="1..BRUNO_MAX_TOP_K; default BRUNO_DEFAULT_TOP_K.",
+        json_schema_extra=configured(maximum="max_top_k"),
+    ),
     AfterValidator(_top_k),
 ]
 Collection = Annotated[
@@ -148,7 +176,18 @@ class _Request(BaseModel):
 # --- chat ---------------------------------------------------------------------------------
 
 
+# Request examples: in the OpenAPI document for readers, and the first cases the conformance
+# run sends (tests/e2e/test_openapi_conformance.py), a streamed answer among them.
+_QUESTION = "How do I restore the LanceDB volume?"
+
+
 class ChatRequest(_Request):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"message": _QUESTION}, {"message": _QUESTION, "stream": True}]
+        }
+    )
+
     message: QuestionText
     conversation_id: ConversationId | None = None
     collection: Collection = DEFAULT_COLLECTION
@@ -211,6 +250,12 @@ class ChatDone(BaseModel):
     )
 
 
+class ChatToken(BaseModel):
+    """A piece of the answer, as a streamed chat's ``token`` event carries it."""
+
+    text: str
+
+
 class ConversationTurn(BaseModel):
     role: Literal["user", "assistant"]
     content: str
@@ -245,6 +290,20 @@ class TextSegmentIn(_Request):
 
 
 class DocumentIn(_Request):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "runbooks/restore",
+                    "title": "Restore",
+                    "source": "runbooks/restore.md",
+                    "text": "# Restore\n\nScale retrieval to zero, then restore the volume.",
+                    "metadata": {"tags": "backups,lancedb"},
+                }
+            ]
+        }
+    )
+
     id: DocumentId | None = Field(
         default=None, description="Stable id; absent: derived from the text."
     )
@@ -254,8 +313,9 @@ class DocumentIn(_Request):
         str,
         Field(
             min_length=1,
-            description="Non-blank; at most BRUNO_MAX_DOCUMENT_BYTES (UTF-8); no control "
-            "characters but tab and line breaks.",
+            description="Non-blank; at most BRUNO_MAX_DOCUMENT_BYTES (UTF-8), so at most as "
+            "many characters; no control characters but tab and line breaks.",
+            json_schema_extra=configured(maxLength="max_document_bytes"),
         ),
         AfterValidator(_document_text),
         PlainText,
@@ -316,6 +376,10 @@ SearchModeName = Literal["hybrid", "vector", "text"]
 
 
 class SearchRequest(_Request):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"query": "restore the backup volume", "top_k": 3}]}
+    )
+
     query: QuestionText
     top_k: TopK = None
     collection: Collection = DEFAULT_COLLECTION

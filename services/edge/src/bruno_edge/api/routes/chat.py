@@ -12,15 +12,18 @@ from sse_starlette import EventSourceResponse
 
 from bruno_edge.admission import Work
 from bruno_edge.api.deps import CallerDep, ChatDep, StateDep, guarded
-from bruno_edge.api.routes import API_PREFIX, problem_responses
+from bruno_edge.api.routes import (
+    API_PREFIX,
+    CHAT_EVENTS,
+    CLIENT_CLOSED_REQUEST,
+    event_stream,
+    problem_responses,
+)
 from bruno_edge.keys import Scope
 from bruno_edge.schemas import ChatRequest, ChatResponse
 from bruno_edge.streams import chat_events
 
 router = APIRouter(prefix=API_PREFIX, tags=["chat"])
-
-# nginx answers 499 when the client closed the connection first; nobody reads it here either.
-CLIENT_CLOSED_REQUEST = 499
 
 _SSE_DESCRIPTION = (
     'With `stream: true` (or `Accept: text/event-stream`): `token` events (`{"text": ...}`), '
@@ -71,8 +74,8 @@ def _wants_stream(body: ChatRequest, request: Request) -> bool:
     "/chat",
     response_model=ChatResponse,
     responses={
-        200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
-        **problem_responses(401, 403, 404, 413, 422, 429, 503, 504),
+        200: {"content": event_stream(CHAT_EVENTS)},
+        **problem_responses(400, 401, 403, 404, 409, 413, 422, 429, 499, 500, 503, 504),
     },
     description=_SSE_DESCRIPTION,
     dependencies=guarded(Scope.READ, Work.CHAT, chat=True),

@@ -44,7 +44,7 @@ def _info(message: retrieval_pb2.CollectionInfo) -> CollectionInfo:
 
 @router.get(
     "",
-    responses=problem_responses(401, 403, 429, 503, 504),
+    responses=problem_responses(401, 403, 429, 500, 503, 504),
     dependencies=guarded(Scope.READ, Work.OTHER),
 )
 async def list_collections(
@@ -62,7 +62,7 @@ async def list_collections(
 
 @router.delete(
     "/{name}",
-    responses=problem_responses(401, 403, 404, 422, 429, 503, 504),
+    responses=problem_responses(401, 403, 404, 422, 429, 500, 503, 504),
     dependencies=guarded(Scope.ADMIN, Work.OTHER),
 )
 async def delete_collection(
@@ -80,7 +80,7 @@ async def delete_collection(
 # No admission slot: a reindex runs for as long as ingesting did, and only admins start one.
 @router.post(
     "/{name}/reindex",
-    responses=problem_responses(401, 403, 404, 422, 429, 503, 504),
+    responses=problem_responses(401, 403, 404, 422, 429, 500, 503, 504),
     dependencies=[Depends(needs(Scope.ADMIN))],
 )
 async def reindex_collection(

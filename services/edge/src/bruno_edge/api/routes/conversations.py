@@ -30,7 +30,7 @@ def _moment(stamp: Timestamp) -> datetime | None:
 
 @router.get(
     "/{conversation_id}",
-    responses=problem_responses(401, 403, 404, 422, 429, 503),
+    responses=problem_responses(401, 403, 404, 422, 429, 500, 503, 504),
     dependencies=guarded(Scope.READ, Work.OTHER),
 )
 async def get_conversation(
@@ -67,7 +67,7 @@ async def get_conversation(
     "/{conversation_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses=problem_responses(401, 403, 404, 422, 429, 503),
+    responses=problem_responses(401, 403, 404, 422, 429, 500, 503, 504),
     dependencies=guarded(Scope.READ, Work.OTHER),
 )
 async def delete_conversation(

@@ -62,7 +62,7 @@ _STATUS = {
     status_code=status.HTTP_201_CREATED,
     responses={
         200: {"model": DocumentIngested, "description": "Same id and text: nothing changed."},
-        **problem_responses(401, 403, 404, 413, 422, 429, 503, 504),
+        **problem_responses(400, 401, 403, 404, 409, 413, 422, 429, 500, 503, 504),
     },
     dependencies=guarded(Scope.WRITE, Work.INGEST),
 )
@@ -104,7 +104,7 @@ async def ingest_document(
 
 @router.post(
     "/upload",
-    responses=problem_responses(401, 403, 404, 409, 413, 415, 422, 429, 503, 504),
+    responses=problem_responses(400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503, 504),
     dependencies=guarded(Scope.WRITE, Work.INGEST),
 )
 async def upload_documents(
@@ -114,7 +114,10 @@ async def upload_documents(
     settings: SettingsDep,
     files: Annotated[
         list[UploadFile] | None,
-        File(description="Markdown, text, reST, HTML, PDF or Word (.docx) files."),
+        File(
+            description="Markdown, text, reST, HTML, PDF or Word (.docx) files.",
+            json_schema_extra={"minItems": 1, "maxItems": MAX_UPLOAD_FILES},
+        ),
     ] = None,
     file: Annotated[
         UploadFile | None, File(description="One file, as most clients send it.")
@@ -249,7 +252,7 @@ def _refuse_unknown_parameters(query: set[str], form: set[str]) -> None:
 
 @router.get(
     "",
-    responses=problem_responses(401, 403, 404, 422, 429, 503, 504),
+    responses=problem_responses(401, 403, 404, 422, 429, 500, 503, 504),
     dependencies=guarded(Scope.READ, Work.OTHER),
 )
 async def list_documents(
@@ -291,7 +294,7 @@ async def list_documents(
 @router.delete(
     "/{document_id:path}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=problem_responses(401, 403, 404, 422, 429, 503, 504),
+    responses=problem_responses(401, 403, 404, 422, 429, 500, 503, 504),
     dependencies=guarded(Scope.WRITE, Work.OTHER),
 )
 async def delete_document(

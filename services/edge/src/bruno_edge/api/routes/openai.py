@@ -26,7 +26,13 @@ from bruno_edge.api.deps import (
     StateDep,
     guarded,
 )
-from bruno_edge.api.routes.chat import CLIENT_CLOSED_REQUEST, unless_disconnected
+from bruno_edge.api.routes import (
+    CLIENT_CLOSED_REQUEST,
+    COMPLETION_EVENTS,
+    event_stream,
+    openai_error_responses,
+)
+from bruno_edge.api.routes.chat import unless_disconnected
 from bruno_edge.keys import Scope
 from bruno_edge.model_catalog import ServedModel, resolve, served_models
 from bruno_edge.openai_chat import (
@@ -46,7 +52,6 @@ from bruno_edge.openai_schemas import (
     ChatCompletion,
     ChatCompletionRequest,
     Choice,
-    ErrorResponse,
     Model,
     ModelList,
 )
@@ -70,8 +75,8 @@ _STREAM_DESCRIPTION = (
     "/chat/completions",
     response_model=ChatCompletion,
     responses={
-        200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
-        **{status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 413, 429, 503, 504)},
+        200: {"content": event_stream(COMPLETION_EVENTS)},
+        **openai_error_responses(400, 401, 403, 404, 409, 413, 429, 499, 500, 503, 504),
     },
     description=_STREAM_DESCRIPTION,
     dependencies=guarded(Scope.READ, Work.CHAT, chat=True),
@@ -154,7 +159,7 @@ def _model(served: ServedModel) -> Model:
 
 @router.get(
     "/models",
-    responses={status: {"model": ErrorResponse} for status in (401, 403, 429, 503)},
+    responses=openai_error_responses(401, 403, 429, 500, 503, 504),
     dependencies=guarded(Scope.READ, Work.OTHER),
 )
 async def models(downstreams: DownstreamsDep) -> ModelList:
@@ -164,7 +169,7 @@ async def models(downstreams: DownstreamsDep) -> ModelList:
 
 @router.get(
     "/models/{model:path}",
-    responses={status: {"model": ErrorResponse} for status in (401, 403, 404, 429, 503)},
+    responses=openai_error_responses(400, 401, 403, 404, 429, 500, 503, 504),
     dependencies=guarded(Scope.READ, Work.OTHER),
 )
 async def model(model: Annotated[str, Path(max_length=200)], downstreams: DownstreamsDep) -> Model:

@@ -25,7 +25,7 @@ _NAMES = {value: name for name, value in _MODES.items()}
 
 @router.post(
     "/search",
-    responses=problem_responses(401, 403, 404, 409, 413, 422, 429, 503, 504),
+    responses=problem_responses(400, 401, 403, 404, 409, 413, 422, 429, 500, 503, 504),
     dependencies=guarded(Scope.READ, Work.SEARCH),
 )
 async def search(
