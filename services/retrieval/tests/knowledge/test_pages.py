@@ -136,3 +136,20 @@ def test_more_segments_than_the_contract_allows_are_refused() -> None:
 
     with pytest.raises(LimitExceeded, match="at most"):
         check_segments(segments, MAX_TEXT_SEGMENTS + 10)
+
+
+async def test_a_reindex_keeps_every_chunk_on_its_page(
+    make_settings: MakeSettings, make_embedder: Callable[..., FakeEmbedder]
+) -> None:
+    settings = make_settings(chunk_size_tokens=32, chunk_overlap_tokens=8)
+    first = await KnowledgeStore.open(settings, make_embedder(64, "model-a"))
+    text, segments = paged(PAGES)
+    await first.ingest("manuals", text=text, document_id="router.pdf", segments=segments)
+    first.close()
+    second = await KnowledgeStore.open(settings, make_embedder(32, "model-b"))
+
+    await second.reindex("manuals")
+    best = (await second.search("manuals", "pinhole button factory", top_k=1)).hits[0]
+    second.close()
+
+    assert (best.document_id, best.page) == ("router.pdf", 3)
