@@ -22,13 +22,13 @@ from bruno_core.contract import (
     CONVERSATION_ID,
     DEFAULT_COLLECTION,
     DOCUMENT_ID,
+    MAX_DOCUMENT_PAGES,
     MAX_FILTER_VALUE_CHARS,
     MAX_FILTERS,
     MAX_METADATA_ENTRIES,
     MAX_METADATA_KEY_CHARS,
     MAX_METADATA_VALUE_CHARS,
     MAX_SOURCE_CHARS,
-    MAX_TEXT_SEGMENTS,
     MAX_TITLE_CHARS,
 )
 from bruno_edge.limits import current_limits
@@ -278,7 +278,7 @@ class ChatResponse(ChatDone):
 # --- documents ----------------------------------------------------------------------------
 
 
-# Offsets and pages travel to retrieval as uint32.
+# Offsets travel to retrieval as uint32.
 _UINT32_MAX = 2**32 - 1
 
 
@@ -286,7 +286,7 @@ class TextSegmentIn(_Request):
     """Where a stretch of a document's text starts and the page of the original it is on."""
 
     start: int = Field(ge=0, le=_UINT32_MAX, description="Offset in `text`, in characters.")
-    page: int = Field(ge=1, le=_UINT32_MAX, description="1-based page of the original.")
+    page: int = Field(ge=1, le=MAX_DOCUMENT_PAGES, description="1-based page of the original.")
 
 
 class DocumentIn(_Request):
@@ -324,7 +324,7 @@ class DocumentIn(_Request):
         dict[MetadataKey, MetadataValue], Field(max_length=MAX_METADATA_ENTRIES)
     ] = Field(default_factory=dict)
     collection: Collection = DEFAULT_COLLECTION
-    segments: Annotated[list[TextSegmentIn], Field(max_length=MAX_TEXT_SEGMENTS)] = Field(
+    segments: Annotated[list[TextSegmentIn], Field(max_length=MAX_DOCUMENT_PAGES)] = Field(
         default_factory=list,
         description=(
             "For text read from a PDF: where each page's text starts (the first at 0, starts "

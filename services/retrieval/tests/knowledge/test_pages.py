@@ -10,7 +10,7 @@ import lancedb
 import pytest
 
 from bruno_core import InvalidInput, LimitExceeded
-from bruno_core.contract import MAX_TEXT_SEGMENTS
+from bruno_core.contract import MAX_DOCUMENT_PAGES
 from bruno_retrieval.config import RetrievalSettings
 from bruno_retrieval.knowledge import IngestOutcome, KnowledgeStore, SearchMode, TextSegment
 from bruno_retrieval.knowledge.pages import check_segments, pages_at
@@ -72,6 +72,7 @@ def test_a_chunk_gets_the_page_it_starts_on() -> None:
         ([TextSegment(0, 1), TextSegment(0, 2)], "strictly increase"),
         ([TextSegment(0, 1), TextSegment(10_000, 2)], "past the end"),
         ([TextSegment(0, 0)], "1-based"),
+        ([TextSegment(0, MAX_DOCUMENT_PAGES + 1)], "at most"),
     ],
 )
 async def test_segments_that_do_not_fit_the_text_are_refused_and_nothing_is_written(
@@ -132,10 +133,10 @@ async def test_a_table_from_before_pages_gets_the_column_and_its_chunks_answer_n
 
 
 def test_more_segments_than_the_contract_allows_are_refused() -> None:
-    segments = [TextSegment(start, 1) for start in range(MAX_TEXT_SEGMENTS + 1)]
+    segments = [TextSegment(start, 1) for start in range(MAX_DOCUMENT_PAGES + 1)]
 
     with pytest.raises(LimitExceeded, match="at most"):
-        check_segments(segments, MAX_TEXT_SEGMENTS + 10)
+        check_segments(segments, MAX_DOCUMENT_PAGES + 10)
 
 
 async def test_a_reindex_keeps_every_chunk_on_its_page(

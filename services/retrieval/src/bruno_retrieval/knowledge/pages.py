@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bruno_core import InvalidInput, LimitExceeded
-from bruno_core.contract import MAX_TEXT_SEGMENTS
+from bruno_core.contract import MAX_DOCUMENT_PAGES
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,13 +32,14 @@ class TextSegment:
 
 def check_segments(segments: Sequence[TextSegment], text_length: int) -> list[TextSegment]:
     """``segments`` as a list when they describe a text of ``text_length`` characters: the
-    first starts at 0, starts strictly increase and stay inside the text, pages are 1-based.
+    first starts at 0, starts strictly increase and stay inside the text, pages are 1-based
+    and no higher than ``MAX_DOCUMENT_PAGES``.
     InvalidInput otherwise, so no chunk is given a page that is not its own.
 
-    LimitExceeded past ``MAX_TEXT_SEGMENTS``.
+    LimitExceeded past ``MAX_DOCUMENT_PAGES``.
     """
-    if len(segments) > MAX_TEXT_SEGMENTS:
-        raise LimitExceeded(f"a document may have at most {MAX_TEXT_SEGMENTS} segments")
+    if len(segments) > MAX_DOCUMENT_PAGES:
+        raise LimitExceeded(f"a document may have at most {MAX_DOCUMENT_PAGES} segments (pages)")
     checked = list(segments)
     if not checked:
         return checked
@@ -49,8 +50,8 @@ def check_segments(segments: Sequence[TextSegment], text_length: int) -> list[Te
             raise InvalidInput("segment starts must strictly increase")
     if checked[-1].start >= text_length:
         raise InvalidInput(f"a segment starts past the end of the text ({text_length} characters)")
-    if any(segment.page < 1 for segment in checked):
-        raise InvalidInput("segment pages are 1-based")
+    if any(not 1 <= segment.page <= MAX_DOCUMENT_PAGES for segment in checked):
+        raise InvalidInput(f"segment pages are 1-based, at most {MAX_DOCUMENT_PAGES}")
     return checked
 
 
