@@ -11,7 +11,7 @@ TYPED_DIRS := packages/core packages/proto/tests packages/testing packages/cli s
 	tests/docs tests/e2e tests/k8s benchmarks k8s
 
 .DEFAULT_GOAL := help
-.PHONY: help uv sync run demo test test-fast coverage lint sast format proto proto-check smoke bench-chat bench-retrieval bench-chunking bench-documents bench-embedding-memory clean
+.PHONY: help uv sync run demo test test-fast coverage lint sast format proto proto-check smoke load bench-chat bench-retrieval bench-chunking bench-documents bench-embedding-memory clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -59,10 +59,13 @@ proto-check: sync ## Fail when the committed stubs are stale
 smoke: ## Build the four images with Docker, run them together, chat through the edge (BRUNO_SMOKE=skip skips)
 	$(PYTHON) scripts/smoke.py
 
-bench-chat: sync ## Benchmark chat latency through the stack beside direct Ollama (docs/benchmarks.md)
-	$(RUN) python benchmarks/chat.py
+load: sync ## Load test: the canary's Locust scenario, 32 users for 60 s against the four services and the Ollama stand-in; percentiles and memory into docs/benchmarks.md (LOAD_ARGS="--url http://127.0.0.1:8080": a running system)
+	$(RUN) python benchmarks/load.py $(LOAD_ARGS)
 
-bench-retrieval: sync ## Benchmark search quality, latency, ANN recall and ingestion (docs/benchmarks.md; BENCH_ARGS="--skip-100k", "--ann-index ivf_pq")
+bench-chat: sync ## Benchmark chat latency through the stack beside direct Ollama (docs/benchmarks.md; BENCH_ARGS=--under-ingest: idle against a large ingest)
+	$(RUN) python benchmarks/chat.py $(BENCH_ARGS)
+
+bench-retrieval: sync ## Benchmark search quality, latency, ANN recall and ingestion (docs/benchmarks.md; BENCH_ARGS="--skip-100k", "--quality-only", "--ann-index ivf_pq")
 	$(RUN) python benchmarks/retrieval.py $(BENCH_ARGS)
 
 bench-chunking: sync ## Benchmark search quality per chunk size / overlap on Cranfield (BENCH_ARGS=--settings 200/20,300/60)

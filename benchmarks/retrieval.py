@@ -1,6 +1,7 @@
 """Retrieval benchmark: quality per search mode and fusion, latency, ANN recall, ingest throughput.
 
-    uv run python benchmarks/retrieval.py [--skip-100k] [--ann-index KIND] [--cranfield DIR]
+    uv run python benchmarks/retrieval.py [--skip-100k | --quality-only] [--ann-index KIND]
+                                          [--cranfield DIR]
 
 Runs the real services (embedding with the bundled ONNX MiniLM, retrieval, edge) as processes
 on loopback, in one run:
@@ -13,9 +14,13 @@ on loopback, in one run:
 3. ingests Cranfield through ``POST /api/v1/documents`` and reports chunks per second, then
    measures the raw throughput again (the machine's load may change meanwhile: the ratio is
    taken against the mean of the two, and both are printed);
-4. ingests the paraphrase corpus (benchmarks/data/paraphrase.jsonl);
+4. ingests the paraphrase corpus (benchmarks/data/paraphrase.jsonl) and the identifier corpus
+   (benchmarks/data/identifiers.jsonl, written by benchmarks/identifier_corpus.py);
 5. scores text, vector and several fusions (offline, from the same two legs the service
-   fuses) and the service's own hybrid on both corpora: nDCG@10, recall@10, MRR@10;
+   fuses) and the service's own hybrid on the three corpora: nDCG@10, recall@10, MRR@10,
+   with the share of identifier and acronym questions each mode answers in its top 5; then
+   the held-out FAQ questions (benchmarks/data/faq.jsonl) with the service's default mode
+   only: recall@5 and MRR@10;
 6. times gRPC searches per mode at Cranfield size and at 100,000 chunks (p50 / p95).
 
 This is a benchmark, not a test: it prints tables and asserts nothing. See docs/benchmarks.md.
@@ -36,7 +41,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -60,7 +65,10 @@ from bruno_retrieval.knowledge import (
 from bruno_testing.system import BrunoSystem
 
 ROOT = Path(__file__).resolve().parent.parent
-PARAPHRASE = Path(__file__).resolve().parent / "data" / "paraphrase.jsonl"
+DATA = Path(__file__).resolve().parent / "data"
+PARAPHRASE = DATA / "paraphrase.jsonl"
+IDENTIFIERS = DATA / "identifiers.jsonl"
+FAQ = DATA / "faq.jsonl"
 DEFAULT_CRANFIELD = ROOT.parent / "shared" / "data" / "cranfield"
 MODEL_NAME = "all-MiniLM-L6-v2-int8"
 DIMENSION = 384
@@ -74,13 +82,16 @@ FUSIONS = [
     FusionConfig(Fusion.RRF, 0.5),
     FusionConfig(Fusion.RRF, 0.8),
     FusionConfig(Fusion.MINMAX, 0.5),
-    FusionConfig(Fusion.MINMAX, 0.8),
     FusionConfig(Fusion.ZSCORE, 0.5),
     FusionConfig(Fusion.ZSCORE, 0.75),
-    FusionConfig(Fusion.ZSCORE, 0.8),
+    FusionConfig(Fusion.COSINE, 0.8),
     FusionConfig(Fusion.COSINE, 0.88),
     FusionConfig(Fusion.COSINE, 0.92),
-    FusionConfig(Fusion.COSINE, 0.94),
+    # The vector leg's share drops to the second weight for a query naming an identifier.
+    FusionConfig(Fusion.COSINE, 0.92, 0.7),
+    FusionConfig(Fusion.COSINE, 0.92, 0.75),
+    FusionConfig(Fusion.COSINE, 0.92, 0.8),
+    FusionConfig(Fusion.COSINE, 0.92, 0.85),
 ]
 
 
@@ -90,6 +101,7 @@ class Corpus:
     documents: list[dict[str, str]]  # id, title, text
     queries: list[str]
     judgments: list[dict[str, int]]  # per query: document id -> gain
+    kinds: list[str] = field(default_factory=list)  # per query, where the corpus marks them
 
 
 # --- corpora ------------------------------------------------------------------------------
@@ -141,6 +153,26 @@ def load_paraphrase(path: Path) -> Corpus:
     return Corpus("paraphrase", documents, questions, [{r["id"]: 1} for r in rows])
 
 
+def load_identifiers(path: Path) -> Corpus:
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    documents = [{"id": r["id"], "title": "", "text": r["text"]} for r in rows]
+    asked = [(r["id"], q) for r in rows for q in r["questions"]]
+    return Corpus(
+        "identifiers",
+        documents,
+        [q["question"] for _, q in asked],
+        [{passage: 1} for passage, _ in asked],
+        [q["kind"] for _, q in asked],
+    )
+
+
+def load_faq(path: Path) -> Corpus:
+    """The held-out FAQ questions; they ask about the identifier corpus's passages."""
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    judgments = [{r["id"]: 1} for r in rows]
+    return Corpus("FAQ", [], [r["question"] for r in rows], judgments, [r["kind"] for r in rows])
+
+
 # --- metrics ------------------------------------------------------------------------------
 
 
@@ -171,11 +203,19 @@ class Quality:
     ndcg: list[float]
     recall: list[float]
     mrr: list[float]
+    found_in_5: list[bool]  # a relevant document among the first 5
 
     @classmethod
     def of(cls, rankings: list[list[str]], corpus: Corpus) -> Quality:
-        scored = [metrics(r, g) for r, g in zip(rankings, corpus.judgments, strict=True)]
-        return cls([s[0] for s in scored], [s[1] for s in scored], [s[2] for s in scored])
+        pairs = list(zip(rankings, corpus.judgments, strict=True))
+        scored = [metrics(r, g) for r, g in pairs]
+        in_5 = [any(doc in g for doc in r[:5]) for r, g in pairs]
+        return cls([s[0] for s in scored], [s[1] for s in scored], [s[2] for s in scored], in_5)
+
+    def top5_share(self, kinds: list[str], kind: str) -> float:
+        """The share of questions of ``kind`` with a relevant document in the first 5."""
+        picked = [hit for hit, k in zip(self.found_in_5, kinds, strict=True) if k == kind]
+        return sum(picked) / len(picked)
 
     def row(self) -> str:
         mean = statistics.fmean
@@ -389,7 +429,7 @@ async def quality(
             legs[name] = [_as_hit(hit) for hit in found.hits]
             add(name, ranked_documents(legs[name]))
         for config in FUSIONS:
-            fused = fuse(legs["vector"], legs["text"], RANK_DEPTH, config)
+            fused = fuse(legs["vector"], legs["text"], RANK_DEPTH, config.for_query(query))
             add(_fusion_name(config), ranked_documents(fused))
         request = retrieval_pb2.SearchRequest(
             collection=collection,
@@ -402,8 +442,64 @@ async def quality(
     return {name: Quality.of(r, corpus) for name, r in rankings.items()}
 
 
+async def default_mode_quality(
+    stub: retrieval_pb2_grpc.RetrievalServiceAsyncStub, corpus: Corpus, collection: str
+) -> Quality:
+    """The service's own answers, in its default mode (hybrid), to a corpus's questions."""
+    rankings = []
+    for query in corpus.queries:
+        request = retrieval_pb2.SearchRequest(collection=collection, query=query, top_k=RANK_DEPTH)
+        rankings.append(ranked_documents((await stub.Search(request)).hits))
+    return Quality.of(rankings, corpus)
+
+
+def print_quality(
+    results: dict[str, dict[str, Quality]], identifiers: Corpus, held_out: Quality, faq: Corpus
+) -> None:
+    mean = statistics.fmean
+    corpora = list(results)
+    names = list(results[corpora[0]])
+    print("## Quality (nDCG@10 | recall@10 | MRR@10; chunks deduplicated to documents)\n")
+    print("| ranking | " + " | ".join(f"{c} nDCG@10 | recall@10 | MRR" for c in corpora) + " |")
+    print("|---" * (1 + 3 * len(corpora)) + "|")
+    for name in names:
+        print(f"| {name} | " + " | ".join(results[c][name].row() for c in corpora) + " |")
+    print("\nGain over the best single mode (nDCG@10, mean of per-query differences ± 2 s.e.):\n")
+    print("| ranking | " + " | ".join(corpora) + " |")
+    print("|---" * (1 + len(corpora)) + "|")
+    for name in names:
+        if name in ("vector", "text"):
+            continue
+        cells = []
+        for corpus in corpora:
+            by = results[corpus]
+            best = max(("vector", "text"), key=lambda n: mean(by[n].ndcg))
+            diff, noise = paired_noise(by[name].ndcg, by[best].ndcg)
+            relative = diff / mean(by[best].ndcg) * 100
+            cells.append(f"{relative:+.1f}% vs {best} ({diff:+.3f} ± {noise:.3f})")
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    kinds = sorted(set(identifiers.kinds))
+    print("\nIdentifier corpus: questions answered in the top 5, by kind of question\n")
+    print("| ranking | " + " | ".join(f"{k} ({identifiers.kinds.count(k)})" for k in kinds) + " |")
+    print("|---" * (1 + len(kinds)) + "|")
+    for name in names:
+        ranked = results["identifiers"][name]
+        print(
+            f"| {name} | "
+            + " | ".join(f"{ranked.top5_share(identifiers.kinds, k):.3f}" for k in kinds)
+            + " |"
+        )
+    print(
+        f"\nHeld-out FAQ ({len(faq.queries)} questions, service default mode): "
+        f"recall@5 {mean(held_out.found_in_5):.3f}, MRR@10 {mean(held_out.mrr):.3f}\n"
+    )
+
+
 def _fusion_name(config: FusionConfig) -> str:
-    return f"{config.method.value} w_vec={config.vector_weight:g}"
+    name = f"{config.method.value} w_vec={config.vector_weight:g}"
+    if config.identifier_vector_weight is not None:
+        name += f", {config.identifier_vector_weight:g} with identifiers"
+    return name
 
 
 def _as_hit(hit: retrieval_pb2.SearchHit) -> SearchHit:
@@ -462,11 +558,18 @@ async def main() -> None:
         choices=[index.value for index in AnnIndex],
         help="the index built over the 100,000 chunks (default: BRUNO_ANN_INDEX's)",
     )
+    parser.add_argument(
+        "--quality-only",
+        action="store_true",
+        help="search quality alone: no 100,000 chunks, model throughput or latency",
+    )
     args = parser.parse_args()
     settings = RetrievalSettings()
     ann_index = AnnIndex(args.ann_index or settings.ann_index)
     cranfield = load_cranfield(args.cranfield)
     paraphrase = load_paraphrase(PARAPHRASE)
+    identifiers = load_identifiers(IDENTIFIERS)
+    faq = load_faq(FAQ)
     began = time.perf_counter()
     print(
         f"# make bench-retrieval — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
@@ -475,7 +578,8 @@ async def main() -> None:
     )
     print(
         f"chunking: {settings.chunk_size_tokens} tokens, overlap {settings.chunk_overlap_tokens}; "
-        f"hybrid default: {settings.hybrid_fusion} w_vec={settings.hybrid_vector_weight}; "
+        f"hybrid default: {settings.hybrid_fusion} w_vec={settings.hybrid_vector_weight} "
+        f"({settings.hybrid_identifier_vector_weight} with identifiers); "
         f"ANN past {settings.ann_min_rows} chunks: {ann_index} at 100k, "
         f"nprobes {settings.ann_nprobes}, ef {settings.ann_ef}, "
         f"refine {settings.ann_refine_factor or 'per kind (2 HNSW-SQ, 10 IVF-PQ)'}\n"
@@ -483,7 +587,7 @@ async def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bruno-bench-") as tmp:
         workdir = Path(tmp)
         synthetic: dict[str, object] | None = None
-        if not args.skip_100k:
+        if not (args.skip_100k or args.quality_only):
             words = " ".join(d["text"].lower() for d in cranfield.documents)
             synthetic = await build_synthetic(
                 workdir / "lancedb", re.findall(r"[a-z]{3,}", words), ann_index
@@ -496,8 +600,10 @@ async def main() -> None:
             )
 
         texts = cranfield_chunks(cranfield, settings)
-        raw_before = await raw_model_throughput(texts)
-        print(f"raw model: {raw_before:.0f} chunks/s over {len(texts)} chunks", file=sys.stderr)
+        raw_before = raw_after = 0.0
+        if not args.quality_only:
+            raw_before = await raw_model_throughput(texts)
+            print(f"raw model: {raw_before:.0f} chunks/s, {len(texts)} chunks", file=sys.stderr)
 
         # Latency runs the same queries over both collections: without the query-vector cache,
         # so every search embeds its query ("query embedding included").
@@ -511,16 +617,20 @@ async def main() -> None:
         with BrunoSystem(workdir, ollama_host="http://127.0.0.1:9", env=env) as system:
             chunks, seconds = await ingest_rest(system.edge_url, cranfield, "cranfield")
             print(f"ingest: {chunks} chunks in {seconds:.1f} s", file=sys.stderr)
-            raw_after = await raw_model_throughput(texts)  # the services idle meanwhile
-            print(f"raw model again: {raw_after:.0f} chunks/s", file=sys.stderr)
+            if not args.quality_only:
+                raw_after = await raw_model_throughput(texts)  # the services idle meanwhile
+                print(f"raw model again: {raw_after:.0f} chunks/s", file=sys.stderr)
             await ingest_rest(system.edge_url, paraphrase, "paraphrase")
+            await ingest_rest(system.edge_url, identifiers, "identifiers")
             channel = grpc.aio.insecure_channel(f"127.0.0.1:{system.ports['retrieval']}")
             stub = retrieval_pb2_grpc.RetrievalServiceStub(channel)
             results = {
                 "Cranfield": await quality(stub, cranfield, "cranfield"),
                 "paraphrase": await quality(stub, paraphrase, "paraphrase"),
+                "identifiers": await quality(stub, identifiers, "identifiers"),
             }
-            small = await latency(stub, "cranfield", cranfield.queries)
+            held_out = await default_mode_quality(stub, faq, "identifiers")
+            small = {} if args.quality_only else await latency(stub, "cranfield", cranfield.queries)
             large = await latency(stub, SYNTHETIC, cranfield.queries) if synthetic else None
             await channel.close()
         cached: dict[str, tuple[float, float]] = {}
@@ -535,29 +645,10 @@ async def main() -> None:
                 cached = await latency(stub, SYNTHETIC, cranfield.queries, ["vector", "hybrid"])
                 await channel.close()
 
-    print("## Quality (nDCG@10 | recall@10 | MRR@10; chunks deduplicated to documents)\n")
-    names = list(results["Cranfield"])
-    print(
-        "| ranking | Cranfield nDCG@10 | recall@10 | MRR | paraphrase nDCG@10 | recall@10 | MRR |"
-    )
-    print("|---|---|---|---|---|---|---|")
-    for name in names:
-        cranfield_row, paraphrase_row = (results[c][name].row() for c in results)
-        print(f"| {name} | {cranfield_row} | {paraphrase_row} |")
-    print("\nGain over the best single mode (nDCG@10, mean of per-query differences ± 2 s.e.):\n")
-    print("| ranking | Cranfield | paraphrase |")
-    print("|---|---|---|")
-    for name in names:
-        if name in ("vector", "text"):
-            continue
-        cells = []
-        for corpus in ("Cranfield", "paraphrase"):
-            by = results[corpus]
-            best = max(("vector", "text"), key=lambda n: statistics.fmean(by[n].ndcg))
-            diff, noise = paired_noise(by[name].ndcg, by[best].ndcg)
-            relative = diff / statistics.fmean(by[best].ndcg) * 100
-            cells.append(f"{relative:+.1f}% vs {best} ({diff:+.3f} ± {noise:.3f})")
-        print(f"| {name} | {cells[0]} | {cells[1]} |")
+    print_quality(results, identifiers, held_out, faq)
+    if args.quality_only:
+        print(f"total run time {time.perf_counter() - began:.0f} s")
+        return
 
     print("\n## Latency of one gRPC search, top_k=10 (ms, p50 / p95; query embedding included)\n")
     print("| mode | Cranfield (" + str(len(texts)) + " chunks) | 100,000 synthetic chunks |")

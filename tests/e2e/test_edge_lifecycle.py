@@ -46,6 +46,8 @@ def system(
         "BRUNO_MAX_CONNECTIONS": "12",
         "BRUNO_MAX_REQUEST_BYTES": "4096",
         "BRUNO_CONCURRENT_CHATS": str(STREAMS),
+        # The streams must run at once: the stand-in answers them all together.
+        "BRUNO_OLLAMA_PARALLEL": str(STREAMS),
     }
     workdir = tmp_path_factory.mktemp("bruno-lifecycle")
     with BrunoSystem(workdir, ollama_host=slow_model.url, env=env) as running:

@@ -211,6 +211,34 @@ def test_the_canary_rolls_out_the_edge_behind_the_ingress_with_both_gates(
     assert "edge-canary.agent-bruno" in hooks["rollout"]["metadata"]["cmd"]
 
 
+def test_the_canary_load_test_runs_the_scenario_make_load_runs(
+    all_rendered: dict[str, Rendered],
+) -> None:
+    prod = all_rendered["prod"]
+    canary = prod.get("Canary", "edge")
+    (hook,) = [h for h in canary["spec"]["analysis"]["webhooks"] if h["type"] == "rollout"]
+    command = hook["metadata"]["cmd"]
+    # Flagger's load tester starts a swarm of the Locust pod against the canary ...
+    assert "http://bruno-load.agent-bruno/swarm" in command
+    assert "host=http://edge-canary.agent-bruno" in command
+    assert "user_count=32" in command  # make load's default number of users
+    service = prod.get("Service", "bruno-load")["spec"]["ports"][0]
+    pod = prod.get("Deployment", "bruno-load")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert service["port"] == 80
+    assert [p["containerPort"] for p in container["ports"]] == [8089]
+    # ... whose scenario is the very file benchmarks/load.py runs.
+    volume = next(v for v in pod["volumes"] if "configMap" in v)
+    config_map = prod.get("ConfigMap", volume["configMap"]["name"])
+    scenario = K8S / "components" / "canary" / "locustfile.py"
+    assert config_map["data"] == {"locustfile.py": scenario.read_text()}
+    assert "--locustfile=/opt/bruno-load/locustfile.py" in container["args"]
+    assert (
+        'SCENARIO = ROOT / "k8s" / "components" / "canary" / "locustfile.py"'
+        in (ROOT / "benchmarks" / "load.py").read_text()
+    )
+
+
 def test_the_golden_questions_expect_documents_of_the_demo_corpus() -> None:
     questions = json.loads(GOLDEN.read_text())
     corpus = {p.name for p in (ROOT / "demo").glob("*.md")}

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 Manifest = dict[str, Any]
 NAMESPACE = "agent-bruno"
-PORTS = (53, 443, 8080, 9000, 9090, 11434, 50051, 50052, 50053)
+PORTS = (53, 443, 8080, 8089, 9000, 9090, 11434, 50051, 50052, 50053)
 
 
 @dataclass(frozen=True)
@@ -146,6 +146,9 @@ def expected_paths(rendered: Rendered, pods: list[Peer]) -> set[tuple[str, str, 
     if "golden-gate" in names:
         paths |= {("golden-gate", e, 8080) for e in edges}  # ... and the canary gate
         paths.add(("flagger", "golden-gate", 8080))
+    if "bruno-load" in names:
+        paths |= {("bruno-load", e, 8080) for e in edges}  # ... and the canary's load test
+        paths.add(("flagger", "bruno-load", 8089))
     paths.add(("retrieval", "embedding", 50051))
     for service in ("embedding", "retrieval", "generation"):
         paths.add(("prometheus", service, 9090))

@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from bruno.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from bruno_cli import run
 from bruno_cli.ingest import SYNC_ROOT_KEY, document_id_for
-from bruno_core import create_channel
+from bruno_core.contract import content_hash
 from bruno_testing.documents import DocxSection, PdfPage, docx_bytes, pdf_bytes
+from bruno_testing.fakes import StoredDocument
 
 if TYPE_CHECKING:
     from conftest import Edge, EdgeFactory
@@ -386,17 +386,13 @@ async def test_a_sync_deletes_only_what_it_created_never_a_planted_path(
     """A document planted as ``../collections/default`` with the folder as its sync root must
     not make a sync delete the collection (nor be deleted through a path that climbs out).
     The edge refuses such ids now; they can only be stored from before the identifier rule,
-    so they are planted straight into retrieval."""
+    so they are planted straight into retrieval's store (past its checks, as they were)."""
     await run_cli(edge, "ingest", str(docs))
     root = sync_root_of(docs)
-    async with create_channel(edge.downstreams.addr("retrieval")) as channel:
-        retrieval = retrieval_pb2_grpc.RetrievalServiceStub(channel)
-        for planted in ("../collections/default", "..", "a/./b"):
-            await retrieval.IngestDocument(
-                retrieval_pb2.IngestDocumentRequest(
-                    document_id=planted, text="planted", metadata={SYNC_ROOT_KEY: root}
-                )
-            )
+    for planted in ("../collections/default", "..", "a/./b"):
+        edge.retrieval.documents["default", planted] = StoredDocument(
+            "default", planted, "", "", "planted", {SYNC_ROOT_KEY: root}, content_hash("planted")
+        )
     (docs / "notes.txt").unlink()
     transport = RecordingTransport(edge.app)
 

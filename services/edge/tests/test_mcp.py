@@ -69,7 +69,7 @@ async def test_search_finds_passages_with_title_source_score_and_chunk(edge: Edg
 
     found = structured(result)
     [passage] = found["passages"]
-    assert (passage["document_id"], passage["chunk_id"]) == ("crashloop", "crashloop#0")
+    assert (passage["document_id"], passage["chunk_id"]) == ("crashloop", "crashloop:0")
     assert (passage["title"], passage["source"]) == ("Crashloop", "runbooks/c.md")
     assert passage["score"] > 0
     search = edge.retrieval.searches[-1]

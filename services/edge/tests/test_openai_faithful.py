@@ -12,6 +12,8 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolParam
 
+from bruno.generation.v1 import generation_pb2
+
 if TYPE_CHECKING:
     from conftest import Edge, EdgeFactory
 
@@ -278,6 +280,20 @@ async def test_a_plain_model_streams_with_the_requested_name_on_every_chunk(edge
 
     assert {c.model for c in chunks} == {"mistral:7b"}
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == "Pod restarts"
+
+
+async def test_a_plain_task_asked_whole_yields_the_model_to_streamed_chats(edge: Edge) -> None:
+    # A chat UI asks for titles and tags without streaming; a person reads a stream.
+    await client_for(edge).chat.completions.create(model="mistral:7b", messages=ASK)
+    stream = await client_for(edge).chat.completions.create(
+        model="mistral:7b", messages=ASK, stream=True
+    )
+    _ = [chunk async for chunk in stream]
+
+    assert [sent.priority for sent in edge.generation.conversed] == [
+        generation_pb2.PRIORITY_BACKGROUND,
+        generation_pb2.PRIORITY_INTERACTIVE,
+    ]
 
 
 async def test_a_model_named_without_its_tag_is_the_latest(edge: Edge) -> None:

@@ -50,7 +50,7 @@ async def test_chat_answers_with_citations_and_timings(edge: Edge) -> None:
         "marker": 1,
         "cited": True,
         "document_id": "runbooks/crashloop.md",
-        "chunk_id": "runbooks/crashloop.md#0",
+        "chunk_id": "runbooks/crashloop.md:0",
         "title": "Crashloop",
         "source": "docs/c.md",
         "page": None,
@@ -116,7 +116,7 @@ async def test_a_follow_up_continues_the_conversation_and_is_rewritten(edge: Edg
         ("user", "restart it?"),
         ("assistant", "Restart the pod [1]."),
     ]
-    assert turns[1]["chunk_ids"] == ["crashloop#0"]
+    assert turns[1]["chunk_ids"] == ["crashloop:0"]
     assert turns[0]["created_at"] is not None
 
 

@@ -23,7 +23,7 @@ async def test_search_returns_results_and_the_mode_used(edge: Edge) -> None:
         "results": [
             {
                 "document_id": "velero",
-                "chunk_id": "velero#0",
+                "chunk_id": "velero:0",
                 "chunk_index": 0,
                 "title": "Velero",
                 "source": "v.md",

@@ -14,7 +14,9 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 import pytest
+from prometheus_client import REGISTRY
 
+from bruno_core.queueing import Bounds, Priority, QueueFull
 from bruno_embedding.batching import BatcherClosedError, DynamicBatcher
 from bruno_embedding.embedders import InputType
 from bruno_embedding.onnx_embedder import OnnxMiniLMEmbedder
@@ -63,6 +65,11 @@ async def queued(batcher: DynamicBatcher, texts: int) -> None:
     every ready task), by which time each has handed its first chunk over."""
     await asyncio.sleep(0)
     assert batcher.queued_texts == texts
+
+
+def refusals(priority: str) -> float:
+    labels = {"queue": "embedding", "priority": priority}
+    return REGISTRY.get_sample_value("bruno_queue_refused_total", labels) or 0.0
 
 
 @pytest.fixture
@@ -184,6 +191,116 @@ async def test_closing_fails_queued_requests_and_refuses_new_ones(
         await batcher.run(["late"])
     model.release()
     assert (await first).tolist() == expected(["warm"])  # the running call still finishes
+
+
+async def test_queries_queued_after_documents_run_first_and_alone(
+    model: RecordingModel,
+) -> None:
+    batcher = DynamicBatcher(model, batch_size=8)
+    first = asyncio.create_task(batcher.run(["warm"], Priority.BACKGROUND))
+    await model.held()
+    documents = [
+        asyncio.create_task(batcher.run([f"document {i}"], Priority.BACKGROUND)) for i in range(3)
+    ]
+    query = asyncio.create_task(batcher.run(["the question"], Priority.INTERACTIVE))
+    await queued(batcher, 4)
+    model.release()
+    await asyncio.gather(first, query, *documents)
+    # A query shares no call with documents: their texts would make its call longer.
+    assert model.calls == [
+        ["warm"],
+        ["the question"],
+        ["document 0", "document 1", "document 2"],
+    ]
+    batcher.close()
+
+
+async def test_document_calls_are_small_so_a_query_waits_little_for_the_one_running() -> None:
+    model = RecordingModel()
+    batcher = DynamicBatcher(model, batch_size=8, background_call_chars=20)
+    texts = ["a" * 30, "b" * 12, "c" * 8, "d" * 5, "e" * 5, "f" * 5]
+    assert (await batcher.run(texts, Priority.BACKGROUND)).tolist() == expected(texts)
+    assert (await batcher.run(texts, Priority.INTERACTIVE)).tolist() == expected(texts)
+    # Longest first: the long text alone, then as many as fit in 20 characters; queries
+    # fill a call up to the batch size.
+    assert [len(call) for call in model.calls] == [1, 2, 3, 6]
+    batcher.close()
+
+
+async def test_documents_of_several_requests_share_a_call_only_within_its_characters(
+    model: RecordingModel,
+) -> None:
+    batcher = DynamicBatcher(model, batch_size=8, background_call_chars=20)
+    first = asyncio.create_task(batcher.run(["warm"], Priority.BACKGROUND))
+    await model.held()
+    texts = ["x" * 15, "y" * 15, "z" * 5]
+    tasks = [asyncio.create_task(batcher.run([t], Priority.BACKGROUND)) for t in texts]
+    await queued(batcher, 3)
+    model.release()
+    await asyncio.gather(first, *tasks)
+    assert model.calls[1:] == [["x" * 15], ["y" * 15, "z" * 5]]
+    batcher.close()
+
+
+async def test_a_request_arriving_at_a_full_line_is_refused_at_once(
+    model: RecordingModel,
+) -> None:
+    batcher = DynamicBatcher(model, batch_size=4, max_waiting=Bounds(interactive=1, background=2))
+    first = asyncio.create_task(batcher.run(["warm"], Priority.BACKGROUND))
+    await model.held()
+    documents = [
+        asyncio.create_task(batcher.run([f"doc {i}"], Priority.BACKGROUND)) for i in range(2)
+    ]
+    query = asyncio.create_task(batcher.run(["question"], Priority.INTERACTIVE))
+    await queued(batcher, 3)
+    refused = refusals("background")
+    with pytest.raises(QueueFull, match="2 background requests waiting"):
+        await batcher.run(["one document too many"], Priority.BACKGROUND)
+    with pytest.raises(QueueFull, match="1 interactive requests waiting"):
+        await batcher.run(["one question too many"], Priority.INTERACTIVE)
+    assert refusals("background") == refused + 1
+    model.release()
+    await asyncio.gather(first, query, *documents)
+    batcher.close()
+
+
+class SteppedModel(RecordingModel):
+    """Holds every call inside until :meth:`step` lets one out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._steps = threading.Semaphore(0)
+        self._entered_calls = threading.Semaphore(0)
+
+    def __call__(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        self._entered_calls.release()
+        assert self._steps.acquire(timeout=SAFETY)
+        return super().__call__(texts)
+
+    async def entered(self) -> None:
+        """Return once one more call is inside."""
+        assert await asyncio.to_thread(self._entered_calls.acquire, True, SAFETY)
+
+    def step(self) -> None:
+        self._steps.release()
+
+
+async def test_the_later_chunks_of_an_admitted_request_are_never_refused() -> None:
+    model = SteppedModel()
+    batcher = DynamicBatcher(model, batch_size=2, max_waiting=Bounds(interactive=1, background=1))
+    admitted = asyncio.create_task(batcher.run(["a1", "a2", "a3", "a4"], Priority.BACKGROUND))
+    await model.entered()  # its first chunk is inside the model
+    query = asyncio.create_task(batcher.run(["question"], Priority.INTERACTIVE))
+    other = asyncio.create_task(batcher.run(["other document"], Priority.BACKGROUND))
+    await queued(batcher, 2)  # the background line is full now
+    model.step()
+    await model.entered()  # the query runs; the admitted request hands over its next chunk
+    await queued(batcher, 1 + 2)  # the other document and the admitted request's next chunk
+    for _ in range(3):
+        model.step()
+    assert (await admitted).tolist() == expected(["a1", "a2", "a3", "a4"])
+    await asyncio.gather(query, other)
+    batcher.close()
 
 
 def test_batch_size_must_be_positive() -> None:

@@ -12,7 +12,7 @@ import pytest
 from bruno.generation.v1 import generation_pb2, generation_pb2_grpc
 from bruno_core import create_channel
 from bruno_generation.config import GenerationSettings
-from bruno_generation.server import GenerationServicer, create_server
+from bruno_generation.server import create_server
 from bruno_testing.ollama_standin import OllamaStandIn
 from bruno_testing.system import free_port
 
@@ -69,8 +69,7 @@ def serve() -> Serve:
         settings = GenerationSettings(
             generation_listen_addr="127.0.0.1:0", grpc_grace_seconds=1, **overrides
         )
-        servicer = GenerationServicer(settings)
-        server = await create_server(settings, servicer)
+        server = await create_server(settings)
         port = await server.start()
         channel = create_channel(f"127.0.0.1:{port}", timeout_seconds=30)
         try:
@@ -78,6 +77,5 @@ def serve() -> Serve:
         finally:
             await channel.close()
             await server.stop()
-            await servicer.close()
 
     return running

@@ -1,4 +1,5 @@
-"""Prompts are fitted to the context window: lowest-ranked passages go first, never a cut."""
+"""Prompts are fitted to the context window: lowest-ranked passages go first, never a cut;
+oversized passages are trimmed with a marker."""
 
 from __future__ import annotations
 
@@ -6,7 +7,13 @@ import pytest
 
 from bruno.generation.v1 import generation_pb2
 from bruno_core.errors import InvalidInput
-from bruno_generation.budget import estimate_prompt, estimate_tokens, fit_passages
+from bruno_generation.budget import (
+    PASSAGE_TRIM_MARKER,
+    estimate_prompt,
+    estimate_tokens,
+    fit_passages,
+    trim_passages,
+)
 from bruno_generation.prompting import build_messages
 
 
@@ -59,3 +66,13 @@ def test_history_takes_room_from_the_passages() -> None:
 def test_a_question_that_cannot_fit_at_all_is_invalid_input() -> None:
     with pytest.raises(InvalidInput, match="context window of 1024"):
         fit_passages("q" * 5000, ranked(2), context_window=1024, reserve=256)
+
+
+def test_trimming_leaves_passages_within_the_limit_untouched() -> None:
+    passages = [generation_pb2.Passage(text="x" * 100), generation_pb2.Passage(text="y" * 101)]
+    req = generation_pb2.GenerateRequest(question="?", passages=passages)
+
+    assert trim_passages(req, 100) == 1
+
+    assert req.passages[0].text == "x" * 100
+    assert req.passages[1].text == "y" * (100 - len(PASSAGE_TRIM_MARKER)) + PASSAGE_TRIM_MARKER

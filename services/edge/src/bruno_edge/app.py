@@ -30,7 +30,8 @@ from bruno_edge.clients import Downstreams
 from bruno_edge.config import EdgeSettings
 from bruno_edge.keys import Keyring
 from bruno_edge.limits import LimitsMiddleware
-from bruno_edge.mcp_server import MCP_PATH, McpEndpoint, create_mcp_server
+from bruno_edge.mcp_endpoint import MCP_PATH, McpEndpoint
+from bruno_edge.mcp_server import create_mcp_server
 from bruno_edge.metrics import EdgeMetrics, MetricsMiddleware
 from bruno_edge.openapi import install_openapi
 from bruno_edge.problems import install_problem_handlers

@@ -1,44 +1,37 @@
-"""The MCP server at ``/mcp``: the knowledge base as tools an agent can call, over streamable
-HTTP, built with the official ``mcp`` SDK and behind the same API keys as ``/api`` and ``/v1``.
+"""The MCP server: the knowledge base as tools an agent can call, built with the official
+``mcp`` SDK and served at ``/mcp`` behind the same API keys as ``/api`` and ``/v1``.
 
 Tools: ``search`` (passages with title, source, score and chunk id), ``ask`` (a grounded answer
 with its citations) and ``list_collections``; each collection's documents are a resource,
-``bruno://collections/{collection}/documents``. The transport is stateless (every request
-stands alone, answered as JSON), so any edge replica can answer any request.
+``bruno://collections/{collection}/documents``.
 
 Every tool needs the key's ``read`` scope and sees only the key's collections: another
 collection is "not found", exactly as one that does not exist, and is left out of
 ``list_collections``.
 
-Errors speak JSON-RPC: a missing or wrong key is a ``401`` whose body is a JSON-RPC error (a
-key without ``read`` a ``403``, too many requests a ``429`` with ``Retry-After``); what the
-caller can fix (an unknown collection, a bad argument, too many chats at once) is a tool result
-with ``isError`` and the reason, as the MCP specification asks, so the agent can read it and try
-again; what it cannot (a service down, load shed) is a JSON-RPC error naming what failed.
+Errors speak JSON-RPC: what the caller can fix (an unknown collection, a bad argument, too many
+chats at once) is a tool result with ``isError`` and the reason, as the MCP specification asks,
+so the agent can read it and try again; what it cannot (a service down, load shed) is a
+JSON-RPC error naming what failed. The key itself is checked before the SDK is reached, by
+:class:`~bruno_edge.mcp_endpoint.McpEndpoint`.
 
     endpoint = McpEndpoint(state, create_mcp_server(state))
-    app.router.routes.append(Route("/mcp", endpoint=endpoint))
-    async with endpoint.running(): ...   # in the app's lifespan
 """
 
 # No `from __future__ import annotations` here: the SDK reads each tool's signature for its
 # JSON schema, and the limits in those annotations are the settings of the enclosing call.
 
-import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
-from typing import Annotated, Any, Literal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
-from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
 from mcp_types import INTERNAL_ERROR, ToolAnnotations
 from pydantic import BaseModel, Field
-from starlette.types import Receive, Send
-from starlette.types import Scope as AsgiScope
 
 from bruno.retrieval.v1 import retrieval_pb2
 from bruno_core import BrunoError, NotFound, Unavailable
@@ -49,37 +42,28 @@ from bruno_edge.api.deps import EdgeState
 from bruno_edge.auth import Caller
 from bruno_edge.chat import ChatService
 from bruno_edge.clients import Downstreams, rpc_errors
-from bruno_edge.keys import Scope
 from bruno_edge.pages import page_link
-from bruno_edge.refusals import retry_after_headers
+from bruno_edge.plain_text import PlainText
 from bruno_edge.schemas import (
     Citation,
     CollectionInfo,
     DocumentSummary,
     FilterValue,
     MetadataKey,
-    PlainText,
     SearchResult,
 )
 
 log = logging.getLogger(__name__)
 
-MCP_PATH = "/mcp"
 DOCUMENTS_PER_RESOURCE = 500
 _MODES = {
     "hybrid": retrieval_pb2.SEARCH_MODE_HYBRID,
     "vector": retrieval_pb2.SEARCH_MODE_VECTOR,
     "text": retrieval_pb2.SEARCH_MODE_TEXT,
 }
-_LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "[::1]"]
-# JSON-RPC leaves -32000 to -32099 to implementations; MCP servers commonly use -32001 for a
-# refused credential.
-UNAUTHENTICATED = -32001
-FORBIDDEN = -32003
+# JSON-RPC leaves -32000 to -32099 to implementations.
 #: Load shed, or the edge stopping: come back after `data.retry_after` seconds.
 OVERLOADED = -32005
-#: Too many requests from the key.
-RATE_LIMITED = -32029
 
 INSTRUCTIONS = """\
 Agent Bruno answers questions from the operator's own documents (runbooks, READMEs, notes).
@@ -312,102 +296,3 @@ def create_mcp_server(state: EdgeState) -> MCPServer:
         return json.dumps({"collection": collection, "documents": summaries})
 
     return server
-
-
-class McpEndpoint:
-    """The ASGI app at ``/mcp``: the API-key check, then the SDK's streamable HTTP transport.
-
-    A refused key never reaches the SDK: it is answered here with ``401`` and the
-    ``WWW-Authenticate`` challenge (``403`` without the ``read`` scope, ``429`` with
-    ``Retry-After`` past the key's rate limit) and a JSON-RPC error body, which MCP clients
-    surface as the error of the call they made. The caller is kept in the request's state
-    (``caller``) for the tools' per-key decisions.
-    """
-
-    def __init__(self, state: EdgeState, server: MCPServer) -> None:
-        self.state = state
-        settings = state.settings
-        self.server = server
-        # In open mode (no keys, loopback only) a web page the browser visits must not reach
-        # the tools through a rebound DNS name: only loopback Host and Origin headers pass.
-        security = TransportSecuritySettings(
-            enable_dns_rebinding_protection=settings.open_mode,
-            allowed_hosts=[f"{h}{port}" for h in _LOOPBACK_HOSTS for port in ("", ":*")],
-            allowed_origins=[f"http://{h}{port}" for h in _LOOPBACK_HOSTS for port in ("", ":*")],
-        )
-        # Builds the session manager this endpoint hands requests to; the Starlette app it
-        # returns is not used (the edge is the app).
-        server.streamable_http_app(
-            streamable_http_path=MCP_PATH,
-            stateless_http=True,
-            json_response=True,
-            transport_security=security,
-            max_request_body_size=settings.max_request_bytes,
-        )
-
-    @asynccontextmanager
-    async def running(self) -> AsyncIterator[None]:
-        """Serve MCP requests while this is entered (the edge's lifespan).
-
-        The session manager's task group lives in a task of its own: a task group must be
-        left by the task that entered it, and whoever runs a lifespan may enter and leave it
-        from different tasks.
-        """
-        started, stopping = asyncio.Event(), asyncio.Event()
-
-        async def serve() -> None:
-            async with self.server.session_manager.run():
-                started.set()
-                await stopping.wait()
-
-        task = asyncio.create_task(serve(), name="mcp-sessions")
-        ready = asyncio.create_task(started.wait())
-        await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
-        if task.done():
-            ready.cancel()
-            task.result()  # it failed to start: raise why
-        try:
-            yield
-        finally:
-            stopping.set()
-            await task
-
-    async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        client = scope.get("client")
-        try:
-            caller = self.state.gate.admit(
-                headers.get("authorization"), client[0] if client else None
-            )
-            caller.require(Scope.READ)
-        except BrunoError as error:
-            await _refuse(error, send)
-            return
-        scope.setdefault("state", {})["caller"] = caller
-        await self.server.session_manager.handle_request(scope, receive, send)
-
-
-_REFUSAL_CODES = {401: UNAUTHENTICATED, 403: FORBIDDEN, 429: RATE_LIMITED}
-
-
-async def _refuse(error: BrunoError, send: Send) -> None:
-    data: dict[str, Any] = {"status": error.http_status}
-    extra_headers = retry_after_headers(error)
-    if extra_headers:
-        data["retry_after"] = int(extra_headers["Retry-After"])
-    code = _REFUSAL_CODES.get(error.http_status, INTERNAL_ERROR)
-    body: dict[str, Any] = {
-        "jsonrpc": "2.0",
-        "id": None,
-        "error": {"code": code, "message": error.detail, "data": data},
-    }
-    payload = json.dumps(body).encode()
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(payload)).encode()),
-        *((name.lower().encode(), value.encode()) for name, value in extra_headers.items()),
-    ]
-    if error.http_status == 401:
-        headers.append((b"www-authenticate", b"Bearer"))
-    await send({"type": "http.response.start", "status": error.http_status, "headers": headers})
-    await send({"type": "http.response.body", "body": payload})

@@ -23,7 +23,8 @@ from pydantic import (
 )
 
 from bruno_core.contract import DEFAULT_COLLECTION
-from bruno_edge.schemas import WHOLE_NUMBER, ChatTimings, Citation, Collection, TopK, plain_text
+from bruno_edge.plain_text import plain_text
+from bruno_edge.schemas import WHOLE_NUMBER, ChatTimings, Citation, Collection, TopK
 
 MAX_MESSAGES = 256
 MAX_MODEL_CHARS = 200

@@ -4,9 +4,14 @@ Chat UIs run their own tasks as chat completions (Open WebUI writes titles, tags
 suggestions that way, with instructions of its own). Grounded in passages they would come back
 as "I don't know"; so a request that names a pulled Ollama model instead of ``bruno`` goes to
 that model as it is, through generation's ``Converse``: the client's messages, its system
-prompt included, and its sampling options.
+prompt included, and its sampling options. Those tasks are asked without streaming (nobody
+reads a title word by word), while a person chatting with a plain model reads the stream: so a
+request that does not stream waits behind interactive answers for the model (background
+priority), one that streams does not.
 
-    async for piece in converse(downstreams, settings, model="llama3.2:latest", messages=...):
+    async for piece in converse(
+        downstreams, settings, model="llama3.2:latest", messages=..., options=..., streamed=True
+    ):
         ...  # str pieces, then one PlainDone
 """
 
@@ -39,12 +44,19 @@ async def converse(
     model: str,
     messages: Sequence[generation_pb2.ChatMessage],
     options: generation_pb2.SamplingOptions,
+    streamed: bool,
 ) -> AsyncGenerator[str | PlainDone, None]:
-    """The model's answer as it streams, then one :class:`PlainDone`.
+    """The model's answer as it streams, then one :class:`PlainDone`; ``streamed`` says
+    whether the client reads it as it comes (interactive) or whole (background).
 
     Closing this generator (the client went away) cancels the call, and with it the model.
     """
-    request = generation_pb2.ConverseRequest(model=model, messages=messages, options=options)
+    priority = (
+        generation_pb2.PRIORITY_INTERACTIVE if streamed else generation_pb2.PRIORITY_BACKGROUND
+    )
+    request = generation_pb2.ConverseRequest(
+        model=model, messages=messages, options=options, priority=priority
+    )
     call = downstreams.generation.Converse(request, timeout=settings.chat_timeout_seconds)
     try:
         with rpc_errors("generation"):

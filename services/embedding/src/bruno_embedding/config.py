@@ -19,8 +19,22 @@ class EmbeddingSettings(GrpcServerSettings):
     embedding_batch_size: int = Field(
         default=32, ge=1, le=1024, description="texts per model call (inference batch)"
     )
+    # Small: a query waits for the document call already running, and on the CPU a chunk of a
+    # few hundred tokens gains nothing from company in its call (docs/benchmarks.md).
+    embedding_document_call_chars: int = Field(
+        default=1000,
+        ge=1,
+        le=1_000_000,
+        description="characters of document text per model call; a longer text goes alone",
+    )
     embedding_max_texts: int = Field(
         default=256, ge=1, le=4096, description="texts accepted in one Embed request"
+    )
+    embedding_max_waiting_queries: int = Field(
+        default=64, ge=1, le=4096, description="query requests waiting for the model"
+    )
+    embedding_max_waiting_documents: int = Field(
+        default=16, ge=1, le=4096, description="document requests waiting for the model"
     )
     # Bounds the memory of one ONNX call (texts x the longest one's tokens, up to 256 each):
     # ~80 MiB above idle at 1,024 (docs/benchmarks.md). At least 256, one whole text.

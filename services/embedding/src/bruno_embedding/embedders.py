@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bruno_core.errors import InvalidInput, LimitExceeded
+from bruno_core.queueing import Priority
 
 
 class InputType(StrEnum):
@@ -24,6 +25,12 @@ class InputType(StrEnum):
 
     DOCUMENT = "document"
     QUERY = "query"
+
+    @property
+    def priority(self) -> Priority:
+        """A query is embedded while a person waits for the search or the chat that asked; a
+        document is embedded for an ingest or a reindex, which nobody watches token by token."""
+        return Priority.INTERACTIVE if self is InputType.QUERY else Priority.BACKGROUND
 
 
 def check_texts(texts: Sequence[str], *, max_texts: int) -> list[str]:

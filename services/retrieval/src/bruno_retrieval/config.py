@@ -38,6 +38,9 @@ class RetrievalSettings(GrpcServerSettings, ContractLimitSettings):
     # and the vector leg's share of the weight (the text leg gets the rest).
     hybrid_fusion: Literal["cosine", "rrf", "minmax", "zscore"] = "cosine"
     hybrid_vector_weight: float = Field(default=0.92, ge=0.0, le=1.0)
+    # The vector leg's share when the query names an identifier (a version, an address, a
+    # model number, an acronym: bruno_retrieval.knowledge.fusion.identifiers).
+    hybrid_identifier_vector_weight: float = Field(default=0.80, ge=0.0, le=1.0)
     # Past this many chunks a collection's vectors get an approximate index, built in the
     # background (0: never): hnsw_sq (searched keeping `ann_ef` candidates) or ivf_pq
     # (smaller, slower), both over `ann_nprobes` partitions and re-ranking

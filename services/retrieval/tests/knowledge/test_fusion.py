@@ -6,6 +6,7 @@ import pytest
 
 from bruno_retrieval.config import RetrievalSettings
 from bruno_retrieval.knowledge import Fusion, FusionConfig, SearchHit, fuse
+from bruno_retrieval.knowledge.fusion import identifiers
 
 DEFAULT = FusionConfig.from_settings(RetrievalSettings.model_construct())
 
@@ -57,8 +58,10 @@ def test_the_vector_weight_decides_between_legs_that_disagree() -> None:
 
 
 def test_a_fusion_weight_outside_zero_to_one_is_refused() -> None:
-    with pytest.raises(ValueError, match="vector_weight"):
+    with pytest.raises(ValueError, match="vector weights"):
         FusionConfig(Fusion.RRF, 1.5)
+    with pytest.raises(ValueError, match="vector weights"):
+        FusionConfig(Fusion.COSINE, 0.9, -0.1)
 
 
 def test_rank_fusion_favours_chunks_both_rankings_agree_on() -> None:
@@ -81,3 +84,44 @@ def test_fusion_never_mixes_two_versions_of_a_document(method: Fusion) -> None:
 
     assert {h.content_hash for h in fused if h.document_id == "a"} == {"new"}
     assert {h.chunk_id for h in fused} == {"a:0", "b:0", "b:1"}
+
+
+@pytest.mark.parametrize(
+    ("query", "found"),
+    [
+        ("How long does the UPS last?", ["UPS"]),
+        ("What is the runtime of the SMT1500?", ["SMT1500"]),
+        ("Which host is 10.0.20.1?", ["10.0.20.1"]),
+        ("Upgrade to v1.31.2 first?", ["v1.31.2"]),
+        ("Is srv-12 affected by CVE-2024-3094?", ["srv-12", "CVE-2024-3094"]),
+        ("What does db.lan resolve to, and is port 8443 open?", ["db.lan", "8443"]),
+        ("How do I restore a backup, i.e. roll back a two-dimensional volume?", []),
+        ("what are the heat-transfer characteristics of a blunt body", []),
+    ],
+)
+def test_identifiers_are_versions_addresses_codes_and_acronyms_not_prose(
+    query: str, found: list[str]
+) -> None:
+    assert identifiers(query) == found
+
+
+def test_a_query_naming_an_identifier_gives_the_keyword_leg_more_weight() -> None:
+    # The vector leg prefers a chunk about another UPS model; the keyword leg has the exact one.
+    by_vector = [hit("other-ups", 0.66), hit("smt1500", 0.55), hit("far", 0.30)]
+    by_text = [hit("smt1500", 8.0), hit("other-ups", 2.0)]
+
+    prose = fuse(by_vector, by_text, 3, DEFAULT.for_query("how long does the battery last"))
+    named = fuse(by_vector, by_text, 3, DEFAULT.for_query("how long does the SMT1500 last"))
+
+    assert prose[0].document_id == "other-ups"
+    assert named[0].document_id == "smt1500"
+    # The cosine keeps its absolute scale; a chunk holding the identifier clears the edge's
+    # relevance threshold (0.15) on the keyword leg alone.
+    assert named[0].score == pytest.approx(0.80 * 0.55 + 0.20 * 1.0)
+    assert 0.20 * 1.0 > 0.15
+
+
+def test_without_an_identifier_weight_every_query_fuses_alike() -> None:
+    config = FusionConfig(Fusion.COSINE, 0.92)
+
+    assert config.for_query("SMT1500") == config.for_query("battery") == config

@@ -26,12 +26,12 @@ from typing import Any
 
 import lancedb
 from lancedb.expr import col, lit
-from lancedb.index import FTS
 
 from bruno_core import Conflict, NotFound
 from bruno_core.contract import COLLECTION_NAME, DEFAULT_COLLECTION
 from bruno_retrieval.background import BackgroundTasks
 from bruno_retrieval.knowledge.ann import VectorIndexes
+from bruno_retrieval.knowledge.keywords import KeywordIndexes, ensure_text_index
 from bruno_retrieval.knowledge.schema import (
     CATALOG_SCHEMA,
     catalog_row,
@@ -75,6 +75,7 @@ class Catalog:
         self.db = db
         self._rows = rows
         self._indexes = indexes
+        self.keywords = KeywordIndexes(tasks)
         self._tasks = tasks
         self._entries: dict[str, CatalogEntry] = {}
         # One handle per table: every read must see the commits made through the writer's.
@@ -135,7 +136,7 @@ class Catalog:
             if (table := self._tables.get(entry.table)) is None:
                 table = await self.db.open_table(entry.table)
                 await ensure_page_column(table)
-                await ensure_text_index(table)
+                await self.keywords.adopt(entry.collection, table)
                 await self._indexes.adopt(entry.collection, table)
                 self._tables[entry.table] = table
             return table
@@ -229,6 +230,7 @@ class Catalog:
             self._drained.pop(table_name, None)
             table = self._tables.pop(table_name, None)
             self._indexes.forget(table_name)
+            self.keywords.forget(table_name)
             if table is not None:
                 table.close()
             try:
@@ -248,13 +250,6 @@ async def table_names(db: lancedb.AsyncConnection) -> list[str]:
         token = page.page_token
         if not token:
             return names
-
-
-async def ensure_text_index(table: Any) -> None:
-    if not any(index.columns == ["text"] for index in await table.list_indices()):
-        # Native full-text index; rows written after it are searched unindexed until the
-        # next optimize folds them in, so text search is complete either way.
-        await table.create_index("text", config=FTS())
 
 
 def _next_table_name(current: str, taken: set[str]) -> str:

@@ -1,12 +1,13 @@
 """How hybrid search combines its vector ranking and its keyword (BM25) ranking into one.
 
 config = FusionConfig.from_settings(settings)   # BRUNO_HYBRID_FUSION, _VECTOR_WEIGHT
-hits = fuse(by_vector, by_text, top_k=5, config=config)
+hits = fuse(by_vector, by_text, top_k=5, config=config.for_query("SMT1500 runtime"))
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 import statistics
 from collections import defaultdict
 from enum import StrEnum
@@ -14,6 +15,12 @@ from enum import StrEnum
 from bruno_retrieval.config import RetrievalSettings
 from bruno_retrieval.knowledge.results import SearchHit
 
+# A term operators type that embeddings blur: it holds a digit (SMT1500, 10.0.20.1, v1.31.2,
+# CVE-2024-3094, 8443), two capitals (UPS, NAS, iDRAC) or a dot, colon, slash or underscore
+# between letters (db.lan, kube_apiserver). Plain hyphenated words ("two-dimensional") are
+# not: English prose is full of them.
+_TERM = re.compile(r"\w+(?:[.:/_+-]\w+)*")
+_IDENTIFIER = re.compile(r"\d|[A-Z].*[A-Z]|\w\w[.:/_]\w\w")
 # Reciprocal rank fusion constant from Cormack et al. (2009); damps the weight of top ranks.
 _RRF_K = 60
 
@@ -40,14 +47,45 @@ class FusionConfig:
 
     method: Fusion
     vector_weight: float
+    # The vector leg's share for a query naming an identifier (see :meth:`for_query`);
+    # None: ``vector_weight`` for every query.
+    identifier_vector_weight: float | None = None
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.vector_weight <= 1.0:
-            raise ValueError("vector_weight must be between 0 and 1")
+        for weight in (self.vector_weight, self.identifier_vector_weight):
+            if weight is not None and not 0.0 <= weight <= 1.0:
+                raise ValueError("vector weights must be between 0 and 1")
 
     @classmethod
     def from_settings(cls, settings: RetrievalSettings) -> FusionConfig:
-        return cls(Fusion(settings.hybrid_fusion), settings.hybrid_vector_weight)
+        return cls(
+            Fusion(settings.hybrid_fusion),
+            settings.hybrid_vector_weight,
+            settings.hybrid_identifier_vector_weight,
+        )
+
+    def for_query(self, query: str) -> FusionConfig:
+        """The fusion for ``query``: the keyword leg weighs more when the query names an
+        identifier (:func:`identifiers`), whose exact match the keyword index finds and an
+        embedding blurs ("SMT1500" is near every UPS model).
+
+        With the defaults (0.92, or 0.80 for such a query; docs/benchmarks.md) a chunk holding
+        every identifier asked for gets at least 0.2 from the keyword leg alone, above the
+        edge's relevance threshold (0.15): an exact match is never dropped as irrelevant."""
+        weight = self.identifier_vector_weight
+        if weight is None or not identifiers(query):
+            return dataclasses.replace(self, identifier_vector_weight=None)
+        return dataclasses.replace(self, vector_weight=weight, identifier_vector_weight=None)
+
+
+def identifiers(query: str) -> list[str]:
+    """The terms of ``query`` that look like identifiers: versions, addresses, hostnames,
+    model numbers, error codes, acronyms.
+
+    >>> identifiers("Why does nas-07 at 10.0.20.5 lose its NFS mount?")
+    ['nas-07', '10.0.20.5', 'NFS']
+    """
+    return [term for term in _TERM.findall(query) if _IDENTIFIER.search(term)]
 
 
 def fuse(

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from lancedb.expr import Expr, col, lit
-from lancedb.query import ColumnOrdering
+from lancedb.query import ColumnOrdering, FullTextQuery
 
 from bruno_retrieval.knowledge.ann import VectorIndexes
 from bruno_retrieval.knowledge.results import DocumentSummary, SearchHit
@@ -21,9 +21,11 @@ def first_chunks() -> Expr:
     return col("chunk_index") == lit(0)
 
 
-async def text_hits(table: Any, query: str, limit: int, where: str | None) -> list[SearchHit]:
+async def text_hits(
+    table: Any, query: FullTextQuery, limit: int, where: str | None
+) -> list[SearchHit]:
     """The ``limit`` chunks best matching ``query`` by BM25 over their text."""
-    search = table.query().nearest_to_text(query, columns="text")
+    search = table.query().nearest_to_text(query)
     if where:
         search = search.where(where)
     rows = (await search.select([*RESULT_COLUMNS, "_score"]).limit(limit).to_arrow()).to_pylist()

@@ -13,8 +13,9 @@ from typing import Any
 from bruno.embedding.v1 import embedding_pb2
 from bruno_core import NotFound
 from bruno_retrieval.knowledge.ann import VectorIndexes
-from bruno_retrieval.knowledge.catalog import Catalog, CatalogEntry, ensure_text_index
+from bruno_retrieval.knowledge.catalog import Catalog, CatalogEntry
 from bruno_retrieval.knowledge.embedding import Embedder, check_vectors, embedding_input
+from bruno_retrieval.knowledge.keywords import ensure_text_index
 from bruno_retrieval.knowledge.reads import row_batches
 from bruno_retrieval.knowledge.schema import reindexed_rows, table_schema
 

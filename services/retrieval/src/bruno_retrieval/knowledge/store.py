@@ -288,12 +288,13 @@ class KnowledgeStore:
                     f"collection {collection!r} predates metadata filters; "
                     f"run `bruno reindex {collection}` to rebuild it"
                 )
+            keywords = await self._catalog.keywords.query(table, query)
             if mode is SearchMode.TEXT:
-                return SearchResult(await reads.text_hits(table, query, top_k, where), mode)
+                return SearchResult(await reads.text_hits(table, keywords, top_k, where), mode)
             candidates = max(top_k * _HYBRID_CANDIDATES_FACTOR, _MIN_HYBRID_CANDIDATES)
             # The keyword leg needs no query vector: it runs while the query is embedded.
             text_leg = (
-                asyncio.ensure_future(reads.text_hits(table, query, candidates, where))
+                asyncio.ensure_future(reads.text_hits(table, keywords, candidates, where))
                 if mode is SearchMode.HYBRID
                 else None
             )
@@ -307,7 +308,7 @@ class KnowledgeStore:
                     # The embedding service already serves the new model and the shadow table
                     # is not ready (or became current while this query was embedded): keyword
                     # search answers until the switch (mode says so).
-                    hits = await (text_leg or reads.text_hits(table, query, top_k, where))
+                    hits = await (text_leg or reads.text_hits(table, keywords, top_k, where))
                     return SearchResult(hits[:top_k], SearchMode.TEXT)
                 if text_leg is None:
                     hits = await reads.vector_hits(table, vector, top_k, where, self._indexes)
@@ -321,7 +322,7 @@ class KnowledgeStore:
                     text_leg.cancel()
                 elif text_leg is not None and not text_leg.cancelled():
                     text_leg.exception()  # seen: an error of the vector leg is the one raised
-        return SearchResult(fuse(by_vector, by_text, top_k, self._fusion), mode)
+        return SearchResult(fuse(by_vector, by_text, top_k, self._fusion.for_query(query)), mode)
 
     async def _query_vector(self, entry: CatalogEntry, query: str) -> list[float]:
         vectors = await self._embedder.embed([query], embedding_pb2.INPUT_TYPE_QUERY)

@@ -10,6 +10,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -20,6 +21,33 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _Priority:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PriorityEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Priority.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PRIORITY_UNSPECIFIED: _Priority.ValueType  # 0
+    """treated as PRIORITY_INTERACTIVE"""
+    PRIORITY_INTERACTIVE: _Priority.ValueType  # 1
+    """a person is waiting for the answer"""
+    PRIORITY_BACKGROUND: _Priority.ValueType  # 2
+    """nobody is (a chat UI's title or tag task): yields to interactive work"""
+
+class Priority(_Priority, metaclass=_PriorityEnumTypeWrapper):
+    """Who waits for the model's answer. The model serves one answer at a time (per model, on a
+    small GPU), so the service answers interactive requests before background ones; each has a
+    bounded line, and a request arriving at a full one is refused with UNAVAILABLE.
+    """
+
+PRIORITY_UNSPECIFIED: Priority.ValueType  # 0
+"""treated as PRIORITY_INTERACTIVE"""
+PRIORITY_INTERACTIVE: Priority.ValueType  # 1
+"""a person is waiting for the answer"""
+PRIORITY_BACKGROUND: Priority.ValueType  # 2
+"""nobody is (a chat UI's title or tag task): yields to interactive work"""
+Global___Priority: _TypeAlias = Priority  # noqa: Y015
 
 @_typing.final
 class Passage(_message.Message):
@@ -164,9 +192,11 @@ class GenerateRequest(_message.Message):
     MODEL_FIELD_NUMBER: _builtins.int
     HISTORY_FIELD_NUMBER: _builtins.int
     OPTIONS_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
     question: _builtins.str
     model: _builtins.str
     """empty: the server's configured model"""
+    priority: Global___Priority.ValueType
     @_builtins.property
     def passages(self) -> _containers.RepeatedCompositeFieldContainer[Global___Passage]:
         """best first"""
@@ -183,10 +213,11 @@ class GenerateRequest(_message.Message):
         model: _builtins.str = ...,
         history: _abc.Iterable[Global___ChatMessage] | None = ...,
         options: Global___SamplingOptions | None = ...,
+        priority: Global___Priority.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["options", b"options"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["history", b"history", "model", b"model", "options", b"options", "passages", b"passages", "question", b"question"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["history", b"history", "model", b"model", "options", b"options", "passages", b"passages", "priority", b"priority", "question", b"question"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -199,8 +230,10 @@ class ConverseRequest(_message.Message):
     MODEL_FIELD_NUMBER: _builtins.int
     MESSAGES_FIELD_NUMBER: _builtins.int
     OPTIONS_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """an Ollama model (ListModels); required"""
+    priority: Global___Priority.ValueType
     @_builtins.property
     def messages(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChatMessage]:
         """oldest first, the client's own system turns included"""
@@ -213,10 +246,11 @@ class ConverseRequest(_message.Message):
         model: _builtins.str = ...,
         messages: _abc.Iterable[Global___ChatMessage] | None = ...,
         options: Global___SamplingOptions | None = ...,
+        priority: Global___Priority.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["options", b"options"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["messages", b"messages", "model", b"model", "options", b"options"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["messages", b"messages", "model", b"model", "options", b"options", "priority", b"priority"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -336,9 +370,11 @@ class RewriteQuestionRequest(_message.Message):
     QUESTION_FIELD_NUMBER: _builtins.int
     HISTORY_FIELD_NUMBER: _builtins.int
     MODEL_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
     question: _builtins.str
     model: _builtins.str
     """empty: the server's configured model"""
+    priority: Global___Priority.ValueType
     @_builtins.property
     def history(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChatMessage]:
         """oldest first"""
@@ -349,10 +385,11 @@ class RewriteQuestionRequest(_message.Message):
         question: _builtins.str = ...,
         history: _abc.Iterable[Global___ChatMessage] | None = ...,
         model: _builtins.str = ...,
+        priority: Global___Priority.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["history", b"history", "model", b"model", "question", b"question"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["history", b"history", "model", b"model", "priority", b"priority", "question", b"question"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

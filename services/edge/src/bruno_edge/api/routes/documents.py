@@ -26,6 +26,7 @@ from bruno_edge.api.routes import API_PREFIX, problem_responses
 from bruno_edge.clients import rpc_errors
 from bruno_edge.extract import BINARY_SUFFIXES, UnreadableDocument, extract, kind_of
 from bruno_edge.keys import Scope
+from bruno_edge.plain_text import first_non_text_character
 from bruno_edge.schemas import (
     DocumentIn,
     DocumentIngested,
@@ -33,7 +34,6 @@ from bruno_edge.schemas import (
     DocumentSummary,
     FileIngested,
     UploadResult,
-    first_non_text_character,
 )
 
 router = APIRouter(prefix=f"{API_PREFIX}/documents", tags=["documents"])

@@ -121,6 +121,7 @@ async def chat_completions(
             model=served.ollama_model or body.model,
             messages=plain_messages(body.messages),
             options=options,
+            streamed=bool(body.stream),
         )
         pieces = plain_answer(plain)
     created = int(time.time())
