@@ -11,7 +11,7 @@ TYPED_DIRS := packages/core packages/proto/tests packages/testing packages/cli s
 	tests/docs tests/e2e tests/k8s benchmarks k8s
 
 .DEFAULT_GOAL := help
-.PHONY: help uv sync run demo test test-fast coverage lint sast format proto proto-check smoke load bench-chat bench-retrieval bench-chunking bench-documents bench-embedding-memory clean
+.PHONY: help uv sync run demo test test-fast coverage lint sast format proto proto-check smoke load bench-chat bench-overhead bench-retrieval bench-chunking bench-documents bench-embedding-memory clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -64,6 +64,9 @@ load: sync ## Load test: the canary's Locust scenario, 32 users for 60 s against
 
 bench-chat: sync ## Benchmark chat latency through the stack beside direct Ollama (docs/benchmarks.md; BENCH_ARGS=--under-ingest: idle against a large ingest)
 	$(RUN) python benchmarks/chat.py $(BENCH_ARGS)
+
+bench-overhead: sync ## Benchmark each request's fixed cost against a minimal FastAPI → grpc.aio → LanceDB stack in one run (docs/benchmarks.md)
+	$(RUN) python benchmarks/overhead.py $(BENCH_ARGS)
 
 bench-retrieval: sync ## Benchmark search quality, latency, ANN recall and ingestion (docs/benchmarks.md; BENCH_ARGS="--skip-100k", "--quality-only", "--ann-index ivf_pq")
 	$(RUN) python benchmarks/retrieval.py $(BENCH_ARGS)

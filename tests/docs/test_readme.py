@@ -22,7 +22,7 @@ SETTINGS: list[type[BaseSettings]] = [
     EdgeSettings,
 ]
 # Read by the OpenTelemetry SDK itself, not by a settings class.
-READ_BY_LIBRARIES = {"OTEL_EXPORTER_OTLP_ENDPOINT"}
+READ_BY_LIBRARIES = {"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_TRACES_SAMPLER"}
 
 
 def documented() -> dict[str, str]:

@@ -6,12 +6,14 @@ import logging
 from typing import TYPE_CHECKING
 
 from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from bruno.embedding.v1 import embedding_pb2, embedding_pb2_grpc
 from bruno_core import GrpcServer, configure_logging, configure_tracing, create_channel
 from bruno_core.logs import TraceContextFilter
+from bruno_core.telemetry import WhenExported
 
 if TYPE_CHECKING:
     from conftest import Context, ScriptedEmbedding
@@ -73,3 +75,27 @@ def test_records_outside_a_span_have_empty_trace_ids() -> None:
     TraceContextFilter().filter(record)
     assert record.__dict__["trace_id"] == ""
     assert record.__dict__["span_id"] == ""
+
+
+def test_spans_nobody_exports_are_not_recorded_but_keep_their_ids_and_their_parent() -> None:
+    provider = TracerProvider(sampler=WhenExported())
+    tracer = provider.get_tracer("test")
+    with (
+        tracer.start_as_current_span("request") as root,
+        tracer.start_as_current_span("hop") as child,
+    ):
+        assert not root.is_recording()
+        assert not child.is_recording()
+    assert root.get_span_context().is_valid
+    assert child.get_span_context().trace_id == root.get_span_context().trace_id
+
+
+def test_spans_are_recorded_and_exported_once_something_exports_them() -> None:
+    sampler = WhenExported()
+    provider = TracerProvider(sampler=sampler)
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    sampler.exporting = True
+    with provider.get_tracer("test").start_as_current_span("request") as span:
+        assert span.is_recording()
+    assert [s.name for s in exporter.get_finished_spans()] == ["request"]

@@ -5,13 +5,17 @@ a kind of work has no slot in time, and a draining edge refusing new work."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+from limits import parse
+from limits.strategies import MovingWindowRateLimiter
 from pydantic import ValidationError
 
+from bruno_edge.admission import ThreadlessMemoryStorage
 from bruno_edge.config import EdgeSettings
 from bruno_edge.keys import hash_line
 
@@ -186,3 +190,21 @@ async def test_a_draining_edge_refuses_new_work_and_is_not_ready(edge: Edge) -> 
 def test_a_rate_limit_setting_that_cannot_be_read_is_refused(rate: str) -> None:
     with pytest.raises(ValidationError, match="rate_limit"):
         EdgeSettings(rate_limit=rate)
+
+
+def test_counting_requests_starts_no_thread_and_still_expires_old_events() -> None:
+    storage = ThreadlessMemoryStorage()
+    storage.timer.join()  # the one timer the library's constructor starts
+    before = {thread.ident for thread in threading.enumerate()}
+    limiter = MovingWindowRateLimiter(storage)
+    limit = parse("100/second")
+    for _ in range(20):
+        assert limiter.hit(limit, "requests", "k")
+    assert {thread.ident for thread in threading.enumerate()} <= before
+    storage._next_expiry = 0.0  # the next hit is a second later
+    for events in storage.events.values():
+        for event in events:
+            event.expiry -= 2.0  # those hits left their window
+    limiter.hit(limit, "requests", "other")
+    assert not storage.events["LIMITER/requests/k/100/1/second"]
+    assert len(storage.events["LIMITER/requests/other/100/1/second"]) == 1

@@ -15,7 +15,6 @@ from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from starlette.routing import Route
 
 from bruno_edge._version import __version__
-from bruno_edge.admission import DrainMiddleware
 from bruno_edge.api.deps import EdgeState, require_api_key
 from bruno_edge.api.routes import (
     chat,
@@ -29,10 +28,10 @@ from bruno_edge.api.routes import (
 from bruno_edge.clients import Downstreams
 from bruno_edge.config import EdgeSettings
 from bruno_edge.keys import Keyring
-from bruno_edge.limits import LimitsMiddleware
 from bruno_edge.mcp_endpoint import MCP_PATH, McpEndpoint
 from bruno_edge.mcp_server import create_mcp_server
-from bruno_edge.metrics import EdgeMetrics, MetricsMiddleware
+from bruno_edge.metrics import EdgeMetrics
+from bruno_edge.middleware import EdgeMiddleware
 from bruno_edge.openapi import install_openapi
 from bruno_edge.problems import install_problem_handlers
 
@@ -90,6 +89,9 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
         version=__version__,
         description=_DESCRIPTION,
         lifespan=lifespan,
+        # The contrib instrumentation below makes the request spans (FastAPI's own then stands
+        # aside but would still wrap every request); Prometheus has the metrics.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.edge = state
     install_problem_handlers(app)
@@ -101,10 +103,11 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
     # A plain ASGI app (the MCP SDK's transport), so it checks the key itself.
     app.router.routes.append(Route(MCP_PATH, endpoint=mcp))
 
-    # The last added is the outermost: metrics see every answer, including the 413s and the
-    # refusals of a stopping edge.
-    app.add_middleware(LimitsMiddleware, settings=settings)
-    app.add_middleware(DrainMiddleware, drain=state.drain, metrics=state.metrics)
-    app.add_middleware(MetricsMiddleware, metrics=state.metrics)
-    FastAPIInstrumentor.instrument_app(app, excluded_urls=_UNTRACED_URLS)
+    # One pass for metrics, the drain and the body limit (bruno_edge.middleware).
+    app.add_middleware(EdgeMiddleware, settings=settings, metrics=state.metrics, drain=state.drain)
+    # A span per request; not one per ASGI message as well, which would be most of a trace's
+    # spans (and of their cost) and say nothing the request's span does not.
+    FastAPIInstrumentor.instrument_app(
+        app, excluded_urls=_UNTRACED_URLS, exclude_spans=["receive", "send"]
+    )
     return app

@@ -8,8 +8,6 @@ checks read. Each app gets its own registry so two apps in one process (tests) d
 
 from __future__ import annotations
 
-import time
-
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -18,7 +16,7 @@ from prometheus_client import (
     PlatformCollector,
     ProcessCollector,
 )
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 # Requests that match no route share one label value, so scanners cannot grow the series.
 UNMATCHED_PATH = "<unmatched>"
@@ -90,36 +88,30 @@ class EdgeMetrics:
         )
 
 
-class MetricsMiddleware:
-    """Times every HTTP request (plain ASGI, so streamed responses are timed to their end)."""
+class RequestTimer:
+    """Records one HTTP request: in flight while it runs, then its duration under its route
+    template, method and status (streams: until the last byte).
 
-    def __init__(self, app: ASGIApp, *, metrics: EdgeMetrics) -> None:
-        self.app = app
-        self.metrics = metrics
+    The labelled children are kept once made: ``labels()`` builds a key, takes a lock and
+    looks the child up on every call, and a handful of routes and statuses is all there is.
+    """
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        status = 500
-        start = time.perf_counter()
+    def __init__(self, metrics: EdgeMetrics) -> None:
+        self.duration = metrics.request_duration
+        self.in_flight = metrics.in_flight
+        self._children: dict[tuple[str, str, int], Histogram] = {}
 
-        async def recording_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
+    def started(self) -> None:
+        self.in_flight.inc()
 
-        self.metrics.in_flight.inc()
-        try:
-            await self.app(scope, receive, recording_send)
-        finally:
-            self.metrics.in_flight.dec()
-            path = _path_label(scope, status)
-            method = scope["method"] if scope["method"] in _KNOWN_METHODS else "OTHER"
-            self.metrics.request_duration.labels(method, path, str(status)).observe(
-                time.perf_counter() - start
-            )
+    def finished(self, scope: Scope, status: int, seconds: float) -> None:
+        self.in_flight.dec()
+        method = scope["method"] if scope["method"] in _KNOWN_METHODS else "OTHER"
+        key = (method, _path_label(scope, status), status)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.duration.labels(key[0], key[1], str(status))
+        child.observe(seconds)
 
 
 def _path_label(scope: Scope, status: int) -> str:

@@ -385,3 +385,38 @@ async def test_a_chunk_longer_than_todays_ceiling_is_cut_in_search_answers(
     assert len(hit.text) == max_chunk_chars(settings.chunk_size_tokens)
     assert hit.text.startswith("velero aaa")
     assert hit.text.endswith("a…")
+
+
+async def test_collection_counts_follow_every_write_though_they_are_counted_once_per_version(
+    store: KnowledgeStore,
+) -> None:
+    async def counts() -> tuple[int, int]:
+        info = await store.collection_info("default")
+        return info.documents, info.chunks
+
+    await store.ingest("default", text=RUNBOOK, document_id="runbook.md")
+    first = await counts()
+    assert await counts() == first
+    await store.ingest("default", text="Grafana dashboards show latency.", document_id="other")
+    assert await counts() == (2, first[1] + 1)
+    await store.delete_document("default", "runbook.md")
+    assert await counts() == (1, 1)
+    await store.delete_collection("default")
+    await store.ingest("default", text="A new default collection.", document_id="new")
+    assert await counts() == (1, 1)
+    assert [c.documents for c in await store.list_collections()] == [1]
+
+
+async def test_a_page_of_documents_follows_every_write_though_it_is_read_once_per_version(
+    store: KnowledgeStore,
+) -> None:
+    async def ids() -> list[str]:
+        page = await store.list_documents("default", limit=10)
+        return [document.document_id for document in page.documents]
+
+    await store.ingest("default", text=RUNBOOK, document_id="runbook.md")
+    assert await ids() == await ids() == ["runbook.md"]
+    await store.ingest("default", text="Grafana dashboards show latency.", document_id="b")
+    assert await ids() == ["b", "runbook.md"]
+    await store.delete_document("default", "b")
+    assert await ids() == ["runbook.md"]

@@ -5,7 +5,7 @@ route needs (:func:`needs`) and the admission slots it holds while it answers (:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -42,7 +42,12 @@ class EdgeState:
         self.drain = Drain(self.settings.shutdown_grace_seconds)
 
 
-def get_state(request: Request) -> EdgeState:
+# Every dependency is ``async def``, even those that do not await: FastAPI runs a plain ``def``
+# dependency in its thread pool, and that hop (a thread wake-up, a lock and a future each way)
+# cost more than the rest of the dependency solving together.
+
+
+async def get_state(request: Request) -> EdgeState:
     state: EdgeState = request.app.state.edge
     return state
 
@@ -50,11 +55,11 @@ def get_state(request: Request) -> EdgeState:
 StateDep = Annotated[EdgeState, Depends(get_state)]
 
 
-def get_settings(state: StateDep) -> EdgeSettings:
+async def get_settings(state: StateDep) -> EdgeSettings:
     return state.settings
 
 
-def get_downstreams(state: StateDep) -> Downstreams:
+async def get_downstreams(state: StateDep) -> Downstreams:
     if state.downstreams is None:
         raise Unavailable("the edge is not connected to its downstreams (starting or stopping)")
     return state.downstreams
@@ -64,7 +69,7 @@ SettingsDep = Annotated[EdgeSettings, Depends(get_settings)]
 DownstreamsDep = Annotated[Downstreams, Depends(get_downstreams)]
 
 
-def get_chat(state: StateDep, downstreams: DownstreamsDep) -> ChatService:
+async def get_chat(state: StateDep, downstreams: DownstreamsDep) -> ChatService:
     return ChatService(downstreams, state.settings, state.metrics)
 
 
@@ -96,10 +101,10 @@ async def require_api_key(
 CallerDep = Annotated[Caller, Depends(require_api_key)]
 
 
-def needs(scope: Scope) -> Callable[[Caller], None]:
+def needs(scope: Scope) -> Callable[[Caller], Awaitable[None]]:
     """A dependency refusing (403) a key without ``scope``."""
 
-    def check(caller: CallerDep) -> None:
+    async def check(caller: CallerDep) -> None:
         caller.require(scope)
 
     return check

@@ -25,6 +25,7 @@ import contextlib
 import dataclasses
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import lancedb
 from lancedb.expr import col, lit
@@ -54,6 +55,7 @@ from bruno_retrieval.knowledge.catalog import Catalog, CatalogEntry
 from bruno_retrieval.knowledge.embedding import Embedder, check_vectors, embedding_input
 from bruno_retrieval.knowledge.filters import filter_expression
 from bruno_retrieval.knowledge.fusion import FusionConfig, fuse
+from bruno_retrieval.knowledge.memo import TableMemo
 from bruno_retrieval.knowledge.pages import TextSegment, check_segments, pages_at
 from bruno_retrieval.knowledge.reindex import rebuild
 from bruno_retrieval.knowledge.rerank import HttpReranker
@@ -98,6 +100,8 @@ class KnowledgeStore:
         self._fusion = FusionConfig.from_settings(settings)
         self._writer = Writer(catalog, indexes, tasks)
         self._reindexing: Counter[str] = Counter()
+        # Listings scanned their table on every call; they change only with a commit.
+        self._listings = TableMemo()
 
     @classmethod
     async def open(
@@ -198,7 +202,12 @@ class KnowledgeStore:
         async with self._catalog.reading(collection) as found:
             if found is None:
                 return DocumentPage([], "")
-            documents = await reads.documents_after(found[1], cursor, limit + 1)
+            entry, table = found
+            documents = await self._listings.get(
+                table,
+                ("page", entry.table, cursor, limit),
+                lambda: reads.documents_after(table, cursor, limit + 1),
+            )
         next_cursor = documents[limit - 1].document_id if len(documents) > limit else ""
         return DocumentPage(documents[:limit], next_cursor)
 
@@ -346,9 +355,16 @@ class KnowledgeStore:
             if found is None:
                 raise NotFound(f"collection {collection!r} not found")
             entry, table = found
-            chunks = await table.count_rows()
-            documents = await reads.document_count(table)
+            documents, chunks = await self._counted(entry.table, table)
         return CollectionInfo(collection, documents, chunks, entry.model, entry.dimension)
+
+    async def _counted(self, name: str, table: Any) -> tuple[int, int]:
+        """(documents, chunks) of a table, counted once per table version."""
+
+        async def count() -> tuple[int, int]:
+            return await reads.document_count(table), await table.count_rows()
+
+        return await self._listings.get(table, ("counts", name), count)
 
     async def delete_collection(self, collection: str) -> int:
         """Drop a collection; returns how many documents it held. NotFound when unknown."""

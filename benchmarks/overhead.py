@@ -1,0 +1,353 @@
+"""Overhead benchmark: Bruno's fixed cost per request against a minimal stack, in one run.
+
+    uv run python benchmarks/overhead.py [--rounds 5] [--requests 40] [--chat-requests 32]
+
+Starts the four services as processes on loopback (``bruno_testing.BrunoSystem``: embedded
+defaults, one API key with a rate limit too high to refuse anything, so the key check and the
+limiter run but never shed) and the minimal stack of ``benchmarks/minimal_stack.py`` (a bare
+FastAPI route → a bare ``grpc.aio`` method → LanceDB's async FTS, and for hybrid the vector query
+concurrently), both holding the same one-chunk document. Then, in ``--rounds`` interleaved
+rounds of ``--requests`` sequential calls each (kept-alive connections), it times:
+
+- ``POST /api/v1/search`` text and hybrid (the query vector cached by retrieval; the minimal
+  stack has it precomputed) against the minimal stack's ``POST /search``;
+- ``GET /api/v1/collections`` and ``GET /api/v1/documents`` against one minimal text search;
+
+and once: chat time to first token through the edge against the official ``ollama`` client
+calling the Ollama stand-in directly, at concurrency 1 and 16 (distinct questions, so the query
+cache misses), and search throughput at concurrency 16 with distinct questions.
+
+It prints the p50 of every round and the spread of the ratios. A benchmark, not a test: it
+asserts nothing. Results: docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import grpc
+import httpx
+import lancedb
+import pyarrow as pa
+from lancedb.index import FTS
+from ollama import AsyncClient
+
+from bruno.embedding.v1 import embedding_pb2, embedding_pb2_grpc
+from bruno_testing.background import InBackground
+from bruno_testing.ollama_standin import OllamaStandIn
+from bruno_testing.system import BrunoSystem, free_port
+
+MODEL = "llama3.2"
+KEY = "bench-overhead-key"
+HERE = Path(__file__).resolve().parent
+DOCUMENT = (
+    "Velero backs up the LanceDB volume every night at 02:00 and keeps fourteen daily "
+    "snapshots. To restore, scale retrieval to zero, run velero restore create from the "
+    "latest backup, wait for the init container to roll tables back to their newest "
+    "complete version, then scale retrieval up again."
+)
+QUERY = "how do I restore the LanceDB volume from a backup?"
+TOPICS = ["backup", "restore", "volume", "snapshot", "retrieval", "velero", "night", "table"]
+
+
+def distinct_question(n: int) -> str:
+    """A question no other call asks (so no cache answers it) that still finds DOCUMENT, so a
+    chat asks the model instead of answering "I don't know" by itself."""
+    return f"How does Velero {TOPICS[n % len(TOPICS)]} the LanceDB volume? (ticket {n})"
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f}"
+
+
+async def timed(call: Callable[[], Awaitable[object]], requests: int) -> list[float]:
+    """Seconds each of ``requests`` sequential calls took."""
+    times = []
+    for _ in range(requests):
+        started = time.perf_counter()
+        await call()
+        times.append(time.perf_counter() - started)
+    return times
+
+
+async def ok(response: Awaitable[httpx.Response]) -> httpx.Response:
+    answer = await response
+    answer.raise_for_status()
+    return answer
+
+
+@contextmanager
+def minimal_stack(workdir: Path, vector: list[float]) -> Iterator[str]:
+    """The minimal stack's processes on loopback, holding DOCUMENT; yields its HTTP URL."""
+    db_path = workdir / "minimal"
+    table = pa.table(
+        {
+            "document_id": ["restore.md"],
+            "chunk_id": ["restore.md#0"],
+            "title": ["Restore"],
+            "source": ["restore.md"],
+            "text": [DOCUMENT],
+            "vector": pa.array([vector], type=pa.list_(pa.float32(), len(vector))),
+        }
+    )
+    created = lancedb.connect(db_path).create_table("chunks", table)
+    created.create_index(  # the sync API's FTS index, like retrieval's native one
+        "text", config=FTS()
+    )
+    vector_file = workdir / "vector.json"
+    vector_file.write_text(json.dumps(vector))
+    grpc_port, http_port = free_port(), free_port()
+    script = str(HERE / "minimal_stack.py")
+    grpc_side = [sys.executable, script, "grpc", "--port", str(grpc_port), "--db", str(db_path)]
+    http_side = [sys.executable, script, "http", "--port", str(http_port)]
+    processes = [
+        subprocess.Popen(  # noqa: S603 - our own interpreter and script
+            [*grpc_side, "--vector-file", str(vector_file)]
+        ),
+        subprocess.Popen(  # noqa: S603 - our own interpreter and script
+            [*http_side, "--grpc", f"127.0.0.1:{grpc_port}"]
+        ),
+    ]
+    url = f"http://127.0.0.1:{http_port}"
+    try:
+        deadline = time.monotonic() + 180  # a loaded machine starts processes slowly
+        while True:
+            try:
+                body = {"query": QUERY, "mode": "text"}
+                if httpx.post(f"{url}/search", json=body, timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError("the minimal stack did not answer")
+            time.sleep(0.2)
+        yield url
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+async def chat_ttft(client: httpx.AsyncClient, question: str) -> float:
+    started = time.perf_counter()
+    async with client.stream(
+        "POST", "/api/v1/chat", json={"message": question, "stream": True}
+    ) as response:
+        response.raise_for_status()
+        first: float | None = None
+        async for line in response.aiter_lines():  # read to the end: the stream's whole cost
+            if first is None and line.startswith("event: token"):
+                first = time.perf_counter() - started
+            elif line.startswith("event: error"):
+                raise RuntimeError("the edge answered with an error event")
+    if first is None:
+        raise RuntimeError("the chat streamed no token")
+    return first
+
+
+async def edge_chat(client: httpx.AsyncClient, offset: int, n: int) -> float:
+    return await chat_ttft(client, distinct_question(offset + n))
+
+
+async def direct_ttft(client: AsyncClient, question: str) -> float:
+    started = time.perf_counter()
+    first: float | None = None
+    stream = await client.chat(
+        model=MODEL, messages=[{"role": "user", "content": question}], stream=True
+    )
+    async for part in stream:
+        if first is None and part.message.content:
+            first = time.perf_counter() - started
+    return first if first is not None else time.perf_counter() - started
+
+
+async def concurrently(
+    call: Callable[[int], Awaitable[float]], concurrency: int, requests: int
+) -> list[float]:
+    numbers = list(range(requests))
+    results: list[float] = []
+
+    async def worker() -> None:
+        while numbers:
+            results.append(await call(numbers.pop()))
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return results
+
+
+async def measure(
+    system: BrunoSystem, minimal_url: str, ollama_url: str, args: argparse.Namespace
+) -> None:
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    headers = {"Authorization": f"Bearer {KEY}"}
+    async with (
+        httpx.AsyncClient(
+            base_url=system.edge_url, headers=headers, timeout=60, limits=limits
+        ) as bruno,
+        httpx.AsyncClient(base_url=minimal_url, timeout=60, limits=limits) as minimal,
+    ):
+        calls: dict[str, Callable[[], Awaitable[object]]] = {
+            "bruno text": lambda: ok(
+                bruno.post("/api/v1/search", json={"query": QUERY, "mode": "text"})
+            ),
+            "minimal text": lambda: ok(
+                minimal.post("/search", json={"query": QUERY, "mode": "text"})
+            ),
+            "bruno hybrid": lambda: ok(
+                bruno.post("/api/v1/search", json={"query": QUERY, "mode": "hybrid"})
+            ),
+            "minimal hybrid": lambda: ok(
+                minimal.post("/search", json={"query": QUERY, "mode": "hybrid"})
+            ),
+            "bruno collections": lambda: ok(bruno.get("/api/v1/collections")),
+            "bruno documents": lambda: ok(bruno.get("/api/v1/documents")),
+        }
+        for call in calls.values():  # warm: connections, caches, the query vector
+            await timed(call, 10)
+        rounds: dict[str, list[float]] = {name: [] for name in calls}
+        print(f"\n{args.rounds} rounds of {args.requests} sequential calls, p50 ms per round\n")
+        print("| call | " + " | ".join(f"round {n + 1}" for n in range(args.rounds)) + " |")
+        print("|---|" + "---|" * args.rounds)
+        for _ in range(args.rounds):
+            for name, call in calls.items():
+                rounds[name].append(pct(await timed(call, args.requests), 0.5))
+        for name, p50s in rounds.items():
+            print(f"| {name} | " + " | ".join(ms(p) for p in p50s) + " |")
+
+        def spread(values: list[float], unit: str = "") -> str:
+            return f"{min(values):.2f}-{max(values):.2f}{unit}"
+
+        def ratios(a: str, b: str) -> list[float]:
+            return [x / y for x, y in zip(rounds[a], rounds[b], strict=True)]
+
+        print("\n| measure | Bruno p50 | minimal p50 | ratio (per round) |")
+        print("|---|---|---|---|")
+        for mode in ("text", "hybrid"):
+            print(
+                f"| search, {mode} | {spread([p * 1000 for p in rounds[f'bruno {mode}']])} ms | "
+                f"{spread([p * 1000 for p in rounds[f'minimal {mode}']])} ms | "
+                f"{spread(ratios(f'bruno {mode}', f'minimal {mode}'), 'x')} |"
+            )
+        for listing in ("collections", "documents"):
+            print(
+                f"| list {listing} | {spread([p * 1000 for p in rounds[f'bruno {listing}']])} ms | "
+                f"{spread([p * 1000 for p in rounds['minimal text']])} ms (text search) | "
+                f"{spread(ratios(f'bruno {listing}', 'minimal text'), 'x')} |"
+            )
+
+        ollama = AsyncClient(host=ollama_url)
+        await concurrently(lambda n: direct_ttft(ollama, distinct_question(n)), 2, 4)
+        await concurrently(lambda n: chat_ttft(bruno, distinct_question(10_000 + n)), 2, 4)
+        print("\n| chat TTFT | direct p50 | edge p50 | added p50 | ratio | edge p95 |")
+        print("|---|---|---|---|---|---|")
+        offset = 20_000
+        for concurrency in (1, 16):
+            requests = max(args.chat_requests, 2 * concurrency)
+            direct = await concurrently(
+                lambda n: direct_ttft(ollama, distinct_question(n)), concurrency, requests
+            )
+            edge = await concurrently(
+                functools.partial(edge_chat, bruno, offset), concurrency, requests
+            )
+            offset += requests
+            d50, e50 = pct(direct, 0.5), pct(edge, 0.5)
+            print(
+                f"| c={concurrency} | {ms(d50)} ms | {ms(e50)} ms | +{ms(e50 - d50)} ms | "
+                f"{e50 / d50:.2f}x | {ms(pct(edge, 0.95))} ms |"
+            )
+
+        shed = 0
+
+        async def search(n: int) -> float:
+            nonlocal shed
+            started = time.perf_counter()
+            body = {"query": distinct_question(100_000 + offset + n)}
+            answer = await bruno.post("/api/v1/search", json=body)
+            if answer.status_code == 503:
+                shed += 1
+            else:
+                answer.raise_for_status()
+            return time.perf_counter() - started
+
+        requests = args.throughput_requests
+        started = time.perf_counter()
+        latencies = await concurrently(search, 16, requests)
+        elapsed = time.perf_counter() - started
+        print(
+            "\n| search, c=16, distinct questions (hybrid) | answered/s | shed (503) | p50 | p99 |"
+        )
+        print("|---|---|---|---|---|")
+        print(
+            f"| {requests} requests | {(requests - shed) / elapsed:.1f} | {shed} | "
+            f"{ms(pct(latencies, 0.5))} ms | {ms(pct(latencies, 0.99))} ms |"
+        )
+
+
+def query_vector(system: BrunoSystem) -> list[float]:
+    """The query's vector from Bruno's own embedding service, for the minimal stack."""
+    with grpc.insecure_channel(f"127.0.0.1:{system.ports['embedding']}") as channel:
+        stub = embedding_pb2_grpc.EmbeddingServiceStub(channel)
+        request = embedding_pb2.EmbedRequest(
+            texts=[QUERY], input_type=embedding_pb2.INPUT_TYPE_QUERY
+        )
+        return list(stub.Embed(request, timeout=30).vectors[0].values)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--requests", type=int, default=40)
+    parser.add_argument("--chat-requests", type=int, default=32)
+    parser.add_argument("--throughput-requests", type=int, default=480)
+    parser.add_argument("--token-delay", type=float, default=0.02)
+    args = parser.parse_args()
+    load = os.getloadavg()
+    print(
+        f"# bench-overhead {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, "
+        f"{os.cpu_count()} cores, Python {sys.version.split()[0]}, "
+        f"load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    )
+    standin = OllamaStandIn(models=[MODEL], token_delay=args.token_delay, reply="It is [1].")
+    with InBackground(standin) as ollama, tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        env = {
+            "BRUNO_LOG_LEVEL": "WARNING",
+            "BRUNO_API_KEYS": KEY,
+            # Checked on every request, never reached: the limiter's cost without its refusals.
+            "BRUNO_RATE_LIMIT": "100000/second",
+            # Sixteen chats of one key at once are the measure, not a key to hold back (a slot
+            # is freed just after the client has read the end of its stream, hence twice that).
+            "BRUNO_CONCURRENT_CHATS": "32",
+        }
+        with BrunoSystem(workdir, ollama_host=ollama.url, env=env) as system:
+            document = {"id": "restore.md", "title": "Restore", "text": DOCUMENT}
+            headers = {"Authorization": f"Bearer {KEY}"}
+            httpx.post(
+                f"{system.edge_url}/api/v1/documents", json=document, headers=headers, timeout=60
+            ).raise_for_status()
+            with minimal_stack(workdir, query_vector(system)) as minimal_url:
+                asyncio.run(measure(system, minimal_url, ollama.url, args))
+    load = os.getloadavg()
+    print(f"\nload at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
