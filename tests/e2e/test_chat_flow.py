@@ -162,3 +162,78 @@ def test_an_uploaded_pdf_is_found_by_a_fact_on_its_second_page(edge: httpx.Clien
     assert (best["document_id"], best["title"]) == ("ups-manual.pdf", "UPS 1500 manual")
     assert "keeps running for 14 minutes" in best["text"]
     assert "Specifications" in best["heading_path"]
+
+
+ROUTER_PAGES = [
+    PdfPage(
+        heading="Installation", paragraphs=["Mount the router on the rack rails with M6 screws."]
+    ),
+    PdfPage(scan=True, paragraphs=["Warranty card"]),
+    PdfPage(heading="Power", paragraphs=["The router draws 45 watts from its 12 volt input."]),
+    PdfPage(heading="Reset", paragraphs=["Hold the pinhole button for ten seconds to reset it."]),
+]
+ROUTER_FACTS = {
+    "How is the router mounted on the rack rails?": 1,
+    "How many watts does the router draw?": 3,  # page 2 is a scan: page numbers stay true
+    "How long must the pinhole button be held?": 4,
+}
+
+
+def test_each_fact_of_a_pdf_is_cited_with_its_own_page(edge: httpx.Client) -> None:
+    upload = edge.post(
+        "/api/v1/documents/upload?collection=pages",
+        files={"file": ("router.pdf", pdf_bytes(ROUTER_PAGES), "application/pdf")},
+    )
+    assert upload.status_code == 200, upload.text
+
+    for question, page in ROUTER_FACTS.items():
+        search = edge.post("/api/v1/search", json={"query": question, "collection": "pages"})
+        best = search.json()["results"][0]
+        assert (best["page"], best["link"]) == (page, f"router.pdf#page={page}"), question
+
+        chat = edge.post(
+            "/api/v1/chat", json={"message": question, "collection": "pages", "top_k": 1}
+        )
+        cited = chat.json()["citations"][0]
+        assert (cited["page"], cited["link"]) == (page, f"router.pdf#page={page}"), question
+
+
+def test_openai_inline_sources_name_the_page(edge: httpx.Client) -> None:
+    upload = edge.post(
+        "/api/v1/documents/upload?collection=default",
+        files={"file": ("router-manual.pdf", pdf_bytes(ROUTER_PAGES), "application/pdf")},
+    )
+    assert upload.status_code == 200, upload.text
+
+    completion = edge.post(
+        "/v1/chat/completions",
+        json={
+            "model": "bruno",
+            "messages": [{"role": "user", "content": "How many watts does the router draw?"}],
+        },
+    )
+
+    assert completion.status_code == 200, completion.text
+    answer = completion.json()["choices"][0]["message"]["content"]
+    assert "router-manual.pdf, p. 3" in answer
+
+
+def test_pages_sent_with_json_text_reach_search_and_bad_ones_are_refused(
+    edge: httpx.Client,
+) -> None:
+    pages = ["# Fan\n\nThe fan spins at 3000 rpm.", "# Fuse\n\nThe fuse is rated 5 amperes."]
+    text = "\n\n".join(pages)
+    document = {"id": "psu.pdf", "source": "docs/psu.pdf", "text": text, "collection": "json"}
+    bad = {**document, "segments": [{"start": 0, "page": 1}, {"start": len(text), "page": 2}]}
+
+    refused = edge.post("/api/v1/documents", json=bad)
+    segments = [{"start": 0, "page": 1}, {"start": len(pages[0]) + 2, "page": 2}]
+    created = edge.post("/api/v1/documents", json={**document, "segments": segments})
+
+    assert refused.status_code == 422, refused.text
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert "past the end of the text" in refused.json()["detail"]
+    assert created.status_code == 201, created.text
+    search = edge.post("/api/v1/search", json={"query": "fuse amperes", "collection": "json"})
+    best = search.json()["results"][0]
+    assert (best["page"], best["link"]) == (2, "docs/psu.pdf#page=2")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import io
+import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -423,3 +424,32 @@ async def test_a_document_id_with_slashes_is_deleted_as_one_encoded_segment(
         "/api/v1/documents/runbooks%2Fdisk-full.md?collection=default"
     )
     assert ("default", "runbooks/disk-full.md") not in edge.retrieval.documents
+
+
+async def test_ingest_sends_the_pages_of_a_pdf_with_its_text(edge: Edge, tmp_path: Path) -> None:
+    facts = ["Charge it for eight hours.", "The battery lasts fourteen minutes."]
+    (tmp_path / "ups.pdf").write_bytes(
+        pdf_bytes([PdfPage(heading="UPS", paragraphs=[facts[0]]), PdfPage(paragraphs=[facts[1]])])
+    )
+    (tmp_path / "notes.md").write_text("# Notes\n\nNo pages here.\n")
+    transport = RecordingTransport(edge.app)
+
+    code = await run(
+        ["ingest", str(tmp_path)], transport=transport, out=io.StringIO(), err=io.StringIO()
+    )
+
+    assert code == 0
+    bodies = {
+        body["id"]: body
+        for body in (json.loads(r.content) for r in transport.requests if r.method == "POST")
+    }
+    pdf = bodies["ups.pdf"]
+    starts = [segment["start"] for segment in pdf["segments"]] + [len(pdf["text"])]
+    pages = {
+        segment["page"]: pdf["text"][start:end]
+        for segment, start, end in zip(pdf["segments"], starts, starts[1:], strict=False)
+    }
+    assert sorted(pages) == [1, 2]
+    assert facts[0] in pages[1]
+    assert facts[1] in pages[2]
+    assert "segments" not in bodies["notes.md"]

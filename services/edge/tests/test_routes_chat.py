@@ -53,6 +53,8 @@ async def test_chat_answers_with_citations_and_timings(edge: Edge) -> None:
         "chunk_id": "runbooks/crashloop.md:0",
         "title": "Crashloop",
         "source": "docs/c.md",
+        "page": None,
+        "link": None,
         "score": 1.0,
         "text": RUNBOOK,
     }

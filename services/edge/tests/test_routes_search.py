@@ -28,6 +28,8 @@ async def test_search_returns_results_and_the_mode_used(edge: Edge) -> None:
                 "title": "Velero",
                 "source": "v.md",
                 "heading_path": "Velero",
+                "page": None,
+                "link": None,
                 "text": "backup with velero",
                 "score": 1.0,
                 "metadata": {},

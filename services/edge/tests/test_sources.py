@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+from bruno_edge.pages import page_link
 from bruno_edge.schemas import Citation
 from bruno_edge.sources import sources_text, without_sources
 
 
-def citation(marker: int, *, cited: bool = True, **fields: str) -> Citation:
+def citation(
+    marker: int, *, cited: bool = True, page: int | None = None, **fields: str
+) -> Citation:
     values = {"document_id": f"doc{marker}", "title": "", "source": "", **fields}
     return Citation(
-        marker=marker, chunk_id=f"c{marker}", score=1.0, text="t", cited=cited, **values
+        marker=marker,
+        chunk_id=f"c{marker}",
+        score=1.0,
+        text="t",
+        cited=cited,
+        page=page,
+        link=page_link(values["source"], page),
+        **values,
     )
 
 
@@ -28,6 +38,23 @@ def test_cited_passages_are_listed_by_marker_with_title_and_source() -> None:
         "- [1] [Flux \\[docs\\]](<https://fluxcd.io/a_(b)>)\n"
         "- [2] Velero — runbooks/velero.md\n"
         "- [4] doc4"
+    )
+
+
+def test_a_passage_of_a_pdf_is_listed_with_its_page_and_links_to_it() -> None:
+    block = sources_text(
+        [
+            citation(1, title="UPS 1500 manual", source="ups-manual.pdf", page=12),
+            citation(2, title="Router", source="https://example.org/router.pdf", page=3),
+            citation(3, title="Scanned notes", page=7),
+        ]
+    )
+
+    assert block == (
+        "\n\nSources:\n"
+        "- [1] UPS 1500 manual — ups-manual.pdf, p. 12\n"
+        "- [2] [Router, p. 3](<https://example.org/router.pdf#page=3>)\n"
+        "- [3] Scanned notes, p. 7"
     )
 
 

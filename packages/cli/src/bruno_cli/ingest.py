@@ -50,6 +50,8 @@ class SourceFile:
 class Document:
     title: str
     text: str
+    #: ``{"start", "page"}`` of each page of a PDF, so each chunk knows its page.
+    segments: list[dict[str, int]]
 
 
 @dataclass(frozen=True)
@@ -137,7 +139,12 @@ def read_document(path: Path) -> Document:
         raise CliError(error.explanation.removeprefix("is ")) from error
     except (UnsupportedMediaType, LimitExceeded) as error:
         raise CliError(error.detail) from error
-    return Document(title=extracted.title, text=extracted.text)
+    segments = [
+        {"start": segment.start, "page": segment.page}
+        for segment in extracted.segments
+        if segment.page is not None
+    ]
+    return Document(title=extracted.title, text=extracted.text, segments=segments)
 
 
 # --- syncing ------------------------------------------------------------------------------
@@ -245,7 +252,7 @@ async def _ingest_one(
     known = stored.get(source.document_id)
     if known is not None and known.get("content_hash") == content_hash(document.text):
         return "unchanged", f" ({known.get('chunks', 0)} chunks)"
-    body = {
+    body: dict[str, Any] = {
         "id": source.document_id,
         "title": document.title[:500],
         "source": source.path.as_posix()[:2000],
@@ -253,6 +260,8 @@ async def _ingest_one(
         "collection": collection,
         "metadata": {SYNC_ROOT_KEY: source.sync_root} if source.sync_root else {},
     }
+    if document.segments:
+        body["segments"] = document.segments
     response = await call(client, "POST", api_path("documents"), json=body)
     if response.status_code == 401:
         raise failure(response)  # every other file would fail the same way

@@ -50,6 +50,10 @@ MAX_FILTER_VALUE_CHARS = MAX_SOURCE_CHARS
 # The longest search query; a chat message is searched, so it can be no longer either.
 MAX_QUERY_CHARS = 8_000
 
+# The most pages a document read from a paged original (a PDF) may have: the highest page
+# number a chunk may carry, and the most segments (one a page at most) its text may have.
+MAX_DOCUMENT_PAGES = 100_000
+
 # Pages of the document listing: 0 (or nothing) asks for the default page size.
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500

@@ -31,6 +31,7 @@ from bruno_core.contract import DEFAULT_COLLECTION
 from bruno_edge.clients import Downstreams, rpc_errors
 from bruno_edge.config import EdgeSettings
 from bruno_edge.metrics import EdgeMetrics
+from bruno_edge.pages import page_link
 from bruno_edge.schemas import (
     ChatDone,
     ChatRequest,
@@ -230,6 +231,8 @@ class ChatService:
                 chunk_id=hit.chunk_id,
                 title=hit.title,
                 source=hit.source,
+                page=hit.page or None,
+                link=page_link(hit.source, hit.page),
                 score=round(hit.score, 6),
                 text=hit.text,
             )

@@ -11,7 +11,7 @@ from limits import parse_many
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
-from bruno_core.contract import MAX_QUERY_CHARS
+from bruno_core.contract import MAX_DOCUMENT_PAGES, MAX_QUERY_CHARS
 from bruno_core.settings import (
     DEFAULT_EMBEDDING_ADDR,
     DEFAULT_GENERATION_ADDR,
@@ -51,7 +51,7 @@ class EdgeSettings(ContractLimitSettings):
     # Uploads carry PDFs and Word files, larger than the text they hold: their own bounds.
     max_upload_bytes: int = Field(default=64 * MIB, ge=1024)
     max_file_bytes: int = Field(default=32 * MIB, ge=1)
-    max_document_pages: int = Field(default=2000, ge=1)
+    max_document_pages: int = Field(default=2000, ge=1, le=MAX_DOCUMENT_PAGES)
     extract_timeout_seconds: float = Field(default=60.0, gt=0)
     chat_timeout_seconds: float = Field(default=120.0, gt=0)
     request_timeout_seconds: float = Field(default=30.0, gt=0)

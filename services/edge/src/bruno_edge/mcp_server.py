@@ -42,6 +42,7 @@ from bruno_edge.api.deps import EdgeState
 from bruno_edge.auth import Caller
 from bruno_edge.chat import ChatService
 from bruno_edge.clients import Downstreams, rpc_errors
+from bruno_edge.pages import page_link
 from bruno_edge.plain_text import PlainText
 from bruno_edge.schemas import (
     Citation,
@@ -192,6 +193,8 @@ def create_mcp_server(state: EdgeState) -> MCPServer:
                     title=hit.title,
                     source=hit.source,
                     heading_path=hit.heading_path,
+                    page=hit.page or None,
+                    link=page_link(hit.source, hit.page),
                     text=hit.text,
                     score=round(hit.score, 6),
                     metadata=dict(hit.metadata),

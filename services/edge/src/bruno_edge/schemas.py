@@ -21,6 +21,7 @@ from bruno_core.contract import (
     CONVERSATION_ID,
     DEFAULT_COLLECTION,
     DOCUMENT_ID,
+    MAX_DOCUMENT_PAGES,
     MAX_FILTER_VALUE_CHARS,
     MAX_FILTERS,
     MAX_METADATA_ENTRIES,
@@ -172,6 +173,13 @@ class Citation(BaseModel):
     chunk_id: str
     title: str
     source: str
+    page: int | None = Field(
+        default=None, description="The page of the original (a PDF) the passage starts on."
+    )
+    link: str | None = Field(
+        default=None,
+        description="`source#page=N`, opening that page, when the source is a URL or a path.",
+    )
     score: float
     text: str
     cited: bool = Field(default=False, description="Whether the answer cites it.")
@@ -238,6 +246,17 @@ class ChatResponse(ChatDone):
 # --- documents ----------------------------------------------------------------------------
 
 
+# Offsets travel to retrieval as uint32.
+_UINT32_MAX = 2**32 - 1
+
+
+class TextSegmentIn(_Request):
+    """Where a stretch of a document's text starts and the page of the original it is on."""
+
+    start: int = Field(ge=0, le=_UINT32_MAX, description="Offset in `text`, in characters.")
+    page: int = Field(ge=1, le=MAX_DOCUMENT_PAGES, description="1-based page of the original.")
+
+
 class DocumentIn(_Request):
     model_config = ConfigDict(
         json_schema_extra={
@@ -273,6 +292,13 @@ class DocumentIn(_Request):
         dict[MetadataKey, MetadataValue], Field(max_length=MAX_METADATA_ENTRIES)
     ] = Field(default_factory=dict)
     collection: Collection = DEFAULT_COLLECTION
+    segments: Annotated[list[TextSegmentIn], Field(max_length=MAX_DOCUMENT_PAGES)] = Field(
+        default_factory=list,
+        description=(
+            "For text read from a PDF: where each page's text starts (the first at 0, starts "
+            "increasing), so each chunk knows its page. Absent: no pages."
+        ),
+    )
 
 
 class DocumentIngested(BaseModel):
@@ -342,6 +368,13 @@ class SearchResult(BaseModel):
     title: str
     source: str
     heading_path: str = Field(description="Headings above the chunk, e.g. `Backups > Restore`.")
+    page: int | None = Field(
+        default=None, description="The page of the original (a PDF) the passage starts on."
+    )
+    link: str | None = Field(
+        default=None,
+        description="`source#page=N`, opening that page, when the source is a URL or a path.",
+    )
     text: str
     score: float
     metadata: dict[str, str]

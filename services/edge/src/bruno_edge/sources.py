@@ -11,6 +11,7 @@ as well):
     Sources:
     - [1] Velero — runbooks/velero.md
     - [2] [Flux](https://fluxcd.io/flux/)
+    - [3] UPS 1500 manual — ups-manual.pdf, p. 12
 
 A client that sends the earlier turns back sends the list back too; :func:`without_sources`
 takes it off again, so neither the rewrite nor the model reads stale sources as conversation.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from bruno_edge.pages import page_label
 from bruno_edge.schemas import Citation
 
 HEADING = "Sources:"
@@ -41,11 +43,11 @@ def _describe(citation: Citation) -> str:
     title = " ".join((citation.title or citation.document_id).split())
     source = citation.source.strip()
     if _URL.match(source):
-        text = _LINK_TEXT_SPECIALS.sub(r"\\\1", title)
-        return f"[{text}](<{source}>)"
+        text = _LINK_TEXT_SPECIALS.sub(r"\\\1", page_label(title, citation.page))
+        return f"[{text}](<{citation.link or source}>)"
     if source and source != title:
-        return f"{title} — {source}"
-    return title
+        return f"{title} — {page_label(source, citation.page)}"
+    return page_label(title, citation.page)
 
 
 def without_sources(answer: str) -> str:

@@ -63,11 +63,13 @@ _MID_WORD, _WORD, _SENTENCE, _LINE, _PARAGRAPH, _SECTION_END = range(6)
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
-    """One piece of a document: its position, its verbatim text and the headings above it."""
+    """One piece of a document: its position, its verbatim text, the headings above it and
+    where it starts in the document's text (a character offset: what puts a page on it)."""
 
     index: int
     text: str
     heading_path: str
+    start: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +112,7 @@ def chunk_text(text: str, *, size_tokens: int, overlap_tokens: int) -> list[Chun
     chunks: list[Chunk] = []
     for section in _sections(text):
         for start, end in _windows(text, section, size_tokens, overlap_tokens, max_chars):
-            chunks.append(Chunk(len(chunks), text[start:end], section.heading_path))
+            chunks.append(Chunk(len(chunks), text[start:end], section.heading_path, start))
     return chunks
 
 

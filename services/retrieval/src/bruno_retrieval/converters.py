@@ -25,6 +25,7 @@ from bruno_retrieval.knowledge import (
     SearchHit,
     SearchMode,
     SearchResult,
+    TextSegment,
 )
 
 _MODE_FROM_PROTO = {
@@ -52,6 +53,11 @@ def search_mode(value: retrieval_pb2.SearchMode.ValueType) -> SearchMode:
     if mode is None:
         raise InvalidInput(f"unknown search mode {value}")
     return mode
+
+
+def text_segments(segments: Sequence[retrieval_pb2.TextSegment]) -> list[TextSegment]:
+    """The pages of an ingest's text (the store checks them against the text)."""
+    return [TextSegment(start=segment.start, page=segment.page) for segment in segments]
 
 
 def ingest_response(result: IngestResult) -> retrieval_pb2.IngestDocumentResponse:
@@ -115,6 +121,7 @@ def _hit(hit: SearchHit) -> retrieval_pb2.SearchHit:
         chunk_index=hit.chunk_index,
         metadata=hit.metadata,
         heading_path=hit.heading_path,
+        page=hit.page or 0,
     )
 
 

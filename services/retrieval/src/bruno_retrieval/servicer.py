@@ -41,6 +41,7 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
             title=request.title,
             source=request.source,
             metadata=dict(request.metadata),
+            segments=converters.text_segments(request.segments),
         )
         return converters.ingest_response(result)
 

@@ -9,6 +9,7 @@ from bruno_retrieval.knowledge.ann import AnnConfig, AnnIndex
 from bruno_retrieval.knowledge.catalog import CATALOG_TABLE
 from bruno_retrieval.knowledge.embedding import Embedder
 from bruno_retrieval.knowledge.fusion import Fusion, FusionConfig, fuse
+from bruno_retrieval.knowledge.pages import TextSegment
 from bruno_retrieval.knowledge.rerank import HttpReranker
 from bruno_retrieval.knowledge.results import (
     CollectionInfo,
@@ -41,5 +42,6 @@ __all__ = [
     "SearchHit",
     "SearchMode",
     "SearchResult",
+    "TextSegment",
     "fuse",
 ]

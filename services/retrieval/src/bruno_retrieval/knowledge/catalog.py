@@ -32,7 +32,12 @@ from bruno_core.contract import COLLECTION_NAME, DEFAULT_COLLECTION
 from bruno_retrieval.background import BackgroundTasks
 from bruno_retrieval.knowledge.ann import VectorIndexes
 from bruno_retrieval.knowledge.keywords import KeywordIndexes, ensure_text_index
-from bruno_retrieval.knowledge.schema import CATALOG_SCHEMA, catalog_row, table_schema
+from bruno_retrieval.knowledge.schema import (
+    CATALOG_SCHEMA,
+    catalog_row,
+    ensure_page_column,
+    table_schema,
+)
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +135,7 @@ class Catalog:
         async with self._open_lock:
             if (table := self._tables.get(entry.table)) is None:
                 table = await self.db.open_table(entry.table)
+                await ensure_page_column(table)
                 await self.keywords.adopt(entry.collection, table)
                 await self._indexes.adopt(entry.collection, table)
                 self._tables[entry.table] = table

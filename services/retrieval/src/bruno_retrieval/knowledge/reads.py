@@ -3,6 +3,7 @@ version of documents, a page of documents, and the rows of a table as a stream."
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -49,15 +50,35 @@ async def vector_hits(
     return [hit_of(row, 1.0 - row["_distance"]) for row in rows]
 
 
-async def versions(table: Any, document_ids: list[str]) -> dict[str, tuple[str, int]]:
-    """(content hash, chunk count) of each stored document among ``document_ids``."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class StoredVersion:
+    """What is stored of a document: its text's hash, its chunk count, whether its chunks
+    know their pages."""
+
+    digest: str
+    chunks: int
+    paged: bool
+
+    def covers(self, digest: str, *, paged: bool) -> bool:
+        """Whether storing text of ``digest`` (with pages, or not) would add nothing: the
+        same text, and pages already known if the new version has them."""
+        return self.digest == digest and (self.paged or not paged)
+
+
+async def versions(table: Any, document_ids: list[str]) -> dict[str, StoredVersion]:
+    """The stored version of each document among ``document_ids``."""
     rows = (
         await table.query()
         .where(col("document_id").isin(document_ids) & first_chunks())
-        .select(["document_id", "content_hash", "chunk_count"])
+        .select(["document_id", "content_hash", "chunk_count", "page"])
         .to_arrow()
     ).to_pylist()
-    return {row["document_id"]: (row["content_hash"], row["chunk_count"]) for row in rows}
+    return {
+        row["document_id"]: StoredVersion(
+            row["content_hash"], row["chunk_count"], row["page"] is not None
+        )
+        for row in rows
+    }
 
 
 async def documents_after(table: Any, cursor: str, limit: int) -> list[DocumentSummary]:

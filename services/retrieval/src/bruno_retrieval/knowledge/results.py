@@ -41,6 +41,7 @@ class SearchHit:
     score: float  # higher is better; comparable within one search only
     content_hash: str
     metadata: dict[str, str] = dataclasses.field(default_factory=dict)
+    page: int | None = None  # of a paged original (a PDF), where the chunk starts
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

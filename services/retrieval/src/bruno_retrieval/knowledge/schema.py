@@ -23,6 +23,7 @@ RESULT_COLUMNS = [
     "source",
     "text",
     "heading_path",
+    "page",
     "metadata",
     "content_hash",
 ]
@@ -60,6 +61,9 @@ def table_schema(dimension: int) -> pa.Schema:
             pa.field("source", pa.string(), nullable=False),
             pa.field("text", pa.string(), nullable=False),
             pa.field("heading_path", pa.string(), nullable=False),
+            # The page of a paged original the chunk starts on; null for other documents. A
+            # table from before pages gets the column, all null (ensure_page_column).
+            pa.field("page", pa.int32(), nullable=True),
             pa.field("metadata", pa.string(), nullable=False),  # JSON object of strings
             pa.field("filter_terms", pa.list_(pa.string()), nullable=False),
             pa.field("content_hash", pa.string(), nullable=False),  # sha256 of the document
@@ -77,9 +81,11 @@ def chunk_rows(
     metadata: Mapping[str, str],
     digest: str,
     chunks: Sequence[Chunk],
+    pages: Sequence[int | None],
     vectors: Sequence[Sequence[float]],
 ) -> pa.Table:
-    """The rows of one document version, its vectors of one dimension."""
+    """The rows of one document version (``pages``: each chunk's), its vectors of one
+    dimension."""
     now = datetime.now(UTC)
     metadata_json = json.dumps(dict(metadata), sort_keys=True, ensure_ascii=False)
     terms = filter_terms(metadata)
@@ -94,13 +100,14 @@ def chunk_rows(
                 "source": source,
                 "text": chunk.text,
                 "heading_path": chunk.heading_path,
+                "page": page,
                 "metadata": metadata_json,
                 "filter_terms": terms,
                 "content_hash": digest,
                 "ingested_at": now,
                 "vector": vector,
             }
-            for chunk, vector in zip(chunks, vectors, strict=True)
+            for chunk, page, vector in zip(chunks, pages, vectors, strict=True)
         ],
         schema=table_schema(len(vectors[0])),
     )
@@ -118,6 +125,12 @@ def reindexed_rows(
         new["vector"] = vector
         out.append(new)
     return pa.Table.from_pylist(out, schema=table_schema(len(vectors[0])))
+
+
+async def ensure_page_column(table: Any) -> None:
+    """Give a table from before pages its ``page`` column (nulls: no page known)."""
+    if "page" not in (await table.schema()).names:
+        await table.add_columns(pa.field("page", pa.int32(), nullable=True))
 
 
 def catalog_row(collection: str, table: str, model: str, dimension: int) -> pa.Table:
@@ -144,6 +157,7 @@ def search_hit(row: Mapping[str, Any], score: float) -> SearchHit:
         source=row["source"],
         text=row["text"],
         heading_path=row["heading_path"],
+        page=row["page"],
         score=score,
         content_hash=row["content_hash"],
         metadata=json.loads(row["metadata"]),

@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import dataclasses
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lancedb
@@ -56,6 +56,7 @@ from bruno_retrieval.knowledge.embedding import Embedder, check_vectors, embeddi
 from bruno_retrieval.knowledge.filters import filter_expression
 from bruno_retrieval.knowledge.fusion import FusionConfig, fuse
 from bruno_retrieval.knowledge.memo import TableMemo
+from bruno_retrieval.knowledge.pages import TextSegment, check_segments, pages_at
 from bruno_retrieval.knowledge.reindex import rebuild
 from bruno_retrieval.knowledge.rerank import HttpReranker
 from bruno_retrieval.knowledge.results import (
@@ -137,27 +138,32 @@ class KnowledgeStore:
         title: str = "",
         source: str = "",
         metadata: Mapping[str, str] | None = None,
+        segments: Sequence[TextSegment] = (),
     ) -> IngestResult:
         """Store ``text`` as document ``document_id`` (derived from the text when empty).
 
-        The same id with the same text is a no-op that calls no model; changed text replaces
-        every old chunk in one commit. If embedding fails nothing is written.
+        The same id with the same text is a no-op that calls no model (unless ``segments``
+        bring pages the stored chunks lack); changed text replaces every old chunk in one
+        commit. If embedding fails nothing is written. ``segments`` (:mod:`.pages`) give each
+        chunk the page it starts on.
         """
         metadata = metadata or {}
         self._check_document(text, title, source, metadata)
         collection = COLLECTION_NAME.check(collection or DEFAULT_COLLECTION)
         if not text.strip():
             raise InvalidInput("text must not be empty")
+        segments = check_segments(segments, len(text))
+        paged = bool(segments)
         digest = content_hash(text)
         document_id = DOCUMENT_ID.check(document_id or digest[:_DERIVED_ID_HEX_CHARS])
 
         entry = self._catalog.entry(collection)
         if entry is not None:
             stored = await reads.versions(await self._catalog.table(entry), [document_id])
-            if document_id in stored and stored[document_id][0] == digest:
-                chunks_stored = stored[document_id][1]
+            found = stored.get(document_id)
+            if found is not None and found.covers(digest, paged=paged):
                 outcome = IngestOutcome.UNCHANGED
-                return IngestResult(collection, document_id, outcome, chunks_stored, digest)
+                return IngestResult(collection, document_id, outcome, found.chunks, digest)
 
         size, overlap = self._settings.chunk_size_tokens, self._settings.chunk_overlap_tokens
         chunks = chunk_text(text, size_tokens=size, overlap_tokens=overlap)
@@ -174,10 +180,11 @@ class KnowledgeStore:
             metadata=metadata,
             digest=digest,
             chunks=chunks,
+            pages=pages_at([chunk.start for chunk in chunks], segments),
             vectors=vectors,
         )
         version = DocumentVersion(
-            document_id, digest, await self._embedder.model(), dimension, rows
+            document_id, digest, await self._embedder.model(), dimension, rows, paged
         )
         outcome, count = await self._writer.commit(collection, version)
         return IngestResult(collection, document_id, outcome, count, digest)

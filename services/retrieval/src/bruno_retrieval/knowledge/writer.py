@@ -51,6 +51,7 @@ class DocumentVersion:
     model: str  # the embedding model that made its vectors
     dimension: int
     rows: pa.Table
+    paged: bool = False  # its chunks know their pages
 
 
 class Writer:
@@ -116,8 +117,8 @@ class Writer:
         changed = []
         for pending in writable:
             stored = current.get(pending.item.document_id)
-            if stored is not None and stored[0] == pending.item.digest:
-                pending.settle((IngestOutcome.UNCHANGED, stored[1]))
+            if stored is not None and stored.covers(pending.item.digest, paged=pending.item.paged):
+                pending.settle((IngestOutcome.UNCHANGED, stored.chunks))
             else:
                 changed.append(pending)
         if not changed:

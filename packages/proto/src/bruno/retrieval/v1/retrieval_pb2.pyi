@@ -93,6 +93,7 @@ class IngestDocumentRequest(_message.Message):
     SOURCE_FIELD_NUMBER: _builtins.int
     TEXT_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
+    SEGMENTS_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     """empty: "default" """
     document_id: _builtins.str
@@ -102,6 +103,12 @@ class IngestDocumentRequest(_message.Message):
     text: _builtins.str
     @_builtins.property
     def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    @_builtins.property
+    def segments(self) -> _containers.RepeatedCompositeFieldContainer[Global___TextSegment]:
+        """Where the text came from in a paged original (a PDF): each segment starts at a character
+        offset of `text` and runs to the next one. Starts strictly increase; empty: no pages.
+        """
+
     def __init__(
         self,
         *,
@@ -111,14 +118,41 @@ class IngestDocumentRequest(_message.Message):
         source: _builtins.str = ...,
         text: _builtins.str = ...,
         metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        segments: _abc.Iterable[Global___TextSegment] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "document_id", b"document_id", "metadata", b"metadata", "source", b"source", "text", b"text", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "document_id", b"document_id", "metadata", b"metadata", "segments", b"segments", "source", b"source", "text", b"text", "title", b"title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___IngestDocumentRequest: _TypeAlias = IngestDocumentRequest  # noqa: Y015
+
+@_typing.final
+class TextSegment(_message.Message):
+    """A stretch of a document's text and the page it was read from."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_FIELD_NUMBER: _builtins.int
+    PAGE_FIELD_NUMBER: _builtins.int
+    start: _builtins.int
+    """offset in `text`, in Unicode code points (characters, not bytes)"""
+    page: _builtins.int
+    """1-based page of the original"""
+    def __init__(
+        self,
+        *,
+        start: _builtins.int = ...,
+        page: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page", b"page", "start", b"start"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TextSegment: _TypeAlias = TextSegment  # noqa: Y015
 
 @_typing.final
 class IngestDocumentResponse(_message.Message):
@@ -243,6 +277,7 @@ class SearchHit(_message.Message):
     CHUNK_INDEX_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
     HEADING_PATH_FIELD_NUMBER: _builtins.int
+    PAGE_FIELD_NUMBER: _builtins.int
     document_id: _builtins.str
     chunk_id: _builtins.str
     title: _builtins.str
@@ -253,6 +288,8 @@ class SearchHit(_message.Message):
     chunk_index: _builtins.int
     heading_path: _builtins.str
     """e.g. "Backups > Restoring the volume" """
+    page: _builtins.int
+    """the page of the original (a PDF) the chunk starts on; 0: none"""
     @_builtins.property
     def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     def __init__(
@@ -267,10 +304,11 @@ class SearchHit(_message.Message):
         chunk_index: _builtins.int = ...,
         metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         heading_path: _builtins.str = ...,
+        page: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_id", b"chunk_id", "chunk_index", b"chunk_index", "document_id", b"document_id", "heading_path", b"heading_path", "metadata", b"metadata", "score", b"score", "source", b"source", "text", b"text", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_id", b"chunk_id", "chunk_index", b"chunk_index", "document_id", b"document_id", "heading_path", b"heading_path", "metadata", b"metadata", "page", b"page", "score", b"score", "source", b"source", "text", b"text", "title", b"title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

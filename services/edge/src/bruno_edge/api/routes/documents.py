@@ -81,6 +81,10 @@ async def ingest_document(
         source=document.source,
         text=document.text,
         metadata=document.metadata,
+        segments=[
+            retrieval_pb2.TextSegment(start=segment.start, page=segment.page)
+            for segment in document.segments
+        ],
     )
     with rpc_errors("retrieval"):
         # Ingesting embeds every chunk, so it gets the chat deadline rather than the short one.
@@ -195,6 +199,12 @@ async def upload_documents(
             title=document.title[:MAX_TITLE_CHARS],
             source=name,
             text=document.text,
+            # A PDF's pages, so each chunk knows the page it starts on.
+            segments=[
+                retrieval_pb2.TextSegment(start=segment.start, page=segment.page)
+                for segment in document.segments
+                if segment.page is not None
+            ],
         )
         async with semaphore:
             with rpc_errors("retrieval"):

@@ -10,6 +10,7 @@ from bruno_edge.api.deps import CallerDep, DownstreamsDep, SettingsDep, guarded
 from bruno_edge.api.routes import API_PREFIX, problem_responses
 from bruno_edge.clients import rpc_errors
 from bruno_edge.keys import Scope
+from bruno_edge.pages import page_link
 from bruno_edge.schemas import SearchModeName, SearchRequest, SearchResponse, SearchResult
 
 router = APIRouter(prefix=API_PREFIX, tags=["search"])
@@ -51,6 +52,8 @@ async def search(
                 title=hit.title,
                 source=hit.source,
                 heading_path=hit.heading_path,
+                page=hit.page or None,
+                link=page_link(hit.source, hit.page),
                 text=hit.text,
                 score=round(hit.score, 6),
                 metadata=dict(hit.metadata),
