@@ -42,7 +42,7 @@ from bruno_edge.api.deps import EdgeState
 from bruno_edge.auth import Caller
 from bruno_edge.chat import ChatService
 from bruno_edge.clients import Downstreams, rpc_errors
-from bruno_edge.pages import page_link
+from bruno_edge.hits import search_result
 from bruno_edge.plain_text import PlainText
 from bruno_edge.schemas import (
     Citation,
@@ -185,22 +185,7 @@ def create_mcp_server(state: EdgeState) -> MCPServer:
                         request, timeout=settings.request_timeout_seconds
                     )
         return SearchFound(
-            passages=[
-                SearchResult(
-                    document_id=hit.document_id,
-                    chunk_id=hit.chunk_id,
-                    chunk_index=hit.chunk_index,
-                    title=hit.title,
-                    source=hit.source,
-                    heading_path=hit.heading_path,
-                    page=hit.page or None,
-                    link=page_link(hit.source, hit.page),
-                    text=hit.text,
-                    score=round(hit.score, 6),
-                    metadata=dict(hit.metadata),
-                )
-                for hit in found.hits
-            ],
+            passages=[search_result(hit) for hit in found.hits],
             mode=retrieval_pb2.SearchMode.Name(found.mode).removeprefix("SEARCH_MODE_").lower(),
         )
 

@@ -9,9 +9,9 @@ from bruno_edge.admission import Work
 from bruno_edge.api.deps import CallerDep, DownstreamsDep, SettingsDep, guarded
 from bruno_edge.api.routes import API_PREFIX, problem_responses
 from bruno_edge.clients import rpc_errors
+from bruno_edge.hits import search_result
 from bruno_edge.keys import Scope
-from bruno_edge.pages import page_link
-from bruno_edge.schemas import SearchModeName, SearchRequest, SearchResponse, SearchResult
+from bruno_edge.schemas import SearchModeName, SearchRequest, SearchResponse
 
 router = APIRouter(prefix=API_PREFIX, tags=["search"])
 
@@ -44,22 +44,7 @@ async def search(
             request, timeout=settings.request_timeout_seconds
         )
     return SearchResponse(
-        results=[
-            SearchResult(
-                document_id=hit.document_id,
-                chunk_id=hit.chunk_id,
-                chunk_index=hit.chunk_index,
-                title=hit.title,
-                source=hit.source,
-                heading_path=hit.heading_path,
-                page=hit.page or None,
-                link=page_link(hit.source, hit.page),
-                text=hit.text,
-                score=round(hit.score, 6),
-                metadata=dict(hit.metadata),
-            )
-            for hit in found.hits
-        ],
+        results=[search_result(hit) for hit in found.hits],
         # Retrieval reports the mode it used; "unspecified" would mean it broke that promise.
         mode=_NAMES.get(found.mode, "unspecified"),
     )
