@@ -235,6 +235,17 @@ class Catalog:
             self.keywords.forget(name)
             await self._indexes.adopt(name, table, rebuild=False)
 
+    async def being_rebuilt(self, entry: CatalogEntry) -> bool:
+        """Whether a shadow table of ``entry``'s (a reindex under way) exists: how a reader,
+        which cannot see the writer's reindex, knows one is running."""
+        base, _, generation = entry.table.partition(".")
+        current = int(generation) if generation.isdigit() else 0
+        for name in await table_names(self.db):
+            prefix, _, number = name.partition(".")
+            if prefix == base and number.isdigit() and int(number) > current:
+                return True
+        return False
+
     async def create(self, collection: str, model: str, dimension: int) -> CatalogEntry:
         """A new, empty table for ``collection``, named after it — or ``name.N`` while a
         deleted collection's table of that name still waits for its last searches."""

@@ -344,7 +344,10 @@ class KnowledgeStore:
                     vector = await self._query_vector(entry, query)
                 except Conflict:
                     switched = self._catalog.entry(collection) != entry
-                    if collection not in self._reindexing and not switched:
+                    reindexing = collection in self._reindexing or (
+                        not self._role.writes and await self._catalog.being_rebuilt(entry)
+                    )
+                    if not reindexing and not switched:
                         raise
                     # The embedding service already serves the new model and the shadow table
                     # is not ready (or became current while this query was embedded): keyword
