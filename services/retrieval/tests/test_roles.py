@@ -221,7 +221,7 @@ async def test_a_reader_follows_a_reindex_and_a_deleted_collection_without_resta
         switched_table = result.committed.table
 
         async def switched() -> bool:
-            entry = reader._catalog.entry("homelab")  # noqa: SLF001 - which table it reads
+            entry = reader._catalog.entry("homelab")  # which table it reads
             found = await reader.search("homelab", "velero")
             return entry is not None and entry.table == switched_table and bool(found.hits)
 
