@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Path, Response
 
 from bruno.retrieval.v1 import retrieval_pb2
 from bruno_core.contract import COLLECTION_NAME
@@ -15,6 +15,7 @@ from bruno_edge.admission import Work
 from bruno_edge.api.deps import CallerDep, DownstreamsDep, SettingsDep, guarded, needs
 from bruno_edge.api.routes import API_PREFIX, problem_responses
 from bruno_edge.clients import rpc_errors
+from bruno_edge.consistency import HEADER, read, token
 from bruno_edge.keys import Scope
 from bruno_edge.schemas import (
     CollectionDeleted,
@@ -52,8 +53,11 @@ async def list_collections(
 ) -> CollectionList:
     """The collections the key sees."""
     with rpc_errors("retrieval"):
-        found = await downstreams.retrieval.ListCollections(
-            retrieval_pb2.ListCollectionsRequest(), timeout=settings.request_timeout_seconds
+        found = await read(
+            downstreams,
+            lambda stub: stub.ListCollections(
+                retrieval_pb2.ListCollectionsRequest(), timeout=settings.request_timeout_seconds
+            ),
         )
     return CollectionList(
         collections=[_info(item) for item in found.collections if caller.sees(item.name)]
@@ -84,7 +88,7 @@ async def delete_collection(
     dependencies=[Depends(needs(Scope.ADMIN))],
 )
 async def reindex_collection(
-    name: CollectionPath, caller: CallerDep, downstreams: DownstreamsDep
+    name: CollectionPath, response: Response, caller: CallerDep, downstreams: DownstreamsDep
 ) -> CollectionReindexed:
     """Re-embed every chunk with the embedding service's current model into a shadow table,
     then switch over; searches keep working throughout. Takes as long as ingesting did."""
@@ -94,6 +98,8 @@ async def reindex_collection(
             retrieval_pb2.ReindexCollectionRequest(collection=name),
             timeout=REINDEX_TIMEOUT_SECONDS,
         )
+    if said := token(result.committed):
+        response.headers[HEADER] = said
     return CollectionReindexed(
         collection=_info(result.collection), previous_model=result.previous_model
     )

@@ -24,6 +24,7 @@ from bruno_edge.admission import Work
 from bruno_edge.api.deps import CallerDep, DownstreamsDep, SettingsDep, guarded
 from bruno_edge.api.routes import API_PREFIX, problem_responses
 from bruno_edge.clients import rpc_errors
+from bruno_edge.consistency import HEADER, AtLeastDep, latest, read, token
 from bruno_edge.extract import BINARY_SUFFIXES, UnreadableDocument, extract, kind_of
 from bruno_edge.keys import Scope
 from bruno_edge.plain_text import first_non_text_character
@@ -94,6 +95,8 @@ async def ingest_document(
     outcome = _STATUS.get(ingested.outcome, "created")
     if outcome == "unchanged":
         response.status_code = status.HTTP_200_OK
+    if said := token(ingested.committed):
+        response.headers[HEADER] = said
     return DocumentIngested(
         document_id=ingested.document_id,
         chunks=ingested.chunks,
@@ -109,6 +112,7 @@ async def ingest_document(
 )
 async def upload_documents(
     request: Request,
+    response: Response,
     caller: CallerDep,
     downstreams: DownstreamsDep,
     settings: SettingsDep,
@@ -181,6 +185,7 @@ async def upload_documents(
 
     semaphore = asyncio.Semaphore(UPLOAD_CONCURRENCY)
     limits = settings.extraction_limits
+    committed: list[retrieval_pb2.Committed] = []
 
     async def ingest_one(upload: UploadFile, name: str, document_id: str) -> FileIngested:
         raw = await upload.read()
@@ -211,6 +216,7 @@ async def upload_documents(
                 ingested = await downstreams.retrieval.IngestDocument(
                     ingest, timeout=settings.chat_timeout_seconds
                 )
+        committed.append(ingested.committed)
         return FileIngested(
             filename=name,
             document_id=ingested.document_id,
@@ -237,6 +243,8 @@ async def upload_documents(
             results.append(outcome)
     if errors and len(errors) == len(results):
         raise errors[0]
+    if said := latest(committed):
+        response.headers[HEADER] = said
     return UploadResult(collection=collection, files=results)
 
 
@@ -259,17 +267,21 @@ async def list_documents(
     caller: CallerDep,
     downstreams: DownstreamsDep,
     settings: SettingsDep,
+    at_least: AtLeastDep,
     collection: CollectionQuery = DEFAULT_COLLECTION,
     limit: Annotated[int | None, Query(ge=1, le=MAX_PAGE_SIZE)] = None,
     cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS)] = None,
 ) -> DocumentPage:
+    """A page of the collection's documents. With a ``Bruno-Consistency-Token`` header (from a
+    write's answer) the listing sees that write."""
     caller.check_collection(collection)
     request = retrieval_pb2.ListDocumentsRequest(
-        collection=collection, limit=limit or 0, cursor=cursor or ""
+        collection=collection, limit=limit or 0, cursor=cursor or "", at_least=at_least
     )
     with rpc_errors("retrieval"):
-        page = await downstreams.retrieval.ListDocuments(
-            request, timeout=settings.request_timeout_seconds
+        page = await read(
+            downstreams,
+            lambda stub: stub.ListDocuments(request, timeout=settings.request_timeout_seconds),
         )
     return DocumentPage(
         documents=[
@@ -313,7 +325,10 @@ async def delete_document(
     )
     request = retrieval_pb2.DeleteDocumentRequest(collection=collection, document_id=document_id)
     with rpc_errors("retrieval"):
-        await downstreams.retrieval.DeleteDocument(
+        deleted = await downstreams.retrieval.DeleteDocument(
             request, timeout=settings.request_timeout_seconds
         )
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+    said = token(deleted.committed)
+    return Response(
+        status_code=status.HTTP_204_NO_CONTENT, headers={HEADER: said} if said else None
+    )
