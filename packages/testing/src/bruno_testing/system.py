@@ -5,6 +5,13 @@ only through its ``BRUNO_*`` environment, with LanceDB in a directory of the cal
 
     with BrunoSystem(tmp_path, ollama_host=standin.url) as system:
         httpx.get(f"{system.edge_url}/ready")
+
+With ``retrieval_readers=N`` retrieval runs as its writer (``retrieval``) and N readers
+(``retrieval-reader-1`` …) of the same ``BRUNO_LANCEDB_URI`` (an ``s3://`` one, in ``env``),
+and the edge balances its reads over the readers as it would over a headless Service:
+
+    with BrunoSystem(tmp_path, ollama_host=url, env=s3_env, retrieval_readers=2) as system:
+        system.stop_service("retrieval")   # the writer: searches go on
 """
 
 from __future__ import annotations
@@ -41,10 +48,14 @@ class BrunoSystem:
         ollama_host: str,
         env: dict[str, str] | None = None,
         startup_timeout: float = 90.0,
+        retrieval_readers: int = 0,
     ) -> None:
         self.workdir = workdir
         self.startup_timeout = startup_timeout
-        self.ports = {name: free_port() for name in SERVICES}
+        readers = [f"retrieval-reader-{n}" for n in range(1, retrieval_readers + 1)]
+        # Started in this order, stopped in the reverse: readers after their writer.
+        self.services = [*SERVICES[:2], *readers, *SERVICES[2:]]
+        self.ports = {name: free_port() for name in self.services}
         self.edge_url = f"http://127.0.0.1:{self.ports['edge']}"
         self.env = {
             **os.environ,
@@ -62,16 +73,28 @@ class BrunoSystem:
             "OLLAMA_HOST": ollama_host,
             **(env or {}),
         }
+        # What differs between processes of one service: a reader's role and address.
+        self.service_env: dict[str, dict[str, str]] = {}
+        if readers:
+            self.service_env["retrieval"] = {"BRUNO_RETRIEVAL_ROLE": "writer"}
+            for name in readers:
+                self.service_env[name] = {
+                    "BRUNO_RETRIEVAL_ROLE": "reader",
+                    "BRUNO_RETRIEVAL_LISTEN_ADDR": f"127.0.0.1:{self.ports[name]}",
+                }
+            addresses = ",".join(f"127.0.0.1:{self.ports[name]}" for name in readers)
+            self.service_env["edge"] = {"BRUNO_RETRIEVAL_READER_ADDR": f"ipv4:{addresses}"}
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
     def log_path(self, name: str) -> Path:
         return self.workdir / f"{name}.log"
 
     def start_service(self, name: str) -> None:
+        module = "retrieval" if name.startswith("retrieval") else name
         with self.log_path(name).open("ab") as log:
             self.processes[name] = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-                [sys.executable, "-m", f"bruno_{name}"],
-                env=self.env,
+                [sys.executable, "-m", f"bruno_{module}"],
+                env={**self.env, **self.service_env.get(name, {})},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.workdir,
@@ -90,7 +113,7 @@ class BrunoSystem:
             raise
 
     def start(self) -> None:
-        for name in SERVICES:
+        for name in self.services:
             self.start_service(name)
         self.wait_ready()
 
@@ -114,7 +137,7 @@ class BrunoSystem:
 
     def logs(self, tail: int = 30) -> str:
         out = []
-        for name in SERVICES:
+        for name in self.services:
             path = self.log_path(name)
             if path.exists():
                 lines = path.read_text(errors="replace").splitlines()[-tail:]
