@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import grpc
+import lancedb
 import pytest
 
 from bruno.retrieval.v1 import (
@@ -21,7 +22,8 @@ from bruno.retrieval.v1 import (
 from bruno_core import Conflict, NotFound, Unavailable, create_channel
 from bruno_retrieval.config import RetrievalSettings
 from bruno_retrieval.conversations import ConversationStore, StoredTurn
-from bruno_retrieval.knowledge import Committed, KnowledgeStore
+from bruno_retrieval.knowledge import Committed, KnowledgeStore, SearchMode
+from bruno_retrieval.knowledge.schema import table_schema
 from bruno_retrieval.server import create_server
 
 if TYPE_CHECKING:
@@ -271,3 +273,45 @@ async def test_a_reader_reads_conversations_the_writer_keeps(make_settings: Make
         writer.close()
 
     assert followed
+
+
+async def test_a_reader_answers_by_keywords_while_a_reindex_to_a_new_model_runs_elsewhere(
+    make_settings: MakeSettings, make_embedder: MakeEmbedder
+) -> None:
+    writer = await KnowledgeStore.open(
+        make_settings(retrieval_role="writer"), make_embedder(64, "model-a")
+    )
+    await writer.ingest("homelab", text=RUNBOOK, document_id="nas.md")
+    # The embedding service serves the next model already; the writer has not switched yet.
+    reader = await KnowledgeStore.open(
+        reader_settings(make_settings, LAG_SECONDS), make_embedder(32, "model-b")
+    )
+    try:
+        with pytest.raises(Conflict):  # no reindex under way: the mismatch is the answer
+            await reader.search("homelab", "velero")
+        db = await lancedb.connect_async(make_settings().lancedb_uri)
+        await db.create_table("homelab.1", schema=table_schema(32))  # the writer's shadow
+        during = await reader.search("homelab", "velero")
+    finally:
+        reader.close()
+        writer.close()
+
+    assert during.mode is SearchMode.TEXT
+    assert during.hits[0].document_id == "nas.md"
+
+
+async def test_a_writer_with_readers_leaves_a_retired_table_for_their_searches(
+    make_settings: MakeSettings, embedder: FakeEmbedder
+) -> None:
+    writer = await KnowledgeStore.open(make_settings(retrieval_role="writer"), embedder)
+    await writer.ingest("homelab", text=RUNBOOK, document_id="nas.md")
+    db = await lancedb.connect_async(make_settings().lancedb_uri)
+    try:
+        await writer.delete_collection("homelab")
+        # Time for a drop that does not wait: no search of this process reads the table.
+        await asyncio.sleep(0.5)
+        names = (await db.list_tables()).tables
+    finally:
+        writer.close()
+
+    assert "homelab" in names  # readers elsewhere may still be searching it

@@ -21,6 +21,7 @@ from bruno_retrieval.conversations import ConversationStore
 from bruno_retrieval.embedding_client import EmbeddingClient
 from bruno_retrieval.id_check import find_invalid_ids
 from bruno_retrieval.knowledge import Embedder, HttpReranker, KnowledgeStore
+from bruno_retrieval.roles import Role
 from bruno_retrieval.servicer import (
     CONVERSATION_SERVICE,
     SERVICE,
@@ -71,7 +72,10 @@ async def create_server(
         conversations_pb2_grpc.add_ConversationServiceServicer_to_server,
         ConversationServicer(conversations),
     )
-    if invalid := await find_invalid_ids(settings.lancedb_uri):
+    # The writer's to report (readers would repeat it N times): bruno_retrieval.roles.
+    if Role(settings.retrieval_role).writes and (
+        invalid := await find_invalid_ids(settings.lancedb_uri)
+    ):
         log.warning(
             "stored ids break the identifier rule; list them with bruno-retrieval-check-ids",
             extra={"count": len(invalid), "first": str(invalid[0])},
