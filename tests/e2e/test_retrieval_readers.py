@@ -55,11 +55,18 @@ def reader_search(system: BrunoSystem, reader: str, query: str) -> list[str]:
     return [hit.document_id for hit in found.hits]
 
 
-def eventually(check: Callable[[], bool], *, attempts: int = 100) -> bool:
+def finds(system: BrunoSystem, reader: str, document: str, *, present: bool = True) -> bool:
+    """Whether ``reader`` finds ``document`` by "velero" (or, not ``present``, does not)."""
+    return (document in reader_search(system, reader, "velero")) is present
+
+
+def eventually(
+    check: Callable[..., bool], *args: object, attempts: int = 100, **kw: object
+) -> bool:
     """Whether ``check`` comes true within ``attempts`` looks 0.1 s apart (far above the lag,
     so a loaded machine does not fail the test; what is asserted is the outcome)."""
     for _ in range(attempts):
-        if check():
+        if check(*args, **kw):
             return True
         threading.Event().wait(0.1)
     return False
@@ -78,15 +85,11 @@ def test_readers_follow_the_writer_and_keep_answering_when_processes_die(
     token = ingested.headers[TOKEN]
     # With the write's token the read sees it at once, whichever reader answers.
     at_once = [search(edge, "velero restore nas", **{TOKEN: token}) for _ in range(4)]
-    followed = {
-        reader: eventually(lambda r=reader: "nas.md" in reader_search(scaled, r, "velero"))
-        for reader in READERS
-    }
+    followed = {reader: eventually(finds, scaled, reader, "nas.md") for reader in READERS}
 
     deleted = edge.delete("/api/v1/documents/nas.md")
     gone = {
-        reader: eventually(lambda r=reader: "nas.md" not in reader_search(scaled, r, "velero"))
-        for reader in READERS
+        reader: eventually(finds, scaled, reader, "nas.md", present=False) for reader in READERS
     }
     after_delete = search(edge, "velero", **{TOKEN: deleted.headers[TOKEN]})
 
@@ -104,10 +107,7 @@ def test_readers_follow_the_writer_and_keep_answering_when_processes_die(
     searcher.start()
     try:
         reindexed = edge.post("/api/v1/collections/default/reindex")
-        switched = {
-            reader: eventually(lambda r=reader: "nas.md" in reader_search(scaled, r, "velero"))
-            for reader in READERS
-        }
+        switched = {reader: eventually(finds, scaled, reader, "nas.md") for reader in READERS}
         with_token = search(edge, "velero", **{TOKEN: reindexed.headers[TOKEN]})
     finally:
         done.set()
