@@ -156,3 +156,20 @@ async def test_not_ready_while_the_readers_are_down(split: Edge, readers: FakeSe
 
     assert response.status_code == 503
     assert "retrieval-reader" in response.json()["detail"]
+
+
+async def test_openapi_declares_the_token_writes_answer_and_reads_take(split: Edge) -> None:
+    paths = (await split.client.get("/openapi.json")).json()["paths"]
+
+    answered = {
+        ("/api/v1/documents", "post", "201"),
+        ("/api/v1/documents", "post", "200"),
+        ("/api/v1/documents/upload", "post", "200"),
+        ("/api/v1/documents/{document_id}", "delete", "204"),
+        ("/api/v1/collections/{name}/reindex", "post", "200"),
+    }
+    for path, method, status in answered:
+        assert TOKEN in paths[path][method]["responses"][status].get("headers", {}), path
+    for path, method in (("/api/v1/search", "post"), ("/api/v1/documents", "get")):
+        taken = {(p["name"], p["in"]) for p in paths[path][method]["parameters"]}
+        assert (TOKEN, "header") in taken, path

@@ -31,6 +31,15 @@ MAX_CHARS = COLLECTION_NAME.max_chars + 32
 
 _T = TypeVar("_T")
 
+#: The header as a write route's OpenAPI response declares it.
+ANSWERED = {
+    HEADER: {
+        "description": "The table version the write committed: send it back on a search or "
+        "a document listing to read this write (read-your-writes).",
+        "schema": {"type": "string", "pattern": PATTERN},
+    }
+}
+
 
 def token(committed: retrieval_pb2.Committed) -> str | None:
     """The header's value for what a write committed (None if retrieval did not say)."""

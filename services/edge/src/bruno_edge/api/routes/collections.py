@@ -15,7 +15,7 @@ from bruno_edge.admission import Work
 from bruno_edge.api.deps import CallerDep, DownstreamsDep, SettingsDep, guarded, needs
 from bruno_edge.api.routes import API_PREFIX, problem_responses
 from bruno_edge.clients import rpc_errors
-from bruno_edge.consistency import HEADER, read, token
+from bruno_edge.consistency import ANSWERED, HEADER, read, token
 from bruno_edge.keys import Scope
 from bruno_edge.schemas import (
     CollectionDeleted,
@@ -84,7 +84,10 @@ async def delete_collection(
 # No admission slot: a reindex runs for as long as ingesting did, and only admins start one.
 @router.post(
     "/{name}/reindex",
-    responses=problem_responses(401, 403, 404, 422, 429, 500, 503, 504),
+    responses={
+        200: {"headers": ANSWERED},
+        **problem_responses(401, 403, 404, 422, 429, 500, 503, 504),
+    },
     dependencies=[Depends(needs(Scope.ADMIN))],
 )
 async def reindex_collection(

@@ -24,7 +24,7 @@ from bruno_edge.admission import Work
 from bruno_edge.api.deps import CallerDep, DownstreamsDep, SettingsDep, guarded
 from bruno_edge.api.routes import API_PREFIX, problem_responses
 from bruno_edge.clients import rpc_errors
-from bruno_edge.consistency import HEADER, AtLeastDep, latest, read, token
+from bruno_edge.consistency import ANSWERED, HEADER, AtLeastDep, latest, read, token
 from bruno_edge.extract import BINARY_SUFFIXES, UnreadableDocument, extract, kind_of
 from bruno_edge.keys import Scope
 from bruno_edge.plain_text import first_non_text_character
@@ -62,7 +62,12 @@ _STATUS = {
     "",
     status_code=status.HTTP_201_CREATED,
     responses={
-        200: {"model": DocumentIngested, "description": "Same id and text: nothing changed."},
+        200: {
+            "model": DocumentIngested,
+            "description": "Same id and text: nothing changed.",
+            "headers": ANSWERED,
+        },
+        201: {"headers": ANSWERED},
         **problem_responses(400, 401, 403, 404, 409, 413, 422, 429, 500, 503, 504),
     },
     dependencies=guarded(Scope.WRITE, Work.INGEST),
@@ -107,7 +112,10 @@ async def ingest_document(
 
 @router.post(
     "/upload",
-    responses=problem_responses(400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503, 504),
+    responses={
+        200: {"headers": ANSWERED},
+        **problem_responses(400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503, 504),
+    },
     dependencies=guarded(Scope.WRITE, Work.INGEST),
 )
 async def upload_documents(
@@ -306,7 +314,10 @@ async def list_documents(
 @router.delete(
     "/{document_id:path}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=problem_responses(401, 403, 404, 422, 429, 500, 503, 504),
+    responses={
+        204: {"headers": ANSWERED},
+        **problem_responses(401, 403, 404, 422, 429, 500, 503, 504),
+    },
     dependencies=guarded(Scope.WRITE, Work.OTHER),
 )
 async def delete_document(
