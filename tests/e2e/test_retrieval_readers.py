@@ -82,6 +82,7 @@ def test_readers_follow_the_writer_and_keep_answering_when_processes_die(
     edge = httpx.Client(base_url=scaled.edge_url, timeout=60)
     ready = edge.get("/ready").json()
     ingested = edge.post("/api/v1/documents", json={"id": "nas.md", "text": RUNBOOK})
+    assert ingested.status_code == 201, f"{ingested.text}\n{scaled.logs()}"
     token = ingested.headers[TOKEN]
     # With the write's token the read sees it at once, whichever reader answers.
     at_once = [search(edge, "velero restore nas", **{TOKEN: token}) for _ in range(4)]
@@ -125,7 +126,6 @@ def test_readers_follow_the_writer_and_keep_answering_when_processes_die(
     edge.close()
 
     assert ready["checks"]["retrieval"] == ready["checks"]["retrieval-reader"] == "SERVING"
-    assert ingested.status_code == 201
     assert all(r.json()["results"][0]["document_id"] == "nas.md" for r in at_once)
     assert followed == dict.fromkeys(READERS, True)
     assert deleted.status_code == 204

@@ -36,6 +36,13 @@ _CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testin
 Wsgi = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
+class _QuietHandler(MotoRequestHandler):
+    """moto's request handler without a log line per request (LanceDB makes thousands)."""
+
+    def log_request(self, *args: Any) -> None:
+        pass
+
+
 class S3StandIn:
     """moto's S3 server on a free loopback port with :data:`BUCKET` made."""
 
@@ -74,7 +81,7 @@ class S3StandIn:
 
     def start(self) -> None:
         self._server = make_server(
-            "127.0.0.1", 0, self._app, threaded=True, request_handler=MotoRequestHandler
+            "127.0.0.1", 0, self._app, threaded=True, request_handler=_QuietHandler
         )
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()

@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import httpx
 
@@ -174,7 +175,8 @@ class BrunoSystem:
                 self._assign_ports()
 
     def wait_ready(self) -> None:
-        """Block until the edge's /ready answers 200, or fail with the services' logs."""
+        """Block until the edge's /ready answers 200 (with readers: and the writer serves, which
+        /ready only calls degraded), or fail with the services' logs."""
         deadline = time.monotonic() + self.startup_timeout
         last = ""
         while time.monotonic() < deadline:
@@ -184,13 +186,16 @@ class BrunoSystem:
                     raise failure(f"{name} exited with {process.returncode}\n{self.logs()}")
             try:
                 response = httpx.get(f"{self.edge_url}/ready", timeout=5)
-                if response.status_code == 200:
+                if response.status_code == 200 and self._writer_serves(response.json()):
                     return
                 last = response.text
             except httpx.TransportError as error:
                 last = repr(error)
             time.sleep(0.2)
         raise TimeoutError(f"system not ready: {last}\n{self.logs()}")
+
+    def _writer_serves(self, readiness: dict[str, Any]) -> bool:
+        return "retrieval" not in self.service_env or readiness["checks"]["retrieval"] == "SERVING"
 
     def _could_not_bind(self, name: str) -> bool:
         """Whether the service's log since its last start says its port was taken."""
