@@ -12,6 +12,7 @@ import pytest
 from bruno_core import LimitExceeded, NotFound
 from bruno_retrieval.config import RetrievalSettings
 from bruno_retrieval.jobs import DocumentError, Job, JobRunner, JobState, JobStore, StagedDocument
+from bruno_retrieval.jobs.runner import IN_FLIGHT
 from bruno_retrieval.jobs.store import DOCUMENTS_TABLE
 from bruno_retrieval.knowledge import KnowledgeStore
 
@@ -127,26 +128,33 @@ async def test_a_bad_document_fails_alone_while_the_rest_commit(service: Service
     assert await service.document_ids() == ["a.md", "c.md"]
 
 
-async def test_progress_advances_one_document_at_a_time(
+async def test_progress_advances_a_few_documents_at_a_time(
     service: Service, hold_embeddings: HoldEmbeddings
 ) -> None:
     holding, released = hold_embeddings(service.embedder, queries_only=False)
-    job = await service.submit(document("a.md"), document("b.md"))
+    job = await service.submit(*[document(f"{n}.md") for n in range(IN_FLIGHT + 1)])
     await asyncio.wait_for(holding.wait(), 10)
-
     running = await service.jobs.get(job.id)
     assert (running.state, running.documents_done) == (JobState.RUNNING, 0)
 
+    # The next document's embedding is held in its turn, so the job stops after the first few.
+    holding_next, released_next = hold_embeddings(service.embedder, queries_only=False)
     released.set()
+    await asyncio.wait_for(holding_next.wait(), 10)
+
+    moved = await service.jobs.get(job.id)
+    assert (moved.state, moved.documents_done) == (JobState.RUNNING, IN_FLIGHT)
+    released_next.set()
     done = await service.finished(job)
-    assert (done.state, done.documents_done) == (JobState.SUCCEEDED, 2)
+    assert (done.state, done.documents_done) == (JobState.SUCCEEDED, IN_FLIGHT + 1)
 
 
-async def test_cancel_stops_after_the_document_in_flight_and_keeps_what_was_committed(
+async def test_cancel_stops_after_the_documents_in_flight_and_keeps_what_was_committed(
     service: Service, hold_embeddings: HoldEmbeddings
 ) -> None:
     holding, released = hold_embeddings(service.embedder, queries_only=False)
-    job = await service.submit(document("a.md"), document("b.md"), document("c.md"))
+    names = [f"{n}.md" for n in range(IN_FLIGHT + 2)]
+    job = await service.submit(*map(document, names))
     await asyncio.wait_for(holding.wait(), 10)
 
     asked = await service.runner.cancel(job.id, owner="ann")
@@ -154,8 +162,9 @@ async def test_cancel_stops_after_the_document_in_flight_and_keeps_what_was_comm
     released.set()
     done = await service.finished(job)
 
-    assert (done.state, done.documents_done, done.reason) == (JobState.CANCELLED, 1, "cancelled")
-    assert await service.document_ids() == ["a.md"]
+    assert (done.state, done.reason) == (JobState.CANCELLED, "cancelled")
+    assert done.documents_done == IN_FLIGHT
+    assert await service.document_ids() == names[:IN_FLIGHT]
 
 
 async def test_cancelling_a_queued_job_ends_it_at_once_and_a_finished_one_stays_as_it_was(

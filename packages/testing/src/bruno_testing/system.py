@@ -89,6 +89,12 @@ class BrunoSystem:
             process.wait()
             raise
 
+    def kill_service(self, name: str) -> int:
+        """SIGKILL a service, as a crash or an OOM kill ends it: no graceful stop."""
+        process = self.processes.pop(name)
+        process.kill()
+        return process.wait()
+
     def start(self) -> None:
         for name in SERVICES:
             self.start_service(name)
