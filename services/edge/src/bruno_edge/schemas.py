@@ -452,11 +452,6 @@ class CollectionDeleted(BaseModel):
     documents_deleted: int
 
 
-class CollectionReindexed(BaseModel):
-    collection: CollectionInfo = Field(description="As it is after the switch-over.")
-    previous_model: str
-
-
 # --- operations ---------------------------------------------------------------------------
 
 
