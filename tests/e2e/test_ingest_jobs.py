@@ -211,3 +211,21 @@ def test_a_retrieval_killed_in_the_middle_of_a_job_resumes_it_after_its_restart(
     assert (done["documents"]["done"], done["documents"]["failed"]) == (20, 0)
     listed = other.get("/api/v1/documents", params={"collection": "crash", "limit": 100})
     assert len(listed.json()["documents"]) == 20
+
+
+def test_a_second_reindex_of_a_collection_joins_the_running_one(client: Client) -> None:
+    admin = client("admin")
+    files = [(f"re-{n}.md", long_markdown(2000 + n, paragraphs=8)) for n in range(8)]
+    poll(admin, submit(admin, files, "reindexed").json()["id"], finished)
+
+    first = admin.post("/api/v1/collections/reindexed/reindex")
+    second = admin.post("/api/v1/collections/reindexed/reindex")
+
+    assert (first.status_code, second.status_code) == (202, 202)
+    assert second.json()["id"] == first.json()["id"]
+    assert first.headers["location"] == f"/api/v1/ingest-jobs/{first.json()['id']}"
+    done = poll(admin, first.json()["id"], finished)
+    assert (done["kind"], done["state"], done["documents"]["done"]) == ("reindex", "succeeded", 8)
+    third = admin.post("/api/v1/collections/reindexed/reindex")
+    assert third.json()["id"] != first.json()["id"]
+    assert client("writer").post("/api/v1/collections/docs/reindex").status_code == 403
