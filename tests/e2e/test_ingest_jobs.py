@@ -46,7 +46,11 @@ def system(
     tmp_path_factory: pytest.TempPathFactory, standin: OllamaStandIn
 ) -> Iterator[BrunoSystem]:
     workdir = tmp_path_factory.mktemp("bruno-jobs")
-    env = {"BRUNO_API_KEYS_FILE": str(keys_file(workdir / "keys.toml"))}
+    env = {
+        "BRUNO_API_KEYS_FILE": str(keys_file(workdir / "keys.toml")),
+        # A document of a few hundred chunks outlasts it: POST /api/v1/documents becomes a job.
+        "BRUNO_INGEST_WAIT_SECONDS": "0.1",
+    }
     with BrunoSystem(workdir, ollama_host=standin.url, env=env) as running:
         yield running
 
@@ -229,3 +233,26 @@ def test_a_second_reindex_of_a_collection_joins_the_running_one(client: Client) 
     third = admin.post("/api/v1/collections/reindexed/reindex")
     assert third.json()["id"] != first.json()["id"]
     assert client("writer").post("/api/v1/collections/docs/reindex").status_code == 403
+
+
+def test_a_synchronous_ingest_that_outlasts_its_wait_answers_202_with_the_job_it_became(
+    client: Client,
+) -> None:
+    writer = client("writer")
+    text = long_markdown(3000, paragraphs=150).decode()
+
+    response = writer.post(
+        "/api/v1/documents", json={"id": "big.md", "text": text, "collection": "docs"}
+    )
+
+    assert response.status_code == 202, response.text
+    job = response.json()
+    assert response.headers["location"] == f"/api/v1/ingest-jobs/{job['id']}"
+    assert (job["kind"], job["state"], job["documents"]["total"]) == ("ingest", "running", 1)
+    done = poll(writer, job["id"], finished)
+    assert (done["state"], done["documents"]["done"]) == ("succeeded", 1)
+    again = writer.post(
+        "/api/v1/documents", json={"id": "big.md", "text": text, "collection": "docs"}
+    )
+    assert again.status_code == 200
+    assert again.json()["status"] == "unchanged"

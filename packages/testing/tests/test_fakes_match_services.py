@@ -254,6 +254,18 @@ async def jobs_transcript(channel: grpc.aio.Channel) -> Transcript:
     said.append(await outcome(stub.GetJob(jobs_pb2.GetJobRequest(id=ingest.id, owner="bob"))))
     cancelled = await stub.CancelJob(jobs_pb2.CancelJobRequest(id=ingest.id, owner="ann"))
     said.append(job_shape(cancelled) == job_shape(ingest))
+    for text in (VELERO, " "):
+        document = retrieval_pb2.IngestDocumentRequest(collection="jobs", text=text)
+        answer = await outcome(
+            stub.IngestDocumentOrJob(
+                jobs_pb2.IngestDocumentOrJobRequest(document=document, owner="ann", wait_ms=60_000)
+            )
+        )
+        said.append(
+            answer
+            if isinstance(answer, str)
+            else (answer.WhichOneof("result"), ingested(answer.ingested))
+        )
     reindex = jobs_pb2.StartReindexJobRequest(collection="jobs", owner="root")
     said.append(job_shape(await ended(await stub.StartReindexJob(reindex))))
     nowhere = jobs_pb2.StartReindexJobRequest(collection="nowhere", owner="root")

@@ -81,6 +81,14 @@ class FakeJobs(jobs_pb2_grpc.JobServiceServicer):
         return self._finish(job)
 
     @override
+    async def IngestDocumentOrJob(
+        self, request: jobs_pb2.IngestDocumentOrJobRequest, context: Context
+    ) -> jobs_pb2.IngestDocumentOrJobResponse:
+        """Always done within the wait: the fake ingests at once."""
+        ingested = await self.retrieval.IngestDocument(request.document, context)
+        return jobs_pb2.IngestDocumentOrJobResponse(ingested=ingested)
+
+    @override
     async def StartReindexJob(
         self, request: jobs_pb2.StartReindexJobRequest, context: Context
     ) -> jobs_pb2.Job:
