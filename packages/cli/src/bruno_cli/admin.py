@@ -3,15 +3,12 @@ a collection with the embedding service's current model."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, TextIO
 
 import httpx
 
 from bruno_cli.connection import CliError, api_path, call, expect_json
-
-#: How often a command waiting for a job asks how it is.
-POLL_SECONDS = 0.5
+from bruno_cli.jobs import watch_quietly
 
 
 async def collections(client: httpx.AsyncClient, out: TextIO) -> int:
@@ -29,7 +26,7 @@ async def reindex(client: httpx.AsyncClient, name: str, out: TextIO) -> int:
     """Start the reindex job (or join the one running) and wait for it to end."""
     before = await _collection(client, name)
     response = await call(client, "POST", api_path("collections", name, "reindex"))
-    job = await wait_for_job(client, expect_json(response, "id", "state"))
+    job = await watch_quietly(client, expect_json(response, "id", "state")["id"])
     if job["state"] != "succeeded":
         raise CliError(
             f"reindexing {name} {job['state']}: {job.get('reason') or 'no reason given'}"
@@ -42,15 +39,6 @@ async def reindex(client: httpx.AsyncClient, name: str, out: TextIO) -> int:
         file=out,
     )
     return 0
-
-
-async def wait_for_job(client: httpx.AsyncClient, job: dict[str, Any]) -> dict[str, Any]:
-    """``job`` once it has ended, asked after every :data:`POLL_SECONDS`."""
-    while job["state"] in ("queued", "running"):
-        await asyncio.sleep(POLL_SECONDS)
-        response = await call(client, "GET", api_path("ingest-jobs", job["id"]))
-        job = expect_json(response, "id", "state")
-    return job
 
 
 async def _collection(client: httpx.AsyncClient, name: str) -> dict[str, Any] | None:
