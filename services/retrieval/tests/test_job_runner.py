@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING
 
 import pytest
+from prometheus_client import REGISTRY
 
 from bruno_core import InvalidInput, LimitExceeded, NotFound
 from bruno_retrieval.config import RetrievalSettings
@@ -369,3 +370,28 @@ async def test_an_ingest_that_became_a_job_is_resumed_after_a_restart(
         done = await restarted.finished(job)
         assert (done.state, done.resumes, done.documents_done) == (JobState.SUCCEEDED, 1, 1)
         assert await restarted.document_ids() == ["slow.md"]
+
+
+async def test_job_progress_is_counted_on_the_metrics(service: Service) -> None:
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    done_before = sample("bruno_retrieval_job_documents_total", kind="ingest", outcome="done")
+    failed_before = sample("bruno_retrieval_job_documents_total", kind="ingest", outcome="failed")
+    chunks_before = sample("bruno_retrieval_job_chunks_written_total", kind="ingest")
+    succeeded_before = sample("bruno_retrieval_jobs", kind="ingest", state="succeeded")
+
+    job = await service.submit(document("a.md"), document("b.md"), document("c.md", text=" "))
+    done = await service.finished(job)
+
+    assert sample("bruno_retrieval_job_documents_total", kind="ingest", outcome="done") == (
+        done_before + 2
+    )
+    assert sample("bruno_retrieval_job_documents_total", kind="ingest", outcome="failed") == (
+        failed_before + 1
+    )
+    assert sample("bruno_retrieval_job_chunks_written_total", kind="ingest") == (
+        chunks_before + done.chunks_written
+    )
+    assert sample("bruno_retrieval_jobs", kind="ingest", state="failed") >= 1
+    assert sample("bruno_retrieval_jobs", kind="ingest", state="succeeded") == succeeded_before

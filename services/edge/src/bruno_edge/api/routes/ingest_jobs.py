@@ -177,7 +177,7 @@ async def submit_ingest_job(
     "/documents",
     status_code=status.HTTP_202_ACCEPTED,
     response_description="The job, queued; `Location` is where to follow it.",
-    responses=problem_responses(401, 403, 404, 413, 422, 429, 500, 503, 504),
+    responses=problem_responses(400, 401, 403, 404, 413, 422, 429, 500, 503, 504),
     dependencies=guarded(Scope.WRITE, Work.INGEST),
 )
 async def submit_documents_job(
