@@ -20,6 +20,7 @@ from bruno_cli.admin import collections, reindex
 from bruno_cli.ask import ask
 from bruno_cli.connection import DEFAULT_URL, CliError, connect
 from bruno_cli.ingest import DEFAULT_CONCURRENCY, ingest
+from bruno_cli.jobs import failed, list_jobs, watch
 
 
 def _concurrency(value: str) -> int:
@@ -63,6 +64,19 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="keep documents whose file was removed from a synced folder",
     )
+    ingest_parser.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="submit the files as ingest jobs and return; follow them with `bruno jobs watch`",
+    )
+    jobs_parser = commands.add_parser(
+        "jobs", parents=[connection], help="list your recent ingest and reindex jobs"
+    )
+    jobs_commands = jobs_parser.add_subparsers(dest="jobs_command")
+    watch_parser = jobs_commands.add_parser(
+        "watch", parents=[connection], help="follow a job to its end"
+    )
+    watch_parser.add_argument("job_id", metavar="ID")
     ask_parser = commands.add_parser(
         "ask", parents=[common], help="ask a question; the answer streams, its sources follow"
     )
@@ -100,7 +114,12 @@ async def run(
                     delete=not args.no_delete,
                     out=out,
                     err=err,
+                    wait=not args.no_wait,
                 )
+            if args.command == "jobs" and args.jobs_command == "watch":
+                return 1 if failed(await watch(client, args.job_id, out, err)) else 0
+            if args.command == "jobs":
+                return await list_jobs(client, out)
             if args.command == "collections":
                 return await collections(client, out)
             if args.command == "reindex":

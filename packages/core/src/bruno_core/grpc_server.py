@@ -56,10 +56,10 @@ GRPC_DURATION = Histogram(
 
 
 class _AroundEveryCall(grpc.aio.ServerInterceptor):
-    """Runs every unary and server-streaming call inside :meth:`around` (a stream until its
-    last message; health's ``Watch``, which no probe uses, until its watcher leaves). Bruno's
-    contracts have no client-streaming methods; those pass untouched, as do handlers that are
-    not coroutines or async generators."""
+    """Runs every unary, server-streaming and client-streaming call inside :meth:`around` (a
+    stream until its last message; health's ``Watch``, which no probe uses, until its watcher
+    leaves). Bidirectional streams (Bruno's contracts have none) pass untouched, as do
+    handlers that are not coroutines or async generators."""
 
     def around(
         self, service: str, method: str, context: Any
@@ -88,6 +88,18 @@ class _AroundEveryCall(grpc.aio.ServerInterceptor):
 
             return grpc.unary_unary_rpc_method_handler(
                 answered,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        gather = handler.stream_unary
+        if gather is not None and inspect.iscoroutinefunction(gather):
+
+            async def gathered(requests: Any, context: Any) -> Any:
+                async with around(service, name, context):
+                    return await gather(requests, context)
+
+            return grpc.stream_unary_rpc_method_handler(
+                gathered,
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
