@@ -9,6 +9,9 @@ characters it writes), so a document planted with someone else's id or a path-li
 left alone. Files that would share a document id fail the run before anything is sent. A folder
 that cannot be read fails the run too: the files that could be read are still sent, but nothing
 is deleted. A progress bar shows on a terminal; a summary line ends the run.
+
+A large set is sent as an ingestion job instead (:mod:`bruno_cli.ingest_job` says when, and
+why); a file in a folder that is not of a kind Bruno reads is listed as skipped either way.
 """
 
 from __future__ import annotations
@@ -19,13 +22,14 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
 import httpx
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from bruno_cli.connection import CliError, api_path, call, expect_json, failure, is_json
+from bruno_cli.ingest_job import in_subfolders, ingest_as_jobs, is_large
 from bruno_core import LimitExceeded
 from bruno_core.contract import DOCUMENT_ID, content_hash, document_id_from_path
 from bruno_edge.extract import SUFFIXES, UnreadableDocument, UnsupportedMediaType, extract
@@ -56,10 +60,12 @@ class Document:
 
 @dataclass(frozen=True)
 class FoundFiles:
-    """The files found and the folders that could not be read (their files are missing)."""
+    """The files found, the folders that could not be read (their files are missing) and the
+    files of a folder that are not of a kind Bruno reads."""
 
     files: list[SourceFile]
     unreadable: list[str]
+    unsupported: list[Path]
 
 
 # --- reading files ------------------------------------------------------------------------
@@ -81,6 +87,7 @@ def find_files(paths: Sequence[Path]) -> FoundFiles:
     wherever the command runs from)."""
     found: list[SourceFile] = []
     unreadable: list[str] = []
+    unsupported: list[Path] = []
 
     def cannot_read(error: OSError) -> None:
         unreadable.append(f"{error.filename}: {error.strerror or error}")
@@ -97,14 +104,17 @@ def find_files(paths: Sequence[Path]) -> FoundFiles:
                 for folder, _, names in os.walk(root, onerror=cannot_read)
                 for name in names
             )
-            found.extend(
-                SourceFile(path, document_id_for(path.relative_to(root)), sync_root)
-                for path in sorted(walked)
-                if path.suffix.lower() in SUFFIXES and path.is_file()
-            )
+            for path in sorted(walked):
+                if not path.is_file():
+                    continue
+                if path.suffix.lower() in SUFFIXES:
+                    relative = path.relative_to(root)
+                    found.append(SourceFile(path, document_id_for(relative), sync_root))
+                else:
+                    unsupported.append(path)
         else:
             raise CliError(f"{root}: no such file or directory")
-    return FoundFiles(found, unreadable)
+    return FoundFiles(found, unreadable, unsupported)
 
 
 def check_unique_ids(files: Sequence[SourceFile]) -> None:
@@ -207,15 +217,38 @@ async def ingest(
     delete: bool,
     out: TextIO,
     err: TextIO,
+    way: Literal["auto", "job", "sync"] = "auto",
+    wait: bool = True,
+    plain: bool = False,
 ) -> int:
-    """Sync ``paths`` into ``collection``; the exit status."""
+    """Sync ``paths`` into ``collection``, or send them as a job (``way``; ``auto``: when the
+    set is large); the exit status."""
     found = find_files(paths)
     files = found.files
     check_unique_ids(files)
     for problem in found.unreadable:
         print(f"bruno: cannot read {problem}", file=err)
+    for path in found.unsupported:
+        print(f"skipped   {path} (not a kind Bruno reads: {path.suffix or 'no suffix'})", file=out)
     if not files:
         raise CliError("no .md, .txt, .rst, .html, .pdf or .docx files found")
+    if way == "auto" and is_large(files):
+        if nested := in_subfolders(files):
+            print(
+                f"bruno: {nested} file(s) in subfolders: sending the set file by file (a job "
+                "names each document by its file name alone; --job sends it as one anyway)",
+                file=err,
+            )
+        else:
+            way = "job"
+    if way == "job":
+        status = await ingest_as_jobs(
+            client, files, collection=collection, wait=wait, plain=plain, out=out, err=err
+        )
+        if found.unreadable:
+            print(f"bruno: {len(found.unreadable)} folder(s) could not be read", file=err)
+            return 1
+        return status
     stored = await _stored_documents(client, collection)
     reporter = _Reporter(out, err, len(files))
     semaphore = asyncio.Semaphore(concurrency)
