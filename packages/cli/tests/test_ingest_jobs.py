@@ -4,6 +4,7 @@ by file, what was skipped is listed, a bad file fails alone, detach and re-attac
 
 from __future__ import annotations
 
+import asyncio
 import io
 import re
 from collections.abc import Iterator
@@ -39,6 +40,18 @@ class Terminal(io.StringIO):
 
     def isatty(self) -> bool:
         return True
+
+
+class Written(io.StringIO):
+    """Output that says when something was written to it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = asyncio.Event()
+
+    def write(self, text: str) -> int:
+        self.written.set()
+        return super().write(text)
 
 
 async def bruno(
@@ -98,7 +111,7 @@ async def test_a_large_folder_is_one_job_whose_progress_advances_in_plain_lines(
     system: BrunoSystem, tmp_path: Path
 ) -> None:
     count = JOB_FILES + 8
-    docs = folder(tmp_path / "notes", count, paragraphs=8)
+    docs = folder(tmp_path / "notes", count, paragraphs=3)
 
     code, out, _ = await bruno(system, "ingest", str(docs), "--collection", "large")
 
@@ -207,10 +220,23 @@ async def test_no_wait_detaches_and_watch_follows_the_job_to_its_end(
 async def test_cancel_stops_a_running_job_and_its_watch_exits_1(
     system: BrunoSystem, tmp_path: Path
 ) -> None:
-    count = 60
-    docs = folder(tmp_path / "many", count, paragraphs=30)
+    count = 40
+    docs = folder(tmp_path / "many", count, paragraphs=20)
     code, out, _ = await bruno(system, "ingest", str(docs), "--no-wait", "--collection", "cut")
     job_id = job_id_in(out)
+    # Leaving a watch (Ctrl-C cancels the command's task) leaves the job running.
+    watched, err = Written(), io.StringIO()
+    watching = asyncio.create_task(
+        run(["jobs", "watch", job_id, "--url", system.edge_url], out=watched, err=err)
+    )
+    await asyncio.wait_for(watched.written.wait(), timeout=60)
+    assert progress_lines(watched.getvalue())
+    watching.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await watching
+    assert err.getvalue() == (
+        f"bruno: job {job_id} goes on; follow it with: bruno jobs watch {job_id}\n"
+    )
 
     code, out, _ = await bruno(system, "jobs", "cancel", job_id)
 

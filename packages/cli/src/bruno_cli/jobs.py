@@ -58,11 +58,15 @@ async def follow(
     output that is piped stays a log of lines.
     """
     job = await get(client, job_id)
-    with progress_for(job, plain=plain, out=out, err=err) as progress:
-        while job["state"] not in FINISHED:
-            await asyncio.sleep(POLL_SECONDS)
-            job = await get(client, job_id)
-            progress.update(job)
+    try:
+        with progress_for(job, plain=plain, out=out, err=err) as progress:
+            while job["state"] not in FINISHED:
+                await asyncio.sleep(POLL_SECONDS)
+                job = await get(client, job_id)
+                progress.update(job)
+    except asyncio.CancelledError:  # Ctrl-C: the job goes on without us
+        print(f"bruno: job {job_id} goes on; follow it with: bruno jobs watch {job_id}", file=err)
+        raise
     return job
 
 
