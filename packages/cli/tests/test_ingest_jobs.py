@@ -119,6 +119,7 @@ async def test_a_large_folder_is_one_job_whose_progress_advances_in_plain_lines(
     job_id = job_id_in(out)
     lines = progress_lines(out)
     assert lines[-1][0] == "succeeded"
+    assert "left" not in out.splitlines()[-2]  # no time left once it has ended
     assert [done for _, done, _, _ in lines] == sorted(done for _, done, _, _ in lines)
     assert any(0 < done < count for _, done, _, _ in lines), out  # seen on its way
     assert lines[-1][1:3] == (count, count)

@@ -58,7 +58,7 @@ class PlainLines:
             f"({documents['failed']} failed), {now[2]} chunks"
         )
         rate = self.rate(now[1])
-        if rate:
+        if rate and not job.get("finished_at"):
             left = (int(documents["total"]) - now[1]) / rate
             line += f", {rate:.2f} documents/s, about {_duration(left)} left"
         print(line, file=self.out, flush=True)
