@@ -28,6 +28,7 @@ from bruno_edge.extract import (
     kind_of,
 )
 from bruno_edge.plain_text import first_non_text_character
+from bruno_edge.schemas import RESERVED_DOCUMENT_IDS
 
 MAX_FILENAME_CHARS = 255
 _QUERY = frozenset({"collection"})
@@ -84,6 +85,11 @@ def accepted_files(
         if upload.size is not None and upload.size > limit:
             raise LimitExceeded(f"{name!r} is larger than the limit of {limit} bytes")
         document_id = document_id_from_path(name, keep_end=False)
+        if document_id in RESERVED_DOCUMENT_IDS:
+            raise InvalidInput(
+                f"the file name {name!r} would be the document id {document_id!r}, which is "
+                "reserved (it names the upload route); rename the file"
+            )
         if any(document_id == seen.document_id for seen in accepted):
             raise InvalidInput(f"two files are named {name!r}")
         accepted.append(AcceptedFile(upload, name, document_id))

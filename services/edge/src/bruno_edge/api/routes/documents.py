@@ -4,7 +4,6 @@ collection."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Path, Query, Request, Response, UploadFile, status
@@ -22,11 +21,11 @@ from bruno_edge.api.deps import CallerDep, DownstreamsDep, SettingsDep, guarded
 from bruno_edge.api.routes import API_PREFIX, problem_responses
 from bruno_edge.clients import rpc_errors
 from bruno_edge.keys import Scope
+from bruno_edge.listings import document_summary
 from bruno_edge.schemas import (
     DocumentIn,
     DocumentIngested,
     DocumentPage,
-    DocumentSummary,
     FileIngested,
     UploadResult,
 )
@@ -209,20 +208,7 @@ async def list_documents(
             request, timeout=settings.request_timeout_seconds
         )
     return DocumentPage(
-        documents=[
-            DocumentSummary(
-                document_id=doc.document_id,
-                title=doc.title,
-                source=doc.source,
-                chunks=doc.chunks,
-                content_hash=doc.content_hash,
-                metadata=dict(doc.metadata),
-                ingested_at=doc.ingested_at.ToDatetime(tzinfo=UTC)
-                if doc.HasField("ingested_at")
-                else None,
-            )
-            for doc in page.documents
-        ],
+        documents=[document_summary(doc) for doc in page.documents],
         next_cursor=page.next_cursor or None,
     )
 
