@@ -1,9 +1,12 @@
 """Ingest jobs end to end: the four services as real processes, the edge over real HTTP, jobs
 kept in retrieval's LanceDB. Progress, a bad file failing alone, cancel, owners and scopes,
-and a retrieval process killed in the middle of a job."""
+a retrieval process killed in the middle of a job, reindex jobs, a synchronous ingest that
+becomes a job, and the CLI on top of them."""
 
 from __future__ import annotations
 
+import asyncio
+import io
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,6 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
+from bruno_cli import run
+from bruno_cli.ingest import JOB_THRESHOLD
 from bruno_edge.keys import hash_line
 from bruno_testing.documents import PdfPage, pdf_bytes
 from bruno_testing.ollama_standin import OllamaStandIn
@@ -46,7 +51,11 @@ def system(
     tmp_path_factory: pytest.TempPathFactory, standin: OllamaStandIn
 ) -> Iterator[BrunoSystem]:
     workdir = tmp_path_factory.mktemp("bruno-jobs")
-    env = {"BRUNO_API_KEYS_FILE": str(keys_file(workdir / "keys.toml"))}
+    env = {
+        "BRUNO_API_KEYS_FILE": str(keys_file(workdir / "keys.toml")),
+        # A document of a few hundred chunks outlasts it: POST /api/v1/documents becomes a job.
+        "BRUNO_INGEST_WAIT_SECONDS": "0.1",
+    }
     with BrunoSystem(workdir, ollama_host=standin.url, env=env) as running:
         yield running
 
@@ -211,3 +220,75 @@ def test_a_retrieval_killed_in_the_middle_of_a_job_resumes_it_after_its_restart(
     assert (done["documents"]["done"], done["documents"]["failed"]) == (20, 0)
     listed = other.get("/api/v1/documents", params={"collection": "crash", "limit": 100})
     assert len(listed.json()["documents"]) == 20
+
+
+def test_a_second_reindex_of_a_collection_joins_the_running_one(client: Client) -> None:
+    admin = client("admin")
+    files = [(f"re-{n}.md", long_markdown(2000 + n, paragraphs=8)) for n in range(8)]
+    poll(admin, submit(admin, files, "reindexed").json()["id"], finished)
+
+    first = admin.post("/api/v1/collections/reindexed/reindex")
+    second = admin.post("/api/v1/collections/reindexed/reindex")
+
+    assert (first.status_code, second.status_code) == (202, 202)
+    assert second.json()["id"] == first.json()["id"]
+    assert first.headers["location"] == f"/api/v1/ingest-jobs/{first.json()['id']}"
+    done = poll(admin, first.json()["id"], finished)
+    assert (done["kind"], done["state"], done["documents"]["done"]) == ("reindex", "succeeded", 8)
+    third = admin.post("/api/v1/collections/reindexed/reindex")
+    assert third.json()["id"] != first.json()["id"]
+    assert client("writer").post("/api/v1/collections/docs/reindex").status_code == 403
+
+
+def test_a_synchronous_ingest_that_outlasts_its_wait_answers_202_with_the_job_it_became(
+    client: Client,
+) -> None:
+    writer = client("writer")
+    text = long_markdown(3000, paragraphs=150).decode()
+
+    response = writer.post(
+        "/api/v1/documents", json={"id": "big.md", "text": text, "collection": "docs"}
+    )
+
+    assert response.status_code == 202, response.text
+    job = response.json()
+    assert response.headers["location"] == f"/api/v1/ingest-jobs/{job['id']}"
+    assert (job["kind"], job["state"], job["documents"]["total"]) == ("ingest", "running", 1)
+    done = poll(writer, job["id"], finished)
+    assert (done["state"], done["documents"]["done"]) == ("succeeded", 1)
+    again = writer.post(
+        "/api/v1/documents", json={"id": "big.md", "text": text, "collection": "docs"}
+    )
+    assert again.status_code == 200
+    assert again.json()["status"] == "unchanged"
+
+
+def test_the_cli_sends_a_large_folder_as_a_job_and_fails_for_the_file_it_could_not_read(
+    system: BrunoSystem, tmp_path: Path
+) -> None:
+    for n in range(JOB_THRESHOLD):
+        (tmp_path / f"cli-{n:02}.md").write_text(f"# Cli {n}\n\nThe rack unit {n} holds a UPS.\n")
+    (tmp_path / "scan.pdf").write_bytes(pdf_bytes([PdfPage(paragraphs=["Text."], scan=True)]))
+    out, err = io.StringIO(), io.StringIO()
+    argv = ["--url", system.edge_url, "--api-key", KEYS["other"][0], "--collection", "cli"]
+
+    code = asyncio.run(run(["ingest", str(tmp_path), *argv], out=out, err=err))
+
+    lines = out.getvalue().strip().splitlines()
+    assert code == 1, err.getvalue()
+    assert any(line.startswith("failed    scan.pdf: ") for line in lines)
+    assert any(
+        line.startswith("job ")
+        and line.endswith(
+            f"succeeded: {JOB_THRESHOLD}/{JOB_THRESHOLD} "
+            f"documents, 0 failed, {JOB_THRESHOLD} chunks"
+        )
+        for line in lines
+    ), lines
+    assert lines[-1] == (
+        f"{JOB_THRESHOLD + 1} files: 0 created, 0 replaced, 0 unchanged, "
+        f"{JOB_THRESHOLD} ingested, 1 failed"
+    )
+    listed = io.StringIO()
+    asyncio.run(run(["jobs", "--url", system.edge_url, "--api-key", KEYS["other"][0]], out=listed))
+    assert listed.getvalue().split()[1:4] == ["ingest", "cli", "succeeded"]

@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from bruno_core import LimitExceeded, NotFound
+from bruno_core import InvalidInput, LimitExceeded, NotFound
 from bruno_retrieval.config import RetrievalSettings
 from bruno_retrieval.jobs import DocumentError, Job, JobRunner, JobState, JobStore, StagedDocument
 from bruno_retrieval.jobs.runner import IN_FLIGHT
 from bruno_retrieval.jobs.store import DOCUMENTS_TABLE
-from bruno_retrieval.knowledge import KnowledgeStore
+from bruno_retrieval.knowledge import IngestResult, KnowledgeStore
 
 if TYPE_CHECKING:
     from conftest import FakeEmbedder, HoldEmbeddings
@@ -313,3 +313,59 @@ async def test_a_submission_over_the_document_limit_leaves_nothing_behind(
         listed, _ = await service.jobs.page()
         staged = await service.knowledge._catalog.db.open_table(DOCUMENTS_TABLE)
         assert (listed, await staged.count_rows()) == ([], 0)
+
+
+async def test_an_ingest_done_within_its_wait_answers_its_result_and_makes_no_job(
+    service: Service,
+) -> None:
+    result = await service.runner.ingest_or_job("default", "ann", document("a.md"), wait_seconds=10)
+
+    assert isinstance(result, IngestResult)
+    assert result.document_id == "a.md"
+    assert await service.jobs.page() == ([], "")
+
+
+async def test_an_ingest_refused_within_its_wait_raises_and_makes_no_job(service: Service) -> None:
+    with pytest.raises(InvalidInput):
+        await service.runner.ingest_or_job(
+            "default", "ann", document("blank.md", text=" "), wait_seconds=10
+        )
+
+    assert await service.jobs.page() == ([], "")
+
+
+async def test_an_ingest_that_outlasts_its_wait_becomes_a_job_that_commits_it(
+    service: Service, hold_embeddings: HoldEmbeddings
+) -> None:
+    _, released = hold_embeddings(service.embedder, queries_only=False)
+
+    job = await service.runner.ingest_or_job(
+        "default", "ann", document("slow.md"), wait_seconds=0.05
+    )
+
+    assert isinstance(job, Job)
+    assert (job.state, job.owner, job.documents_total) == (JobState.RUNNING, "ann", 1)
+    released.set()
+    done = await service.finished(job)
+    assert (done.state, done.documents_done) == (JobState.SUCCEEDED, 1)
+    assert done.chunks_written > 0
+    assert await service.document_ids() == ["slow.md"]
+
+
+async def test_an_ingest_that_became_a_job_is_resumed_after_a_restart(
+    settings: RetrievalSettings, embedder: FakeEmbedder, hold_embeddings: HoldEmbeddings
+) -> None:
+    async with Service(settings, embedder) as service:
+        _, released = hold_embeddings(embedder, queries_only=False)
+        job = await service.runner.ingest_or_job(
+            "default", "ann", document("slow.md"), wait_seconds=0.05
+        )
+        # Stopping abandons the ingest in flight, unwritten: the job stays running.
+        await service.runner.stop()
+        released.set()
+
+    async with Service(settings, embedder) as restarted:
+        assert isinstance(job, Job)
+        done = await restarted.finished(job)
+        assert (done.state, done.resumes, done.documents_done) == (JobState.SUCCEEDED, 1, 1)
+        assert await restarted.document_ids() == ["slow.md"]

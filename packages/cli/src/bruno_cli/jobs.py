@@ -1,126 +1,150 @@
-"""``bruno jobs``: the edge's ingestion jobs (``/api/v1/ingest-jobs``) from the command line —
-list the recent ones, follow one to its end, cancel one.
+"""Ingest jobs from the command line: submit documents as a job, follow one to its end (a
+progress bar on a terminal, a line per change otherwise), list recent ones.
 
-    bruno jobs                 # the key's recent jobs, newest first
-    bruno jobs watch 5f0c…     # progress until it ends; exit 1 when it failed or was cancelled
-    bruno jobs cancel 5f0c…
-
-Following a job polls it; the progress shows as a bar on a terminal (see
-:mod:`bruno_cli.job_progress`) and as plain lines otherwise. Leaving a watch (Ctrl-C) leaves the
-job running: it belongs to the knowledge base, not to this process.
+    job = await submit_documents(client, "homelab", bodies)
+    job = await watch(client, job["id"], out, err)      # once it has ended
+    await list_jobs(client, out)
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Sequence
 from typing import Any, TextIO
 
 import httpx
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
 from bruno_cli.connection import api_path, call, expect_json
-from bruno_cli.job_progress import progress_for
 
-JOBS = "ingest-jobs"
-FINISHED = frozenset({"succeeded", "failed", "cancelled"})
-#: Seconds between two looks at a running job.
+#: How often a command following a job asks how it is.
 POLL_SECONDS = 0.5
-_JOB_KEYS = ("id", "state", "documents", "chunks_written", "errors")
-# Reading every file of a large upload and handing it to retrieval takes a while (the edge
-# allows itself ten minutes); the files are read once sent, so no read timeout applies.
-_SUBMIT_TIMEOUT = httpx.Timeout(600.0, connect=5.0)
+RUNNING = ("queued", "running")
+# A job's documents are sent in one request; these keep it within the edge's body limit
+# (BRUNO_MAX_UPLOAD_BYTES, 64 MiB by default) and its 1,000 documents.
+MAX_JOB_DOCUMENTS = 1000
+MAX_JOB_BYTES = 48 * 1024 * 1024
 
 
-async def submit(
-    client: httpx.AsyncClient, files: list[tuple[str, bytes]], collection: str
+async def submit_documents(
+    client: httpx.AsyncClient, collection: str, documents: Sequence[dict[str, Any]]
 ) -> dict[str, Any]:
-    """Start a job that ingests ``files`` (name, content) into ``collection``; the job."""
+    """Submit ``documents`` (bodies of ``POST /api/v1/documents``) as one job; the job."""
     response = await call(
         client,
         "POST",
-        api_path(JOBS),
-        params={"collection": collection},
-        files=[("files", (name, content)) for name, content in files],
-        timeout=_SUBMIT_TIMEOUT,
+        api_path("ingest-jobs", "documents"),
+        json={"collection": collection, "documents": list(documents)},
+        timeout=httpx.Timeout(600.0, connect=5.0),
     )
-    return expect_json(response, *_JOB_KEYS)
+    return expect_json(response, "id", "state", "documents")
 
 
-async def get(client: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
-    return expect_json(await call(client, "GET", api_path(JOBS, job_id)), *_JOB_KEYS)
+async def get_job(client: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
+    return expect_json(await call(client, "GET", api_path("ingest-jobs", job_id)), "id", "state")
 
 
-async def follow(
-    client: httpx.AsyncClient, job_id: str, *, plain: bool, out: TextIO, err: TextIO
-) -> dict[str, Any]:
-    """Poll the job until it ends, showing its progress; the finished job.
-
-    The same job is shown on ``out`` (plain lines) or ``err`` (a terminal's bar), never both:
-    output that is piped stays a log of lines.
-    """
-    job = await get(client, job_id)
+async def watch(client: httpx.AsyncClient, job_id: str, out: TextIO, err: TextIO) -> dict[str, Any]:
+    """Follow the job to its end: a progress bar (documents and chunks, rate, time left) on
+    a terminal, else a line on ``out`` whenever its counts change; then each failed
+    document's error on ``out``. The job as it ended."""
+    job = await get_job(client, job_id)
+    bar: Progress | None = None
+    if err.isatty():
+        bar = Progress(
+            TextColumn("job {task.fields[job]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[chunks]} chunks, {task.fields[failed]} failed"),
+            TextColumn("{task.fields[rate]:.1f} docs/s"),
+            TimeRemainingColumn(),
+            console=Console(file=err),
+            transient=True,
+        )
+        task = bar.add_task(
+            "job", total=job["documents"]["total"], job=job_id[:8], chunks=0, failed=0, rate=0.0
+        )
+        bar.start()
+    started, first = time.monotonic(), sum(_accounted(job))
+    seen: tuple[int, int] | None = None
     try:
-        with progress_for(job, plain=plain, out=out, err=err) as progress:
-            while job["state"] not in FINISHED:
-                await asyncio.sleep(POLL_SECONDS)
-                job = await get(client, job_id)
-                progress.update(job)
-    except asyncio.CancelledError:  # Ctrl-C: the job goes on without us
-        print(f"bruno: job {job_id} goes on; follow it with: bruno jobs watch {job_id}", file=err)
-        raise
+        while True:
+            counts = _accounted(job)
+            if bar is not None:
+                elapsed = max(time.monotonic() - started, 1e-3)
+                bar.update(
+                    task,
+                    completed=sum(counts),
+                    chunks=job["chunks_written"],
+                    failed=counts[1],
+                    rate=(sum(counts) - first) / elapsed,
+                )
+            elif counts != seen:
+                print(_line(job), file=out)
+            seen = counts
+            if job["state"] not in RUNNING:
+                break
+            await asyncio.sleep(POLL_SECONDS)
+            job = await get_job(client, job_id)
+    finally:
+        if bar is not None:
+            bar.stop()
+    for error in job["errors"]:
+        print(f"{'failed':<9} {error['document_id']}: {error['message']}", file=out)
+    ended = f"job {job['id']} {job['state']}: {_counts(job)}"
+    if job.get("reason"):
+        ended += f" ({job['reason']})"
+    print(ended, file=out)
     return job
 
 
-def report(job: dict[str, Any], out: TextIO) -> int:
-    """The finished job's failed documents and a summary line; the exit status: 0 only when
-    it succeeded."""
-    for error in job["errors"]:
-        name = error.get("source") or error.get("document_id")
-        print(f"failed    {name}: {error['message']}", file=out)
+async def watch_quietly(client: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
+    """The job once it has ended, followed without a word."""
+    job = await get_job(client, job_id)
+    while job["state"] in RUNNING:
+        await asyncio.sleep(POLL_SECONDS)
+        job = await get_job(client, job_id)
+    return job
+
+
+async def list_jobs(client: httpx.AsyncClient, out: TextIO, *, limit: int = 20) -> int:
+    """The key's recent jobs, newest first, one a line."""
+    response = await call(client, "GET", api_path("ingest-jobs"), params={"limit": limit})
+    for job in expect_json(response, "jobs")["jobs"]:
+        print(
+            f"{job['id']}  {job['kind']:<7} {job['collection']:<20} {job['state']:<9} "
+            f"{_counts(job)}  {job['created_at']}",
+            file=out,
+        )
+    return 0
+
+
+def failed(job: dict[str, Any]) -> bool:
+    """Whether the job lost any document (or ended without finishing them)."""
+    return job["state"] != "succeeded" or bool(job["documents"]["failed"])
+
+
+def _accounted(job: dict[str, Any]) -> tuple[int, int]:
+    return job["documents"]["done"], job["documents"]["failed"]
+
+
+def _counts(job: dict[str, Any]) -> str:
     documents = job["documents"]
-    summary = (
-        f"job {job['id']} {job['state']}: {documents['done']} of {documents['total']} documents "
-        f"ingested, {documents['failed']} failed, {job['chunks_written']} chunks written"
+    return (
+        f"{documents['done']}/{documents['total']} documents, {documents['failed']} failed, "
+        f"{job['chunks_written']} chunks"
     )
-    if job.get("reason"):
-        summary += f" ({job['reason']})"
-    print(summary, file=out)
-    return 0 if job["state"] == "succeeded" else 1
 
 
-async def list_jobs(client: httpx.AsyncClient, *, limit: int, out: TextIO) -> int:
-    """The key's most recent jobs, one line each, newest first."""
-    response = await call(client, "GET", api_path(JOBS), params={"limit": limit})
-    jobs = expect_json(response, "jobs")["jobs"]
-    if not jobs:
-        print("no jobs", file=out)
-    for job in jobs:
-        documents = job["documents"]
-        print(
-            f"{job['id']}  {job['kind']:<7} {job['state']:<9} {job['collection']:<24} "
-            f"{documents['done']}/{documents['total']} documents, {documents['failed']} failed, "
-            f"{job['chunks_written']} chunks  {job['created_at']}",
-            file=out,
-        )
-    return 0
-
-
-async def watch(
-    client: httpx.AsyncClient, job_id: str, *, plain: bool, out: TextIO, err: TextIO
-) -> int:
-    """Follow a job to its end; the exit status of :func:`report`."""
-    return report(await follow(client, job_id, plain=plain, out=out, err=err), out)
-
-
-async def cancel(client: httpx.AsyncClient, job_id: str, out: TextIO) -> int:
-    """Ask a job to stop; a running one stops after the documents in flight."""
-    response = await call(client, "DELETE", api_path(JOBS, job_id))
-    job = expect_json(response, *_JOB_KEYS)
-    if job["state"] in FINISHED:
-        print(f"job {job_id} {job['state']}", file=out)
-    else:
-        print(
-            f"job {job_id} stops after the documents in flight; "
-            f"follow it with: bruno jobs watch {job_id}",
-            file=out,
-        )
-    return 0
+def _line(job: dict[str, Any]) -> str:
+    return f"job {job['id']} {job['state']}: {_counts(job)}"

@@ -16,14 +16,11 @@ from typing import TextIO
 
 import httpx
 
-from bruno_cli import jobs
 from bruno_cli.admin import collections, reindex
 from bruno_cli.ask import ask
 from bruno_cli.connection import DEFAULT_URL, CliError, connect
 from bruno_cli.ingest import DEFAULT_CONCURRENCY, ingest
-from bruno_cli.ingest_job import JOB_BYTES, JOB_FILE_BYTES, JOB_FILES, MIB
-
-_URL_SCHEMES = ("http://", "https://")
+from bruno_cli.jobs import failed, list_jobs, watch
 
 
 def _concurrency(value: str) -> int:
@@ -33,91 +30,29 @@ def _concurrency(value: str) -> int:
     return number
 
 
-def _limit(value: str) -> int:
-    number = int(value)
-    if not 1 <= number <= 100:
-        raise argparse.ArgumentTypeError("must be between 1 and 100")
-    return number
-
-
-def _local_path(value: str) -> Path:
-    if value.lower().startswith(_URL_SCHEMES):
-        raise argparse.ArgumentTypeError(
-            "URLs are not ingested yet: the edge's ingest-jobs API takes uploaded files; "
-            "download them and ingest the files"
-        )
-    return Path(value)
-
-
-def _connection_options(*, defaults: bool) -> argparse.ArgumentParser:
-    """``--url`` and ``--api-key``; without ``defaults`` for a subcommand's subcommand, whose
-    defaults would otherwise replace what was given before it (``bruno jobs --url X watch``)."""
-    options = argparse.ArgumentParser(add_help=False)
-    options.add_argument(
+def build_parser() -> argparse.ArgumentParser:
+    connection = argparse.ArgumentParser(add_help=False)
+    connection.add_argument(
         "--url",
-        default=os.environ.get("BRUNO_URL") or DEFAULT_URL if defaults else argparse.SUPPRESS,
+        default=os.environ.get("BRUNO_URL") or DEFAULT_URL,
         help=f"the edge's URL (default: the BRUNO_URL environment variable, else {DEFAULT_URL})",
     )
-    options.add_argument(
+    connection.add_argument(
         "--api-key",
-        default=os.environ.get("BRUNO_API_KEY") if defaults else argparse.SUPPRESS,
+        default=os.environ.get("BRUNO_API_KEY"),
         help="API key (default: the BRUNO_API_KEY environment variable)",
     )
-    return options
-
-
-def build_parser() -> argparse.ArgumentParser:
-    connection = _connection_options(defaults=True)
     common = argparse.ArgumentParser(add_help=False, parents=[connection])
     common.add_argument("--collection", default="default", help="collection (default: default)")
 
     parser = argparse.ArgumentParser(prog="bruno", description="Talk to an Agent Bruno edge.")
     commands = parser.add_subparsers(dest="command", required=True)
-    plain = argparse.ArgumentParser(add_help=False)
-    plain.add_argument(
-        "--plain",
-        action="store_true",
-        help="a job's progress as plain lines, also on a terminal (they are, when not on one)",
-    )
     ingest_parser = commands.add_parser(
         "ingest",
-        parents=[common, plain],
+        parents=[common],
         help="sync .md/.txt/.rst/.html/.pdf/.docx files into a collection, one document each",
-        description=(
-            "Sync files and folders into a collection, one document per file. A large set "
-            f"(more than {JOB_FILES} files, {JOB_BYTES // MIB} MiB in all, or a file over "
-            f"{JOB_FILE_BYTES // MIB} MiB) is sent as an ingestion job and followed to its "
-            "end; a job names each document by its file name, so a large set with files in "
-            "subfolders is still sent file by file unless --job is given. Local files only: "
-            "URLs are not accepted yet."
-        ),
     )
-    ingest_parser.add_argument(
-        "paths", nargs="+", type=_local_path, metavar="PATH", help="files and folders"
-    )
-    way = ingest_parser.add_mutually_exclusive_group()
-    way.add_argument(
-        "--job",
-        dest="way",
-        action="store_const",
-        const="job",
-        default="auto",
-        help="send the files as an ingestion job whatever their number (no deletions)",
-    )
-    way.add_argument(
-        "--sync",
-        dest="way",
-        action="store_const",
-        const="sync",
-        help="send the files one request each whatever their number",
-    )
-    way.add_argument(
-        "--no-wait",
-        dest="way",
-        action="store_const",
-        const="detach",
-        help="send the files as a job, print its id and return (bruno jobs watch ID follows it)",
-    )
+    ingest_parser.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     ingest_parser.add_argument(
         "--concurrency",
         type=_concurrency,
@@ -129,6 +64,19 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="keep documents whose file was removed from a synced folder",
     )
+    ingest_parser.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="submit the files as ingest jobs and return; follow them with `bruno jobs watch`",
+    )
+    jobs_parser = commands.add_parser(
+        "jobs", parents=[connection], help="list your recent ingest and reindex jobs"
+    )
+    jobs_commands = jobs_parser.add_subparsers(dest="jobs_command")
+    watch_parser = jobs_commands.add_parser(
+        "watch", parents=[connection], help="follow a job to its end"
+    )
+    watch_parser.add_argument("job_id", metavar="ID")
     ask_parser = commands.add_parser(
         "ask", parents=[common], help="ask a question; the answer streams, its sources follow"
     )
@@ -141,24 +89,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="re-embed a collection with the embedding service's current model",
     )
     reindex_parser.add_argument("name", metavar="COLLECTION")
-    jobs_parser = commands.add_parser(
-        "jobs", parents=[connection], help="list ingestion jobs; watch or cancel one"
-    )
-    jobs_parser.add_argument(
-        "--limit", type=_limit, default=20, help="jobs listed, newest first (default 20)"
-    )
-    actions = jobs_parser.add_subparsers(dest="action")
-    again = _connection_options(defaults=False)
-    watch_parser = actions.add_parser(
-        "watch",
-        parents=[again, plain],
-        help="follow a job to its end; exit 1 when it failed or was cancelled",
-    )
-    watch_parser.add_argument("job_id", metavar="ID")
-    cancel_parser = actions.add_parser(
-        "cancel", parents=[again], help="cancel a job (what it committed stays)"
-    )
-    cancel_parser.add_argument("job_id", metavar="ID")
     return parser
 
 
@@ -184,12 +114,12 @@ async def run(
                     delete=not args.no_delete,
                     out=out,
                     err=err,
-                    way="job" if args.way == "detach" else args.way,
-                    wait=args.way != "detach",
-                    plain=args.plain,
+                    wait=not args.no_wait,
                 )
+            if args.command == "jobs" and args.jobs_command == "watch":
+                return 1 if failed(await watch(client, args.job_id, out, err)) else 0
             if args.command == "jobs":
-                return await _jobs(client, args, out, err)
+                return await list_jobs(client, out)
             if args.command == "collections":
                 return await collections(client, out)
             if args.command == "reindex":
@@ -200,16 +130,6 @@ async def run(
     except CliError as error:
         print(f"bruno: {error}", file=err)
         return 1
-
-
-async def _jobs(
-    client: httpx.AsyncClient, args: argparse.Namespace, out: TextIO, err: TextIO
-) -> int:
-    if args.action == "watch":
-        return await jobs.watch(client, args.job_id, plain=args.plain, out=out, err=err)
-    if args.action == "cancel":
-        return await jobs.cancel(client, args.job_id, out)
-    return await jobs.list_jobs(client, limit=args.limit, out=out)
 
 
 def main() -> None:

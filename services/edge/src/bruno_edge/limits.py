@@ -43,7 +43,9 @@ class Limits:
 
 
 #: The routes whose bodies may reach ``max_upload_bytes``: they take files.
-UPLOAD_PATHS = frozenset({"/api/v1/documents/upload", "/api/v1/ingest-jobs"})
+UPLOAD_PATHS = frozenset(
+    {"/api/v1/documents/upload", "/api/v1/ingest-jobs", "/api/v1/ingest-jobs/documents"}
+)
 _DEFAULTS = Limits.from_settings(EdgeSettings.model_construct())
 _current: ContextVar[Limits] = ContextVar("bruno_edge_limits", default=_DEFAULTS)
 

@@ -400,6 +400,18 @@ class IngestJob(BaseModel):
     resumes: int = Field(description="Times a restart of retrieval interrupted and resumed it.")
 
 
+class IngestJobIn(_Request):
+    """Documents already read into text (what `bruno ingest` sends), ingested as one job."""
+
+    collection: Collection = DEFAULT_COLLECTION
+    documents: list[DocumentIn] = Field(
+        min_length=1,
+        max_length=1000,
+        description="Each as for `POST /api/v1/documents`; a document's own `collection`, if "
+        "given, must be the job's.",
+    )
+
+
 class IngestJobPage(BaseModel):
     jobs: list[IngestJob] = Field(description="Newest first.")
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null: last.")
@@ -470,11 +482,6 @@ class CollectionList(BaseModel):
 class CollectionDeleted(BaseModel):
     name: str
     documents_deleted: int
-
-
-class CollectionReindexed(BaseModel):
-    collection: CollectionInfo = Field(description="As it is after the switch-over.")
-    previous_model: str
 
 
 # --- operations ---------------------------------------------------------------------------

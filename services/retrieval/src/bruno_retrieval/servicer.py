@@ -23,7 +23,7 @@ from bruno_core import InvalidInput
 from bruno_core.contract import COLLECTION_NAME, DEFAULT_COLLECTION
 from bruno_retrieval import converters
 from bruno_retrieval.conversations import ConversationStore
-from bruno_retrieval.jobs import DocumentError, JobRunner, JobStore, StagedDocument
+from bruno_retrieval.jobs import DocumentError, Job, JobRunner, JobStore, StagedDocument
 from bruno_retrieval.knowledge import KnowledgeStore
 
 SERVICE = retrieval_pb2.DESCRIPTOR.services_by_name["RetrievalService"]
@@ -154,6 +154,20 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
 
         job = await self._runner.submit(collection, first.header.owner, documents())
         return converters.job_message(job)
+
+    async def IngestDocumentOrJob(
+        self, request: jobs_pb2.IngestDocumentOrJobRequest, context: Context
+    ) -> jobs_pb2.IngestDocumentOrJobResponse:
+        collection = COLLECTION_NAME.check(request.document.collection or DEFAULT_COLLECTION)
+        outcome = await self._runner.ingest_or_job(
+            collection,
+            request.owner,
+            converters.staged_document(request.document, collection),
+            wait_seconds=request.wait_ms / 1000,
+        )
+        if isinstance(outcome, Job):
+            return jobs_pb2.IngestDocumentOrJobResponse(job=converters.job_message(outcome))
+        return jobs_pb2.IngestDocumentOrJobResponse(ingested=converters.ingest_response(outcome))
 
     async def StartReindexJob(
         self, request: jobs_pb2.StartReindexJobRequest, context: Context

@@ -24,8 +24,9 @@ import asyncio
 import dataclasses
 import functools
 import logging
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Awaitable, Coroutine
 from datetime import UTC, datetime
+from typing import Any
 
 from bruno_core import BrunoError
 from bruno_retrieval.background import BackgroundTasks
@@ -34,7 +35,7 @@ from bruno_retrieval.jobs.model import DocumentError, Job, JobKind, JobState, St
 from bruno_retrieval.jobs.store import JobStore, new_job_id
 from bruno_retrieval.knowledge import KnowledgeStore
 from bruno_retrieval.knowledge.reindex import ReindexCancelled
-from bruno_retrieval.knowledge.results import IngestOutcome
+from bruno_retrieval.knowledge.results import IngestOutcome, IngestResult
 
 log = logging.getLogger(__name__)
 
@@ -155,35 +156,43 @@ class JobRunner:
             extra={"job": job.id, "done": job.documents_done, "failed": job.documents_failed},
         )
 
+    def _ingesting(
+        self, collection: str, document: StagedDocument
+    ) -> Coroutine[Any, Any, IngestResult]:
+        return self._knowledge.ingest(
+            collection,
+            text=document.text,
+            document_id=document.document_id,
+            title=document.title,
+            source=document.source,
+            metadata=document.metadata,
+            segments=document.segments,
+        )
+
     async def _ingest(self, job: Job, document: StagedDocument) -> _Step:
         """Ingest one document; the change it makes to the job."""
-        try:
-            result = await self._knowledge.ingest(
-                job.collection,
-                text=document.text,
-                document_id=document.document_id,
-                title=document.title,
-                source=document.source,
-                metadata=document.metadata,
-                segments=document.segments,
-            )
-        except BrunoError as error:
-            failure = DocumentError.of(document.document_id, document.source, error.detail)
-            metrics.JOB_DOCUMENTS.labels(job.kind, "failed").inc()
-            return _Step(document.position + 1, failure=failure)
-        except Exception:
-            log.exception("ingesting a job's document failed", extra={"job": job.id})
-            failure = DocumentError.of(
-                document.document_id,
-                document.source,
-                "the retrieval service failed on this document; the cause is in its logs",
-            )
-            metrics.JOB_DOCUMENTS.labels(job.kind, "failed").inc()
-            return _Step(document.position + 1, failure=failure)
-        written = 0 if result.outcome is IngestOutcome.UNCHANGED else result.chunks
-        metrics.JOB_DOCUMENTS.labels(job.kind, "done").inc()
-        metrics.JOB_CHUNKS.labels(job.kind).inc(written)
-        return _Step(document.position + 1, chunks=written)
+        return await _step_of(job, document, self._ingesting(job.collection, document))
+
+    async def ingest_or_job(
+        self, collection: str, owner: str, document: StagedDocument, *, wait_seconds: float
+    ) -> IngestResult | Job:
+        """Ingest ``document``, answering its result if it is done within ``wait_seconds``,
+        else a job of its own that follows it to its end. The ingest runs in a task of its own:
+        neither the wait nor the caller giving up stops it."""
+        ingesting = self._tasks.spawn(self._ingesting(collection, document))
+        await asyncio.wait({ingesting}, timeout=wait_seconds)
+        if ingesting.done():
+            return ingesting.result()
+        job = await self._jobs.adopt(collection, owner, document)
+        self._tasks.spawn(self._follow(job, document, ingesting))
+        return job
+
+    async def _follow(
+        self, job: Job, document: StagedDocument, ingesting: Awaitable[IngestResult]
+    ) -> None:
+        """Record the end of an ingest that became ``job``."""
+        step = await _step_of(job, document, ingesting)
+        await self._jobs.update(job.id, lambda j: step(j).finished_by_counts(_now()))
 
     async def _run_reindex(self, job: Job, stop: asyncio.Event) -> None:
         def progress(chunks: int) -> None:
@@ -223,6 +232,28 @@ class JobRunner:
             await self._jobs.update(job_id, lambda j: j.finish(JobState.FAILED, _now(), reason))
         except Exception:
             log.exception("marking a job failed failed too", extra={"job": job_id})
+
+
+async def _step_of(job: Job, document: StagedDocument, ingesting: Awaitable[IngestResult]) -> _Step:
+    """What ``ingesting`` the document did to the job, counted on the metrics."""
+    try:
+        result = await ingesting
+    except BrunoError as error:
+        failure = DocumentError.of(document.document_id, document.source, error.detail)
+    except Exception:
+        log.exception("ingesting a job's document failed", extra={"job": job.id})
+        failure = DocumentError.of(
+            document.document_id,
+            document.source,
+            "the retrieval service failed on this document; the cause is in its logs",
+        )
+    else:
+        written = 0 if result.outcome is IngestOutcome.UNCHANGED else result.chunks
+        metrics.JOB_DOCUMENTS.labels(job.kind, "done").inc()
+        metrics.JOB_CHUNKS.labels(job.kind).inc(written)
+        return _Step(document.position + 1, chunks=written)
+    metrics.JOB_DOCUMENTS.labels(job.kind, "failed").inc()
+    return _Step(document.position + 1, failure=failure)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

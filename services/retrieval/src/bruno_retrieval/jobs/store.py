@@ -172,6 +172,23 @@ class JobStore:
         metrics.JOB_DOCUMENTS.labels(JobKind.INGEST, "failed").inc(len(rejected))
         return job
 
+    async def adopt(self, collection: str, owner: str, document: StagedDocument) -> Job:
+        """A running job of one document whose ingest has already started (a synchronous
+        ingest that outlasted its wait): staged, so a restart resumes it."""
+        now = datetime.now(UTC)
+        job = Job(
+            id=new_job_id(),
+            kind=JobKind.INGEST,
+            collection=collection,
+            owner=owner,
+            state=JobState.RUNNING,
+            created_at=now,
+            started_at=now,
+            documents_total=1,
+        )
+        await self._stage(job.id, [dataclasses.replace(document, position=0)])
+        return await self.create(job)
+
     async def create(self, job: Job) -> Job:
         """Store a new job with no staged documents (a reindex)."""
         async with self._lock:

@@ -235,6 +235,64 @@ class IngestJobHeader(_message.Message):
 Global___IngestJobHeader: _TypeAlias = IngestJobHeader  # noqa: Y015
 
 @_typing.final
+class IngestDocumentOrJobRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DOCUMENT_FIELD_NUMBER: _builtins.int
+    OWNER_FIELD_NUMBER: _builtins.int
+    WAIT_MS_FIELD_NUMBER: _builtins.int
+    owner: _builtins.str
+    """the job's owner, should it become one"""
+    wait_ms: _builtins.int
+    """how long to wait for the result before answering with a job"""
+    @_builtins.property
+    def document(self) -> _retrieval_pb2.IngestDocumentRequest: ...
+    def __init__(
+        self,
+        *,
+        document: _retrieval_pb2.IngestDocumentRequest | None = ...,
+        owner: _builtins.str = ...,
+        wait_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["document", b"document"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["document", b"document", "owner", b"owner", "wait_ms", b"wait_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IngestDocumentOrJobRequest: _TypeAlias = IngestDocumentOrJobRequest  # noqa: Y015
+
+@_typing.final
+class IngestDocumentOrJobResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INGESTED_FIELD_NUMBER: _builtins.int
+    JOB_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def ingested(self) -> _retrieval_pb2.IngestDocumentResponse:
+        """done within the wait"""
+
+    @_builtins.property
+    def job(self) -> Global___Job:
+        """still going: follow the job"""
+
+    def __init__(
+        self,
+        *,
+        ingested: _retrieval_pb2.IngestDocumentResponse | None = ...,
+        job: Global___Job | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ingested", b"ingested", "job", b"job", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ingested", b"ingested", "job", b"job", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["ingested", "job"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___IngestDocumentOrJobResponse: _TypeAlias = IngestDocumentOrJobResponse  # noqa: Y015
+
+@_typing.final
 class StartReindexJobRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

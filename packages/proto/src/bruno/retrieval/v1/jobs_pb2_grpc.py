@@ -54,6 +54,11 @@ class JobServiceStub:
                 request_serializer=bruno_dot_retrieval_dot_v1_dot_jobs__pb2.ListJobsRequest.SerializeToString,
                 response_deserializer=bruno_dot_retrieval_dot_v1_dot_jobs__pb2.ListJobsResponse.FromString,
                 _registered_method=True)
+        self.IngestDocumentOrJob = channel.unary_unary(
+                '/bruno.retrieval.v1.JobService/IngestDocumentOrJob',
+                request_serializer=bruno_dot_retrieval_dot_v1_dot_jobs__pb2.IngestDocumentOrJobRequest.SerializeToString,
+                response_deserializer=bruno_dot_retrieval_dot_v1_dot_jobs__pb2.IngestDocumentOrJobResponse.FromString,
+                _registered_method=True)
         self.CancelJob = channel.unary_unary(
                 '/bruno.retrieval.v1.JobService/CancelJob',
                 request_serializer=bruno_dot_retrieval_dot_v1_dot_jobs__pb2.CancelJobRequest.SerializeToString,
@@ -95,6 +100,16 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def IngestDocumentOrJob(self, request, context):
+        """IngestDocumentOrJob ingests one document as IngestDocument does, waiting at most `wait_ms`
+        for it: a document that takes longer goes on as a job of its own (its text staged, so a
+        restart resumes it), answered instead of the result. The work never rides on the call's
+        deadline: once started, the document is committed whole (or fails) whatever the caller does.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CancelJob(self, request, context):
         """CancelJob stops a job between documents (the one in flight is committed whole or not at
         all; those committed stay). A finished job is returned as it is.
@@ -125,6 +140,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.ListJobs,
                     request_deserializer=bruno_dot_retrieval_dot_v1_dot_jobs__pb2.ListJobsRequest.FromString,
                     response_serializer=bruno_dot_retrieval_dot_v1_dot_jobs__pb2.ListJobsResponse.SerializeToString,
+            ),
+            'IngestDocumentOrJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.IngestDocumentOrJob,
+                    request_deserializer=bruno_dot_retrieval_dot_v1_dot_jobs__pb2.IngestDocumentOrJobRequest.FromString,
+                    response_serializer=bruno_dot_retrieval_dot_v1_dot_jobs__pb2.IngestDocumentOrJobResponse.SerializeToString,
             ),
             'CancelJob': grpc.unary_unary_rpc_method_handler(
                     servicer.CancelJob,
@@ -240,6 +260,33 @@ class JobService:
             '/bruno.retrieval.v1.JobService/ListJobs',
             bruno_dot_retrieval_dot_v1_dot_jobs__pb2.ListJobsRequest.SerializeToString,
             bruno_dot_retrieval_dot_v1_dot_jobs__pb2.ListJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IngestDocumentOrJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bruno.retrieval.v1.JobService/IngestDocumentOrJob',
+            bruno_dot_retrieval_dot_v1_dot_jobs__pb2.IngestDocumentOrJobRequest.SerializeToString,
+            bruno_dot_retrieval_dot_v1_dot_jobs__pb2.IngestDocumentOrJobResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -51,6 +51,12 @@ class JobServiceStub:
     """GetJob returns a job as it is now. NOT_FOUND when unknown or another owner's."""
     ListJobs: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.ListJobsRequest, _jobs_pb2.ListJobsResponse]
     """ListJobs pages through jobs, newest first."""
+    IngestDocumentOrJob: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.IngestDocumentOrJobRequest, _jobs_pb2.IngestDocumentOrJobResponse]
+    """IngestDocumentOrJob ingests one document as IngestDocument does, waiting at most `wait_ms`
+    for it: a document that takes longer goes on as a job of its own (its text staged, so a
+    restart resumes it), answered instead of the result. The work never rides on the call's
+    deadline: once started, the document is committed whole (or fails) whatever the caller does.
+    """
     CancelJob: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.CancelJobRequest, _jobs_pb2.Job]
     """CancelJob stops a job between documents (the one in flight is committed whole or not at
     all; those committed stay). A finished job is returned as it is.
@@ -72,6 +78,12 @@ class JobServiceAsyncStub(JobServiceStub):
     """GetJob returns a job as it is now. NOT_FOUND when unknown or another owner's."""
     ListJobs: _aio.UnaryUnaryMultiCallable[_jobs_pb2.ListJobsRequest, _jobs_pb2.ListJobsResponse]  # type: ignore[assignment]
     """ListJobs pages through jobs, newest first."""
+    IngestDocumentOrJob: _aio.UnaryUnaryMultiCallable[_jobs_pb2.IngestDocumentOrJobRequest, _jobs_pb2.IngestDocumentOrJobResponse]  # type: ignore[assignment]
+    """IngestDocumentOrJob ingests one document as IngestDocument does, waiting at most `wait_ms`
+    for it: a document that takes longer goes on as a job of its own (its text staged, so a
+    restart resumes it), answered instead of the result. The work never rides on the call's
+    deadline: once started, the document is committed whole (or fails) whatever the caller does.
+    """
     CancelJob: _aio.UnaryUnaryMultiCallable[_jobs_pb2.CancelJobRequest, _jobs_pb2.Job]  # type: ignore[assignment]
     """CancelJob stops a job between documents (the one in flight is committed whole or not at
     all; those committed stay). A finished job is returned as it is.
@@ -114,6 +126,18 @@ class JobServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_jobs_pb2.ListJobsResponse, _abc.Awaitable[_jobs_pb2.ListJobsResponse]]:
         """ListJobs pages through jobs, newest first."""
+
+    @_abc_1.abstractmethod
+    def IngestDocumentOrJob(
+        self,
+        request: _jobs_pb2.IngestDocumentOrJobRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_jobs_pb2.IngestDocumentOrJobResponse, _abc.Awaitable[_jobs_pb2.IngestDocumentOrJobResponse]]:
+        """IngestDocumentOrJob ingests one document as IngestDocument does, waiting at most `wait_ms`
+        for it: a document that takes longer goes on as a job of its own (its text staged, so a
+        restart resumes it), answered instead of the result. The work never rides on the call's
+        deadline: once started, the document is committed whole (or fails) whatever the caller does.
+        """
 
     @_abc_1.abstractmethod
     def CancelJob(

@@ -7,8 +7,9 @@ import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Path, Query, Request, Response, UploadFile, status
+from fastapi.responses import JSONResponse
 
-from bruno.retrieval.v1 import retrieval_pb2
+from bruno.retrieval.v1 import jobs_pb2, retrieval_pb2
 from bruno_core import BrunoError
 from bruno_core.contract import (
     COLLECTION_NAME,
@@ -19,6 +20,7 @@ from bruno_core.contract import (
 from bruno_edge.admission import Work
 from bruno_edge.api.deps import CallerDep, DownstreamsDep, SettingsDep, guarded
 from bruno_edge.api.routes import API_PREFIX, problem_responses
+from bruno_edge.api.routes.ingest_jobs import job_of, location_of
 from bruno_edge.clients import rpc_errors
 from bruno_edge.keys import Scope
 from bruno_edge.listings import document_summary
@@ -27,6 +29,7 @@ from bruno_edge.schemas import (
     DocumentIngested,
     DocumentPage,
     FileIngested,
+    IngestJob,
     UploadResult,
 )
 from bruno_edge.uploads import AcceptedFile, accepted_files, read_file, upload_collection
@@ -52,8 +55,14 @@ _STATUS = {
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
+    response_model=DocumentIngested,
     responses={
         200: {"model": DocumentIngested, "description": "Same id and text: nothing changed."},
+        202: {
+            "model": IngestJob,
+            "description": "Not done within `BRUNO_INGEST_WAIT_SECONDS`: it goes on as this job "
+            "(`Location` is where to follow it) and is committed whole or not at all.",
+        },
         **problem_responses(400, 401, 403, 404, 409, 413, 422, 429, 500, 503, 504),
     },
     dependencies=guarded(Scope.WRITE, Work.INGEST),
@@ -64,7 +73,10 @@ async def ingest_document(
     caller: CallerDep,
     downstreams: DownstreamsDep,
     settings: SettingsDep,
-) -> DocumentIngested:
+) -> DocumentIngested | JSONResponse:
+    """Ingest one document: `201` once committed, `200` when the same id already holds the
+    same text. A document that takes longer than `BRUNO_INGEST_WAIT_SECONDS` to embed is not
+    cut off: the answer is `202` with the job it became."""
     caller.check_collection(document.collection)
     request = retrieval_pb2.IngestDocumentRequest(
         collection=document.collection,
@@ -78,11 +90,23 @@ async def ingest_document(
             for segment in document.segments
         ],
     )
+    wait = settings.ingest_wait_seconds
     with rpc_errors("retrieval"):
-        # Ingesting embeds every chunk, so it gets the chat deadline rather than the short one.
-        ingested = await downstreams.retrieval.IngestDocument(
-            request, timeout=settings.chat_timeout_seconds
+        # Retrieval answers within the wait, with the result or the job; the deadline leaves
+        # it room to stage the document as a job.
+        answer = await downstreams.jobs.IngestDocumentOrJob(
+            jobs_pb2.IngestDocumentOrJobRequest(
+                document=request, owner=caller.name, wait_ms=int(wait * 1000)
+            ),
+            timeout=wait + settings.request_timeout_seconds,
         )
+    if answer.WhichOneof("result") == "job":
+        return JSONResponse(
+            job_of(answer.job).model_dump(mode="json"),
+            status_code=status.HTTP_202_ACCEPTED,
+            headers={"Location": location_of(answer.job.id)},
+        )
+    ingested = answer.ingested
     outcome = _STATUS.get(ingested.outcome, "created")
     if outcome == "unchanged":
         response.status_code = status.HTTP_200_OK

@@ -27,8 +27,8 @@ from fastapi import (
     status,
 )
 
-from bruno.retrieval.v1 import jobs_pb2
-from bruno_core import BrunoError, NotFound
+from bruno.retrieval.v1 import jobs_pb2, retrieval_pb2
+from bruno_core import BrunoError, InvalidInput, NotFound
 from bruno_core.contract import COLLECTION_NAME, MAX_PAGE_SIZE
 from bruno_edge.admission import Work
 from bruno_edge.api.deps import CallerDep, DownstreamsDep, SettingsDep, guarded, needs
@@ -36,7 +36,13 @@ from bruno_edge.api.routes import API_PREFIX, problem_responses
 from bruno_edge.auth import Caller
 from bruno_edge.clients import rpc_errors
 from bruno_edge.keys import Scope
-from bruno_edge.schemas import IngestJob, IngestJobPage, JobDocumentError, JobDocuments
+from bruno_edge.schemas import (
+    IngestJob,
+    IngestJobIn,
+    IngestJobPage,
+    JobDocumentError,
+    JobDocuments,
+)
 from bruno_edge.uploads import accepted_files, read_file, upload_collection
 
 PATH = f"{API_PREFIX}/ingest-jobs"
@@ -160,6 +166,54 @@ async def submit_ingest_job(
                 yield jobs_pb2.SubmitIngestJobRequest(rejected=rejected)
             else:
                 yield jobs_pb2.SubmitIngestJobRequest(document=document)
+
+    with rpc_errors("retrieval"):
+        job = await downstreams.jobs.SubmitIngestJob(parts(), timeout=SUBMIT_TIMEOUT_SECONDS)
+    response.headers["Location"] = location_of(job.id)
+    return job_of(job)
+
+
+@router.post(
+    "/documents",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_description="The job, queued; `Location` is where to follow it.",
+    responses=problem_responses(401, 403, 404, 413, 422, 429, 500, 503, 504),
+    dependencies=guarded(Scope.WRITE, Work.INGEST),
+)
+async def submit_documents_job(
+    body: IngestJobIn,
+    response: Response,
+    caller: CallerDep,
+    downstreams: DownstreamsDep,
+) -> IngestJob:
+    """Ingest documents already read into text as a job (what `bruno ingest` sends for a
+    large folder): each as for `POST /api/v1/documents`, up to 1,000 within
+    `BRUNO_MAX_UPLOAD_BYTES`."""
+    caller.check_collection(body.collection)
+    for document in body.documents:
+        if "collection" in document.model_fields_set and document.collection != body.collection:
+            raise InvalidInput(
+                f"a document of a job into {body.collection!r} names the collection "
+                f"{document.collection!r}"
+            )
+
+    async def parts() -> AsyncIterator[jobs_pb2.SubmitIngestJobRequest]:
+        header = jobs_pb2.IngestJobHeader(collection=body.collection, owner=caller.name)
+        yield jobs_pb2.SubmitIngestJobRequest(header=header)
+        for document in body.documents:
+            yield jobs_pb2.SubmitIngestJobRequest(
+                document=retrieval_pb2.IngestDocumentRequest(
+                    document_id=document.id or "",
+                    title=document.title,
+                    source=document.source,
+                    text=document.text,
+                    metadata=document.metadata,
+                    segments=[
+                        retrieval_pb2.TextSegment(start=segment.start, page=segment.page)
+                        for segment in document.segments
+                    ],
+                )
+            )
 
     with rpc_errors("retrieval"):
         job = await downstreams.jobs.SubmitIngestJob(parts(), timeout=SUBMIT_TIMEOUT_SECONDS)
