@@ -1,6 +1,7 @@
-"""``bruno ingest`` as an ingestion job, and ``bruno jobs``, against the four services as real
-processes over real HTTP: a large set becomes a job followed to its end, a small one stays file
-by file, what was skipped is listed, a bad file fails alone, detach and re-attach, cancel."""
+"""``bruno ingest`` as ingest jobs, and ``bruno jobs``, against the four services as real
+processes over real HTTP: a large set becomes a job followed to its end in plain lines or a
+bar, a small one stays file by file, what was skipped is listed, a bad file fails alone,
+detach and re-attach, leave a watch, cancel."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import httpx
 import pytest
 
 from bruno_cli import run
-from bruno_cli.ingest_job import JOB_FILES, MAX_TEXT_BYTES
+from bruno_cli.ingest import JOB_THRESHOLD
 from bruno_cli.main import build_parser
 from bruno_testing.background import InBackground
 from bruno_testing.documents import PdfPage, pdf_bytes
@@ -23,7 +24,7 @@ from bruno_testing.system import BrunoSystem
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
 
-PROGRESS = re.compile(r"^job (\w+) (\w+): (\d+)/(\d+) documents \((\d+) failed\), (\d+) chunks")
+PROGRESS = re.compile(r"^job (\w+) (\w+): (\d+)/(\d+) documents, (\d+) failed, (\d+) chunks")
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +74,7 @@ def note(n: int, paragraphs: int) -> str:
 
 
 def folder(root: Path, count: int, paragraphs: int = 4) -> Path:
-    root.mkdir()
+    root.mkdir(parents=True)
     for n in range(count):
         (root / f"note-{n:03d}.md").write_text(note(n, paragraphs), encoding="utf-8")
     return root
@@ -92,7 +93,7 @@ def documents(system: BrunoSystem, collection: str) -> set[str]:
 
 
 def job_id_in(out: str) -> str:
-    found = re.search(r"^job (\w+): \d+ documents into", out, re.MULTILINE)
+    found = re.search(r"^job (\w+) queued: \d+ documents$", out, re.MULTILINE)
     assert found, out
     return found.group(1)
 
@@ -102,16 +103,18 @@ def progress_lines(out: str) -> list[tuple[str, int, int, int]]:
     lines: list[tuple[str, int, int, int]] = []
     for line in out.splitlines():
         if match := PROGRESS.match(line):
-            _, state, done, total, _, chunks = match.groups()
-            lines.append((state, int(done), int(total), int(chunks)))
+            _, state, done, total, failed, chunks = match.groups()
+            lines.append((state, int(done) + int(failed), int(total), int(chunks)))
     return lines
 
 
 async def test_a_large_folder_is_one_job_whose_progress_advances_in_plain_lines(
     system: BrunoSystem, tmp_path: Path
 ) -> None:
-    count = JOB_FILES + 8
-    docs = folder(tmp_path / "notes", count, paragraphs=3)
+    count = JOB_THRESHOLD + 8
+    docs = tmp_path / "notes"
+    folder(docs / "racks", count // 2, paragraphs=3)
+    folder(docs / "pools", count // 2, paragraphs=3)
 
     code, out, _ = await bruno(system, "ingest", str(docs), "--collection", "large")
 
@@ -119,13 +122,17 @@ async def test_a_large_folder_is_one_job_whose_progress_advances_in_plain_lines(
     job_id = job_id_in(out)
     lines = progress_lines(out)
     assert lines[-1][0] == "succeeded"
-    assert "left" not in out.splitlines()[-2]  # no time left once it has ended
     assert [done for _, done, _, _ in lines] == sorted(done for _, done, _, _ in lines)
     assert any(0 < done < count for _, done, _, _ in lines), out  # seen on its way
     assert lines[-1][1:3] == (count, count)
     assert [chunks for *_, chunks in lines] == sorted(chunks for *_, chunks in lines)
-    assert f"job {job_id} succeeded: {count} of {count} documents ingested, 0 failed" in out
-    assert documents(system, "large") == {f"note-{n:03d}.md" for n in range(count)}
+    assert re.search(r"documents/s, about .+ left$", out, re.MULTILINE), out  # while it ran
+    assert f"job {job_id} succeeded: {count}/{count} documents, 0 failed" in out
+    assert out.strip().splitlines()[-1].endswith(f"{count} ingested")
+    # A job stores each file under the id a file-by-file sync gives it: its path.
+    assert documents(system, "large") == {
+        f"{part}/note-{n:03d}.md" for part in ("racks", "pools") for n in range(count // 2)
+    }
 
 
 async def test_a_small_set_stays_one_request_per_file(system: BrunoSystem, tmp_path: Path) -> None:
@@ -139,57 +146,23 @@ async def test_a_small_set_stays_one_request_per_file(system: BrunoSystem, tmp_p
     assert out.strip().splitlines()[-1] == "3 files: 3 created, 0 replaced, 0 unchanged"
 
 
-async def test_a_large_set_in_subfolders_stays_file_by_file_and_says_why(
+async def test_a_bad_file_fails_alone_lists_what_was_skipped_and_exits_1(
     system: BrunoSystem, tmp_path: Path
 ) -> None:
-    docs = tmp_path / "nested"
-    docs.mkdir()
-    for part in ("a", "b"):
-        folder(docs / part, JOB_FILES // 2 + 1, paragraphs=1)
+    docs = folder(tmp_path / "mixed", JOB_THRESHOLD, paragraphs=1)
+    (docs / "scan.pdf").write_bytes(pdf_bytes([PdfPage(paragraphs=["42 EUR"], scan=True)]))
+    (docs / "empty.md").write_text("  \n")
+    (docs / "photo.png").write_bytes(b"\x89PNG")
 
-    code, out, err = await bruno(system, "ingest", str(docs), "--collection", "nested")
-
-    assert code == 0, out
-    assert "job " not in out
-    assert f"bruno: {JOB_FILES + 2} file(s) in subfolders: sending the set file by file" in err
-    assert "a/note-000.md" in documents(system, "nested")
-
-
-async def test_a_bad_file_fails_alone_and_makes_the_exit_status_1(
-    system: BrunoSystem, tmp_path: Path
-) -> None:
-    (tmp_path / "pdu.pdf").write_bytes(
-        pdf_bytes([PdfPage(heading="Rack PDU", paragraphs=["Outlet 7 feeds the NAS."])])
-    )
-    (tmp_path / "scan.pdf").write_bytes(pdf_bytes([PdfPage(paragraphs=["42 EUR"], scan=True)]))
-    (tmp_path / "notes.md").write_text("# Notes\n\nThe NAS is nas01.\n")
-
-    code, out, _ = await bruno(system, "ingest", str(tmp_path), "--job", "--collection", "bad")
+    code, out, _ = await bruno(system, "ingest", str(docs), "--collection", "mixed")
 
     assert code == 1, out
     assert re.search(r"^failed    scan\.pdf: .*text layer", out, re.MULTILINE), out
-    assert re.search(r"^job \w+ failed: 2 of 3 documents ingested, 1 failed", out, re.MULTILINE)
-    assert documents(system, "bad") == {"pdu.pdf", "notes.md"}
-
-
-async def test_what_was_skipped_is_listed_with_the_reason(
-    system: BrunoSystem, tmp_path: Path
-) -> None:
-    (tmp_path / "ok.md").write_text("# OK\n\nThe UPS holds fourteen minutes.\n")
-    (tmp_path / "empty.md").write_text("  \n")
-    (tmp_path / "photo.png").write_bytes(b"\x89PNG")
-    (tmp_path / "huge.txt").write_text("x" * (MAX_TEXT_BYTES + 1))
-
-    code, out, _ = await bruno(system, "ingest", str(tmp_path), "--job", "--collection", "skip")
-
-    assert f"skipped   {tmp_path / 'photo.png'} (not a kind Bruno reads: .png)" in out
-    assert f"skipped   {tmp_path / 'empty.md'} (empty)" in out
-    assert (
-        f"skipped   {tmp_path / 'huge.txt'} (too large: over the edge's limit of "
-        f"{MAX_TEXT_BYTES} bytes)" in out
-    )
-    assert code == 1  # the file too large was not ingested
-    assert documents(system, "skip") == {"ok.md"}
+    assert "skipped   empty.md (empty)" in out
+    assert "skipped   photo.png (not a kind Bruno reads: .png)" in out
+    job_id = job_id_in(out)
+    assert f"job {job_id} succeeded: {JOB_THRESHOLD}/{JOB_THRESHOLD} documents, 0 failed" in out
+    assert documents(system, "mixed") == {f"note-{n:03d}.md" for n in range(JOB_THRESHOLD)}
 
 
 async def test_no_wait_detaches_and_watch_follows_the_job_to_its_end(
@@ -204,18 +177,18 @@ async def test_no_wait_detaches_and_watch_follows_the_job_to_its_end(
     assert f"follow it with: bruno jobs watch {job_id}" in out
     assert not progress_lines(out)
 
-    code, out, _ = await bruno(system, "jobs", "watch", job_id)
+    code, out, _ = await bruno(system, "jobs", "watch", job_id, "--plain")
 
     assert code == 0, out
-    assert progress_lines(out)[-1] == ("succeeded", 5, 5, progress_lines(out)[-1][3])
-    assert f"job {job_id} succeeded: 5 of 5 documents ingested" in out
+    assert progress_lines(out)[-1][:3] == ("succeeded", 5, 5)
+    assert f"job {job_id} succeeded: 5/5 documents, 0 failed" in out
     assert documents(system, "later") == {f"note-{n:03d}.md" for n in range(5)}
 
     code, out, _ = await bruno(system, "jobs")
 
     assert code == 0
     [listed] = [line for line in out.splitlines() if line.startswith(job_id)]
-    assert re.match(rf"{job_id}  ingest  succeeded later\s+5/5 documents, 0 failed", listed)
+    assert listed.split()[1:6] == ["ingest", "later", "succeeded", "5/5", "documents,"]
 
 
 async def test_cancel_stops_a_running_job_and_its_watch_exits_1(
@@ -245,25 +218,29 @@ async def test_cancel_stops_a_running_job_and_its_watch_exits_1(
     assert out.startswith(f"job {job_id} ")
     code, out, _ = await bruno(system, "jobs", "watch", job_id)
     assert code == 1, out
-    assert re.search(rf"^job {job_id} cancelled: (\d+) of {count} documents", out, re.MULTILINE)
+    assert re.search(rf"^job {job_id} cancelled: \d+/{count} documents", out, re.MULTILINE)
     assert len(documents(system, "cut")) < count
 
 
 async def test_on_a_terminal_the_progress_is_a_bar_and_not_lines(
     system: BrunoSystem, tmp_path: Path
 ) -> None:
-    docs = folder(tmp_path / "bar", 3)
+    docs = folder(tmp_path / "bar", JOB_THRESHOLD, paragraphs=1)
     terminal = Terminal()
 
-    code, out, err = await bruno(
-        system, "ingest", str(docs), "--job", "--collection", "bar", err=terminal
-    )
+    code, out, err = await bruno(system, "ingest", str(docs), "--collection", "bar", err=terminal)
 
     assert code == 0, out
-    assert not progress_lines(out)
-    assert "documents," in err
-    assert "chunks" in err
-    assert re.search(r"^job \w+ succeeded: 3 of 3 documents ingested", out, re.MULTILINE)
+    assert [state for state, *_ in progress_lines(out)] == ["succeeded"]  # only how it ended
+    assert "chunks, 0 failed" in err
+    assert "docs/s" in err
+    assert re.search(rf"^job \w+ succeeded: {JOB_THRESHOLD}/{JOB_THRESHOLD} documents", out, re.M)
+
+    code, out, err = await bruno(system, "jobs", "watch", job_id_in(out), "--plain", err=Terminal())
+
+    assert code == 0
+    assert progress_lines(out)  # --plain: lines on a terminal too
+    assert err == ""
 
 
 def test_a_url_is_refused_with_what_to_do_instead(capsys: pytest.CaptureFixture[str]) -> None:
