@@ -4,6 +4,7 @@
     bruno ingest manuals/ --no-wait             # as ingest jobs, without waiting for them
     bruno jobs                                  # your recent jobs
     bruno jobs watch 5f0c…                      # follow one to its end
+    bruno jobs cancel 5f0c…                     # stop it; what it committed stays
     bruno ask "How do I restore a Velero backup?"
     bruno collections
     bruno reindex homelab

@@ -20,7 +20,7 @@ import os
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, TextIO
 
 import httpx
@@ -70,10 +70,12 @@ class Document:
 
 @dataclass(frozen=True)
 class FoundFiles:
-    """The files found and the folders that could not be read (their files are missing)."""
+    """The files found, the folders that could not be read (their files are missing), and
+    the files of a folder that are not of a kind Bruno reads (relative to their folder)."""
 
     files: list[SourceFile]
     unreadable: list[str]
+    unsupported: list[str]
 
 
 # --- reading files ------------------------------------------------------------------------
@@ -95,6 +97,7 @@ def find_files(paths: Sequence[Path]) -> FoundFiles:
     wherever the command runs from)."""
     found: list[SourceFile] = []
     unreadable: list[str] = []
+    unsupported: list[str] = []
 
     def cannot_read(error: OSError) -> None:
         unreadable.append(f"{error.filename}: {error.strerror or error}")
@@ -111,14 +114,17 @@ def find_files(paths: Sequence[Path]) -> FoundFiles:
                 for folder, _, names in os.walk(root, onerror=cannot_read)
                 for name in names
             )
-            found.extend(
-                SourceFile(path, document_id_for(path.relative_to(root)), sync_root)
-                for path in sorted(walked)
-                if path.suffix.lower() in SUFFIXES and path.is_file()
-            )
+            for path in sorted(walked):
+                if not path.is_file():
+                    continue
+                relative = path.relative_to(root)
+                if path.suffix.lower() in SUFFIXES:
+                    found.append(SourceFile(path, document_id_for(relative), sync_root))
+                else:
+                    unsupported.append(relative.as_posix())
         else:
             raise CliError(f"{root}: no such file or directory")
-    return FoundFiles(found, unreadable)
+    return FoundFiles(found, unreadable, unsupported)
 
 
 def check_unique_ids(files: Sequence[SourceFile]) -> None:
@@ -224,15 +230,19 @@ async def ingest(
     out: TextIO,
     err: TextIO,
     wait: bool = True,
+    plain: bool = False,
 ) -> int:
     """Sync ``paths`` into ``collection``; the exit status. From :data:`JOB_THRESHOLD` files
     on (or when not waiting) the files to send go as ingest jobs, followed to their end
-    unless ``wait`` is false."""
+    unless ``wait`` is false (``plain``: their progress as lines, even on a terminal)."""
     found = find_files(paths)
     files = found.files
     check_unique_ids(files)
     for problem in found.unreadable:
         print(f"bruno: cannot read {problem}", file=err)
+    for name in found.unsupported:
+        suffix = PurePosixPath(name).suffix or "no suffix"
+        print(f"{'skipped':<9} {name} (not a kind Bruno reads: {suffix})", file=out)
     if not files:
         raise CliError("no .md, .txt, .rst, .html, .pdf or .docx files found")
     stored = await _stored_documents(client, collection)
@@ -247,7 +257,9 @@ async def ingest(
 
     try:
         if as_jobs:
-            await _ingest_as_jobs(client, files, collection, stored, reporter, wait, err)
+            await _ingest_as_jobs(
+                client, files, collection, stored, reporter, wait=wait, plain=plain, err=err
+            )
         else:
             await asyncio.gather(*(one(source) for source in files))
         # A file in a folder that could not be read is not gone: delete nothing.
@@ -317,7 +329,9 @@ async def _ingest_as_jobs(
     collection: str,
     stored: dict[str, Any],
     reporter: _Reporter,
+    *,
     wait: bool,
+    plain: bool,
     err: TextIO,
 ) -> None:
     """Send the files that need it as ingest jobs (as few as the edge's limits allow) and,
@@ -346,7 +360,7 @@ async def _ingest_as_jobs(
         reporter.outcomes["queued"] += sum(job["documents"]["total"] for job in submitted)
         return
     for job in submitted:
-        ended = await watch(client, job["id"], reporter.out, err)
+        ended = await watch(client, job["id"], reporter.out, err, plain=plain)
         reporter.outcomes["ingested"] += ended["documents"]["done"]
         reporter.outcomes["failed"] += ended["documents"]["failed"]
         if ended["state"] in ("cancelled", "failed") and not ended["documents"]["failed"]:

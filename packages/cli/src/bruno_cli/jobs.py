@@ -1,9 +1,13 @@
 """Ingest jobs from the command line: submit documents as a job, follow one to its end (a
-progress bar on a terminal, a line per change otherwise), list recent ones.
+progress bar on a terminal, a line per change otherwise), list recent ones, cancel one.
 
     job = await submit_documents(client, "homelab", bodies)
     job = await watch(client, job["id"], out, err)      # once it has ended
     await list_jobs(client, out)
+    await cancel(client, job["id"], out)
+
+Leaving a watch (Ctrl-C) leaves the job running: it belongs to the knowledge base, not to
+this process, and ``bruno jobs watch ID`` follows it again.
 """
 
 from __future__ import annotations
@@ -53,13 +57,16 @@ async def get_job(client: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
     return expect_json(await call(client, "GET", api_path("ingest-jobs", job_id)), "id", "state")
 
 
-async def watch(client: httpx.AsyncClient, job_id: str, out: TextIO, err: TextIO) -> dict[str, Any]:
+async def watch(
+    client: httpx.AsyncClient, job_id: str, out: TextIO, err: TextIO, *, plain: bool = False
+) -> dict[str, Any]:
     """Follow the job to its end: a progress bar (documents and chunks, rate, time left) on
-    a terminal, else a line on ``out`` whenever its counts change; then each failed
-    document's error on ``out``. The job as it ended."""
+    a terminal unless ``plain``, else a line on ``out`` whenever its counts change (with the
+    rate and the time left while it runs); then each failed document's error on ``out``. The
+    job as it ended."""
     job = await get_job(client, job_id)
     bar: Progress | None = None
-    if err.isatty():
+    if err.isatty() and not plain:
         bar = Progress(
             TextColumn("job {task.fields[job]}"),
             BarColumn(),
@@ -80,22 +87,25 @@ async def watch(client: httpx.AsyncClient, job_id: str, out: TextIO, err: TextIO
     try:
         while True:
             counts = _accounted(job)
+            rate = (sum(counts) - first) / max(time.monotonic() - started, 1e-3)
             if bar is not None:
-                elapsed = max(time.monotonic() - started, 1e-3)
                 bar.update(
                     task,
                     completed=sum(counts),
                     chunks=job["chunks_written"],
                     failed=counts[1],
-                    rate=(sum(counts) - first) / elapsed,
+                    rate=rate,
                 )
             elif counts != seen:
-                print(_line(job), file=out)
+                print(_line(job, rate), file=out, flush=True)
             seen = counts
             if job["state"] not in RUNNING:
                 break
             await asyncio.sleep(POLL_SECONDS)
             job = await get_job(client, job_id)
+    except asyncio.CancelledError:  # Ctrl-C: the job goes on without us
+        print(f"bruno: job {job_id} goes on; follow it with: bruno jobs watch {job_id}", file=err)
+        raise
     finally:
         if bar is not None:
             bar.stop()
@@ -129,6 +139,22 @@ async def list_jobs(client: httpx.AsyncClient, out: TextIO, *, limit: int = 20) 
     return 0
 
 
+async def cancel(client: httpx.AsyncClient, job_id: str, out: TextIO) -> int:
+    """Ask a job to stop: a queued one ends at once, a running one after the documents in
+    flight (committed whole); what it committed stays."""
+    response = await call(client, "DELETE", api_path("ingest-jobs", job_id))
+    job = expect_json(response, "id", "state", "documents")
+    if job["state"] in RUNNING:
+        print(
+            f"job {job_id} stops after the documents in flight; "
+            f"follow it with: bruno jobs watch {job_id}",
+            file=out,
+        )
+    else:
+        print(f"job {job_id} {job['state']}: {_counts(job)}", file=out)
+    return 0
+
+
 def failed(job: dict[str, Any]) -> bool:
     """Whether the job lost any document (or ended without finishing them)."""
     return job["state"] != "succeeded" or bool(job["documents"]["failed"])
@@ -146,5 +172,19 @@ def _counts(job: dict[str, Any]) -> str:
     )
 
 
-def _line(job: dict[str, Any]) -> str:
-    return f"job {job['id']} {job['state']}: {_counts(job)}"
+def _line(job: dict[str, Any], rate: float) -> str:
+    """The job's counts; while it runs and moves, the rate and the time left too."""
+    line = f"job {job['id']} {job['state']}: {_counts(job)}"
+    if job["state"] in RUNNING and rate > 0:
+        documents = job["documents"]
+        left = (documents["total"] - documents["done"] - documents["failed"]) / rate
+        line += f", {rate:.2f} documents/s, about {_duration(left)} left"
+    return line
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(round(seconds), 60)
+    if not minutes:
+        return f"{seconds} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {seconds:02d} s"
