@@ -81,7 +81,7 @@ async def test_the_same_document_ingested_twice_at_once_ends_as_one_version(
     assert len({hit.content_hash for hit in hits}) == 1
 
 
-async def test_a_document_of_many_chunks_is_folded_into_the_keyword_index_without_waiting_for_more_writes(
+async def test_a_document_of_many_chunks_is_folded_into_the_keyword_index_without_more_writes(
     store: KnowledgeStore, make_settings: MakeSettings
 ) -> None:
     await store.ingest("default", text="Seed velero.", document_id="seed")  # builds the index
