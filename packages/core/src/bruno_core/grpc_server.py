@@ -73,8 +73,8 @@ class _CallPolicy(grpc.aio.ServerInterceptor):
     Unary, server-streaming and client-streaming calls are wrapped (a stream until its last
     message; health's ``Watch``, which no probe uses, until its watcher leaves); bidirectional
     streams (Bruno's contracts have none) pass untouched, as do handlers that are not
-    coroutines or async generators. Each method's wrapped handler is built once, on its first call: the
-    server asks the interceptor for a handler on every call.
+    coroutines or async generators. Each method's wrapped handler is built once, on its first
+    call: the server asks the interceptor for a handler on every call.
     """
 
     def __init__(self, server_name: str) -> None:
