@@ -7,7 +7,8 @@ import grpc
 import pytest
 
 from bruno.embedding.v1 import embedding_pb2, embedding_pb2_grpc
-from bruno_core import GrpcServer, create_channel
+from bruno_core import GrpcServer, Unavailable, create_channel, from_rpc_error
+from bruno_core.queueing import Priority, QueueFull
 
 if TYPE_CHECKING:
     from conftest import Context, ScriptedEmbedding
@@ -77,3 +78,48 @@ async def test_a_call_without_its_own_timeout_gets_the_channel_deadline(
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await stub.Embed(embedding_pb2.EmbedRequest(texts=["ab"]))
     assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+async def test_a_full_queue_is_refused_once_and_not_retried(
+    served: tuple[GrpcServer, ScriptedEmbedding, str],
+) -> None:
+    _, servicer, addr = served
+
+    async def full(_call: int, _context: Context) -> None:
+        raise QueueFull("embedding", Priority.INTERACTIVE, 32)
+
+    servicer.behaviour = full
+    async with create_channel(addr, max_attempts=4) as channel:
+        stub = embedding_pb2_grpc.EmbeddingServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.Embed(embedding_pb2.EmbedRequest(texts=["ab"]))
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert servicer.calls == 1
+
+
+async def test_a_relayed_full_queue_stays_not_retryable_at_the_next_hop(
+    served: tuple[GrpcServer, ScriptedEmbedding, str],
+) -> None:
+    _, servicer, addr = served
+
+    async def full(_call: int, _context: Context) -> None:
+        raise QueueFull("embedding", Priority.INTERACTIVE, 32)
+
+    servicer.behaviour = full
+    async with create_channel(addr) as channel:
+        stub = embedding_pb2_grpc.EmbeddingServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.Embed(embedding_pb2.EmbedRequest(texts=["ab"]))
+    relayed = from_rpc_error(caught.value, service="embedding")
+    assert isinstance(relayed, Unavailable)
+    assert not relayed.retryable
+
+    async def relay(_call: int, _context: Context) -> None:
+        raise relayed  # what a servicer relaying the downstream refusal does
+
+    servicer.behaviour = relay
+    async with create_channel(addr, max_attempts=4) as channel:
+        stub = embedding_pb2_grpc.EmbeddingServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError):
+            await stub.Embed(embedding_pb2.EmbedRequest(texts=["ab"]))
+    assert servicer.calls == 2  # one each: neither hop retried

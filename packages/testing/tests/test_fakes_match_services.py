@@ -7,6 +7,7 @@ service that does not exist."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,6 +20,8 @@ from bruno.generation.v1 import generation_pb2, generation_pb2_grpc
 from bruno.retrieval.v1 import (
     conversations_pb2,
     conversations_pb2_grpc,
+    jobs_pb2,
+    jobs_pb2_grpc,
     retrieval_pb2,
     retrieval_pb2_grpc,
 )
@@ -222,6 +225,79 @@ async def conversations_transcript(channel: grpc.aio.Channel) -> Transcript:
     return said
 
 
+JobPart = jobs_pb2.SubmitIngestJobRequest
+
+
+def job_shape(job: jobs_pb2.Job | str) -> Any:
+    if isinstance(job, str):
+        return job
+    return {
+        "kind": jobs_pb2.JobKind.Name(job.kind),
+        "collection": job.collection,
+        "owner": job.owner,
+        "state": jobs_pb2.JobState.Name(job.state),
+        "documents": (job.documents_total, job.documents_done, job.documents_failed),
+        "wrote_chunks": job.chunks_written > 0,
+        "failed_sources": [error.source for error in job.errors],
+        "has_reason": bool(job.reason),
+        "has_times": (job.HasField("created_at"), job.HasField("started_at")),
+    }
+
+
+async def jobs_transcript(channel: grpc.aio.Channel) -> Transcript:
+    """What a caller sees of jobs once each has ended (the fake's end before they answer)."""
+    stub = jobs_pb2_grpc.JobServiceStub(channel)
+    said: Transcript = []
+
+    async def ended(job: jobs_pb2.Job) -> jobs_pb2.Job:
+        while not job.HasField("finished_at"):
+            await asyncio.sleep(0.05)
+            job = await stub.GetJob(jobs_pb2.GetJobRequest(id=job.id, owner=job.owner))
+        return job
+
+    parts = [
+        JobPart(header=jobs_pb2.IngestJobHeader(collection="jobs", owner="ann")),
+        JobPart(document=retrieval_pb2.IngestDocumentRequest(document_id="flux", text=FLUX)),
+        JobPart(
+            rejected=jobs_pb2.DocumentError(document_id="scan", source="scan.pdf", message="!")
+        ),
+        JobPart(document=retrieval_pb2.IngestDocumentRequest(document_id="blank", source="b.md")),
+    ]
+    submitted = await stub.SubmitIngestJob(iter(parts))
+    said.append((job_shape(submitted)["documents"][0], submitted.collection, submitted.owner))
+    ingest = await ended(submitted)
+    said.append(job_shape(ingest))
+    said.append(await outcome(stub.SubmitIngestJob(iter(parts[1:]))))
+    said.append(await outcome(stub.SubmitIngestJob(iter(parts[:1]))))
+    said.append(await outcome(stub.GetJob(jobs_pb2.GetJobRequest(id=ingest.id, owner="bob"))))
+    cancelled = await stub.CancelJob(jobs_pb2.CancelJobRequest(id=ingest.id, owner="ann"))
+    said.append(job_shape(cancelled) == job_shape(ingest))
+    for text in (VELERO, " "):
+        document = retrieval_pb2.IngestDocumentRequest(collection="jobs", text=text)
+        answer = await outcome(
+            stub.IngestDocumentOrJob(
+                jobs_pb2.IngestDocumentOrJobRequest(document=document, owner="ann", wait_ms=60_000)
+            )
+        )
+        said.append(
+            answer
+            if isinstance(answer, str)
+            else (answer.WhichOneof("result"), ingested(answer.ingested))
+        )
+    reindex = jobs_pb2.StartReindexJobRequest(collection="jobs", owner="root")
+    said.append(job_shape(await ended(await stub.StartReindexJob(reindex))))
+    nowhere = jobs_pb2.StartReindexJobRequest(collection="nowhere", owner="root")
+    said.append(await outcome(stub.StartReindexJob(nowhere)))
+    for request in (
+        jobs_pb2.ListJobsRequest(owner="ann"),
+        jobs_pb2.ListJobsRequest(collections=["jobs"]),
+        jobs_pb2.ListJobsRequest(limit=1),
+    ):
+        listed = await stub.ListJobs(request)
+        said.append(([job_shape(job)["kind"] for job in listed.jobs], bool(listed.next_cursor)))
+    return said
+
+
 PASSAGES = [
     generation_pb2.Passage(marker=1, document_id="flux", chunk_id="flux:0", text=FLUX),
     generation_pb2.Passage(marker=2, document_id="velero", chunk_id="velero:0", text=VELERO),
@@ -355,5 +431,14 @@ async def test_the_fake_generation_answers_as_the_real_one() -> None:
         fake = await generation_transcript(channel)
     async with real_generation() as addr, create_channel(addr) as channel:
         real = await generation_transcript(channel)
+
+    assert fake == real
+
+
+async def test_the_fake_jobs_answer_as_the_real_ones(tmp_path: Path) -> None:
+    async with FakeServices() as fakes, create_channel(fakes.addr("retrieval")) as channel:
+        fake = await jobs_transcript(channel)
+    async with real_retrieval(tmp_path) as addr, create_channel(addr) as channel:
+        real = await jobs_transcript(channel)
 
     assert fake == real

@@ -16,7 +16,13 @@ from fastapi import FastAPI
 
 from bruno_core import GrpcServer
 from bruno_edge import EdgeSettings, create_app
-from bruno_testing.fakes import FakeConversations, FakeGeneration, FakeRetrieval, FakeServices
+from bruno_testing.fakes import (
+    FakeConversations,
+    FakeGeneration,
+    FakeJobs,
+    FakeRetrieval,
+    FakeServices,
+)
 
 
 @dataclass
@@ -25,6 +31,7 @@ class Downstreams:
     generation: FakeGeneration
     servers: dict[str, GrpcServer]
     conversations: FakeConversations
+    jobs: FakeJobs
 
     def addr(self, name: str) -> str:
         return f"127.0.0.1:{self.servers[name].port}"
@@ -50,6 +57,10 @@ class Edge:
     def conversations(self) -> FakeConversations:
         return self.downstreams.conversations
 
+    @property
+    def jobs(self) -> FakeJobs:
+        return self.downstreams.jobs
+
     async def ingest(self, text: str, **fields: Any) -> httpx.Response:
         response = await self.client.post(
             "/api/v1/documents", json={"text": text, **fields}, headers=self.auth
@@ -70,7 +81,9 @@ class EdgeFactory(Protocol):
 @pytest.fixture
 async def downstreams() -> AsyncIterator[Downstreams]:
     async with FakeServices() as fakes:
-        yield Downstreams(fakes.retrieval, fakes.generation, fakes.servers, fakes.conversations)
+        yield Downstreams(
+            fakes.retrieval, fakes.generation, fakes.servers, fakes.conversations, fakes.jobs
+        )
 
 
 @pytest.fixture

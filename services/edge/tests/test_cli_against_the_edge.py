@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from bruno_cli import run
-from bruno_cli.ingest import SYNC_ROOT_KEY, document_id_for
+from bruno_cli.ingest import JOB_THRESHOLD, SYNC_ROOT_KEY, document_id_for
 from bruno_core.contract import content_hash
 from bruno_testing.documents import DocxSection, PdfPage, docx_bytes, pdf_bytes
 from bruno_testing.fakes import StoredDocument
@@ -327,14 +327,71 @@ async def test_a_sync_of_another_folder_leaves_the_first_folders_documents(
 
 
 async def test_many_files_are_all_ingested_with_concurrency(edge: Edge, tmp_path: Path) -> None:
-    for n in range(25):
+    count = JOB_THRESHOLD - 1
+    for n in range(count):
         (tmp_path / f"note-{n:02}.md").write_text(f"# Note {n}\n\nBody {n}.\n")
 
     code, out, _ = await run_cli(edge, "ingest", str(tmp_path), "--concurrency", "8")
 
     assert code == 0
-    assert len(edge.retrieval.documents) == 25
-    assert out.strip().splitlines()[-1] == "25 files: 25 created, 0 replaced, 0 unchanged"
+    assert len(edge.retrieval.documents) == count
+    assert edge.jobs.jobs == []
+    assert (
+        out.strip().splitlines()[-1] == f"{count} files: {count} created, 0 replaced, 0 unchanged"
+    )
+
+
+async def test_a_large_folder_goes_as_one_job_followed_to_its_end(
+    edge: Edge, tmp_path: Path
+) -> None:
+    for n in range(JOB_THRESHOLD):
+        (tmp_path / f"note-{n:02}.md").write_text(f"# Note {n}\n\nBody {n}.\n")
+    (tmp_path / "blank.md").write_text("   \n")
+
+    code, out, _ = await run_cli(edge, "ingest", str(tmp_path), "--collection", "notes")
+
+    assert code == 0
+    [job] = edge.jobs.jobs
+    assert (job.collection, job.documents_total) == ("notes", JOB_THRESHOLD)
+    stored = {doc_id for (_, doc_id) in edge.retrieval.documents}
+    assert stored == {f"note-{n:02}.md" for n in range(JOB_THRESHOLD)}
+    lines = out.strip().splitlines()
+    assert "skipped   blank.md (empty)" in lines
+    assert f"job {job.id} queued: {JOB_THRESHOLD} documents" in lines
+    assert f"job {job.id} succeeded: {JOB_THRESHOLD}/{JOB_THRESHOLD} documents, 0 failed" in out
+    assert lines[-1] == (
+        f"{JOB_THRESHOLD + 1} files: 0 created, 0 replaced, 0 unchanged, "
+        f"{JOB_THRESHOLD} ingested, 1 skipped"
+    )
+
+
+async def test_a_job_with_a_failed_document_lists_it_and_exits_non_zero(
+    edge: Edge, tmp_path: Path
+) -> None:
+    (tmp_path / "ok.md").write_text("# Ok\n\nFine.\n")
+    (tmp_path / "bad.md").write_text("# Bad\n\nRefused.\n")
+    edge.retrieval.refuse_ids = {"bad.md"}
+
+    code, out, _ = await run_cli(edge, "ingest", str(tmp_path), "--no-wait")
+    [job] = edge.jobs.jobs
+    watched, watch_out, _ = await run_cli(edge, "jobs", "watch", job.id)
+    listed, list_out, _ = await run_cli(edge, "jobs")
+
+    assert code == 0
+    assert f"follow it with: bruno jobs watch {job.id}" in out
+    assert out.strip().splitlines()[-1] == "2 files: 0 created, 0 replaced, 0 unchanged, 2 queued"
+    assert watched == 1
+    assert "failed    bad.md: refused on purpose" in watch_out
+    assert f"job {job.id} failed: 1/2 documents, 1 failed" in watch_out
+    assert listed == 0
+    assert list_out.split()[:4] == [job.id, "ingest", "default", "failed"]
+
+
+async def test_watching_an_unknown_job_fails_in_one_line(edge: Edge) -> None:
+    code, _, err = await run_cli(edge, "jobs", "watch", "0123456789abcdef")
+
+    assert code == 1
+    assert err.strip() == "bruno: 404 Not found: job '0123456789abcdef' not found"
 
 
 async def test_collections_lists_each_collection_with_its_model(edge: Edge, docs: Path) -> None:

@@ -61,14 +61,18 @@ async def test_a_bad_collection_name_is_a_422_problem(edge: Edge) -> None:
     assert response.headers["content-type"] == "application/problem+json"
 
 
-async def test_reindex_answers_the_collection_after_the_switch(edge: Edge) -> None:
+async def test_reindex_answers_202_with_the_job_and_where_to_follow_it(edge: Edge) -> None:
     await edge.ingest("one", id="a", collection="homelab")
 
     response = await edge.client.post("/api/v1/collections/homelab/reindex")
 
-    assert response.status_code == 200
-    assert response.json()["previous_model"] == "fake-model"
-    assert response.json()["collection"]["embedding_model"] == "fake-model-2"
+    assert response.status_code == 202
+    job = response.json()
+    assert (job["kind"], job["collection"], job["state"]) == ("reindex", "homelab", "succeeded")
+    assert response.headers["location"] == f"/api/v1/ingest-jobs/{job['id']}"
+    followed = await edge.client.get(response.headers["location"])
+    assert followed.json() == job
+    assert edge.retrieval.models["homelab"] == "fake-model-2"
 
 
 async def test_collections_need_an_api_key(edge_factory: EdgeFactory) -> None:

@@ -3,11 +3,12 @@ a collection with the embedding service's current model."""
 
 from __future__ import annotations
 
-from typing import TextIO
+from typing import Any, TextIO
 
 import httpx
 
-from bruno_cli.connection import api_path, call, expect_json
+from bruno_cli.connection import CliError, api_path, call, expect_json
+from bruno_cli.jobs import watch_quietly
 
 
 async def collections(client: httpx.AsyncClient, out: TextIO) -> int:
@@ -22,18 +23,25 @@ async def collections(client: httpx.AsyncClient, out: TextIO) -> int:
 
 
 async def reindex(client: httpx.AsyncClient, name: str, out: TextIO) -> int:
-    # Re-embedding a whole collection takes as long as ingesting it did.
-    response = await call(
-        client,
-        "POST",
-        api_path("collections", name, "reindex"),
-        timeout=httpx.Timeout(None, connect=5.0),
-    )
-    result = expect_json(response, "collection", "previous_model")
-    info = result["collection"]
+    """Start the reindex job (or join the one running) and wait for it to end."""
+    before = await _collection(client, name)
+    response = await call(client, "POST", api_path("collections", name, "reindex"))
+    job = await watch_quietly(client, expect_json(response, "id", "state")["id"])
+    if job["state"] != "succeeded":
+        raise CliError(
+            f"reindexing {name} {job['state']}: {job.get('reason') or 'no reason given'}"
+        )
+    info = await _collection(client, name) or {"documents": 0, "chunks": 0, "embedding_model": ""}
+    previous = (before or {}).get("embedding_model") or "(model not recorded)"
     print(
-        f"reindexed {info['name']}: {info['documents']} documents, {info['chunks']} chunks, "
-        f"{result['previous_model'] or '(model not recorded)'} -> {info['embedding_model']}",
+        f"reindexed {name}: {info['documents']} documents, {info['chunks']} chunks, "
+        f"{previous} -> {info['embedding_model']}",
         file=out,
     )
     return 0
+
+
+async def _collection(client: httpx.AsyncClient, name: str) -> dict[str, Any] | None:
+    response = await call(client, "GET", api_path("collections"))
+    found = expect_json(response, "collections")["collections"]
+    return next((item for item in found if item["name"] == name), None)

@@ -8,7 +8,9 @@ this command makes for a file under a folder (no ``.`` or ``..`` segment, nothin
 characters it writes), so a document planted with someone else's id or a path-like trick is
 left alone. Files that would share a document id fail the run before anything is sent. A folder
 that cannot be read fails the run too: the files that could be read are still sent, but nothing
-is deleted. A progress bar shows on a terminal; a summary line ends the run.
+is deleted. From :data:`JOB_THRESHOLD` files on, the files to send go as ingest jobs, which
+``--no-wait`` leaves running (``bruno jobs watch ID`` follows one again). A progress bar shows
+on a terminal; a summary line ends the run, which fails when any document did.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import os
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, TextIO
 
 import httpx
@@ -26,11 +28,23 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from bruno_cli.connection import CliError, api_path, call, expect_json, failure, is_json
+from bruno_cli.jobs import (
+    MAX_JOB_BYTES,
+    MAX_JOB_DOCUMENTS,
+    failed,
+    submit_documents,
+    watch,
+    watch_quietly,
+)
 from bruno_core import LimitExceeded
 from bruno_core.contract import DOCUMENT_ID, content_hash, document_id_from_path
 from bruno_edge.extract import SUFFIXES, UnreadableDocument, UnsupportedMediaType, extract
 
 DEFAULT_CONCURRENCY = 8
+#: From this many files on, ``bruno ingest`` sends them as ingest jobs: one request for the
+#: lot instead of one each, a job that survives a restart of the services, and progress the
+#: server keeps (``bruno jobs watch``) rather than a long chain of requests.
+JOB_THRESHOLD = 20
 # Documents a folder sync creates carry this metadata key, valued with the folder's path; a
 # later sync of the same folder deletes only those whose file is gone.
 SYNC_ROOT_KEY = "bruno_sync_root"
@@ -56,10 +70,12 @@ class Document:
 
 @dataclass(frozen=True)
 class FoundFiles:
-    """The files found and the folders that could not be read (their files are missing)."""
+    """The files found, the folders that could not be read (their files are missing), and
+    the files of a folder that are not of a kind Bruno reads (relative to their folder)."""
 
     files: list[SourceFile]
     unreadable: list[str]
+    unsupported: list[str]
 
 
 # --- reading files ------------------------------------------------------------------------
@@ -81,6 +97,7 @@ def find_files(paths: Sequence[Path]) -> FoundFiles:
     wherever the command runs from)."""
     found: list[SourceFile] = []
     unreadable: list[str] = []
+    unsupported: list[str] = []
 
     def cannot_read(error: OSError) -> None:
         unreadable.append(f"{error.filename}: {error.strerror or error}")
@@ -97,14 +114,17 @@ def find_files(paths: Sequence[Path]) -> FoundFiles:
                 for folder, _, names in os.walk(root, onerror=cannot_read)
                 for name in names
             )
-            found.extend(
-                SourceFile(path, document_id_for(path.relative_to(root)), sync_root)
-                for path in sorted(walked)
-                if path.suffix.lower() in SUFFIXES and path.is_file()
-            )
+            for path in sorted(walked):
+                if not path.is_file():
+                    continue
+                relative = path.relative_to(root)
+                if path.suffix.lower() in SUFFIXES:
+                    found.append(SourceFile(path, document_id_for(relative), sync_root))
+                else:
+                    unsupported.append(relative.as_posix())
         else:
             raise CliError(f"{root}: no such file or directory")
-    return FoundFiles(found, unreadable)
+    return FoundFiles(found, unreadable, unsupported)
 
 
 def check_unique_ids(files: Sequence[SourceFile]) -> None:
@@ -169,13 +189,15 @@ async def _stored_documents(client: httpx.AsyncClient, collection: str) -> dict[
 
 
 class _Reporter:
-    """Per-file lines on ``out`` and, on a terminal, a progress bar on ``err``."""
+    """Per-file lines on ``out`` and, on a terminal, a progress bar on ``err`` (jobs have
+    their own: ``bar=False``)."""
 
-    def __init__(self, out: TextIO, err: TextIO, total: int) -> None:
+    def __init__(self, out: TextIO, err: TextIO, total: int, *, bar: bool = True) -> None:
         self.out = out
+        self.err = err
         self.outcomes: Counter[str] = Counter()
         self.progress: Progress | None = None
-        if err.isatty():
+        if bar and err.isatty():
             self.progress = Progress(
                 TextColumn("ingesting"),
                 BarColumn(),
@@ -207,17 +229,25 @@ async def ingest(
     delete: bool,
     out: TextIO,
     err: TextIO,
+    wait: bool = True,
+    plain: bool = False,
 ) -> int:
-    """Sync ``paths`` into ``collection``; the exit status."""
+    """Sync ``paths`` into ``collection``; the exit status. From :data:`JOB_THRESHOLD` files
+    on (or when not waiting) the files to send go as ingest jobs, followed to their end
+    unless ``wait`` is false (``plain``: their progress as lines, even on a terminal)."""
     found = find_files(paths)
     files = found.files
     check_unique_ids(files)
     for problem in found.unreadable:
         print(f"bruno: cannot read {problem}", file=err)
+    for name in found.unsupported:
+        suffix = PurePosixPath(name).suffix or "no suffix"
+        print(f"{'skipped':<9} {name} (not a kind Bruno reads: {suffix})", file=out)
     if not files:
         raise CliError("no .md, .txt, .rst, .html, .pdf or .docx files found")
     stored = await _stored_documents(client, collection)
-    reporter = _Reporter(out, err, len(files))
+    as_jobs = len(files) >= JOB_THRESHOLD or not wait
+    reporter = _Reporter(out, err, len(files), bar=not as_jobs)
     semaphore = asyncio.Semaphore(concurrency)
 
     async def one(source: SourceFile) -> None:
@@ -226,7 +256,12 @@ async def ingest(
         reporter.report(outcome, source.document_id, note)
 
     try:
-        await asyncio.gather(*(one(source) for source in files))
+        if as_jobs:
+            await _ingest_as_jobs(
+                client, files, collection, stored, reporter, wait=wait, plain=plain, err=err
+            )
+        else:
+            await asyncio.gather(*(one(source) for source in files))
         # A file in a folder that could not be read is not gone: delete nothing.
         if delete and not found.unreadable:
             await _delete_removed(client, files, stored, collection, reporter)
@@ -240,9 +275,11 @@ async def ingest(
     return 1 if reporter.outcomes["failed"] else 0
 
 
-async def _ingest_one(
-    client: httpx.AsyncClient, source: SourceFile, collection: str, stored: dict[str, Any]
-) -> tuple[str, str]:
+def _prepare(
+    source: SourceFile, collection: str, stored: dict[str, Any]
+) -> tuple[str, str] | dict[str, Any]:
+    """The body to send for ``source``, or the outcome and note of a file not to send (it
+    cannot be read, is empty, or the collection holds its text already)."""
     try:
         document = read_document(source.path)
     except CliError as error:
@@ -262,14 +299,72 @@ async def _ingest_one(
     }
     if document.segments:
         body["segments"] = document.segments
+    return body
+
+
+async def _ingest_one(
+    client: httpx.AsyncClient, source: SourceFile, collection: str, stored: dict[str, Any]
+) -> tuple[str, str]:
+    body = _prepare(source, collection, stored)
+    if isinstance(body, tuple):
+        return body
     response = await call(client, "POST", api_path("documents"), json=body)
     if response.status_code == 401:
         raise failure(response)  # every other file would fail the same way
     try:
-        result = expect_json(response, "status", "chunks")
+        result = expect_json(response, "status")
     except CliError as error:
         return "failed", f": {error}"
+    if response.status_code == 202:  # outlasted the edge's wait: it goes on as a job
+        job = await watch_quietly(client, result["id"])
+        if failed(job):
+            return "failed", f": {job['errors'][0]['message'] if job['errors'] else job['state']}"
+        return "ingested", f" ({job['chunks_written']} chunks, as job {job['id']})"
     return str(result["status"]), f" ({result['chunks']} chunks)"
+
+
+async def _ingest_as_jobs(
+    client: httpx.AsyncClient,
+    files: Sequence[SourceFile],
+    collection: str,
+    stored: dict[str, Any],
+    reporter: _Reporter,
+    *,
+    wait: bool,
+    plain: bool,
+    err: TextIO,
+) -> None:
+    """Send the files that need it as ingest jobs (as few as the edge's limits allow) and,
+    when ``wait``, follow each to its end, reporting its documents."""
+    batches: list[list[dict[str, Any]]] = [[]]
+    size = 0
+    for source in files:
+        body = _prepare(source, collection, stored)
+        if isinstance(body, tuple):
+            reporter.report(body[0], source.document_id, body[1])
+            continue
+        body_bytes = len(body["text"].encode()) + 1024
+        if batches[-1] and (
+            len(batches[-1]) >= MAX_JOB_DOCUMENTS or size + body_bytes > MAX_JOB_BYTES
+        ):
+            batches.append([])
+            size = 0
+        batches[-1].append(body)
+        size += body_bytes
+    submitted = [await submit_documents(client, collection, batch) for batch in batches if batch]
+    for job in submitted:
+        print(f"job {job['id']} queued: {job['documents']['total']} documents", file=reporter.out)
+    if not wait:
+        for job in submitted:
+            print(f"follow it with: bruno jobs watch {job['id']}", file=reporter.out)
+        reporter.outcomes["queued"] += sum(job["documents"]["total"] for job in submitted)
+        return
+    for job in submitted:
+        ended = await watch(client, job["id"], reporter.out, err, plain=plain)
+        reporter.outcomes["ingested"] += ended["documents"]["done"]
+        reporter.outcomes["failed"] += ended["documents"]["failed"]
+        if ended["state"] in ("cancelled", "failed") and not ended["documents"]["failed"]:
+            reporter.outcomes["failed"] += 1  # stopped before its documents: count it once
 
 
 def removed_documents(files: Sequence[SourceFile], stored: dict[str, Any]) -> list[str]:
@@ -304,6 +399,8 @@ async def _delete_removed(
 def _summary(total: int, outcomes: Counter[str]) -> str:
     parts = [f"{outcomes[name]} {name}" for name in ("created", "replaced", "unchanged")]
     parts += [
-        f"{outcomes[name]} {name}" for name in ("deleted", "skipped", "failed") if outcomes[name]
+        f"{outcomes[name]} {name}"
+        for name in ("ingested", "queued", "deleted", "skipped", "failed")
+        if outcomes[name]
     ]
     return f"{total} file{'s' if total != 1 else ''}: " + ", ".join(parts)

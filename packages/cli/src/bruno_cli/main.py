@@ -19,7 +19,10 @@ import httpx
 from bruno_cli.admin import collections, reindex
 from bruno_cli.ask import ask
 from bruno_cli.connection import DEFAULT_URL, CliError, connect
-from bruno_cli.ingest import DEFAULT_CONCURRENCY, ingest
+from bruno_cli.ingest import DEFAULT_CONCURRENCY, JOB_THRESHOLD, ingest
+from bruno_cli.jobs import cancel, failed, list_jobs, watch
+
+_URL_SCHEMES = ("http://", "https://")
 
 
 def _concurrency(value: str) -> int:
@@ -29,17 +32,46 @@ def _concurrency(value: str) -> int:
     return number
 
 
-def build_parser() -> argparse.ArgumentParser:
-    connection = argparse.ArgumentParser(add_help=False)
-    connection.add_argument(
+def _limit(value: str) -> int:
+    number = int(value)
+    if not 1 <= number <= 100:
+        raise argparse.ArgumentTypeError("must be between 1 and 100")
+    return number
+
+
+def _local_path(value: str) -> Path:
+    if value.lower().startswith(_URL_SCHEMES):
+        raise argparse.ArgumentTypeError(
+            "URLs are not ingested yet (the edge's ingest jobs take files and documents); "
+            "download them and ingest the files"
+        )
+    return Path(value)
+
+
+def _connection_options(*, defaults: bool) -> argparse.ArgumentParser:
+    """``--url`` and ``--api-key``; without ``defaults`` for a subcommand's subcommand, whose
+    defaults would otherwise replace what was given before it (``bruno jobs --url X watch``)."""
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument(
         "--url",
-        default=os.environ.get("BRUNO_URL") or DEFAULT_URL,
+        default=os.environ.get("BRUNO_URL") or DEFAULT_URL if defaults else argparse.SUPPRESS,
         help=f"the edge's URL (default: the BRUNO_URL environment variable, else {DEFAULT_URL})",
     )
-    connection.add_argument(
+    options.add_argument(
         "--api-key",
-        default=os.environ.get("BRUNO_API_KEY"),
+        default=os.environ.get("BRUNO_API_KEY") if defaults else argparse.SUPPRESS,
         help="API key (default: the BRUNO_API_KEY environment variable)",
+    )
+    return options
+
+
+def build_parser() -> argparse.ArgumentParser:
+    connection = _connection_options(defaults=True)
+    plain = argparse.ArgumentParser(add_help=False)
+    plain.add_argument(
+        "--plain",
+        action="store_true",
+        help="a job's progress as lines, also on a terminal (they are, when not on one)",
     )
     common = argparse.ArgumentParser(add_help=False, parents=[connection])
     common.add_argument("--collection", default="default", help="collection (default: default)")
@@ -48,10 +80,17 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     ingest_parser = commands.add_parser(
         "ingest",
-        parents=[common],
+        parents=[common, plain],
         help="sync .md/.txt/.rst/.html/.pdf/.docx files into a collection, one document each",
+        description=(
+            "Sync files and folders into a collection, one document per file; from "
+            f"{JOB_THRESHOLD} files on they go as ingest jobs, followed to their end. Local "
+            "files only: URLs are not accepted yet."
+        ),
     )
-    ingest_parser.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    ingest_parser.add_argument(
+        "paths", nargs="+", type=_local_path, metavar="PATH", help="files and folders"
+    )
     ingest_parser.add_argument(
         "--concurrency",
         type=_concurrency,
@@ -63,6 +102,29 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="keep documents whose file was removed from a synced folder",
     )
+    ingest_parser.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="submit the files as ingest jobs and return; follow them with `bruno jobs watch`",
+    )
+    jobs_parser = commands.add_parser(
+        "jobs", parents=[connection], help="list your recent ingest and reindex jobs"
+    )
+    jobs_parser.add_argument(
+        "--limit", type=_limit, default=20, help="jobs listed, newest first (default 20)"
+    )
+    jobs_commands = jobs_parser.add_subparsers(dest="jobs_command")
+    again = _connection_options(defaults=False)
+    watch_parser = jobs_commands.add_parser(
+        "watch",
+        parents=[again, plain],
+        help="follow a job to its end; exit 1 when any document failed or it did not succeed",
+    )
+    watch_parser.add_argument("job_id", metavar="ID")
+    cancel_parser = jobs_commands.add_parser(
+        "cancel", parents=[again], help="cancel a job (what it committed stays)"
+    )
+    cancel_parser.add_argument("job_id", metavar="ID")
     ask_parser = commands.add_parser(
         "ask", parents=[common], help="ask a question; the answer streams, its sources follow"
     )
@@ -100,7 +162,16 @@ async def run(
                     delete=not args.no_delete,
                     out=out,
                     err=err,
+                    wait=not args.no_wait,
+                    plain=args.plain,
                 )
+            if args.command == "jobs" and args.jobs_command == "watch":
+                job = await watch(client, args.job_id, out, err, plain=args.plain)
+                return 1 if failed(job) else 0
+            if args.command == "jobs" and args.jobs_command == "cancel":
+                return await cancel(client, args.job_id, out)
+            if args.command == "jobs":
+                return await list_jobs(client, out, limit=args.limit)
             if args.command == "collections":
                 return await collections(client, out)
             if args.command == "reindex":

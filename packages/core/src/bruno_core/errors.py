@@ -12,6 +12,11 @@
 Servers raise these; :func:`abort_with` turns one into a status on the wire, and
 :func:`from_rpc_error` turns the status back into the same class on the client side, so the
 edge can render it as ``application/problem+json`` with :meth:`BrunoError.problem`.
+
+An error that asking again at once cannot cure (a full queue, :class:`~bruno_core.queueing.
+QueueFull`) is not ``retryable``: its status carries gRPC's pushback trailer asking the caller's
+retry policy not to retry (gRFC A6, a negative ``grpc-retry-pushback-ms``), and a caller that
+relays it keeps the mark, so one full queue is one refusal, not four attempts at every hop.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ import grpc
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 #: Trailing-metadata key that marks a status as sent on purpose by a Bruno server.
 DOMAIN_ERROR_KEY = "bruno-error"
+#: Trailing-metadata key of gRPC's retry pushback; a negative value means "do not retry".
+RETRY_PUSHBACK_KEY = "grpc-retry-pushback-ms"
+_NO_RETRY = "-1"
 _PROBLEM_TYPE_BASE = "https://github.com/agent-bruno/agent-bruno/blob/main/docs/errors.md#"
 
 
@@ -39,6 +47,8 @@ class BrunoError(Exception):
         self.detail = detail
         #: What the gRPC runtime said, for logs only (it may name internal addresses).
         self.transport_detail = ""
+        #: Whether a caller's retry policy may ask again (see the module docstring).
+        self.retryable = True
 
     def problem(self, instance: str | None = None) -> dict[str, Any]:
         """The RFC 9457 problem document for this error."""
@@ -141,7 +151,9 @@ def from_rpc_error(error: grpc.RpcError, *, service: str) -> BrunoError:
         return mapped
     cls = _BY_CODE.get(error.code(), Internal)
     if _is_domain_status(error):
-        return cls(error.details() or f"the {service} service failed")
+        relayed = cls(error.details() or f"the {service} service failed")
+        relayed.retryable = (RETRY_PUSHBACK_KEY, _NO_RETRY) not in _trailers(error)
+        return relayed
     if issubclass(cls, DeadlineExceeded):
         mapped = cls(f"the {service} service did not answer in time")
     elif issubclass(cls, Unavailable):
@@ -153,12 +165,17 @@ def from_rpc_error(error: grpc.RpcError, *, service: str) -> BrunoError:
 
 
 def _is_domain_status(error: grpc.aio.AioRpcError) -> bool:
-    return any(key == DOMAIN_ERROR_KEY for key, _ in error.trailing_metadata() or ())
+    return any(key == DOMAIN_ERROR_KEY for key, _ in _trailers(error))
+
+
+def _trailers(error: grpc.aio.AioRpcError) -> list[tuple[str, str | bytes]]:
+    return [(key, value) for key, value in error.trailing_metadata() or ()]
 
 
 async def abort_with(context: grpc.aio.ServicerContext[Any, Any], error: BrunoError) -> NoReturn:
     """End the current RPC with the status that ``error`` maps to, marked as a domain error."""
-    await context.abort(
-        error.grpc_code, error.detail, trailing_metadata=((DOMAIN_ERROR_KEY, error.slug),)
-    )
+    trailers = [(DOMAIN_ERROR_KEY, error.slug)]
+    if not error.retryable:
+        trailers.append((RETRY_PUSHBACK_KEY, _NO_RETRY))
+    await context.abort(error.grpc_code, error.detail, trailing_metadata=tuple(trailers))
     raise AssertionError("context.abort returned")  # pragma: no cover - abort always raises

@@ -13,7 +13,7 @@ to close is closed.
 
 Servicers raise errors instead of catching them: a :class:`~bruno_core.errors.BrunoError`
 becomes the status it maps to, anything else one logged ``INTERNAL`` whose detail names no
-internals (the error interceptor below), and a status a servicer sets itself with
+internals (the call policy below), and a status a servicer sets itself with
 ``context.abort`` passes unchanged.
 """
 
@@ -21,22 +21,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import inspect
 import logging
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from opentelemetry import context as context_api
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Span, Status, StatusCode
 from prometheus_client import Counter, Histogram, start_http_server
 
 from bruno_core.errors import BrunoError, Internal, abort_with
 from bruno_core.settings import GrpcServerSettings
-from bruno_core.telemetry import server_interceptors
+from bruno_core.telemetry import start_server_span
 
 log = logging.getLogger(__name__)
 
@@ -55,16 +61,25 @@ GRPC_DURATION = Histogram(
 )
 
 
-class _AroundEveryCall(grpc.aio.ServerInterceptor):
-    """Runs every unary and server-streaming call inside :meth:`around` (a stream until its
-    last message; health's ``Watch``, which no probe uses, until its watcher leaves). Bruno's
-    contracts have no client-streaming methods; those pass untouched, as do handlers that are
-    not coroutines or async generators."""
+class _CallPolicy(grpc.aio.ServerInterceptor):
+    """Everything a server does around each call, in one pass: continue the caller's trace
+    (:func:`~bruno_core.telemetry.start_server_span`), time and count the call under the status
+    it ended with, and turn a raised error into its status.
 
-    def around(
-        self, service: str, method: str, context: Any
-    ) -> contextlib.AbstractAsyncContextManager[None]:
-        raise NotImplementedError
+    The error policy: a :class:`BrunoError` becomes the status it maps to (:func:`abort_with`),
+    anything else an ``INTERNAL`` whose detail names no internals, its traceback logged. A
+    status the handler set itself (``context.abort``) passes unchanged, as does cancellation.
+
+    Unary, server-streaming and client-streaming calls are wrapped (a stream until its last
+    message; health's ``Watch``, which no probe uses, until its watcher leaves); bidirectional
+    streams (Bruno's contracts have none) pass untouched, as do handlers that are not
+    coroutines or async generators. Each method's wrapped handler is built once, on its first
+    call: the server asks the interceptor for a handler on every call.
+    """
+
+    def __init__(self, server_name: str) -> None:
+        self._unexpected = f"the {server_name} service failed; the cause is in its logs"
+        self._handlers: dict[str, grpc.RpcMethodHandler[Any, Any] | None] = {}
 
     async def intercept_service(
         self,
@@ -73,21 +88,72 @@ class _AroundEveryCall(grpc.aio.ServerInterceptor):
         ],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
         method: str = handler_call_details.method
-        service, _, name = method.lstrip("/").rpartition("/")
-        around = self.around
-        if handler.unary_unary is not None and inspect.iscoroutinefunction(handler.unary_unary):
-            unary = handler.unary_unary
+        if method in self._handlers:
+            return self._handlers[method]
+        handler = await continuation(handler_call_details)
+        wrapped = self._wrap(method, handler) if handler is not None else None
+        if wrapped is not None:  # an unknown method is not remembered: names are the caller's
+            self._handlers[method] = wrapped
+        return wrapped
 
+    def _wrap(
+        self, full_method: str, handler: grpc.RpcMethodHandler[Any, Any]
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        service, _, name = full_method.lstrip("/").rpartition("/")
+        duration = GRPC_DURATION.labels(service, name)
+        handled: dict[str, Counter] = {}
+
+        def begin(context: Any) -> _Call:
+            span = start_server_span(full_method, context.invocation_metadata())
+            return _Call(span, context_api.attach(trace.set_span_in_context(span)))
+
+        def end(call: _Call, code: str) -> None:
+            duration.observe(time.perf_counter() - call.started)
+            if code not in handled:
+                handled[code] = GRPC_HANDLED.labels(service, name, code)
+            handled[code].inc()
+            if call.span.is_recording():
+                call.span.set_attribute("rpc.grpc.status_code", code)
+                if code != "OK":
+                    call.span.set_status(Status(StatusCode.ERROR, code))
+            call.span.end()
+            context_api.detach(call.token)
+
+        to_status = self._to_status
+
+        def answering(
+            work: Callable[[Any, Any], Awaitable[Any]],
+        ) -> Callable[[Any, Any], Awaitable[Any]]:
             async def answered(request: Any, context: Any) -> Any:
-                async with around(service, name, context):
-                    return await unary(request, context)
+                call = begin(context)
+                code = "OK"
+                try:
+                    return await work(request, context)
+                except Exception as error:
+                    try:
+                        await to_status(error, context, service, name)  # raises the status
+                    finally:
+                        code = _status_name(context)
+                except BaseException:  # cancelled: the client left or the deadline passed
+                    code = _cancelled(context)
+                    raise
+                finally:
+                    end(call, code)
 
+            return answered
+
+        unary = handler.unary_unary
+        if unary is not None and inspect.iscoroutinefunction(unary):
             return grpc.unary_unary_rpc_method_handler(
-                answered,
+                answering(unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        gather = handler.stream_unary  # the client streams its requests, one answer
+        if gather is not None and inspect.iscoroutinefunction(gather):
+            return grpc.stream_unary_rpc_method_handler(
+                answering(gather),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
@@ -95,78 +161,69 @@ class _AroundEveryCall(grpc.aio.ServerInterceptor):
         if stream is not None and inspect.isasyncgenfunction(stream):
 
             async def streamed(request: Any, context: Any) -> AsyncIterator[Any]:
-                # The answer is closed here, not by the garbage collector, when the client leaves.
-                async with (
-                    around(service, name, context),
-                    contextlib.aclosing(stream(request, context)) as answer,
-                ):
-                    async for message in answer:
-                        yield message
+                call = begin(context)
+                code = "OK"
+                try:
+                    # The answer is closed here, not by the garbage collector, when the
+                    # client leaves.
+                    async with contextlib.aclosing(stream(request, context)) as answer:
+                        async for message in answer:
+                            yield message
+                except Exception as error:
+                    try:
+                        await to_status(error, context, service, name)  # raises the status
+                    finally:
+                        code = _status_name(context)
+                except BaseException:
+                    code = _cancelled(context)
+                    raise
+                finally:
+                    end(call, code)
 
             return grpc.unary_stream_rpc_method_handler(
                 streamed,
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
-        if stream is not None and inspect.iscoroutinefunction(stream):
-
-            async def written(request: Any, context: Any) -> None:
-                async with around(service, name, context):
-                    await stream(request, context)  # writes with context.write
-
+        if stream is not None and inspect.iscoroutinefunction(stream):  # writes with context.write
             return grpc.unary_stream_rpc_method_handler(
-                written,
+                answering(stream),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         return handler
 
-
-class _MetricsInterceptor(_AroundEveryCall):
-    """Counts and times every call under the status code it ended with."""
-
-    @contextlib.asynccontextmanager
-    async def around(self, service: str, method: str, context: Any) -> AsyncIterator[None]:
-        start = time.perf_counter()
-        code = "OK"
-        try:
-            yield
-        except (asyncio.CancelledError, GeneratorExit):
-            # gRPC cancels the handler when the client leaves or the deadline passes.
-            remaining = context.time_remaining()
-            code = "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
-            raise
-        except BaseException:
-            state = context.code()
-            code = state.name if isinstance(state, grpc.StatusCode) else "UNKNOWN"
-            raise
-        finally:
-            GRPC_DURATION.labels(service, method).observe(time.perf_counter() - start)
-            GRPC_HANDLED.labels(service, method, code).inc()
-
-
-class _ErrorInterceptor(_AroundEveryCall):
-    """The one place a raised error becomes a status: a :class:`BrunoError` the status it maps
-    to (:func:`abort_with`), anything else an ``INTERNAL`` whose detail names no internals, its
-    traceback logged. A status the handler set itself (``context.abort``) passes unchanged, as
-    does cancellation."""
-
-    def __init__(self, server_name: str) -> None:
-        self._unexpected = f"the {server_name} service failed; the cause is in its logs"
-
-    @contextlib.asynccontextmanager
-    async def around(self, service: str, method: str, context: Any) -> AsyncIterator[None]:
-        try:
-            yield
-        except grpc.aio.AbortError:
-            raise
-        except BrunoError as error:
+    async def _to_status(
+        self, error: Exception, context: Any, service: str, method: str
+    ) -> NoReturn:
+        """End the call with the status ``error`` stands for: raises ``AbortError``."""
+        if isinstance(error, grpc.aio.AbortError):
+            raise error
+        if isinstance(error, BrunoError):
             if error.http_status >= 500:
                 log.warning("call failed", extra={"method": method, "error": error.detail})
             await abort_with(context, error)
-        except Exception:
-            log.exception("unexpected error", extra={"method": f"{service}/{method}"})
-            await abort_with(context, Internal(self._unexpected))
+        log.exception("unexpected error", extra={"method": f"{service}/{method}"})
+        await abort_with(context, Internal(self._unexpected))
+
+
+@dataclass(slots=True)
+class _Call:
+    """A call in progress: its span, the context token that made it current, its start."""
+
+    span: Span
+    token: contextvars.Token[Context]
+    started: float = field(default_factory=time.perf_counter)
+
+
+def _status_name(context: Any) -> str:
+    state = context.code()
+    return state.name if isinstance(state, grpc.StatusCode) else "UNKNOWN"
+
+
+def _cancelled(context: Any) -> str:
+    remaining = context.time_remaining()
+    return "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
 
 
 def server_options(settings: GrpcServerSettings) -> list[tuple[str, Any]]:
@@ -198,9 +255,8 @@ class GrpcServer:
         self.settings = settings
         self.listen_addr = listen_addr
         self.metrics_port = metrics_port
-        # Metrics outside errors: a call is counted under the status the error policy gave it.
         self.grpc = grpc.aio.server(
-            interceptors=[*server_interceptors(), _MetricsInterceptor(), _ErrorInterceptor(name)],
+            interceptors=[_CallPolicy(name)],
             options=server_options(settings),
             maximum_concurrent_rpcs=settings.grpc_max_concurrent_rpcs,
         )

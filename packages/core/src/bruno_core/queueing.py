@@ -5,8 +5,10 @@ a small GPU). Interactive work, where a person waits for the result (a chat's an
 embedding of its question), goes before background work, where nobody does (an ingest's or a
 reindex's embeddings, a chat UI's title and tag tasks); within a priority, first come first
 served. Each priority waits in a line of bounded length: a request arriving at a full line is
-refused at once with :class:`QueueFull` (UNAVAILABLE, so a gRPC caller's retry policy asks again
-after a back-off) instead of waiting behind work that cannot be done in time.
+refused at once with :class:`QueueFull` (UNAVAILABLE, marked not to be retried: a line that is
+full now is full 50 ms later, and four attempts would only add load) instead of waiting behind
+work that cannot be done in time; whoever asked decides (the edge answers 503 with
+``Retry-After``).
 
     gate = PriorityGate("generation", slots=1, max_waiting=Bounds(interactive=32, background=16))
     async with gate.slot(Priority.INTERACTIVE):
@@ -77,6 +79,7 @@ class QueueFull(Unavailable):
         super().__init__(
             f"the {queue} queue is full ({waiting} {priority} requests waiting); try again shortly"
         )
+        self.retryable = False
 
 
 class PriorityGate:

@@ -1,8 +1,11 @@
 """OpenTelemetry set-up: one tracer provider per process, OTLP export when configured.
 
-Trace context crosses every gRPC hop through the interceptors returned here: the server
-interceptor continues the caller's trace from the call metadata, the client interceptors put
-the current context into it.
+Trace context crosses every gRPC hop in the call metadata: :func:`outgoing_metadata` puts the
+current context into a call's metadata (the channels of :mod:`bruno_core.grpc_client`), and
+:func:`start_server_span` continues the caller's trace from it (the call policy of
+:mod:`bruno_core.grpc_server`). Both are plain function calls on the hot path: OpenTelemetry's
+gRPC interceptors made every call take ``grpc.aio``'s intercepted path and built a span's
+attributes even when nothing recorded them (docs/benchmarks.md).
 
 Spans are recorded only when something exports them. With no exporter every span is a
 non-recording one: it still has its trace and span ids, so logs carry them and the context
@@ -15,20 +18,24 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
 
-import grpc
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 from opentelemetry.context import Context
-from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
-from opentelemetry.trace import Link, SpanKind
+from opentelemetry.trace import Link, Span, SpanKind
 from opentelemetry.util.types import Attributes
 
+#: gRPC metadata as the runtime hands it over and takes it: (key, value) pairs.
+Metadata = Sequence[tuple[str, str | bytes]]
+
 _configured = False
+#: The sampler of the provider :func:`configure_tracing` installed, if any.
+_sampler: WhenExported | None = None
+# A proxy until configure_tracing installs the provider, then that provider's tracer.
+_tracer = trace.get_tracer("bruno_core")
 
 
 class WhenExported(Sampler):
@@ -68,7 +75,7 @@ def configure_tracing(service: str, *, processor: SpanProcessor | None = None) -
     Spans go to ``processor`` when given (tests), else over OTLP/gRPC when
     ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, else nowhere (context still propagates).
     """
-    global _configured  # the global tracer provider can be set once per process
+    global _configured, _sampler  # the global tracer provider can be set once per process
     current = trace.get_tracer_provider()
     if _configured and isinstance(current, TracerProvider):
         if processor is not None:
@@ -76,7 +83,7 @@ def configure_tracing(service: str, *, processor: SpanProcessor | None = None) -
             if isinstance(current.sampler, WhenExported):
                 current.sampler.exporting = True
         return current
-    sampler = WhenExported()
+    sampler = _sampler = WhenExported()
     provider = TracerProvider(
         resource=Resource.create({"service.name": f"bruno-{service}"}), sampler=sampler
     )
@@ -95,11 +102,44 @@ def configure_tracing(service: str, *, processor: SpanProcessor | None = None) -
     return provider
 
 
-def server_interceptors() -> list[grpc.aio.ServerInterceptor]:
-    """Interceptors that continue the caller's trace on a gRPC server."""
-    return [aio_server_interceptor()]  # type: ignore[no-untyped-call]
+def traces_exported() -> bool:
+    """Whether spans are recorded (something exports them) in this process."""
+    return _sampler is not None and _sampler.exporting
 
 
-def client_interceptors() -> list[Any]:
-    """Interceptors that carry the current trace context on every outgoing gRPC call."""
-    return list(aio_client_interceptors())  # type: ignore[no-untyped-call]
+def outgoing_metadata(metadata: Metadata | None, span: Span | None = None) -> Metadata | None:
+    """``metadata`` plus the trace context of ``span`` (else of the current span) to send with
+    a call; unchanged when there is no trace to continue.
+
+        call = stub.Search(request, metadata=outgoing_metadata(None))
+    """
+    carrier: dict[str, str] = {}
+    context = trace.set_span_in_context(span) if span is not None else None
+    propagate.inject(carrier, context=context)
+    if not carrier:
+        return metadata
+    return [*(metadata or ()), *carrier.items()]
+
+
+def start_server_span(full_method: str, metadata: Metadata | None) -> Span:
+    """The span of a call a server answers, continuing the caller's trace from ``metadata``
+    (``full_method`` is ``/package.Service/Method``). Recorded only when exported; always
+    carrying ids, so the server's logs name the caller's trace."""
+    carrier = {key: value for key, value in metadata or () if isinstance(value, str)}
+    parent = propagate.extract(carrier)
+    span = _tracer.start_span(full_method, context=parent, kind=SpanKind.SERVER)
+    if not span.get_span_context().is_valid:  # no provider installed: still relay the caller's
+        return trace.get_current_span(parent)
+    if span.is_recording():
+        service, _, method = full_method.lstrip("/").rpartition("/")
+        span.set_attributes({"rpc.system": "grpc", "rpc.service": service, "rpc.method": method})
+    return span
+
+
+def start_client_span(full_method: str) -> Span:
+    """The span of a call made to another service, a child of the current span."""
+    span = _tracer.start_span(full_method, kind=SpanKind.CLIENT)
+    if span.is_recording():
+        service, _, method = full_method.lstrip("/").rpartition("/")
+        span.set_attributes({"rpc.system": "grpc", "rpc.service": service, "rpc.method": method})
+    return span

@@ -159,6 +159,12 @@ class BrunoSystem:
             process.wait()
             raise
 
+    def kill_service(self, name: str) -> int:
+        """SIGKILL a service, as a crash or an OOM kill ends it: no graceful stop."""
+        process = self.processes.pop(name)
+        process.kill()
+        return process.wait()
+
     def start(self) -> None:
         """Start the services and wait until the edge is ready; when one could not bind its
         port, stop them all and start again on fresh ports (``start_attempts`` in all)."""

@@ -22,6 +22,7 @@ from bruno_edge.api.routes import (
     conversations,
     documents,
     health,
+    ingest_jobs,
     openai,
     search,
 )
@@ -97,7 +98,7 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
     install_problem_handlers(app)
     install_openapi(app, settings)
 
-    for resource in (chat, collections, conversations, documents, openai, search):
+    for resource in (chat, collections, conversations, documents, ingest_jobs, openai, search):
         app.include_router(resource.router, dependencies=[Depends(require_api_key)])
     app.include_router(health.router)
     # A plain ASGI app (the MCP SDK's transport), so it checks the key itself.

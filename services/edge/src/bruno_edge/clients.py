@@ -23,7 +23,12 @@ import grpc
 
 from bruno.embedding.v1 import embedding_pb2
 from bruno.generation.v1 import generation_pb2, generation_pb2_grpc
-from bruno.retrieval.v1 import conversations_pb2_grpc, retrieval_pb2, retrieval_pb2_grpc
+from bruno.retrieval.v1 import (
+    conversations_pb2_grpc,
+    jobs_pb2_grpc,
+    retrieval_pb2,
+    retrieval_pb2_grpc,
+)
 from bruno_core import (
     create_channel,
     from_rpc_error,
@@ -92,6 +97,8 @@ class Downstreams:
         self.generation = generation_pb2_grpc.GenerationServiceStub(generation)
         # Conversation history lives in the retrieval service, on the same channel.
         self.conversations = conversations_pb2_grpc.ConversationServiceStub(retrieval)
+        # So do jobs, beside the knowledge base they write.
+        self.jobs = jobs_pb2_grpc.JobServiceStub(retrieval)
 
     @classmethod
     def connect(cls, settings: EdgeSettings) -> Downstreams:

@@ -3,7 +3,7 @@ guard reads.
 
 The guard itself is part of the edge's one middleware (:mod:`bruno_edge.middleware`): it
 refuses a body larger than ``BRUNO_MAX_REQUEST_BYTES`` (``BRUNO_MAX_UPLOAD_BYTES`` on the
-upload route, whose files are larger than text; :func:`body_limit`) before the app sees it when
+routes that take files, larger than text; :func:`body_limit`) before the app sees it when
 ``Content-Length`` says so, and stops a body without one as soon as the bytes received pass
 the limit; the 413 speaks the dialect of its path (an OpenAI error object under ``/v1``, a
 problem document elsewhere). It publishes the app's limits for each request
@@ -42,8 +42,10 @@ class Limits:
         )
 
 
-#: The route whose bodies may reach ``max_upload_bytes``.
-UPLOAD_PATH = "/api/v1/documents/upload"
+#: The routes whose bodies may reach ``max_upload_bytes``: they take files.
+UPLOAD_PATHS = frozenset(
+    {"/api/v1/documents/upload", "/api/v1/ingest-jobs", "/api/v1/ingest-jobs/documents"}
+)
 _DEFAULTS = Limits.from_settings(EdgeSettings.model_construct())
 _current: ContextVar[Limits] = ContextVar("bruno_edge_limits", default=_DEFAULTS)
 
@@ -65,7 +67,7 @@ def publish_limits(limits: Limits) -> Iterator[None]:
 
 def body_limit(settings: EdgeSettings, path: str) -> int:
     """The most bytes a request body to ``path`` may have."""
-    return settings.max_upload_bytes if path == UPLOAD_PATH else settings.max_request_bytes
+    return settings.max_upload_bytes if path in UPLOAD_PATHS else settings.max_request_bytes
 
 
 def content_length(scope: Scope) -> int | None:

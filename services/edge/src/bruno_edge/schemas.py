@@ -358,6 +358,65 @@ class UploadResult(BaseModel):
     files: list[FileIngested] = Field(description="One entry per uploaded file, in order.")
 
 
+# --- jobs ---------------------------------------------------------------------------------
+
+JobStateName = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+class JobDocumentError(BaseModel):
+    """A document of a job that was not ingested, and why."""
+
+    document_id: str
+    source: str
+    message: str
+
+
+class JobDocuments(BaseModel):
+    total: int
+    done: int = Field(description="Committed, or found unchanged.")
+    failed: int
+
+
+class IngestJob(BaseModel):
+    """An ingest or reindex job as it is now."""
+
+    id: str
+    kind: Literal["ingest", "reindex"]
+    collection: str
+    state: JobStateName = Field(
+        description="`failed` when any document failed (the others are committed) or the job "
+        "could not go on (`reason`)."
+    )
+    documents: JobDocuments
+    chunks_written: int = Field(description="Chunks committed so far (unchanged ones: none).")
+    errors: list[JobDocumentError] = Field(description="One per failed document, in order.")
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    reason: str | None = Field(description="Why it failed or was cancelled; null otherwise.")
+    cancel_requested: bool = Field(
+        description="A cancel waits for the document in flight, committed whole or not at all."
+    )
+    resumes: int = Field(description="Times a restart of retrieval interrupted and resumed it.")
+
+
+class IngestJobIn(_Request):
+    """Documents already read into text (what `bruno ingest` sends), ingested as one job."""
+
+    collection: Collection = DEFAULT_COLLECTION
+    documents: list[DocumentIn] = Field(
+        min_length=1,
+        max_length=1000,
+        description="Each as for `POST /api/v1/documents`; a document's own `collection`, if "
+        "given, must be the job's.",
+    )
+
+
+class IngestJobPage(BaseModel):
+    jobs: list[IngestJob] = Field(description="Newest first.")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null: last.")
+
+
 # --- search -------------------------------------------------------------------------------
 
 SearchModeName = Literal["hybrid", "vector", "text"]
@@ -423,11 +482,6 @@ class CollectionList(BaseModel):
 class CollectionDeleted(BaseModel):
     name: str
     documents_deleted: int
-
-
-class CollectionReindexed(BaseModel):
-    collection: CollectionInfo = Field(description="As it is after the switch-over.")
-    previous_model: str
 
 
 # --- operations ---------------------------------------------------------------------------

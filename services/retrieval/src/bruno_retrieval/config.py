@@ -64,6 +64,11 @@ class RetrievalSettings(GrpcServerSettings, ContractLimitSettings):
     reranker_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
     reranker_candidates: int = Field(default=20, ge=1, le=200)
 
+    # Ingestion jobs (bruno_retrieval.jobs): the documents one job may hold, and how long a
+    # finished job is kept (forgotten when retrieval starts after that).
+    job_max_documents: int = Field(default=10_000, ge=1, le=1_000_000)
+    job_retention_days: int = Field(default=30, ge=1, le=3650)
+
     @model_validator(mode="after")
     def _check_bounds(self) -> Self:
         if self.chunk_overlap_tokens * 2 > self.chunk_size_tokens:

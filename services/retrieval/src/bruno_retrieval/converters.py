@@ -12,9 +12,10 @@ from datetime import datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from bruno.retrieval.v1 import conversations_pb2, retrieval_pb2
+from bruno.retrieval.v1 import conversations_pb2, jobs_pb2, retrieval_pb2
 from bruno_core import InvalidInput
 from bruno_retrieval.conversations import StoredConversation, StoredTurn
+from bruno_retrieval.jobs import DocumentError, Job, JobKind, JobState, StagedDocument
 from bruno_retrieval.knowledge import (
     CollectionInfo,
     Committed,
@@ -37,6 +38,17 @@ _MODE_FROM_PROTO = {
     retrieval_pb2.SEARCH_MODE_TEXT: SearchMode.TEXT,
 }
 _MODE_TO_PROTO = {mode: proto for proto, mode in _MODE_FROM_PROTO.items() if proto}
+_JOB_KIND_TO_PROTO = {
+    JobKind.INGEST: jobs_pb2.JOB_KIND_INGEST,
+    JobKind.REINDEX: jobs_pb2.JOB_KIND_REINDEX,
+}
+_JOB_STATE_TO_PROTO = {
+    JobState.QUEUED: jobs_pb2.JOB_STATE_QUEUED,
+    JobState.RUNNING: jobs_pb2.JOB_STATE_RUNNING,
+    JobState.SUCCEEDED: jobs_pb2.JOB_STATE_SUCCEEDED,
+    JobState.FAILED: jobs_pb2.JOB_STATE_FAILED,
+    JobState.CANCELLED: jobs_pb2.JOB_STATE_CANCELLED,
+}
 _OUTCOME_TO_PROTO = {
     IngestOutcome.CREATED: retrieval_pb2.INGEST_OUTCOME_CREATED,
     IngestOutcome.UNCHANGED: retrieval_pb2.INGEST_OUTCOME_UNCHANGED,
@@ -135,6 +147,56 @@ def conversation_message(found: StoredConversation) -> conversations_pb2.Convers
         updated_at=_timestamp(found.updated_at),
         owner=found.owner,
     )
+
+
+def staged_document(
+    request: retrieval_pb2.IngestDocumentRequest, collection: str
+) -> StagedDocument:
+    """A document of a job submission (its position is given when it is staged)."""
+    if request.collection and request.collection != collection:
+        raise InvalidInput(
+            f"a document of a job into {collection!r} names the collection {request.collection!r}"
+        )
+    return StagedDocument(
+        position=0,
+        document_id=request.document_id,
+        title=request.title,
+        source=request.source,
+        text=request.text,
+        metadata=dict(request.metadata),
+        segments=tuple(text_segments(request.segments)),
+    )
+
+
+def document_error(message: jobs_pb2.DocumentError) -> DocumentError:
+    return DocumentError.of(message.document_id, message.source, message.message)
+
+
+def job_message(job: Job) -> jobs_pb2.Job:
+    message = jobs_pb2.Job(
+        id=job.id,
+        kind=_JOB_KIND_TO_PROTO[job.kind],
+        collection=job.collection,
+        owner=job.owner,
+        state=_JOB_STATE_TO_PROTO[job.state],
+        documents_total=job.documents_total,
+        documents_done=job.documents_done,
+        documents_failed=job.documents_failed,
+        chunks_written=job.chunks_written,
+        errors=[
+            jobs_pb2.DocumentError(document_id=e.document_id, source=e.source, message=e.message)
+            for e in job.errors
+        ],
+        created_at=_timestamp(job.created_at),
+        reason=job.reason,
+        cancel_requested=job.cancel_requested,
+        resumes=job.resumes,
+    )
+    if job.started_at is not None:
+        message.started_at.CopyFrom(_timestamp(job.started_at))
+    if job.finished_at is not None:
+        message.finished_at.CopyFrom(_timestamp(job.finished_at))
+    return message
 
 
 def _hit(hit: SearchHit) -> retrieval_pb2.SearchHit:

@@ -13,19 +13,22 @@ from __future__ import annotations
 
 import logging
 
-from bruno.retrieval.v1 import conversations_pb2_grpc, retrieval_pb2_grpc
+from bruno.retrieval.v1 import conversations_pb2_grpc, jobs_pb2_grpc, retrieval_pb2_grpc
 from bruno_core.entrypoint import run_service
 from bruno_core.grpc_server import GrpcServer
 from bruno_retrieval.config import RetrievalSettings
 from bruno_retrieval.conversations import ConversationStore
 from bruno_retrieval.embedding_client import EmbeddingClient
 from bruno_retrieval.id_check import find_invalid_ids
+from bruno_retrieval.jobs import JobRunner, JobStore
 from bruno_retrieval.knowledge import Embedder, HttpReranker, KnowledgeStore
 from bruno_retrieval.roles import Role
 from bruno_retrieval.servicer import (
     CONVERSATION_SERVICE,
+    JOB_SERVICE,
     SERVICE,
     ConversationServicer,
+    JobServicer,
     RetrievalServicer,
 )
 
@@ -58,8 +61,14 @@ async def create_server(
         server.on_stop(reranker.close)
     store = await KnowledgeStore.open(settings, embedder, reranker=reranker)
     conversations = await ConversationStore.open(settings)
+    jobs = await JobStore.open(settings)
+    runner = JobRunner(jobs, store)
+    # Interrupted jobs are settled before the first call can ask about them.
+    await runner.start()
 
     async def close_stores() -> None:
+        await runner.stop()
+        jobs.close()
         store.close()
         conversations.close()
 
@@ -71,6 +80,9 @@ async def create_server(
         CONVERSATION_SERVICE,
         conversations_pb2_grpc.add_ConversationServiceServicer_to_server,
         ConversationServicer(conversations),
+    )
+    server.add_servicer(
+        JOB_SERVICE, jobs_pb2_grpc.add_JobServiceServicer_to_server, JobServicer(runner, jobs)
     )
     # The writer's to report (readers would repeat it N times): bruno_retrieval.roles.
     if Role(settings.retrieval_role).writes and (

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import lancedb
 import pytest
 
 from bruno_retrieval.config import RetrievalSettings
@@ -13,6 +14,7 @@ from bruno_retrieval.knowledge import (
     IngestOutcome,
     KnowledgeStore,
 )
+from bruno_retrieval.knowledge.keywords import text_index
 
 if TYPE_CHECKING:
     from conftest import FakeEmbedder
@@ -77,3 +79,23 @@ async def test_the_same_document_ingested_twice_at_once_ends_as_one_version(
     assert {first.outcome, second.outcome} <= {IngestOutcome.CREATED, IngestOutcome.REPLACED}
     hits = (await store.search("default", "velero version", top_k=10)).hits
     assert len({hit.content_hash for hit in hits}) == 1
+
+
+async def test_a_document_of_many_chunks_is_folded_into_the_keyword_index_without_more_writes(
+    store: KnowledgeStore, make_settings: MakeSettings
+) -> None:
+    await store.ingest("default", text="Seed velero.", document_id="seed")  # builds the index
+    long = "\n\n".join(
+        f"Part {p} of the runbook: restart node{p} after patching." for p in range(300)
+    )
+
+    result = await store.ingest("default", text=long, document_id="long")
+    await store.wait_for_background()
+
+    table = await (await lancedb.connect_async(make_settings().lancedb_uri)).open_table("default")
+    index = await text_index(table)
+    assert index is not None
+    stats = await table.index_stats(index.name)
+    assert result.chunks >= 100
+    assert stats is not None
+    assert stats.num_unindexed_rows == 0

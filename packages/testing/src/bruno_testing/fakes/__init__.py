@@ -17,6 +17,8 @@ from bruno.generation.v1 import generation_pb2, generation_pb2_grpc
 from bruno.retrieval.v1 import (
     conversations_pb2,
     conversations_pb2_grpc,
+    jobs_pb2,
+    jobs_pb2_grpc,
     retrieval_pb2,
     retrieval_pb2_grpc,
 )
@@ -24,11 +26,13 @@ from bruno_core import GrpcServer, GrpcServerSettings
 from bruno_testing.fakes.conversations import FakeConversations
 from bruno_testing.fakes.embedding import HealthOnlyEmbedding
 from bruno_testing.fakes.generation import FakeGeneration
+from bruno_testing.fakes.jobs import FakeJobs
 from bruno_testing.fakes.retrieval import FakeRetrieval, StoredDocument
 
 __all__ = [
     "FakeConversations",
     "FakeGeneration",
+    "FakeJobs",
     "FakeRetrieval",
     "FakeServices",
     "HealthOnlyEmbedding",
@@ -37,12 +41,13 @@ __all__ = [
 
 
 class FakeServices:
-    """The fakes of retrieval (with conversations), generation and embedding, each on its own
-    :class:`GrpcServer` on a free loopback port while the context is open."""
+    """The fakes of retrieval (with conversations and jobs), generation and embedding, each on
+    its own :class:`GrpcServer` on a free loopback port while the context is open."""
 
     def __init__(self) -> None:
         self.retrieval = FakeRetrieval()
         self.conversations = FakeConversations()
+        self.jobs = FakeJobs(self.retrieval)
         self.generation = FakeGeneration()
         settings = GrpcServerSettings(grpc_grace_seconds=0)
         self.servers = {
@@ -59,6 +64,11 @@ class FakeServices:
             conversations_pb2.DESCRIPTOR.services_by_name["ConversationService"],
             conversations_pb2_grpc.add_ConversationServiceServicer_to_server,
             self.conversations,
+        )
+        retrieval.add_servicer(
+            jobs_pb2.DESCRIPTOR.services_by_name["JobService"],
+            jobs_pb2_grpc.add_JobServiceServicer_to_server,
+            self.jobs,
         )
         self.servers["generation"].add_servicer(
             generation_pb2.DESCRIPTOR.services_by_name["GenerationService"],

@@ -61,6 +61,8 @@ class FakeRetrieval(retrieval_pb2_grpc.RetrievalServiceServicer):
         # A status code fails like the gRPC runtime would (its detail names an address); a
         # domain error fails like a Bruno service does, through abort_with.
         self.fail_with: grpc.StatusCode | BrunoError | None = None
+        # Documents refused (InvalidInput) by id, as retrieval refuses one it cannot store.
+        self.refuse_ids: set[str] = set()
         # While set, searches wait for it (a slow search holding its admission slot).
         self.search_gate: asyncio.Event | None = None
         self.searching = asyncio.Event()
@@ -100,6 +102,8 @@ class FakeRetrieval(retrieval_pb2_grpc.RetrievalServiceServicer):
     ) -> retrieval_pb2.IngestDocumentResponse:
         await self._maybe_fail(context)
         self.ingested.append(request.document_id)
+        if request.document_id in self.refuse_ids:
+            raise InvalidInput("refused on purpose")
         collection = COLLECTION_NAME.check(request.collection or DEFAULT_COLLECTION)
         if not request.text.strip():
             raise InvalidInput("text must not be empty")

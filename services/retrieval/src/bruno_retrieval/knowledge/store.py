@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import dataclasses
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -425,13 +425,39 @@ class KnowledgeStore:
         # Runs to the end even if its caller gives up (a deadline, a disconnect): reindexing a
         # large collection outlasts most client timeouts, and a switch-over cut in half would
         # leave the catalog and this process disagreeing about the collection's table.
-        return await asyncio.shield(self._tasks.spawn(self._reindex(collection)))
+        return await asyncio.shield(self.start_reindex(collection))
 
-    async def _reindex(self, collection: str) -> ReindexResult:
+    def start_reindex(
+        self,
+        collection: str,
+        *,
+        stop: asyncio.Event | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> asyncio.Task[ReindexResult]:
+        """:meth:`reindex` as a task of its own, for a job: ``stop`` ends it between batches
+        (:class:`.reindex.ReindexCancelled`, the collection left as it was) and ``progress``
+        hears the chunks re-embedded so far. Do not cancel the task: a switch-over cut in half
+        would leave the catalog and this process disagreeing."""
+        collection = COLLECTION_NAME.check(collection or DEFAULT_COLLECTION)
+        return self._tasks.spawn(self._reindex(collection, stop, progress))
+
+    async def _reindex(
+        self,
+        collection: str,
+        stop: asyncio.Event | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> ReindexResult:
         self._reindexing[collection] += 1
         try:
             async with self._writer.lock(collection):
-                previous = await rebuild(collection, self._catalog, self._embedder, self._indexes)
+                previous = await rebuild(
+                    collection,
+                    self._catalog,
+                    self._embedder,
+                    self._indexes,
+                    stop=stop,
+                    progress=progress,
+                )
         finally:
             self._reindexing[collection] -= 1
             if not self._reindexing[collection]:

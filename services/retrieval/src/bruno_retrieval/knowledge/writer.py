@@ -7,9 +7,10 @@ versions committed in groups, and the upkeep that follows writes.
         ...
 
 A version replaces its document's old chunks in the same ``merge_insert`` commit that inserts
-its own, so readers see the whole old version or the whole new one. Every 20th write compacts
-the table and folds new rows into its indexes, in the background; the ANN index is built once
-the table is big enough (:class:`.ann.VectorIndexes`).
+its own, so readers see the whole old version or the whole new one. Every 20th write, or
+sooner once 100 rows have been written since the last time, compacts the table and folds new
+rows into its indexes, in the background; the ANN index is built once the table is big enough
+(:class:`.ann.VectorIndexes`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,11 @@ log = logging.getLogger(__name__)
 
 # LanceDB advises optimizing (compaction, folding new rows into indexes) every ~20 writes.
 _OPTIMIZE_EVERY_WRITES = 20
+# Rows outside the keyword index are scanned by every text query: at 10,000 indexed rows,
+# 20 such rows made a query 1.6-2.7x slower and 100 of them 3.5-7x, while an optimize there
+# took 0.2-0.35 s of background work (benchmarks/unindexed_rows.py, docs/benchmarks.md).
+# Documents of many chunks reach this long before their 20th write.
+_OPTIMIZE_AFTER_ROWS = 100
 # One group commit writes at most this many documents.
 _MAX_DOCUMENTS_PER_COMMIT = 256
 
@@ -65,6 +71,7 @@ class Writer:
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._commits: dict[str, GroupCommit[DocumentVersion, Written]] = {}
         self._writes_since_optimize: Counter[str] = Counter()
+        self._rows_since_optimize: Counter[str] = Counter()
 
     def lock(self, collection: str) -> asyncio.Lock:
         """The lock every writer of ``collection``'s table holds while it writes."""
@@ -84,11 +91,19 @@ class Writer:
             )
         return await self._commits[collection].submit(version)
 
-    def after_write(self, collection: str, entry: CatalogEntry, table: Any) -> None:
-        """Start the upkeep a write may call for (the caller has written ``table``)."""
+    def after_write(
+        self, collection: str, entry: CatalogEntry, table: Any, *, rows: int = 0
+    ) -> None:
+        """Start the upkeep a write may call for (the caller has written ``rows`` new rows to
+        ``table``)."""
         self._writes_since_optimize[collection] += 1
-        if self._writes_since_optimize[collection] >= _OPTIMIZE_EVERY_WRITES:
+        self._rows_since_optimize[collection] += rows
+        if (
+            self._writes_since_optimize[collection] >= _OPTIMIZE_EVERY_WRITES
+            or self._rows_since_optimize[collection] >= _OPTIMIZE_AFTER_ROWS
+        ):
             self._writes_since_optimize[collection] = 0
+            self._rows_since_optimize[collection] = 0
             self._tasks.spawn(self._optimize(collection, entry, table))
         else:
             self._indexes.grow(collection, table)
@@ -138,7 +153,7 @@ class Writer:
             replaced = pending.item.document_id in current
             outcome = IngestOutcome.REPLACED if replaced else IngestOutcome.CREATED
             pending.settle((outcome, pending.item.rows.num_rows, committed))
-        self.after_write(collection, entry, table)
+        self.after_write(collection, entry, table, rows=rows.num_rows)
 
     async def _optimize(self, collection: str, entry: CatalogEntry, table: Any) -> None:
         """Fold new rows into the indexes and compact small fragments, in the background."""

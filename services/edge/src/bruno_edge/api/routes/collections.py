@@ -7,21 +7,22 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Response
+from fastapi import APIRouter, Path, Response, status
 
-from bruno.retrieval.v1 import retrieval_pb2
+from bruno.retrieval.v1 import jobs_pb2, retrieval_pb2
 from bruno_core.contract import COLLECTION_NAME
 from bruno_edge.admission import Work
-from bruno_edge.api.deps import CallerDep, DownstreamsDep, SettingsDep, guarded, needs
+from bruno_edge.api.deps import CallerDep, DownstreamsDep, SettingsDep, guarded
 from bruno_edge.api.routes import API_PREFIX, problem_responses
+from bruno_edge.api.routes.ingest_jobs import job_of, location_of
 from bruno_edge.clients import rpc_errors
-from bruno_edge.consistency import ANSWERED, HEADER, read, token
+from bruno_edge.consistency import read
 from bruno_edge.keys import Scope
 from bruno_edge.schemas import (
     CollectionDeleted,
     CollectionInfo,
     CollectionList,
-    CollectionReindexed,
+    IngestJob,
 )
 
 router = APIRouter(prefix=f"{API_PREFIX}/collections", tags=["collections"])
@@ -29,8 +30,6 @@ router = APIRouter(prefix=f"{API_PREFIX}/collections", tags=["collections"])
 CollectionPath = Annotated[
     str, Path(pattern=COLLECTION_NAME.pattern, max_length=COLLECTION_NAME.max_chars)
 ]
-# Re-embedding a collection takes as long as ingesting it did: far past the request timeout.
-REINDEX_TIMEOUT_SECONDS = 6 * 3600.0
 
 
 def _info(message: retrieval_pb2.CollectionInfo) -> CollectionInfo:
@@ -81,28 +80,29 @@ async def delete_collection(
     return CollectionDeleted(name=name, documents_deleted=deleted.documents_deleted)
 
 
-# No admission slot: a reindex runs for as long as ingesting did, and only admins start one.
 @router.post(
     "/{name}/reindex",
-    responses={
-        200: {"headers": ANSWERED},
-        **problem_responses(401, 403, 404, 422, 429, 500, 503, 504),
-    },
-    dependencies=[Depends(needs(Scope.ADMIN))],
+    status_code=status.HTTP_202_ACCEPTED,
+    response_description="The reindex job; `Location` is where to follow it.",
+    responses=problem_responses(401, 403, 404, 422, 429, 500, 503, 504),
+    dependencies=guarded(Scope.ADMIN, Work.OTHER),
 )
 async def reindex_collection(
-    name: CollectionPath, response: Response, caller: CallerDep, downstreams: DownstreamsDep
-) -> CollectionReindexed:
-    """Re-embed every chunk with the embedding service's current model into a shadow table,
-    then switch over; searches keep working throughout. Takes as long as ingesting did."""
+    name: CollectionPath,
+    response: Response,
+    caller: CallerDep,
+    downstreams: DownstreamsDep,
+    settings: SettingsDep,
+) -> IngestJob:
+    """Start re-embedding every chunk with the embedding service's current model into a shadow
+    table, switched to in one step at the end; searches keep working throughout. Answers at
+    once with the job (follow it at `/api/v1/ingest-jobs/{id}`, cancel it there until the
+    switch); a reindex of the collection already running is the answer to a second request."""
     caller.check_collection(name)
     with rpc_errors("retrieval"):
-        result = await downstreams.retrieval.ReindexCollection(
-            retrieval_pb2.ReindexCollectionRequest(collection=name),
-            timeout=REINDEX_TIMEOUT_SECONDS,
+        job = await downstreams.jobs.StartReindexJob(
+            jobs_pb2.StartReindexJobRequest(collection=name, owner=caller.name),
+            timeout=settings.request_timeout_seconds,
         )
-    if said := token(result.committed):
-        response.headers[HEADER] = said
-    return CollectionReindexed(
-        collection=_info(result.collection), previous_model=result.previous_model
-    )
+    response.headers["Location"] = location_of(job.id)
+    return job_of(job)

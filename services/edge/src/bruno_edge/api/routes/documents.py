@@ -4,48 +4,43 @@ collection."""
 from __future__ import annotations
 
 import asyncio
-from pathlib import PurePath
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Path, Query, Request, Response, UploadFile, status
+from fastapi.responses import JSONResponse
 
-from bruno.retrieval.v1 import retrieval_pb2
-from bruno_core import BrunoError, InvalidInput, LimitExceeded
+from bruno.retrieval.v1 import jobs_pb2, retrieval_pb2
+from bruno_core import BrunoError
 from bruno_core.contract import (
     COLLECTION_NAME,
     DEFAULT_COLLECTION,
     DOCUMENT_ID,
     MAX_PAGE_SIZE,
-    MAX_TITLE_CHARS,
-    document_id_from_path,
 )
 from bruno_edge.admission import Work
 from bruno_edge.api.deps import CallerDep, DownstreamsDep, SettingsDep, guarded
 from bruno_edge.api.routes import API_PREFIX, problem_responses
+from bruno_edge.api.routes.ingest_jobs import job_of, location_of
 from bruno_edge.clients import rpc_errors
 from bruno_edge.consistency import ANSWERED, HEADER, AtLeastDep, latest, read, token
-from bruno_edge.extract import BINARY_SUFFIXES, UnreadableDocument, extract, kind_of
 from bruno_edge.keys import Scope
 from bruno_edge.listings import document_summary
-from bruno_edge.plain_text import first_non_text_character
 from bruno_edge.schemas import (
-    RESERVED_DOCUMENT_IDS,
     DocumentIn,
     DocumentIngested,
     DocumentPage,
     FileIngested,
+    IngestJob,
     UploadResult,
 )
+from bruno_edge.uploads import AcceptedFile, accepted_files, read_file, upload_collection
 
 router = APIRouter(prefix=f"{API_PREFIX}/documents", tags=["documents"])
 
 MAX_CURSOR_CHARS = 1000
 MAX_UPLOAD_FILES = 32
-MAX_FILENAME_CHARS = 255
 # Files of one upload sent to retrieval at once (its group commit writes them together).
 UPLOAD_CONCURRENCY = 4
-_UPLOAD_QUERY = frozenset({"collection"})
-_UPLOAD_FORM = frozenset({"collection", "files", "file"})
 
 CollectionQuery = Annotated[
     str, Query(pattern=COLLECTION_NAME.pattern, max_length=COLLECTION_NAME.max_chars)
@@ -61,6 +56,7 @@ _STATUS = {
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
+    response_model=DocumentIngested,
     responses={
         200: {
             "model": DocumentIngested,
@@ -68,6 +64,11 @@ _STATUS = {
             "headers": ANSWERED,
         },
         201: {"headers": ANSWERED},
+        202: {
+            "model": IngestJob,
+            "description": "Not done within `BRUNO_INGEST_WAIT_SECONDS`: it goes on as this job "
+            "(`Location` is where to follow it) and is committed whole or not at all.",
+        },
         **problem_responses(400, 401, 403, 404, 409, 413, 422, 429, 500, 503, 504),
     },
     dependencies=guarded(Scope.WRITE, Work.INGEST),
@@ -78,7 +79,10 @@ async def ingest_document(
     caller: CallerDep,
     downstreams: DownstreamsDep,
     settings: SettingsDep,
-) -> DocumentIngested:
+) -> DocumentIngested | JSONResponse:
+    """Ingest one document: `201` once committed, `200` when the same id already holds the
+    same text. A document that takes longer than `BRUNO_INGEST_WAIT_SECONDS` to embed is not
+    cut off: the answer is `202` with the job it became."""
     caller.check_collection(document.collection)
     request = retrieval_pb2.IngestDocumentRequest(
         collection=document.collection,
@@ -92,11 +96,23 @@ async def ingest_document(
             for segment in document.segments
         ],
     )
+    wait = settings.ingest_wait_seconds
     with rpc_errors("retrieval"):
-        # Ingesting embeds every chunk, so it gets the chat deadline rather than the short one.
-        ingested = await downstreams.retrieval.IngestDocument(
-            request, timeout=settings.chat_timeout_seconds
+        # Retrieval answers within the wait, with the result or the job; the deadline leaves
+        # it room to stage the document as a job.
+        answer = await downstreams.jobs.IngestDocumentOrJob(
+            jobs_pb2.IngestDocumentOrJobRequest(
+                document=request, owner=caller.name, wait_ms=int(wait * 1000)
+            ),
+            timeout=wait + settings.request_timeout_seconds,
         )
+    if answer.WhichOneof("result") == "job":
+        return JSONResponse(
+            job_of(answer.job).model_dump(mode="json"),
+            status_code=status.HTTP_202_ACCEPTED,
+            headers={"Location": location_of(answer.job.id)},
+        )
+    ingested = answer.ingested
     outcome = _STATUS.get(ingested.outcome, "created")
     if outcome == "unchanged":
         response.status_code = status.HTTP_200_OK
@@ -161,69 +177,17 @@ async def upload_documents(
     refuses is reported in its own entry, and the request fails only when every file did.
     """
     form = await request.form()
-    _refuse_unknown_parameters(set(request.query_params), set(form))
-    if collection_field and collection_query and collection_field != collection_query:
-        raise InvalidInput(
-            f"the collection is {collection_query!r} in the query but {collection_field!r} "
-            "in the form: name it once"
-        )
-    collection = collection_query or collection_field or DEFAULT_COLLECTION
+    collection = upload_collection(request.query_params, form, collection_field, collection_query)
     caller.check_collection(collection)
     uploads = [*(files or []), *([file] if file is not None else [])]
-    if not 1 <= len(uploads) <= MAX_UPLOAD_FILES:
-        raise InvalidInput(f"upload 1 to {MAX_UPLOAD_FILES} files at a time")
-    accepted: list[tuple[UploadFile, str, str]] = []
-    for upload in uploads:
-        name = PurePath((upload.filename or "").replace("\\", "/")).name
-        if not name or len(name) > MAX_FILENAME_CHARS:
-            raise InvalidInput(f"each file needs a name of 1 to {MAX_FILENAME_CHARS} characters")
-        if first_non_text_character(name) is not None:
-            raise InvalidInput(f"the file name {name!r} holds a control character")
-        # ".." names the parent in a path, never a file: refused rather than renamed "--".
-        if name in (".", ".."):
-            raise InvalidInput(f"{name!r} is not a usable file name")
-        kind = kind_of(name, upload.content_type)
-        limit = settings.max_file_bytes if kind in BINARY_SUFFIXES else settings.max_document_bytes
-        if upload.size is not None and upload.size > limit:
-            raise LimitExceeded(f"{name!r} is larger than the limit of {limit} bytes")
-        document_id = document_id_from_path(name, keep_end=False)
-        if document_id in RESERVED_DOCUMENT_IDS:
-            raise InvalidInput(
-                f"the file name {name!r} would be the document id {document_id!r}, which is "
-                "reserved (it names the upload route); rename the file"
-            )
-        if any(document_id == seen for _, _, seen in accepted):
-            raise InvalidInput(f"two files are named {name!r}")
-        accepted.append((upload, name, document_id))
-
+    accepted = accepted_files(uploads, settings, max_files=MAX_UPLOAD_FILES)
     semaphore = asyncio.Semaphore(UPLOAD_CONCURRENCY)
     limits = settings.extraction_limits
     committed: list[retrieval_pb2.Committed] = []
 
-    async def ingest_one(upload: UploadFile, name: str, document_id: str) -> FileIngested:
-        raw = await upload.read()
-        # Parsing a PDF takes milliseconds a page: off the event loop.
-        document = await asyncio.to_thread(extract, name, raw, upload.content_type, limits=limits)
-        del raw
-        if not document.text.strip():
-            raise UnreadableDocument(name, "empty", "holds no text")
-        for text in (document.title, document.text):
-            if (position := first_non_text_character(text)) is not None:
-                code = ord(text[position])
-                raise InvalidInput(f"{name!r} holds a control character (U+{code:04X})")
-        ingest = retrieval_pb2.IngestDocumentRequest(
-            collection=collection,
-            document_id=document_id,
-            title=document.title[:MAX_TITLE_CHARS],
-            source=name,
-            text=document.text,
-            # A PDF's pages, so each chunk knows the page it starts on.
-            segments=[
-                retrieval_pb2.TextSegment(start=segment.start, page=segment.page)
-                for segment in document.segments
-                if segment.page is not None
-            ],
-        )
+    async def ingest_one(accepted_file: AcceptedFile) -> FileIngested:
+        ingest = await read_file(accepted_file, limits)
+        ingest.collection = collection
         async with semaphore:
             with rpc_errors("retrieval"):
                 ingested = await downstreams.retrieval.IngestDocument(
@@ -231,23 +195,24 @@ async def upload_documents(
                 )
         committed.append(ingested.committed)
         return FileIngested(
-            filename=name,
+            filename=accepted_file.name,
             document_id=ingested.document_id,
             status=_STATUS.get(ingested.outcome, "created"),
             chunks=ingested.chunks,
         )
 
-    outcomes = await asyncio.gather(
-        *(ingest_one(*item) for item in accepted), return_exceptions=True
-    )
+    outcomes = await asyncio.gather(*map(ingest_one, accepted), return_exceptions=True)
     results: list[FileIngested] = []
     errors: list[BrunoError] = []
-    for (_, name, document_id), outcome in zip(accepted, outcomes, strict=True):
+    for item, outcome in zip(accepted, outcomes, strict=True):
         if isinstance(outcome, BrunoError):
             errors.append(outcome)
             results.append(
                 FileIngested(
-                    filename=name, document_id=document_id, status="failed", detail=outcome.detail
+                    filename=item.name,
+                    document_id=item.document_id,
+                    status="failed",
+                    detail=outcome.detail,
                 )
             )
         elif isinstance(outcome, BaseException):
@@ -259,16 +224,6 @@ async def upload_documents(
     if said := latest(committed):
         response.headers[HEADER] = said
     return UploadResult(collection=collection, files=results)
-
-
-def _refuse_unknown_parameters(query: set[str], form: set[str]) -> None:
-    """A misspelt parameter would otherwise be ignored, and the files filed elsewhere."""
-    unknown = sorted((query - _UPLOAD_QUERY) | (form - _UPLOAD_FORM))
-    if unknown:
-        raise InvalidInput(
-            f"unknown parameter(s) {', '.join(map(repr, unknown))[:300]}: the upload takes "
-            "files in 'files' or 'file' and a 'collection' (query or form)"
-        )
 
 
 @router.get(

@@ -1,0 +1,322 @@
+"""Runs jobs: ingest jobs one after another, oldest first, a few documents at a time
+(:data:`IN_FLIGHT`) through the knowledge store's ingest (each document committed whole or not
+at all), and reindex jobs, one per collection.
+
+    runner = JobRunner(jobs, knowledge)
+    await runner.start()          # resumes what a restart interrupted, then runs the queue
+    job = await runner.submit("default", "ann", documents)
+    job = await runner.cancel(job.id, owner="ann")
+    await runner.stop()
+
+Ingest jobs yield to interactive work where the cost is: the embedding service serves search
+queries ahead of document batches. A cancel is honoured between documents: the documents in
+flight are committed whole (or not at all, if they fail) and those committed before stay.
+
+When retrieval starts, a job it finds running was interrupted: an ingest job goes back to the
+queue with its ``resumes`` counted and carries on from its first document not accounted for; a
+reindex job is failed with the reason (the collection is left as it was: a reindex switches
+over in one step at its end), to be started again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import logging
+from collections.abc import AsyncIterable, Awaitable, Coroutine
+from datetime import UTC, datetime
+from typing import Any
+
+from bruno_core import BrunoError
+from bruno_retrieval.background import BackgroundTasks
+from bruno_retrieval.jobs import metrics
+from bruno_retrieval.jobs.model import DocumentError, Job, JobKind, JobState, StagedDocument
+from bruno_retrieval.jobs.store import JobStore, new_job_id
+from bruno_retrieval.knowledge import KnowledgeStore
+from bruno_retrieval.knowledge.reindex import ReindexCancelled
+from bruno_retrieval.knowledge.results import IngestOutcome, IngestResult
+
+log = logging.getLogger(__name__)
+
+# Documents of a job ingested at once: their commits go together (the writer's group commit)
+# and the job's record is written once for all of them, so a job of small documents is not
+# one table version per document in two tables. Four, as the upload route sends them.
+IN_FLIGHT = 4
+_INTERRUPTED_REINDEX = (
+    "retrieval restarted during the reindex; the collection was left as it was: start it again"
+)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class JobRunner:
+    """Runs the jobs of one :class:`JobStore` against one :class:`KnowledgeStore`."""
+
+    def __init__(self, jobs: JobStore, knowledge: KnowledgeStore) -> None:
+        self._jobs = jobs
+        self._knowledge = knowledge
+        self._tasks = BackgroundTasks()
+        self._queued = asyncio.Event()
+        self._reindex_lock = asyncio.Lock()
+        self._reindex_stops: dict[str, asyncio.Event] = {}
+
+    async def start(self) -> None:
+        """Settle the jobs a restart interrupted, then run the queue in the background."""
+        for job in await self._jobs.unfinished():
+            await self._jobs.update(job.id, _after_restart)
+        self._tasks.spawn(self._run_queue())
+
+    async def stop(self) -> None:
+        """Stop between steps: an ingest in flight is abandoned before its commit or after it,
+        never half-written; the job stays running and is resumed at the next start."""
+        self._tasks.cancel()
+        await self._tasks.wait()
+
+    async def submit(
+        self, collection: str, owner: str, documents: AsyncIterable[StagedDocument | DocumentError]
+    ) -> Job:
+        job = await self._jobs.submit(collection, owner, documents)
+        self._queued.set()
+        return job
+
+    async def cancel(self, job_id: str, *, owner: str = "") -> Job:
+        """Cancel a queued job at once, a running one after its document in flight; a finished
+        job is returned as it is."""
+        await self._jobs.get(job_id, owner=owner)  # NotFound before anything changes
+        job = await self._jobs.update(job_id, _cancel_requested)
+        if job.cancel_requested and (stop := self._reindex_stops.get(job_id)) is not None:
+            stop.set()
+        return job
+
+    async def start_reindex(self, collection: str, owner: str) -> Job:
+        """Start reindexing ``collection``, or return the reindex of it already running
+        (whoever started it). NotFound for a collection that does not exist."""
+        async with self._reindex_lock:
+            for job in await self._jobs.unfinished():
+                if job.kind is JobKind.REINDEX and job.collection == collection:
+                    return job
+            info = await self._knowledge.collection_info(collection)
+            now = _now()
+            job = Job(
+                id=new_job_id(),
+                kind=JobKind.REINDEX,
+                collection=info.name,
+                owner=owner,
+                state=JobState.RUNNING,
+                created_at=now,
+                started_at=now,
+                documents_total=info.documents,
+            )
+            await self._jobs.create(job)
+            stop = self._reindex_stops[job.id] = asyncio.Event()
+            self._tasks.spawn(self._run_reindex(job, stop))
+        return job
+
+    async def wait_until_idle(self) -> None:
+        """Until no job is queued or running (tests, benchmarks)."""
+        while True:
+            changed = self._jobs.next_change()
+            if not await self._jobs.unfinished():
+                return
+            await changed.wait()
+
+    async def _run_queue(self) -> None:
+        while True:
+            queued = [
+                job
+                for job in await self._jobs.unfinished()
+                if job.kind is JobKind.INGEST and job.state is JobState.QUEUED
+            ]
+            if not queued:
+                self._queued.clear()
+                await self._queued.wait()
+                continue
+            try:
+                await self._run_ingest(queued[0])
+            except Exception as error:  # the job's record failed, not one document: stop it
+                log.exception("ingest job failed", extra={"job": queued[0].id})
+                await self._fail_quietly(queued[0].id, f"the job could not go on: {error}")
+
+    async def _run_ingest(self, job: Job) -> None:
+        job = await self._jobs.update(job.id, _started)
+        while job.state is JobState.RUNNING and not job.cancel_requested:
+            batch = await self._jobs.staged(job.id, job.next_position, IN_FLIGHT)
+            if not batch:
+                job = await self._jobs.update(job.id, lambda j: j.finished_by_counts(_now()))
+                break
+            steps = await asyncio.gather(*(self._ingest(job, document) for document in batch))
+            job = await self._jobs.update(job.id, functools.partial(_advanced, steps))
+        if job.state is JobState.RUNNING and job.cancel_requested:
+            await self._jobs.update(job.id, _cancelled)
+        log.info(
+            "ingest job ended",
+            extra={"job": job.id, "done": job.documents_done, "failed": job.documents_failed},
+        )
+
+    def _ingesting(
+        self, collection: str, document: StagedDocument
+    ) -> Coroutine[Any, Any, IngestResult]:
+        return self._knowledge.ingest(
+            collection,
+            text=document.text,
+            document_id=document.document_id,
+            title=document.title,
+            source=document.source,
+            metadata=document.metadata,
+            segments=document.segments,
+        )
+
+    async def _ingest(self, job: Job, document: StagedDocument) -> _Step:
+        """Ingest one document; the change it makes to the job."""
+        return await _step_of(job, document, self._ingesting(job.collection, document))
+
+    async def ingest_or_job(
+        self, collection: str, owner: str, document: StagedDocument, *, wait_seconds: float
+    ) -> IngestResult | Job:
+        """Ingest ``document``, answering its result if it is done within ``wait_seconds``,
+        else a job of its own that follows it to its end. The ingest runs in a task of its own:
+        neither the wait nor the caller giving up stops it."""
+        ingesting = self._tasks.spawn(self._ingesting(collection, document))
+        await asyncio.wait({ingesting}, timeout=wait_seconds)
+        if ingesting.done():
+            return ingesting.result()
+        job = await self._jobs.adopt(collection, owner, document)
+        self._tasks.spawn(self._follow(job, document, ingesting))
+        return job
+
+    async def _follow(
+        self, job: Job, document: StagedDocument, ingesting: Awaitable[IngestResult]
+    ) -> None:
+        """Record the end of an ingest that became ``job``."""
+        step = await _step_of(job, document, ingesting)
+        await self._jobs.update(job.id, lambda j: step(j).finished_by_counts(_now()))
+
+    async def _run_reindex(self, job: Job, stop: asyncio.Event) -> None:
+        def progress(chunks: int) -> None:
+            self._tasks.spawn(
+                self._jobs.update(
+                    job.id,
+                    lambda j: dataclasses.replace(j, chunks_written=max(j.chunks_written, chunks)),
+                )
+            )
+
+        rebuilt = self._knowledge.start_reindex(job.collection, stop=stop, progress=progress)
+        try:
+            # Shielded: stopping the runner must not cut a switch-over in half.
+            result = await asyncio.shield(rebuilt)
+        except ReindexCancelled:
+            await self._jobs.update(job.id, _cancelled)
+        except BrunoError as error:
+            await self._fail_quietly(job.id, error.detail)
+        except Exception:
+            log.exception("reindex job failed", extra={"job": job.id})
+            await self._fail_quietly(job.id, "the reindex failed; the cause is in its logs")
+        else:
+            documents, chunks = result.collection.documents, result.collection.chunks
+            metrics.JOB_DOCUMENTS.labels(job.kind, "done").inc(documents)
+            metrics.JOB_CHUNKS.labels(job.kind).inc(chunks)
+            await self._jobs.update(
+                job.id,
+                lambda j: dataclasses.replace(
+                    j, documents_total=documents, documents_done=documents, chunks_written=chunks
+                ).finish(JobState.SUCCEEDED, _now()),
+            )
+        finally:
+            self._reindex_stops.pop(job.id, None)
+
+    async def _fail_quietly(self, job_id: str, reason: str) -> None:
+        try:
+            await self._jobs.update(job_id, lambda j: j.finish(JobState.FAILED, _now(), reason))
+        except Exception:
+            log.exception("marking a job failed failed too", extra={"job": job_id})
+
+
+async def _step_of(job: Job, document: StagedDocument, ingesting: Awaitable[IngestResult]) -> _Step:
+    """What ``ingesting`` the document did to the job, counted on the metrics."""
+    try:
+        result = await ingesting
+    except BrunoError as error:
+        failure = DocumentError.of(document.document_id, document.source, error.detail)
+    except Exception:
+        log.exception("ingesting a job's document failed", extra={"job": job.id})
+        failure = DocumentError.of(
+            document.document_id,
+            document.source,
+            "the retrieval service failed on this document; the cause is in its logs",
+        )
+    else:
+        written = 0 if result.outcome is IngestOutcome.UNCHANGED else result.chunks
+        metrics.JOB_DOCUMENTS.labels(job.kind, "done").inc()
+        metrics.JOB_CHUNKS.labels(job.kind).inc(written)
+        return _Step(document.position + 1, chunks=written)
+    metrics.JOB_DOCUMENTS.labels(job.kind, "failed").inc()
+    return _Step(document.position + 1, failure=failure)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Step:
+    """What one document did to its job: where the job goes on, and what to count."""
+
+    next_position: int
+    chunks: int = 0
+    failure: DocumentError | None = None
+
+    def __call__(self, job: Job) -> Job:
+        if job.next_position >= self.next_position:  # already counted
+            return job
+        if self.failure is not None:
+            return dataclasses.replace(
+                job,
+                next_position=self.next_position,
+                documents_failed=job.documents_failed + 1,
+                errors=(*job.errors, self.failure),
+            )
+        return dataclasses.replace(
+            job,
+            next_position=self.next_position,
+            documents_done=job.documents_done + 1,
+            chunks_written=job.chunks_written + self.chunks,
+        )
+
+
+def _advanced(steps: list[_Step], job: Job) -> Job:
+    for step in steps:
+        job = step(job)
+    return job
+
+
+def _started(job: Job) -> Job:
+    if job.state is not JobState.QUEUED:
+        return job
+    return dataclasses.replace(job, state=JobState.RUNNING, started_at=job.started_at or _now())
+
+
+def _cancel_requested(job: Job) -> Job:
+    """A caller's cancel: a queued job ends now, a running one after its document in flight."""
+    if job.state is JobState.QUEUED:
+        return job.finish(JobState.CANCELLED, _now(), "cancelled before it started")
+    if job.state is JobState.RUNNING:
+        return dataclasses.replace(job, cancel_requested=True)
+    return job
+
+
+def _cancelled(job: Job) -> Job:
+    """The runner stopped a job whose cancel was requested."""
+    return (
+        job.finish(JobState.CANCELLED, _now(), "cancelled")
+        if job.state is JobState.RUNNING
+        else job
+    )
+
+
+def _after_restart(job: Job) -> Job:
+    if job.kind is JobKind.REINDEX:
+        return job.finish(JobState.FAILED, _now(), _INTERRUPTED_REINDEX)
+    if job.cancel_requested:
+        return job.finish(JobState.CANCELLED, _now(), "cancelled")
+    if job.state is JobState.RUNNING:
+        return dataclasses.replace(job, state=JobState.QUEUED, resumes=job.resumes + 1)
+    return job
