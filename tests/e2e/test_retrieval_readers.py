@@ -107,9 +107,13 @@ def test_readers_follow_the_writer_and_keep_answering_when_processes_die(
     searcher = threading.Thread(target=keep_searching)
     searcher.start()
     try:
-        reindexed = edge.post("/api/v1/collections/default/reindex")
+        reindexed = edge.post("/api/v1/collections/default/reindex")  # a job now
+        job = reindexed.headers["Location"]
+        finished = eventually(
+            lambda: edge.get(job).json()["state"] in ("succeeded", "failed"), attempts=600
+        )
+        state = edge.get(job).json()["state"]
         switched = {reader: eventually(finds, scaled, reader, "nas.md") for reader in READERS}
-        with_token = search(edge, "velero", **{TOKEN: reindexed.headers[TOKEN]})
     finally:
         done.set()
         searcher.join()
@@ -131,12 +135,12 @@ def test_readers_follow_the_writer_and_keep_answering_when_processes_die(
     assert deleted.status_code == 204
     assert gone == dict.fromkeys(READERS, True)
     assert after_delete.json()["results"] == []
-    assert reindexed.status_code == 200, reindexed.text
-    assert reindexed.headers[TOKEN].startswith("default.")  # the new table
+    assert reindexed.status_code == 202, reindexed.text
+    assert finished
+    assert state == "succeeded"
     assert switched == dict.fromkeys(READERS, True)
     assert statuses
     assert set(statuses) == {200}
-    assert with_token.json()["results"][0]["document_id"] == "nas.md"
     assert [r.status_code for r in without_writer] == [200] * 4
     assert all(r.json()["results"][0]["document_id"] == "nas.md" for r in without_writer)
     assert degraded["status"] == "degraded"

@@ -82,7 +82,7 @@ async def test_a_writes_token_is_answered_and_a_read_sending_it_asks_for_that_ve
     assert deleted.headers[TOKEN] == "default@2"
 
 
-async def test_an_upload_and_a_reindex_answer_a_token(split: Edge) -> None:
+async def test_an_upload_answers_the_token_of_its_last_commit(split: Edge) -> None:
     uploaded = await split.client.post(
         "/api/v1/documents/upload",
         files=[
@@ -90,12 +90,9 @@ async def test_an_upload_and_a_reindex_answer_a_token(split: Edge) -> None:
             ("files", ("b.md", b"# B\n\nSecond.", "text/markdown")),
         ],
     )
-    reindexed = await split.client.post("/api/v1/collections/default/reindex")
 
     assert uploaded.status_code == 200, uploaded.text
     assert uploaded.headers[TOKEN] == "default@2"  # the later of the two commits
-    assert reindexed.status_code == 200, reindexed.text
-    assert reindexed.headers[TOKEN] == "default@3"
 
 
 @pytest.mark.parametrize("token", ["default", "default@0", "default@x", "a b@1", "x" * 400 + "@1"])
@@ -166,7 +163,6 @@ async def test_openapi_declares_the_token_writes_answer_and_reads_take(split: Ed
         ("/api/v1/documents", "post", "200"),
         ("/api/v1/documents/upload", "post", "200"),
         ("/api/v1/documents/{document_id}", "delete", "204"),
-        ("/api/v1/collections/{name}/reindex", "post", "200"),
     }
     for path, method, status in answered:
         assert TOKEN in paths[path][method]["responses"][status].get("headers", {}), path

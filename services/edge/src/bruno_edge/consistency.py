@@ -1,9 +1,9 @@
 """Read-your-writes across retrieval's writer and readers: the ``Bruno-Consistency-Token``.
 
-A write through the edge (an ingest, an upload, a document delete, a reindex) answers the header
-``Bruno-Consistency-Token: <table>@<version>``, the table version its commit made. A search or
-a document listing that sends it back sees that write: the reader asked checks out the latest
-version and, if the write is still not visible, waits for it up to its lag bound
+A write through the edge (an ingest answered at once, an upload, a document delete) answers
+the header ``Bruno-Consistency-Token: <table>@<version>``, the table version its commit made.
+A search or a document listing that sends it back sees that write: the reader asked checks out
+the latest version and, if the write is still not visible, waits for it up to its lag bound
 (``BRUNO_RETRIEVAL_READ_CONSISTENCY_SECONDS``), then answers UNAVAILABLE, and the edge asks the
 writer. Without the header a read sees what its reader has seen, at most that bound behind.
 
