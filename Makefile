@@ -11,7 +11,7 @@ TYPED_DIRS := packages/core packages/proto/tests packages/testing packages/cli s
 	tests/docs tests/e2e tests/k8s benchmarks k8s
 
 .DEFAULT_GOAL := help
-.PHONY: help uv sync run demo test test-fast coverage lint sast format proto proto-check smoke load bench-chat bench-overhead bench-retrieval bench-chunking bench-documents bench-embedding-memory clean
+.PHONY: help uv sync run demo test test-fast coverage lint sast format proto proto-check smoke load bench-chat bench-overhead bench-retrieval bench-chunking bench-readers bench-documents bench-embedding-memory clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -70,6 +70,9 @@ bench-overhead: sync ## Benchmark each request's fixed cost against a minimal Fa
 
 bench-retrieval: sync ## Benchmark search quality, latency, ANN recall and ingestion (docs/benchmarks.md; BENCH_ARGS="--skip-100k", "--quality-only", "--ann-index ivf_pq")
 	$(RUN) python benchmarks/retrieval.py $(BENCH_ARGS)
+
+bench-readers: sync ## Benchmark search throughput of one and two retrieval readers at concurrency 16, and their CPU per search (docs/benchmarks.md; BENCH_ARGS="--s3": on moto's S3)
+	$(RUN) python benchmarks/readers.py $(BENCH_ARGS)
 
 bench-chunking: sync ## Benchmark search quality per chunk size / overlap on Cranfield (BENCH_ARGS=--settings 200/20,300/60)
 	$(RUN) python benchmarks/chunking.py $(BENCH_ARGS)

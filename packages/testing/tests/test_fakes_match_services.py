@@ -58,7 +58,15 @@ def ingested(answer: retrieval_pb2.IngestDocumentResponse | str) -> Any:
     if isinstance(answer, str):
         return answer
     outcome_name = retrieval_pb2.IngestOutcome.Name(answer.outcome)
-    return (answer.document_id, answer.collection, outcome_name, answer.chunks, answer.content_hash)
+    committed = answer.committed.version > 0 and bool(answer.committed.table)
+    return (
+        answer.document_id,
+        answer.collection,
+        outcome_name,
+        answer.chunks,
+        answer.content_hash,
+        committed,
+    )
 
 
 def hit_shape(hit: retrieval_pb2.SearchHit) -> Any:
@@ -141,7 +149,13 @@ async def retrieval_transcript(channel: grpc.aio.Channel) -> Transcript:
     reindexed = await stub.ReindexCollection(
         retrieval_pb2.ReindexCollectionRequest(collection="default")
     )
-    said.append((reindexed.collection.name, bool(reindexed.previous_model)))
+    said.append(
+        (
+            reindexed.collection.name,
+            bool(reindexed.previous_model),
+            reindexed.committed.version > 0,
+        )
+    )
 
     # One after the other: a gRPC call starts when it is made, not when it is awaited.
     deletes = [
@@ -151,7 +165,11 @@ async def retrieval_transcript(channel: grpc.aio.Channel) -> Transcript:
     ]
     for delete in deletes:
         deleted = await outcome(stub.DeleteDocument(delete))
-        said.append(deleted if isinstance(deleted, str) else deleted.chunks_deleted)
+        said.append(
+            deleted
+            if isinstance(deleted, str)
+            else (deleted.chunks_deleted, deleted.committed.version > 0)
+        )
     reindex = retrieval_pb2.ReindexCollectionRequest(collection="nowhere")
     said.append(await outcome(stub.ReindexCollection(reindex)))
     for collection in ("nowhere", "default", "default"):

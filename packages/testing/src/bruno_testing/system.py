@@ -10,6 +10,13 @@ A port chosen free can be taken before the service binds it (by a test run besid
 the service then cannot start, and :meth:`BrunoSystem.start` starts all four again on fresh
 ports. :func:`free_port` makes that rare by choosing below the kernel's ephemeral range, where
 no outgoing connection and no ``bind(0)`` of another process lands.
+
+With ``retrieval_readers=N`` retrieval runs as its writer (``retrieval``) and N readers
+(``retrieval-reader-1`` …) of the same ``BRUNO_LANCEDB_URI`` (an ``s3://`` one, in ``env``),
+and the edge balances its reads over the readers as it would over a headless Service:
+
+    with BrunoSystem(tmp_path, ollama_host=url, env=s3_env, retrieval_readers=2) as system:
+        system.stop_service("retrieval")   # the writer: searches go on
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import httpx
 
@@ -75,7 +83,11 @@ class BrunoSystem:
         startup_timeout: float = 90.0,
         start_attempts: int = 3,
         pick_port: Callable[[], int] = free_port,
+        retrieval_readers: int = 0,
     ) -> None:
+        readers = [f"retrieval-reader-{n}" for n in range(1, retrieval_readers + 1)]
+        # Started in this order, stopped in the reverse: readers after their writer.
+        self.services = [*SERVICES[:2], *readers, *SERVICES[2:]]
         self.workdir = workdir
         self.startup_timeout = startup_timeout
         self.start_attempts = start_attempts
@@ -87,9 +99,9 @@ class BrunoSystem:
         self._assign_ports()
 
     def _assign_ports(self) -> None:
-        """Choose the four ports and the environment that tells each service its own and the
-        others'."""
-        self.ports = {name: self._pick_port() for name in SERVICES}
+        """Choose the services' ports and the environment that tells each service its own and
+        the others'."""
+        self.ports = {name: self._pick_port() for name in self.services}
         self.edge_url = f"http://127.0.0.1:{self.ports['edge']}"
         self.env = {
             **os.environ,
@@ -107,16 +119,29 @@ class BrunoSystem:
             "OLLAMA_HOST": self._ollama_host,
             **self._extra_env,
         }
+        # What differs between processes of one service: a reader's role and address.
+        self.service_env: dict[str, dict[str, str]] = {}
+        readers = [name for name in self.services if name.startswith("retrieval-reader")]
+        if readers:
+            self.service_env["retrieval"] = {"BRUNO_RETRIEVAL_ROLE": "writer"}
+            for name in readers:
+                self.service_env[name] = {
+                    "BRUNO_RETRIEVAL_ROLE": "reader",
+                    "BRUNO_RETRIEVAL_LISTEN_ADDR": f"127.0.0.1:{self.ports[name]}",
+                }
+            addresses = ",".join(f"127.0.0.1:{self.ports[name]}" for name in readers)
+            self.service_env["edge"] = {"BRUNO_RETRIEVAL_READER_ADDR": f"ipv4:{addresses}"}
 
     def log_path(self, name: str) -> Path:
         return self.workdir / f"{name}.log"
 
     def start_service(self, name: str) -> None:
+        module = "retrieval" if name.startswith("retrieval") else name
         with self.log_path(name).open("ab") as log:
             self._log_offsets[name] = log.tell()
             self.processes[name] = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-                [sys.executable, "-m", f"bruno_{name}"],
-                env=self.env,
+                [sys.executable, "-m", f"bruno_{module}"],
+                env={**self.env, **self.service_env.get(name, {})},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.workdir,
@@ -141,10 +166,10 @@ class BrunoSystem:
         return process.wait()
 
     def start(self) -> None:
-        """Start the four services and wait until the edge is ready; when one could not bind its
+        """Start the services and wait until the edge is ready; when one could not bind its
         port, stop them all and start again on fresh ports (``start_attempts`` in all)."""
         for attempt in range(1, self.start_attempts + 1):
-            for name in SERVICES:
+            for name in self.services:
                 self.start_service(name)
             try:
                 self.wait_ready()
@@ -156,7 +181,8 @@ class BrunoSystem:
                 self._assign_ports()
 
     def wait_ready(self) -> None:
-        """Block until the edge's /ready answers 200, or fail with the services' logs."""
+        """Block until the edge's /ready answers 200 (with readers: and the writer serves, which
+        /ready only calls degraded), or fail with the services' logs."""
         deadline = time.monotonic() + self.startup_timeout
         last = ""
         while time.monotonic() < deadline:
@@ -166,13 +192,16 @@ class BrunoSystem:
                     raise failure(f"{name} exited with {process.returncode}\n{self.logs()}")
             try:
                 response = httpx.get(f"{self.edge_url}/ready", timeout=5)
-                if response.status_code == 200:
+                if response.status_code == 200 and self._writer_serves(response.json()):
                     return
                 last = response.text
             except httpx.TransportError as error:
                 last = repr(error)
             time.sleep(0.2)
         raise TimeoutError(f"system not ready: {last}\n{self.logs()}")
+
+    def _writer_serves(self, readiness: dict[str, Any]) -> bool:
+        return "retrieval" not in self.service_env or readiness["checks"]["retrieval"] == "SERVING"
 
     def _could_not_bind(self, name: str) -> bool:
         """Whether the service's log since its last start says its port was taken."""
@@ -183,7 +212,7 @@ class BrunoSystem:
 
     def logs(self, tail: int = 30) -> str:
         out = []
-        for name in SERVICES:
+        for name in self.services:
             path = self.log_path(name)
             if path.exists():
                 lines = path.read_text(errors="replace").splitlines()[-tail:]

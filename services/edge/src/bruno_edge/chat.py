@@ -30,6 +30,7 @@ from bruno_core import BrunoError, Internal
 from bruno_core.contract import DEFAULT_COLLECTION
 from bruno_edge.clients import Downstreams, rpc_errors
 from bruno_edge.config import EdgeSettings
+from bruno_edge.consistency import read
 from bruno_edge.metrics import EdgeMetrics
 from bruno_edge.pages import page_link
 from bruno_edge.schemas import (
@@ -206,8 +207,9 @@ class ChatService:
             collection=collection, query=query, top_k=top_k or self.settings.default_top_k
         )
         with rpc_errors("retrieval"):
-            found = await self.downstreams.retrieval.Search(
-                search, timeout=self.settings.request_timeout_seconds
+            found = await read(
+                self.downstreams,
+                lambda stub: stub.Search(search, timeout=self.settings.request_timeout_seconds),
             )
         retrieval_seconds = time.perf_counter() - started
         self.metrics.chat_stage_seconds.labels("retrieval").observe(retrieval_seconds)

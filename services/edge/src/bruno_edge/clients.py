@@ -2,8 +2,14 @@
 
 downstreams = Downstreams.connect(settings)
 with rpc_errors("retrieval"):
-    response = await downstreams.retrieval.Search(request)
+    response = await downstreams.retrieval_reads.Search(request)
 await downstreams.close()
+
+Retrieval may be two services: its writer (``BRUNO_RETRIEVAL_ADDR``), which every write goes
+to, and its readers (``BRUNO_RETRIEVAL_READER_ADDR``, balanced round-robin like any address),
+which searches and listings go to; without readers both stubs share the one channel.
+Conversations go to the writer, reads included: a chat reads the turns its previous answer
+appended a moment ago, which a reader may not have seen yet.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ HEALTH_SERVICE_NAMES = {
     "generation": generation_pb2.DESCRIPTOR.services_by_name["GenerationService"].full_name,
     "embedding": embedding_pb2.DESCRIPTOR.services_by_name["EmbeddingService"].full_name,
 }
+HEALTH_SERVICE_NAMES["retrieval-reader"] = HEALTH_SERVICE_NAMES["retrieval"]
 
 
 @contextmanager
@@ -73,13 +80,20 @@ class Downstreams:
         retrieval: grpc.aio.Channel,
         generation: grpc.aio.Channel,
         embedding: grpc.aio.Channel,
+        retrieval_reader: grpc.aio.Channel | None = None,
     ) -> None:
         self.channels: dict[str, grpc.aio.Channel] = {
             "retrieval": retrieval,
             "generation": generation,
             "embedding": embedding,
         }
+        # Writes (and conversations) to the writer; searches and listings to the readers.
         self.retrieval = retrieval_pb2_grpc.RetrievalServiceStub(retrieval)
+        self.retrieval_reads = self.retrieval
+        self.has_readers = retrieval_reader is not None
+        if retrieval_reader is not None:
+            self.channels["retrieval-reader"] = retrieval_reader
+            self.retrieval_reads = retrieval_pb2_grpc.RetrievalServiceStub(retrieval_reader)
         self.generation = generation_pb2_grpc.GenerationServiceStub(generation)
         # Conversation history lives in the retrieval service, on the same channel.
         self.conversations = conversations_pb2_grpc.ConversationServiceStub(retrieval)
@@ -99,6 +113,11 @@ class Downstreams:
             embedding=create_channel(
                 settings.embedding_addr, timeout_seconds=settings.request_timeout_seconds
             ),
+            retrieval_reader=create_channel(
+                settings.retrieval_reader_addr, timeout_seconds=settings.request_timeout_seconds
+            )
+            if settings.retrieval_reader_addr
+            else None,
         )
 
     async def health(self, *, timeout_seconds: float = 2.0) -> dict[str, str]:

@@ -38,6 +38,9 @@ class EdgeSettings(ContractLimitSettings):
     edge_host: str = "127.0.0.1"
     edge_port: int = Field(default=8080, ge=0, le=65535)
     retrieval_addr: str = DEFAULT_RETRIEVAL_ADDR
+    # Retrieval's readers (BRUNO_RETRIEVAL_ROLE=reader), for searches and listings; unset, they
+    # go to retrieval_addr too. Writes always go to retrieval_addr (the writer).
+    retrieval_reader_addr: str | None = None
     generation_addr: str = DEFAULT_GENERATION_ADDR
     embedding_addr: str = DEFAULT_EMBEDDING_ADDR
     # NoDecode: the variable is a plain comma-separated list, not JSON. SecretStr keeps the keys

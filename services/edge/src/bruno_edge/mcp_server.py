@@ -42,6 +42,7 @@ from bruno_edge.api.deps import EdgeState
 from bruno_edge.auth import Caller
 from bruno_edge.chat import ChatService
 from bruno_edge.clients import Downstreams, rpc_errors
+from bruno_edge.consistency import read
 from bruno_edge.hits import search_result
 from bruno_edge.listings import document_summary
 from bruno_edge.plain_text import PlainText
@@ -181,8 +182,9 @@ def create_mcp_server(state: EdgeState) -> MCPServer:
             _caller(ctx).check_collection(collection)
             async with state.work_slots.hold(Work.SEARCH):
                 with rpc_errors("retrieval"):
-                    found = await downstreams().retrieval.Search(
-                        request, timeout=settings.request_timeout_seconds
+                    found = await read(
+                        downstreams(),
+                        lambda stub: stub.Search(request, timeout=settings.request_timeout_seconds),
                     )
         return SearchFound(
             passages=[search_result(hit) for hit in found.hits],
@@ -227,8 +229,12 @@ def create_mcp_server(state: EdgeState) -> MCPServer:
         """The collections of the knowledge base, with their document and chunk counts."""
         caller = _caller(ctx)
         with _tool_errors(), rpc_errors("retrieval"):
-            listed = await downstreams().retrieval.ListCollections(
-                retrieval_pb2.ListCollectionsRequest(), timeout=settings.request_timeout_seconds
+            listed = await read(
+                downstreams(),
+                lambda stub: stub.ListCollections(
+                    retrieval_pb2.ListCollectionsRequest(),
+                    timeout=settings.request_timeout_seconds,
+                ),
             )
         return Collections(
             collections=[
@@ -259,8 +265,11 @@ def create_mcp_server(state: EdgeState) -> MCPServer:
         try:
             _caller(ctx).check_collection(collection)
             with rpc_errors("retrieval"):
-                page = await downstreams().retrieval.ListDocuments(
-                    request, timeout=settings.request_timeout_seconds
+                page = await read(
+                    downstreams(),
+                    lambda stub: stub.ListDocuments(
+                        request, timeout=settings.request_timeout_seconds
+                    ),
                 )
         except NotFound as error:
             raise ResourceNotFoundError(error.detail) from error

@@ -29,6 +29,12 @@ class RetrievalSettings(GrpcServerSettings, ContractLimitSettings):
     # A local directory by default; object-store URIs (s3://bucket/prefix) are passed to
     # LanceDB unchanged so several readers can share one knowledge base.
     lancedb_uri: str = "data/lancedb"
+    # all: one process does everything (the default). On object storage the work splits:
+    # one writer (ingest, deletes, reindex, the catalog, conversations, background upkeep) and
+    # any number of readers (search, listings, conversation reads) that follow its commits
+    # within `retrieval_read_consistency_seconds` (bruno_retrieval.roles).
+    retrieval_role: Literal["all", "writer", "reader"] = "all"
+    retrieval_read_consistency_seconds: float = Field(default=1.0, gt=0, le=300)
     # Defaults chosen by measurement: see bruno_retrieval.chunking.
     chunk_size_tokens: int = Field(default=DEFAULT_SIZE_TOKENS, ge=16, le=8192)
     chunk_overlap_tokens: int = Field(default=DEFAULT_OVERLAP_TOKENS, ge=0)

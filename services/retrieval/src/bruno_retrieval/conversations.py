@@ -6,7 +6,9 @@ An append reads the row, adds the turns, keeps the newest ``max_turns`` and writ
 with one ``merge_insert`` commit under a lock: a reader sees the conversation before or after
 an append, never half of one. Appends that arrive while a commit runs are written together in
 the next one (:mod:`bruno_retrieval.group_commit`), so sixteen chats finishing at once cost
-one commit, not sixteen in a queue. This process is the single writer of the table.
+one commit, not sixteen in a queue. This process is the single writer of the table; a
+``reader`` (:mod:`bruno_retrieval.roles`) only reads it, within its lag behind the writer, and
+refuses appends and deletes.
 
 A conversation belongs to the owner that created it (the edge's API key name): a call naming
 an owner finds only that owner's conversations, and any other is "not found", exactly as one
@@ -28,11 +30,12 @@ still finds them by scanning just those, until the periodic ``optimize`` folds t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import lancedb
@@ -45,6 +48,7 @@ from bruno_core.contract import CONVERSATION_ID, OWNERS_BEFORE_OWNERSHIP
 from bruno_retrieval.background import BackgroundTasks
 from bruno_retrieval.config import RetrievalSettings
 from bruno_retrieval.group_commit import GroupCommit, Pending
+from bruno_retrieval.roles import Role
 
 log = logging.getLogger(__name__)
 
@@ -145,10 +149,14 @@ def _turn_from_json(data: dict[str, Any]) -> StoredTurn:
 class ConversationStore:
     """Conversations in one LanceDB table, each bounded to ``max_turns`` (oldest dropped)."""
 
-    def __init__(self, table: Any, *, max_turns: int) -> None:
+    def __init__(
+        self, table: Any, *, max_turns: int, role: Role = Role.ALL, db: Any = None
+    ) -> None:
         if max_turns < 1:
             raise ValueError("max_turns must be at least 1")
-        self._table = table
+        self._table = table  # None on a reader until the writer has made the table (in ``db``)
+        self._db = db
+        self._role = role
         self.max_turns = max_turns
         self._lock = asyncio.Lock()
         self._tasks = BackgroundTasks()
@@ -159,6 +167,13 @@ class ConversationStore:
 
     @classmethod
     async def open(cls, settings: RetrievalSettings) -> ConversationStore:
+        role = Role(settings.retrieval_role)
+        if not role.writes:
+            lag = timedelta(seconds=settings.retrieval_read_consistency_seconds)
+            db = await lancedb.connect_async(settings.lancedb_uri, read_consistency_interval=lag)
+            reader = cls(None, max_turns=settings.conversation_max_turns, role=role, db=db)
+            await reader._opened()
+            return reader
         db = await lancedb.connect_async(settings.lancedb_uri)
         try:
             # Opened, not created with exist_ok: a table from before owners has another schema.
@@ -167,11 +182,19 @@ class ConversationStore:
             table = await db.create_table(TABLE, schema=_SCHEMA, exist_ok=True)
         await _ensure_owner(table)
         await _ensure_id_index(table)
-        return cls(table, max_turns=settings.conversation_max_turns)
+        return cls(table, max_turns=settings.conversation_max_turns, role=role)
 
     def close(self) -> None:
         self._tasks.cancel()
-        self._table.close()
+        if self._table is not None:
+            self._table.close()
+
+    async def _opened(self) -> Any | None:
+        """The table; on a reader, opened once the writer has made it (None until then)."""
+        if self._table is None and self._db is not None:
+            with contextlib.suppress(ValueError):  # not there yet
+                self._table = await self._db.open_table(TABLE)
+        return self._table
 
     async def get(
         self, conversation_id: str, *, max_turns: int = 0, owner: str = ""
@@ -196,6 +219,7 @@ class ConversationStore:
         """Add ``turns``; returns how many turns the conversation keeps afterwards. A new
         conversation (``create``) belongs to ``owner``; an existing one of another owner is
         NotFound."""
+        self._role.check_writes("AppendTurns")
         CONVERSATION_ID.check(conversation_id)
         check_turns(turns, max_turns=self.max_turns)
         return await self._appends.submit(_Append(conversation_id, list(turns), create, owner))
@@ -260,6 +284,7 @@ class ConversationStore:
 
     async def delete(self, conversation_id: str, *, owner: str = "") -> None:
         """Forget the conversation; NotFound unless it belongs to ``owner`` (when named)."""
+        self._role.check_writes("DeleteConversation")
         CONVERSATION_ID.check(conversation_id)
         async with self._lock:  # appends commit under it too: no append between read and delete
             found = await self._read(conversation_id)
@@ -272,8 +297,11 @@ class ConversationStore:
         return found[0] if found else None
 
     async def _read_many(self, conversation_ids: list[str]) -> list[StoredConversation]:
+        table = await self._opened()
+        if table is None:
+            return []
         rows = (
-            await self._table.query()
+            await table.query()
             .where(col("conversation_id").isin(conversation_ids))
             .limit(len(conversation_ids))
             .to_arrow()

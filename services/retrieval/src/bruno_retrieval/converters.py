@@ -18,6 +18,8 @@ from bruno_retrieval.conversations import StoredConversation, StoredTurn
 from bruno_retrieval.jobs import DocumentError, Job, JobKind, JobState, StagedDocument
 from bruno_retrieval.knowledge import (
     CollectionInfo,
+    Committed,
+    DeleteResult,
     DocumentPage,
     DocumentSummary,
     IngestOutcome,
@@ -72,6 +74,22 @@ def text_segments(segments: Sequence[retrieval_pb2.TextSegment]) -> list[TextSeg
     return [TextSegment(start=segment.start, page=segment.page) for segment in segments]
 
 
+def at_least(message: retrieval_pb2.Committed, given: bool) -> Committed | None:
+    """The write a read must see (``given``: the request set the field); InvalidInput for one
+    no write answered."""
+    if not given:
+        return None
+    if not message.table or not message.version:
+        raise InvalidInput("at_least needs the table and version a write answered")
+    return Committed(message.table, message.version)
+
+
+def _committed(committed: Committed | None) -> retrieval_pb2.Committed | None:
+    if committed is None:
+        return None
+    return retrieval_pb2.Committed(table=committed.table, version=committed.version)
+
+
 def ingest_response(result: IngestResult) -> retrieval_pb2.IngestDocumentResponse:
     return retrieval_pb2.IngestDocumentResponse(
         document_id=result.document_id,
@@ -79,6 +97,13 @@ def ingest_response(result: IngestResult) -> retrieval_pb2.IngestDocumentRespons
         chunks=result.chunks,
         outcome=_OUTCOME_TO_PROTO[result.outcome],
         content_hash=result.content_hash,
+        committed=_committed(result.committed),
+    )
+
+
+def delete_response(result: DeleteResult) -> retrieval_pb2.DeleteDocumentResponse:
+    return retrieval_pb2.DeleteDocumentResponse(
+        chunks_deleted=result.chunks, committed=_committed(result.committed)
     )
 
 
@@ -103,7 +128,9 @@ def collections_response(
 
 def reindex_response(result: ReindexResult) -> retrieval_pb2.ReindexCollectionResponse:
     return retrieval_pb2.ReindexCollectionResponse(
-        collection=_collection(result.collection), previous_model=result.previous_model
+        collection=_collection(result.collection),
+        previous_model=result.previous_model,
+        committed=_committed(result.committed),
     )
 
 

@@ -22,6 +22,7 @@ from bruno_retrieval.embedding_client import EmbeddingClient
 from bruno_retrieval.id_check import find_invalid_ids
 from bruno_retrieval.jobs import JobRunner, JobStore
 from bruno_retrieval.knowledge import Embedder, HttpReranker, KnowledgeStore
+from bruno_retrieval.roles import Role
 from bruno_retrieval.servicer import (
     CONVERSATION_SERVICE,
     JOB_SERVICE,
@@ -60,18 +61,29 @@ async def create_server(
         server.on_stop(reranker.close)
     store = await KnowledgeStore.open(settings, embedder, reranker=reranker)
     conversations = await ConversationStore.open(settings)
-    jobs = await JobStore.open(settings)
-    runner = JobRunner(jobs, store)
-    # Interrupted jobs are settled before the first call can ask about them.
-    await runner.start()
 
     async def close_stores() -> None:
-        await runner.stop()
-        jobs.close()
         store.close()
         conversations.close()
 
     server.on_stop(close_stores)
+    role = Role(settings.retrieval_role)
+    # Jobs are writes with a runner in the background: the writer's alone. A reader does not
+    # serve JobService at all (UNIMPLEMENTED); the edge sends jobs to the writer.
+    if role.writes:
+        jobs = await JobStore.open(settings)
+        runner = JobRunner(jobs, store)
+        # Interrupted jobs are settled before the first call can ask about them.
+        await runner.start()
+
+        async def close_jobs() -> None:
+            await runner.stop()
+            jobs.close()
+
+        server.on_stop(close_jobs)
+        server.add_servicer(
+            JOB_SERVICE, jobs_pb2_grpc.add_JobServiceServicer_to_server, JobServicer(runner, jobs)
+        )
     server.add_servicer(
         SERVICE, retrieval_pb2_grpc.add_RetrievalServiceServicer_to_server, RetrievalServicer(store)
     )
@@ -80,10 +92,8 @@ async def create_server(
         conversations_pb2_grpc.add_ConversationServiceServicer_to_server,
         ConversationServicer(conversations),
     )
-    server.add_servicer(
-        JOB_SERVICE, jobs_pb2_grpc.add_JobServiceServicer_to_server, JobServicer(runner, jobs)
-    )
-    if invalid := await find_invalid_ids(settings.lancedb_uri):
+    # The writer's to report (readers would repeat it N times): bruno_retrieval.roles.
+    if role.writes and (invalid := await find_invalid_ids(settings.lancedb_uri)):
         log.warning(
             "stored ids break the identifier rule; list them with bruno-retrieval-check-ids",
             extra={"count": len(invalid), "first": str(invalid[0])},

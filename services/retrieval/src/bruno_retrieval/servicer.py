@@ -63,6 +63,7 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
             mode=converters.search_mode(request.mode),
             filters=dict(request.filters),
             seconds_left=context.time_remaining(),
+            at_least=converters.at_least(request.at_least, request.HasField("at_least")),
         )
         return converters.search_response(result)
 
@@ -70,7 +71,10 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
         self, request: retrieval_pb2.ListDocumentsRequest, context: Context
     ) -> retrieval_pb2.ListDocumentsResponse:
         page = await self._store.list_documents(
-            request.collection, limit=converters.or_none(request.limit), cursor=request.cursor
+            request.collection,
+            limit=converters.or_none(request.limit),
+            cursor=request.cursor,
+            at_least=converters.at_least(request.at_least, request.HasField("at_least")),
         )
         return converters.documents_response(page)
 
@@ -78,7 +82,7 @@ class RetrievalServicer(retrieval_pb2_grpc.RetrievalServiceServicer):
         self, request: retrieval_pb2.DeleteDocumentRequest, context: Context
     ) -> retrieval_pb2.DeleteDocumentResponse:
         deleted = await self._store.delete_document(request.collection, request.document_id)
-        return retrieval_pb2.DeleteDocumentResponse(chunks_deleted=deleted)
+        return converters.delete_response(deleted)
 
     async def ListCollections(
         self, request: retrieval_pb2.ListCollectionsRequest, context: Context

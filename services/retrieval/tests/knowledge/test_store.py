@@ -144,7 +144,7 @@ async def test_deleted_document_is_gone_from_every_search(store: KnowledgeStore)
     created = await store.ingest("default", text=RUNBOOK, document_id="runbook.md")
     await store.ingest("default", text="Velero is also mentioned here.", document_id="keep")
 
-    assert await store.delete_document("default", "runbook.md") == created.chunks
+    assert (await store.delete_document("default", "runbook.md")).chunks == created.chunks
 
     for mode in SearchMode:
         result = await store.search("default", "velero snapshot restore", top_k=50, mode=mode)
@@ -268,7 +268,7 @@ async def test_a_path_like_document_id_is_stored_and_deleted_as_itself(
     await store.ingest("default", text="Restore the volume.", document_id="docs/backups/restore.md")
     await store.ingest("default", text="Back up the volume.", document_id="docs/backups")
 
-    assert await store.delete_document("default", "docs/backups/restore.md") == 1
+    assert (await store.delete_document("default", "docs/backups/restore.md")).chunks == 1
     page = await store.list_documents("default")
     assert [document.document_id for document in page.documents] == ["docs/backups"]
 

@@ -68,6 +68,13 @@ class FakeRetrieval(retrieval_pb2_grpc.RetrievalServiceServicer):
         self.searching = asyncio.Event()
         # Collections live from their first ingest to their deletion, emptied or not.
         self._collections: set[str] = set()
+        self._versions: dict[str, int] = {}  # collection -> its table's version (one a write)
+        self.listings: list[retrieval_pb2.ListDocumentsRequest] = []
+
+    def _committed(self, collection: str, *, write: bool = True) -> retrieval_pb2.Committed:
+        """The version a write to ``collection`` made (or, not ``write``, the current one)."""
+        self._versions[collection] = self._versions.get(collection, 0) + int(write)
+        return retrieval_pb2.Committed(table=collection, version=self._versions[collection])
 
     async def _maybe_fail(self, context: Context) -> None:
         if isinstance(self.fail_with, BrunoError):
@@ -104,7 +111,8 @@ class FakeRetrieval(retrieval_pb2_grpc.RetrievalServiceServicer):
         document_id = DOCUMENT_ID.check(request.document_id or digest[:DERIVED_ID_HEX_CHARS])
         key = (collection, document_id)
         previous = self.documents.get(key)
-        if previous is not None and previous.content_hash == digest:
+        unchanged = previous is not None and previous.content_hash == digest
+        if unchanged:
             outcome = retrieval_pb2.INGEST_OUTCOME_UNCHANGED
         elif previous is not None:
             outcome = retrieval_pb2.INGEST_OUTCOME_REPLACED
@@ -127,6 +135,7 @@ class FakeRetrieval(retrieval_pb2_grpc.RetrievalServiceServicer):
             chunks=len(stored.chunks),
             outcome=outcome,
             content_hash=digest,
+            committed=self._committed(collection, write=not unchanged),
         )
 
     @override
@@ -175,6 +184,7 @@ class FakeRetrieval(retrieval_pb2_grpc.RetrievalServiceServicer):
     async def ListDocuments(
         self, request: retrieval_pb2.ListDocumentsRequest, context: Context
     ) -> retrieval_pb2.ListDocumentsResponse:
+        self.listings.append(request)
         await self._maybe_fail(context)
         collection = self._existing(request.collection)
         docs = sorted(self._in(collection), key=lambda d: d.document_id)
@@ -207,7 +217,9 @@ class FakeRetrieval(retrieval_pb2_grpc.RetrievalServiceServicer):
         stored = self.documents.pop((collection, document_id), None)
         if stored is None:
             raise NotFound(f"document {document_id!r} not found in collection {collection!r}")
-        return retrieval_pb2.DeleteDocumentResponse(chunks_deleted=len(stored.chunks))
+        return retrieval_pb2.DeleteDocumentResponse(
+            chunks_deleted=len(stored.chunks), committed=self._committed(collection)
+        )
 
     def _collection(self, name: str) -> retrieval_pb2.CollectionInfo:
         docs = self._in(name)
@@ -250,5 +262,7 @@ class FakeRetrieval(retrieval_pb2_grpc.RetrievalServiceServicer):
         previous = self.models.get(collection, MODEL)
         self.models[collection] = f"{MODEL}-2"
         return retrieval_pb2.ReindexCollectionResponse(
-            collection=self._collection(collection), previous_model=previous
+            collection=self._collection(collection),
+            previous_model=previous,
+            committed=self._committed(collection),
         )

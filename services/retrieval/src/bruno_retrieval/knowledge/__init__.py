@@ -13,6 +13,8 @@ from bruno_retrieval.knowledge.pages import TextSegment
 from bruno_retrieval.knowledge.rerank import HttpReranker
 from bruno_retrieval.knowledge.results import (
     CollectionInfo,
+    Committed,
+    DeleteResult,
     DocumentPage,
     DocumentSummary,
     IngestOutcome,
@@ -29,6 +31,8 @@ __all__ = [
     "AnnConfig",
     "AnnIndex",
     "CollectionInfo",
+    "Committed",
+    "DeleteResult",
     "DocumentPage",
     "DocumentSummary",
     "Embedder",

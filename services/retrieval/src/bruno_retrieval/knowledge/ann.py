@@ -124,13 +124,14 @@ class VectorIndexes:
         kind = self._kinds.get(table_name)
         return query if kind is None else self.config.tune(query, kind, limit, top_k)
 
-    async def adopt(self, collection: str, table: Any) -> None:
-        """Note the index a table was opened with; rebuild one of another kind than configured."""
+    async def adopt(self, collection: str, table: Any, *, rebuild: bool = True) -> None:
+        """Note the index a table was opened with; rebuild one of another kind than configured
+        (unless not ``rebuild``: a reader only follows the writer's builds)."""
         kind = await vector_index_kind(table)
         if kind is None:
             return
         self._kinds[table.name] = kind
-        if self.config.min_rows and kind is not self.config.index:
+        if rebuild and self.config.min_rows and kind is not self.config.index:
             self._tasks.spawn(self._rebuild(collection, table, kind))
 
     def grow(self, collection: str, table: Any) -> None:

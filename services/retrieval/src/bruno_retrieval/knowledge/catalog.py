@@ -12,6 +12,13 @@ collection's row, one commit. The table it replaced, like the table of a deleted
 is dropped once the searches reading it are done. Tables from before the catalog that look
 like a collection are adopted when the catalog opens; their model is recorded by the next
 ingest.
+
+A reader (:mod:`bruno_retrieval.roles`) writes none of this: it reloads the catalog's rows when
+they have changed, looked at most once per ``lag_seconds`` (a new collection, a reindex switch, a
+deleted collection appear without a restart), only closes the handles of tables that left the
+catalog, and a read naming a version it must see waits for it (:mod:`.following`). A writer
+whose tables have readers elsewhere drops a retired table only after the full drain time, as
+those readers' searches cannot be counted here.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
@@ -31,13 +39,16 @@ from bruno_core import Conflict, NotFound
 from bruno_core.contract import COLLECTION_NAME, DEFAULT_COLLECTION
 from bruno_retrieval.background import BackgroundTasks
 from bruno_retrieval.knowledge.ann import VectorIndexes
+from bruno_retrieval.knowledge.following import caught_up
 from bruno_retrieval.knowledge.keywords import KeywordIndexes, ensure_text_index
+from bruno_retrieval.knowledge.results import Committed
 from bruno_retrieval.knowledge.schema import (
     CATALOG_SCHEMA,
     catalog_row,
     ensure_page_column,
     table_schema,
 )
+from bruno_retrieval.roles import Role
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +81,22 @@ class Catalog:
     """The collections of one LanceDB database and the open handles of their tables."""
 
     def __init__(
-        self, db: lancedb.AsyncConnection, rows: Any, indexes: VectorIndexes, tasks: BackgroundTasks
+        self,
+        db: lancedb.AsyncConnection,
+        rows: Any,
+        indexes: VectorIndexes,
+        tasks: BackgroundTasks,
+        *,
+        role: Role = Role.ALL,
+        lag_seconds: float = 1.0,
     ) -> None:
         self.db = db
-        self._rows = rows
+        self._rows = rows  # None on a reader until the writer has made the catalog
+        self._role = role
+        self._lag_seconds = lag_seconds
+        self._rows_version = 0
+        self._next_follow = 0.0
+        self._follow_lock = asyncio.Lock()
         self._indexes = indexes
         self.keywords = KeywordIndexes(tasks)
         self._tasks = tasks
@@ -86,23 +109,35 @@ class Catalog:
 
     @classmethod
     async def open(
-        cls, db: lancedb.AsyncConnection, indexes: VectorIndexes, tasks: BackgroundTasks
+        cls,
+        db: lancedb.AsyncConnection,
+        indexes: VectorIndexes,
+        tasks: BackgroundTasks,
+        *,
+        role: Role = Role.ALL,
+        lag_seconds: float = 1.0,
     ) -> Catalog:
         # Connecting is lazy; this read proves the location is usable before health says SERVING.
         names = set(await table_names(db))
         if CATALOG_TABLE in names:
             rows = await db.open_table(CATALOG_TABLE)
-        else:
+        elif role.writes:
             rows = await db.create_table(CATALOG_TABLE, schema=CATALOG_SCHEMA, exist_ok=True)
-        catalog = cls(db, rows, indexes, tasks)
-        await catalog._load(names)
+        else:  # a reader started before its writer: no collections until the writer makes some
+            rows = None
+        catalog = cls(db, rows, indexes, tasks, role=role, lag_seconds=lag_seconds)
+        if rows is not None:
+            await catalog._load(names)
+            catalog._rows_version = await rows.version()
+        catalog._next_follow = time.monotonic() + lag_seconds
         return catalog
 
     def close(self) -> None:
         for table in self._tables.values():
             table.close()
         self._tables.clear()
-        self._rows.close()
+        if self._rows is not None:
+            self._rows.close()
 
     def entry(self, collection: str) -> CatalogEntry | None:
         return self._entries.get(collection)
@@ -111,10 +146,24 @@ class Catalog:
         return sorted(self._entries)
 
     @contextlib.asynccontextmanager
-    async def reading(self, collection: str) -> AsyncIterator[tuple[CatalogEntry, Any] | None]:
+    async def reading(
+        self, collection: str, at_least: Committed | None = None
+    ) -> AsyncIterator[tuple[CatalogEntry, Any] | None]:
         """The collection's entry and table, held open against a concurrent switch. A
-        collection that does not exist yet is ``None`` if it is ``default``, else NotFound."""
+        collection that does not exist yet is ``None`` if it is ``default``, else NotFound.
+
+        On a reader, ``at_least`` (what a write committed) is seen or the read is refused
+        Unavailable (:mod:`.following`); the writer and ``all`` read the latest version always.
+        """
+        await self.follow()
         entry = self._entries.get(collection)
+        stale = entry is None or (at_least is not None and entry.table != at_least.table)
+        if self._following and at_least is not None and stale:
+            # A table this reader has not seen yet: the catalog may have moved meanwhile.
+            # Another table after that look means the write's table was replaced by one made
+            # from it (a reindex) or its collection deleted: the write is behind us.
+            await self.follow(force=True)
+            entry = self._entries.get(collection)
         if entry is None:
             if collection != DEFAULT_COLLECTION:
                 raise NotFound(f"collection {collection!r} not found")
@@ -122,7 +171,10 @@ class Catalog:
             return
         self._readers[entry.table] += 1
         try:
-            yield entry, await self.table(entry)
+            table = await self.table(entry)
+            if self._following and at_least is not None and at_least.table == entry.table:
+                await caught_up(table, at_least.version, within_seconds=self._lag_seconds)
+            yield entry, table
         finally:
             self._readers[entry.table] -= 1
             if self._readers[entry.table] == 0 and entry.table in self._drained:
@@ -135,11 +187,64 @@ class Catalog:
         async with self._open_lock:
             if (table := self._tables.get(entry.table)) is None:
                 table = await self.db.open_table(entry.table)
-                await ensure_page_column(table)
-                await self.keywords.adopt(entry.collection, table)
-                await self._indexes.adopt(entry.collection, table)
+                if self._role.writes:
+                    await ensure_page_column(table)
+                    await self.keywords.adopt(entry.collection, table)
+                await self._indexes.adopt(entry.collection, table, rebuild=self._role.writes)
                 self._tables[entry.table] = table
             return table
+
+    @property
+    def _following(self) -> bool:
+        return self._role is Role.READER
+
+    async def follow(self, *, force: bool = False) -> None:
+        """On a reader: take in the writer's catalog changes, looked for at most once per
+        ``lag_seconds`` unless ``force``; on the writer and ``all``, nothing to do."""
+        if not self._following or (not force and time.monotonic() < self._next_follow):
+            return
+        async with self._follow_lock:
+            if not force and time.monotonic() < self._next_follow:
+                return  # another read looked meanwhile
+            self._next_follow = time.monotonic() + self._lag_seconds
+            await self._reload()
+
+    async def _reload(self) -> None:
+        if self._rows is None:
+            if CATALOG_TABLE not in await table_names(self.db):
+                return
+            self._rows = await self.db.open_table(CATALOG_TABLE)
+        await self._rows.checkout_latest()
+        version = await self._rows.version()
+        if version != self._rows_version:
+            self._rows_version = version
+            rows = (await self._rows.query().to_arrow()).to_pylist()
+            entries = {
+                row["collection"]: CatalogEntry(
+                    row["collection"], row["table"], row["model"], row["dimension"]
+                )
+                for row in rows
+            }
+            for collection, entry in self._entries.items():
+                now = entries.get(collection)
+                if now is None or now.table != entry.table:
+                    self._retire(entry.table)
+            self._entries = entries
+        # Index builds are the writer's, in the background: learn which index a table has now.
+        for name, table in list(self._tables.items()):
+            self.keywords.forget(name)
+            await self._indexes.adopt(name, table, rebuild=False)
+
+    async def being_rebuilt(self, entry: CatalogEntry) -> bool:
+        """Whether a shadow table of ``entry``'s (a reindex under way) exists: how a reader,
+        which cannot see the writer's reindex, knows one is running."""
+        base, _, generation = entry.table.partition(".")
+        current = int(generation) if generation.isdigit() else 0
+        for name in await table_names(self.db):
+            prefix, _, number = name.partition(".")
+            if prefix == base and number.isdigit() and int(number) > current:
+                return True
+        return False
 
     async def create(self, collection: str, model: str, dimension: int) -> CatalogEntry:
         """A new, empty table for ``collection``, named after it — or ``name.N`` while a
@@ -220,10 +325,13 @@ class Catalog:
                 self._entries[name] = entry
 
     def _retire(self, table_name: str) -> None:
-        """Drop a table no longer in the catalog once no search is reading it."""
+        """Drop a table no longer in the catalog once no search is reading it (a reader only
+        closes its handle: the table is the writer's to drop)."""
 
         async def drop() -> None:
-            if self._readers[table_name] > 0:
+            if self._role.shares_tables:  # other processes' searches: give them the full time
+                await asyncio.sleep(_DRAIN_SECONDS)
+            elif self._readers[table_name] > 0:
                 drained = self._drained.setdefault(table_name, asyncio.Event())
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(drained.wait(), _DRAIN_SECONDS)
@@ -233,6 +341,8 @@ class Catalog:
             self.keywords.forget(table_name)
             if table is not None:
                 table.close()
+            if not self._role.writes:
+                return
             try:
                 await self.db.drop_table(table_name)
             except Exception:

@@ -20,6 +20,18 @@ class SearchMode(StrEnum):
     TEXT = "text"
 
 
+@dataclasses.dataclass(frozen=True, slots=True, order=True)
+class Committed:
+    """Where a write landed: the collection's table and the table version that holds it. A
+    read asking for at least this (``at_least``) sees the write or a later state."""
+
+    table: str
+    version: int
+
+    def __str__(self) -> str:  # the consistency token the edge hands out
+        return f"{self.table}@{self.version}"
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class IngestResult:
     collection: str
@@ -27,6 +39,13 @@ class IngestResult:
     outcome: IngestOutcome
     chunks: int
     content_hash: str
+    committed: Committed | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DeleteResult:
+    chunks: int
+    committed: Committed
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -80,3 +99,4 @@ class CollectionInfo:
 class ReindexResult:
     collection: CollectionInfo
     previous_model: str
+    committed: Committed | None = None

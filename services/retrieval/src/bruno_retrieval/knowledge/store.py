@@ -9,7 +9,10 @@ Writes are atomic per document: the chunks of a new version are all embedded bef
 is written, then one ``merge_insert`` commit swaps the document's old chunks for the new ones,
 so a reader sees either the whole old version or the whole new one. Concurrent ingests into one
 collection are committed together (:mod:`.writer`), so many small documents do not cost one
-table version each. This process is the single writer of its tables.
+table version each. This process is the single writer of its tables; processes of the
+``reader`` role (:mod:`bruno_retrieval.roles`) search and list them, following its commits, and
+refuse every write. A write answers the table version it committed (:class:`.results.Committed`),
+and a search or listing given it as ``at_least`` sees that write, on any process.
 
 Every collection records the embedding model it was built with (:mod:`.catalog`). Ingesting or
 searching with another model is a :class:`Conflict` until :meth:`KnowledgeStore.reindex`
@@ -25,6 +28,7 @@ import contextlib
 import dataclasses
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 import lancedb
@@ -61,6 +65,8 @@ from bruno_retrieval.knowledge.reindex import rebuild
 from bruno_retrieval.knowledge.rerank import HttpReranker
 from bruno_retrieval.knowledge.results import (
     CollectionInfo,
+    Committed,
+    DeleteResult,
     DocumentPage,
     IngestOutcome,
     IngestResult,
@@ -70,6 +76,7 @@ from bruno_retrieval.knowledge.results import (
 )
 from bruno_retrieval.knowledge.schema import chunk_rows
 from bruno_retrieval.knowledge.writer import DocumentVersion, Writer
+from bruno_retrieval.roles import Role
 
 _DERIVED_ID_HEX_CHARS = 16
 # Each leg of a hybrid search fetches more than top_k so fusion has candidates to agree on.
@@ -97,6 +104,7 @@ class KnowledgeStore:
         self._indexes = indexes
         self._tasks = tasks
         self._reranker = reranker
+        self._role = Role(settings.retrieval_role)
         self._fusion = FusionConfig.from_settings(settings)
         self._writer = Writer(catalog, indexes, tasks)
         self._reindexing: Counter[str] = Counter()
@@ -112,11 +120,18 @@ class KnowledgeStore:
         reranker: HttpReranker | None = None,
     ) -> KnowledgeStore:
         """Connect to the LanceDB database at ``settings.lancedb_uri`` (a directory or an
-        ``s3://`` URI, configured by the object store's own environment variables)."""
-        db = await lancedb.connect_async(settings.lancedb_uri)
+        ``s3://`` URI, configured by the object store's own environment variables). A reader
+        opens its tables to follow the writer's commits within
+        ``settings.retrieval_read_consistency_seconds``."""
+        role = Role(settings.retrieval_role)
+        lag = settings.retrieval_read_consistency_seconds
+        db = await lancedb.connect_async(
+            settings.lancedb_uri,
+            read_consistency_interval=None if role.writes else timedelta(seconds=lag),
+        )
         tasks = BackgroundTasks()
         indexes = VectorIndexes(AnnConfig.from_settings(settings), tasks)
-        catalog = await Catalog.open(db, indexes, tasks)
+        catalog = await Catalog.open(db, indexes, tasks, role=role, lag_seconds=lag)
         return cls(settings, embedder, catalog, indexes, tasks, reranker)
 
     def close(self) -> None:
@@ -147,6 +162,7 @@ class KnowledgeStore:
         commit. If embedding fails nothing is written. ``segments`` (:mod:`.pages`) give each
         chunk the page it starts on.
         """
+        self._role.check_writes("IngestDocument")
         metadata = metadata or {}
         self._check_document(text, title, source, metadata)
         collection = COLLECTION_NAME.check(collection or DEFAULT_COLLECTION)
@@ -159,11 +175,13 @@ class KnowledgeStore:
 
         entry = self._catalog.entry(collection)
         if entry is not None:
-            stored = await reads.versions(await self._catalog.table(entry), [document_id])
+            table = await self._catalog.table(entry)
+            stored = await reads.versions(table, [document_id])
             found = stored.get(document_id)
             if found is not None and found.covers(digest, paged=paged):
                 outcome = IngestOutcome.UNCHANGED
-                return IngestResult(collection, document_id, outcome, found.chunks, digest)
+                at = Committed(entry.table, await table.version())
+                return IngestResult(collection, document_id, outcome, found.chunks, digest, at)
 
         size, overlap = self._settings.chunk_size_tokens, self._settings.chunk_overlap_tokens
         chunks = chunk_text(text, size_tokens=size, overlap_tokens=overlap)
@@ -186,20 +204,26 @@ class KnowledgeStore:
         version = DocumentVersion(
             document_id, digest, await self._embedder.model(), dimension, rows, paged
         )
-        outcome, count = await self._writer.commit(collection, version)
-        return IngestResult(collection, document_id, outcome, count, digest)
+        outcome, count, committed = await self._writer.commit(collection, version)
+        return IngestResult(collection, document_id, outcome, count, digest, committed)
 
     async def list_documents(
-        self, collection: str, *, limit: int | None = None, cursor: str = ""
+        self,
+        collection: str,
+        *,
+        limit: int | None = None,
+        cursor: str = "",
+        at_least: Committed | None = None,
     ) -> DocumentPage:
-        """A page of documents ordered by id, starting after ``cursor``."""
+        """A page of documents ordered by id, starting after ``cursor``, seeing ``at_least``
+        that write."""
         collection = COLLECTION_NAME.check(collection or DEFAULT_COLLECTION)
         limit = DEFAULT_PAGE_SIZE if limit is None else limit
         if not 1 <= limit <= MAX_PAGE_SIZE:
             raise InvalidInput(f"limit must be between 1 and {MAX_PAGE_SIZE}")
         if len(cursor) > DOCUMENT_ID.max_chars:
             raise InvalidInput("cursor is not one this service gave out")
-        async with self._catalog.reading(collection) as found:
+        async with self._catalog.reading(collection, at_least) as found:
             if found is None:
                 return DocumentPage([], "")
             entry, table = found
@@ -211,22 +235,21 @@ class KnowledgeStore:
         next_cursor = documents[limit - 1].document_id if len(documents) > limit else ""
         return DocumentPage(documents[:limit], next_cursor)
 
-    async def delete_document(self, collection: str, document_id: str) -> int:
-        """Remove every chunk of a document; returns how many. NotFound when unknown."""
+    async def delete_document(self, collection: str, document_id: str) -> DeleteResult:
+        """Remove every chunk of a document; says how many. NotFound when unknown."""
+        self._role.check_writes("DeleteDocument")
         collection = COLLECTION_NAME.check(collection or DEFAULT_COLLECTION)
         DOCUMENT_ID.check(document_id)
         async with self._writer.lock(collection):
             entry = self._catalog.entry(collection)
-            deleted: int = 0
+            deleted = None
             if entry is not None:
                 table = await self._catalog.table(entry)
-                deleted = (
-                    await table.delete(col("document_id") == lit(document_id))
-                ).num_deleted_rows
-            if entry is None or deleted == 0:
+                deleted = await table.delete(col("document_id") == lit(document_id))
+            if entry is None or deleted is None or deleted.num_deleted_rows == 0:
                 raise NotFound(f"document {document_id!r} not found in collection {collection!r}")
             self._writer.after_write(collection, entry, table)
-        return deleted
+        return DeleteResult(deleted.num_deleted_rows, Committed(entry.table, deleted.version))
 
     # --- search -----------------------------------------------------------------------------
 
@@ -239,6 +262,7 @@ class KnowledgeStore:
         mode: SearchMode = SearchMode.HYBRID,
         filters: Mapping[str, str] | None = None,
         seconds_left: float | None = None,
+        at_least: Committed | None = None,
     ) -> SearchResult:
         """The ``top_k`` chunks of ``collection`` that best match ``query`` (default
         ``BRUNO_DEFAULT_TOP_K``), reranked when a reranker is configured and the caller's
@@ -249,7 +273,7 @@ class KnowledgeStore:
         finds exact terms (error codes, names) that vectors blur. ``filters`` are exact
         matches on source, title, document_id or any metadata key, applied before ranking. A
         collection that does not exist yet is empty if it is ``default`` and NotFound
-        otherwise.
+        otherwise. ``at_least``: the search sees that write (:meth:`.Catalog.reading`).
         """
         started = asyncio.get_running_loop().time()
         collection = COLLECTION_NAME.check(collection or DEFAULT_COLLECTION)
@@ -262,10 +286,12 @@ class KnowledgeStore:
             raise InvalidInput(f"top_k must be between 1 and {self._settings.max_top_k}")
         where = filter_expression(filters or {})
         if self._reranker is None:
-            return self._within_ceiling(await self._ranked(collection, query, top_k, mode, where))
+            return self._within_ceiling(
+                await self._ranked(collection, query, top_k, mode, where, at_least)
+            )
         candidates = max(top_k, self._settings.reranker_candidates)
         result = self._within_ceiling(
-            await self._ranked(collection, query, candidates, mode, where)
+            await self._ranked(collection, query, candidates, mode, where, at_least)
         )
         budget = None
         if seconds_left is not None:
@@ -286,9 +312,15 @@ class KnowledgeStore:
         return SearchResult(hits, result.mode)
 
     async def _ranked(
-        self, collection: str, query: str, top_k: int, mode: SearchMode, where: str | None
+        self,
+        collection: str,
+        query: str,
+        top_k: int,
+        mode: SearchMode,
+        where: str | None,
+        at_least: Committed | None,
     ) -> SearchResult:
-        async with self._catalog.reading(collection) as found:
+        async with self._catalog.reading(collection, at_least) as found:
             if found is None:
                 return SearchResult([], mode)
             entry, table = found
@@ -312,7 +344,10 @@ class KnowledgeStore:
                     vector = await self._query_vector(entry, query)
                 except Conflict:
                     switched = self._catalog.entry(collection) != entry
-                    if collection not in self._reindexing and not switched:
+                    reindexing = collection in self._reindexing or (
+                        not self._role.writes and await self._catalog.being_rebuilt(entry)
+                    )
+                    if not reindexing and not switched:
                         raise
                     # The embedding service already serves the new model and the shadow table
                     # is not ready (or became current while this query was embedded): keyword
@@ -343,6 +378,7 @@ class KnowledgeStore:
 
     async def list_collections(self) -> list[CollectionInfo]:
         """Every collection, by name."""
+        await self._catalog.follow()
         infos = []
         for name in self._catalog.collections():
             with contextlib.suppress(NotFound):
@@ -368,6 +404,7 @@ class KnowledgeStore:
 
     async def delete_collection(self, collection: str) -> int:
         """Drop a collection; returns how many documents it held. NotFound when unknown."""
+        self._role.check_writes("DeleteCollection")
         collection = COLLECTION_NAME.check(collection or DEFAULT_COLLECTION)
         async with self._writer.lock(collection):
             entry = self._catalog.entry(collection)
@@ -383,6 +420,7 @@ class KnowledgeStore:
         the switch and never fail: while the query model no longer matches the old table,
         vector and hybrid searches answer by keywords (reported as TEXT). Ingests into the
         collection wait for the switch."""
+        self._role.check_writes("ReindexCollection")
         collection = COLLECTION_NAME.check(collection or DEFAULT_COLLECTION)
         # Runs to the end even if its caller gives up (a deadline, a disconnect): reindexing a
         # large collection outlasts most client timeouts, and a switch-over cut in half would
@@ -424,7 +462,12 @@ class KnowledgeStore:
             self._reindexing[collection] -= 1
             if not self._reindexing[collection]:
                 del self._reindexing[collection]
-        return ReindexResult(await self.collection_info(collection), previous.model)
+        info = await self.collection_info(collection)
+        entry = self._catalog.entry(collection)
+        committed = None
+        if entry is not None:
+            committed = Committed(entry.table, await (await self._catalog.table(entry)).version())
+        return ReindexResult(info, previous.model, committed)
 
     def _check_document(
         self, text: str, title: str, source: str, metadata: Mapping[str, str]

@@ -31,7 +31,7 @@ from bruno_retrieval.group_commit import GroupCommit, Pending
 from bruno_retrieval.knowledge import reads
 from bruno_retrieval.knowledge.ann import VectorIndexes
 from bruno_retrieval.knowledge.catalog import Catalog, CatalogEntry
-from bruno_retrieval.knowledge.results import IngestOutcome
+from bruno_retrieval.knowledge.results import Committed, IngestOutcome
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,8 @@ _OPTIMIZE_AFTER_ROWS = 100
 # One group commit writes at most this many documents.
 _MAX_DOCUMENTS_PER_COMMIT = 256
 
-Committed = tuple[IngestOutcome, int]  # the outcome and the chunks the document has now
+# The outcome, the chunks the document has now and the table version that holds them.
+Written = tuple[IngestOutcome, int, Committed]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -68,7 +69,7 @@ class Writer:
         self._indexes = indexes
         self._tasks = tasks
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self._commits: dict[str, GroupCommit[DocumentVersion, Committed]] = {}
+        self._commits: dict[str, GroupCommit[DocumentVersion, Written]] = {}
         self._writes_since_optimize: Counter[str] = Counter()
         self._rows_since_optimize: Counter[str] = Counter()
 
@@ -76,7 +77,7 @@ class Writer:
         """The lock every writer of ``collection``'s table holds while it writes."""
         return self._locks[collection]
 
-    async def commit(self, collection: str, version: DocumentVersion) -> Committed:
+    async def commit(self, collection: str, version: DocumentVersion) -> Written:
         """Write ``version`` (creating the collection if need be); UNCHANGED when the stored
         document has the same text by then, Conflict when another model made the
         collection's vectors."""
@@ -107,9 +108,7 @@ class Writer:
         else:
             self._indexes.grow(collection, table)
 
-    async def _write(
-        self, collection: str, batch: list[Pending[DocumentVersion, Committed]]
-    ) -> None:
+    async def _write(self, collection: str, batch: list[Pending[DocumentVersion, Written]]) -> None:
         """Write the versions of ``batch`` in one commit (the collection's lock held)."""
         entry = self._catalog.entry(collection)
         first = batch[0].item
@@ -129,11 +128,12 @@ class Writer:
             return
         table = await self._catalog.table(entry)
         current = await reads.versions(table, [p.item.document_id for p in writable])
+        read_at = Committed(entry.table, await table.version())
         changed = []
         for pending in writable:
             stored = current.get(pending.item.document_id)
             if stored is not None and stored.covers(pending.item.digest, paged=pending.item.paged):
-                pending.settle((IngestOutcome.UNCHANGED, stored.chunks))
+                pending.settle((IngestOutcome.UNCHANGED, stored.chunks, read_at))
             else:
                 changed.append(pending)
         if not changed:
@@ -141,17 +141,18 @@ class Writer:
         names = (await table.schema()).names
         rows = pa.concat_tables([p.item.rows for p in changed]).select(names)
         ids = [p.item.document_id for p in changed]
-        await (
+        merged = await (
             table.merge_insert("chunk_id")
             .when_matched_update_all()
             .when_not_matched_insert_all()
             .when_not_matched_by_source_delete(col("document_id").isin(ids))
             .execute(rows)
         )
+        committed = Committed(entry.table, merged.version)
         for pending in changed:
             replaced = pending.item.document_id in current
             outcome = IngestOutcome.REPLACED if replaced else IngestOutcome.CREATED
-            pending.settle((outcome, pending.item.rows.num_rows))
+            pending.settle((outcome, pending.item.rows.num_rows, committed))
         self.after_write(collection, entry, table, rows=rows.num_rows)
 
     async def _optimize(self, collection: str, entry: CatalogEntry, table: Any) -> None:

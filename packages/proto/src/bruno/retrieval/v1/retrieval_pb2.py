@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"bruno/retrieval/v1/retrieval.proto\x12\x12\x62runo.retrieval.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9c\x02\n\x15IngestDocumentRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x0c\n\x04text\x18\x05 \x01(\t\x12I\n\x08metadata\x18\x06 \x03(\x0b\x32\x37.bruno.retrieval.v1.IngestDocumentRequest.MetadataEntry\x12\x31\n\x08segments\x18\x07 \x03(\x0b\x32\x1f.bruno.retrieval.v1.TextSegment\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"*\n\x0bTextSegment\x12\r\n\x05start\x18\x01 \x01(\r\x12\x0c\n\x04page\x18\x02 \x01(\r\"\x9b\x01\n\x16IngestDocumentResponse\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\x0e\n\x06\x63hunks\x18\x03 \x01(\r\x12\x32\n\x07outcome\x18\x04 \x01(\x0e\x32!.bruno.retrieval.v1.IngestOutcome\x12\x14\n\x0c\x63ontent_hash\x18\x05 \x01(\t\"\xe0\x01\n\rSearchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\r\n\x05query\x18\x02 \x01(\t\x12\r\n\x05top_k\x18\x03 \x01(\r\x12,\n\x04mode\x18\x04 \x01(\x0e\x32\x1e.bruno.retrieval.v1.SearchMode\x12?\n\x07\x66ilters\x18\x05 \x03(\x0b\x32..bruno.retrieval.v1.SearchRequest.FiltersEntry\x1a.\n\x0c\x46iltersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x97\x02\n\tSearchHit\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\x10\n\x08\x63hunk_id\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x0c\n\x04text\x18\x05 \x01(\t\x12\r\n\x05score\x18\x06 \x01(\x02\x12\x13\n\x0b\x63hunk_index\x18\x07 \x01(\r\x12=\n\x08metadata\x18\x08 \x03(\x0b\x32+.bruno.retrieval.v1.SearchHit.MetadataEntry\x12\x14\n\x0cheading_path\x18\t \x01(\t\x12\x0c\n\x04page\x18\n \x01(\r\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"k\n\x0eSearchResponse\x12+\n\x04hits\x18\x01 \x03(\x0b\x32\x1d.bruno.retrieval.v1.SearchHit\x12,\n\x04mode\x18\x02 \x01(\x0e\x32\x1e.bruno.retrieval.v1.SearchMode\"I\n\x14ListDocumentsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\x12\x0e\n\x06\x63ursor\x18\x03 \x01(\t\"\x92\x02\n\x0f\x44ocumentSummary\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x0e\n\x06\x63hunks\x18\x04 \x01(\r\x12\x14\n\x0c\x63ontent_hash\x18\x05 \x01(\t\x12\x43\n\x08metadata\x18\x06 \x03(\x0b\x32\x31.bruno.retrieval.v1.DocumentSummary.MetadataEntry\x12/\n\x0bingested_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"d\n\x15ListDocumentsResponse\x12\x36\n\tdocuments\x18\x01 \x03(\x0b\x32#.bruno.retrieval.v1.DocumentSummary\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"@\n\x15\x44\x65leteDocumentRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x02 \x01(\t\"0\n\x16\x44\x65leteDocumentResponse\x12\x16\n\x0e\x63hunks_deleted\x18\x01 \x01(\r\"\x18\n\x16ListCollectionsRequest\"m\n\x0e\x43ollectionInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tdocuments\x18\x02 \x01(\r\x12\x0e\n\x06\x63hunks\x18\x03 \x01(\x04\x12\x17\n\x0f\x65mbedding_model\x18\x04 \x01(\t\x12\x11\n\tdimension\x18\x05 \x01(\r\"R\n\x17ListCollectionsResponse\x12\x37\n\x0b\x63ollections\x18\x01 \x03(\x0b\x32\".bruno.retrieval.v1.CollectionInfo\"-\n\x17\x44\x65leteCollectionRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\"5\n\x18\x44\x65leteCollectionResponse\x12\x19\n\x11\x64ocuments_deleted\x18\x01 \x01(\r\".\n\x18ReindexCollectionRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\"k\n\x19ReindexCollectionResponse\x12\x36\n\ncollection\x18\x01 \x01(\x0b\x32\".bruno.retrieval.v1.CollectionInfo\x12\x16\n\x0eprevious_model\x18\x02 \x01(\t*\x86\x01\n\rIngestOutcome\x12\x1e\n\x1aINGEST_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n\x16INGEST_OUTCOME_CREATED\x10\x01\x12\x1c\n\x18INGEST_OUTCOME_UNCHANGED\x10\x02\x12\x1b\n\x17INGEST_OUTCOME_REPLACED\x10\x03*o\n\nSearchMode\x12\x1b\n\x17SEARCH_MODE_UNSPECIFIED\x10\x00\x12\x16\n\x12SEARCH_MODE_HYBRID\x10\x01\x12\x16\n\x12SEARCH_MODE_VECTOR\x10\x02\x12\x14\n\x10SEARCH_MODE_TEXT\x10\x03\x32\xe8\x05\n\x10RetrievalService\x12g\n\x0eIngestDocument\x12).bruno.retrieval.v1.IngestDocumentRequest\x1a*.bruno.retrieval.v1.IngestDocumentResponse\x12O\n\x06Search\x12!.bruno.retrieval.v1.SearchRequest\x1a\".bruno.retrieval.v1.SearchResponse\x12\x64\n\rListDocuments\x12(.bruno.retrieval.v1.ListDocumentsRequest\x1a).bruno.retrieval.v1.ListDocumentsResponse\x12g\n\x0e\x44\x65leteDocument\x12).bruno.retrieval.v1.DeleteDocumentRequest\x1a*.bruno.retrieval.v1.DeleteDocumentResponse\x12j\n\x0fListCollections\x12*.bruno.retrieval.v1.ListCollectionsRequest\x1a+.bruno.retrieval.v1.ListCollectionsResponse\x12m\n\x10\x44\x65leteCollection\x12+.bruno.retrieval.v1.DeleteCollectionRequest\x1a,.bruno.retrieval.v1.DeleteCollectionResponse\x12p\n\x11ReindexCollection\x12,.bruno.retrieval.v1.ReindexCollectionRequest\x1a-.bruno.retrieval.v1.ReindexCollectionResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"bruno/retrieval/v1/retrieval.proto\x12\x12\x62runo.retrieval.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9c\x02\n\x15IngestDocumentRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x0c\n\x04text\x18\x05 \x01(\t\x12I\n\x08metadata\x18\x06 \x03(\x0b\x32\x37.bruno.retrieval.v1.IngestDocumentRequest.MetadataEntry\x12\x31\n\x08segments\x18\x07 \x03(\x0b\x32\x1f.bruno.retrieval.v1.TextSegment\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"*\n\x0bTextSegment\x12\r\n\x05start\x18\x01 \x01(\r\x12\x0c\n\x04page\x18\x02 \x01(\r\"\xcd\x01\n\x16IngestDocumentResponse\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\x0e\n\x06\x63hunks\x18\x03 \x01(\r\x12\x32\n\x07outcome\x18\x04 \x01(\x0e\x32!.bruno.retrieval.v1.IngestOutcome\x12\x14\n\x0c\x63ontent_hash\x18\x05 \x01(\t\x12\x30\n\tcommitted\x18\x06 \x01(\x0b\x32\x1d.bruno.retrieval.v1.Committed\"+\n\tCommitted\x12\r\n\x05table\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x04\"\x91\x02\n\rSearchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\r\n\x05query\x18\x02 \x01(\t\x12\r\n\x05top_k\x18\x03 \x01(\r\x12,\n\x04mode\x18\x04 \x01(\x0e\x32\x1e.bruno.retrieval.v1.SearchMode\x12?\n\x07\x66ilters\x18\x05 \x03(\x0b\x32..bruno.retrieval.v1.SearchRequest.FiltersEntry\x12/\n\x08\x61t_least\x18\x06 \x01(\x0b\x32\x1d.bruno.retrieval.v1.Committed\x1a.\n\x0c\x46iltersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x97\x02\n\tSearchHit\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\x10\n\x08\x63hunk_id\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x0c\n\x04text\x18\x05 \x01(\t\x12\r\n\x05score\x18\x06 \x01(\x02\x12\x13\n\x0b\x63hunk_index\x18\x07 \x01(\r\x12=\n\x08metadata\x18\x08 \x03(\x0b\x32+.bruno.retrieval.v1.SearchHit.MetadataEntry\x12\x14\n\x0cheading_path\x18\t \x01(\t\x12\x0c\n\x04page\x18\n \x01(\r\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"k\n\x0eSearchResponse\x12+\n\x04hits\x18\x01 \x03(\x0b\x32\x1d.bruno.retrieval.v1.SearchHit\x12,\n\x04mode\x18\x02 \x01(\x0e\x32\x1e.bruno.retrieval.v1.SearchMode\"z\n\x14ListDocumentsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\x12\x0e\n\x06\x63ursor\x18\x03 \x01(\t\x12/\n\x08\x61t_least\x18\x04 \x01(\x0b\x32\x1d.bruno.retrieval.v1.Committed\"\x92\x02\n\x0f\x44ocumentSummary\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x0e\n\x06\x63hunks\x18\x04 \x01(\r\x12\x14\n\x0c\x63ontent_hash\x18\x05 \x01(\t\x12\x43\n\x08metadata\x18\x06 \x03(\x0b\x32\x31.bruno.retrieval.v1.DocumentSummary.MetadataEntry\x12/\n\x0bingested_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"d\n\x15ListDocumentsResponse\x12\x36\n\tdocuments\x18\x01 \x03(\x0b\x32#.bruno.retrieval.v1.DocumentSummary\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"@\n\x15\x44\x65leteDocumentRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x02 \x01(\t\"b\n\x16\x44\x65leteDocumentResponse\x12\x16\n\x0e\x63hunks_deleted\x18\x01 \x01(\r\x12\x30\n\tcommitted\x18\x02 \x01(\x0b\x32\x1d.bruno.retrieval.v1.Committed\"\x18\n\x16ListCollectionsRequest\"m\n\x0e\x43ollectionInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tdocuments\x18\x02 \x01(\r\x12\x0e\n\x06\x63hunks\x18\x03 \x01(\x04\x12\x17\n\x0f\x65mbedding_model\x18\x04 \x01(\t\x12\x11\n\tdimension\x18\x05 \x01(\r\"R\n\x17ListCollectionsResponse\x12\x37\n\x0b\x63ollections\x18\x01 \x03(\x0b\x32\".bruno.retrieval.v1.CollectionInfo\"-\n\x17\x44\x65leteCollectionRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\"5\n\x18\x44\x65leteCollectionResponse\x12\x19\n\x11\x64ocuments_deleted\x18\x01 \x01(\r\".\n\x18ReindexCollectionRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\"\x9d\x01\n\x19ReindexCollectionResponse\x12\x36\n\ncollection\x18\x01 \x01(\x0b\x32\".bruno.retrieval.v1.CollectionInfo\x12\x16\n\x0eprevious_model\x18\x02 \x01(\t\x12\x30\n\tcommitted\x18\x03 \x01(\x0b\x32\x1d.bruno.retrieval.v1.Committed*\x86\x01\n\rIngestOutcome\x12\x1e\n\x1aINGEST_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n\x16INGEST_OUTCOME_CREATED\x10\x01\x12\x1c\n\x18INGEST_OUTCOME_UNCHANGED\x10\x02\x12\x1b\n\x17INGEST_OUTCOME_REPLACED\x10\x03*o\n\nSearchMode\x12\x1b\n\x17SEARCH_MODE_UNSPECIFIED\x10\x00\x12\x16\n\x12SEARCH_MODE_HYBRID\x10\x01\x12\x16\n\x12SEARCH_MODE_VECTOR\x10\x02\x12\x14\n\x10SEARCH_MODE_TEXT\x10\x03\x32\xe8\x05\n\x10RetrievalService\x12g\n\x0eIngestDocument\x12).bruno.retrieval.v1.IngestDocumentRequest\x1a*.bruno.retrieval.v1.IngestDocumentResponse\x12O\n\x06Search\x12!.bruno.retrieval.v1.SearchRequest\x1a\".bruno.retrieval.v1.SearchResponse\x12\x64\n\rListDocuments\x12(.bruno.retrieval.v1.ListDocumentsRequest\x1a).bruno.retrieval.v1.ListDocumentsResponse\x12g\n\x0e\x44\x65leteDocument\x12).bruno.retrieval.v1.DeleteDocumentRequest\x1a*.bruno.retrieval.v1.DeleteDocumentResponse\x12j\n\x0fListCollections\x12*.bruno.retrieval.v1.ListCollectionsRequest\x1a+.bruno.retrieval.v1.ListCollectionsResponse\x12m\n\x10\x44\x65leteCollection\x12+.bruno.retrieval.v1.DeleteCollectionRequest\x1a,.bruno.retrieval.v1.DeleteCollectionResponse\x12p\n\x11ReindexCollection\x12,.bruno.retrieval.v1.ReindexCollectionRequest\x1a-.bruno.retrieval.v1.ReindexCollectionResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,10 +40,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SEARCHHIT_METADATAENTRY']._serialized_options = b'8\001'
   _globals['_DOCUMENTSUMMARY_METADATAENTRY']._loaded_options = None
   _globals['_DOCUMENTSUMMARY_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_INGESTOUTCOME']._serialized_start=2249
-  _globals['_INGESTOUTCOME']._serialized_end=2383
-  _globals['_SEARCHMODE']._serialized_start=2385
-  _globals['_SEARCHMODE']._serialized_end=2496
+  _globals['_INGESTOUTCOME']._serialized_start=2543
+  _globals['_INGESTOUTCOME']._serialized_end=2677
+  _globals['_SEARCHMODE']._serialized_start=2679
+  _globals['_SEARCHMODE']._serialized_end=2790
   _globals['_INGESTDOCUMENTREQUEST']._serialized_start=92
   _globals['_INGESTDOCUMENTREQUEST']._serialized_end=376
   _globals['_INGESTDOCUMENTREQUEST_METADATAENTRY']._serialized_start=329
@@ -51,43 +51,45 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TEXTSEGMENT']._serialized_start=378
   _globals['_TEXTSEGMENT']._serialized_end=420
   _globals['_INGESTDOCUMENTRESPONSE']._serialized_start=423
-  _globals['_INGESTDOCUMENTRESPONSE']._serialized_end=578
-  _globals['_SEARCHREQUEST']._serialized_start=581
-  _globals['_SEARCHREQUEST']._serialized_end=805
-  _globals['_SEARCHREQUEST_FILTERSENTRY']._serialized_start=759
-  _globals['_SEARCHREQUEST_FILTERSENTRY']._serialized_end=805
-  _globals['_SEARCHHIT']._serialized_start=808
-  _globals['_SEARCHHIT']._serialized_end=1087
+  _globals['_INGESTDOCUMENTRESPONSE']._serialized_end=628
+  _globals['_COMMITTED']._serialized_start=630
+  _globals['_COMMITTED']._serialized_end=673
+  _globals['_SEARCHREQUEST']._serialized_start=676
+  _globals['_SEARCHREQUEST']._serialized_end=949
+  _globals['_SEARCHREQUEST_FILTERSENTRY']._serialized_start=903
+  _globals['_SEARCHREQUEST_FILTERSENTRY']._serialized_end=949
+  _globals['_SEARCHHIT']._serialized_start=952
+  _globals['_SEARCHHIT']._serialized_end=1231
   _globals['_SEARCHHIT_METADATAENTRY']._serialized_start=329
   _globals['_SEARCHHIT_METADATAENTRY']._serialized_end=376
-  _globals['_SEARCHRESPONSE']._serialized_start=1089
-  _globals['_SEARCHRESPONSE']._serialized_end=1196
-  _globals['_LISTDOCUMENTSREQUEST']._serialized_start=1198
-  _globals['_LISTDOCUMENTSREQUEST']._serialized_end=1271
-  _globals['_DOCUMENTSUMMARY']._serialized_start=1274
-  _globals['_DOCUMENTSUMMARY']._serialized_end=1548
+  _globals['_SEARCHRESPONSE']._serialized_start=1233
+  _globals['_SEARCHRESPONSE']._serialized_end=1340
+  _globals['_LISTDOCUMENTSREQUEST']._serialized_start=1342
+  _globals['_LISTDOCUMENTSREQUEST']._serialized_end=1464
+  _globals['_DOCUMENTSUMMARY']._serialized_start=1467
+  _globals['_DOCUMENTSUMMARY']._serialized_end=1741
   _globals['_DOCUMENTSUMMARY_METADATAENTRY']._serialized_start=329
   _globals['_DOCUMENTSUMMARY_METADATAENTRY']._serialized_end=376
-  _globals['_LISTDOCUMENTSRESPONSE']._serialized_start=1550
-  _globals['_LISTDOCUMENTSRESPONSE']._serialized_end=1650
-  _globals['_DELETEDOCUMENTREQUEST']._serialized_start=1652
-  _globals['_DELETEDOCUMENTREQUEST']._serialized_end=1716
-  _globals['_DELETEDOCUMENTRESPONSE']._serialized_start=1718
-  _globals['_DELETEDOCUMENTRESPONSE']._serialized_end=1766
-  _globals['_LISTCOLLECTIONSREQUEST']._serialized_start=1768
-  _globals['_LISTCOLLECTIONSREQUEST']._serialized_end=1792
-  _globals['_COLLECTIONINFO']._serialized_start=1794
-  _globals['_COLLECTIONINFO']._serialized_end=1903
-  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_start=1905
-  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_end=1987
-  _globals['_DELETECOLLECTIONREQUEST']._serialized_start=1989
-  _globals['_DELETECOLLECTIONREQUEST']._serialized_end=2034
-  _globals['_DELETECOLLECTIONRESPONSE']._serialized_start=2036
-  _globals['_DELETECOLLECTIONRESPONSE']._serialized_end=2089
-  _globals['_REINDEXCOLLECTIONREQUEST']._serialized_start=2091
-  _globals['_REINDEXCOLLECTIONREQUEST']._serialized_end=2137
-  _globals['_REINDEXCOLLECTIONRESPONSE']._serialized_start=2139
-  _globals['_REINDEXCOLLECTIONRESPONSE']._serialized_end=2246
-  _globals['_RETRIEVALSERVICE']._serialized_start=2499
-  _globals['_RETRIEVALSERVICE']._serialized_end=3243
+  _globals['_LISTDOCUMENTSRESPONSE']._serialized_start=1743
+  _globals['_LISTDOCUMENTSRESPONSE']._serialized_end=1843
+  _globals['_DELETEDOCUMENTREQUEST']._serialized_start=1845
+  _globals['_DELETEDOCUMENTREQUEST']._serialized_end=1909
+  _globals['_DELETEDOCUMENTRESPONSE']._serialized_start=1911
+  _globals['_DELETEDOCUMENTRESPONSE']._serialized_end=2009
+  _globals['_LISTCOLLECTIONSREQUEST']._serialized_start=2011
+  _globals['_LISTCOLLECTIONSREQUEST']._serialized_end=2035
+  _globals['_COLLECTIONINFO']._serialized_start=2037
+  _globals['_COLLECTIONINFO']._serialized_end=2146
+  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_start=2148
+  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_end=2230
+  _globals['_DELETECOLLECTIONREQUEST']._serialized_start=2232
+  _globals['_DELETECOLLECTIONREQUEST']._serialized_end=2277
+  _globals['_DELETECOLLECTIONRESPONSE']._serialized_start=2279
+  _globals['_DELETECOLLECTIONRESPONSE']._serialized_end=2332
+  _globals['_REINDEXCOLLECTIONREQUEST']._serialized_start=2334
+  _globals['_REINDEXCOLLECTIONREQUEST']._serialized_end=2380
+  _globals['_REINDEXCOLLECTIONRESPONSE']._serialized_start=2383
+  _globals['_REINDEXCOLLECTIONRESPONSE']._serialized_end=2540
+  _globals['_RETRIEVALSERVICE']._serialized_start=2793
+  _globals['_RETRIEVALSERVICE']._serialized_end=3537
 # @@protoc_insertion_point(module_scope)

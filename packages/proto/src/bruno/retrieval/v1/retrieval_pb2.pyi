@@ -163,11 +163,16 @@ class IngestDocumentResponse(_message.Message):
     CHUNKS_FIELD_NUMBER: _builtins.int
     OUTCOME_FIELD_NUMBER: _builtins.int
     CONTENT_HASH_FIELD_NUMBER: _builtins.int
+    COMMITTED_FIELD_NUMBER: _builtins.int
     document_id: _builtins.str
     collection: _builtins.str
     chunks: _builtins.int
     outcome: Global___IngestOutcome.ValueType
     content_hash: _builtins.str
+    @_builtins.property
+    def committed(self) -> Global___Committed:
+        """the table version holding the document as it is now"""
+
     def __init__(
         self,
         *,
@@ -176,14 +181,42 @@ class IngestDocumentResponse(_message.Message):
         chunks: _builtins.int = ...,
         outcome: Global___IngestOutcome.ValueType = ...,
         content_hash: _builtins.str = ...,
+        committed: Global___Committed | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["committed", b"committed"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunks", b"chunks", "collection", b"collection", "content_hash", b"content_hash", "document_id", b"document_id", "outcome", b"outcome"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunks", b"chunks", "collection", b"collection", "committed", b"committed", "content_hash", b"content_hash", "document_id", b"document_id", "outcome", b"outcome"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___IngestDocumentResponse: _TypeAlias = IngestDocumentResponse  # noqa: Y015
+
+@_typing.final
+class Committed(_message.Message):
+    """Where a write landed: the collection's table and the table version that holds it. A read
+    given it as `at_least` sees that write (or a later state) on any retrieval process: a reader
+    that has not caught up within its lag bound answers UNAVAILABLE, and the writer is asked.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TABLE_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    table: _builtins.str
+    version: _builtins.int
+    def __init__(
+        self,
+        *,
+        table: _builtins.str = ...,
+        version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["table", b"table", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Committed: _TypeAlias = Committed  # noqa: Y015
 
 @_typing.final
 class SearchRequest(_message.Message):
@@ -214,6 +247,7 @@ class SearchRequest(_message.Message):
     TOP_K_FIELD_NUMBER: _builtins.int
     MODE_FIELD_NUMBER: _builtins.int
     FILTERS_FIELD_NUMBER: _builtins.int
+    AT_LEAST_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     """empty: "default" """
     query: _builtins.str
@@ -227,6 +261,10 @@ class SearchRequest(_message.Message):
         when it contains the filter value).
         """
 
+    @_builtins.property
+    def at_least(self) -> Global___Committed:
+        """unset: whatever the serving process has seen"""
+
     def __init__(
         self,
         *,
@@ -235,10 +273,11 @@ class SearchRequest(_message.Message):
         top_k: _builtins.int = ...,
         mode: Global___SearchMode.ValueType = ...,
         filters: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        at_least: Global___Committed | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at_least", b"at_least"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "filters", b"filters", "mode", b"mode", "query", b"query", "top_k", b"top_k"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at_least", b"at_least", "collection", b"collection", "filters", b"filters", "mode", b"mode", "query", b"query", "top_k", b"top_k"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -345,21 +384,27 @@ class ListDocumentsRequest(_message.Message):
     COLLECTION_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
     CURSOR_FIELD_NUMBER: _builtins.int
+    AT_LEAST_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     limit: _builtins.int
     """0: the server's default page size"""
     cursor: _builtins.str
     """next_cursor of the previous page"""
+    @_builtins.property
+    def at_least(self) -> Global___Committed:
+        """unset: whatever the serving process has seen"""
+
     def __init__(
         self,
         *,
         collection: _builtins.str = ...,
         limit: _builtins.int = ...,
         cursor: _builtins.str = ...,
+        at_least: Global___Committed | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at_least", b"at_least"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "cursor", b"cursor", "limit", b"limit"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at_least", b"at_least", "collection", b"collection", "cursor", b"cursor", "limit", b"limit"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -475,15 +520,19 @@ class DeleteDocumentResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CHUNKS_DELETED_FIELD_NUMBER: _builtins.int
+    COMMITTED_FIELD_NUMBER: _builtins.int
     chunks_deleted: _builtins.int
+    @_builtins.property
+    def committed(self) -> Global___Committed: ...
     def __init__(
         self,
         *,
         chunks_deleted: _builtins.int = ...,
+        committed: Global___Committed | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["committed", b"committed"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunks_deleted", b"chunks_deleted"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunks_deleted", b"chunks_deleted", "committed", b"committed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -619,20 +668,26 @@ class ReindexCollectionResponse(_message.Message):
 
     COLLECTION_FIELD_NUMBER: _builtins.int
     PREVIOUS_MODEL_FIELD_NUMBER: _builtins.int
+    COMMITTED_FIELD_NUMBER: _builtins.int
     previous_model: _builtins.str
     @_builtins.property
     def collection(self) -> Global___CollectionInfo:
         """as it is after the switch"""
+
+    @_builtins.property
+    def committed(self) -> Global___Committed:
+        """the collection's new table"""
 
     def __init__(
         self,
         *,
         collection: Global___CollectionInfo | None = ...,
         previous_model: _builtins.str = ...,
+        committed: Global___Committed | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "committed", b"committed"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "previous_model", b"previous_model"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "committed", b"committed", "previous_model", b"previous_model"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

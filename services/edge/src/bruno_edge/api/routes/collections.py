@@ -16,6 +16,7 @@ from bruno_edge.api.deps import CallerDep, DownstreamsDep, SettingsDep, guarded
 from bruno_edge.api.routes import API_PREFIX, problem_responses
 from bruno_edge.api.routes.ingest_jobs import job_of, location_of
 from bruno_edge.clients import rpc_errors
+from bruno_edge.consistency import read
 from bruno_edge.keys import Scope
 from bruno_edge.schemas import (
     CollectionDeleted,
@@ -51,8 +52,11 @@ async def list_collections(
 ) -> CollectionList:
     """The collections the key sees."""
     with rpc_errors("retrieval"):
-        found = await downstreams.retrieval.ListCollections(
-            retrieval_pb2.ListCollectionsRequest(), timeout=settings.request_timeout_seconds
+        found = await read(
+            downstreams,
+            lambda stub: stub.ListCollections(
+                retrieval_pb2.ListCollectionsRequest(), timeout=settings.request_timeout_seconds
+            ),
         )
     return CollectionList(
         collections=[_info(item) for item in found.collections if caller.sees(item.name)]

@@ -22,6 +22,7 @@ from bruno_edge.api.deps import CallerDep, DownstreamsDep, SettingsDep, guarded
 from bruno_edge.api.routes import API_PREFIX, problem_responses
 from bruno_edge.api.routes.ingest_jobs import job_of, location_of
 from bruno_edge.clients import rpc_errors
+from bruno_edge.consistency import ANSWERED, HEADER, AtLeastDep, latest, read, token
 from bruno_edge.keys import Scope
 from bruno_edge.listings import document_summary
 from bruno_edge.schemas import (
@@ -57,7 +58,12 @@ _STATUS = {
     status_code=status.HTTP_201_CREATED,
     response_model=DocumentIngested,
     responses={
-        200: {"model": DocumentIngested, "description": "Same id and text: nothing changed."},
+        200: {
+            "model": DocumentIngested,
+            "description": "Same id and text: nothing changed.",
+            "headers": ANSWERED,
+        },
+        201: {"headers": ANSWERED},
         202: {
             "model": IngestJob,
             "description": "Not done within `BRUNO_INGEST_WAIT_SECONDS`: it goes on as this job "
@@ -110,6 +116,8 @@ async def ingest_document(
     outcome = _STATUS.get(ingested.outcome, "created")
     if outcome == "unchanged":
         response.status_code = status.HTTP_200_OK
+    if said := token(ingested.committed):
+        response.headers[HEADER] = said
     return DocumentIngested(
         document_id=ingested.document_id,
         chunks=ingested.chunks,
@@ -120,11 +128,15 @@ async def ingest_document(
 
 @router.post(
     "/upload",
-    responses=problem_responses(400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503, 504),
+    responses={
+        200: {"headers": ANSWERED},
+        **problem_responses(400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503, 504),
+    },
     dependencies=guarded(Scope.WRITE, Work.INGEST),
 )
 async def upload_documents(
     request: Request,
+    response: Response,
     caller: CallerDep,
     downstreams: DownstreamsDep,
     settings: SettingsDep,
@@ -171,6 +183,7 @@ async def upload_documents(
     accepted = accepted_files(uploads, settings, max_files=MAX_UPLOAD_FILES)
     semaphore = asyncio.Semaphore(UPLOAD_CONCURRENCY)
     limits = settings.extraction_limits
+    committed: list[retrieval_pb2.Committed] = []
 
     async def ingest_one(accepted_file: AcceptedFile) -> FileIngested:
         ingest = await read_file(accepted_file, limits)
@@ -180,6 +193,7 @@ async def upload_documents(
                 ingested = await downstreams.retrieval.IngestDocument(
                     ingest, timeout=settings.chat_timeout_seconds
                 )
+        committed.append(ingested.committed)
         return FileIngested(
             filename=accepted_file.name,
             document_id=ingested.document_id,
@@ -207,6 +221,8 @@ async def upload_documents(
             results.append(outcome)
     if errors and len(errors) == len(results):
         raise errors[0]
+    if said := latest(committed):
+        response.headers[HEADER] = said
     return UploadResult(collection=collection, files=results)
 
 
@@ -219,17 +235,21 @@ async def list_documents(
     caller: CallerDep,
     downstreams: DownstreamsDep,
     settings: SettingsDep,
+    at_least: AtLeastDep,
     collection: CollectionQuery = DEFAULT_COLLECTION,
     limit: Annotated[int | None, Query(ge=1, le=MAX_PAGE_SIZE)] = None,
     cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS)] = None,
 ) -> DocumentPage:
+    """A page of the collection's documents. With a ``Bruno-Consistency-Token`` header (from a
+    write's answer) the listing sees that write."""
     caller.check_collection(collection)
     request = retrieval_pb2.ListDocumentsRequest(
-        collection=collection, limit=limit or 0, cursor=cursor or ""
+        collection=collection, limit=limit or 0, cursor=cursor or "", at_least=at_least
     )
     with rpc_errors("retrieval"):
-        page = await downstreams.retrieval.ListDocuments(
-            request, timeout=settings.request_timeout_seconds
+        page = await read(
+            downstreams,
+            lambda stub: stub.ListDocuments(request, timeout=settings.request_timeout_seconds),
         )
     return DocumentPage(
         documents=[document_summary(doc) for doc in page.documents],
@@ -241,7 +261,10 @@ async def list_documents(
 @router.delete(
     "/{document_id:path}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=problem_responses(401, 403, 404, 422, 429, 500, 503, 504),
+    responses={
+        204: {"headers": ANSWERED},
+        **problem_responses(401, 403, 404, 422, 429, 500, 503, 504),
+    },
     dependencies=guarded(Scope.WRITE, Work.OTHER),
 )
 async def delete_document(
@@ -260,7 +283,10 @@ async def delete_document(
     )
     request = retrieval_pb2.DeleteDocumentRequest(collection=collection, document_id=document_id)
     with rpc_errors("retrieval"):
-        await downstreams.retrieval.DeleteDocument(
+        deleted = await downstreams.retrieval.DeleteDocument(
             request, timeout=settings.request_timeout_seconds
         )
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+    said = token(deleted.committed)
+    return Response(
+        status_code=status.HTTP_204_NO_CONTENT, headers={HEADER: said} if said else None
+    )

@@ -46,6 +46,10 @@ async def ready(
     When generation serves but its model is missing, the extractive fallback still answers:
     ``"status": "degraded"`` (200), or 503 with ``BRUNO_REQUIRE_MODEL=true``. The answer holds
     status words only; why the model is missing goes to the log.
+
+    With retrieval's readers configured (``BRUNO_RETRIEVAL_READER_ADDR``) both roles are
+    checked: ``retrieval`` (the writer) and ``retrieval-reader``. A writer down while readers
+    serve is ``"degraded"`` (200): searches and chats answer, writes fail until it is back.
     """
     checks, model = await asyncio.gather(
         downstreams.health(timeout_seconds=READY_TIMEOUT_SECONDS), _model_problem(downstreams)
@@ -61,20 +65,24 @@ async def ready(
             checks["generation"] = MODEL_MISSING
     else:
         request.app.state.model_problem = None
+    degraded = []
+    if model is not None:
+        degraded.append(f"generation ({MODEL_MISSING}); answers come from the extractive fallback")
+    writer = checks.get("retrieval", "")
+    if checks.get("retrieval-reader") == "SERVING" and writer != "SERVING":
+        degraded.append(f"retrieval writer ({writer}); searches answer, writes fail")
     failing = [
         f"{name} ({status})"
         for name, status in checks.items()
-        if status != "SERVING" and (status != MODEL_MISSING or settings.require_model)
+        if status != "SERVING"
+        and (status != MODEL_MISSING or settings.require_model)
+        and not (name == "retrieval" and checks.get("retrieval-reader") == "SERVING")
     ]
     if failing:
         detail = "not ready: " + ", ".join(failing)
         return problem_response(Unavailable(detail), extra={"checks": checks})
-    if model is not None:
-        return Readiness(
-            status="degraded",
-            checks=checks,
-            detail=f"generation ({MODEL_MISSING}); answers come from the extractive fallback",
-        )
+    if degraded:
+        return Readiness(status="degraded", checks=checks, detail="; ".join(degraded))
     return Readiness(checks=checks)
 
 

@@ -9,6 +9,7 @@ from bruno_edge.admission import Work
 from bruno_edge.api.deps import CallerDep, DownstreamsDep, SettingsDep, guarded
 from bruno_edge.api.routes import API_PREFIX, problem_responses
 from bruno_edge.clients import rpc_errors
+from bruno_edge.consistency import AtLeastDep, read
 from bruno_edge.hits import search_result
 from bruno_edge.keys import Scope
 from bruno_edge.schemas import SearchModeName, SearchRequest, SearchResponse
@@ -29,8 +30,14 @@ _NAMES = {value: name for name, value in _MODES.items()}
     dependencies=guarded(Scope.READ, Work.SEARCH),
 )
 async def search(
-    body: SearchRequest, caller: CallerDep, downstreams: DownstreamsDep, settings: SettingsDep
+    body: SearchRequest,
+    caller: CallerDep,
+    downstreams: DownstreamsDep,
+    settings: SettingsDep,
+    at_least: AtLeastDep,
 ) -> SearchResponse:
+    """The best-matching chunks. With a ``Bruno-Consistency-Token`` header (from a write's
+    answer) the search sees that write."""
     caller.check_collection(body.collection)
     request = retrieval_pb2.SearchRequest(
         collection=body.collection,
@@ -38,10 +45,12 @@ async def search(
         top_k=body.top_k or settings.default_top_k,
         mode=_MODES[body.mode] if body.mode else retrieval_pb2.SEARCH_MODE_UNSPECIFIED,
         filters=body.filters,
+        at_least=at_least,
     )
     with rpc_errors("retrieval"):
-        found = await downstreams.retrieval.Search(
-            request, timeout=settings.request_timeout_seconds
+        found = await read(
+            downstreams,
+            lambda stub: stub.Search(request, timeout=settings.request_timeout_seconds),
         )
     return SearchResponse(
         results=[search_result(hit) for hit in found.hits],
