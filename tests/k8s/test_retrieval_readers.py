@@ -66,7 +66,9 @@ def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
 
 def _environment(rendered: Rendered, container: Manifest) -> dict[str, str]:
     """What the process sees from its ConfigMaps: envFrom in order (a later source wins)."""
-    config_maps = {cm["metadata"]["name"]: cm.get("data", {}) for cm in rendered.of_kind("ConfigMap")}
+    config_maps = {
+        cm["metadata"]["name"]: cm.get("data", {}) for cm in rendered.of_kind("ConfigMap")
+    }
     environment: dict[str, str] = {}
     for source in container.get("envFrom", []):
         environment.update(config_maps[source["configMapRef"]["name"]])
@@ -181,7 +183,8 @@ def test_readers_are_autoscaled_on_cpu_from_two(all_rendered: dict[str, Rendered
         (hpa,) = [
             h
             for h in rendered.of_kind("HorizontalPodAutoscaler")
-            if h["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": READERS}
+            if h["spec"]["scaleTargetRef"]
+            == {"apiVersion": "apps/v1", "kind": "Deployment", "name": READERS}
         ]
         assert 2 <= hpa["spec"]["minReplicas"] < hpa["spec"]["maxReplicas"] <= 10
         (metric,) = hpa["spec"]["metrics"]
