@@ -2,6 +2,8 @@
 
     python scripts/benchmark_images.py              # ~6 min; prints a Markdown table
     python scripts/benchmark_images.py --skip-full  # without the naive build on python:3.11
+    python scripts/benchmark_images.py --sizes-at d85da60 963e7e4 HEAD --services edge
+        # only the runtime image at each git commit, for a dependency change's cost
 
 Needs the Docker engine and base image that `make smoke` prepares (it runs the same scripts).
 It works on a copy of the repository under build/bench/ (the warm rebuild edits code there),
@@ -81,14 +83,57 @@ def build_naive(docker: str, context: Path, base: str, variant: str) -> dict[str
     return sizes
 
 
+def sizes_at(docker: str, refs: list[str], services: list[str]) -> None:
+    """Build the runtime image of ``services`` at each git ref; print sizes and the change.
+
+    Each ref is exported with ``git archive`` (committed files only) and built with its own
+    Dockerfile; the build cache is shared, so only the sizes are comparable, not the times.
+    """
+    WORK.mkdir(parents=True, exist_ok=True)
+    sizes: dict[str, dict[str, float]] = {}
+    for ref in refs:
+        commit = sh("git", "-C", str(REPO), "rev-parse", "--short", f"{ref}^{{commit}}")
+        context = WORK / f"at-{commit}"
+        shutil.rmtree(context, ignore_errors=True)
+        context.mkdir(parents=True)
+        archive = WORK / f"at-{commit}.tar"
+        sh("git", "-C", str(REPO), "archive", "-o", str(archive), commit)
+        shutil.unpack_archive(archive, context)
+        label = commit if ref == commit else f"{ref} ({commit})"
+        sizes[label] = {}
+        for service in services:
+            tag = f"bench-{service}-{commit}"
+            build(docker, context, tag, service, context / "Dockerfile")
+            sizes[label][service] = size_mb(docker, tag)
+    labels = list(sizes)
+    print("| service | " + " | ".join(f"{label} (MB)" for label in labels) + " | change |")
+    print("|---|" + "---:|" * len(labels) + "---:|")
+    for service in services:
+        first, last = sizes[labels[0]][service], sizes[labels[-1]][service]
+        cells = [f"{sizes[label][service]:.1f}" for label in labels]
+        change = f"{last - first:+.1f} MB ({last / first - 1:+.1%})"
+        print(f"| {service} | " + " | ".join(cells) + f" | {change} |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="Measure the service images (see the docstring).")
     parser.add_argument(
         "--skip-full", action="store_true", help=f"skip the naive build on {FULL_BASE}"
     )
+    parser.add_argument(
+        "--sizes-at", nargs="+", metavar="REF",
+        help="only build the runtime images at these git refs and compare their sizes",
+    )  # fmt: skip
+    parser.add_argument(
+        "--services", nargs="+", choices=SERVICES, default=list(SERVICES),
+        help="the services --sizes-at builds (default: all four)",
+    )  # fmt: skip
     args = parser.parse_args()
     docker = sh(str(REPO / "scripts" / "docker-engine.sh")).splitlines()[-1]
     sh(str(REPO / "scripts" / "base-image.sh"))
+    if args.sizes_at:
+        sizes_at(docker, args.sizes_at, args.services)
+        return 0
     if not args.skip_full:
         sh(str(REPO / "scripts" / "base-image.sh"), "full")
     shutil.rmtree(WORK, ignore_errors=True)

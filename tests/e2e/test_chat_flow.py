@@ -179,7 +179,9 @@ ROUTER_FACTS = {
 }
 
 
-def test_each_fact_of_a_pdf_is_cited_with_its_own_page(edge: httpx.Client) -> None:
+def test_each_fact_of_a_pdf_is_cited_and_shown_to_the_model_with_its_own_page(
+    edge: httpx.Client, standin: OllamaStandIn
+) -> None:
     upload = edge.post(
         "/api/v1/documents/upload?collection=pages",
         files={"file": ("router.pdf", pdf_bytes(ROUTER_PAGES), "application/pdf")},
@@ -196,6 +198,9 @@ def test_each_fact_of_a_pdf_is_cited_with_its_own_page(edge: httpx.Client) -> No
         )
         cited = chat.json()["citations"][0]
         assert (cited["page"], cited["link"]) == (page, f"router.pdf#page={page}"), question
+        # The model is told the page too, so it can say "router.pdf, p. 3" itself.
+        prompt = standin.chat_requests[-1]["messages"][-1]["content"]
+        assert f"[1] {cited['title']} — router.pdf, p. {page}\n" in prompt, question
 
 
 def test_openai_inline_sources_name_the_page(edge: httpx.Client) -> None:

@@ -153,10 +153,13 @@ async def test_a_busy_edge_is_asked_again_after_its_retry_after(
     assert edge.requests == 3
 
 
-async def test_an_edge_busy_for_longer_than_the_tries_is_reported_in_one_line() -> None:
+@pytest.mark.parametrize("argv", [["collections"], ["ask", "hello?"]])
+async def test_an_edge_busy_for_longer_than_the_tries_is_reported_in_one_line(
+    argv: list[str],
+) -> None:
     edge = BusyEdge(busy=100, status=429, headers={"Retry-After": "0"})
 
-    code, err = await run_against(edge, "collections")
+    code, err = await run_against(edge, *argv)
 
     assert code == 1
     assert err == "bruno: 429 Too Many Requests: slow down\n"
@@ -172,12 +175,13 @@ async def test_an_edge_busy_for_longer_than_the_tries_is_reported_in_one_line() 
         (429, {"Retry-After": "soon"}),  # unreadable
     ],
 )
+@pytest.mark.parametrize("argv", [["collections"], ["ask", "hello?"]])
 async def test_a_refusal_that_does_not_say_to_come_back_soon_is_not_repeated(
-    status: int, headers: dict[str, str]
+    argv: list[str], status: int, headers: dict[str, str]
 ) -> None:
     edge = BusyEdge(busy=1, status=status, headers=headers)
 
-    code, _ = await run_against(edge, "collections")
+    code, _ = await run_against(edge, *argv)
 
     assert code == 1
     assert edge.requests == 1

@@ -118,6 +118,21 @@ async def test_a_collections_documents_are_a_resource(edge: Edge) -> None:
     ]
 
 
+async def test_the_documents_resource_lists_a_document_as_the_rest_route_does_in_utc(
+    edge: Edge,
+) -> None:
+    await edge.ingest(RUNBOOK, id="crashloop", title="Crashloop", collection="homelab")
+
+    async with mcp_client(edge) as client:
+        read = await client.read_resource("bruno://collections/homelab/documents")
+    rest = await edge.client.get("/api/v1/documents", params={"collection": "homelab"})
+
+    [content] = read.contents
+    [listed] = json.loads(getattr(content, "text", ""))["documents"]
+    assert listed == rest.json()["documents"][0]
+    assert listed["ingested_at"].endswith("Z")
+
+
 async def test_what_the_caller_can_fix_is_a_tool_error_the_agent_reads(edge: Edge) -> None:
     edge.retrieval.fail_with = NotFound("collection 'nope' not found")
 

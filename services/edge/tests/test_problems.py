@@ -32,6 +32,16 @@ async def test_wrong_method_is_a_405_problem_with_allow(edge: Edge) -> None:
     assert response.json()["title"] == "Method Not Allowed"
 
 
+@pytest.mark.parametrize("path", ["/health", "/api/v1/documents", "/v1/models"])
+async def test_head_on_a_get_route_is_a_405_that_allows_get(edge: Edge, path: str) -> None:
+    # Deliberate (docs/errors.md, "Method not allowed"): HEAD would do the whole GET's work.
+    response = await edge.client.head(path)
+
+    assert response.status_code == 405
+    assert "GET" in response.headers["allow"].split(", ")
+    assert "HEAD" not in response.headers["allow"]
+
+
 @pytest.mark.parametrize(
     ("path", "allowed"),
     [

@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING
 import grpc
 import pytest
 
+from bruno.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from bruno_core.errors import PROBLEM_CONTENT_TYPE, InvalidInput
 
 if TYPE_CHECKING:
@@ -166,3 +167,42 @@ async def test_deleting_by_an_id_that_could_address_something_else_is_a_422_prob
 
     assert response.status_code == 422
     assert ("default", "docs/x") in edge.retrieval.documents
+
+
+async def test_the_id_upload_is_reserved_for_the_upload_route_with_a_422_problem(
+    edge: Edge,
+) -> None:
+    response = await edge.client.post("/api/v1/documents", json={"id": "upload", "text": "t"})
+
+    assert response.status_code == 422
+    assert response.headers["content-type"] == PROBLEM_CONTENT_TYPE
+    [error] = response.json()["errors"]
+    assert error["field"] == "body.id"
+    assert "reserved" in error["message"]
+    assert edge.retrieval.documents == {}
+
+
+async def test_ids_that_only_begin_or_end_like_the_upload_route_are_not_reserved(
+    edge: Edge,
+) -> None:
+    for document_id in ("upload/notes.md", "uploads", "docs/upload"):
+        await edge.ingest("kept", id=document_id)
+
+    assert {key[1] for key in edge.retrieval.documents} == {
+        "upload/notes.md",
+        "uploads",
+        "docs/upload",
+    }
+
+
+async def test_a_document_stored_as_upload_before_the_rule_can_still_be_deleted(
+    edge: Edge,
+) -> None:
+    legacy = retrieval_pb2.IngestDocumentRequest(document_id="upload", text="from before")
+    async with grpc.aio.insecure_channel(edge.downstreams.addr("retrieval")) as channel:
+        await retrieval_pb2_grpc.RetrievalServiceStub(channel).IngestDocument(legacy)
+
+    response = await edge.client.delete("/api/v1/documents/upload")
+
+    assert response.status_code == 204
+    assert edge.retrieval.documents == {}

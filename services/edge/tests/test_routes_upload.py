@@ -308,6 +308,19 @@ async def test_a_file_named_dot_dot_is_a_422_problem_not_document_dot_dot(edge: 
     assert edge.retrieval.documents == {}
 
 
+async def test_a_file_named_upload_is_a_422_problem_as_its_id_is_reserved(edge: Edge) -> None:
+    files = [
+        ("files", ("ok.md", b"# Fine\n", "text/markdown")),
+        ("files", ("upload", b"Plain notes.", "text/plain")),
+    ]
+
+    response = await edge.client.post(UPLOAD, files=files)
+
+    assert response.status_code == 422
+    assert "reserved" in response.json()["detail"]
+    assert edge.retrieval.documents == {}
+
+
 async def test_a_file_name_with_a_control_character_is_a_422_problem(edge: Edge) -> None:
     # Browsers and httpx percent-encode it; curl and hand-made clients send the raw byte.
     body = (

@@ -28,6 +28,20 @@ def test_a_passage_without_a_marker_is_numbered_by_its_position(
     assert "[2] Notes\nPlain text." in format_passages(mixed)
 
 
+def test_a_passage_from_a_paged_original_names_its_page_in_the_header() -> None:
+    paged = [
+        generation_pb2.Passage(
+            marker=1, title="UPS manual", source="manual.pdf", page=12, text="Runtime: 14 min."
+        ),
+        generation_pb2.Passage(marker=2, title="Notes", source="notes.md", text="No pages."),
+    ]
+
+    block = format_passages(paged)
+
+    assert "[1] UPS manual — manual.pdf, p. 12\nRuntime: 14 min." in block
+    assert "[2] Notes — notes.md\nNo pages." in block
+
+
 def test_the_system_prompt_asks_for_citations_and_treats_passages_as_data() -> None:
     assert "[1]" in SYSTEM_PROMPT
     assert "only from the numbered passages" in SYSTEM_PROMPT

@@ -7,22 +7,13 @@ the moment it arrives, the ``citations`` that follow say which passages the answ
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any, TextIO
 
 import httpx
 
-from bruno_cli.connection import (
-    BUSY_TRIES,
-    CliError,
-    api_path,
-    busy_for,
-    failure,
-    not_bruno,
-    unreachable,
-)
+from bruno_cli.connection import CliError, api_path, call_streamed, failure, not_bruno
 
 EVENT_STREAM = "text/event-stream"
 
@@ -40,26 +31,17 @@ async def ask(
     if top_k is not None:
         body["top_k"] = top_k
     headers = {"Accept": EVENT_STREAM}
-    for tries_left in range(BUSY_TRIES - 1, -1, -1):
-        try:
-            async with client.stream(
-                "POST", api_path("chat"), json=body, headers=headers
-            ) as response:
-                if not response.is_success:
-                    await response.aread()
-                    wait = busy_for(response)
-                    if wait is None or not tries_left:
-                        raise failure(response)
-                else:
-                    if not response.headers.get("content-type", "").startswith(EVENT_STREAM):
-                        raise not_bruno(response)
-                    async for name, data in _events(response):
-                        _show(name, data, out)
-                    return 0
-        except httpx.TransportError as error:
-            raise unreachable(client, error) from error
-        await asyncio.sleep(wait)  # the edge is busy: it said when to come back
-    raise AssertionError("unreachable: the last try returns or raises")  # pragma: no cover
+    async with call_streamed(
+        client, "POST", api_path("chat"), json=body, headers=headers
+    ) as response:
+        if not response.is_success:
+            await response.aread()
+            raise failure(response)
+        if not response.headers.get("content-type", "").startswith(EVENT_STREAM):
+            raise not_bruno(response)
+        async for name, data in _events(response):
+            _show(name, data, out)
+    return 0
 
 
 def _show(name: str, data: Any, out: TextIO) -> None:

@@ -66,18 +66,36 @@ async def connect(
 
 
 async def call(client: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> httpx.Response:
-    """One request, tried again while the edge says it is busy (:func:`busy_for`); a server
-    that does not answer is a :class:`CliError`."""
+    """One request, read whole, tried again while the edge says it is busy
+    (:func:`call_streamed`); a server that does not answer is a :class:`CliError`."""
+    async with call_streamed(client, method, url, **kwargs) as response:
+        await response.aread()
+    return response
+
+
+@asynccontextmanager
+async def call_streamed(
+    client: httpx.AsyncClient, method: str, url: str, **kwargs: Any
+) -> AsyncIterator[httpx.Response]:
+    """One request with its response open for streaming, tried again while the edge says it is
+    busy (:func:`busy_for`), at most :data:`BUSY_TRIES` times; the last refusal is yielded
+    for the caller to report. A server that does not answer, or stops answering while the
+    response is read, is a :class:`CliError`.
+
+        async with call_streamed(edge, "POST", api_path("chat"), json=body) as response:
+            async for line in response.aiter_lines():
+                ...
+    """
     for tries_left in range(BUSY_TRIES - 1, -1, -1):
         try:
-            response = await client.request(method, url, **kwargs)
+            async with client.stream(method, url, **kwargs) as response:
+                wait = busy_for(response)
+                if wait is None or not tries_left:
+                    yield response
+                    return
         except httpx.TransportError as error:
             raise unreachable(client, error) from error
-        wait = busy_for(response)
-        if wait is None or not tries_left:
-            return response
         await asyncio.sleep(wait)
-    raise AssertionError("unreachable: the last try returns")  # pragma: no cover
 
 
 def busy_for(response: httpx.Response) -> float | None:

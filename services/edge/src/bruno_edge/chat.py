@@ -221,6 +221,7 @@ class ChatService:
                 source=hit.source,
                 text=hit.text,
                 score=hit.score,
+                page=hit.page,
             )
             for marker, hit in enumerate(relevant, start=1)
         ]

@@ -43,11 +43,11 @@ from bruno_edge.auth import Caller
 from bruno_edge.chat import ChatService
 from bruno_edge.clients import Downstreams, rpc_errors
 from bruno_edge.hits import search_result
+from bruno_edge.listings import document_summary
 from bruno_edge.plain_text import PlainText
 from bruno_edge.schemas import (
     Citation,
     CollectionInfo,
-    DocumentSummary,
     FilterValue,
     MetadataKey,
     SearchResult,
@@ -266,18 +266,7 @@ def create_mcp_server(state: EdgeState) -> MCPServer:
             raise ResourceNotFoundError(error.detail) from error
         except BrunoError as error:
             raise ResourceError(error.detail) from error
-        summaries = [
-            DocumentSummary(
-                document_id=d.document_id,
-                title=d.title,
-                source=d.source,
-                chunks=d.chunks,
-                content_hash=d.content_hash,
-                metadata=dict(d.metadata),
-                ingested_at=d.ingested_at.ToDatetime() if d.HasField("ingested_at") else None,
-            ).model_dump(mode="json")
-            for d in page.documents
-        ]
+        summaries = [document_summary(d).model_dump(mode="json") for d in page.documents]
         return json.dumps({"collection": collection, "documents": summaries})
 
     return server

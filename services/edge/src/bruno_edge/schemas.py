@@ -119,13 +119,33 @@ Collection = Annotated[
         description="Lower-case name, at most 63 characters.",
     ),
 ]
+#: Ids a new document may not take because a route under ``/api/v1/documents/`` has that name:
+#: OpenAPI matches a concrete path before a templated one, so a client, proxy or gateway that
+#: follows the published document would send ``DELETE /api/v1/documents/upload`` to the upload
+#: route, never to document ``upload``. (One stored before the rule can still be deleted.)
+RESERVED_DOCUMENT_IDS = frozenset({"upload"})
+
+
+def unreserved_document_id(value: str) -> str:
+    """``value`` unchanged, or a validation error saying that it names a route."""
+    if value in RESERVED_DOCUMENT_IDS:
+        raise PydanticCustomError(
+            "reserved_document_id",
+            "Document id {id!r} is reserved: /api/v1/documents/{id} is a route; choose another",
+            {"id": value},
+        )
+    return value
+
+
 DocumentId = Annotated[
     str,
     Field(
         pattern=DOCUMENT_ID.pattern,
         max_length=DOCUMENT_ID.max_chars,
-        description="Segments joined by `/`, none empty, `.` or `..`.",
+        description="Segments joined by `/`, none empty, `.` or `..`; not `upload` (a route).",
+        json_schema_extra={"not": {"enum": sorted(RESERVED_DOCUMENT_IDS)}},
     ),
+    AfterValidator(unreserved_document_id),
 ]
 ConversationId = Annotated[
     str, Field(pattern=CONVERSATION_ID.pattern, max_length=CONVERSATION_ID.max_chars)

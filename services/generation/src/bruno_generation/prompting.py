@@ -49,11 +49,15 @@ def defuse(text: str) -> str:
 def _header(passage: generation_pb2.Passage, position: int) -> str:
     title = passage.title or passage.document_id or "untitled"
     source = f" — {passage.source}" if passage.source else ""
-    return defuse(f"[{marker_of(passage, position)}] {title}{source}").replace("\n", " ")
+    # The page lets the model point into a long original ("manual.pdf, p. 12").
+    page = f", p. {passage.page}" if passage.page else ""
+    return defuse(f"[{marker_of(passage, position)}] {title}{source}{page}").replace("\n", " ")
 
 
 def format_passages(passages: Sequence[generation_pb2.Passage]) -> str:
-    """The passages as one fenced block, each under its ``[n] title — source`` header."""
+    """The passages as one fenced block, each under its ``[n] title — source, p. N`` header
+    (the page only for a passage read from a paged original, a PDF).
+    """
     blocks = [
         f"{_header(passage, position)}\n{defuse(passage.text.strip())}"
         for position, passage in enumerate(passages, start=1)

@@ -24,45 +24,45 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$bruno/generation/v1/generation.proto\x12\x13\x62runo.generation.v1\"|\n\x07Passage\x12\x0e\n\x06marker\x18\x01 \x01(\r\x12\x13\n\x0b\x64ocument_id\x18\x02 \x01(\t\x12\x10\n\x08\x63hunk_id\x18\x03 \x01(\t\x12\r\n\x05title\x18\x04 \x01(\t\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x0c\n\x04text\x18\x06 \x01(\t\x12\r\n\x05score\x18\x07 \x01(\x02\",\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"\xa5\x02\n\x0fSamplingOptions\x12\x18\n\x0btemperature\x18\x01 \x01(\x02H\x00\x88\x01\x01\x12\x12\n\x05top_p\x18\x02 \x01(\x02H\x01\x88\x01\x01\x12\x17\n\nmax_tokens\x18\x03 \x01(\rH\x02\x88\x01\x01\x12\x0c\n\x04stop\x18\x04 \x03(\t\x12\x11\n\x04seed\x18\x05 \x01(\x03H\x03\x88\x01\x01\x12\x1e\n\x11\x66requency_penalty\x18\x06 \x01(\x02H\x04\x88\x01\x01\x12\x1d\n\x10presence_penalty\x18\x07 \x01(\x02H\x05\x88\x01\x01\x12\x0e\n\x06\x66ormat\x18\x08 \x01(\tB\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\r\n\x0b_max_tokensB\x07\n\x05_seedB\x14\n\x12_frequency_penaltyB\x13\n\x11_presence_penalty\"\xfd\x01\n\x0fGenerateRequest\x12\x10\n\x08question\x18\x01 \x01(\t\x12.\n\x08passages\x18\x02 \x03(\x0b\x32\x1c.bruno.generation.v1.Passage\x12\r\n\x05model\x18\x03 \x01(\t\x12\x31\n\x07history\x18\x04 \x03(\x0b\x32 .bruno.generation.v1.ChatMessage\x12\x35\n\x07options\x18\x05 \x01(\x0b\x32$.bruno.generation.v1.SamplingOptions\x12/\n\x08priority\x18\x06 \x01(\x0e\x32\x1d.bruno.generation.v1.Priority\"\xbc\x01\n\x0f\x43onverseRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x32\n\x08messages\x18\x02 \x03(\x0b\x32 .bruno.generation.v1.ChatMessage\x12\x35\n\x07options\x18\x03 \x01(\x0b\x32$.bruno.generation.v1.SamplingOptions\x12/\n\x08priority\x18\x04 \x01(\x0e\x32\x1d.bruno.generation.v1.Priority\"\x15\n\x05Token\x12\x0c\n\x04text\x18\x01 \x01(\t\"9\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\r\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\r\"\x9a\x01\n\x04\x44one\x12\r\n\x05model\x18\x01 \x01(\t\x12)\n\x05usage\x18\x02 \x01(\x0b\x32\x1a.bruno.generation.v1.Usage\x12\x10\n\x08\x66\x61llback\x18\x03 \x01(\x08\x12\x15\n\rpassages_used\x18\x04 \x01(\r\x12\x18\n\x10passages_dropped\x18\x05 \x01(\r\x12\x15\n\rfinish_reason\x18\x06 \x01(\t\"s\n\x10GenerateResponse\x12+\n\x05token\x18\x01 \x01(\x0b\x32\x1a.bruno.generation.v1.TokenH\x00\x12)\n\x04\x64one\x18\x02 \x01(\x0b\x32\x19.bruno.generation.v1.DoneH\x00\x42\x07\n\x05\x65vent\"\x9d\x01\n\x16RewriteQuestionRequest\x12\x10\n\x08question\x18\x01 \x01(\t\x12\x31\n\x07history\x18\x02 \x03(\x0b\x32 .bruno.generation.v1.ChatMessage\x12\r\n\x05model\x18\x03 \x01(\t\x12/\n\x08priority\x18\x04 \x01(\x0e\x32\x1d.bruno.generation.v1.Priority\">\n\x17RewriteQuestionResponse\x12\x10\n\x08question\x18\x01 \x01(\t\x12\x11\n\trewritten\x18\x02 \x01(\x08\"\r\n\x0bInfoRequest\"o\n\x0cInfoResponse\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x17\n\x0fmodel_available\x18\x03 \x01(\x08\x12\x16\n\x0e\x63ontext_window\x18\x04 \x01(\r\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t\"\x13\n\x11ListModelsRequest\"G\n\x12ListModelsResponse\x12\x0e\n\x06models\x18\x01 \x03(\t\x12\x11\n\treachable\x18\x02 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t*W\n\x08Priority\x12\x18\n\x14PRIORITY_UNSPECIFIED\x10\x00\x12\x18\n\x14PRIORITY_INTERACTIVE\x10\x01\x12\x17\n\x13PRIORITY_BACKGROUND\x10\x02\x32\xe3\x03\n\x11GenerationService\x12Y\n\x08Generate\x12$.bruno.generation.v1.GenerateRequest\x1a%.bruno.generation.v1.GenerateResponse0\x01\x12l\n\x0fRewriteQuestion\x12+.bruno.generation.v1.RewriteQuestionRequest\x1a,.bruno.generation.v1.RewriteQuestionResponse\x12K\n\x04Info\x12 .bruno.generation.v1.InfoRequest\x1a!.bruno.generation.v1.InfoResponse\x12Y\n\x08\x43onverse\x12$.bruno.generation.v1.ConverseRequest\x1a%.bruno.generation.v1.GenerateResponse0\x01\x12]\n\nListModels\x12&.bruno.generation.v1.ListModelsRequest\x1a\'.bruno.generation.v1.ListModelsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$bruno/generation/v1/generation.proto\x12\x13\x62runo.generation.v1\"\x8a\x01\n\x07Passage\x12\x0e\n\x06marker\x18\x01 \x01(\r\x12\x13\n\x0b\x64ocument_id\x18\x02 \x01(\t\x12\x10\n\x08\x63hunk_id\x18\x03 \x01(\t\x12\r\n\x05title\x18\x04 \x01(\t\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x0c\n\x04text\x18\x06 \x01(\t\x12\r\n\x05score\x18\x07 \x01(\x02\x12\x0c\n\x04page\x18\x08 \x01(\r\",\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"\xa5\x02\n\x0fSamplingOptions\x12\x18\n\x0btemperature\x18\x01 \x01(\x02H\x00\x88\x01\x01\x12\x12\n\x05top_p\x18\x02 \x01(\x02H\x01\x88\x01\x01\x12\x17\n\nmax_tokens\x18\x03 \x01(\rH\x02\x88\x01\x01\x12\x0c\n\x04stop\x18\x04 \x03(\t\x12\x11\n\x04seed\x18\x05 \x01(\x03H\x03\x88\x01\x01\x12\x1e\n\x11\x66requency_penalty\x18\x06 \x01(\x02H\x04\x88\x01\x01\x12\x1d\n\x10presence_penalty\x18\x07 \x01(\x02H\x05\x88\x01\x01\x12\x0e\n\x06\x66ormat\x18\x08 \x01(\tB\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\r\n\x0b_max_tokensB\x07\n\x05_seedB\x14\n\x12_frequency_penaltyB\x13\n\x11_presence_penalty\"\xfd\x01\n\x0fGenerateRequest\x12\x10\n\x08question\x18\x01 \x01(\t\x12.\n\x08passages\x18\x02 \x03(\x0b\x32\x1c.bruno.generation.v1.Passage\x12\r\n\x05model\x18\x03 \x01(\t\x12\x31\n\x07history\x18\x04 \x03(\x0b\x32 .bruno.generation.v1.ChatMessage\x12\x35\n\x07options\x18\x05 \x01(\x0b\x32$.bruno.generation.v1.SamplingOptions\x12/\n\x08priority\x18\x06 \x01(\x0e\x32\x1d.bruno.generation.v1.Priority\"\xbc\x01\n\x0f\x43onverseRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x32\n\x08messages\x18\x02 \x03(\x0b\x32 .bruno.generation.v1.ChatMessage\x12\x35\n\x07options\x18\x03 \x01(\x0b\x32$.bruno.generation.v1.SamplingOptions\x12/\n\x08priority\x18\x04 \x01(\x0e\x32\x1d.bruno.generation.v1.Priority\"\x15\n\x05Token\x12\x0c\n\x04text\x18\x01 \x01(\t\"9\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\r\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\r\"\x9a\x01\n\x04\x44one\x12\r\n\x05model\x18\x01 \x01(\t\x12)\n\x05usage\x18\x02 \x01(\x0b\x32\x1a.bruno.generation.v1.Usage\x12\x10\n\x08\x66\x61llback\x18\x03 \x01(\x08\x12\x15\n\rpassages_used\x18\x04 \x01(\r\x12\x18\n\x10passages_dropped\x18\x05 \x01(\r\x12\x15\n\rfinish_reason\x18\x06 \x01(\t\"s\n\x10GenerateResponse\x12+\n\x05token\x18\x01 \x01(\x0b\x32\x1a.bruno.generation.v1.TokenH\x00\x12)\n\x04\x64one\x18\x02 \x01(\x0b\x32\x19.bruno.generation.v1.DoneH\x00\x42\x07\n\x05\x65vent\"\x9d\x01\n\x16RewriteQuestionRequest\x12\x10\n\x08question\x18\x01 \x01(\t\x12\x31\n\x07history\x18\x02 \x03(\x0b\x32 .bruno.generation.v1.ChatMessage\x12\r\n\x05model\x18\x03 \x01(\t\x12/\n\x08priority\x18\x04 \x01(\x0e\x32\x1d.bruno.generation.v1.Priority\">\n\x17RewriteQuestionResponse\x12\x10\n\x08question\x18\x01 \x01(\t\x12\x11\n\trewritten\x18\x02 \x01(\x08\"\r\n\x0bInfoRequest\"o\n\x0cInfoResponse\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x17\n\x0fmodel_available\x18\x03 \x01(\x08\x12\x16\n\x0e\x63ontext_window\x18\x04 \x01(\r\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t\"\x13\n\x11ListModelsRequest\"G\n\x12ListModelsResponse\x12\x0e\n\x06models\x18\x01 \x03(\t\x12\x11\n\treachable\x18\x02 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t*W\n\x08Priority\x12\x18\n\x14PRIORITY_UNSPECIFIED\x10\x00\x12\x18\n\x14PRIORITY_INTERACTIVE\x10\x01\x12\x17\n\x13PRIORITY_BACKGROUND\x10\x02\x32\xe3\x03\n\x11GenerationService\x12Y\n\x08Generate\x12$.bruno.generation.v1.GenerateRequest\x1a%.bruno.generation.v1.GenerateResponse0\x01\x12l\n\x0fRewriteQuestion\x12+.bruno.generation.v1.RewriteQuestionRequest\x1a,.bruno.generation.v1.RewriteQuestionResponse\x12K\n\x04Info\x12 .bruno.generation.v1.InfoRequest\x1a!.bruno.generation.v1.InfoResponse\x12Y\n\x08\x43onverse\x12$.bruno.generation.v1.ConverseRequest\x1a%.bruno.generation.v1.GenerateResponse0\x01\x12]\n\nListModels\x12&.bruno.generation.v1.ListModelsRequest\x1a\'.bruno.generation.v1.ListModelsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'bruno.generation.v1.generation_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PRIORITY']._serialized_start=1778
-  _globals['_PRIORITY']._serialized_end=1865
-  _globals['_PASSAGE']._serialized_start=61
-  _globals['_PASSAGE']._serialized_end=185
-  _globals['_CHATMESSAGE']._serialized_start=187
-  _globals['_CHATMESSAGE']._serialized_end=231
-  _globals['_SAMPLINGOPTIONS']._serialized_start=234
-  _globals['_SAMPLINGOPTIONS']._serialized_end=527
-  _globals['_GENERATEREQUEST']._serialized_start=530
-  _globals['_GENERATEREQUEST']._serialized_end=783
-  _globals['_CONVERSEREQUEST']._serialized_start=786
-  _globals['_CONVERSEREQUEST']._serialized_end=974
-  _globals['_TOKEN']._serialized_start=976
-  _globals['_TOKEN']._serialized_end=997
-  _globals['_USAGE']._serialized_start=999
-  _globals['_USAGE']._serialized_end=1056
-  _globals['_DONE']._serialized_start=1059
-  _globals['_DONE']._serialized_end=1213
-  _globals['_GENERATERESPONSE']._serialized_start=1215
-  _globals['_GENERATERESPONSE']._serialized_end=1330
-  _globals['_REWRITEQUESTIONREQUEST']._serialized_start=1333
-  _globals['_REWRITEQUESTIONREQUEST']._serialized_end=1490
-  _globals['_REWRITEQUESTIONRESPONSE']._serialized_start=1492
-  _globals['_REWRITEQUESTIONRESPONSE']._serialized_end=1554
-  _globals['_INFOREQUEST']._serialized_start=1556
-  _globals['_INFOREQUEST']._serialized_end=1569
-  _globals['_INFORESPONSE']._serialized_start=1571
-  _globals['_INFORESPONSE']._serialized_end=1682
-  _globals['_LISTMODELSREQUEST']._serialized_start=1684
-  _globals['_LISTMODELSREQUEST']._serialized_end=1703
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1705
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1776
-  _globals['_GENERATIONSERVICE']._serialized_start=1868
-  _globals['_GENERATIONSERVICE']._serialized_end=2351
+  _globals['_PRIORITY']._serialized_start=1793
+  _globals['_PRIORITY']._serialized_end=1880
+  _globals['_PASSAGE']._serialized_start=62
+  _globals['_PASSAGE']._serialized_end=200
+  _globals['_CHATMESSAGE']._serialized_start=202
+  _globals['_CHATMESSAGE']._serialized_end=246
+  _globals['_SAMPLINGOPTIONS']._serialized_start=249
+  _globals['_SAMPLINGOPTIONS']._serialized_end=542
+  _globals['_GENERATEREQUEST']._serialized_start=545
+  _globals['_GENERATEREQUEST']._serialized_end=798
+  _globals['_CONVERSEREQUEST']._serialized_start=801
+  _globals['_CONVERSEREQUEST']._serialized_end=989
+  _globals['_TOKEN']._serialized_start=991
+  _globals['_TOKEN']._serialized_end=1012
+  _globals['_USAGE']._serialized_start=1014
+  _globals['_USAGE']._serialized_end=1071
+  _globals['_DONE']._serialized_start=1074
+  _globals['_DONE']._serialized_end=1228
+  _globals['_GENERATERESPONSE']._serialized_start=1230
+  _globals['_GENERATERESPONSE']._serialized_end=1345
+  _globals['_REWRITEQUESTIONREQUEST']._serialized_start=1348
+  _globals['_REWRITEQUESTIONREQUEST']._serialized_end=1505
+  _globals['_REWRITEQUESTIONRESPONSE']._serialized_start=1507
+  _globals['_REWRITEQUESTIONRESPONSE']._serialized_end=1569
+  _globals['_INFOREQUEST']._serialized_start=1571
+  _globals['_INFOREQUEST']._serialized_end=1584
+  _globals['_INFORESPONSE']._serialized_start=1586
+  _globals['_INFORESPONSE']._serialized_end=1697
+  _globals['_LISTMODELSREQUEST']._serialized_start=1699
+  _globals['_LISTMODELSREQUEST']._serialized_end=1718
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1720
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1791
+  _globals['_GENERATIONSERVICE']._serialized_start=1883
+  _globals['_GENERATIONSERVICE']._serialized_end=2366
 # @@protoc_insertion_point(module_scope)

@@ -62,6 +62,7 @@ class Passage(_message.Message):
     SOURCE_FIELD_NUMBER: _builtins.int
     TEXT_FIELD_NUMBER: _builtins.int
     SCORE_FIELD_NUMBER: _builtins.int
+    PAGE_FIELD_NUMBER: _builtins.int
     marker: _builtins.int
     document_id: _builtins.str
     chunk_id: _builtins.str
@@ -69,6 +70,8 @@ class Passage(_message.Message):
     source: _builtins.str
     text: _builtins.str
     score: _builtins.float
+    page: _builtins.int
+    """the page of the original (a PDF) the passage starts on; 0: none"""
     def __init__(
         self,
         *,
@@ -79,10 +82,11 @@ class Passage(_message.Message):
         source: _builtins.str = ...,
         text: _builtins.str = ...,
         score: _builtins.float = ...,
+        page: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_id", b"chunk_id", "document_id", b"document_id", "marker", b"marker", "score", b"score", "source", b"source", "text", b"text", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_id", b"chunk_id", "document_id", b"document_id", "marker", b"marker", "page", b"page", "score", b"score", "source", b"source", "text", b"text", "title", b"title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -4,7 +4,6 @@ collection."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC
 from pathlib import PurePath
 from typing import Annotated
 
@@ -26,12 +25,13 @@ from bruno_edge.api.routes import API_PREFIX, problem_responses
 from bruno_edge.clients import rpc_errors
 from bruno_edge.extract import BINARY_SUFFIXES, UnreadableDocument, extract, kind_of
 from bruno_edge.keys import Scope
+from bruno_edge.listings import document_summary
 from bruno_edge.plain_text import first_non_text_character
 from bruno_edge.schemas import (
+    RESERVED_DOCUMENT_IDS,
     DocumentIn,
     DocumentIngested,
     DocumentPage,
-    DocumentSummary,
     FileIngested,
     UploadResult,
 )
@@ -175,6 +175,11 @@ async def upload_documents(
         if upload.size is not None and upload.size > limit:
             raise LimitExceeded(f"{name!r} is larger than the limit of {limit} bytes")
         document_id = document_id_from_path(name, keep_end=False)
+        if document_id in RESERVED_DOCUMENT_IDS:
+            raise InvalidInput(
+                f"the file name {name!r} would be the document id {document_id!r}, which is "
+                "reserved (it names the upload route); rename the file"
+            )
         if any(document_id == seen for _, _, seen in accepted):
             raise InvalidInput(f"two files are named {name!r}")
         accepted.append((upload, name, document_id))
@@ -272,20 +277,7 @@ async def list_documents(
             request, timeout=settings.request_timeout_seconds
         )
     return DocumentPage(
-        documents=[
-            DocumentSummary(
-                document_id=doc.document_id,
-                title=doc.title,
-                source=doc.source,
-                chunks=doc.chunks,
-                content_hash=doc.content_hash,
-                metadata=dict(doc.metadata),
-                ingested_at=doc.ingested_at.ToDatetime(tzinfo=UTC)
-                if doc.HasField("ingested_at")
-                else None,
-            )
-            for doc in page.documents
-        ],
+        documents=[document_summary(doc) for doc in page.documents],
         next_cursor=page.next_cursor or None,
     )
 
