@@ -28,11 +28,20 @@ COMPONENTS = tuple(sorted(p.name for p in (K8S / "components").iterdir() if p.is
 WORKLOAD_KINDS = {"Deployment", "StatefulSet"}
 
 # name → (what it builds on, extra components). Components that need another say so.
+NEEDS_OTHERS = {"canary", "retrieval-readers"}
 MATRIX: dict[str, tuple[str, tuple[str, ...]]] = {
     "base": ("base", ()),
-    **{f"base+{c}": ("base", (c,)) for c in COMPONENTS if c != "canary"},
+    **{f"base+{c}": ("base", (c,)) for c in COMPONENTS if c not in NEEDS_OTHERS},
     "base+canary": ("base", ("ingress", "monitoring", "canary")),
-    "prod+everything": ("overlays/prod", ("ollama", "lancedb-s3", "external-secrets")),
+    "base+retrieval-readers": ("base", ("lancedb-s3", "retrieval-readers")),
+    # Readers on every overlay that could run them (object storage added; listed last, as
+    # k8s/components/retrieval-readers asks).
+    "dev+retrieval-readers": ("overlays/dev", ("lancedb-s3", "retrieval-readers")),
+    "staging+retrieval-readers": ("overlays/staging", ("lancedb-s3", "retrieval-readers")),
+    "prod+everything": (
+        "overlays/prod",
+        ("ollama", "lancedb-s3", "external-secrets", "retrieval-readers"),
+    ),
 }
 VARIANTS = (*OVERLAYS, *MATRIX)
 
@@ -127,6 +136,11 @@ def write_variant(directory: Path, on: str, components: tuple[str, ...]) -> Path
         "resources": [str(relative / on)],
         "components": [str(relative / "components" / c) for c in components],
     }
+    if on.startswith("overlays/"):
+        # As when the overlay itself lists the components: its image tags reach the workloads
+        # they add too (an overlay's transformers run after its components).
+        overlay = yaml.safe_load((K8S / on / "kustomization.yaml").read_text())
+        kustomization["images"] = overlay["images"]
     (directory / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
     return directory
 

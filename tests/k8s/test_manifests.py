@@ -41,6 +41,8 @@ NAMESPACE = "agent-bruno"
 K8S_VERSION = "1.32.0"
 
 INTERNAL_PORTS = {"embedding": 50051, "retrieval": 50052, "generation": 50053}
+# The retrieval-readers component's Deployment: the retrieval image in the reader role.
+READERS = "retrieval-reader"
 EDGE_PORT = 8080
 METRICS_PORT = 9090
 SERVICES = ("edge", *INTERNAL_PORTS)
@@ -327,7 +329,7 @@ def test_no_pod_mounts_a_service_account_token_or_shares_the_host(rendered: Rend
 def test_every_pod_gets_more_time_to_stop_than_its_service_drains(rendered: Rendered) -> None:
     drain = {
         "edge": EdgeSettings().shutdown_grace_seconds,
-        **dict.fromkeys(INTERNAL_PORTS, GrpcServerSettings().grpc_grace_seconds),
+        **dict.fromkeys((*INTERNAL_PORTS, READERS), GrpcServerSettings().grpc_grace_seconds),
     }
     for workload in rendered.workloads():
         name = workload["metadata"]["name"]
@@ -447,10 +449,10 @@ def test_autoscalers_own_the_replica_count_of_the_stateless_services(rendered: R
     autoscalers = {
         h["spec"]["scaleTargetRef"]["name"]: h for h in rendered.of_kind("HorizontalPodAutoscaler")
     }
-    assert bool(autoscalers) == rendered.has("autoscaling")
-    if not autoscalers:
-        return
-    assert set(autoscalers) == {"edge", "embedding", "generation"}
+    expected = {"edge", "embedding", "generation"} if rendered.has("autoscaling") else set()
+    if rendered.has("retrieval-readers"):
+        expected.add(READERS)  # the component brings its own autoscaler
+    assert set(autoscalers) == expected
     for name, hpa in autoscalers.items():
         deployment = rendered.get("Deployment", name)
         assert "replicas" not in deployment["spec"], f"{name}: replicas would fight the HPA"
@@ -631,6 +633,24 @@ def test_the_config_map_holds_only_settings_the_services_read(rendered: Rendered
     assert config["OLLAMA_HOST"] == ollama
 
 
+def test_every_config_map_our_containers_read_holds_only_settings_the_services_read(
+    rendered: Rendered,
+) -> None:
+    # bruno-config and the retrieval roles' ConfigMaps alike: a misspelt name is ignored.
+    config_maps = {
+        cm["metadata"]["name"]: cm.get("data", {}) for cm in rendered.of_kind("ConfigMap")
+    }
+    for where, container in _all_containers(rendered):
+        if not _ours(container):
+            continue
+        for source in container.get("envFrom", []):
+            if "configMapRef" not in source:
+                continue
+            data = config_maps[source["configMapRef"]["name"]]
+            unknown = set(data) - KNOWN_SETTINGS - READ_BY_LIBRARIES
+            assert not unknown, f"{where}: {unknown}"
+
+
 def test_listen_and_metrics_ports_match_the_containers_and_annotations(rendered: Rendered) -> None:
     config = rendered.config()
     for service, port in INTERNAL_PORTS.items():
@@ -658,7 +678,10 @@ def test_downstream_addresses_name_a_service_port_in_this_namespace(rendered: Re
         for k, v in rendered.config().items()
         if k.endswith("_ADDR") and not k.endswith("_LISTEN_ADDR")
     }
-    assert set(addresses) == {f"BRUNO_{s.upper()}_ADDR" for s in INTERNAL_PORTS}
+    expected = {f"BRUNO_{s.upper()}_ADDR" for s in INTERNAL_PORTS}
+    if rendered.has("retrieval-readers"):
+        expected.add("BRUNO_RETRIEVAL_READER_ADDR")
+    assert set(addresses) == expected
     for key, address in addresses.items():
         host, _, port = address.removeprefix("dns:///").rpartition(":")
         name, *domain = host.split(".")

@@ -165,6 +165,14 @@ def expected_paths(rendered: Rendered, pods: list[Peer]) -> set[tuple[str, str, 
     if rendered.has("lancedb-s3"):
         for store in ("internet", "minio"):
             paths |= {("retrieval", store, 443), ("retrieval", store, 9000)}
+    if "retrieval-reader" in names:
+        # The readers get the writer's paths: searched by the edge, asking embedding for query
+        # vectors, reading the tables from object storage, scraped. Nothing else.
+        paths |= {(edge, "retrieval-reader", 50052) for edge in edges}
+        paths.add(("retrieval-reader", "embedding", 50051))
+        paths.add(("prometheus", "retrieval-reader", 9090))
+        for store in ("internet", "minio"):
+            paths |= {("retrieval-reader", store, 443), ("retrieval-reader", store, 9000)}
     return paths
 
 
@@ -185,7 +193,16 @@ def test_every_overlay_denies_all_traffic_by_default(overlay: Rendered) -> None:
 
 
 @pytest.mark.parametrize(
-    "variant", ["dev", "staging", "prod", "base+network-policies", "prod+everything"]
+    "variant",
+    [
+        "dev",
+        "staging",
+        "prod",
+        "base+network-policies",
+        "dev+retrieval-readers",
+        "staging+retrieval-readers",
+        "prod+everything",
+    ],
 )
 def test_only_the_designed_paths_are_open(all_rendered: dict[str, Rendered], variant: str) -> None:
     rendered = all_rendered[variant]
