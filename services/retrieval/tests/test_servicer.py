@@ -392,6 +392,56 @@ async def test_collections_are_listed_deleted_and_reindexed_over_grpc(services: 
     assert [(c.name, c.embedding_model) for c in after.collections] == [("homelab", "hash-64-v2")]
 
 
+async def test_an_ingest_and_a_delete_answer_over_grpc_while_a_reindex_is_held_up(
+    services: Services, embedder: FakeEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stub = services.retrieval
+    await stub.IngestDocument(ingest_request(collection="homelab"))
+    await stub.IngestDocument(ingest_request(collection="homelab", document_id="b"))
+    services.embedding.model = "hash-64-v2"
+    # The embedding service is slow for the reindex's copy of the stored runbook only.
+    copying, released = asyncio.Event(), asyncio.Event()
+    embed = embedder.embed
+
+    async def slow_for_the_copy(
+        texts: list[str], input_type: embedding_pb2.InputType.ValueType
+    ) -> list[list[float]]:
+        if any("Velero" in text for text in texts):
+            copying.set()
+            await released.wait()
+        return await embed(texts, input_type)
+
+    monkeypatch.setattr(embedder, "embed", slow_for_the_copy)
+    reindex = asyncio.ensure_future(
+        stub.ReindexCollection(retrieval_pb2.ReindexCollectionRequest(collection="homelab"))
+    )
+    await copying.wait()
+
+    async def meanwhile() -> None:
+        await stub.IngestDocument(
+            ingest_request(collection="homelab", document_id="fresh", text="Restic fresh note.")
+        )
+        await stub.DeleteDocument(
+            retrieval_pb2.DeleteDocumentRequest(collection="homelab", document_id="b")
+        )
+
+    # A write waiting for the reindex would wait forever (the copy is held): a hang guard.
+    await asyncio.wait_for(meanwhile(), 60)
+    assert not reindex.done()
+    released.set()
+    reindexed = await reindex
+
+    listed = await stub.ListDocuments(retrieval_pb2.ListDocumentsRequest(collection="homelab"))
+    assert [document.document_id for document in listed.documents] == ["fresh", "runbook.md"]
+    assert reindexed.collection.embedding_model == "hash-64-v2"
+    found = await stub.Search(
+        retrieval_pb2.SearchRequest(
+            collection="homelab", query="restic fresh", mode=retrieval_pb2.SEARCH_MODE_VECTOR
+        )
+    )
+    assert found.hits[0].document_id == "fresh"
+
+
 async def test_search_filters_and_heading_paths_over_grpc(services: Services) -> None:
     stub = services.retrieval
     await stub.IngestDocument(ingest_request(metadata={"tags": "ops, backup"}))

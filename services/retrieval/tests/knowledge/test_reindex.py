@@ -1,22 +1,26 @@
-"""Reindexing a collection with the current embedding model: every document kept, searches
-answering throughout, the switch whole even when the caller gives up."""
+"""Reindexing a collection with the current embedding model: every document kept, searches,
+ingests and deletes answering throughout, the switch whole even when the caller gives up."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING
 
 import lancedb
 import pytest
 
+from bruno.embedding.v1 import embedding_pb2
 from bruno_retrieval.config import RetrievalSettings
 from bruno_retrieval.knowledge import (
     CATALOG_TABLE,
     IngestOutcome,
+    IngestResult,
     KnowledgeStore,
     SearchMode,
 )
+from bruno_retrieval.knowledge.catalog import CatalogEntry
+from bruno_retrieval.knowledge.reindex import ReindexCancelled
 
 if TYPE_CHECKING:
     from conftest import FakeEmbedder, HoldEmbeddings
@@ -160,3 +164,132 @@ async def test_ingests_waiting_for_a_reindex_land_in_the_new_table(
     info = (await store.list_collections())[0]
     assert (info.documents, info.embedding_model) == (2, "model-b")
     store.close()
+
+
+# A write that waited for the reindex would wait forever here (its embeddings are held): this
+# bounds the hang, it measures nothing.
+_HANG_GUARD_SECONDS = 60
+
+
+def hold_the_copy(
+    embedder: FakeEmbedder, marker: str, monkeypatch: pytest.MonkeyPatch
+) -> tuple[asyncio.Event, asyncio.Event]:
+    """Hold the embedder's calls for texts holding ``marker`` (the reindex copying the stored
+    notes) until the second event is set; the first is set once a call is held. Other texts
+    (the ingests made meanwhile) are embedded at once."""
+    holding, released = asyncio.Event(), asyncio.Event()
+    embed = embedder.embed
+
+    async def held(
+        texts: Sequence[str], input_type: embedding_pb2.InputType.ValueType
+    ) -> list[list[float]]:
+        if any(marker in text for text in texts):
+            holding.set()
+            await released.wait()
+        return await embed(texts, input_type)
+
+    monkeypatch.setattr(embedder, "embed", held)
+    return holding, released
+
+
+async def test_ingests_and_deletes_during_a_reindex_answer_at_once_and_survive_the_switch(
+    notes: KnowledgeStore, make_embedder: MakeEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = notes
+    monkeypatch.setattr("bruno_retrieval.knowledge.reindex._REINDEX_BATCH", 2)
+    new = make_embedder(32, "model-b")  # the embedding service changed models
+    copying, released = hold_the_copy(new, "Velero note", monkeypatch)
+    store._embedder = new
+    reindex = store.start_reindex("default")
+    await copying.wait()
+
+    async def meanwhile() -> tuple[IngestResult, IngestResult]:
+        fresh = await store.ingest("default", text="Restic fresh note.", document_id="fresh")
+        replaced = await store.ingest("default", text="Restic replaced note.", document_id="n1")
+        await store.delete_document("default", "n2")
+        await store.ingest("default", text="Restic passing note.", document_id="gone")
+        await store.delete_document("default", "gone")
+        return fresh, replaced
+
+    fresh, replaced = await asyncio.wait_for(meanwhile(), _HANG_GUARD_SECONDS)
+    assert not reindex.done()
+    released.set()
+    result = await reindex
+    await store.wait_for_background()
+
+    assert (fresh.outcome, replaced.outcome) == (IngestOutcome.CREATED, IngestOutcome.REPLACED)
+    assert (result.collection.embedding_model, result.collection.dimension) == ("model-b", 32)
+    listed = (await store.list_documents("default")).documents
+    assert [document.document_id for document in listed] == ["fresh", "n0", "n1", "n3", "n4"]
+    # One chunk each: nothing copied twice, nothing of the deleted documents left.
+    assert (result.collection.documents, result.collection.chunks) == (5, 5)
+    for query, document_id in [("restic replaced", "n1"), ("restic fresh", "fresh")]:
+        found = await store.search("default", query, top_k=1, mode=SearchMode.VECTOR)
+        assert found.hits[0].document_id == document_id
+    found = await store.search("default", "velero note 2", top_k=5, mode=SearchMode.TEXT)
+    assert "n2" not in {hit.document_id for hit in found.hits}
+
+
+async def test_a_cancelled_reindex_leaves_the_collection_as_it_was_with_the_deletes_made_meanwhile(
+    notes: KnowledgeStore,
+    make_settings: MakeSettings,
+    make_embedder: MakeEmbedder,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = notes
+    new = make_embedder(32, "model-b")
+    copying, released = hold_the_copy(new, "Velero note", monkeypatch)
+    store._embedder = new
+    stop = asyncio.Event()
+    reindex = store.start_reindex("default", stop=stop)
+    await copying.wait()
+
+    await asyncio.wait_for(store.delete_document("default", "n2"), _HANG_GUARD_SECONDS)
+    stop.set()
+    released.set()
+    with pytest.raises(ReindexCancelled):
+        await reindex
+
+    info = await store.collection_info("default")
+    assert (info.embedding_model, info.dimension, info.documents) == ("model-a", 64, 4)
+    db = await lancedb.connect_async(make_settings().lancedb_uri)
+    assert sorted((await db.list_tables()).tables) == [CATALOG_TABLE, "default"]
+    store._embedder = make_embedder(64, "model-a")  # writes go to the old table alone again
+    added = await store.ingest("default", text="Velero later note.", document_id="later")
+    assert added.outcome is IngestOutcome.CREATED
+    assert (await store.collection_info("default")).documents == 5
+
+
+@pytest.mark.parametrize("under_lock", [32, 0], ids=["last-pass-only", "passes-outside-lock"])
+async def test_writes_to_the_old_table_during_a_reindex_are_caught_up_before_the_switch(
+    notes: KnowledgeStore,
+    make_embedder: MakeEmbedder,
+    monkeypatch: pytest.MonkeyPatch,
+    under_lock: int,
+) -> None:
+    store = notes
+    monkeypatch.setattr("bruno_retrieval.knowledge.reindex._REINDEX_BATCH", 2)
+    monkeypatch.setattr("bruno_retrieval.knowledge.reindex._CATCH_UP_UNDER_LOCK", under_lock)
+    # The same model again (a rebuild for a newer table layout): writes meanwhile go to the
+    # old table, and only the catch-up brings them into the new one.
+    same = make_embedder(64, "model-a")
+    copying, released = hold_the_copy(same, "Velero note", monkeypatch)
+    store._embedder = same
+    reindex = store.start_reindex("default")
+    await copying.wait()
+
+    async def meanwhile() -> None:
+        await store.ingest("default", text="Restic fresh note.", document_id="fresh")
+        await store.ingest("default", text="Restic replaced note.", document_id="n3")
+        await store.delete_document("default", "n4")
+
+    await asyncio.wait_for(meanwhile(), _HANG_GUARD_SECONDS)
+    released.set()
+    result = await reindex
+
+    assert (result.collection.documents, result.collection.chunks) == (5, 5)
+    listed = (await store.list_documents("default")).documents
+    assert [document.document_id for document in listed] == ["fresh", "n0", "n1", "n2", "n3"]
+    found = await store.search("default", "restic replaced", top_k=1, mode=SearchMode.VECTOR)
+    assert (found.hits[0].document_id, found.hits[0].text) == ("n3", "Restic replaced note.")
+    assert store._catalog.entry("default") == CatalogEntry("default", "default.1", "model-a", 64)

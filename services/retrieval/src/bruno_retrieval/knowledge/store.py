@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
@@ -108,6 +108,8 @@ class KnowledgeStore:
         self._fusion = FusionConfig.from_settings(settings)
         self._writer = Writer(catalog, indexes, tasks)
         self._reindexing: Counter[str] = Counter()
+        # One rebuild per collection at a time: a second waits for the first, then runs.
+        self._rebuilds: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         # Listings scanned their table on every call; they change only with a commit.
         self._listings = TableMemo()
 
@@ -242,14 +244,23 @@ class KnowledgeStore:
         DOCUMENT_ID.check(document_id)
         async with self._writer.lock(collection):
             entry = self._catalog.entry(collection)
-            deleted = None
-            if entry is not None:
-                table = await self._catalog.table(entry)
-                deleted = await table.delete(col("document_id") == lit(document_id))
-            if entry is None or deleted is None or deleted.num_deleted_rows == 0:
+            if entry is None:
+                raise NotFound(f"document {document_id!r} not found in collection {collection!r}")
+            table = await self._catalog.table(entry)
+            deleted = await table.delete(col("document_id") == lit(document_id))
+            count, committed = deleted.num_deleted_rows, Committed(entry.table, deleted.version)
+            if (shadow := self._writer.shadow(collection)) is not None:
+                # A reindex runs: the document may be in its table only (ingested with the new
+                # model meanwhile), and its copy there must go too.
+                in_shadow = await shadow.table.delete(col("document_id") == lit(document_id))
+                shadow.changed_in_old([document_id])
+                if not count and in_shadow.num_deleted_rows:
+                    count = in_shadow.num_deleted_rows
+                    committed = Committed(shadow.entry.table, in_shadow.version)
+            if count == 0:
                 raise NotFound(f"document {document_id!r} not found in collection {collection!r}")
             self._writer.after_write(collection, entry, table)
-        return DeleteResult(deleted.num_deleted_rows, Committed(entry.table, deleted.version))
+        return DeleteResult(count, committed)
 
     # --- search -----------------------------------------------------------------------------
 
@@ -412,14 +423,18 @@ class KnowledgeStore:
                 raise NotFound(f"collection {collection!r} not found")
             documents = await reads.document_count(await self._catalog.table(entry))
             await self._catalog.remove(collection)
+            # A reindex under way gives up at its switch; a collection made anew meanwhile
+            # must not send its writes to that reindex's table.
+            self._writer.end_shadow(collection)
         return documents
 
     async def reindex(self, collection: str) -> ReindexResult:
         """Re-embed every chunk of ``collection`` with the current model into a shadow table,
         then switch the catalog to it in one step. Searches keep reading the old table until
         the switch and never fail: while the query model no longer matches the old table,
-        vector and hybrid searches answer by keywords (reported as TEXT). Ingests into the
-        collection wait for the switch."""
+        vector and hybrid searches answer by keywords (reported as TEXT). Ingests and deletes
+        into the collection go on meanwhile (:mod:`.reindex`); a document ingested with the
+        new model is searchable from the switch on."""
         self._role.check_writes("ReindexCollection")
         collection = COLLECTION_NAME.check(collection or DEFAULT_COLLECTION)
         # Runs to the end even if its caller gives up (a deadline, a disconnect): reindexing a
@@ -449,12 +464,13 @@ class KnowledgeStore:
     ) -> ReindexResult:
         self._reindexing[collection] += 1
         try:
-            async with self._writer.lock(collection):
+            async with self._rebuilds[collection]:
                 previous = await rebuild(
                     collection,
                     self._catalog,
                     self._embedder,
                     self._indexes,
+                    self._writer,
                     stop=stop,
                     progress=progress,
                 )
