@@ -263,6 +263,39 @@ def test_a_synchronous_ingest_that_outlasts_its_wait_answers_202_with_the_job_it
     assert again.json()["status"] == "unchanged"
 
 
+def test_an_upload_that_outlasts_its_wait_answers_202_with_jobs_holding_each_file_once(
+    client: Client,
+) -> None:
+    writer = client("writer")
+    # More files than go to retrieval at once, each too long to embed within the 0.1 s wait:
+    # those in flight become jobs of their own, those not yet sent one job together.
+    names = [f"upload-{n}.md" for n in range(6)]
+    files = [(name, long_markdown(4000 + n, paragraphs=150)) for n, name in enumerate(names)]
+
+    response = writer.post(
+        "/api/v1/documents/upload",
+        params={"collection": "manuals"},
+        files=[("files", (name, content)) for name, content in files],
+    )
+
+    assert response.status_code == 202, response.text
+    body = response.json()
+    jobs = {job["id"]: job for job in body["jobs"]}
+    assert response.headers["location"] == f"/api/v1/ingest-jobs/{body['jobs'][0]['id']}"
+    assert [f["filename"] for f in body["files"]] == names
+    queued = [f for f in body["files"] if f["status"] == "queued"]
+    assert queued
+    assert all(f["job_id"] in jobs for f in queued)
+    assert all(f["status"] in {"created", "queued"} for f in body["files"])
+    done = [poll(writer, job_id, finished) for job_id in jobs]
+    assert {job["state"] for job in done} == {"succeeded"}
+    # Each file not done in the answer is in exactly one job, and no job holds any other.
+    assert sum(job["documents"]["done"] for job in done) == len(queued)
+    listing = writer.get("/api/v1/documents", params={"collection": "manuals", "limit": 100})
+    listed = [d["document_id"] for d in listing.json()["documents"]]
+    assert sorted(d for d in listed if d in names) == names
+
+
 def test_the_cli_sends_a_large_folder_as_a_job_and_fails_for_the_file_it_could_not_read(
     system: BrunoSystem, tmp_path: Path
 ) -> None:

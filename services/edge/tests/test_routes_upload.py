@@ -391,3 +391,39 @@ async def test_upload_needs_an_api_key(edge_factory: EdgeFactory) -> None:
 
     assert response.status_code == 401
     assert edge.retrieval.documents == {}
+
+
+async def test_an_upload_whose_wait_runs_out_answers_202_with_the_job_of_its_files(
+    edge_factory: EdgeFactory,
+) -> None:
+    # A wait that is over before any file is sent: every file goes to one job.
+    edge = await edge_factory(ingest_wait_seconds=1e-6)
+    files = [
+        ("files", ("a.md", b"# A\n\nAlpha.", "text/markdown")),
+        ("files", ("b.md", b"# B\n\nBeta.", "text/markdown")),
+    ]
+
+    response = await edge.client.post(UPLOAD, files=files, params={"collection": "homelab"})
+
+    assert response.status_code == 202, response.text
+    body = response.json()
+    [job] = body["jobs"]
+    assert response.headers["location"] == f"/api/v1/ingest-jobs/{job['id']}"
+    assert (job["collection"], job["documents"]["total"]) == ("homelab", 2)
+    assert [(f["filename"], f["status"], f["job_id"]) for f in body["files"]] == [
+        ("a.md", "queued", job["id"]),
+        ("b.md", "queued", job["id"]),
+    ]
+    # The fake runs a job as it is submitted: each file ingested once, by the job.
+    assert sorted(doc_id for _, doc_id in edge.retrieval.documents) == ["a.md", "b.md"]
+
+
+async def test_an_upload_done_within_its_wait_answers_each_file_and_no_job(edge: Edge) -> None:
+    files = [("files", ("a.md", b"# A\n\nAlpha.", "text/markdown"))]
+
+    response = await edge.client.post(UPLOAD, files=files)
+
+    assert response.status_code == 200, response.text
+    assert response.json()["files"][0]["status"] == "created"
+    assert "location" not in response.headers
+    assert edge.jobs.jobs == []

@@ -58,8 +58,8 @@ class EdgeSettings(ContractLimitSettings):
     extract_timeout_seconds: float = Field(default=60.0, gt=0)
     chat_timeout_seconds: float = Field(default=120.0, gt=0)
     request_timeout_seconds: float = Field(default=30.0, gt=0)
-    # How long `POST /api/v1/documents` waits for its ingest before answering 202 with the job
-    # it became (below the 30 s many proxies give a request).
+    # How long `POST /api/v1/documents` (and `/upload`, for all its files) waits for its ingest
+    # before answering 202 with the job(s) it became (below the 30 s many proxies give a request).
     ingest_wait_seconds: float = Field(default=25.0, gt=0, le=3600)
     # Chat: passages scoring below this are not given to the model; with none left the answer
     # is "I don't know" without asking one. Retrieval's hybrid scores lie in [0, 1].

@@ -348,9 +348,14 @@ class FileIngested(BaseModel):
 
     filename: str
     document_id: str
-    status: Literal["created", "replaced", "unchanged", "failed"]
+    status: Literal["created", "replaced", "unchanged", "failed", "queued"]
     chunks: int = 0
     detail: str | None = Field(default=None, description="Why the file failed; null otherwise.")
+    job_id: str | None = Field(
+        default=None,
+        description="`queued`: the job (one of the answer's `jobs`) that goes on with the file; "
+        "null otherwise.",
+    )
 
 
 class UploadResult(BaseModel):
@@ -398,6 +403,17 @@ class IngestJob(BaseModel):
         description="A cancel waits for the document in flight, committed whole or not at all."
     )
     resumes: int = Field(description="Times a restart of retrieval interrupted and resumed it.")
+
+
+class UploadContinued(BaseModel):
+    """An upload not done within its wait: the files done, and the jobs that go on with the
+    others (each file in exactly one of them)."""
+
+    collection: str
+    files: list[FileIngested] = Field(
+        description="One entry per uploaded file, in order; those not done are `queued`."
+    )
+    jobs: list[IngestJob] = Field(description="The jobs of the `queued` files, in file order.")
 
 
 class IngestJobIn(_Request):

@@ -4,6 +4,7 @@ collection."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Path, Query, Request, Response, UploadFile, status
@@ -20,7 +21,7 @@ from bruno_core.contract import (
 from bruno_edge.admission import Work
 from bruno_edge.api.deps import CallerDep, DownstreamsDep, SettingsDep, guarded
 from bruno_edge.api.routes import API_PREFIX, problem_responses
-from bruno_edge.api.routes.ingest_jobs import job_of, location_of
+from bruno_edge.api.routes.ingest_jobs import SUBMIT_TIMEOUT_SECONDS, job_of, location_of
 from bruno_edge.clients import rpc_errors
 from bruno_edge.consistency import ANSWERED, HEADER, AtLeastDep, latest, read, token
 from bruno_edge.keys import Scope
@@ -31,6 +32,7 @@ from bruno_edge.schemas import (
     DocumentPage,
     FileIngested,
     IngestJob,
+    UploadContinued,
     UploadResult,
 )
 from bruno_edge.uploads import AcceptedFile, accepted_files, read_file, upload_collection
@@ -128,8 +130,15 @@ async def ingest_document(
 
 @router.post(
     "/upload",
+    response_model=UploadResult,
     responses={
         200: {"headers": ANSWERED},
+        202: {
+            "model": UploadContinued,
+            "description": "Not done within `BRUNO_INGEST_WAIT_SECONDS`: the files not done go "
+            "on as jobs (`Location` is where to follow the first), each committed whole or not "
+            "at all.",
+        },
         **problem_responses(400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503, 504),
     },
     dependencies=guarded(Scope.WRITE, Work.INGEST),
@@ -166,7 +175,7 @@ async def upload_documents(
             max_length=COLLECTION_NAME.max_chars,
         ),
     ] = None,
-) -> UploadResult:
+) -> UploadResult | JSONResponse:
     """Ingest uploaded files, one document each, named by their file name.
 
     The collection comes from the ``collection`` query parameter or form field (``default``
@@ -175,6 +184,10 @@ async def upload_documents(
     Then each file is read and ingested on its own: a file whose content cannot be read (a
     scan without text, encrypted, damaged, truncated, not UTF-8, empty) or that retrieval
     refuses is reported in its own entry, and the request fails only when every file did.
+
+    An upload not done within `BRUNO_INGEST_WAIT_SECONDS` is not cut off: the answer is `202`,
+    the files still embedding going on as jobs of their own and those not yet started as one
+    job together; each file is in exactly one of them.
     """
     form = await request.form()
     collection = upload_collection(request.query_params, form, collection_field, collection_query)
@@ -183,16 +196,32 @@ async def upload_documents(
     accepted = accepted_files(uploads, settings, max_files=MAX_UPLOAD_FILES)
     semaphore = asyncio.Semaphore(UPLOAD_CONCURRENCY)
     limits = settings.extraction_limits
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.ingest_wait_seconds
     committed: list[retrieval_pb2.Committed] = []
 
-    async def ingest_one(accepted_file: AcceptedFile) -> FileIngested:
+    async def ingest_one(
+        accepted_file: AcceptedFile,
+    ) -> FileIngested | jobs_pb2.Job | retrieval_pb2.IngestDocumentRequest:
+        """The file's result, the job it became, or (past the wait, not sent) its document."""
         ingest = await read_file(accepted_file, limits)
         ingest.collection = collection
         async with semaphore:
+            left = deadline - loop.time()
+            if left <= 0:
+                return ingest
             with rpc_errors("retrieval"):
-                ingested = await downstreams.retrieval.IngestDocument(
-                    ingest, timeout=settings.chat_timeout_seconds
+                # As for one document: retrieval answers within what is left of the wait, with
+                # the result or the job the file became, never cut off by this call's deadline.
+                answer = await downstreams.jobs.IngestDocumentOrJob(
+                    jobs_pb2.IngestDocumentOrJobRequest(
+                        document=ingest, owner=caller.name, wait_ms=max(1, int(left * 1000))
+                    ),
+                    timeout=left + settings.request_timeout_seconds,
                 )
+        if answer.WhichOneof("result") == "job":
+            return answer.job
+        ingested = answer.ingested
         committed.append(ingested.committed)
         return FileIngested(
             filename=accepted_file.name,
@@ -202,8 +231,16 @@ async def upload_documents(
         )
 
     outcomes = await asyncio.gather(*map(ingest_one, accepted), return_exceptions=True)
+    # The files past the wait that were never sent go on together, as one job.
+    unsent = [o for o in outcomes if isinstance(o, retrieval_pb2.IngestDocumentRequest)]
+    rest = (
+        await _job_of_unsent(unsent, collection, caller.name, downstreams)
+        if unsent
+        else jobs_pb2.Job()  # never used: no file was left unsent
+    )
     results: list[FileIngested] = []
     errors: list[BrunoError] = []
+    jobs: dict[str, jobs_pb2.Job] = {}
     for item, outcome in zip(accepted, outcomes, strict=True):
         if isinstance(outcome, BrunoError):
             errors.append(outcome)
@@ -217,13 +254,57 @@ async def upload_documents(
             )
         elif isinstance(outcome, BaseException):
             raise outcome
-        else:
+        elif isinstance(outcome, FileIngested):
             results.append(outcome)
+        else:
+            job = outcome if isinstance(outcome, jobs_pb2.Job) else rest
+            jobs.setdefault(job.id, job)
+            results.append(
+                FileIngested(
+                    filename=item.name,
+                    document_id=item.document_id,
+                    status="queued",
+                    job_id=job.id,
+                )
+            )
     if errors and len(errors) == len(results):
         raise errors[0]
-    if said := latest(committed):
+    said = latest(committed)
+    if jobs:
+        continued = UploadContinued(
+            collection=collection,
+            files=results,
+            jobs=[job_of(job) for job in jobs.values()],
+        )
+        headers = {"Location": location_of(next(iter(jobs)))}
+        if said:
+            headers[HEADER] = said
+        return JSONResponse(
+            continued.model_dump(mode="json"),
+            status_code=status.HTTP_202_ACCEPTED,
+            headers=headers,
+        )
+    if said:
         response.headers[HEADER] = said
     return UploadResult(collection=collection, files=results)
+
+
+async def _job_of_unsent(
+    documents: list[retrieval_pb2.IngestDocumentRequest],
+    collection: str,
+    owner: str,
+    downstreams: DownstreamsDep,
+) -> jobs_pb2.Job:
+    """One job for the files of an upload that its wait ran out before sending."""
+
+    async def parts() -> AsyncIterator[jobs_pb2.SubmitIngestJobRequest]:
+        header = jobs_pb2.IngestJobHeader(collection=collection, owner=owner)
+        yield jobs_pb2.SubmitIngestJobRequest(header=header)
+        for document in documents:
+            yield jobs_pb2.SubmitIngestJobRequest(document=document)
+
+    with rpc_errors("retrieval"):
+        return await downstreams.jobs.SubmitIngestJob(parts(), timeout=SUBMIT_TIMEOUT_SECONDS)
 
 
 @router.get(
