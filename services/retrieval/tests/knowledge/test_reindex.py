@@ -1,5 +1,6 @@
 """Reindexing a collection with the current embedding model: every document kept, searches,
-ingests and deletes answering throughout, the switch whole even when the caller gives up."""
+deletes and ingests of the old model answering throughout, ingests of the new model refused
+until the switch, the switch whole even when the caller gives up."""
 
 from __future__ import annotations
 
@@ -15,12 +16,11 @@ from bruno_retrieval.config import RetrievalSettings
 from bruno_retrieval.knowledge import (
     CATALOG_TABLE,
     IngestOutcome,
-    IngestResult,
     KnowledgeStore,
     SearchMode,
 )
 from bruno_retrieval.knowledge.catalog import CatalogEntry
-from bruno_retrieval.knowledge.reindex import ReindexCancelled
+from bruno_retrieval.knowledge.reindex import CollectionReindexing, ReindexCancelled
 
 if TYPE_CHECKING:
     from conftest import FakeEmbedder, HoldEmbeddings
@@ -149,23 +149,6 @@ async def test_a_search_whose_query_is_embedded_across_the_switch_answers_by_key
     assert found.hits
 
 
-async def test_ingests_waiting_for_a_reindex_land_in_the_new_table(
-    make_settings: MakeSettings, make_embedder: MakeEmbedder
-) -> None:
-    store = await KnowledgeStore.open(make_settings(), make_embedder(64, "model-a"))
-    await store.ingest("default", text="Velero first.", document_id="a")
-    store._embedder = make_embedder(64, "model-b")
-
-    _, added = await asyncio.gather(
-        store.reindex("default"), store.ingest("default", text="Velero second.", document_id="b")
-    )
-
-    assert added.outcome is IngestOutcome.CREATED
-    info = (await store.list_collections())[0]
-    assert (info.documents, info.embedding_model) == (2, "model-b")
-    store.close()
-
-
 # A write that waited for the reindex would wait forever here (its embeddings are held): this
 # bounds the hang, it measures nothing.
 _HANG_GUARD_SECONDS = 60
@@ -192,7 +175,7 @@ def hold_the_copy(
     return holding, released
 
 
-async def test_ingests_and_deletes_during_a_reindex_answer_at_once_and_survive_the_switch(
+async def test_deletes_during_a_reindex_answer_at_once_and_stay_deleted_after_the_switch(
     notes: KnowledgeStore, make_embedder: MakeEmbedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = notes
@@ -201,33 +184,54 @@ async def test_ingests_and_deletes_during_a_reindex_answer_at_once_and_survive_t
     copying, released = hold_the_copy(new, "Velero note", monkeypatch)
     store._embedder = new
     reindex = store.start_reindex("default")
-    await copying.wait()
+    await copying.wait()  # the first batch (n0, n1) is being copied; n2 to n4 are not yet
 
-    async def meanwhile() -> tuple[IngestResult, IngestResult]:
-        fresh = await store.ingest("default", text="Restic fresh note.", document_id="fresh")
-        replaced = await store.ingest("default", text="Restic replaced note.", document_id="n1")
-        await store.delete_document("default", "n2")
-        await store.ingest("default", text="Restic passing note.", document_id="gone")
-        await store.delete_document("default", "gone")
-        return fresh, replaced
+    async def meanwhile() -> None:
+        await store.delete_document("default", "n0")  # copied by the batch held now
+        await store.delete_document("default", "n3")  # in a batch still to come
 
-    fresh, replaced = await asyncio.wait_for(meanwhile(), _HANG_GUARD_SECONDS)
+    await asyncio.wait_for(meanwhile(), _HANG_GUARD_SECONDS)
     assert not reindex.done()
     released.set()
     result = await reindex
     await store.wait_for_background()
 
-    assert (fresh.outcome, replaced.outcome) == (IngestOutcome.CREATED, IngestOutcome.REPLACED)
     assert (result.collection.embedding_model, result.collection.dimension) == ("model-b", 32)
     listed = (await store.list_documents("default")).documents
-    assert [document.document_id for document in listed] == ["fresh", "n0", "n1", "n3", "n4"]
+    assert [document.document_id for document in listed] == ["n1", "n2", "n4"]
     # One chunk each: nothing copied twice, nothing of the deleted documents left.
-    assert (result.collection.documents, result.collection.chunks) == (5, 5)
-    for query, document_id in [("restic replaced", "n1"), ("restic fresh", "fresh")]:
-        found = await store.search("default", query, top_k=1, mode=SearchMode.VECTOR)
-        assert found.hits[0].document_id == document_id
-    found = await store.search("default", "velero note 2", top_k=5, mode=SearchMode.TEXT)
-    assert "n2" not in {hit.document_id for hit in found.hits}
+    assert (result.collection.documents, result.collection.chunks) == (3, 3)
+    found = await store.search("default", "velero note 3", top_k=5, mode=SearchMode.VECTOR)
+    assert {hit.document_id for hit in found.hits} == {"n1", "n2", "n4"}
+
+
+async def test_an_ingest_of_the_new_model_during_a_reindex_is_refused_and_writes_nothing(
+    notes: KnowledgeStore, make_embedder: MakeEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = notes
+    new = make_embedder(32, "model-b")
+    copying, released = hold_the_copy(new, "Velero note", monkeypatch)
+    store._embedder = new
+    reindex = store.start_reindex("default")
+    await copying.wait()
+
+    with pytest.raises(CollectionReindexing) as refused:
+        await asyncio.wait_for(
+            store.ingest("default", text="Restic fresh note.", document_id="fresh"),
+            _HANG_GUARD_SECONDS,
+        )
+    released.set()
+    await reindex
+
+    assert "being reindexed" in refused.value.detail
+    assert not refused.value.retryable  # asking again at once cannot cure it
+    # Known before its embedding: the embedding service's time goes to the reindex.
+    assert not any("Restic" in text for texts, _ in new.calls for text in texts)
+    listed = (await store.list_documents("default")).documents
+    assert "fresh" not in {document.document_id for document in listed}
+    # After the switch the same ingest commits with the new model.
+    added = await store.ingest("default", text="Restic fresh note.", document_id="fresh")
+    assert added.outcome is IngestOutcome.CREATED
 
 
 async def test_a_cancelled_reindex_leaves_the_collection_as_it_was_with_the_deletes_made_meanwhile(

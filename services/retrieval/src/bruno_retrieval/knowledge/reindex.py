@@ -4,12 +4,18 @@ deletes into it go on.
 The rebuild copies a snapshot (a table version) of the collection into a shadow table,
 re-embedding it in batches without the collection's write lock, so a large collection is never
 held in memory whole and a write waits at most for one batch to be added. From the snapshot on,
-the writer logs which documents change (:mod:`.shadow`): a write of the old model goes to the
-old table and marks the document stale, a write of the new model goes straight into the shadow.
-Catch-up passes copy the stale documents again — outside the lock while there are many, then
-one last pass under it — and the catalog switches the collection over in the same hold, so
-nothing written meanwhile is lost or doubled. A failure or a cancel at any point drops the
-shadow and leaves the collection as it was.
+the writer logs which documents change (:mod:`.shadow`): a delete, or a write of the old table's
+model, goes to the old table and marks the document stale. Catch-up passes copy the stale
+documents again — outside the lock while there are many, then one last pass under it — and the
+catalog switches the collection over in the same hold, so nothing written meanwhile is lost or
+doubled. A failure or a cancel at any point drops the shadow and leaves the collection as it was.
+
+A write of the NEW model is not committed during the rebuild (:class:`CollectionReindexing`):
+the old table cannot hold its vectors, and a write that only the shadow held would be lost
+with it if the rebuild were cancelled, failed or cut short by a restart — after it had been
+acknowledged. The job runner (:mod:`bruno_retrieval.jobs.runner`) turns such an ingest into a
+job queued behind the rebuild instead: it commits after the switch, or, if the collection keeps
+its old model, fails visibly per document; nothing acknowledged is lost either way.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import pyarrow as pa
 from lancedb.expr import col
 
 from bruno.embedding.v1 import embedding_pb2
-from bruno_core import NotFound
+from bruno_core import NotFound, Unavailable
 from bruno_retrieval.knowledge.ann import VectorIndexes
 from bruno_retrieval.knowledge.catalog import Catalog, CatalogEntry
 from bruno_retrieval.knowledge.embedding import Embedder, check_vectors, embedding_input
@@ -46,6 +52,21 @@ _CATCH_UP_PASSES_OUTSIDE_LOCK = 4
 
 class ReindexCancelled(Exception):
     """A reindex stopped on request before its switch; the collection is as it was."""
+
+
+class CollectionReindexing(Unavailable):
+    """A document of the new model, written while its collection is rebuilt: not committed.
+    Asking again at once cannot cure it (no retry pushback: ``retryable`` is false); asking
+    after the reindex, or through a job that waits for it, can."""
+
+    def __init__(self, collection: str) -> None:
+        super().__init__(
+            f"collection {collection!r} is being reindexed to the model the embedding service "
+            "serves now; a document of that model is written after the switch: submit it as an "
+            "ingest job (it waits for the reindex), or send it again once the reindex job of "
+            f"{collection!r} has ended (`bruno jobs`)"
+        )
+        self.retryable = False
 
 
 async def rebuild(
@@ -71,8 +92,8 @@ async def rebuild(
             entry = catalog.entry(collection)
             if entry is None:
                 raise NotFound(f"collection {collection!r} not found")
-            # The model tells the shadow's dimension before the first batch: ingests of the
-            # new model have a table to go to from the start.
+            # The shadow exists before the snapshot is taken, so the writer logs every change
+            # from there on; the model tells its dimension.
             probe = await embedder.embed(["dimension probe"], embedding_pb2.INPUT_TYPE_DOCUMENT)
             dimension = check_vectors(probe, 1)
             name = await catalog.shadow_name(entry)
@@ -90,7 +111,7 @@ async def rebuild(
             _check_stop(stop, collection)
             rows = await _embedded(batch, embedder, target)
             async with writer.lock(collection):
-                # A document written since the snapshot is the catch-up's (or the shadow's).
+                # A document written since the snapshot is the catch-up's.
                 kept = rows.filter(
                     pa.array([shadow.copied_as_is(row["document_id"]) for row in batch])
                 )
@@ -193,9 +214,8 @@ async def _catch_up(
 async def _abandon(
     collection: str, catalog: Catalog, writer: Writer, name: str, shadow: Shadow | None
 ) -> None:
-    """Stop logging for the shadow and drop it: the collection stays as it was. Writes of the
-    new model that went into the shadow are lost with it; they answered Conflict-free, so
-    this is the one way a reindex failing can drop data (see docs/operations.md)."""
+    """Stop logging for the shadow and drop it: the collection stays as it was (the shadow
+    holds nothing that was not copied from it)."""
     if shadow is not None:
         if writer.shadow(collection) is shadow:
             writer.end_shadow(collection)

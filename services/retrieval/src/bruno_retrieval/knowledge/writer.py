@@ -6,9 +6,10 @@ versions committed in groups, and the upkeep that follows writes.
     async with writer.lock("default"):                          # a delete, a switch
         ...
 
-While a collection is rebuilt (:mod:`.reindex`), writes go on: a version of the old table's
-model goes to the old table, one of the new model straight into the shadow table, and the
-:class:`.shadow.Shadow` log tells the rebuild which documents to copy again before it switches.
+While a collection is rebuilt (:mod:`.reindex`), writes of the old table's model go on into
+the old table, and the :class:`.shadow.Shadow` log tells the rebuild which documents to copy
+again before it switches; a version of another model is refused as for any collection (the
+store tells its caller to wait for the switch, :class:`.reindex.CollectionReindexing`).
 
 A version replaces its document's old chunks in the same ``merge_insert`` commit that inserts
 its own, so readers see the whole old version or the whole new one. Every 20th write, or
@@ -127,67 +128,35 @@ class Writer:
             self._indexes.grow(collection, table)
 
     async def _write(self, collection: str, batch: list[Pending[DocumentVersion, Written]]) -> None:
-        """Write the versions of ``batch`` (the collection's lock held): one commit into the
-        collection's table and, while it is rebuilt, one into the shadow for the new model's."""
+        """Write the versions of ``batch`` in one commit (the collection's lock held)."""
         entry = self._catalog.entry(collection)
         first = batch[0].item
         if entry is None:
             entry = await self._catalog.create(collection, first.model, first.dimension)
         elif not entry.model:
             entry = await self._catalog.record_model(entry, first.model)
-        shadow = self._shadows.get(collection)
-        to_old, to_shadow = [], []
+        writable = []
         for pending in batch:
-            item = pending.item
-            made_by = (item.model, item.dimension)
-            if (
-                shadow is not None
-                and made_by == shadow.model
-                and made_by != (entry.model, entry.dimension)
-            ):
-                to_shadow.append(pending)
-                continue
             try:
-                entry.check_model(item.model, item.dimension)
+                entry.check_model(pending.item.model, pending.item.dimension)
             except Conflict as error:
                 pending.settle(error)
                 continue
-            to_old.append(pending)
-        if to_old:
-            table = await self._catalog.table(entry)
-            written, rows = await self._merge(entry.table, table, to_old)
-            if shadow is not None:
-                shadow.changed_in_old(written)
-            if written:
-                self.after_write(collection, entry, table, rows=rows)
-        if to_shadow and shadow is not None:
-            # The new model's vectors cannot go into the old table: they go where they will
-            # be after the switch, and the rebuild leaves these documents alone.
-            old = await self._catalog.table(entry)
-            earlier = await reads.versions(old, [p.item.document_id for p in to_shadow])
-            written, _ = await self._merge(shadow.entry.table, shadow.table, to_shadow, earlier)
-            shadow.written(written)
-
-    async def _merge(
-        self,
-        name: str,
-        table: Any,
-        batch: list[Pending[DocumentVersion, Written]],
-        earlier: dict[str, reads.StoredVersion] | None = None,
-    ) -> tuple[list[str], int]:
-        """Write the versions of ``batch`` into ``table`` in one commit; the ids and the
-        number of rows written (a document ``earlier`` had counts as replaced)."""
-        current = await reads.versions(table, [p.item.document_id for p in batch])
-        read_at = Committed(name, await table.version())
+            writable.append(pending)
+        if not writable:
+            return
+        table = await self._catalog.table(entry)
+        current = await reads.versions(table, [p.item.document_id for p in writable])
+        read_at = Committed(entry.table, await table.version())
         changed = []
-        for pending in batch:
+        for pending in writable:
             stored = current.get(pending.item.document_id)
             if stored is not None and stored.covers(pending.item.digest, paged=pending.item.paged):
                 pending.settle((IngestOutcome.UNCHANGED, stored.chunks, read_at))
             else:
                 changed.append(pending)
         if not changed:
-            return [], 0
+            return
         names = (await table.schema()).names
         rows = pa.concat_tables([p.item.rows for p in changed]).select(names)
         ids = [p.item.document_id for p in changed]
@@ -198,13 +167,14 @@ class Writer:
             .when_not_matched_by_source_delete(col("document_id").isin(ids))
             .execute(rows)
         )
-        committed = Committed(name, merged.version)
+        if (shadow := self._shadows.get(collection)) is not None:
+            shadow.changed_in_old(ids)  # a rebuild copies them again before it switches
+        committed = Committed(entry.table, merged.version)
         for pending in changed:
-            document_id = pending.item.document_id
-            replaced = document_id in current or document_id in (earlier or {})
+            replaced = pending.item.document_id in current
             outcome = IngestOutcome.REPLACED if replaced else IngestOutcome.CREATED
             pending.settle((outcome, pending.item.rows.num_rows, committed))
-        return ids, rows.num_rows
+        self.after_write(collection, entry, table, rows=rows.num_rows)
 
     async def _optimize(self, collection: str, entry: CatalogEntry, table: Any) -> None:
         """Fold new rows into the indexes and compact small fragments, in the background."""
