@@ -179,7 +179,8 @@ class KnowledgeStore:
 
         entry = self._catalog.entry(collection)
         if entry is not None:
-            if self.reindexing(collection) and await self._embedder.model() != entry.model:
+            model = entry.model
+            if self.reindexing(collection) and model and await self._embedder.model() != model:
                 # Known before embedding (the commit would refuse it): spare the embedder.
                 raise CollectionReindexing(collection)
             table = await self._catalog.table(entry)
