@@ -83,16 +83,21 @@ class Service:
         assert isinstance(answer, Job), answer
         return answer
 
-    async def until_finished(self, job: Job) -> Job:
-        async def finished() -> Job:
+    async def until(self, job: Job, reached: Callable[[Job], bool]) -> Job:
+        """The job as stored once it has ``reached`` a point."""
+
+        async def watch() -> Job:
             while True:
                 changed = self.jobs.next_change()
                 found = await self.jobs.get(job.id)
-                if found.state.finished:
+                if reached(found):
                     return found
                 await changed.wait()
 
-        return await asyncio.wait_for(finished(), _HANG_GUARD_SECONDS)
+        return await asyncio.wait_for(watch(), _HANG_GUARD_SECONDS)
+
+    async def until_finished(self, job: Job) -> Job:
+        return await self.until(job, lambda found: found.state.finished)
 
     async def document_ids(self, collection: str = "default") -> list[str]:
         page = await self.knowledge.list_documents(collection)
@@ -234,7 +239,8 @@ async def test_an_ingest_that_outlasted_its_wait_and_met_a_reindex_waits_for_the
     await asyncio.wait_for(copying.wait(), _HANG_GUARD_SECONDS)
 
     slow_released.set()
-    requeued = await asyncio.wait_for(_until_queued(service, adopted), _HANG_GUARD_SECONDS)
+    # Queued again, or (wrongly) finished.
+    requeued = await service.until(adopted, lambda found: found.state is not JobState.RUNNING)
 
     assert requeued.state is JobState.QUEUED
     assert (requeued.documents_done, requeued.documents_failed) == (0, 0)
@@ -246,10 +252,36 @@ async def test_an_ingest_that_outlasted_its_wait_and_met_a_reindex_waits_for_the
     assert await service.document_ids() == ["a.md", "fresh.md"]
 
 
-async def _until_queued(service: Service, job: Job) -> Job:
-    while True:
-        changed = service.jobs.next_change()
-        found = await service.jobs.get(job.id)
-        if found.state is not JobState.RUNNING:  # queued again, or (wrongly) finished
-            return found
-        await changed.wait()
+async def test_a_running_job_that_meets_a_reindex_goes_back_to_the_queue_and_counts_once(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await service.runner.submit("default", "ann", stream(document("a.md", "Velero stored a.")))
+    await service.runner.wait_until_idle()
+    service.embedder.model_name, service.embedder.dimension = "model-b", 32
+    embedding, slow_released = hold(service.embedder, "Restic", monkeypatch)
+    # In one batch: the first document meets the reindex, the second fails on its own.
+    job = await service.runner.submit(
+        "default",
+        "ann",
+        stream(document("fresh.md", "Restic fresh note."), document("blank.md", " ")),
+    )
+    await asyncio.wait_for(embedding.wait(), _HANG_GUARD_SECONDS)  # started, before the reindex
+    copying, copy_released = hold(service.embedder, "Velero stored", monkeypatch)
+    reindex = await service.runner.start_reindex("default", "admin")
+    await asyncio.wait_for(copying.wait(), _HANG_GUARD_SECONDS)
+
+    slow_released.set()
+    requeued = await service.until(job, lambda found: found.state is not JobState.RUNNING)
+
+    # It goes on from the document that met the reindex: nothing after it counted yet.
+    assert (requeued.state, requeued.next_position, requeued.documents_failed) == (
+        JobState.QUEUED,
+        0,
+        0,
+    )
+    copy_released.set()
+    assert (await service.until_finished(reindex)).state is JobState.SUCCEEDED
+    done = await service.until_finished(job)
+    assert (done.documents_done, done.documents_failed) == (1, 1)
+    assert [error.document_id for error in done.errors] == ["blank.md"]
+    assert await service.document_ids() == ["a.md", "fresh.md"]
