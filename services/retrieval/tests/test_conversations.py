@@ -460,3 +460,56 @@ def test_recent_conversations_drop_the_least_recently_used_past_their_size() -> 
     recent.put(conversation("c", 100))
 
     assert [recent.get(name) is not None for name in ("a", "b", "c")] == [True, False, True]
+
+
+class HeldReads(CountingReads):
+    """A table whose first read, once made, waits for ``release`` before it answers."""
+
+    def __init__(self, table: Any) -> None:
+        super().__init__(table)
+        self.release = asyncio.Event()
+        self.held = asyncio.Event()
+
+    def query(self) -> Any:
+        self.queries += 1
+        first = self.queries == 1
+        outer = self
+
+        class Held:
+            def __init__(self, query: Any) -> None:
+                self.query = query
+
+            def where(self, predicate: Any) -> Held:
+                return Held(self.query.where(predicate))
+
+            async def to_arrow(self) -> Any:
+                rows = await self.query.to_arrow()
+                if first:  # read, not yet answered
+                    outer.held.set()
+                    await outer.release.wait()
+                return rows
+
+        return Held(self.table.query())
+
+
+async def test_a_read_overtaken_by_an_append_does_not_leave_the_older_revision_in_memory(
+    tmp_path: Path,
+) -> None:
+    uri = str(tmp_path / "db")
+    first = await open_store(uri, 4)
+    await first.append("c1", [user("one")], create=True)
+    first.close()
+    store = await open_store(uri, 4)  # c1 not in its memory
+    held = HeldReads(store._table)
+    store._table = held
+
+    slow_read = asyncio.ensure_future(store.get("c1"))
+    await held.held.wait()
+    await store.append("c1", [user("two")])
+    held.release.set()
+    overtaken = await slow_read
+    after = await store.get("c1")
+    store.close()
+
+    assert [t.content for t in overtaken.turns] == ["one"]
+    assert [t.content for t in after.turns] == ["one", "two"]

@@ -257,7 +257,9 @@ class ConversationStore:
         """The conversation, its most recent ``max_turns`` turns only when that is not 0;
         NotFound unless it belongs to ``owner`` (when one is named)."""
         CONVERSATION_ID.check(conversation_id)
-        found = (await self._current([conversation_id])).get(conversation_id)
+        # Not under the lock: what it reads from the table may be replaced meanwhile, so it is
+        # not remembered.
+        found = (await self._current([conversation_id], remember=False)).get(conversation_id)
         if found is None or not found.belongs_to(owner):
             raise _not_found(conversation_id)
         if max_turns:
@@ -283,7 +285,7 @@ class ConversationStore:
     async def _commit(self, batch: list[Pending[_Append, int]]) -> None:
         """Write every append of ``batch`` in one commit, then settle each."""
         ids = list(dict.fromkeys(p.item.conversation_id for p in batch))
-        current = await self._current(ids)
+        current = await self._current(ids, remember=True)
         now = datetime.now(UTC)
         outcomes: list[tuple[Pending[_Append, int], int | BrunoError]] = []
         changed: set[str] = set()
@@ -367,7 +369,7 @@ class ConversationStore:
         self._role.check_writes("DeleteConversation")
         CONVERSATION_ID.check(conversation_id)
         async with self._lock:  # appends commit under it too: no append between read and delete
-            found = (await self._current([conversation_id])).get(conversation_id)
+            found = (await self._current([conversation_id], remember=False)).get(conversation_id)
             if found is None or not found.belongs_to(owner):
                 raise _not_found(conversation_id)
             try:
@@ -376,9 +378,13 @@ class ConversationStore:
                 self._forget(conversation_id)
                 self._replaced.pop(conversation_id, None)
 
-    async def _current(self, conversation_ids: list[str]) -> dict[str, StoredConversation]:
+    async def _current(
+        self, conversation_ids: list[str], *, remember: bool
+    ) -> dict[str, StoredConversation]:
         """The newest revision of each of ``conversation_ids`` the table holds (those it
-        holds), from the writer's memory where it has them."""
+        holds), from the writer's memory where it has them. Only a read under the lock, which
+        every write holds, may be remembered (``remember``): another read may have been
+        overtaken by a write (or a delete) before it is done."""
         found: dict[str, StoredConversation] = {}
         unknown = []
         for conversation_id in conversation_ids:
@@ -390,7 +396,8 @@ class ConversationStore:
         if unknown:
             for conversation in await self._read_many(unknown):
                 found[conversation.conversation_id] = conversation
-                self._remember(conversation)
+                if remember:
+                    self._remember(conversation)
         return found
 
     async def _read_many(self, conversation_ids: list[str]) -> list[StoredConversation]:
