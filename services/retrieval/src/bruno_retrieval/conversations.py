@@ -10,10 +10,10 @@ or after an append, never half of one. Replaced revisions are deleted with the p
 (docs/benchmarks.md, "Third pass: retrieval"). Appends that arrive while a commit runs are
 written together in the next one (:mod:`bruno_retrieval.group_commit`), so sixteen chats
 finishing at once cost one commit, not sixteen in a queue. This process is the single writer
-of the table, so it keeps the conversations it read or wrote last in memory
-(:class:`RecentConversations`) and answers reads and appends of those without reading the table; a
-``reader`` (:mod:`bruno_retrieval.roles`) only reads the table, within its lag behind the
-writer, keeps nothing, and refuses appends and deletes.
+of the table, so it keeps the conversations it last wrote (or read to append to) in memory
+(:class:`RecentConversations`) and answers reads and appends of those without reading the
+table; a ``reader`` (:mod:`bruno_retrieval.roles`) only reads the table, within its lag behind
+the writer, keeps nothing, and refuses appends and deletes.
 
 A conversation belongs to the owner that created it (the edge's API key name): a call naming
 an owner finds only that owner's conversations, and any other is "not found", exactly as one
@@ -42,7 +42,7 @@ import functools
 import json
 import logging
 import operator
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -408,14 +408,17 @@ class ConversationStore:
             await table.query().where(col("conversation_id").isin(conversation_ids)).to_arrow()
         ).to_pylist()
         newest: dict[str, dict[str, Any]] = {}
+        revisions: Counter[str] = Counter()
         for row in rows:
             kept = newest.get(row["conversation_id"])
+            revisions[row["conversation_id"]] += 1
             if kept is None or _revision(row) > _revision(kept):
                 newest[row["conversation_id"]] = row
-        if self._role.writes and len(rows) > len(newest):
+        if self._role.writes:
             # Replaced revisions a restart kept from their upkeep: the next one deletes them.
             for conversation_id, row in newest.items():
-                self._replaced.setdefault(conversation_id, _revision(row))
+                if revisions[conversation_id] > 1:
+                    self._replaced.setdefault(conversation_id, _revision(row))
         return [
             StoredConversation(
                 conversation_id=row["conversation_id"],
