@@ -13,8 +13,9 @@
    kept on one line, a scan found empty, an encrypted and a truncated file refused;
 4. measures the model's raw throughput on the chunks of the extracted text (in-process ONNX,
    batches of 32), uploads every PDF through ``POST /api/v1/documents/upload`` to the real
-   services (edge, retrieval, embedding) and reports chunks/s, then the raw throughput again;
-   the ratio is taken against the mean of the two;
+   services (edge, retrieval, embedding) and reports chunks/s and each service's CPU seconds,
+   then the raw throughput again; the ratio is taken against the mean of the two, and by CPU
+   time against the model's own chunks per CPU second;
 5. with ``--jobs``, also submits the same PDFs as one ingest job (``POST /api/v1/ingest-jobs``,
    followed at ``GET /api/v1/ingest-jobs/{id}`` until it ends), in ``--rounds`` rounds of an
    upload and a job (each first in every other round; every pass into a collection of its
