@@ -69,8 +69,9 @@ _STATUS = {
         201: {"headers": ANSWERED},
         202: {
             "model": IngestJob,
-            "description": "Not done within `BRUNO_INGEST_WAIT_SECONDS`: it goes on as this job "
-            "(`Location` is where to follow it) and is committed whole or not at all.",
+            "description": "Not done within `BRUNO_INGEST_WAIT_SECONDS`, or the collection is "
+            "being reindexed (the job waits for the switch): it goes on as this job (`Location` "
+            "is where to follow it) and is committed whole or not at all.",
         },
         **problem_responses(400, 401, 403, 404, 409, 413, 422, 429, 500, 503, 504),
     },
@@ -85,7 +86,8 @@ async def ingest_document(
 ) -> DocumentIngested | JSONResponse:
     """Ingest one document: `201` once committed, `200` when the same id already holds the
     same text. A document that takes longer than `BRUNO_INGEST_WAIT_SECONDS` to embed is not
-    cut off: the answer is `202` with the job it became."""
+    cut off: the answer is `202` with the job it became; so is one into a collection being
+    reindexed, whose job waits for the switch."""
     caller.check_collection(document.collection)
     request = retrieval_pb2.IngestDocumentRequest(
         collection=document.collection,
