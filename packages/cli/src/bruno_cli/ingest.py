@@ -38,7 +38,7 @@ from bruno_cli.jobs import (
 )
 from bruno_core import LimitExceeded
 from bruno_core.contract import DOCUMENT_ID, content_hash, document_id_from_path
-from bruno_edge.extract import SUFFIXES, UnreadableDocument, UnsupportedMediaType, extract
+from bruno_extract import SUFFIXES, UnreadableDocument, UnsupportedMediaType, extract
 
 DEFAULT_CONCURRENCY = 8
 #: From this many files on, ``bruno ingest`` sends them as ingest jobs: one request for the

@@ -19,7 +19,7 @@ from bruno_core.settings import (
     MIB,
     ContractLimitSettings,
 )
-from bruno_edge.extract import ExtractionLimits
+from bruno_extract import ExtractionLimits
 
 
 def is_loopback(host: str) -> bool:

@@ -20,15 +20,15 @@ from bruno.retrieval.v1 import retrieval_pb2
 from bruno_core import InvalidInput, LimitExceeded
 from bruno_core.contract import DEFAULT_COLLECTION, MAX_TITLE_CHARS, document_id_from_path
 from bruno_edge.config import EdgeSettings
-from bruno_edge.extract import (
+from bruno_edge.plain_text import first_non_text_character
+from bruno_edge.schemas import RESERVED_DOCUMENT_IDS
+from bruno_extract import (
     BINARY_SUFFIXES,
     ExtractionLimits,
     UnreadableDocument,
     extract,
     kind_of,
 )
-from bruno_edge.plain_text import first_non_text_character
-from bruno_edge.schemas import RESERVED_DOCUMENT_IDS
 
 MAX_FILENAME_CHARS = 255
 _QUERY = frozenset({"collection"})
