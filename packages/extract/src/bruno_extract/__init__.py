@@ -29,6 +29,7 @@ from bruno_extract._document import (
 from bruno_extract._docx import docx_document
 from bruno_extract._html import html_document
 from bruno_extract._pdf import pdf_document
+from bruno_extract._settings import ExtractionSettings
 from bruno_extract._text import markdown_title, rst_title
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "SUFFIXES",
     "Document",
     "ExtractionLimits",
+    "ExtractionSettings",
     "Segment",
     "UnreadableDocument",
     "UnreadableReason",
