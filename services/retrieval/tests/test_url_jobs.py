@@ -90,7 +90,7 @@ def site() -> Iterator[Website]:
 @pytest.fixture
 def settings(make_settings: MakeSettings) -> RetrievalSettings:
     return make_settings(
-        chunk_size_tokens=32, chunk_overlap_tokens=8, fetch_allowed_networks=(LOOPBACK,)
+        chunk_size_tokens=32, chunk_overlap_tokens=8, fetch_allowed_networks=frozenset({LOOPBACK})
     )
 
 

@@ -75,7 +75,7 @@ class RetrievalSettings(GrpcServerSettings, ExtractionSettings):
     # time to connect, between bytes, and in all for one URL (what it fetched read included).
     # A fetched body is bounded like an upload: BRUNO_MAX_FILE_BYTES for PDF and Word,
     # BRUNO_MAX_DOCUMENT_BYTES for text.
-    fetch_allowed_networks: Annotated[tuple[str, ...], NoDecode] = ()
+    fetch_allowed_networks: Annotated[frozenset[str], NoDecode] = frozenset()
     fetch_connect_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
     fetch_read_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
     fetch_timeout_seconds: float = Field(default=120.0, gt=0, le=3600)
@@ -84,7 +84,7 @@ class RetrievalSettings(GrpcServerSettings, ExtractionSettings):
     @classmethod
     def _split_networks(cls, value: Any) -> Any:
         if isinstance(value, str):
-            value = tuple(entry.strip() for entry in value.split(",") if entry.strip())
+            value = frozenset(entry.strip() for entry in value.split(",") if entry.strip())
         AddressPolicy.parse(value)  # ValueError names the entry it cannot read
         return value
 
