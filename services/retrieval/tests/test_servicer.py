@@ -16,6 +16,8 @@ from bruno.embedding.v1 import embedding_pb2, embedding_pb2_grpc
 from bruno.retrieval.v1 import (
     conversations_pb2,
     conversations_pb2_grpc,
+    jobs_pb2,
+    jobs_pb2_grpc,
     retrieval_pb2,
     retrieval_pb2_grpc,
 )
@@ -390,6 +392,72 @@ async def test_collections_are_listed_deleted_and_reindexed_over_grpc(services: 
     assert reindexed.previous_model == "hash-64"
     assert reindexed.collection.embedding_model == "hash-64-v2"
     assert [(c.name, c.embedding_model) for c in after.collections] == [("homelab", "hash-64-v2")]
+
+
+async def test_during_a_held_reindex_a_delete_answers_and_an_ingest_is_refused_or_queued(
+    services: Services, embedder: FakeEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stub = services.retrieval
+    jobs = jobs_pb2_grpc.JobServiceStub(services.channel)
+    await stub.IngestDocument(ingest_request(collection="homelab"))
+    await stub.IngestDocument(ingest_request(collection="homelab", document_id="b"))
+    services.embedding.model = "hash-64-v2"
+    # The embedding service is slow for the reindex's copy of the stored runbook only.
+    copying, released = asyncio.Event(), asyncio.Event()
+    embed = embedder.embed
+
+    async def slow_for_the_copy(
+        texts: list[str], input_type: embedding_pb2.InputType.ValueType
+    ) -> list[list[float]]:
+        if any("Velero" in text for text in texts):
+            copying.set()
+            await released.wait()
+        return await embed(texts, input_type)
+
+    monkeypatch.setattr(embedder, "embed", slow_for_the_copy)
+    reindex = asyncio.ensure_future(
+        stub.ReindexCollection(retrieval_pb2.ReindexCollectionRequest(collection="homelab"))
+    )
+    await copying.wait()
+    fresh = ingest_request(collection="homelab", document_id="fresh", text="Restic fresh note.")
+
+    async def meanwhile() -> jobs_pb2.IngestDocumentOrJobResponse:
+        await stub.DeleteDocument(
+            retrieval_pb2.DeleteDocumentRequest(collection="homelab", document_id="b")
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.IngestDocument(fresh)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "is being reindexed" in (refused.value.details() or "")
+        # Asking again at once cannot cure it: the status says so to retry policies.
+        assert ("grpc-retry-pushback-ms", "-1") in tuple(refused.value.trailing_metadata() or ())
+        return await jobs.IngestDocumentOrJob(
+            jobs_pb2.IngestDocumentOrJobRequest(document=fresh, owner="ann", wait_ms=20_000)
+        )
+
+    # A write waiting for the reindex would wait forever (the copy is held): a hang guard.
+    answer = await asyncio.wait_for(meanwhile(), 60)
+    assert answer.WhichOneof("result") == "job"
+    assert answer.job.state == jobs_pb2.JOB_STATE_QUEUED
+    assert not reindex.done()
+    released.set()
+    reindexed = await reindex
+
+    assert reindexed.collection.embedding_model == "hash-64-v2"
+    for _ in range(200):  # the queued job runs after the switch
+        job = await jobs.GetJob(jobs_pb2.GetJobRequest(id=answer.job.id, owner="ann"))
+        if job.HasField("finished_at"):
+            break
+        await asyncio.sleep(0.05)
+    assert job.state == jobs_pb2.JOB_STATE_SUCCEEDED
+    listed = await stub.ListDocuments(retrieval_pb2.ListDocumentsRequest(collection="homelab"))
+    assert [document.document_id for document in listed.documents] == ["fresh", "runbook.md"]
+    found = await stub.Search(
+        retrieval_pb2.SearchRequest(
+            collection="homelab", query="restic fresh", mode=retrieval_pb2.SEARCH_MODE_VECTOR
+        )
+    )
+    assert found.hits[0].document_id == "fresh"
 
 
 async def test_search_filters_and_heading_paths_over_grpc(services: Services) -> None:

@@ -346,7 +346,7 @@ async def _ingest_one(
         result = expect_json(response, "status")
     except CliError as error:
         return "failed", f": {error}"
-    if response.status_code == 202:  # outlasted the edge's wait: it goes on as a job
+    if response.status_code == 202:  # outlasted the edge's wait, or waits for a reindex: a job
         job = await watch_quietly(client, result["id"])
         if failed(job):
             return "failed", f": {job['errors'][0]['message'] if job['errors'] else job['state']}"

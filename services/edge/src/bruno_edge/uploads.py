@@ -1,24 +1,35 @@
 """Uploaded files as documents: the checks a whole upload must pass before anything is read
 (its parameters, the number, names, kinds and sizes of its files), and the reading of each file
-into the ingest request retrieval takes. The upload route and the ingest-job route share them.
+into the ingest request retrieval takes. The upload route and the ingest-job route share them,
+the checks as one dependency declaring the upload's parameters.
 
-    collection = upload_collection(request.query_params, form, field, query)
-    files = accepted_files(uploads, settings, max_files=32)
-    ingest = await read_file(files[0], limits)   # UnreadableDocument, InvalidInput per file
+    UploadDep = Annotated[Upload, Depends(checked_upload(max_files=32))]
+    ...
+    async def route(upload: UploadDep) -> ...:
+        ingest = await read_file(upload.files[0], limits)  # UnreadableDocument, InvalidInput
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations`` here: FastAPI reads the parameters of the
+# dependency ``checked_upload`` makes from their annotations, and one holds that upload's file
+# limit, a name of the enclosing function that a string annotation could not be resolved to.
 
 import asyncio
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import PurePath
+from typing import Annotated
 
-from fastapi import UploadFile
+from fastapi import File, Form, Query, Request, UploadFile
 
 from bruno.retrieval.v1 import retrieval_pb2
 from bruno_core import InvalidInput, LimitExceeded
-from bruno_core.contract import DEFAULT_COLLECTION, MAX_TITLE_CHARS, document_id_from_path
+from bruno_core.contract import (
+    COLLECTION_NAME,
+    DEFAULT_COLLECTION,
+    MAX_TITLE_CHARS,
+    document_id_from_path,
+)
+from bruno_edge.api.deps import CallerDep, SettingsDep
 from bruno_edge.config import EdgeSettings
 from bruno_edge.plain_text import first_non_text_character
 from bruno_edge.schemas import RESERVED_DOCUMENT_IDS
@@ -42,6 +53,62 @@ class AcceptedFile:
     upload: UploadFile
     name: str
     document_id: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Upload:
+    """An upload that passed its checks as a whole: the collection it goes into (one the
+    caller sees) and its files, none read yet."""
+
+    collection: str
+    files: list[AcceptedFile]
+
+
+def checked_upload(*, max_files: int) -> Callable[..., Awaitable[Upload]]:
+    """The dependency of a route taking uploaded files (up to ``max_files``) in ``files`` or
+    ``file`` and a ``collection`` in the query or the form: the :class:`Upload`, or the first
+    problem with the upload as a whole raised before any file is read."""
+
+    async def upload(
+        request: Request,
+        caller: CallerDep,
+        settings: SettingsDep,
+        files: Annotated[
+            list[UploadFile] | None,
+            File(
+                description="Markdown, text, reST, HTML, PDF or Word (.docx) files.",
+                json_schema_extra={"minItems": 1, "maxItems": max_files},
+            ),
+        ] = None,
+        file: Annotated[
+            UploadFile | None, File(description="One file, as most clients send it.")
+        ] = None,
+        collection_field: Annotated[
+            str | None,
+            Form(
+                alias="collection",
+                pattern=COLLECTION_NAME.pattern,
+                max_length=COLLECTION_NAME.max_chars,
+            ),
+        ] = None,
+        collection_query: Annotated[
+            str | None,
+            Query(
+                alias="collection",
+                pattern=COLLECTION_NAME.pattern,
+                max_length=COLLECTION_NAME.max_chars,
+            ),
+        ] = None,
+    ) -> Upload:
+        form = await request.form()
+        collection = upload_collection(
+            request.query_params, form, collection_field, collection_query
+        )
+        caller.check_collection(collection)
+        uploads = [*(files or []), *([file] if file is not None else [])]
+        return Upload(collection, accepted_files(uploads, settings, max_files=max_files))
+
+    return upload
 
 
 def upload_collection(

@@ -1,15 +1,17 @@
-"""Reindexing a collection with the current embedding model: every document kept, searches
-answering throughout, the switch whole even when the caller gives up."""
+"""Reindexing a collection with the current embedding model: every document kept, searches,
+deletes and ingests of the old model answering throughout, ingests of the new model refused
+until the switch, the switch whole even when the caller gives up."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING
 
 import lancedb
 import pytest
 
+from bruno.embedding.v1 import embedding_pb2
 from bruno_retrieval.config import RetrievalSettings
 from bruno_retrieval.knowledge import (
     CATALOG_TABLE,
@@ -17,6 +19,8 @@ from bruno_retrieval.knowledge import (
     KnowledgeStore,
     SearchMode,
 )
+from bruno_retrieval.knowledge.catalog import CatalogEntry
+from bruno_retrieval.knowledge.reindex import CollectionReindexing, ReindexCancelled
 
 if TYPE_CHECKING:
     from conftest import FakeEmbedder, HoldEmbeddings
@@ -145,18 +149,151 @@ async def test_a_search_whose_query_is_embedded_across_the_switch_answers_by_key
     assert found.hits
 
 
-async def test_ingests_waiting_for_a_reindex_land_in_the_new_table(
-    make_settings: MakeSettings, make_embedder: MakeEmbedder
+# A write that waited for the reindex would wait forever here (its embeddings are held): this
+# bounds the hang, it measures nothing.
+_HANG_GUARD_SECONDS = 60
+
+
+def hold_the_copy(
+    embedder: FakeEmbedder, marker: str, monkeypatch: pytest.MonkeyPatch
+) -> tuple[asyncio.Event, asyncio.Event]:
+    """Hold the embedder's calls for texts holding ``marker`` (the reindex copying the stored
+    notes) until the second event is set; the first is set once a call is held. Other texts
+    (the ingests made meanwhile) are embedded at once."""
+    holding, released = asyncio.Event(), asyncio.Event()
+    embed = embedder.embed
+
+    async def held(
+        texts: Sequence[str], input_type: embedding_pb2.InputType.ValueType
+    ) -> list[list[float]]:
+        if any(marker in text for text in texts):
+            holding.set()
+            await released.wait()
+        return await embed(texts, input_type)
+
+    monkeypatch.setattr(embedder, "embed", held)
+    return holding, released
+
+
+async def test_deletes_during_a_reindex_answer_at_once_and_stay_deleted_after_the_switch(
+    notes: KnowledgeStore, make_embedder: MakeEmbedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = await KnowledgeStore.open(make_settings(), make_embedder(64, "model-a"))
-    await store.ingest("default", text="Velero first.", document_id="a")
-    store._embedder = make_embedder(64, "model-b")
+    store = notes
+    monkeypatch.setattr("bruno_retrieval.knowledge.reindex._REINDEX_BATCH", 2)
+    new = make_embedder(32, "model-b")  # the embedding service changed models
+    copying, released = hold_the_copy(new, "Velero note", monkeypatch)
+    store._embedder = new
+    reindex = store.start_reindex("default")
+    await copying.wait()  # the first batch (n0, n1) is being copied; n2 to n4 are not yet
 
-    _, added = await asyncio.gather(
-        store.reindex("default"), store.ingest("default", text="Velero second.", document_id="b")
-    )
+    async def meanwhile() -> None:
+        await store.delete_document("default", "n0")  # copied by the batch held now
+        await store.delete_document("default", "n3")  # in a batch still to come
 
+    await asyncio.wait_for(meanwhile(), _HANG_GUARD_SECONDS)
+    assert not reindex.done()
+    released.set()
+    result = await reindex
+    await store.wait_for_background()
+
+    assert (result.collection.embedding_model, result.collection.dimension) == ("model-b", 32)
+    listed = (await store.list_documents("default")).documents
+    assert [document.document_id for document in listed] == ["n1", "n2", "n4"]
+    # One chunk each: nothing copied twice, nothing of the deleted documents left.
+    assert (result.collection.documents, result.collection.chunks) == (3, 3)
+    found = await store.search("default", "velero note 3", top_k=5, mode=SearchMode.VECTOR)
+    assert {hit.document_id for hit in found.hits} == {"n1", "n2", "n4"}
+
+
+async def test_an_ingest_of_the_new_model_during_a_reindex_is_refused_and_writes_nothing(
+    notes: KnowledgeStore, make_embedder: MakeEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = notes
+    new = make_embedder(32, "model-b")
+    copying, released = hold_the_copy(new, "Velero note", monkeypatch)
+    store._embedder = new
+    reindex = store.start_reindex("default")
+    await copying.wait()
+
+    with pytest.raises(CollectionReindexing) as refused:
+        await asyncio.wait_for(
+            store.ingest("default", text="Restic fresh note.", document_id="fresh"),
+            _HANG_GUARD_SECONDS,
+        )
+    released.set()
+    await reindex
+
+    assert "being reindexed" in refused.value.detail
+    assert not refused.value.retryable  # asking again at once cannot cure it
+    # Known before its embedding: the embedding service's time goes to the reindex.
+    assert not any("Restic" in text for texts, _ in new.calls for text in texts)
+    listed = (await store.list_documents("default")).documents
+    assert "fresh" not in {document.document_id for document in listed}
+    # After the switch the same ingest commits with the new model.
+    added = await store.ingest("default", text="Restic fresh note.", document_id="fresh")
     assert added.outcome is IngestOutcome.CREATED
-    info = (await store.list_collections())[0]
-    assert (info.documents, info.embedding_model) == (2, "model-b")
-    store.close()
+
+
+async def test_a_cancelled_reindex_leaves_the_collection_as_it_was_with_the_deletes_made_meanwhile(
+    notes: KnowledgeStore,
+    make_settings: MakeSettings,
+    make_embedder: MakeEmbedder,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = notes
+    new = make_embedder(32, "model-b")
+    copying, released = hold_the_copy(new, "Velero note", monkeypatch)
+    store._embedder = new
+    stop = asyncio.Event()
+    reindex = store.start_reindex("default", stop=stop)
+    await copying.wait()
+
+    await asyncio.wait_for(store.delete_document("default", "n2"), _HANG_GUARD_SECONDS)
+    stop.set()
+    released.set()
+    with pytest.raises(ReindexCancelled):
+        await reindex
+
+    info = await store.collection_info("default")
+    assert (info.embedding_model, info.dimension, info.documents) == ("model-a", 64, 4)
+    db = await lancedb.connect_async(make_settings().lancedb_uri)
+    assert sorted((await db.list_tables()).tables) == [CATALOG_TABLE, "default"]
+    store._embedder = make_embedder(64, "model-a")  # writes go to the old table alone again
+    added = await store.ingest("default", text="Velero later note.", document_id="later")
+    assert added.outcome is IngestOutcome.CREATED
+    assert (await store.collection_info("default")).documents == 5
+
+
+@pytest.mark.parametrize("under_lock", [32, 0], ids=["last-pass-only", "passes-outside-lock"])
+async def test_writes_to_the_old_table_during_a_reindex_are_caught_up_before_the_switch(
+    notes: KnowledgeStore,
+    make_embedder: MakeEmbedder,
+    monkeypatch: pytest.MonkeyPatch,
+    under_lock: int,
+) -> None:
+    store = notes
+    monkeypatch.setattr("bruno_retrieval.knowledge.reindex._REINDEX_BATCH", 2)
+    monkeypatch.setattr("bruno_retrieval.knowledge.reindex._CATCH_UP_UNDER_LOCK", under_lock)
+    # The same model again (a rebuild for a newer table layout): writes meanwhile go to the
+    # old table, and only the catch-up brings them into the new one.
+    same = make_embedder(64, "model-a")
+    copying, released = hold_the_copy(same, "Velero note", monkeypatch)
+    store._embedder = same
+    reindex = store.start_reindex("default")
+    await copying.wait()
+
+    async def meanwhile() -> None:
+        await store.ingest("default", text="Restic fresh note.", document_id="fresh")
+        await store.ingest("default", text="Restic replaced note.", document_id="n3")
+        await store.delete_document("default", "n4")
+
+    await asyncio.wait_for(meanwhile(), _HANG_GUARD_SECONDS)
+    released.set()
+    result = await reindex
+
+    assert (result.collection.documents, result.collection.chunks) == (5, 5)
+    listed = (await store.list_documents("default")).documents
+    assert [document.document_id for document in listed] == ["fresh", "n0", "n1", "n2", "n3"]
+    found = await store.search("default", "restic replaced", top_k=1, mode=SearchMode.VECTOR)
+    assert (found.hits[0].document_id, found.hits[0].text) == ("n3", "Restic replaced note.")
+    assert store._catalog.entry("default") == CatalogEntry("default", "default.1", "model-a", 64)

@@ -20,6 +20,15 @@ When retrieval starts, a job it finds running was interrupted: an ingest job goe
 queue with its ``resumes`` counted and carries on from its first document not accounted for; a
 reindex job is failed with the reason (the collection is left as it was: a reindex switches
 over in one step at its end), to be started again.
+
+An ingest job waits while its collection is reindexed; the other collections' jobs go on. A
+reindex happens because the embedding service serves another model now, and the old table
+cannot hold that model's vectors (:class:`.reindex.CollectionReindexing`): the job runs after
+the switch and commits with the new model. If the reindex is cancelled, fails or is cut short by
+a restart, the job runs against the old table and each of its documents fails visibly with the
+model conflict (reindex again, then submit them again). A synchronous ingest refused for a
+reindex (:meth:`JobRunner.ingest_or_job`) becomes such a job, so a write acknowledged as
+committed is never one a reindex could lose.
 """
 
 from __future__ import annotations
@@ -28,10 +37,10 @@ import asyncio
 import dataclasses
 import functools
 import logging
-from collections.abc import AsyncIterable, Awaitable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable
 from datetime import UTC, datetime
 
-from bruno_core import BrunoError, Unavailable
+from bruno_core import BrunoError, Conflict, Unavailable
 from bruno_core.contract import MAX_TITLE_CHARS
 from bruno_retrieval.background import BackgroundTasks
 from bruno_retrieval.fetching import UrlFetcher
@@ -40,7 +49,7 @@ from bruno_retrieval.jobs.model import DocumentError, Job, JobKind, JobState, St
 from bruno_retrieval.jobs.store import JobStore, new_job_id
 from bruno_retrieval.knowledge import KnowledgeStore
 from bruno_retrieval.knowledge.pages import TextSegment
-from bruno_retrieval.knowledge.reindex import ReindexCancelled
+from bruno_retrieval.knowledge.reindex import CollectionReindexing, ReindexCancelled
 from bruno_retrieval.knowledge.results import IngestOutcome, IngestResult
 
 log = logging.getLogger(__name__)
@@ -71,6 +80,8 @@ class JobRunner:
         self._queued = asyncio.Event()
         self._reindex_lock = asyncio.Lock()
         self._reindex_stops: dict[str, asyncio.Event] = {}
+        # The jobs held back for a reindex may run once it ends, however it ends.
+        knowledge.when_reindex_ends(self._queued.set)
 
     async def start(self) -> None:
         """Settle the jobs a restart interrupted, then run the queue in the background."""
@@ -134,13 +145,16 @@ class JobRunner:
 
     async def _run_queue(self) -> None:
         while True:
+            # Cleared before looking: a submission or a reindex ending from here on wakes it.
+            self._queued.clear()
             queued = [
                 job
                 for job in await self._jobs.unfinished()
-                if job.kind is JobKind.INGEST and job.state is JobState.QUEUED
+                if job.kind is JobKind.INGEST
+                and job.state is JobState.QUEUED
+                and not self._knowledge.reindexing(job.collection)  # it runs after the switch
             ]
             if not queued:
-                self._queued.clear()
                 await self._queued.wait()
                 continue
             try:
@@ -160,6 +174,9 @@ class JobRunner:
             job = await self._jobs.update(job.id, functools.partial(_advanced, steps))
         if job.state is JobState.RUNNING and job.cancel_requested:
             await self._jobs.update(job.id, _cancelled)
+        if job.state is JobState.QUEUED:
+            log.info("ingest job waits for a reindex", extra={"job": job.id})
+            return
         log.info(
             "ingest job ended",
             extra={"job": job.id, "done": job.documents_done, "failed": job.documents_failed},
@@ -205,11 +222,15 @@ class JobRunner:
     ) -> IngestResult | Job:
         """Ingest ``document``, answering its result if it is done within ``wait_seconds``,
         else a job of its own that follows it to its end. The ingest runs in a task of its own:
-        neither the wait nor the caller giving up stops it."""
+        neither the wait nor the caller giving up stops it. A document refused because its
+        collection is being reindexed to its model becomes a job queued behind the reindex."""
         ingesting = self._tasks.spawn(self._ingesting(collection, document))
         await asyncio.wait({ingesting}, timeout=wait_seconds)
         if ingesting.done():
-            return ingesting.result()
+            try:
+                return ingesting.result()
+            except CollectionReindexing:
+                return await self.submit(collection, owner, _alone(document))
         job = await self._jobs.adopt(collection, owner, document)
         self._tasks.spawn(self._follow(job, document, ingesting))
         return job
@@ -217,9 +238,11 @@ class JobRunner:
     async def _follow(
         self, job: Job, document: StagedDocument, ingesting: Awaitable[IngestResult]
     ) -> None:
-        """Record the end of an ingest that became ``job``."""
+        """Record the end of an ingest that became ``job`` (or queue it behind a reindex)."""
         step = await _step_of(job, document, ingesting)
-        await self._jobs.update(job.id, lambda j: step(j).finished_by_counts(_now()))
+        await self._jobs.update(job.id, lambda j: _ended(step(j)))
+        if step.waits:
+            self._queued.set()
 
     async def _run_reindex(self, job: Job, stop: asyncio.Event) -> None:
         def progress(chunks: int) -> None:
@@ -265,6 +288,12 @@ async def _step_of(job: Job, document: StagedDocument, ingesting: Awaitable[Inge
     """What ``ingesting`` the document did to the job, counted on the metrics."""
     try:
         result = await ingesting
+    except CollectionReindexing:
+        return _Step(document.position, waits=True)
+    except Conflict as error:  # the model conflict: the job's own record says what to do
+        failure = DocumentError.of(
+            document.document_id, document.source, f"{error.detail}; then submit it again"
+        )
     except BrunoError as error:
         failure = DocumentError.of(document.document_id, document.source, error.detail)
     except Exception:
@@ -290,8 +319,13 @@ class _Step:
     next_position: int
     chunks: int = 0
     failure: DocumentError | None = None
+    waits: bool = False  # its collection is being reindexed: the job waits for the switch
 
     def __call__(self, job: Job) -> Job:
+        if self.waits:
+            if job.cancel_requested:
+                return job.finish(JobState.CANCELLED, _now(), "cancelled")
+            return dataclasses.replace(job, state=JobState.QUEUED)
         if job.next_position >= self.next_position:  # already counted
             return job
         if self.failure is not None:
@@ -312,7 +346,20 @@ class _Step:
 def _advanced(steps: list[_Step], job: Job) -> Job:
     for step in steps:
         job = step(job)
+        if step.waits:
+            # Goes on from this document after the reindex; one committed beside it is
+            # ingested again then, a no-op (same text).
+            break
     return job
+
+
+def _ended(job: Job) -> Job:
+    """A job of one document that is over, unless it went back to the queue."""
+    return job.finished_by_counts(_now()) if job.state is JobState.RUNNING else job
+
+
+async def _alone(document: StagedDocument) -> AsyncIterator[StagedDocument | DocumentError]:
+    yield document
 
 
 def _started(job: Job) -> Job:

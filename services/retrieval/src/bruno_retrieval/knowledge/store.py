@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
@@ -61,7 +61,7 @@ from bruno_retrieval.knowledge.filters import filter_expression
 from bruno_retrieval.knowledge.fusion import FusionConfig, fuse
 from bruno_retrieval.knowledge.memo import TableMemo
 from bruno_retrieval.knowledge.pages import TextSegment, check_segments, pages_at
-from bruno_retrieval.knowledge.reindex import rebuild
+from bruno_retrieval.knowledge.reindex import CollectionReindexing, rebuild
 from bruno_retrieval.knowledge.rerank import HttpReranker
 from bruno_retrieval.knowledge.results import (
     CollectionInfo,
@@ -108,6 +108,9 @@ class KnowledgeStore:
         self._fusion = FusionConfig.from_settings(settings)
         self._writer = Writer(catalog, indexes, tasks)
         self._reindexing: Counter[str] = Counter()
+        self._reindex_listeners: list[Callable[[], None]] = []
+        # One rebuild per collection at a time: a second waits for the first, then runs.
+        self._rebuilds: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         # Listings scanned their table on every call; they change only with a commit.
         self._listings = TableMemo()
 
@@ -160,7 +163,8 @@ class KnowledgeStore:
         The same id with the same text is a no-op that calls no model (unless ``segments``
         bring pages the stored chunks lack); changed text replaces every old chunk in one
         commit. If embedding fails nothing is written. ``segments`` (:mod:`.pages`) give each
-        chunk the page it starts on.
+        chunk the page it starts on. While the collection is reindexed, a document of the new
+        model is not written: :class:`.reindex.CollectionReindexing` (see :mod:`.reindex`).
         """
         self._role.check_writes("IngestDocument")
         metadata = metadata or {}
@@ -175,6 +179,10 @@ class KnowledgeStore:
 
         entry = self._catalog.entry(collection)
         if entry is not None:
+            model = entry.model
+            if self.reindexing(collection) and model and await self._embedder.model() != model:
+                # Known before embedding (the commit would refuse it): spare the embedder.
+                raise CollectionReindexing(collection)
             table = await self._catalog.table(entry)
             stored = await reads.versions(table, [document_id])
             found = stored.get(document_id)
@@ -204,7 +212,13 @@ class KnowledgeStore:
         version = DocumentVersion(
             document_id, digest, await self._embedder.model(), dimension, rows, paged
         )
-        outcome, count, committed = await self._writer.commit(collection, version)
+        try:
+            outcome, count, committed = await self._writer.commit(collection, version)
+        except Conflict:
+            if self.reindexing(collection):
+                # Another model than the table's, during a reindex: the reindex's own model.
+                raise CollectionReindexing(collection) from None
+            raise
         return IngestResult(collection, document_id, outcome, count, digest, committed)
 
     async def list_documents(
@@ -248,6 +262,8 @@ class KnowledgeStore:
                 deleted = await table.delete(col("document_id") == lit(document_id))
             if entry is None or deleted is None or deleted.num_deleted_rows == 0:
                 raise NotFound(f"document {document_id!r} not found in collection {collection!r}")
+            if (shadow := self._writer.shadow(collection)) is not None:
+                shadow.changed_in_old([document_id])  # the rebuild drops its copy, too
             self._writer.after_write(collection, entry, table)
         return DeleteResult(deleted.num_deleted_rows, Committed(entry.table, deleted.version))
 
@@ -412,14 +428,27 @@ class KnowledgeStore:
                 raise NotFound(f"collection {collection!r} not found")
             documents = await reads.document_count(await self._catalog.table(entry))
             await self._catalog.remove(collection)
+            # A reindex under way gives up at its switch; the writes to a collection made anew
+            # meanwhile are none of its business.
+            self._writer.end_shadow(collection)
         return documents
+
+    def reindexing(self, collection: str) -> bool:
+        """Whether a reindex of ``collection`` runs (or waits for the one running)."""
+        return collection in self._reindexing
+
+    def when_reindex_ends(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` whenever a reindex of any collection ends, however it ends (the
+        job runner, to run the ingest jobs it held back)."""
+        self._reindex_listeners.append(listener)
 
     async def reindex(self, collection: str) -> ReindexResult:
         """Re-embed every chunk of ``collection`` with the current model into a shadow table,
         then switch the catalog to it in one step. Searches keep reading the old table until
         the switch and never fail: while the query model no longer matches the old table,
-        vector and hybrid searches answer by keywords (reported as TEXT). Ingests into the
-        collection wait for the switch."""
+        vector and hybrid searches answer by keywords (reported as TEXT). Deletes and ingests
+        of the old model go on meanwhile; an ingest of the new model is refused until the switch
+        (:class:`.reindex.CollectionReindexing`; the job runner queues it behind the reindex)."""
         self._role.check_writes("ReindexCollection")
         collection = COLLECTION_NAME.check(collection or DEFAULT_COLLECTION)
         # Runs to the end even if its caller gives up (a deadline, a disconnect): reindexing a
@@ -449,12 +478,13 @@ class KnowledgeStore:
     ) -> ReindexResult:
         self._reindexing[collection] += 1
         try:
-            async with self._writer.lock(collection):
+            async with self._rebuilds[collection]:
                 previous = await rebuild(
                     collection,
                     self._catalog,
                     self._embedder,
                     self._indexes,
+                    self._writer,
                     stop=stop,
                     progress=progress,
                 )
@@ -462,6 +492,8 @@ class KnowledgeStore:
             self._reindexing[collection] -= 1
             if not self._reindexing[collection]:
                 del self._reindexing[collection]
+            for listener in self._reindex_listeners:
+                listener()
         info = await self.collection_info(collection)
         entry = self._catalog.entry(collection)
         committed = None

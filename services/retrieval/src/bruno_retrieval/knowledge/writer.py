@@ -3,8 +3,13 @@ versions committed in groups, and the upkeep that follows writes.
 
     writer = Writer(catalog, indexes, tasks)
     outcome, chunks = await writer.commit("default", version)   # with whatever else waits
-    async with writer.lock("default"):                          # a delete, a reindex
+    async with writer.lock("default"):                          # a delete, a switch
         ...
+
+While a collection is rebuilt (:mod:`.reindex`), writes of the old table's model go on into
+the old table, and the :class:`.shadow.Shadow` log tells the rebuild which documents to copy
+again before it switches; a version of another model is refused as for any collection (the
+store tells its caller to wait for the switch, :class:`.reindex.CollectionReindexing`).
 
 A version replaces its document's old chunks in the same ``merge_insert`` commit that inserts
 its own, so readers see the whole old version or the whole new one. Every 20th write, or
@@ -32,6 +37,7 @@ from bruno_retrieval.knowledge import reads
 from bruno_retrieval.knowledge.ann import VectorIndexes
 from bruno_retrieval.knowledge.catalog import Catalog, CatalogEntry
 from bruno_retrieval.knowledge.results import Committed, IngestOutcome
+from bruno_retrieval.knowledge.shadow import Shadow
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +78,23 @@ class Writer:
         self._commits: dict[str, GroupCommit[DocumentVersion, Written]] = {}
         self._writes_since_optimize: Counter[str] = Counter()
         self._rows_since_optimize: Counter[str] = Counter()
+        self._shadows: dict[str, Shadow] = {}
 
     def lock(self, collection: str) -> asyncio.Lock:
         """The lock every writer of ``collection``'s table holds while it writes."""
         return self._locks[collection]
+
+    def shadow(self, collection: str) -> Shadow | None:
+        """The table ``collection`` is being rebuilt into, if a rebuild runs."""
+        return self._shadows.get(collection)
+
+    def start_shadow(self, collection: str, shadow: Shadow) -> None:
+        """From now on (the caller holds the lock), log the writes ``shadow`` must catch up."""
+        self._shadows[collection] = shadow
+
+    def end_shadow(self, collection: str) -> None:
+        """The rebuild switched over or gave up (the caller holds the lock)."""
+        self._shadows.pop(collection, None)
 
     async def commit(self, collection: str, version: DocumentVersion) -> Written:
         """Write ``version`` (creating the collection if need be); UNCHANGED when the stored
@@ -148,6 +167,8 @@ class Writer:
             .when_not_matched_by_source_delete(col("document_id").isin(ids))
             .execute(rows)
         )
+        if (shadow := self._shadows.get(collection)) is not None:
+            shadow.changed_in_old(ids)  # a rebuild copies them again before it switches
         committed = Committed(entry.table, merged.version)
         for pending in changed:
             replaced = pending.item.document_id in current

@@ -4,10 +4,9 @@ collection."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Path, Query, Request, Response, UploadFile, status
+from fastapi import APIRouter, Depends, Path, Query, Response, status
 from fastapi.responses import JSONResponse
 
 from bruno.retrieval.v1 import jobs_pb2, retrieval_pb2
@@ -21,9 +20,10 @@ from bruno_core.contract import (
 from bruno_edge.admission import Work
 from bruno_edge.api.deps import CallerDep, DownstreamsDep, SettingsDep, guarded
 from bruno_edge.api.routes import API_PREFIX, problem_responses
-from bruno_edge.api.routes.ingest_jobs import SUBMIT_TIMEOUT_SECONDS, job_of, location_of
+from bruno_edge.api.routes.ingest_jobs import job_of, location_of
 from bruno_edge.clients import rpc_errors
 from bruno_edge.consistency import ANSWERED, HEADER, AtLeastDep, latest, read, token
+from bruno_edge.jobs import submit_job
 from bruno_edge.keys import Scope
 from bruno_edge.listings import document_summary
 from bruno_edge.schemas import (
@@ -35,7 +35,7 @@ from bruno_edge.schemas import (
     UploadContinued,
     UploadResult,
 )
-from bruno_edge.uploads import AcceptedFile, accepted_files, read_file, upload_collection
+from bruno_edge.uploads import AcceptedFile, Upload, checked_upload, read_file
 
 router = APIRouter(prefix=f"{API_PREFIX}/documents", tags=["documents"])
 
@@ -44,6 +44,7 @@ MAX_UPLOAD_FILES = 32
 # Files of one upload sent to retrieval at once (its group commit writes them together).
 UPLOAD_CONCURRENCY = 4
 
+UploadDep = Annotated[Upload, Depends(checked_upload(max_files=MAX_UPLOAD_FILES))]
 CollectionQuery = Annotated[
     str, Query(pattern=COLLECTION_NAME.pattern, max_length=COLLECTION_NAME.max_chars)
 ]
@@ -68,8 +69,9 @@ _STATUS = {
         201: {"headers": ANSWERED},
         202: {
             "model": IngestJob,
-            "description": "Not done within `BRUNO_INGEST_WAIT_SECONDS`: it goes on as this job "
-            "(`Location` is where to follow it) and is committed whole or not at all.",
+            "description": "Not done within `BRUNO_INGEST_WAIT_SECONDS`, or the collection is "
+            "being reindexed (the job waits for the switch): it goes on as this job (`Location` "
+            "is where to follow it) and is committed whole or not at all.",
         },
         **problem_responses(400, 401, 403, 404, 409, 413, 422, 429, 500, 503, 504),
     },
@@ -84,7 +86,8 @@ async def ingest_document(
 ) -> DocumentIngested | JSONResponse:
     """Ingest one document: `201` once committed, `200` when the same id already holds the
     same text. A document that takes longer than `BRUNO_INGEST_WAIT_SECONDS` to embed is not
-    cut off: the answer is `202` with the job it became."""
+    cut off: the answer is `202` with the job it became; so is one into a collection being
+    reindexed, whose job waits for the switch."""
     caller.check_collection(document.collection)
     request = retrieval_pb2.IngestDocumentRequest(
         collection=document.collection,
@@ -144,37 +147,11 @@ async def ingest_document(
     dependencies=guarded(Scope.WRITE, Work.INGEST),
 )
 async def upload_documents(
-    request: Request,
     response: Response,
     caller: CallerDep,
     downstreams: DownstreamsDep,
     settings: SettingsDep,
-    files: Annotated[
-        list[UploadFile] | None,
-        File(
-            description="Markdown, text, reST, HTML, PDF or Word (.docx) files.",
-            json_schema_extra={"minItems": 1, "maxItems": MAX_UPLOAD_FILES},
-        ),
-    ] = None,
-    file: Annotated[
-        UploadFile | None, File(description="One file, as most clients send it.")
-    ] = None,
-    collection_field: Annotated[
-        str | None,
-        Form(
-            alias="collection",
-            pattern=COLLECTION_NAME.pattern,
-            max_length=COLLECTION_NAME.max_chars,
-        ),
-    ] = None,
-    collection_query: Annotated[
-        str | None,
-        Query(
-            alias="collection",
-            pattern=COLLECTION_NAME.pattern,
-            max_length=COLLECTION_NAME.max_chars,
-        ),
-    ] = None,
+    upload: UploadDep,
 ) -> UploadResult | JSONResponse:
     """Ingest uploaded files, one document each, named by their file name.
 
@@ -189,11 +166,7 @@ async def upload_documents(
     the files still embedding going on as jobs of their own and those not yet started as one
     job together; each file is in exactly one of them.
     """
-    form = await request.form()
-    collection = upload_collection(request.query_params, form, collection_field, collection_query)
-    caller.check_collection(collection)
-    uploads = [*(files or []), *([file] if file is not None else [])]
-    accepted = accepted_files(uploads, settings, max_files=MAX_UPLOAD_FILES)
+    collection, accepted = upload.collection, upload.files
     semaphore = asyncio.Semaphore(UPLOAD_CONCURRENCY)
     limits = settings.extraction_limits
     loop = asyncio.get_running_loop()
@@ -233,14 +206,17 @@ async def upload_documents(
     outcomes = await asyncio.gather(*map(ingest_one, accepted), return_exceptions=True)
     # The files past the wait that were never sent go on together, as one job.
     unsent = [o for o in outcomes if isinstance(o, retrieval_pb2.IngestDocumentRequest)]
-    rest = (
-        await _job_of_unsent(unsent, collection, caller.name, downstreams)
-        if unsent
-        else jobs_pb2.Job()  # never used: no file was left unsent
-    )
+    rest = await submit_job(downstreams, collection, caller.name, unsent) if unsent else None
     results: list[FileIngested] = []
     errors: list[BrunoError] = []
     jobs: dict[str, jobs_pb2.Job] = {}
+
+    def queued(item: AcceptedFile, job: jobs_pb2.Job) -> FileIngested:
+        jobs.setdefault(job.id, job)
+        return FileIngested(
+            filename=item.name, document_id=item.document_id, status="queued", job_id=job.id
+        )
+
     for item, outcome in zip(accepted, outcomes, strict=True):
         if isinstance(outcome, BrunoError):
             errors.append(outcome)
@@ -256,17 +232,10 @@ async def upload_documents(
             raise outcome
         elif isinstance(outcome, FileIngested):
             results.append(outcome)
-        else:
-            job = outcome if isinstance(outcome, jobs_pb2.Job) else rest
-            jobs.setdefault(job.id, job)
-            results.append(
-                FileIngested(
-                    filename=item.name,
-                    document_id=item.document_id,
-                    status="queued",
-                    job_id=job.id,
-                )
-            )
+        elif isinstance(outcome, jobs_pb2.Job):
+            results.append(queued(item, outcome))
+        elif rest is not None:  # the file was never sent: it is in the job of the rest
+            results.append(queued(item, rest))
     if errors and len(errors) == len(results):
         raise errors[0]
     said = latest(committed)
@@ -287,24 +256,6 @@ async def upload_documents(
     if said:
         response.headers[HEADER] = said
     return UploadResult(collection=collection, files=results)
-
-
-async def _job_of_unsent(
-    documents: list[retrieval_pb2.IngestDocumentRequest],
-    collection: str,
-    owner: str,
-    downstreams: DownstreamsDep,
-) -> jobs_pb2.Job:
-    """One job for the files of an upload that its wait ran out before sending."""
-
-    async def parts() -> AsyncIterator[jobs_pb2.SubmitIngestJobRequest]:
-        header = jobs_pb2.IngestJobHeader(collection=collection, owner=owner)
-        yield jobs_pb2.SubmitIngestJobRequest(header=header)
-        for document in documents:
-            yield jobs_pb2.SubmitIngestJobRequest(document=document)
-
-    with rpc_errors("retrieval"):
-        return await downstreams.jobs.SubmitIngestJob(parts(), timeout=SUBMIT_TIMEOUT_SECONDS)
 
 
 @router.get(

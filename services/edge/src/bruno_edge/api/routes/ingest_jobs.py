@@ -14,27 +14,17 @@ from collections.abc import AsyncIterator
 from datetime import UTC
 from typing import Annotated
 
-from fastapi import (
-    APIRouter,
-    Depends,
-    File,
-    Form,
-    Path,
-    Query,
-    Request,
-    Response,
-    UploadFile,
-    status,
-)
+from fastapi import APIRouter, Depends, Path, Query, Response, status
 
 from bruno.retrieval.v1 import jobs_pb2, retrieval_pb2
 from bruno_core import BrunoError, InvalidInput, NotFound
-from bruno_core.contract import COLLECTION_NAME, MAX_PAGE_SIZE
+from bruno_core.contract import MAX_PAGE_SIZE
 from bruno_edge.admission import Work
 from bruno_edge.api.deps import CallerDep, DownstreamsDep, SettingsDep, guarded, needs
 from bruno_edge.api.routes import API_PREFIX, problem_responses
 from bruno_edge.auth import Caller
 from bruno_edge.clients import rpc_errors
+from bruno_edge.jobs import JobItem, submit_job
 from bruno_edge.keys import Scope
 from bruno_edge.schemas import (
     IngestJob,
@@ -43,17 +33,16 @@ from bruno_edge.schemas import (
     JobDocumentError,
     JobDocuments,
 )
-from bruno_edge.uploads import accepted_files, read_file, upload_collection
+from bruno_edge.uploads import Upload, checked_upload, read_file
 
 PATH = f"{API_PREFIX}/ingest-jobs"
 router = APIRouter(prefix=PATH, tags=["ingest-jobs"])
 
 #: Files one job may hold (the request body's own limit, ``BRUNO_MAX_UPLOAD_BYTES``, applies too).
 MAX_JOB_FILES = 1000
-# Reading every file of a large upload and streaming it to retrieval takes a while; each file's
-# reading is bounded on its own (BRUNO_EXTRACTION_TIMEOUT_SECONDS), the job is not.
-SUBMIT_TIMEOUT_SECONDS = 600.0
 MAX_CURSOR_CHARS = 200
+
+JobUploadDep = Annotated[Upload, Depends(checked_upload(max_files=MAX_JOB_FILES))]
 
 JobIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z]+$")]
 _KIND = {jobs_pb2.JOB_KIND_INGEST: "ingest", jobs_pb2.JOB_KIND_REINDEX: "reindex"}
@@ -108,37 +97,11 @@ def location_of(job_id: str) -> str:
     dependencies=guarded(Scope.WRITE, Work.INGEST),
 )
 async def submit_ingest_job(
-    request: Request,
     response: Response,
     caller: CallerDep,
     downstreams: DownstreamsDep,
     settings: SettingsDep,
-    files: Annotated[
-        list[UploadFile] | None,
-        File(
-            description="Markdown, text, reST, HTML, PDF or Word (.docx) files.",
-            json_schema_extra={"minItems": 1, "maxItems": MAX_JOB_FILES},
-        ),
-    ] = None,
-    file: Annotated[
-        UploadFile | None, File(description="One file, as most clients send it.")
-    ] = None,
-    collection_field: Annotated[
-        str | None,
-        Form(
-            alias="collection",
-            pattern=COLLECTION_NAME.pattern,
-            max_length=COLLECTION_NAME.max_chars,
-        ),
-    ] = None,
-    collection_query: Annotated[
-        str | None,
-        Query(
-            alias="collection",
-            pattern=COLLECTION_NAME.pattern,
-            max_length=COLLECTION_NAME.max_chars,
-        ),
-    ] = None,
+    upload: JobUploadDep,
 ) -> IngestJob:
     """Ingest uploaded files as a job: answers as soon as the files are read and handed to
     retrieval, which ingests them one at a time. Each file is one document named by its file
@@ -146,29 +109,19 @@ async def submit_ingest_job(
     (parameters, count, names, kinds, sizes) and refused whole. A file whose content cannot be
     read (a scan, encrypted, damaged, not UTF-8, empty) becomes a failed document of the job,
     and the others are ingested."""
-    form = await request.form()
-    collection = upload_collection(request.query_params, form, collection_field, collection_query)
-    caller.check_collection(collection)
-    uploads = [*(files or []), *([file] if file is not None else [])]
-    accepted = accepted_files(uploads, settings, max_files=MAX_JOB_FILES)
     limits = settings.extraction_limits
 
-    async def parts() -> AsyncIterator[jobs_pb2.SubmitIngestJobRequest]:
-        header = jobs_pb2.IngestJobHeader(collection=collection, owner=caller.name)
-        yield jobs_pb2.SubmitIngestJobRequest(header=header)
-        for item in accepted:
+    async def read_each() -> AsyncIterator[JobItem]:
+        # One file at a time, as the job streams: a large upload is never held whole as text.
+        for item in upload.files:
             try:
-                document = await read_file(item, limits)
+                yield await read_file(item, limits)
             except BrunoError as error:
-                rejected = jobs_pb2.DocumentError(
+                yield jobs_pb2.DocumentError(
                     document_id=item.document_id, source=item.name, message=error.detail
                 )
-                yield jobs_pb2.SubmitIngestJobRequest(rejected=rejected)
-            else:
-                yield jobs_pb2.SubmitIngestJobRequest(document=document)
 
-    with rpc_errors("retrieval"):
-        job = await downstreams.jobs.SubmitIngestJob(parts(), timeout=SUBMIT_TIMEOUT_SECONDS)
+    job = await submit_job(downstreams, upload.collection, caller.name, read_each())
     response.headers["Location"] = location_of(job.id)
     return job_of(job)
 
@@ -197,26 +150,21 @@ async def submit_documents_job(
                 f"{document.collection!r}"
             )
 
-    async def parts() -> AsyncIterator[jobs_pb2.SubmitIngestJobRequest]:
-        header = jobs_pb2.IngestJobHeader(collection=body.collection, owner=caller.name)
-        yield jobs_pb2.SubmitIngestJobRequest(header=header)
-        for document in body.documents:
-            yield jobs_pb2.SubmitIngestJobRequest(
-                document=retrieval_pb2.IngestDocumentRequest(
-                    document_id=document.id or "",
-                    title=document.title,
-                    source=document.source,
-                    text=document.text,
-                    metadata=document.metadata,
-                    segments=[
-                        retrieval_pb2.TextSegment(start=segment.start, page=segment.page)
-                        for segment in document.segments
-                    ],
-                )
-            )
-
-    with rpc_errors("retrieval"):
-        job = await downstreams.jobs.SubmitIngestJob(parts(), timeout=SUBMIT_TIMEOUT_SECONDS)
+    documents = (
+        retrieval_pb2.IngestDocumentRequest(
+            document_id=document.id or "",
+            title=document.title,
+            source=document.source,
+            text=document.text,
+            metadata=document.metadata,
+            segments=[
+                retrieval_pb2.TextSegment(start=segment.start, page=segment.page)
+                for segment in document.segments
+            ],
+        )
+        for document in body.documents
+    )
+    job = await submit_job(downstreams, body.collection, caller.name, documents)
     response.headers["Location"] = location_of(job.id)
     return job_of(job)
 

@@ -1,0 +1,52 @@
+"""Handing documents to retrieval as one ingest job: what an ingest-job route submits, and what
+the upload route does with the files its wait ran out before sending.
+
+    job = await submit_job(downstreams, "default", caller.name, documents)
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+
+from bruno.retrieval.v1 import jobs_pb2, retrieval_pb2
+from bruno_edge.clients import Downstreams, rpc_errors
+
+# Reading every file of a large upload and streaming it to retrieval takes a while; each file's
+# reading is bounded on its own (BRUNO_EXTRACTION_TIMEOUT_SECONDS), the job is not.
+SUBMIT_TIMEOUT_SECONDS = 600.0
+
+#: A document of the job, or one that could not be read (a failed document of the job).
+JobItem = retrieval_pb2.IngestDocumentRequest | jobs_pb2.DocumentError
+
+
+async def submit_job(
+    downstreams: Downstreams,
+    collection: str,
+    owner: str,
+    items: Iterable[JobItem] | AsyncIterable[JobItem],
+) -> jobs_pb2.Job:
+    """The job retrieval queued for ``items`` in ``collection``, owned by ``owner``.
+
+    ``items`` may be produced while they stream (an async iterable reading file after file),
+    so a large upload is never held whole as documents."""
+
+    async def parts() -> AsyncIterator[jobs_pb2.SubmitIngestJobRequest]:
+        header = jobs_pb2.IngestJobHeader(collection=collection, owner=owner)
+        yield jobs_pb2.SubmitIngestJobRequest(header=header)
+        async for item in _each(items):
+            if isinstance(item, jobs_pb2.DocumentError):
+                yield jobs_pb2.SubmitIngestJobRequest(rejected=item)
+            else:
+                yield jobs_pb2.SubmitIngestJobRequest(document=item)
+
+    with rpc_errors("retrieval"):
+        return await downstreams.jobs.SubmitIngestJob(parts(), timeout=SUBMIT_TIMEOUT_SECONDS)
+
+
+async def _each(items: Iterable[JobItem] | AsyncIterable[JobItem]) -> AsyncIterator[JobItem]:
+    if isinstance(items, AsyncIterable):
+        async for item in items:
+            yield item
+    else:
+        for item in items:
+            yield item

@@ -1,0 +1,127 @@
+"""The edge in front of a real retrieval server while a reindex of a collection is held up:
+``POST /api/v1/documents`` into it answers 202 with the job it became, never a success for a
+write not committed, and the job commits after the switch.
+
+Both run in this process (the edge through its ASGI app, retrieval as a real gRPC server on
+loopback over a real LanceDB) so that the reindex can be held at a chosen point: between
+processes it would be a race against the reindex's speed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from bruno.embedding.v1 import embedding_pb2
+from bruno_edge import EdgeSettings, create_app
+from bruno_retrieval.config import RetrievalSettings
+from bruno_retrieval.server import create_server
+from bruno_testing.fakes import FakeServices
+from bruno_testing.ollama_standin import hashed_embedding
+
+FINISHED = {"succeeded", "failed", "cancelled"}
+
+
+class SwitchingEmbedder:
+    """An embedding service whose model can change, and whose embedding of texts holding
+    ``held`` waits for ``released`` (``holding`` is set once one waits)."""
+
+    def __init__(self) -> None:
+        self.name, self.dimension = "model-a", 64
+        self.held = ""
+        self.holding, self.released = asyncio.Event(), asyncio.Event()
+
+    async def embed(
+        self, texts: Sequence[str], input_type: embedding_pb2.InputType.ValueType
+    ) -> list[list[float]]:
+        if self.held and any(self.held in text for text in texts):
+            self.holding.set()
+            await self.released.wait()
+        return [hashed_embedding(text, self.dimension) for text in texts]
+
+    async def model(self) -> str:
+        return self.name
+
+
+@pytest.fixture
+async def embedder() -> SwitchingEmbedder:
+    return SwitchingEmbedder()
+
+
+@pytest.fixture
+async def edge(tmp_path: Path, embedder: SwitchingEmbedder) -> AsyncIterator[httpx.AsyncClient]:
+    settings = RetrievalSettings(
+        retrieval_listen_addr="127.0.0.1:0",
+        lancedb_uri=str(tmp_path / "lancedb"),
+        grpc_grace_seconds=0,
+    )
+    retrieval = await create_server(settings, embedder=embedder)
+    port = await retrieval.start()
+    try:
+        # Generation and embedding are not called here; the edge wants their addresses.
+        async with FakeServices() as others:
+            app = create_app(
+                EdgeSettings(
+                    retrieval_addr=f"127.0.0.1:{port}",
+                    generation_addr=others.addr("generation"),
+                    embedding_addr=others.addr("embedding"),
+                    api_keys="",
+                    edge_host="127.0.0.1",
+                )
+            )
+            async with (
+                app.router.lifespan_context(app),
+                httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app, raise_app_exceptions=False),
+                    base_url="http://edge.test",
+                ) as client,
+            ):
+                yield client
+    finally:
+        embedder.released.set()
+        await retrieval.stop()
+
+
+async def until_finished(client: httpx.AsyncClient, location: str) -> dict[str, Any]:
+    for _ in range(400):
+        job: dict[str, Any] = (await client.get(location)).json()
+        if job["state"] in FINISHED:
+            return job
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the job at {location} did not finish")
+
+
+async def test_an_ingest_into_a_collection_being_reindexed_answers_202_with_a_queued_job(
+    edge: httpx.AsyncClient, embedder: SwitchingEmbedder
+) -> None:
+    stored = await edge.post(
+        "/api/v1/documents",
+        json={"collection": "homelab", "id": "stored", "text": "Velero stored note."},
+    )
+    assert stored.status_code == 201, stored.text
+    embedder.name, embedder.dimension = "model-b", 32  # the embedding service changed models
+    embedder.held = "Velero"  # the reindex's copy of the stored note
+    reindex = await edge.post("/api/v1/collections/homelab/reindex")
+    assert reindex.status_code == 202, reindex.text
+    await asyncio.wait_for(embedder.holding.wait(), 30)
+
+    answer = await edge.post(
+        "/api/v1/documents",
+        json={"collection": "homelab", "id": "fresh", "text": "Restic fresh note."},
+    )
+
+    assert answer.status_code == 202, answer.text
+    assert (answer.json()["kind"], answer.json()["state"]) == ("ingest", "queued")
+    embedder.released.set()
+    assert (await until_finished(edge, reindex.headers["Location"]))["state"] == "succeeded"
+    done = await until_finished(edge, answer.headers["Location"])
+    assert (done["state"], done["documents"]["done"]) == ("succeeded", 1)
+    listed = (await edge.get("/api/v1/documents", params={"collection": "homelab"})).json()
+    assert sorted(document["document_id"] for document in listed["documents"]) == [
+        "fresh",
+        "stored",
+    ]
