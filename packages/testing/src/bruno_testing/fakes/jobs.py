@@ -1,7 +1,7 @@
 """An in-memory ``JobService`` over :class:`FakeRetrieval`: a job runs to its end while it is
 submitted (an ingest through the fake's ``IngestDocument``, a reindex through its
 ``ReindexCollection``), so a caller sees it finished at its first look. It fetches nothing: a
-URL is kept in ``urls`` and recorded as a failed document (the real fetcher is tested with a
+URL sent is kept in ``urls`` and recorded as a failed document (the real fetcher is tested with a
 real server, in retrieval's tests and end to end)."""
 
 from __future__ import annotations
@@ -64,8 +64,10 @@ class FakeJobs(jobs_pb2_grpc.JobServiceServicer):
         job = self._new(jobs_pb2.JOB_KIND_INGEST, collection, header.owner)
         failed = [p.rejected for p in parts[1:] if p.WhichOneof("part") == "rejected"]
         documents = [p.document for p in parts[1:] if p.WhichOneof("part") == "document"]
-        urls = [check_fetch_url(p.url.url) for p in parts[1:] if p.WhichOneof("part") == "url"]
-        self.urls.extend(urls)
+        urls = [p.url.url for p in parts[1:] if p.WhichOneof("part") == "url"]
+        self.urls.extend(urls)  # what it was sent, checked or not
+        for url in urls:
+            check_fetch_url(url)
         failed += [
             jobs_pb2.DocumentError(
                 document_id=document_id_from_url(url), source=url, message=FAKE_FETCH_ERROR
