@@ -16,6 +16,18 @@ from bruno_retrieval.knowledge.schema import RESULT_COLUMNS, SUMMARY_COLUMNS, do
 from bruno_retrieval.knowledge.schema import search_hit as hit_of
 
 
+async def ranked_rows(query: Any) -> list[dict[str, Any]]:
+    """The rows of a search ``query`` (LanceDB's ``AsyncFTSQuery`` or ``AsyncVectorQuery``),
+    executed by LanceDB's query itself.
+
+    LanceDB's ``to_arrow()`` first looks up the table's schema, another wait on its runtime
+    and a walk over the projection, to give blob columns their row ids; these tables have no
+    blob column, and a search paid that on each leg: ~0.3-0.7 ms of CPU of 3-4
+    (docs/benchmarks.md, "Third pass: retrieval")."""
+    stream = await query._inner.execute(max_batch_length=None, timeout=None)
+    return [row async for batch in stream for row in batch.to_pylist()]
+
+
 def first_chunks() -> Expr:
     """Rows of a document's first chunk: one row per document."""
     return col("chunk_index") == lit(0)
@@ -28,7 +40,7 @@ async def text_hits(
     search = table.query().nearest_to_text(query)
     if where:
         search = search.where(where)
-    rows = (await search.select([*RESULT_COLUMNS, "_score"]).limit(limit).to_arrow()).to_pylist()
+    rows = await ranked_rows(search.select([*RESULT_COLUMNS, "_score"]).limit(limit))
     return [hit_of(row, row["_score"]) for row in rows]
 
 
@@ -46,7 +58,7 @@ async def vector_hits(
     query = indexes.tune(query, table.name, limit, top_k or limit)
     if where:
         query = query.where(where)
-    rows = (await query.select([*RESULT_COLUMNS, "_distance"]).limit(limit).to_arrow()).to_pylist()
+    rows = await ranked_rows(query.select([*RESULT_COLUMNS, "_distance"]).limit(limit))
     return [hit_of(row, 1.0 - row["_distance"]) for row in rows]
 
 
