@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -289,6 +290,43 @@ async def test_another_owner_can_neither_continue_nor_delete_a_conversation(
     await store.delete("c1", owner="ann")
     with pytest.raises(NotFound):
         await store.get("c1")
+
+
+async def test_a_reader_reaching_a_table_from_before_owners_reads_it_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    # During an upgrade a reader can open the table before the new writer gives it the column.
+    uri = str(tmp_path / "db")
+    db = await lancedb.connect_async(uri)
+    old = pa.schema(  # the table as it was before owners
+        [
+            pa.field("conversation_id", pa.string(), nullable=False),
+            pa.field("turns", pa.string(), nullable=False),
+            pa.field("created_at", pa.timestamp("us", tz="UTC"), nullable=False),
+            pa.field("updated_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        ]
+    )
+    table: Any = await db.create_table(TABLE, schema=old)
+    now = datetime.now(UTC)
+    turns = json.dumps([{"role": "user", "content": "hi", "created_at": now.isoformat()}])
+    row = {"conversation_id": "old", "turns": turns, "created_at": now, "updated_at": now}
+    await table.add(pa.Table.from_pylist([row], schema=old))
+    version = await table.version()
+    settings = RetrievalSettings(lancedb_uri=uri, retrieval_role="reader")
+
+    reader = await ConversationStore.open(settings)
+    try:
+        legacy = await reader.get("old")
+        with pytest.raises(NotFound):
+            await reader.get("old", owner="ann")
+    finally:
+        reader.close()
+    await table.checkout_latest()
+    untouched = (await table.version(), (await table.schema()).names)
+    table.close()
+
+    assert (legacy.owner, [t.content for t in legacy.turns]) == ("", ["hi"])
+    assert untouched == (version, old.names)
 
 
 async def test_a_table_from_before_owners_gets_the_column_its_rows_are_the_callers_of_then(

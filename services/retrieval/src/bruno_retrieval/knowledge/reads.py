@@ -12,7 +12,7 @@ from lancedb.query import ColumnOrdering, FullTextQuery
 
 from bruno_retrieval.knowledge.ann import VectorIndexes
 from bruno_retrieval.knowledge.results import DocumentSummary, SearchHit
-from bruno_retrieval.knowledge.schema import RESULT_COLUMNS, SUMMARY_COLUMNS, document_summary
+from bruno_retrieval.knowledge.schema import SUMMARY_COLUMNS, document_summary
 from bruno_retrieval.knowledge.schema import search_hit as hit_of
 
 
@@ -34,13 +34,14 @@ def first_chunks() -> Expr:
 
 
 async def text_hits(
-    table: Any, query: FullTextQuery, limit: int, where: str | None
+    table: Any, query: FullTextQuery, limit: int, where: str | None, columns: list[str]
 ) -> list[SearchHit]:
-    """The ``limit`` chunks best matching ``query`` by BM25 over their text."""
+    """The ``limit`` chunks best matching ``query`` by BM25 over their text (``columns``: the
+    result columns the table has, :class:`.schema.PagedTables`)."""
     search = table.query().nearest_to_text(query)
     if where:
         search = search.where(where)
-    rows = await ranked_rows(search.select([*RESULT_COLUMNS, "_score"]).limit(limit))
+    rows = await ranked_rows(search.select([*columns, "_score"]).limit(limit))
     return [hit_of(row, row["_score"]) for row in rows]
 
 
@@ -50,15 +51,16 @@ async def vector_hits(
     limit: int,
     where: str | None,
     indexes: VectorIndexes,
+    columns: list[str],
     top_k: int | None = None,
 ) -> list[SearchHit]:
     """The ``limit`` chunks nearest ``vector`` (score = cosine similarity); ``top_k`` of them
-    are answered, the rest are candidates for a fusion."""
+    are answered, the rest are candidates for a fusion (``columns``: as for :func:`text_hits`)."""
     query = table.query().nearest_to(vector).distance_type("cosine")
     query = indexes.tune(query, table.name, limit, top_k or limit)
     if where:
         query = query.where(where)
-    rows = await ranked_rows(query.select([*RESULT_COLUMNS, "_distance"]).limit(limit))
+    rows = await ranked_rows(query.select([*columns, "_distance"]).limit(limit))
     return [hit_of(row, 1.0 - row["_distance"]) for row in rows]
 
 
