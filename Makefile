@@ -6,7 +6,7 @@ UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 RUN := $(UV) run --frozen
 LINT_PATHS := packages services pipelines tests scripts benchmarks k8s
 # mypy checks each workspace member on its own: the members' test modules share names.
-TYPED_DIRS := packages/core packages/proto/tests packages/testing packages/cli services/embedding \
+TYPED_DIRS := packages/core packages/extract packages/proto/tests packages/testing packages/cli services/embedding \
 	services/retrieval services/generation services/edge pipelines scripts \
 	tests/docs tests/e2e tests/k8s benchmarks k8s
 

@@ -48,7 +48,7 @@ from pathlib import Path
 import httpx
 from retrieval import DEFAULT_CRANFIELD, Corpus, load_cranfield
 
-from bruno_edge.extract import extract
+from bruno_extract import extract
 from bruno_retrieval.chunking import chunk_text
 from bruno_retrieval.config import RetrievalSettings
 from bruno_testing.documents import PdfPage, pdf_bytes
