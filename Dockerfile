@@ -32,6 +32,7 @@ RUN mkdir /app/workspace-layer
 COPY pyproject.toml uv.lock ./
 COPY packages/proto/pyproject.toml packages/proto/
 COPY packages/core/pyproject.toml packages/core/
+COPY packages/extract/pyproject.toml packages/extract/
 COPY packages/testing/pyproject.toml packages/testing/
 COPY packages/cli/pyproject.toml packages/cli/
 COPY services/embedding/pyproject.toml services/embedding/
@@ -60,10 +61,11 @@ RUN prune-venv
 FROM edge-deps AS edge-build
 COPY packages/proto/src packages/proto/src
 COPY packages/core/src packages/core/src
+COPY packages/extract/src packages/extract/src
 COPY services/edge/src services/edge/src
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-editable --no-dev --package bruno-edge
-RUN stage-workspace-layer bruno_proto bruno_core bruno_edge
+RUN stage-workspace-layer bruno_proto bruno_core bruno_extract bruno_edge
 
 FROM builder AS embedding-deps
 RUN --mount=type=cache,target=/root/.cache/uv \
@@ -86,10 +88,11 @@ RUN prune-venv
 FROM retrieval-deps AS retrieval-build
 COPY packages/proto/src packages/proto/src
 COPY packages/core/src packages/core/src
+COPY packages/extract/src packages/extract/src
 COPY services/retrieval/src services/retrieval/src
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-editable --no-dev --package bruno-retrieval
-RUN stage-workspace-layer bruno_proto bruno_core bruno_retrieval
+RUN stage-workspace-layer bruno_proto bruno_core bruno_extract bruno_retrieval
 
 FROM builder AS generation-deps
 RUN --mount=type=cache,target=/root/.cache/uv \

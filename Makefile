@@ -6,7 +6,7 @@ UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 RUN := $(UV) run --frozen
 LINT_PATHS := packages services pipelines tests scripts benchmarks k8s
 # mypy checks each workspace member on its own: the members' test modules share names.
-TYPED_DIRS := packages/core packages/proto/tests packages/testing packages/cli services/embedding \
+TYPED_DIRS := packages/core packages/extract packages/proto/tests packages/testing packages/cli services/embedding \
 	services/retrieval services/generation services/edge pipelines scripts \
 	tests/docs tests/e2e tests/k8s benchmarks k8s
 
@@ -77,7 +77,7 @@ bench-readers: sync ## Benchmark search throughput of one and two retrieval read
 bench-chunking: sync ## Benchmark search quality per chunk size / overlap on Cranfield (BENCH_ARGS=--settings 200/20,300/60)
 	$(RUN) python benchmarks/chunking.py $(BENCH_ARGS)
 
-bench-documents: sync ## Benchmark PDF extraction (pages/s) and upload throughput against the raw model on Cranfield PDFs (BENCH_ARGS=--compare)
+bench-documents: sync ## Benchmark PDF extraction (pages/s) and upload throughput against the raw model on Cranfield PDFs (BENCH_ARGS=--compare; "--jobs --abstracts 200": also as one ingest job, against the upload)
 	$(RUN) python benchmarks/documents.py $(BENCH_ARGS)
 
 bench-embedding-memory: sync ## Benchmark the embedding service's resident memory idle, at peak and after ingests (BENCH_ARGS="--texts 32,256 --threads 1")

@@ -1,6 +1,7 @@
 """PDF benchmark: extraction pages/s, and end-to-end upload chunks/s against the raw model.
 
-    uv run python benchmarks/documents.py [--per-file 50] [--compare] [--cranfield DIR]
+    uv run python benchmarks/documents.py [--per-file 50] [--abstracts N] [--compare]
+        [--jobs [--rounds 2]] [--cranfield DIR]
 
 1. writes the Cranfield abstracts (title as a heading, abstract as a paragraph) into PDFs of
    ``--per-file`` abstracts each, with reportlab, in a temporary folder (nothing is kept);
@@ -12,8 +13,17 @@
    kept on one line, a scan found empty, an encrypted and a truncated file refused;
 4. measures the model's raw throughput on the chunks of the extracted text (in-process ONNX,
    batches of 32), uploads every PDF through ``POST /api/v1/documents/upload`` to the real
-   services (edge, retrieval, embedding) and reports chunks/s, then the raw throughput again;
-   the ratio is taken against the mean of the two.
+   services (edge, retrieval, embedding) and reports chunks/s and each service's CPU seconds,
+   then the raw throughput again; the ratio is taken against the mean of the two, and by CPU
+   time against the model's own chunks per CPU second;
+5. with ``--jobs``, also submits the same PDFs as one ingest job (``POST /api/v1/ingest-jobs``,
+   followed at ``GET /api/v1/ingest-jobs/{id}`` until it ends), in ``--rounds`` rounds of an
+   upload and a job (each first in every other round; every pass into a collection of its
+   own, once the services are idle again), with the raw model measured between the rounds:
+   chunks/s and documents/s of each path, the job's own started→finished time, each path's
+   ratio to the raw model on either side of its round, the CPU seconds each service spent on
+   it (which, unlike wall time, a shared machine's load does not inflate) and each job's
+   ratio to the upload of its round.
 
 This is a benchmark, not a test: it prints tables and asserts nothing. See docs/benchmarks.md.
 """
@@ -31,13 +41,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-from retrieval import DEFAULT_CRANFIELD, Corpus, load_cranfield, raw_model_throughput
+from retrieval import DEFAULT_CRANFIELD, Corpus, load_cranfield
 
-from bruno_edge.extract import extract
+from bruno_extract import extract
 from bruno_retrieval.chunking import chunk_text
 from bruno_retrieval.config import RetrievalSettings
 from bruno_testing.documents import PdfPage, pdf_bytes
@@ -45,6 +56,9 @@ from bruno_testing.system import BrunoSystem
 
 UPLOAD_CONCURRENCY = 4  # upload requests in flight, one PDF each
 PASSES = 3
+JOB_POLL_SECONDS = 0.5
+SETTLED_CPU = 0.05  # CPU seconds the services may use in a second and count as idle
+SETTLE_MAX_SECONDS = 120.0
 
 
 def write_pdfs(corpus: Corpus, directory: Path, per_file: int) -> list[Path]:
@@ -189,7 +203,9 @@ def _outcome(read: Callable[[], str], empty_is: str = "read nothing") -> str:
 # --- end to end -----------------------------------------------------------------------------
 
 
-async def upload_all(edge_url: str, files: Sequence[tuple[str, bytes]]) -> tuple[int, float]:
+async def upload_all(
+    edge_url: str, files: Sequence[tuple[str, bytes]], collection: str
+) -> tuple[int, float]:
     """Uploads every PDF (one a request, ``UPLOAD_CONCURRENCY`` at once): chunks and seconds."""
     semaphore = asyncio.Semaphore(UPLOAD_CONCURRENCY)
     chunks = 0
@@ -198,7 +214,7 @@ async def upload_all(edge_url: str, files: Sequence[tuple[str, bytes]]) -> tuple
         nonlocal chunks
         async with semaphore:
             response = await client.post(
-                "/api/v1/documents/upload?collection=cranfield-pdf",
+                f"/api/v1/documents/upload?collection={collection}",
                 files={"file": (name, raw, "application/pdf")},
             )
             if response.status_code != 200:
@@ -210,6 +226,197 @@ async def upload_all(edge_url: str, files: Sequence[tuple[str, bytes]]) -> tuple
         await asyncio.gather(*(one(client, name, raw) for name, raw in files))
         seconds = time.perf_counter() - started
     return chunks, seconds
+
+
+@dataclass(frozen=True)
+class JobRun:
+    """One ingest job, as the client saw it and as its record says."""
+
+    documents: int
+    chunks: int
+    submit_seconds: float  # POST until 202: the edge reads (extracts) every file and hands it on
+    wall_seconds: float  # POST until a poll finds the job ended
+    job_seconds: float  # the job's own started_at → finished_at
+
+
+async def ingest_as_job(
+    edge_url: str, files: Sequence[tuple[str, bytes]], collection: str
+) -> JobRun:
+    """Submits every PDF as one ingest job and polls it until it ends."""
+    async with httpx.AsyncClient(base_url=edge_url, timeout=600) as client:
+        started = time.perf_counter()
+        response = await client.post(
+            f"/api/v1/ingest-jobs?collection={collection}",
+            files=[("files", (name, raw, "application/pdf")) for name, raw in files],
+        )
+        if response.status_code != 202:
+            raise RuntimeError(f"job submit: {response.status_code} {response.text}")
+        submitted = time.perf_counter()
+        location = response.headers["Location"]
+        while (job := response.json())["finished_at"] is None:
+            await asyncio.sleep(JOB_POLL_SECONDS)
+            response = await client.get(location)
+            response.raise_for_status()
+        ended = time.perf_counter()
+    if job["state"] != "succeeded":
+        raise RuntimeError(f"job {job['id']} {job['state']}: {job['reason']} {job['errors']}")
+    span = datetime.fromisoformat(job["finished_at"]) - datetime.fromisoformat(job["started_at"])
+    return JobRun(
+        documents=job["documents"]["done"],
+        chunks=job["chunks_written"],
+        submit_seconds=submitted - started,
+        wall_seconds=ended - started,
+        job_seconds=span.total_seconds(),
+    )
+
+
+@dataclass(frozen=True)
+class RawModel:
+    """The model alone over the corpus's chunks."""
+
+    rate: float  # chunks/s
+    per_cpu_second: float  # chunks per CPU second: what the load on the machine does not change
+
+
+async def raw_model(chunks: list[str]) -> RawModel:
+    """The embedding service's model in-process (ONNX, batches of 32, as
+    ``retrieval.raw_model_throughput``), the embedding call's wall and CPU time (this
+    process's: the model's threads are its own, the rest of it waits)."""
+    from bruno_embedding.embedders import InputType
+    from bruno_embedding.onnx_embedder import OnnxMiniLMEmbedder
+
+    embedder = OnnxMiniLMEmbedder(batch_size=32)
+    await embedder.start()
+    wall, cpu = time.perf_counter(), time.process_time()
+    await embedder.embed(chunks, InputType.DOCUMENT)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    await embedder.aclose()
+    return RawModel(len(chunks) / wall, len(chunks) / cpu)
+
+
+def load() -> str:
+    """The machine's load averages (1, 5, 15 min): other helpers share it."""
+    return " / ".join(f"{value:.1f}" for value in os.getloadavg())
+
+
+def cpu_seconds(system: BrunoSystem) -> dict[str, float]:
+    """CPU time (user + system) each service process has used so far (Linux ``/proc``).
+
+    Unlike wall time, it does not grow when other work on the machine takes the cores, so it
+    compares the paths fairly on a shared machine."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    used = {}
+    for name, process in system.processes.items():
+        fields = Path(f"/proc/{process.pid}/stat").read_text().rpartition(")")[2].split()
+        used[name] = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return used
+
+
+async def settle(system: BrunoSystem) -> float:
+    """Wait until the services are idle (the last path's index builds and compactions run in
+    the background): under ``SETTLED_CPU`` of a core over a second, at most
+    ``SETTLE_MAX_SECONDS``. The seconds waited."""
+    started = time.perf_counter()
+    before = sum(cpu_seconds(system).values())
+    while time.perf_counter() - started < SETTLE_MAX_SECONDS:
+        await asyncio.sleep(1.0)
+        now = sum(cpu_seconds(system).values())
+        if now - before < SETTLED_CPU:
+            break
+        before = now
+    return time.perf_counter() - started
+
+
+@dataclass(frozen=True)
+class PathRun:
+    """The corpus through one path once: what the client saw, and the services' CPU time."""
+
+    path: str  # "upload" or "job"
+    round: int
+    chunks: int
+    documents: int
+    seconds: float  # the client's wall time
+    cpu: dict[str, float]  # CPU seconds each service used meanwhile
+    load: str  # at its start
+    job: JobRun | None = None
+
+    @property
+    def rate(self) -> float:
+        return self.chunks / self.seconds
+
+
+async def run_path(
+    system: BrunoSystem, path: str, round_: int, files: Sequence[tuple[str, bytes]]
+) -> PathRun:
+    """The corpus into a collection of its own through ``path``, once the services are idle."""
+    waited = await settle(system)
+    print(f"round {round_} {path}: settled in {waited:.0f} s, load {load()}", file=sys.stderr)
+    collection = f"cranfield-pdf-{path}-{round_}"
+    at_start, before = load(), cpu_seconds(system)
+    job = None
+    if path == "job":
+        job = await ingest_as_job(system.edge_url, files, collection)
+        chunks, documents, seconds = job.chunks, job.documents, job.wall_seconds
+    else:
+        chunks, seconds = await upload_all(system.edge_url, files, collection)
+        documents = len(files)
+    after = cpu_seconds(system)
+    cpu = {name: after[name] - before[name] for name in after}
+    print(f"  {chunks} chunks in {seconds:.0f} s", file=sys.stderr)
+    return PathRun(path, round_, chunks, documents, seconds, cpu, at_start, job)
+
+
+def print_end_to_end(runs: Sequence[PathRun], raws: Sequence[RawModel], chunks: int) -> None:
+    """The table of the paths, each against the raw model: by wall time against the raw runs
+    on either side of its round (the load drifts), by CPU time against their mean; and each
+    job against the upload of its round."""
+    per_cpu_second = statistics.mean(raw.per_cpu_second for raw in raws)
+    print("\n## End to end: PDFs uploaded, extracted, chunked, embedded and stored\n")
+    print(
+        f"Model alone (in-process ONNX, batches of 32, {chunks} chunks), before, between the "
+        f"rounds and after: {' / '.join(f'{raw.rate:.1f}' for raw in raws)} chunks/s; "
+        f"{' / '.join(f'{raw.per_cpu_second:.1f}' for raw in raws)} chunks per CPU second.\n"
+    )
+    print(
+        "| round | path | chunks in s | chunks/s | documents/s | of the raw model | "
+        "CPU s: edge / retrieval / embedding | chunks per CPU s (all services) | "
+        "of the raw model's | load (1/5/15 min) at its start |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for run in runs:
+        raw = statistics.mean(raw.rate for raw in raws[run.round - 1 : run.round + 1])
+        cpu = " / ".join(f"{run.cpu[name]:.1f}" for name in ("edge", "retrieval", "embedding"))
+        efficiency = run.chunks / sum(run.cpu.values())
+        name = (
+            f"`POST /api/v1/documents/upload`, {run.documents} PDFs, {UPLOAD_CONCURRENCY} at once"
+            if run.job is None
+            else f"`POST /api/v1/ingest-jobs`, {run.documents} PDFs as one job, to the poll that "
+            f"found it done (the POST answered in {run.job.submit_seconds:.1f} s)"
+        )
+        print(
+            f"| {run.round} | {name} | {run.chunks} in {run.seconds:.0f} | {run.rate:.1f} | "
+            f"{run.documents / run.seconds:.3f} | {run.rate / raw * 100:.0f}% | {cpu} | "
+            f"{efficiency:.1f} | {efficiency / per_cpu_second * 100:.0f}% | {run.load} |"
+        )
+        if run.job is not None:
+            own = run.chunks / run.job.job_seconds
+            print(
+                f"| {run.round} | the same job, its own `started_at` → `finished_at` "
+                f"| {run.chunks} in {run.job.job_seconds:.0f} | {own:.1f} | "
+                f"{run.documents / run.job.job_seconds:.3f} | {own / raw * 100:.0f}% | | | | |"
+            )
+    uploads = {run.round: run for run in runs if run.job is None}
+    jobs = [run for run in runs if run.job is not None]
+    if jobs:
+        ratios = [job.rate / uploads[job.round].rate for job in jobs]
+        cpu_ratios = [sum(job.cpu.values()) / sum(uploads[job.round].cpu.values()) for job in jobs]
+        print(
+            "\nThe job against the upload of its round: chunks/s "
+            + ", ".join(f"{ratio:.2f}" for ratio in ratios)
+            + " times its rate; the services' CPU seconds "
+            + ", ".join(f"{ratio:.2f}" for ratio in cpu_ratios)
+            + " times theirs."
+        )
 
 
 def chunk_texts(texts: Sequence[str], settings: RetrievalSettings) -> list[str]:
@@ -233,6 +440,15 @@ async def main() -> None:
     parser.add_argument("--per-file", type=int, default=50, help="abstracts per PDF")
     parser.add_argument("--compare", action="store_true", help="also time the other parsers")
     parser.add_argument("--skip-e2e", action="store_true", help="extraction only")
+    parser.add_argument(
+        "--jobs", action="store_true", help="also ingest the PDFs as one job (end to end)"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="with --jobs: rounds of upload and job, each going first in every other one",
+    )
     parser.add_argument(
         "--abstracts", type=int, default=0, help="use the first N abstracts (default: all)"
     )
@@ -283,39 +499,45 @@ async def main() -> None:
         settings = RetrievalSettings()
         texts = [extract(path.name, raw).text for path, raw in zip(paths, raws, strict=True)]
         chunks = chunk_texts(texts, settings)
-        raw_before = await raw_model_throughput(chunks)
-        print(f"raw model: {raw_before:.0f} chunks/s over {len(chunks)} chunks", file=sys.stderr)
+        raws_model = [await raw_model(chunks)]
+        print(
+            f"raw model: {raws_model[0].rate:.1f} chunks/s over {len(chunks)} chunks, "
+            f"load {load()}",
+            file=sys.stderr,
+        )
         # A synchronous upload rides on the edge's deadlines (the retrieval channel's default,
         # BRUNO_REQUEST_TIMEOUT_SECONDS, caps the ingest call's own) and on retrieval's embedding
-        # deadline; on a loaded machine a PDF of 50 abstracts can pass them. The benchmark
-        # measures throughput, not those deadlines (ingestion jobs will take long work off them).
+        # deadline; on a loaded machine a PDF of 50 abstracts can pass them, and past
+        # BRUNO_INGEST_WAIT_SECONDS the upload answers 202 and goes on as a job. The benchmark
+        # measures the synchronous path's throughput, not those deadlines.
         env = {
             "BRUNO_LOG_LEVEL": "WARNING",
             "BRUNO_REQUEST_TIMEOUT_SECONDS": "900",
             "BRUNO_CHAT_TIMEOUT_SECONDS": "900",
             "BRUNO_EMBEDDING_TIMEOUT_SECONDS": "900",
+            "BRUNO_INGEST_WAIT_SECONDS": "900",
         }
+        files = [(path.name, raw) for path, raw in zip(paths, raws, strict=True)]
+        rounds = args.rounds if args.jobs else 1
+        runs: list[PathRun] = []
         (workdir / "system").mkdir()
         with BrunoSystem(workdir / "system", ollama_host="http://127.0.0.1:9", env=env) as system:
-            files = [(path.name, raw) for path, raw in zip(paths, raws, strict=True)]
-            ingested, seconds = await upload_all(system.edge_url, files)
-        raw_after = await raw_model_throughput(chunks)
-        print(f"raw model again: {raw_after:.0f} chunks/s", file=sys.stderr)
+            for round_ in range(1, rounds + 1):
+                # Each path goes first in every other round: neither always inherits the
+                # machine after the other.
+                order = ["upload", "job"] if round_ % 2 else ["job", "upload"]
+                for path in order if args.jobs else ["upload"]:
+                    runs.append(await run_path(system, path, round_, files))
+                if round_ < rounds:
+                    await settle(system)
+                    raws_model.append(await raw_model(chunks))
+                    print(f"raw model: {raws_model[-1].rate:.1f} chunks/s", file=sys.stderr)
+        raws_model.append(await raw_model(chunks))
+        print(
+            f"raw model after: {raws_model[-1].rate:.1f} chunks/s, load {load()}", file=sys.stderr
+        )
 
-    raw = statistics.mean([raw_before, raw_after])
-    rate = ingested / seconds
-    print("\n## End to end: PDFs uploaded, extracted, chunked, embedded and stored\n")
-    print("| path | chunks/s |")
-    print("|---|---|")
-    print(
-        f"| model alone (in-process ONNX, batches of 32, {len(chunks)} chunks), before / after "
-        f"| {raw_before:.0f} / {raw_after:.0f} |"
-    )
-    print(
-        f"| `POST /api/v1/documents/upload`, {len(paths)} PDFs, {UPLOAD_CONCURRENCY} at once, "
-        f"{ingested} chunks in {seconds:.0f} s | {rate:.0f} ({rate / raw * 100:.0f}% of the "
-        "model's mean) |"
-    )
+    print_end_to_end(runs, raws_model, len(chunks))
     print(f"\ntotal run time {time.perf_counter() - began:.0f} s")
 
 

@@ -40,6 +40,7 @@ VENV = "/venv"
 TYPED_TREES: tuple[str, ...] = (
     "packages/proto/tests",
     "packages/core",
+    "packages/extract",
     "packages/testing",
     "packages/cli",
     "services/embedding",

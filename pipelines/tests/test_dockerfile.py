@@ -209,6 +209,7 @@ def test_staging_copies_the_workspace_packages_with_bytecode_and_scripts_only(
     _install(site, "fastapi-1.0", {"fastapi/__init__.py": "", "../../../bin/fastapi": ""})
     _install(site, "bruno_proto-0.1.0", {"bruno/edge/v1/pb2.py": "proto"})
     _install(site, "bruno_core-0.1.0", {"bruno_core/__init__.py": "core"})
+    _install(site, "bruno_extract-0.1.0", {"bruno_extract/__init__.py": "extract"})
     _install(
         site,
         "bruno_edge-0.1.0",
@@ -231,6 +232,8 @@ def test_staging_copies_the_workspace_packages_with_bytecode_and_scripts_only(
         f"{sp}/bruno_proto-0.1.0.dist-info/RECORD",
         f"{sp}/bruno_core/__init__.py",
         f"{sp}/bruno_core-0.1.0.dist-info/RECORD",
+        f"{sp}/bruno_extract/__init__.py",
+        f"{sp}/bruno_extract-0.1.0.dist-info/RECORD",
         f"{sp}/bruno_edge/app.py",
         f"{sp}/bruno_edge/__pycache__/app.cpython-311.pyc",
         f"{sp}/bruno_edge-0.1.0.dist-info/RECORD",

@@ -1,12 +1,14 @@
 """Ingest jobs end to end: the four services as real processes, the edge over real HTTP, jobs
 kept in retrieval's LanceDB. Progress, a bad file failing alone, cancel, owners and scopes,
 a retrieval process killed in the middle of a job, reindex jobs, a synchronous ingest that
-becomes a job, and the CLI on top of them."""
+becomes a job, URL jobs fetching from a real web server on loopback, and the CLI on top of
+them."""
 
 from __future__ import annotations
 
 import asyncio
 import io
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +23,7 @@ from bruno_edge.keys import hash_line
 from bruno_testing.documents import PdfPage, pdf_bytes
 from bruno_testing.ollama_standin import OllamaStandIn
 from bruno_testing.system import BrunoSystem
+from bruno_testing.website import Page, Website
 
 KEYS = {
     "writer": ("bruno_writer_key", ["read", "write"], ["docs", "manuals"]),
@@ -55,6 +58,8 @@ def system(
         "BRUNO_API_KEYS_FILE": str(keys_file(workdir / "keys.toml")),
         # A document of a few hundred chunks outlasts it: POST /api/v1/documents becomes a job.
         "BRUNO_INGEST_WAIT_SECONDS": "0.1",
+        # URL jobs fetch from the test's web server on loopback, refused without this.
+        "BRUNO_FETCH_ALLOWED_NETWORKS": "127.0.0.1/32",
     }
     with BrunoSystem(workdir, ollama_host=standin.url, env=env) as running:
         yield running
@@ -325,3 +330,82 @@ def test_the_cli_sends_a_large_folder_as_a_job_and_fails_for_the_file_it_could_n
     listed = io.StringIO()
     asyncio.run(run(["jobs", "--url", system.edge_url, "--api-key", KEYS["other"][0]], out=listed))
     assert listed.getvalue().split()[1:4] == ["ingest", "cli", "succeeded"]
+
+
+@pytest.fixture(scope="module")
+def website() -> Iterator[Website]:
+    manual = pdf_bytes(
+        [
+            PdfPage(heading="Generator", paragraphs=["The generator runs the rack for 8 hours."]),
+            PdfPage(heading="Transfer", paragraphs=["The transfer switch flips within 40 ms."]),
+        ]
+    )
+    pages = {
+        "/wiki/vlans.html": Page(
+            b"<title>VLANs</title><h1>VLAN plan</h1><p>The cameras live on VLAN 66.</p>",
+            "text/html; charset=utf-8",
+        ),
+        "/files/generator.pdf": Page(manual, "application/pdf"),
+        "/notes/nas.md": Page(b"# NAS\n\nThe NAS scrubs its pool on Sundays.", "text/markdown"),
+        "/photo.jpg": Page(b"\xff\xd8\xff", "image/jpeg"),
+    }
+    with Website(pages) as running:
+        yield running
+
+
+def test_a_url_job_fetches_each_page_and_search_finds_it_on_its_page(
+    client: Client, website: Website
+) -> None:
+    writer = client("writer")
+    urls = [
+        website.url("/wiki/vlans.html"),
+        website.url("/files/generator.pdf"),
+        website.url("/missing"),
+        website.url("/photo.jpg"),
+    ]
+
+    response = writer.post("/api/v1/ingest-jobs", json={"collection": "docs", "urls": urls})
+
+    assert response.status_code == 202, response.text
+    job = response.json()
+    assert response.headers["location"] == f"/api/v1/ingest-jobs/{job['id']}"
+    done = poll(writer, job["id"], finished)
+    assert (done["documents"]["done"], done["documents"]["failed"]) == (2, 2), done
+    errors = {error["source"]: error["message"] for error in done["errors"]}
+    assert errors[website.url("/missing")] == "answered 404 Not Found"
+    assert "'image/jpeg'" in errors[website.url("/photo.jpg")]
+    hits = writer.post(
+        "/api/v1/search",
+        json={"query": "How fast does the transfer switch flip?", "collection": "docs"},
+    ).json()["results"]
+    assert (hits[0]["source"], hits[0]["page"]) == (website.url("/files/generator.pdf"), 2)
+    assert hits[0]["link"] == website.url("/files/generator.pdf") + "#page=2"
+    vlan = writer.post(
+        "/api/v1/search", json={"query": "camera VLAN", "collection": "docs"}
+    ).json()["results"]
+    assert vlan[0]["title"] == "VLANs"
+
+
+def test_a_url_job_is_the_keys_own_in_its_collections_only(
+    client: Client, website: Website
+) -> None:
+    body = {"collection": "elsewhere", "urls": [website.url("/notes/nas.md")]}
+
+    assert client("writer").post("/api/v1/ingest-jobs", json=body).status_code == 404
+    assert client("reader").post("/api/v1/ingest-jobs", json=body).status_code == 403
+
+
+def test_the_cli_sends_urls_as_one_job_and_fails_for_the_one_it_could_not_fetch(
+    system: BrunoSystem, website: Website
+) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    argv = ["--url", system.edge_url, "--api-key", KEYS["other"][0], "--collection", "urls"]
+    urls = [website.url("/notes/nas.md"), website.url("/gone.md")]
+
+    code = asyncio.run(run(["ingest", *urls, "--plain", *argv], out=out, err=err))
+
+    lines = out.getvalue().strip().splitlines()
+    assert code == 1, err.getvalue()
+    assert re.fullmatch(r"job \w+ queued: 2 URLs", lines[0]), lines
+    assert any(line.startswith("failed ") and "answered 404" in line for line in lines), lines
+    assert lines[-1] == "2 URLs: 1 ingested, 1 failed"

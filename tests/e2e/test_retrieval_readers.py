@@ -2,7 +2,8 @@
 on one ``s3://`` knowledge base (moto's S3 server on loopback), the edge writing to the one and
 reading from the others. A document ingested through the edge is found by each reader within
 the lag (and at once with the write's consistency token), its deletion is seen by each, search
-goes on through a reindex's switch, with the writer killed, and with a reader killed too."""
+goes on through a reindex's switch, with the writer killed, and with a reader killed too. On a
+reader lagging far behind, a chat sending the write's token cites what the write added."""
 
 from __future__ import annotations
 
@@ -23,10 +24,17 @@ pytestmark = pytest.mark.slow  # six processes and an S3 stand-in
 
 READERS = ("retrieval-reader-1", "retrieval-reader-2")
 LAG_SECONDS = 0.5
+# The longest lag retrieval accepts: a reader that opened a table looks for newer versions of
+# it no sooner than this, far longer than the test takes.
+LONG_LAG_SECONDS = 300
 TOKEN = "Bruno-Consistency-Token"
 RUNBOOK = (
     "# Restoring the NAS\n\nStop the Jellyfin pods, then run velero restore create nas-nightly "
     "and wait for the persistent volume claims to bind before starting them again.\n"
+)
+UPS = (
+    "# UPS runtime\n\nThe Eaton 5P UPS in the rack holds the NAS and the switch for 38 minutes "
+    "on battery, then NUT shuts the NAS down cleanly.\n"
 )
 
 
@@ -44,6 +52,22 @@ def scaled(
         with BrunoSystem(
             workdir, ollama_host=standin.url, env=env, retrieval_readers=len(READERS)
         ) as system:
+            yield system
+
+
+@pytest.fixture(scope="module")
+def lagging(
+    tmp_path_factory: pytest.TempPathFactory, standin: OllamaStandIn
+) -> Iterator[BrunoSystem]:
+    """The writer and one reader that follows it only every ``LONG_LAG_SECONDS``."""
+    with S3StandIn() as s3:
+        env = {
+            **s3.env,
+            "BRUNO_LANCEDB_URI": s3.uri("lagging"),
+            "BRUNO_RETRIEVAL_READ_CONSISTENCY_SECONDS": str(LONG_LAG_SECONDS),
+        }
+        workdir: Path = tmp_path_factory.mktemp("bruno-lagging")
+        with BrunoSystem(workdir, ollama_host=standin.url, env=env, retrieval_readers=1) as system:
             yield system
 
 
@@ -147,3 +171,35 @@ def test_readers_follow_the_writer_and_keep_answering_when_processes_die(
     assert refused_write.status_code == 503
     assert [r.status_code for r in one_reader_left] == [200] * 6
     assert all(r.json()["results"][0]["document_id"] == "nas.md" for r in one_reader_left)
+
+
+def test_a_chat_with_the_writes_token_cites_what_a_lagging_reader_has_not_followed(
+    lagging: BrunoSystem,
+) -> None:
+    edge = httpx.Client(base_url=lagging.edge_url, timeout=60)
+    first = edge.post("/api/v1/documents", json={"id": "nas.md", "text": RUNBOOK})
+    # The reader opens the table at this write; it looks for a newer version a long lag later.
+    opened = search(edge, "velero restore nas", **{TOKEN: first.headers[TOKEN]})
+    added = edge.post("/api/v1/documents", json={"id": "ups.md", "text": UPS})
+    token = {TOKEN: added.headers[TOKEN]}
+    question = "How long does the UPS hold the NAS on battery?"
+
+    behind = edge.post("/api/v1/chat", json={"message": question})
+    chat = edge.post("/api/v1/chat", json={"message": question}, headers=token)
+    completion = edge.post(
+        "/v1/chat/completions",
+        json={"model": "bruno", "messages": [{"role": "user", "content": question}]},
+        headers=token,
+    )
+    edge.close()
+
+    assert first.status_code == added.status_code == 201, added.text
+    assert [r["document_id"] for r in opened.json()["results"]] == ["nas.md"]
+    # Without the token the reader answers from before the write: the chat misses it.
+    assert behind.status_code == 200, behind.text
+    assert "ups.md" not in {c["document_id"] for c in behind.json()["citations"]}
+    assert chat.status_code == 200, chat.text
+    assert chat.json()["citations"][0]["document_id"] == "ups.md"
+    assert chat.json()["citations"][0]["cited"] is True
+    assert completion.status_code == 200, completion.text
+    assert completion.json()["citations"][0]["document_id"] == "ups.md"

@@ -243,9 +243,14 @@ async def test_on_a_terminal_the_progress_is_a_bar_and_not_lines(
     assert err == ""
 
 
-def test_a_url_is_refused_with_what_to_do_instead(capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_url_is_taken_and_one_the_server_may_not_fetch_is_refused(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    args = build_parser().parse_args(["ingest", "https://example.com/manual.pdf", "notes/"])
+    assert args.paths == ["https://example.com/manual.pdf", Path("notes/")]
+
     with pytest.raises(SystemExit) as exit_:
-        build_parser().parse_args(["ingest", "https://example.com/manual.pdf"])
+        build_parser().parse_args(["ingest", "https://me:secret@example.com/manual.pdf"])
 
     assert exit_.value.code == 2
-    assert "URLs are not ingested yet" in capsys.readouterr().err
+    assert "user name or password" in capsys.readouterr().err

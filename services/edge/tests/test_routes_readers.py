@@ -82,6 +82,44 @@ async def test_a_writes_token_is_answered_and_a_read_sending_it_asks_for_that_ve
     assert deleted.headers[TOKEN] == "default@2"
 
 
+async def test_a_chat_sending_a_token_retrieves_its_passages_at_that_version(
+    split: Edge, readers: FakeServices
+) -> None:
+    token = (await split.ingest("Velero backs up the cluster nightly.", id="velero.md")).headers[
+        TOKEN
+    ]
+    question = {"role": "user", "content": "velero"}
+
+    chatted = await split.client.post(
+        "/api/v1/chat", json={"message": "velero"}, headers={TOKEN: token}
+    )
+    completed = await split.client.post(
+        "/v1/chat/completions",
+        json={"model": "bruno", "messages": [question]},
+        headers={TOKEN: token},
+    )
+    plain = await split.client.post("/api/v1/chat", json={"message": "velero"})
+
+    assert chatted.status_code == completed.status_code == plain.status_code == 200
+    version = retrieval_pb2.Committed(table="default", version=1)
+    assert [s.at_least for s in readers.retrieval.searches[:2]] == [version, version]
+    assert not readers.retrieval.searches[2].HasField("at_least")
+
+
+async def test_a_malformed_token_on_a_chat_completion_is_an_openai_400(
+    split: Edge, readers: FakeServices
+) -> None:
+    response = await split.client.post(
+        "/v1/chat/completions",
+        json={"model": "bruno", "messages": [{"role": "user", "content": "velero"}]},
+        headers={TOKEN: "default@x"},
+    )
+
+    assert response.status_code == 400
+    assert response.json()["error"]["type"] == "invalid_request_error"
+    assert readers.retrieval.searches == []
+
+
 async def test_an_upload_answers_the_token_of_its_last_commit(split: Edge) -> None:
     uploaded = await split.client.post(
         "/api/v1/documents/upload",
@@ -166,6 +204,12 @@ async def test_openapi_declares_the_token_writes_answer_and_reads_take(split: Ed
     }
     for path, method, status in answered:
         assert TOKEN in paths[path][method]["responses"][status].get("headers", {}), path
-    for path, method in (("/api/v1/search", "post"), ("/api/v1/documents", "get")):
+    taking = [
+        ("/api/v1/search", "post"),
+        ("/api/v1/documents", "get"),
+        ("/api/v1/chat", "post"),
+        ("/v1/chat/completions", "post"),
+    ]
+    for path, method in taking:
         taken = {(p["name"], p["in"]) for p in paths[path][method]["parameters"]}
         assert (TOKEN, "header") in taken, path

@@ -153,6 +153,7 @@ class Legacy:
             "turns": "[]",
             "created_at": now,
             "updated_at": now,
+            "revision": 1,
         }
         await table.add(pa.Table.from_pylist([row], schema=await table.schema()))
         table.close()

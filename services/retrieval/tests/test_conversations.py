@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,11 +16,14 @@ from lancedb.table import IndexStatistics
 
 from bruno_core import InvalidInput, LimitExceeded, NotFound
 from bruno_core.contract import OWNERS_BEFORE_OWNERSHIP
+from bruno_retrieval import conversations
 from bruno_retrieval.config import RetrievalSettings
 from bruno_retrieval.conversations import (
     OPTIMIZE_EVERY_WRITES,
     TABLE,
     ConversationStore,
+    RecentConversations,
+    StoredConversation,
     StoredTurn,
 )
 
@@ -288,6 +292,43 @@ async def test_another_owner_can_neither_continue_nor_delete_a_conversation(
         await store.get("c1")
 
 
+async def test_a_reader_reaching_a_table_from_before_owners_reads_it_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    # During an upgrade a reader can open the table before the new writer gives it the column.
+    uri = str(tmp_path / "db")
+    db = await lancedb.connect_async(uri)
+    old = pa.schema(  # the table as it was before owners
+        [
+            pa.field("conversation_id", pa.string(), nullable=False),
+            pa.field("turns", pa.string(), nullable=False),
+            pa.field("created_at", pa.timestamp("us", tz="UTC"), nullable=False),
+            pa.field("updated_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        ]
+    )
+    table: Any = await db.create_table(TABLE, schema=old)
+    now = datetime.now(UTC)
+    turns = json.dumps([{"role": "user", "content": "hi", "created_at": now.isoformat()}])
+    row = {"conversation_id": "old", "turns": turns, "created_at": now, "updated_at": now}
+    await table.add(pa.Table.from_pylist([row], schema=old))
+    version = await table.version()
+    settings = RetrievalSettings(lancedb_uri=uri, retrieval_role="reader")
+
+    reader = await ConversationStore.open(settings)
+    try:
+        legacy = await reader.get("old")
+        with pytest.raises(NotFound):
+            await reader.get("old", owner="ann")
+    finally:
+        reader.close()
+    await table.checkout_latest()
+    untouched = (await table.version(), (await table.schema()).names)
+    table.close()
+
+    assert (legacy.owner, [t.content for t in legacy.turns]) == ("", ["hi"])
+    assert untouched == (version, old.names)
+
+
 async def test_a_table_from_before_owners_gets_the_column_its_rows_are_the_callers_of_then(
     tmp_path: Path,
 ) -> None:
@@ -335,3 +376,178 @@ async def test_a_table_from_before_owners_gets_the_column_its_rows_are_the_calle
     assert seen_open.owner == ""  # nobody claimed it
     assert [t.content for t in seen_open.turns] == ["still here", "from the env key"]
     assert {"api-key", "open"} == OWNERS_BEFORE_OWNERSHIP
+
+
+async def table_rows(uri: str) -> list[dict[str, Any]]:
+    """The conversations table's rows, read through LanceDB itself."""
+    with await (await lancedb.connect_async(uri)).open_table(TABLE) as table:
+        rows: list[dict[str, Any]] = (await table.query().to_arrow()).to_pylist()
+        return rows
+
+
+async def test_a_store_opened_afresh_reads_the_newest_revision_of_each_conversation(
+    tmp_path: Path,
+) -> None:
+    uri = str(tmp_path / "db")
+    first = await open_store(uri, 4)
+    await first.append("c1", [user("one")], create=True)
+    await first.append("c2", [user("other")], create=True)
+    for n in range(2, 6):
+        await first.append("c1", [user(f"turn {n}")])
+    first.close()
+    revisions = sorted(row["revision"] for row in await table_rows(uri))
+
+    second = await open_store(uri, 4)
+    found = await second.get("c1")
+    second.close()
+
+    assert revisions == [1, 1, 2, 3, 4, 5]  # appends add rows; the upkeep has not run yet
+    assert [t.content for t in found.turns] == ["turn 2", "turn 3", "turn 4", "turn 5"]
+
+
+async def test_the_upkeep_deletes_replaced_revisions_also_those_a_restart_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uri = str(tmp_path / "db")
+    first = await open_store(uri, 4)
+    for n in range(3):  # below the upkeep's period: three revisions of c1 stay
+        await first.append("c1", [user(f"q{n}")], create=True)
+    first.close()
+    monkeypatch.setattr(conversations, "OPTIMIZE_EVERY_WRITES", 3)
+
+    second = await open_store(uri, 4)
+    assert [t.content for t in (await second.get("c1")).turns] == ["q0", "q1", "q2"]
+    for n in range(3):
+        await second.append(f"c{n + 2}", [user("new")], create=True)
+    rows = await table_rows(uri)
+    answer = await second.get("c1")
+    second.close()
+
+    assert sorted((row["conversation_id"], row["revision"]) for row in rows) == [
+        ("c1", 3),
+        ("c2", 1),
+        ("c3", 1),
+        ("c4", 1),
+    ]
+    assert [t.content for t in answer.turns] == ["q0", "q1", "q2"]
+
+
+class CountingReads:
+    """A table that counts the queries made of it and passes everything on."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+        self.queries = 0
+
+    def query(self) -> Any:
+        self.queries += 1
+        return self.table.query()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.table, name)
+
+
+async def test_the_writer_answers_conversations_it_wrote_from_memory(
+    store: ConversationStore,
+) -> None:
+    await store.append("c1", [user("How?")], create=True, owner="ann")
+    counting = CountingReads(store._table)
+    store._table = counting
+
+    await store.append("c1", [assistant("Like this.")], owner="ann")
+    found = await store.get("c1", owner="ann")
+    with pytest.raises(NotFound):
+        await store.get("c1", owner="bob")
+    await store.delete("c1", owner="ann")
+    with pytest.raises(NotFound):
+        await store.get("c1", owner="ann")
+
+    assert [t.content for t in found.turns] == ["How?", "Like this."]
+    assert counting.queries == 1  # only the read after the delete
+
+
+async def test_a_failed_write_leaves_the_conversation_as_the_table_holds_it(
+    store: ConversationStore,
+) -> None:
+    await store.append("c1", [user("kept")], create=True)
+    table = store._table
+
+    class FailingAdds(CountingReads):
+        async def add(self, rows: Any) -> None:
+            raise OSError("disk full")
+
+    store._table = FailingAdds(table)
+    with pytest.raises(OSError, match="disk full"):
+        await store.append("c1", [user("lost")])
+    store._table = table
+
+    assert [t.content for t in (await store.get("c1")).turns] == ["kept"]
+
+
+def conversation(conversation_id: str, chars: int) -> StoredConversation:
+    now = datetime.now(UTC)
+    return StoredConversation(conversation_id, [user("x" * chars)], now, now)
+
+
+def test_recent_conversations_drop_the_least_recently_used_past_their_size() -> None:
+    recent = RecentConversations(max_chars=250)
+    for name in ("a", "b"):
+        recent.put(conversation(name, 100))
+    assert recent.get("a") is not None  # now b is the least recently used
+
+    recent.put(conversation("c", 100))
+
+    assert [recent.get(name) is not None for name in ("a", "b", "c")] == [True, False, True]
+
+
+class HeldReads(CountingReads):
+    """A table whose first read, once made, waits for ``release`` before it answers."""
+
+    def __init__(self, table: Any) -> None:
+        super().__init__(table)
+        self.release = asyncio.Event()
+        self.held = asyncio.Event()
+
+    def query(self) -> Any:
+        self.queries += 1
+        first = self.queries == 1
+        outer = self
+
+        class Held:
+            def __init__(self, query: Any) -> None:
+                self.query = query
+
+            def where(self, predicate: Any) -> Held:
+                return Held(self.query.where(predicate))
+
+            async def to_arrow(self) -> Any:
+                rows = await self.query.to_arrow()
+                if first:  # read, not yet answered
+                    outer.held.set()
+                    await outer.release.wait()
+                return rows
+
+        return Held(self.table.query())
+
+
+async def test_a_read_overtaken_by_an_append_does_not_leave_the_older_revision_in_memory(
+    tmp_path: Path,
+) -> None:
+    uri = str(tmp_path / "db")
+    first = await open_store(uri, 4)
+    await first.append("c1", [user("one")], create=True)
+    first.close()
+    store = await open_store(uri, 4)  # c1 not in its memory
+    held = HeldReads(store._table)
+    store._table = held
+
+    slow_read = asyncio.ensure_future(store.get("c1"))
+    await held.held.wait()
+    await store.append("c1", [user("two")])
+    held.release.set()
+    overtaken = await slow_read
+    after = await store.get("c1")
+    store.close()
+
+    assert [t.content for t in overtaken.turns] == ["one"]
+    assert [t.content for t in after.turns] == ["one", "two"]

@@ -259,13 +259,16 @@ async def test_a_reader_reads_conversations_the_writer_keeps(make_settings: Make
             await reader.get("c1")
         await writer.append("c1", [StoredTurn("user", "How do I restore?")], create=True)
 
-        async def seen() -> bool:
+        async def seen(turns: int) -> bool:
             try:
-                return len((await reader.get("c1")).turns) == 1
+                return len((await reader.get("c1")).turns) == turns
             except NotFound:
                 return False
 
-        followed = await eventually(seen)
+        followed = await eventually(lambda: seen(1))
+        await writer.append("c1", [StoredTurn("assistant", "From the backup.")])
+        # The reader keeps no conversation in memory: the writer's next revision reaches it.
+        followed_again = await eventually(lambda: seen(2))
         with pytest.raises(Conflict, match="reader"):
             await reader.append("c1", [StoredTurn("user", "And then?")])
     finally:
@@ -273,6 +276,7 @@ async def test_a_reader_reads_conversations_the_writer_keeps(make_settings: Make
         writer.close()
 
     assert followed
+    assert followed_again
 
 
 async def test_a_reader_answers_by_keywords_while_a_reindex_to_a_new_model_runs_elsewhere(

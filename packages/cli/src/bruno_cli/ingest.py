@@ -11,6 +11,9 @@ that cannot be read fails the run too: the files that could be read are still se
 is deleted. From :data:`JOB_THRESHOLD` files on, the files to send go as ingest jobs, which
 ``--no-wait`` leaves running (``bruno jobs watch ID`` follows one again). A progress bar shows
 on a terminal; a summary line ends the run, which fails when any document did.
+
+URLs (http and https) go as one URL job, the server fetching each page (``MAX_JOB_URLS`` at
+most), followed like the file jobs; a URL is never deleted by a sync.
 """
 
 from __future__ import annotations
@@ -33,12 +36,13 @@ from bruno_cli.jobs import (
     MAX_JOB_DOCUMENTS,
     failed,
     submit_documents,
+    submit_urls,
     watch,
     watch_quietly,
 )
 from bruno_core import LimitExceeded
-from bruno_core.contract import DOCUMENT_ID, content_hash, document_id_from_path
-from bruno_edge.extract import SUFFIXES, UnreadableDocument, UnsupportedMediaType, extract
+from bruno_core.contract import DOCUMENT_ID, MAX_JOB_URLS, content_hash, document_id_from_path
+from bruno_extract import SUFFIXES, UnreadableDocument, UnsupportedMediaType, extract
 
 DEFAULT_CONCURRENCY = 8
 #: From this many files on, ``bruno ingest`` sends them as ingest jobs: one request for the
@@ -231,10 +235,37 @@ async def ingest(
     err: TextIO,
     wait: bool = True,
     plain: bool = False,
+    urls: Sequence[str] = (),
 ) -> int:
-    """Sync ``paths`` into ``collection``; the exit status. From :data:`JOB_THRESHOLD` files
-    on (or when not waiting) the files to send go as ingest jobs, followed to their end
-    unless ``wait`` is false (``plain``: their progress as lines, even on a terminal)."""
+    """Sync ``paths`` into ``collection`` and have ``urls`` fetched into it; the exit status.
+    From :data:`JOB_THRESHOLD` files on (or when not waiting) the files to send go as ingest
+    jobs, the URLs always as one job, followed to their end unless ``wait`` is false
+    (``plain``: their progress as lines, even on a terminal)."""
+    if len(urls) > MAX_JOB_URLS:
+        raise CliError(f"at most {MAX_JOB_URLS} URLs at a time ({len(urls)} given)")
+    status = 0
+    if urls:
+        status = await _ingest_urls(client, urls, collection, out, err, wait=wait, plain=plain)
+    if paths:
+        synced = await _sync(
+            client, paths, collection, concurrency, delete, out, err, wait=wait, plain=plain
+        )
+        status = max(status, synced)
+    return status
+
+
+async def _sync(
+    client: httpx.AsyncClient,
+    paths: Sequence[Path],
+    collection: str,
+    concurrency: int,
+    delete: bool,
+    out: TextIO,
+    err: TextIO,
+    *,
+    wait: bool,
+    plain: bool,
+) -> int:
     found = find_files(paths)
     files = found.files
     check_unique_ids(files)
@@ -365,6 +396,31 @@ async def _ingest_as_jobs(
         reporter.outcomes["failed"] += ended["documents"]["failed"]
         if ended["state"] in ("cancelled", "failed") and not ended["documents"]["failed"]:
             reporter.outcomes["failed"] += 1  # stopped before its documents: count it once
+
+
+async def _ingest_urls(
+    client: httpx.AsyncClient,
+    urls: Sequence[str],
+    collection: str,
+    out: TextIO,
+    err: TextIO,
+    *,
+    wait: bool,
+    plain: bool,
+) -> int:
+    """Submit ``urls`` as one URL job and, when ``wait``, follow it; 1 when any failed."""
+    job = await submit_urls(client, collection, urls)
+    print(f"job {job['id']} queued: {job['documents']['total']} URLs", file=out)
+    if not wait:
+        print(f"follow it with: bruno jobs watch {job['id']}", file=out)
+        return 0
+    ended = await watch(client, job["id"], out, err, plain=plain)  # prints each failure
+    done, failures = ended["documents"]["done"], ended["documents"]["failed"]
+    print(
+        f"{len(urls)} URL{'s' if len(urls) != 1 else ''}: {done} ingested, {failures} failed",
+        file=out,
+    )
+    return 1 if failed(ended) else 0
 
 
 def removed_documents(files: Sequence[SourceFile], stored: dict[str, Any]) -> list[str]:

@@ -53,6 +53,19 @@ async def submit_documents(
     return expect_json(response, "id", "state", "documents")
 
 
+async def submit_urls(
+    client: httpx.AsyncClient, collection: str, urls: Sequence[str]
+) -> dict[str, Any]:
+    """Submit ``urls`` as one URL job (the server fetches them); the job."""
+    response = await call(
+        client,
+        "POST",
+        api_path("ingest-jobs"),
+        json={"collection": collection, "urls": list(urls)},
+    )
+    return expect_json(response, "id", "state", "documents")
+
+
 async def get_job(client: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
     return expect_json(await call(client, "GET", api_path("ingest-jobs", job_id)), "id", "state")
 

@@ -21,6 +21,8 @@ from bruno_cli.ask import ask
 from bruno_cli.connection import DEFAULT_URL, CliError, connect
 from bruno_cli.ingest import DEFAULT_CONCURRENCY, JOB_THRESHOLD, ingest
 from bruno_cli.jobs import cancel, failed, list_jobs, watch
+from bruno_core import InvalidInput
+from bruno_core.contract import check_fetch_url
 
 _URL_SCHEMES = ("http://", "https://")
 
@@ -39,12 +41,13 @@ def _limit(value: str) -> int:
     return number
 
 
-def _local_path(value: str) -> Path:
+def _path_or_url(value: str) -> Path | str:
+    """A local path, or an http(s) URL (kept as text) for the edge to have fetched."""
     if value.lower().startswith(_URL_SCHEMES):
-        raise argparse.ArgumentTypeError(
-            "URLs are not ingested yet (the edge's ingest jobs take files and documents); "
-            "download them and ingest the files"
-        )
+        try:
+            return check_fetch_url(value)
+        except InvalidInput as error:
+            raise argparse.ArgumentTypeError(error.detail) from error
     return Path(value)
 
 
@@ -81,15 +84,20 @@ def build_parser() -> argparse.ArgumentParser:
     ingest_parser = commands.add_parser(
         "ingest",
         parents=[common, plain],
-        help="sync .md/.txt/.rst/.html/.pdf/.docx files into a collection, one document each",
+        help="sync .md/.txt/.rst/.html/.pdf/.docx files (or fetch URLs) into a collection",
         description=(
             "Sync files and folders into a collection, one document per file; from "
-            f"{JOB_THRESHOLD} files on they go as ingest jobs, followed to their end. Local "
-            "files only: URLs are not accepted yet."
+            f"{JOB_THRESHOLD} files on they go as ingest jobs, followed to their end. http(s) "
+            "URLs among them go as one URL job: the server fetches them (public addresses "
+            "only, unless its operator allowed more)."
         ),
     )
     ingest_parser.add_argument(
-        "paths", nargs="+", type=_local_path, metavar="PATH", help="files and folders"
+        "paths",
+        nargs="+",
+        type=_path_or_url,
+        metavar="PATH|URL",
+        help="files, folders and http(s) URLs",
     )
     ingest_parser.add_argument(
         "--concurrency",
@@ -156,7 +164,8 @@ async def run(
             if args.command == "ingest":
                 return await ingest(
                     client,
-                    args.paths,
+                    [path for path in args.paths if isinstance(path, Path)],
+                    urls=[url for url in args.paths if isinstance(url, str)],
                     collection=args.collection,
                     concurrency=args.concurrency,
                     delete=not args.no_delete,

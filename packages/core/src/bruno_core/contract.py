@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from bruno_core.errors import InvalidInput
 
@@ -53,6 +54,11 @@ MAX_QUERY_CHARS = 8_000
 # The most pages a document read from a paged original (a PDF) may have: the highest page
 # number a chunk may carry, and the most segments (one a page at most) its text may have.
 MAX_DOCUMENT_PAGES = 100_000
+
+# URL jobs: a fetched document's source is its URL, so a URL is no longer than a source; a
+# list of URLs is one request body, so it is short enough to validate at once.
+MAX_URL_CHARS = MAX_SOURCE_CHARS
+MAX_JOB_URLS = 1_000
 
 # Pages of the document listing: 0 (or nothing) asks for the default page size.
 DEFAULT_PAGE_SIZE = 50
@@ -146,3 +152,43 @@ def _dots_to_dashes(segment: str) -> str:
 def content_hash(text: str) -> str:
     """The hash a document's text is stored and compared under (SHA-256 of its UTF-8)."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def check_fetch_url(url: str) -> str:
+    """``url`` as given, if it is one the knowledge base may fetch: absolute ``http``/``https``
+    with a host, no user name or password (credentials do not belong in a job record or a
+    citation), at most :data:`MAX_URL_CHARS`; InvalidInput saying why otherwise. Which
+    addresses it may reach is retrieval's decision, when it fetches.
+
+        check_fetch_url("https://wiki.home.arpa/ups")   # returned unchanged
+        check_fetch_url("file:///etc/passwd")          # InvalidInput
+    """
+    shown = url[:200]
+    if len(url) > MAX_URL_CHARS:
+        raise InvalidInput(f"{shown!r}…: a URL is at most {MAX_URL_CHARS} characters")
+    if url != url.strip() or any(ord(c) < 0x21 or c == "\x7f" for c in url):
+        raise InvalidInput(f"{shown!r} is not a URL: it holds white space or control characters")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- a port out of range or not a number raises here
+    except ValueError as error:
+        raise InvalidInput(f"{shown!r} is not a URL: {error}") from error
+    if parts.scheme.lower() not in ("http", "https"):
+        raise InvalidInput(f"{shown!r}: only http and https URLs can be fetched")
+    if not parts.hostname:
+        raise InvalidInput(f"{shown!r} names no host")
+    if "@" in parts.netloc:
+        raise InvalidInput(f"{shown!r}: a URL with a user name or password is not accepted")
+    return url
+
+
+def document_id_from_url(url: str) -> str:
+    """The id of the document fetched from ``url``: its host, path and query as a path (the
+    scheme and fragment left out, so the same page by http or https, or at another anchor, is
+    one document, replaced when fetched again).
+
+        document_id_from_url("https://wiki.home.arpa/ups/apc?v=2")  # "wiki.home.arpa/ups/apc-v-2"
+    """
+    parts = urlsplit(url)
+    path = f"{parts.netloc.lower()}{parts.path}" + (f"?{parts.query}" if parts.query else "")
+    return document_id_from_path(path, keep_end=False)

@@ -6,10 +6,10 @@ def main() -> None:
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from bruno_core.event_loop import run_on_event_loop
 from bruno_core.grpc_server import GrpcServer
 from bruno_core.logs import configure_logging
 from bruno_core.settings import BrunoSettings
@@ -22,10 +22,11 @@ def run_service(
     name: str, settings: S, create_server: Callable[[S], Awaitable[GrpcServer]]
 ) -> None:
     """Configure JSON logs and tracing for ``name``, then serve ``create_server(settings)``
-    until SIGTERM/SIGINT; it returns once the server has drained and closed what it owns."""
+    until SIGTERM/SIGINT, on uvloop (:mod:`bruno_core.event_loop`); it returns once the server
+    has drained and closed what it owns."""
     configure_logging(name, level=settings.log_level, fmt=settings.log_format)
     configure_tracing(name)
-    asyncio.run(serve(settings, create_server))
+    run_on_event_loop(serve(settings, create_server))
 
 
 async def serve(settings: S, create_server: Callable[[S], Awaitable[GrpcServer]]) -> None:

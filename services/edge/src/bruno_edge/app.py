@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
-from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from starlette.routing import Route
 
 from bruno_edge._version import __version__
@@ -53,9 +52,6 @@ with `Retry-After`. Limits: request bodies up to `BRUNO_MAX_REQUEST_BYTES`, chat
 `BRUNO_MAX_TOP_K`.
 """
 
-# Probes and scrapes would drown the traces that matter.
-_UNTRACED_URLS = "/health$,/ready$,/metrics$"
-
 
 def create_app(settings: EdgeSettings | None = None) -> FastAPI:
     """The edge application; its lifespan opens the gRPC channels and closes them on shutdown.
@@ -90,8 +86,8 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
         version=__version__,
         description=_DESCRIPTION,
         lifespan=lifespan,
-        # The contrib instrumentation below makes the request spans (FastAPI's own then stands
-        # aside but would still wrap every request); Prometheus has the metrics.
+        # The edge's middleware makes the request spans (FastAPI's own would wrap every
+        # request a second time); Prometheus has the metrics.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.edge = state
@@ -104,11 +100,7 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
     # A plain ASGI app (the MCP SDK's transport), so it checks the key itself.
     app.router.routes.append(Route(MCP_PATH, endpoint=mcp))
 
-    # One pass for metrics, the drain and the body limit (bruno_edge.middleware).
+    # One pass for the request's span, metrics, the drain and the body limit
+    # (bruno_edge.middleware).
     app.add_middleware(EdgeMiddleware, settings=settings, metrics=state.metrics, drain=state.drain)
-    # A span per request; not one per ASGI message as well, which would be most of a trace's
-    # spans (and of their cost) and say nothing the request's span does not.
-    FastAPIInstrumentor.instrument_app(
-        app, excluded_urls=_UNTRACED_URLS, exclude_spans=["receive", "send"]
-    )
     return app

@@ -112,10 +112,17 @@ class ChatService:
         self.settings = settings
         self.metrics = metrics
 
-    async def prepare(self, request: ChatRequest, *, owner: str) -> ChatTurn:
+    async def prepare(
+        self,
+        request: ChatRequest,
+        *,
+        owner: str,
+        at_least: retrieval_pb2.Committed | None = None,
+    ) -> ChatTurn:
         """The turn for a ``/api/v1/chat`` request: a stored conversation's history (NotFound
         when the given ``conversation_id`` is unknown or not ``owner``'s), a standalone
-        question, the passages."""
+        question, the passages (seeing the write ``at_least`` names, as a search does:
+        :mod:`bruno_edge.consistency`)."""
         started = time.perf_counter()
         history: list[generation_pb2.ChatMessage] = []
         if request.conversation_id:
@@ -129,6 +136,7 @@ class ChatService:
             conversation_id=request.conversation_id or uuid.uuid4().hex,
             record=True,
             new_conversation=request.conversation_id is None,
+            at_least=at_least,
         )
         turn.owner = owner
         return turn
@@ -143,9 +151,10 @@ class ChatService:
         top_k: int | None = None,
         conversation_id: str = "",
         options: generation_pb2.SamplingOptions | None = None,
+        at_least: retrieval_pb2.Committed | None = None,
     ) -> ChatTurn:
         """The turn for a client that sends the whole conversation itself (the OpenAI API),
-        with the sampling ``options`` it asked for."""
+        with the sampling ``options`` it asked for; its passages see ``at_least``."""
         turn = await self._retrieve(
             time.perf_counter(),
             question=question,
@@ -155,6 +164,7 @@ class ChatService:
             conversation_id=conversation_id,
             record=False,
             model=model,
+            at_least=at_least,
         )
         if options is not None:
             turn.generate_request.options.CopyFrom(options)
@@ -192,6 +202,7 @@ class ChatService:
         record: bool,
         new_conversation: bool = False,
         model: str = "",
+        at_least: retrieval_pb2.Committed | None = None,
     ) -> ChatTurn:
         query = question
         if history:
@@ -204,7 +215,10 @@ class ChatService:
                 )
             query = rewritten.question or question
         search = retrieval_pb2.SearchRequest(
-            collection=collection, query=query, top_k=top_k or self.settings.default_top_k
+            collection=collection,
+            query=query,
+            top_k=top_k or self.settings.default_top_k,
+            at_least=at_least,
         )
         with rpc_errors("retrieval"):
             found = await read(

@@ -11,15 +11,14 @@ from limits import parse_many
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
-from bruno_core.contract import MAX_DOCUMENT_PAGES, MAX_QUERY_CHARS
+from bruno_core.contract import MAX_QUERY_CHARS
 from bruno_core.settings import (
     DEFAULT_EMBEDDING_ADDR,
     DEFAULT_GENERATION_ADDR,
     DEFAULT_RETRIEVAL_ADDR,
     MIB,
-    ContractLimitSettings,
 )
-from bruno_edge.extract import ExtractionLimits
+from bruno_extract import ExtractionSettings
 
 
 def is_loopback(host: str) -> bool:
@@ -32,7 +31,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-class EdgeSettings(ContractLimitSettings):
+class EdgeSettings(ExtractionSettings):
     """Environment ``BRUNO_*`` settings of the edge (the only public service)."""
 
     edge_host: str = "127.0.0.1"
@@ -51,11 +50,9 @@ class EdgeSettings(ContractLimitSettings):
     # A chat message is searched as it is: no longer than retrieval takes a query.
     max_message_chars: int = Field(default=4000, ge=1, le=MAX_QUERY_CHARS)
     max_request_bytes: int = Field(default=4 * MIB, ge=1024)
-    # Uploads carry PDFs and Word files, larger than the text they hold: their own bounds.
+    # Uploads carry PDFs and Word files, larger than the text they hold: their own bound (each
+    # file's, and its reading's, are ExtractionSettings').
     max_upload_bytes: int = Field(default=64 * MIB, ge=1024)
-    max_file_bytes: int = Field(default=32 * MIB, ge=1)
-    max_document_pages: int = Field(default=2000, ge=1, le=MAX_DOCUMENT_PAGES)
-    extract_timeout_seconds: float = Field(default=60.0, gt=0)
     chat_timeout_seconds: float = Field(default=120.0, gt=0)
     request_timeout_seconds: float = Field(default=30.0, gt=0)
     # How long `POST /api/v1/documents` (and `/upload`, for all its files) waits for its ingest
@@ -110,16 +107,6 @@ class EdgeSettings(ContractLimitSettings):
         if value.strip():
             parse_many(value)  # ValueError names what it cannot read
         return value.strip()
-
-    @property
-    def extraction_limits(self) -> ExtractionLimits:
-        """The bounds on reading one uploaded file."""
-        return ExtractionLimits(
-            max_file_bytes=self.max_file_bytes,
-            max_text_bytes=self.max_document_bytes,
-            max_pages=self.max_document_pages,
-            max_seconds=self.extract_timeout_seconds,
-        )
 
     @property
     def open_mode(self) -> bool:

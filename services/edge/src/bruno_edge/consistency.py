@@ -2,13 +2,15 @@
 
 A write through the edge (an ingest answered at once, an upload, a document delete) answers
 the header ``Bruno-Consistency-Token: <table>@<version>``, the table version its commit made.
-A search or a document listing that sends it back sees that write: the reader asked checks out
+A search, a document listing or a chat (``/api/v1/chat``, and ``/v1/chat/completions`` with
+model ``bruno``: its retrieval) that sends it back sees that write: the reader asked checks out
 the latest version and, if the write is still not visible, waits for it up to its lag bound
 (``BRUNO_RETRIEVAL_READ_CONSISTENCY_SECONDS``), then answers UNAVAILABLE, and the edge asks the
 writer. Without the header a read sees what its reader has seen, at most that bound behind.
 
     response.headers[HEADER] = token(ingested.committed)
-    found = await read(downstreams, lambda stub: stub.Search(request), at_least)
+    request = retrieval_pb2.SearchRequest(query=query, at_least=at_least)  # AtLeastDep
+    found = await read(downstreams, lambda stub: stub.Search(request))
 """
 
 from __future__ import annotations
@@ -34,8 +36,8 @@ _T = TypeVar("_T")
 #: The header as a write route's OpenAPI response declares it.
 ANSWERED = {
     HEADER: {
-        "description": "The table version the write committed: send it back on a search or "
-        "a document listing to read this write (read-your-writes).",
+        "description": "The table version the write committed: send it back on a search, a "
+        "document listing or a chat to read this write (read-your-writes).",
         "schema": {"type": "string", "pattern": PATTERN},
     }
 }

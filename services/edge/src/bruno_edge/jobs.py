@@ -15,8 +15,9 @@ from bruno_edge.clients import Downstreams, rpc_errors
 # reading is bounded on its own (BRUNO_EXTRACTION_TIMEOUT_SECONDS), the job is not.
 SUBMIT_TIMEOUT_SECONDS = 600.0
 
-#: A document of the job, or one that could not be read (a failed document of the job).
-JobItem = retrieval_pb2.IngestDocumentRequest | jobs_pb2.DocumentError
+#: A document of the job, a URL retrieval fetches, or a document that could not be read (a
+#: failed document of the job).
+JobItem = retrieval_pb2.IngestDocumentRequest | jobs_pb2.UrlDocument | jobs_pb2.DocumentError
 
 
 async def submit_job(
@@ -36,6 +37,8 @@ async def submit_job(
         async for item in _each(items):
             if isinstance(item, jobs_pb2.DocumentError):
                 yield jobs_pb2.SubmitIngestJobRequest(rejected=item)
+            elif isinstance(item, jobs_pb2.UrlDocument):
+                yield jobs_pb2.SubmitIngestJobRequest(url=item)
             else:
                 yield jobs_pb2.SubmitIngestJobRequest(document=item)
 

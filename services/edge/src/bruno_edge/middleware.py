@@ -1,8 +1,12 @@
-"""The edge's one request middleware: metrics, the drain and the body limit in a single ASGI pass.
+"""The edge's one request middleware: the request's span, metrics, the drain and the body limit
+in a single ASGI pass.
 
-Three middlewares did this before, each a layer every request went through (a call, a closure
-per ``send`` and ``receive`` and a scope check each); folded together, a request pays for one.
-What each does is unchanged:
+Four middlewares did this before (OpenTelemetry's ASGI instrumentation one of them), each a
+layer every request went through (a call, a closure per ``send`` and ``receive`` and a scope
+check each); folded together, a request pays for one. What each does is unchanged:
+
+- tracing: every request but probes and scrapes is a server span continuing the caller's
+  trace, current while the app answers it (:mod:`bruno_edge.request_tracing`);
 
 - metrics: every answer is timed (streams until their last byte) under its route template,
   method and status, the 413s and the refusals of a stopping edge included
@@ -24,7 +28,9 @@ disconnects.
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 
+from opentelemetry import trace
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bruno_core import BrunoError, InvalidInput, LimitExceeded
@@ -34,6 +40,10 @@ from bruno_edge.limits import Limits, body_limit, content_length, publish_limits
 from bruno_edge.metrics import EdgeMetrics, RequestTimer
 from bruno_edge.problems import ProblemException, error_response
 from bruno_edge.refusals import Overloaded
+from bruno_edge.request_tracing import end_request_span, start_request_span
+
+#: Where no request span is opened.
+_NO_SPAN = nullcontext()
 
 #: Answered while the edge stops: liveness and the last scrapes.
 DRAIN_EXEMPT = frozenset({"/health", "/metrics"})
@@ -79,22 +89,26 @@ class EdgeMiddleware:
             return message
 
         self.timer.started()
+        span = start_request_span(scope)
         try:
-            refusal = self._refusal(scope, limit)
-            if refusal is not None:
-                await _send_error(scope, receive, recording_send, refusal)
-                return
-            with publish_limits(self.limits):
-                try:
-                    await self.app(scope, counting_receive, recording_send)
-                except ProblemException as error:
-                    # Raised from counting_receive outside a route's body parsing (where the
-                    # app's own handler renders it); answered here unless a response is
-                    # already on its way.
-                    if response_started:
-                        raise
-                    await _send_error(scope, receive, recording_send, error.error)
+            with trace.use_span(span, end_on_exit=False) if span else _NO_SPAN:
+                refusal = self._refusal(scope, limit)
+                if refusal is not None:
+                    await _send_error(scope, receive, recording_send, refusal)
+                    return
+                with publish_limits(self.limits):
+                    try:
+                        await self.app(scope, counting_receive, recording_send)
+                    except ProblemException as error:
+                        # Raised from counting_receive outside a route's body parsing (where
+                        # the app's own handler renders it); answered here unless a response
+                        # is already on its way.
+                        if response_started:
+                            raise
+                        await _send_error(scope, receive, recording_send, error.error)
         finally:
+            if span is not None:
+                end_request_span(span, scope, status)
             self.timer.finished(scope, status, time.perf_counter() - start)
 
     def _refusal(self, scope: Scope, limit: int) -> BrunoError | None:

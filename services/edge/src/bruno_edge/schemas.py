@@ -24,11 +24,13 @@ from bruno_core.contract import (
     MAX_DOCUMENT_PAGES,
     MAX_FILTER_VALUE_CHARS,
     MAX_FILTERS,
+    MAX_JOB_URLS,
     MAX_METADATA_ENTRIES,
     MAX_METADATA_KEY_CHARS,
     MAX_METADATA_VALUE_CHARS,
     MAX_SOURCE_CHARS,
     MAX_TITLE_CHARS,
+    MAX_URL_CHARS,
 )
 from bruno_edge.limits import current_limits
 from bruno_edge.plain_text import PlainText
@@ -425,6 +427,27 @@ class IngestJobIn(_Request):
         max_length=1000,
         description="Each as for `POST /api/v1/documents`; a document's own `collection`, if "
         "given, must be the job's.",
+    )
+
+
+class IngestUrlsIn(_Request):
+    """URLs the server fetches and ingests as one job (`POST /api/v1/ingest-jobs` with a JSON
+    body), each page one document."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"collection": "default", "urls": ["https://example.org/manual.pdf"]}]
+        }
+    )
+
+    collection: Collection = DEFAULT_COLLECTION
+    urls: list[Annotated[str, Field(min_length=1, max_length=MAX_URL_CHARS)]] = Field(
+        min_length=1,
+        max_length=MAX_JOB_URLS,
+        description="http or https, no user name or password; a URL given twice is fetched "
+        "once. Each is fetched later, from public addresses only unless the operator allowed "
+        "more (`BRUNO_FETCH_ALLOWED_NETWORKS`); one that cannot be fetched or read fails alone, "
+        "in the job's `errors`.",
     )
 
 

@@ -113,6 +113,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         host=settings.edge_host,
         port=settings.edge_port,
         http=guarded_protocol(settings),
+        loop="uvloop",  # the loop every Bruno process runs on (bruno_core.event_loop)
         log_config=None,  # keep the JSON logging configured above
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_seconds),
         server_header=False,

@@ -31,15 +31,15 @@ from bruno_core.contract import (
 )
 from bruno_edge.api.deps import CallerDep, SettingsDep
 from bruno_edge.config import EdgeSettings
-from bruno_edge.extract import (
+from bruno_edge.plain_text import first_non_text_character
+from bruno_edge.schemas import RESERVED_DOCUMENT_IDS
+from bruno_extract import (
     BINARY_SUFFIXES,
     ExtractionLimits,
     UnreadableDocument,
     extract,
     kind_of,
 )
-from bruno_edge.plain_text import first_non_text_character
-from bruno_edge.schemas import RESERVED_DOCUMENT_IDS
 
 MAX_FILENAME_CHARS = 255
 _QUERY = frozenset({"collection"})
@@ -64,10 +64,13 @@ class Upload:
     files: list[AcceptedFile]
 
 
-def checked_upload(*, max_files: int) -> Callable[..., Awaitable[Upload]]:
+def checked_upload(
+    *, max_files: int, or_json: bool = False
+) -> Callable[..., Awaitable[Upload | None]]:
     """The dependency of a route taking uploaded files (up to ``max_files``) in ``files`` or
     ``file`` and a ``collection`` in the query or the form: the :class:`Upload`, or the first
-    problem with the upload as a whole raised before any file is read."""
+    problem with the upload as a whole raised before any file is read. ``or_json``: a route
+    that also takes a JSON body gets None for one (its form is empty, nothing to check)."""
 
     async def upload(
         request: Request,
@@ -99,7 +102,9 @@ def checked_upload(*, max_files: int) -> Callable[..., Awaitable[Upload]]:
                 max_length=COLLECTION_NAME.max_chars,
             ),
         ] = None,
-    ) -> Upload:
+    ) -> Upload | None:
+        if or_json and is_json_body(request):
+            return None
         form = await request.form()
         collection = upload_collection(
             request.query_params, form, collection_field, collection_query
@@ -109,6 +114,12 @@ def checked_upload(*, max_files: int) -> Callable[..., Awaitable[Upload]]:
         return Upload(collection, accepted_files(uploads, settings, max_files=max_files))
 
     return upload
+
+
+def is_json_body(request: Request) -> bool:
+    """Whether the request says its body is JSON (``application/json``, any parameters)."""
+    media_type = request.headers.get("content-type", "").partition(";")[0]
+    return media_type.strip().lower() == "application/json"
 
 
 def upload_collection(

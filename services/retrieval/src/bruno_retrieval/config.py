@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Literal, Self
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import NoDecode
 
 from bruno_core.settings import (
     DEFAULT_EMBEDDING_ADDR,
     DEFAULT_RETRIEVAL_ADDR,
-    ContractLimitSettings,
     GrpcServerSettings,
 )
+from bruno_extract import ExtractionSettings
 from bruno_retrieval.chunking import DEFAULT_OVERLAP_TOKENS, DEFAULT_SIZE_TOKENS
+from bruno_retrieval.fetching import AddressPolicy, FetchLimits
 
 
-class RetrievalSettings(GrpcServerSettings, ContractLimitSettings):
+class RetrievalSettings(GrpcServerSettings, ExtractionSettings):
     """Where retrieval listens, where its vectors live and how it cuts documents."""
 
     retrieval_listen_addr: str = DEFAULT_RETRIEVAL_ADDR
@@ -68,6 +70,35 @@ class RetrievalSettings(GrpcServerSettings, ContractLimitSettings):
     # finished job is kept (forgotten when retrieval starts after that).
     job_max_documents: int = Field(default=10_000, ge=1, le=1_000_000)
     job_retention_days: int = Field(default=30, ge=1, le=3650)
+    # URL jobs (bruno_retrieval.fetching): public addresses only, unless a network (CIDR) or a
+    # host name (".home.arpa": every name under it) is allowed here, comma-separated; the
+    # time to connect, between bytes, and in all for one URL (what it fetched read included).
+    # A fetched body is bounded like an upload: BRUNO_MAX_FILE_BYTES for PDF and Word,
+    # BRUNO_MAX_DOCUMENT_BYTES for text.
+    fetch_allowed_networks: Annotated[frozenset[str], NoDecode] = frozenset()
+    fetch_connect_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
+    fetch_read_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    fetch_timeout_seconds: float = Field(default=120.0, gt=0, le=3600)
+
+    @field_validator("fetch_allowed_networks", mode="before")
+    @classmethod
+    def _split_networks(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = frozenset(entry.strip() for entry in value.split(",") if entry.strip())
+        AddressPolicy.parse(value)  # ValueError names the entry it cannot read
+        return value
+
+    @property
+    def fetch_policy(self) -> AddressPolicy:
+        return AddressPolicy.parse(self.fetch_allowed_networks)
+
+    @property
+    def fetch_limits(self) -> FetchLimits:
+        return FetchLimits(
+            connect_seconds=self.fetch_connect_timeout_seconds,
+            read_seconds=self.fetch_read_timeout_seconds,
+            total_seconds=self.fetch_timeout_seconds,
+        )
 
     @model_validator(mode="after")
     def _check_bounds(self) -> Self:

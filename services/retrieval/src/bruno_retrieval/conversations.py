@@ -1,26 +1,32 @@
 """Conversation history, kept by the retrieval service so the edge can stay stateless.
 
 One LanceDB table (``_bruno_conversations``, beside the collections; its leading underscore
-keeps it out of the collection names) holds one row per conversation with its turns as JSON.
-An append reads the row, adds the turns, keeps the newest ``max_turns`` and writes the row back
-with one ``merge_insert`` commit under a lock: a reader sees the conversation before or after
-an append, never half of one. Appends that arrive while a commit runs are written together in
-the next one (:mod:`bruno_retrieval.group_commit`), so sixteen chats finishing at once cost
-one commit, not sixteen in a queue. This process is the single writer of the table; a
-``reader`` (:mod:`bruno_retrieval.roles`) only reads it, within its lag behind the writer, and
-refuses appends and deletes.
+keeps it out of the collection names) holds each conversation as a row with its turns as JSON
+and a ``revision`` that grows with every append. An append adds the conversation's next
+revision as a new row (the newest ``max_turns`` turns) in one ``add`` commit under a lock; a
+read takes the newest revision of each conversation, so a reader sees the conversation before
+or after an append, never half of one. Replaced revisions are deleted with the periodic
+``optimize``. An ``add`` costs a tenth of the ``merge_insert`` that rewrote the row in place
+(docs/benchmarks.md, "Third pass: retrieval"). Appends that arrive while a commit runs are
+written together in the next one (:mod:`bruno_retrieval.group_commit`), so sixteen chats
+finishing at once cost one commit, not sixteen in a queue. This process is the single writer
+of the table, so it keeps the conversations it last wrote (or read to append to) in memory
+(:class:`RecentConversations`) and answers reads and appends of those without reading the
+table; a ``reader`` (:mod:`bruno_retrieval.roles`) only reads the table, within its lag behind
+the writer, keeps nothing, and refuses appends and deletes.
 
 A conversation belongs to the owner that created it (the edge's API key name): a call naming
 an owner finds only that owner's conversations, and any other is "not found", exactly as one
 that does not exist. Rows from before owners existed have none: they belong to the callers
 that existed then (``bruno_core.contract.OWNERS_BEFORE_OWNERSHIP``: the edge's
 ``BRUNO_API_KEYS`` and an edge without keys) and stay without an owner; the ``owner`` column is
-added to such a table when it is opened.
+added to such a table when it is opened, and the ``revision`` column (0: one row per
+conversation, as then) likewise.
 
-A BTREE index on ``conversation_id`` turns the reads behind ``get`` and ``append`` (and the
-``merge_insert`` join) into look-ups instead of scans. It is built when the store opens a table
-that lacks it (over the rows already there); rows written since sit outside it, where LanceDB
-still finds them by scanning just those, until the periodic ``optimize`` folds them in.
+A BTREE index on ``conversation_id`` turns the reads behind ``get`` and ``append`` into
+look-ups instead of scans. It is built when the store opens a table that lacks it (over the
+rows already there); rows written since sit outside it, where LanceDB still finds them by
+scanning just those, until the periodic ``optimize`` folds them in.
 
     store = await ConversationStore.open(settings)   # BRUNO_CONVERSATION_MAX_TURNS
     await store.append("c1", [StoredTurn("user", "How do I restore?")], create=True, owner="ann")
@@ -32,8 +38,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
+import operator
+from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -57,9 +66,15 @@ ROLES = frozenset({"user", "assistant"})
 MAX_TURN_CHARS = 64_000
 MAX_CHUNK_IDS = 100
 MAX_CHUNK_ID_CHARS = 400
-# Every append is a table version and leaves its rows outside the conversation_id index;
-# compacting and re-indexing now and then keeps reads fast.
+# Every append is a table version and leaves its rows outside the conversation_id index (and
+# the revision it replaces in the table): deleting replaced revisions, compacting and
+# re-indexing now and then keeps reads fast.
 OPTIMIZE_EVERY_WRITES = 100
+# The writer's memory of recent conversations, in characters of turn content: at most a few
+# dozen MB, whatever max_turns and turn sizes are.
+RECENT_MAX_CHARS = 16_000_000
+# Replaced revisions deleted by one delete: a predicate per conversation, kept small.
+_DELETE_BATCH = 200
 
 _SCHEMA = pa.schema(
     [
@@ -69,6 +84,9 @@ _SCHEMA = pa.schema(
         pa.field("updated_at", pa.timestamp("us", tz="UTC"), nullable=False),
         # Nullable: a table from before owners gets the column with nulls (_ensure_owner).
         pa.field("owner", pa.string(), nullable=True),
+        # Of the conversation, growing by one per write; a table from before revisions gets
+        # the column as 0s, its one row per conversation (_ensure_revision).
+        pa.field("revision", pa.int64(), nullable=False),
     ]
 )
 
@@ -96,6 +114,7 @@ class StoredConversation:
     created_at: datetime
     updated_at: datetime
     owner: str = ""
+    revision: int = 0  # of its row in the table; the next append writes revision + 1
 
     def belongs_to(self, owner: str) -> bool:
         """Whether a call naming ``owner`` may see it (naming none: unchecked)."""
@@ -146,6 +165,38 @@ def _turn_from_json(data: dict[str, Any]) -> StoredTurn:
     )
 
 
+class RecentConversations:
+    """The conversations the writer read or wrote last, as the table holds them now, least
+    recently used dropped first past ``max_chars`` of turn content. Only the table's single
+    writer may keep one: it sees every change, as it makes them all."""
+
+    def __init__(self, max_chars: int = RECENT_MAX_CHARS) -> None:
+        self.max_chars = max_chars
+        self._kept: OrderedDict[str, tuple[StoredConversation, int]] = OrderedDict()
+        self._chars = 0
+
+    def get(self, conversation_id: str) -> StoredConversation | None:
+        kept = self._kept.get(conversation_id)
+        if kept is None:
+            return None
+        self._kept.move_to_end(conversation_id)
+        return kept[0]
+
+    def put(self, conversation: StoredConversation) -> None:
+        self.forget(conversation.conversation_id)
+        chars = sum(len(turn.content) for turn in conversation.turns)
+        self._kept[conversation.conversation_id] = (conversation, chars)
+        self._chars += chars
+        while self._chars > self.max_chars and self._kept:
+            _, (_, dropped) = self._kept.popitem(last=False)
+            self._chars -= dropped
+
+    def forget(self, conversation_id: str) -> None:
+        kept = self._kept.pop(conversation_id, None)
+        if kept is not None:
+            self._chars -= kept[1]
+
+
 class ConversationStore:
     """Conversations in one LanceDB table, each bounded to ``max_turns`` (oldest dropped)."""
 
@@ -164,6 +215,9 @@ class ConversationStore:
             self._lock, self._commit, self._tasks
         )
         self._writes = 0
+        # Only the writer may remember: a reader must see the writer's appends.
+        self._recent = RecentConversations() if role.writes else None
+        self._replaced: dict[str, int] = {}  # conversation -> its newest revision, older in table
 
     @classmethod
     async def open(cls, settings: RetrievalSettings) -> ConversationStore:
@@ -181,6 +235,7 @@ class ConversationStore:
         except ValueError:  # not there yet
             table = await db.create_table(TABLE, schema=_SCHEMA, exist_ok=True)
         await _ensure_owner(table)
+        await _ensure_revision(table)
         await _ensure_id_index(table)
         return cls(table, max_turns=settings.conversation_max_turns, role=role)
 
@@ -201,7 +256,10 @@ class ConversationStore:
     ) -> StoredConversation:
         """The conversation, its most recent ``max_turns`` turns only when that is not 0;
         NotFound unless it belongs to ``owner`` (when one is named)."""
-        found = await self._read(CONVERSATION_ID.check(conversation_id))
+        CONVERSATION_ID.check(conversation_id)
+        # Not under the lock: what it reads from the table may be replaced meanwhile, so it is
+        # not remembered.
+        found = (await self._current([conversation_id], remember=False)).get(conversation_id)
         if found is None or not found.belongs_to(owner):
             raise _not_found(conversation_id)
         if max_turns:
@@ -227,7 +285,7 @@ class ConversationStore:
     async def _commit(self, batch: list[Pending[_Append, int]]) -> None:
         """Write every append of ``batch`` in one commit, then settle each."""
         ids = list(dict.fromkeys(p.item.conversation_id for p in batch))
-        current = {c.conversation_id: c for c in await self._read_many(ids)}
+        current = await self._current(ids, remember=True)
         now = datetime.now(UTC)
         outcomes: list[tuple[Pending[_Append, int], int | BrunoError]] = []
         changed: set[str] = set()
@@ -247,15 +305,25 @@ class ConversationStore:
                 found.created_at if found is not None else now,
                 now,
                 found.owner if found is not None else append.owner,
+                found.revision + 1 if found is not None else 1,
             )
             changed.add(append.conversation_id)
             outcomes.append((pending, len(current[append.conversation_id].turns)))
         if changed:
-            await self._write([current[c] for c in ids if c in changed])
+            written = [current[c] for c in ids if c in changed]
+            try:
+                await self._write(written)
+            except BaseException:
+                # Whether it landed is unknown: the next look at these goes to the table.
+                for conversation in written:
+                    self._forget(conversation.conversation_id)
+                raise
         for pending, outcome in outcomes:
             pending.settle(outcome)
 
     async def _write(self, conversations: list[StoredConversation]) -> None:
+        """Add the next revision of each conversation in one commit (the ones they replace
+        stay in the table until the next :meth:`_upkeep`)."""
         rows = pa.Table.from_pylist(
             [
                 {
@@ -264,48 +332,93 @@ class ConversationStore:
                     "created_at": c.created_at,
                     "updated_at": c.updated_at,
                     "owner": c.owner or None,
+                    "revision": c.revision,
                 }
                 for c in conversations
             ],
             schema=_SCHEMA,
         )
-        await (
-            self._table.merge_insert("conversation_id")
-            .when_matched_update_all()
-            .when_not_matched_insert_all()
-            .execute(rows)
-        )
+        await self._table.add(rows)
+        for conversation in conversations:
+            self._remember(conversation)
+            if conversation.revision > 1:
+                self._replaced[conversation.conversation_id] = conversation.revision
         self._writes += 1
         if self._writes % OPTIMIZE_EVERY_WRITES == 0:
-            try:  # the write is committed: a failed optimize must not fail it
-                await self._table.optimize()
+            try:  # the write is committed: a failed upkeep must not fail it
+                await self._upkeep()
             except Exception:
-                log.exception("optimizing the conversations table failed")
+                log.exception("deleting replaced conversation revisions or optimizing failed")
+
+    async def _upkeep(self) -> None:
+        """Delete the revisions replaced since the last upkeep, then compact and re-index."""
+        replaced = list(self._replaced.items())
+        for start in range(0, len(replaced), _DELETE_BATCH):
+            older = [
+                (col("conversation_id") == lit(conversation_id)) & (col("revision") < lit(newest))
+                for conversation_id, newest in replaced[start : start + _DELETE_BATCH]
+            ]
+            await self._table.delete(functools.reduce(operator.or_, older))
+            for conversation_id, newest in replaced[start : start + _DELETE_BATCH]:
+                if self._replaced.get(conversation_id) == newest:
+                    del self._replaced[conversation_id]
+        await self._table.optimize()
 
     async def delete(self, conversation_id: str, *, owner: str = "") -> None:
         """Forget the conversation; NotFound unless it belongs to ``owner`` (when named)."""
         self._role.check_writes("DeleteConversation")
         CONVERSATION_ID.check(conversation_id)
         async with self._lock:  # appends commit under it too: no append between read and delete
-            found = await self._read(conversation_id)
+            found = (await self._current([conversation_id], remember=False)).get(conversation_id)
             if found is None or not found.belongs_to(owner):
                 raise _not_found(conversation_id)
-            await self._table.delete(col("conversation_id") == lit(conversation_id))
+            try:
+                await self._table.delete(col("conversation_id") == lit(conversation_id))
+            finally:
+                self._forget(conversation_id)
+                self._replaced.pop(conversation_id, None)
 
-    async def _read(self, conversation_id: str) -> StoredConversation | None:
-        found = await self._read_many([conversation_id])
-        return found[0] if found else None
+    async def _current(
+        self, conversation_ids: list[str], *, remember: bool
+    ) -> dict[str, StoredConversation]:
+        """The newest revision of each of ``conversation_ids`` the table holds (those it
+        holds), from the writer's memory where it has them. Only a read under the lock, which
+        every write holds, may be remembered (``remember``): another read may have been
+        overtaken by a write (or a delete) before it is done."""
+        found: dict[str, StoredConversation] = {}
+        unknown = []
+        for conversation_id in conversation_ids:
+            kept = self._recent.get(conversation_id) if self._recent is not None else None
+            if kept is not None:
+                found[conversation_id] = kept
+            else:
+                unknown.append(conversation_id)
+        if unknown:
+            for conversation in await self._read_many(unknown):
+                found[conversation.conversation_id] = conversation
+                if remember:
+                    self._remember(conversation)
+        return found
 
     async def _read_many(self, conversation_ids: list[str]) -> list[StoredConversation]:
         table = await self._opened()
         if table is None:
             return []
         rows = (
-            await table.query()
-            .where(col("conversation_id").isin(conversation_ids))
-            .limit(len(conversation_ids))
-            .to_arrow()
+            await table.query().where(col("conversation_id").isin(conversation_ids)).to_arrow()
         ).to_pylist()
+        newest: dict[str, dict[str, Any]] = {}
+        revisions: Counter[str] = Counter()
+        for row in rows:
+            kept = newest.get(row["conversation_id"])
+            revisions[row["conversation_id"]] += 1
+            if kept is None or _revision(row) > _revision(kept):
+                newest[row["conversation_id"]] = row
+        if self._role.writes:
+            # Replaced revisions a restart kept from their upkeep: the next one deletes them.
+            for conversation_id, row in newest.items():
+                if revisions[conversation_id] > 1:
+                    self._replaced.setdefault(conversation_id, _revision(row))
         return [
             StoredConversation(
                 conversation_id=row["conversation_id"],
@@ -313,15 +426,36 @@ class ConversationStore:
                 created_at=row["created_at"],
                 updated_at=row["updated_at"],
                 owner=row.get("owner") or "",
+                revision=_revision(row),
             )
-            for row in rows
+            for row in newest.values()
         ]
+
+    def _remember(self, conversation: StoredConversation) -> None:
+        if self._recent is not None:
+            self._recent.put(conversation)
+
+    def _forget(self, conversation_id: str) -> None:
+        if self._recent is not None:
+            self._recent.forget(conversation_id)
+
+
+def _revision(row: dict[str, Any]) -> int:
+    """A row's revision; a table a reader opened before the writer added the column has none."""
+    return int(row.get("revision") or 0)
 
 
 async def _ensure_owner(table: Any) -> None:
     """Give a table from before owners existed its ``owner`` column (nulls: no owner)."""
     if "owner" not in (await table.schema()).names:
         await table.add_columns(pa.field("owner", pa.string(), nullable=True))
+
+
+async def _ensure_revision(table: Any) -> None:
+    """Give a table from before revisions its ``revision`` column: 0, its one row per
+    conversation."""
+    if "revision" not in (await table.schema()).names:
+        await table.add_columns({"revision": "CAST(0 AS BIGINT)"})
 
 
 async def _ensure_id_index(table: Any) -> None:

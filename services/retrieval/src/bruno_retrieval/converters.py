@@ -14,6 +14,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from bruno.retrieval.v1 import conversations_pb2, jobs_pb2, retrieval_pb2
 from bruno_core import InvalidInput
+from bruno_core.contract import check_fetch_url
 from bruno_retrieval.conversations import StoredConversation, StoredTurn
 from bruno_retrieval.jobs import DocumentError, Job, JobKind, JobState, StagedDocument
 from bruno_retrieval.knowledge import (
@@ -166,6 +167,11 @@ def staged_document(
         metadata=dict(request.metadata),
         segments=tuple(text_segments(request.segments)),
     )
+
+
+def document_to_fetch(message: jobs_pb2.UrlDocument) -> StagedDocument:
+    """A URL job's document; InvalidInput for a URL the knowledge base may not fetch."""
+    return StagedDocument.to_fetch(check_fetch_url(message.url))
 
 
 def document_error(message: jobs_pb2.DocumentError) -> DocumentError:

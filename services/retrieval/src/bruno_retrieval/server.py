@@ -19,6 +19,7 @@ from bruno_core.grpc_server import GrpcServer
 from bruno_retrieval.config import RetrievalSettings
 from bruno_retrieval.conversations import ConversationStore
 from bruno_retrieval.embedding_client import EmbeddingClient
+from bruno_retrieval.fetching import UrlFetcher
 from bruno_retrieval.id_check import find_invalid_ids
 from bruno_retrieval.jobs import JobRunner, JobStore
 from bruno_retrieval.knowledge import Embedder, HttpReranker, KnowledgeStore
@@ -72,12 +73,16 @@ async def create_server(
     # serve JobService at all (UNIMPLEMENTED); the edge sends jobs to the writer.
     if role.writes:
         jobs = await JobStore.open(settings)
-        runner = JobRunner(jobs, store)
+        fetcher = UrlFetcher(
+            settings.fetch_policy, settings.extraction_limits, settings.fetch_limits
+        )
+        runner = JobRunner(jobs, store, fetcher)
         # Interrupted jobs are settled before the first call can ask about them.
         await runner.start()
 
         async def close_jobs() -> None:
             await runner.stop()
+            await fetcher.aclose()
             jobs.close()
 
         server.on_stop(close_jobs)

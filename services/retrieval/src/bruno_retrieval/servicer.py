@@ -151,6 +151,8 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
                 kind = part.WhichOneof("part")
                 if kind == "document":
                     yield converters.staged_document(part.document, collection)
+                elif kind == "url":
+                    yield converters.document_to_fetch(part.url)
                 elif kind == "rejected":
                     yield converters.document_error(part.rejected)
                 else:

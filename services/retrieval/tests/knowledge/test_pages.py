@@ -132,6 +132,57 @@ async def test_a_table_from_before_pages_gets_the_column_and_its_chunks_answer_n
     assert (new.document_id, new.page) == ("router.pdf", 2)
 
 
+async def test_a_reader_reaching_a_table_from_before_pages_reads_it_as_no_page_and_writes_nothing(
+    make_settings: MakeSettings, make_embedder: Callable[..., FakeEmbedder]
+) -> None:
+    # During an upgrade a reader can open a collection before the new writer has given its
+    # table the column: it must answer "no page", not fail, and leave the migration to the
+    # writer.
+    settings = make_settings(chunk_size_tokens=32, chunk_overlap_tokens=8)
+    embedder = make_embedder()
+    writer = await KnowledgeStore.open(
+        settings.model_copy(update={"retrieval_role": "writer"}), embedder
+    )
+    await writer.ingest("default", text="Velero snapshots volumes nightly.", document_id="old")
+    writer.close()
+    db = await lancedb.connect_async(settings.lancedb_uri)
+    table: Any = await db.open_table("default")
+    await table.drop_columns(["page"])
+    version = await table.version()
+
+    reader = await KnowledgeStore.open(
+        settings.model_copy(
+            update={"retrieval_role": "reader", "retrieval_read_consistency_seconds": 300.0}
+        ),
+        embedder,
+    )
+    found = {
+        mode: (await reader.search("default", "velero snapshots", top_k=1, mode=mode)).hits[0]
+        for mode in SearchMode
+    }
+    listed = (await reader.list_documents("default")).documents
+    await table.checkout_latest()
+    untouched = (await table.version(), "page" in (await table.schema()).names)
+
+    # The new writer migrates the table; the reader, asked for that write, reads its page.
+    writer = await KnowledgeStore.open(
+        settings.model_copy(update={"retrieval_role": "writer"}), embedder
+    )
+    text, segments = paged(PAGES)
+    router = await writer.ingest("default", text=text, document_id="router.pdf", segments=segments)
+    writer.close()
+    after = await reader.search("default", "45 watts 12 volt", top_k=1, at_least=router.committed)
+    reader.close()
+    table.close()
+
+    assert {mode: (hit.document_id, hit.page) for mode, hit in found.items()} == dict.fromkeys(
+        SearchMode, ("old", None)
+    )
+    assert [document.document_id for document in listed] == ["old"]
+    assert untouched == (version, False)
+    assert (after.hits[0].document_id, after.hits[0].page) == ("router.pdf", 2)
+
+
 def test_more_segments_than_the_contract_allows_are_refused() -> None:
     segments = [TextSegment(start, 1) for start in range(MAX_DOCUMENT_PAGES + 1)]
 

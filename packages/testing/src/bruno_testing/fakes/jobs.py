@@ -1,6 +1,8 @@
 """An in-memory ``JobService`` over :class:`FakeRetrieval`: a job runs to its end while it is
 submitted (an ingest through the fake's ``IngestDocument``, a reindex through its
-``ReindexCollection``), so a caller sees it finished at its first look."""
+``ReindexCollection``), so a caller sees it finished at its first look. It fetches nothing: a
+URL sent is kept in ``urls`` and recorded as a failed document (the real fetcher is tested with a
+real server, in retrieval's tests and end to end)."""
 
 from __future__ import annotations
 
@@ -13,10 +15,16 @@ from typing_extensions import override
 
 from bruno.retrieval.v1 import jobs_pb2, jobs_pb2_grpc, retrieval_pb2
 from bruno_core import BrunoError, InvalidInput, NotFound
-from bruno_core.contract import COLLECTION_NAME, DEFAULT_COLLECTION
+from bruno_core.contract import (
+    COLLECTION_NAME,
+    DEFAULT_COLLECTION,
+    check_fetch_url,
+    document_id_from_url,
+)
 from bruno_testing.fakes.retrieval import FakeRetrieval
 
 Context = grpc.aio.ServicerContext[Any, Any]
+FAKE_FETCH_ERROR = "the fake job service fetches no URLs"
 
 
 class FakeJobs(jobs_pb2_grpc.JobServiceServicer):
@@ -25,6 +33,7 @@ class FakeJobs(jobs_pb2_grpc.JobServiceServicer):
     def __init__(self, retrieval: FakeRetrieval) -> None:
         self.retrieval = retrieval
         self.jobs: list[jobs_pb2.Job] = []
+        self.urls: list[str] = []
 
     def _new(self, kind: jobs_pb2.JobKind.ValueType, collection: str, owner: str) -> jobs_pb2.Job:
         job = jobs_pb2.Job(id=uuid.uuid4().hex, kind=kind, collection=collection, owner=owner)
@@ -55,6 +64,16 @@ class FakeJobs(jobs_pb2_grpc.JobServiceServicer):
         job = self._new(jobs_pb2.JOB_KIND_INGEST, collection, header.owner)
         failed = [p.rejected for p in parts[1:] if p.WhichOneof("part") == "rejected"]
         documents = [p.document for p in parts[1:] if p.WhichOneof("part") == "document"]
+        urls = [p.url.url for p in parts[1:] if p.WhichOneof("part") == "url"]
+        self.urls.extend(urls)  # what it was sent, checked or not
+        for url in urls:
+            check_fetch_url(url)
+        failed += [
+            jobs_pb2.DocumentError(
+                document_id=document_id_from_url(url), source=url, message=FAKE_FETCH_ERROR
+            )
+            for url in urls
+        ]
         if len(failed) + len(documents) != len(parts) - 1:
             raise InvalidInput("a job submission has one header, first")
         if not failed and not documents:

@@ -44,22 +44,31 @@ class EdgeState:
 
 # Every dependency is ``async def``, even those that do not await: FastAPI runs a plain ``def``
 # dependency in its thread pool, and that hop (a thread wake-up, a lock and a future each way)
-# cost more than the rest of the dependency solving together.
+# cost more than the rest of the dependency solving together. And the route's dependencies
+# take the ``Request`` (which FastAPI hands over as it is) rather than ``StateDep``: FastAPI
+# solves a dependency's whole tree again wherever it is named, before it looks in its cache, so
+# each ``StateDep`` below a dependency was one more solving pass on every request.
+
+
+def state_of(request: Request) -> EdgeState:
+    """The app's :class:`EdgeState`."""
+    state: EdgeState = request.app.state.edge
+    return state
 
 
 async def get_state(request: Request) -> EdgeState:
-    state: EdgeState = request.app.state.edge
-    return state
+    return state_of(request)
 
 
 StateDep = Annotated[EdgeState, Depends(get_state)]
 
 
-async def get_settings(state: StateDep) -> EdgeSettings:
-    return state.settings
+async def get_settings(request: Request) -> EdgeSettings:
+    return state_of(request).settings
 
 
-async def get_downstreams(state: StateDep) -> Downstreams:
+async def get_downstreams(request: Request) -> Downstreams:
+    state = state_of(request)
     if state.downstreams is None:
         raise Unavailable("the edge is not connected to its downstreams (starting or stopping)")
     return state.downstreams
@@ -69,7 +78,8 @@ SettingsDep = Annotated[EdgeSettings, Depends(get_settings)]
 DownstreamsDep = Annotated[Downstreams, Depends(get_downstreams)]
 
 
-async def get_chat(state: StateDep, downstreams: DownstreamsDep) -> ChatService:
+async def get_chat(request: Request, downstreams: DownstreamsDep) -> ChatService:
+    state = state_of(request)
     return ChatService(downstreams, state.settings, state.metrics)
 
 
@@ -85,7 +95,6 @@ bearer_scheme = HTTPBearer(
 
 async def require_api_key(
     request: Request,
-    state: StateDep,
     # Declared for the OpenAPI document (the security scheme); the header is read below.
     _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> Caller:
@@ -93,7 +102,7 @@ async def require_api_key(
     its rate limit; the caller is kept on ``request.state.caller`` for whatever needs to know
     who asks."""
     client = request.client.host if request.client else None
-    caller = state.gate.admit(request.headers.get("authorization"), client)
+    caller = state_of(request).gate.admit(request.headers.get("authorization"), client)
     request.state.caller = caller
     return caller
 
@@ -110,20 +119,20 @@ def needs(scope: Scope) -> Callable[[Caller], Awaitable[None]]:
     return check
 
 
-def admitted(work: Work) -> Callable[[EdgeState], AsyncIterator[None]]:
+def admitted(work: Work) -> Callable[[Request], AsyncIterator[None]]:
     """A dependency holding a slot of ``work`` until the response is sent (503 when none
     frees in time)."""
 
-    async def hold(state: StateDep) -> AsyncIterator[None]:
-        async with state.work_slots.hold(work):
+    async def hold(request: Request) -> AsyncIterator[None]:
+        async with state_of(request).work_slots.hold(work):
             yield
 
     return hold
 
 
-async def chat_slot(state: StateDep, caller: CallerDep) -> AsyncIterator[None]:
+async def chat_slot(request: Request, caller: CallerDep) -> AsyncIterator[None]:
     """One of the caller's concurrent chats, held until the answer is sent (429 past them)."""
-    async with state.chat_slots.hold(caller):
+    async with state_of(request).chat_slots.hold(caller):
         yield
 
 

@@ -11,6 +11,7 @@ import enum
 from collections.abc import Mapping
 from datetime import datetime
 
+from bruno_core.contract import document_id_from_url
 from bruno_retrieval.knowledge.pages import TextSegment
 
 # A job's errors are shown to people; a parser's message is not allowed to make it huge.
@@ -92,7 +93,9 @@ class Job:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class StagedDocument:
-    """A document of an ingest job, kept in retrieval until the job has ingested it."""
+    """A document of an ingest job, kept in retrieval until the job has ingested it. A
+    document with a ``url`` is fetched when the job gets to it: until then it has no title or
+    text, and its ``source`` is the URL asked for (where the fetch ends is the stored one)."""
 
     position: int
     document_id: str
@@ -101,3 +104,9 @@ class StagedDocument:
     text: str
     metadata: Mapping[str, str] = dataclasses.field(default_factory=dict)
     segments: tuple[TextSegment, ...] = ()
+    url: str = ""
+
+    @classmethod
+    def to_fetch(cls, url: str) -> StagedDocument:
+        """The document at ``url`` (checked by the caller), its id derived from it."""
+        return cls(0, document_id_from_url(url), title="", source=url, text="", url=url)

@@ -2,11 +2,15 @@
 (:data:`IN_FLIGHT`) through the knowledge store's ingest (each document committed whole or not
 at all), and reindex jobs, one per collection.
 
-    runner = JobRunner(jobs, knowledge)
+    runner = JobRunner(jobs, knowledge, fetcher)
     await runner.start()          # resumes what a restart interrupted, then runs the queue
     job = await runner.submit("default", "ann", documents)
     job = await runner.cancel(job.id, owner="ann")
     await runner.stop()
+
+A document of a URL job is fetched and read when the job gets to it (``fetcher``,
+:mod:`bruno_retrieval.fetching`), then ingested like any other; one that cannot be fetched or
+read fails alone, with the reason in the job's errors. A restart fetches it again.
 
 Ingest jobs yield to interactive work where the cost is: the embedding service serves search
 queries ahead of document batches. A cancel is honoured between documents: the documents in
@@ -33,16 +37,18 @@ import asyncio
 import dataclasses
 import functools
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Coroutine
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable
 from datetime import UTC, datetime
-from typing import Any
 
-from bruno_core import BrunoError, Conflict
+from bruno_core import BrunoError, Conflict, Unavailable
+from bruno_core.contract import MAX_TITLE_CHARS
 from bruno_retrieval.background import BackgroundTasks
+from bruno_retrieval.fetching import UrlFetcher
 from bruno_retrieval.jobs import metrics
 from bruno_retrieval.jobs.model import DocumentError, Job, JobKind, JobState, StagedDocument
 from bruno_retrieval.jobs.store import JobStore, new_job_id
 from bruno_retrieval.knowledge import KnowledgeStore
+from bruno_retrieval.knowledge.pages import TextSegment
 from bruno_retrieval.knowledge.reindex import CollectionReindexing, ReindexCancelled
 from bruno_retrieval.knowledge.results import IngestOutcome, IngestResult
 
@@ -64,9 +70,12 @@ def _now() -> datetime:
 class JobRunner:
     """Runs the jobs of one :class:`JobStore` against one :class:`KnowledgeStore`."""
 
-    def __init__(self, jobs: JobStore, knowledge: KnowledgeStore) -> None:
+    def __init__(
+        self, jobs: JobStore, knowledge: KnowledgeStore, fetcher: UrlFetcher | None = None
+    ) -> None:
         self._jobs = jobs
         self._knowledge = knowledge
+        self._fetcher = fetcher
         self._tasks = BackgroundTasks()
         self._queued = asyncio.Event()
         self._reindex_lock = asyncio.Lock()
@@ -173,10 +182,10 @@ class JobRunner:
             extra={"job": job.id, "done": job.documents_done, "failed": job.documents_failed},
         )
 
-    def _ingesting(
-        self, collection: str, document: StagedDocument
-    ) -> Coroutine[Any, Any, IngestResult]:
-        return self._knowledge.ingest(
+    async def _ingesting(self, collection: str, document: StagedDocument) -> IngestResult:
+        if document.url:
+            document = await self._fetched(document)
+        return await self._knowledge.ingest(
             collection,
             text=document.text,
             document_id=document.document_id,
@@ -184,6 +193,24 @@ class JobRunner:
             source=document.source,
             metadata=document.metadata,
             segments=document.segments,
+        )
+
+    async def _fetched(self, document: StagedDocument) -> StagedDocument:
+        """``document`` with the title, text and pages of what its URL answered; its source is
+        where the fetch ended."""
+        if self._fetcher is None:
+            raise Unavailable("this retrieval service does not fetch URLs")
+        page = await self._fetcher.fetch(document.url)
+        return dataclasses.replace(
+            document,
+            title=page.document.title[:MAX_TITLE_CHARS],
+            source=page.url,
+            text=page.document.text,
+            segments=tuple(
+                TextSegment(segment.start, segment.page)
+                for segment in page.document.segments
+                if segment.page is not None
+            ),
         )
 
     async def _ingest(self, job: Job, document: StagedDocument) -> _Step:

@@ -78,6 +78,9 @@ _DOCUMENT_SCHEMA = pa.schema(
         pa.field("text", pa.string(), nullable=False),
         pa.field("metadata", pa.string(), nullable=False),  # JSON object
         pa.field("segments", pa.string(), nullable=False),  # JSON list of [start, page]
+        # A URL job's document, fetched when the job gets to it; null for a document staged
+        # with its text (and in every row of a table from before URL jobs: see open).
+        pa.field("url", pa.string(), nullable=True),
     ]
 )
 
@@ -106,7 +109,15 @@ class JobStore:
     async def open(cls, settings: RetrievalSettings) -> JobStore:
         db = await lancedb.connect_async(settings.lancedb_uri)
         jobs = await db.create_table(JOBS_TABLE, schema=_JOB_SCHEMA, exist_ok=True)
-        documents = await db.create_table(DOCUMENTS_TABLE, schema=_DOCUMENT_SCHEMA, exist_ok=True)
+        try:
+            # Opened, not created with exist_ok: a table from before URL jobs has another schema.
+            documents = await db.open_table(DOCUMENTS_TABLE)
+        except ValueError:  # not there yet
+            documents = await db.create_table(
+                DOCUMENTS_TABLE, schema=_DOCUMENT_SCHEMA, exist_ok=True
+            )
+        if "url" not in (await documents.schema()).names:
+            await documents.add_columns(pa.field("url", pa.string(), nullable=True))
         store = cls(jobs, documents, settings)
         await store._prune()
         return store
@@ -206,6 +217,7 @@ class JobStore:
                 "text": document.text,
                 "metadata": json.dumps(dict(document.metadata), ensure_ascii=False),
                 "segments": json.dumps([[s.start, s.page] for s in document.segments]),
+                "url": document.url or None,
             }
             for document in documents
         ]
@@ -412,4 +424,5 @@ def _staged_from_row(row: dict[str, Any]) -> StagedDocument:
         text=row["text"],
         metadata=json.loads(row["metadata"]),
         segments=tuple(TextSegment(start, page) for start, page in json.loads(row["segments"])),
+        url=row["url"] or "",
     )

@@ -12,8 +12,20 @@ from lancedb.query import ColumnOrdering, FullTextQuery
 
 from bruno_retrieval.knowledge.ann import VectorIndexes
 from bruno_retrieval.knowledge.results import DocumentSummary, SearchHit
-from bruno_retrieval.knowledge.schema import RESULT_COLUMNS, SUMMARY_COLUMNS, document_summary
+from bruno_retrieval.knowledge.schema import SUMMARY_COLUMNS, document_summary
 from bruno_retrieval.knowledge.schema import search_hit as hit_of
+
+
+async def ranked_rows(query: Any) -> list[dict[str, Any]]:
+    """The rows of a search ``query`` (LanceDB's ``AsyncFTSQuery`` or ``AsyncVectorQuery``),
+    executed by LanceDB's query itself.
+
+    LanceDB's ``to_arrow()`` first looks up the table's schema, another wait on its runtime
+    and a walk over the projection, to give blob columns their row ids; these tables have no
+    blob column, and a search paid that on each leg: ~0.3-0.7 ms of CPU of 3-4
+    (docs/benchmarks.md, "Third pass: retrieval")."""
+    stream = await query._inner.execute(max_batch_length=None, timeout=None)
+    return [row async for batch in stream for row in batch.to_pylist()]
 
 
 def first_chunks() -> Expr:
@@ -22,13 +34,14 @@ def first_chunks() -> Expr:
 
 
 async def text_hits(
-    table: Any, query: FullTextQuery, limit: int, where: str | None
+    table: Any, query: FullTextQuery, limit: int, where: str | None, columns: list[str]
 ) -> list[SearchHit]:
-    """The ``limit`` chunks best matching ``query`` by BM25 over their text."""
+    """The ``limit`` chunks best matching ``query`` by BM25 over their text (``columns``: the
+    result columns the table has, :class:`.schema.PagedTables`)."""
     search = table.query().nearest_to_text(query)
     if where:
         search = search.where(where)
-    rows = (await search.select([*RESULT_COLUMNS, "_score"]).limit(limit).to_arrow()).to_pylist()
+    rows = await ranked_rows(search.select([*columns, "_score"]).limit(limit))
     return [hit_of(row, row["_score"]) for row in rows]
 
 
@@ -38,15 +51,16 @@ async def vector_hits(
     limit: int,
     where: str | None,
     indexes: VectorIndexes,
+    columns: list[str],
     top_k: int | None = None,
 ) -> list[SearchHit]:
     """The ``limit`` chunks nearest ``vector`` (score = cosine similarity); ``top_k`` of them
-    are answered, the rest are candidates for a fusion."""
+    are answered, the rest are candidates for a fusion (``columns``: as for :func:`text_hits`)."""
     query = table.query().nearest_to(vector).distance_type("cosine")
     query = indexes.tune(query, table.name, limit, top_k or limit)
     if where:
         query = query.where(where)
-    rows = (await query.select([*RESULT_COLUMNS, "_distance"]).limit(limit).to_arrow()).to_pylist()
+    rows = await ranked_rows(query.select([*columns, "_distance"]).limit(limit))
     return [hit_of(row, 1.0 - row["_distance"]) for row in rows]
 
 

@@ -27,6 +27,8 @@ RESULT_COLUMNS = [
     "metadata",
     "content_hash",
 ]
+# What a search reads of a table from before pages (ensure_page_column): its hits have no page.
+RESULT_COLUMNS_BEFORE_PAGES = [column for column in RESULT_COLUMNS if column != "page"]
 # The columns a document listing reads from each document's first chunk.
 SUMMARY_COLUMNS = [
     "document_id",
@@ -133,6 +135,29 @@ async def ensure_page_column(table: Any) -> None:
         await table.add_columns(pa.field("page", pa.int32(), nullable=True))
 
 
+class PagedTables:
+    """Which tables have the ``page`` column, for what a search may read of them.
+
+    A table from before pages gets the column only when the writer opens it; a reader can
+    reach it first (during an upgrade) and must read it without the column, writing nothing.
+    Once a table has the column it keeps it, so only a table seen without it is looked at
+    again (the writer may add it meanwhile, and a reader's table follows the writer's commits).
+
+        columns = await paged_tables.result_columns(table)
+    """
+
+    def __init__(self) -> None:
+        self._paged: set[str] = set()
+
+    async def result_columns(self, table: Any) -> list[str]:
+        if table.name in self._paged:
+            return RESULT_COLUMNS
+        if "page" not in (await table.schema()).names:
+            return RESULT_COLUMNS_BEFORE_PAGES
+        self._paged.add(table.name)
+        return RESULT_COLUMNS
+
+
 def catalog_row(collection: str, table: str, model: str, dimension: int) -> pa.Table:
     return pa.Table.from_pylist(
         [
@@ -157,7 +182,7 @@ def search_hit(row: Mapping[str, Any], score: float) -> SearchHit:
         source=row["source"],
         text=row["text"],
         heading_path=row["heading_path"],
-        page=row["page"],
+        page=row.get("page"),  # absent from a table from before pages
         score=score,
         content_hash=row["content_hash"],
         metadata=json.loads(row["metadata"]),

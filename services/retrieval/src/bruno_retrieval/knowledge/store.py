@@ -74,7 +74,7 @@ from bruno_retrieval.knowledge.results import (
     SearchMode,
     SearchResult,
 )
-from bruno_retrieval.knowledge.schema import chunk_rows
+from bruno_retrieval.knowledge.schema import PagedTables, chunk_rows
 from bruno_retrieval.knowledge.writer import DocumentVersion, Writer
 from bruno_retrieval.roles import Role
 
@@ -113,6 +113,7 @@ class KnowledgeStore:
         self._rebuilds: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         # Listings scanned their table on every call; they change only with a commit.
         self._listings = TableMemo()
+        self._paged_tables = PagedTables()
 
     @classmethod
     async def open(
@@ -346,12 +347,14 @@ class KnowledgeStore:
                     f"run `bruno reindex {collection}` to rebuild it"
                 )
             keywords = await self._catalog.keywords.query(table, query)
+            columns = await self._paged_tables.result_columns(table)
             if mode is SearchMode.TEXT:
-                return SearchResult(await reads.text_hits(table, keywords, top_k, where), mode)
+                hits = await reads.text_hits(table, keywords, top_k, where, columns)
+                return SearchResult(hits, mode)
             candidates = max(top_k * _HYBRID_CANDIDATES_FACTOR, _MIN_HYBRID_CANDIDATES)
             # The keyword leg needs no query vector: it runs while the query is embedded.
             text_leg = (
-                asyncio.ensure_future(reads.text_hits(table, keywords, candidates, where))
+                asyncio.ensure_future(reads.text_hits(table, keywords, candidates, where, columns))
                 if mode is SearchMode.HYBRID
                 else None
             )
@@ -368,13 +371,17 @@ class KnowledgeStore:
                     # The embedding service already serves the new model and the shadow table
                     # is not ready (or became current while this query was embedded): keyword
                     # search answers until the switch (mode says so).
-                    hits = await (text_leg or reads.text_hits(table, keywords, top_k, where))
+                    hits = await (
+                        text_leg or reads.text_hits(table, keywords, top_k, where, columns)
+                    )
                     return SearchResult(hits[:top_k], SearchMode.TEXT)
                 if text_leg is None:
-                    hits = await reads.vector_hits(table, vector, top_k, where, self._indexes)
+                    hits = await reads.vector_hits(
+                        table, vector, top_k, where, self._indexes, columns
+                    )
                     return SearchResult(hits, mode)
                 by_vector = await reads.vector_hits(
-                    table, vector, candidates, where, self._indexes, top_k
+                    table, vector, candidates, where, self._indexes, columns, top_k
                 )
                 by_text = await text_leg
             finally:

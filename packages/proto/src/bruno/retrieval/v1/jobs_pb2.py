@@ -26,39 +26,41 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from bruno.retrieval.v1 import retrieval_pb2 as bruno_dot_retrieval_dot_v1_dot_retrieval__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x62runo/retrieval/v1/jobs.proto\x12\x12\x62runo.retrieval.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\"bruno/retrieval/v1/retrieval.proto\"E\n\rDocumentError\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"\xee\x03\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12)\n\x04kind\x18\x02 \x01(\x0e\x32\x1b.bruno.retrieval.v1.JobKind\x12\x12\n\ncollection\x18\x03 \x01(\t\x12\r\n\x05owner\x18\x04 \x01(\t\x12+\n\x05state\x18\x05 \x01(\x0e\x32\x1c.bruno.retrieval.v1.JobState\x12\x17\n\x0f\x64ocuments_total\x18\x06 \x01(\r\x12\x16\n\x0e\x64ocuments_done\x18\x07 \x01(\r\x12\x18\n\x10\x64ocuments_failed\x18\x08 \x01(\r\x12\x16\n\x0e\x63hunks_written\x18\t \x01(\x04\x12\x31\n\x06\x65rrors\x18\n \x03(\x0b\x32!.bruno.retrieval.v1.DocumentError\x12.\n\ncreated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x0e \x01(\t\x12\x18\n\x10\x63\x61ncel_requested\x18\x0f \x01(\x08\x12\x0f\n\x07resumes\x18\x10 \x01(\r\"\xcd\x01\n\x16SubmitIngestJobRequest\x12\x35\n\x06header\x18\x01 \x01(\x0b\x32#.bruno.retrieval.v1.IngestJobHeaderH\x00\x12=\n\x08\x64ocument\x18\x02 \x01(\x0b\x32).bruno.retrieval.v1.IngestDocumentRequestH\x00\x12\x35\n\x08rejected\x18\x03 \x01(\x0b\x32!.bruno.retrieval.v1.DocumentErrorH\x00\x42\x06\n\x04part\"4\n\x0fIngestJobHeader\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\r\n\x05owner\x18\x02 \x01(\t\"y\n\x1aIngestDocumentOrJobRequest\x12;\n\x08\x64ocument\x18\x01 \x01(\x0b\x32).bruno.retrieval.v1.IngestDocumentRequest\x12\r\n\x05owner\x18\x02 \x01(\t\x12\x0f\n\x07wait_ms\x18\x03 \x01(\r\"\x8f\x01\n\x1bIngestDocumentOrJobResponse\x12>\n\x08ingested\x18\x01 \x01(\x0b\x32*.bruno.retrieval.v1.IngestDocumentResponseH\x00\x12&\n\x03job\x18\x02 \x01(\x0b\x32\x17.bruno.retrieval.v1.JobH\x00\x42\x08\n\x06result\";\n\x16StartReindexJobRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\r\n\x05owner\x18\x02 \x01(\t\"*\n\rGetJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05owner\x18\x02 \x01(\t\"T\n\x0fListJobsRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x13\n\x0b\x63ollections\x18\x02 \x03(\t\x12\r\n\x05limit\x18\x03 \x01(\r\x12\x0e\n\x06\x63ursor\x18\x04 \x01(\t\"N\n\x10ListJobsResponse\x12%\n\x04jobs\x18\x01 \x03(\x0b\x32\x17.bruno.retrieval.v1.Job\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"-\n\x10\x43\x61ncelJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05owner\x18\x02 \x01(\t*N\n\x07JobKind\x12\x18\n\x14JOB_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0fJOB_KIND_INGEST\x10\x01\x12\x14\n\x10JOB_KIND_REINDEX\x10\x02*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x32\x9f\x04\n\nJobService\x12X\n\x0fSubmitIngestJob\x12*.bruno.retrieval.v1.SubmitIngestJobRequest\x1a\x17.bruno.retrieval.v1.Job(\x01\x12V\n\x0fStartReindexJob\x12*.bruno.retrieval.v1.StartReindexJobRequest\x1a\x17.bruno.retrieval.v1.Job\x12\x44\n\x06GetJob\x12!.bruno.retrieval.v1.GetJobRequest\x1a\x17.bruno.retrieval.v1.Job\x12U\n\x08ListJobs\x12#.bruno.retrieval.v1.ListJobsRequest\x1a$.bruno.retrieval.v1.ListJobsResponse\x12v\n\x13IngestDocumentOrJob\x12..bruno.retrieval.v1.IngestDocumentOrJobRequest\x1a/.bruno.retrieval.v1.IngestDocumentOrJobResponse\x12J\n\tCancelJob\x12$.bruno.retrieval.v1.CancelJobRequest\x1a\x17.bruno.retrieval.v1.Jobb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x62runo/retrieval/v1/jobs.proto\x12\x12\x62runo.retrieval.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\"bruno/retrieval/v1/retrieval.proto\"E\n\rDocumentError\x12\x13\n\x0b\x64ocument_id\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"\xee\x03\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12)\n\x04kind\x18\x02 \x01(\x0e\x32\x1b.bruno.retrieval.v1.JobKind\x12\x12\n\ncollection\x18\x03 \x01(\t\x12\r\n\x05owner\x18\x04 \x01(\t\x12+\n\x05state\x18\x05 \x01(\x0e\x32\x1c.bruno.retrieval.v1.JobState\x12\x17\n\x0f\x64ocuments_total\x18\x06 \x01(\r\x12\x16\n\x0e\x64ocuments_done\x18\x07 \x01(\r\x12\x18\n\x10\x64ocuments_failed\x18\x08 \x01(\r\x12\x16\n\x0e\x63hunks_written\x18\t \x01(\x04\x12\x31\n\x06\x65rrors\x18\n \x03(\x0b\x32!.bruno.retrieval.v1.DocumentError\x12.\n\ncreated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x0e \x01(\t\x12\x18\n\x10\x63\x61ncel_requested\x18\x0f \x01(\x08\x12\x0f\n\x07resumes\x18\x10 \x01(\r\"\xfd\x01\n\x16SubmitIngestJobRequest\x12\x35\n\x06header\x18\x01 \x01(\x0b\x32#.bruno.retrieval.v1.IngestJobHeaderH\x00\x12=\n\x08\x64ocument\x18\x02 \x01(\x0b\x32).bruno.retrieval.v1.IngestDocumentRequestH\x00\x12\x35\n\x08rejected\x18\x03 \x01(\x0b\x32!.bruno.retrieval.v1.DocumentErrorH\x00\x12.\n\x03url\x18\x04 \x01(\x0b\x32\x1f.bruno.retrieval.v1.UrlDocumentH\x00\x42\x06\n\x04part\"\x1a\n\x0bUrlDocument\x12\x0b\n\x03url\x18\x01 \x01(\t\"4\n\x0fIngestJobHeader\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\r\n\x05owner\x18\x02 \x01(\t\"y\n\x1aIngestDocumentOrJobRequest\x12;\n\x08\x64ocument\x18\x01 \x01(\x0b\x32).bruno.retrieval.v1.IngestDocumentRequest\x12\r\n\x05owner\x18\x02 \x01(\t\x12\x0f\n\x07wait_ms\x18\x03 \x01(\r\"\x8f\x01\n\x1bIngestDocumentOrJobResponse\x12>\n\x08ingested\x18\x01 \x01(\x0b\x32*.bruno.retrieval.v1.IngestDocumentResponseH\x00\x12&\n\x03job\x18\x02 \x01(\x0b\x32\x17.bruno.retrieval.v1.JobH\x00\x42\x08\n\x06result\";\n\x16StartReindexJobRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\r\n\x05owner\x18\x02 \x01(\t\"*\n\rGetJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05owner\x18\x02 \x01(\t\"T\n\x0fListJobsRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x13\n\x0b\x63ollections\x18\x02 \x03(\t\x12\r\n\x05limit\x18\x03 \x01(\r\x12\x0e\n\x06\x63ursor\x18\x04 \x01(\t\"N\n\x10ListJobsResponse\x12%\n\x04jobs\x18\x01 \x03(\x0b\x32\x17.bruno.retrieval.v1.Job\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"-\n\x10\x43\x61ncelJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05owner\x18\x02 \x01(\t*N\n\x07JobKind\x12\x18\n\x14JOB_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0fJOB_KIND_INGEST\x10\x01\x12\x14\n\x10JOB_KIND_REINDEX\x10\x02*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x32\x9f\x04\n\nJobService\x12X\n\x0fSubmitIngestJob\x12*.bruno.retrieval.v1.SubmitIngestJobRequest\x1a\x17.bruno.retrieval.v1.Job(\x01\x12V\n\x0fStartReindexJob\x12*.bruno.retrieval.v1.StartReindexJobRequest\x1a\x17.bruno.retrieval.v1.Job\x12\x44\n\x06GetJob\x12!.bruno.retrieval.v1.GetJobRequest\x1a\x17.bruno.retrieval.v1.Job\x12U\n\x08ListJobs\x12#.bruno.retrieval.v1.ListJobsRequest\x1a$.bruno.retrieval.v1.ListJobsResponse\x12v\n\x13IngestDocumentOrJob\x12..bruno.retrieval.v1.IngestDocumentOrJobRequest\x1a/.bruno.retrieval.v1.IngestDocumentOrJobResponse\x12J\n\tCancelJob\x12$.bruno.retrieval.v1.CancelJobRequest\x1a\x17.bruno.retrieval.v1.Jobb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'bruno.retrieval.v1.jobs_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_JOBKIND']._serialized_start=1539
-  _globals['_JOBKIND']._serialized_end=1617
-  _globals['_JOBSTATE']._serialized_start=1620
-  _globals['_JOBSTATE']._serialized_end=1774
+  _globals['_JOBKIND']._serialized_start=1615
+  _globals['_JOBKIND']._serialized_end=1693
+  _globals['_JOBSTATE']._serialized_start=1696
+  _globals['_JOBSTATE']._serialized_end=1850
   _globals['_DOCUMENTERROR']._serialized_start=122
   _globals['_DOCUMENTERROR']._serialized_end=191
   _globals['_JOB']._serialized_start=194
   _globals['_JOB']._serialized_end=688
   _globals['_SUBMITINGESTJOBREQUEST']._serialized_start=691
-  _globals['_SUBMITINGESTJOBREQUEST']._serialized_end=896
-  _globals['_INGESTJOBHEADER']._serialized_start=898
-  _globals['_INGESTJOBHEADER']._serialized_end=950
-  _globals['_INGESTDOCUMENTORJOBREQUEST']._serialized_start=952
-  _globals['_INGESTDOCUMENTORJOBREQUEST']._serialized_end=1073
-  _globals['_INGESTDOCUMENTORJOBRESPONSE']._serialized_start=1076
-  _globals['_INGESTDOCUMENTORJOBRESPONSE']._serialized_end=1219
-  _globals['_STARTREINDEXJOBREQUEST']._serialized_start=1221
-  _globals['_STARTREINDEXJOBREQUEST']._serialized_end=1280
-  _globals['_GETJOBREQUEST']._serialized_start=1282
-  _globals['_GETJOBREQUEST']._serialized_end=1324
-  _globals['_LISTJOBSREQUEST']._serialized_start=1326
-  _globals['_LISTJOBSREQUEST']._serialized_end=1410
-  _globals['_LISTJOBSRESPONSE']._serialized_start=1412
-  _globals['_LISTJOBSRESPONSE']._serialized_end=1490
-  _globals['_CANCELJOBREQUEST']._serialized_start=1492
-  _globals['_CANCELJOBREQUEST']._serialized_end=1537
-  _globals['_JOBSERVICE']._serialized_start=1777
-  _globals['_JOBSERVICE']._serialized_end=2320
+  _globals['_SUBMITINGESTJOBREQUEST']._serialized_end=944
+  _globals['_URLDOCUMENT']._serialized_start=946
+  _globals['_URLDOCUMENT']._serialized_end=972
+  _globals['_INGESTJOBHEADER']._serialized_start=974
+  _globals['_INGESTJOBHEADER']._serialized_end=1026
+  _globals['_INGESTDOCUMENTORJOBREQUEST']._serialized_start=1028
+  _globals['_INGESTDOCUMENTORJOBREQUEST']._serialized_end=1149
+  _globals['_INGESTDOCUMENTORJOBRESPONSE']._serialized_start=1152
+  _globals['_INGESTDOCUMENTORJOBRESPONSE']._serialized_end=1295
+  _globals['_STARTREINDEXJOBREQUEST']._serialized_start=1297
+  _globals['_STARTREINDEXJOBREQUEST']._serialized_end=1356
+  _globals['_GETJOBREQUEST']._serialized_start=1358
+  _globals['_GETJOBREQUEST']._serialized_end=1400
+  _globals['_LISTJOBSREQUEST']._serialized_start=1402
+  _globals['_LISTJOBSREQUEST']._serialized_end=1486
+  _globals['_LISTJOBSRESPONSE']._serialized_start=1488
+  _globals['_LISTJOBSRESPONSE']._serialized_end=1566
+  _globals['_CANCELJOBREQUEST']._serialized_start=1568
+  _globals['_CANCELJOBREQUEST']._serialized_end=1613
+  _globals['_JOBSERVICE']._serialized_start=1853
+  _globals['_JOBSERVICE']._serialized_end=2396
 # @@protoc_insertion_point(module_scope)

@@ -184,6 +184,7 @@ class SubmitIngestJobRequest(_message.Message):
     HEADER_FIELD_NUMBER: _builtins.int
     DOCUMENT_FIELD_NUMBER: _builtins.int
     REJECTED_FIELD_NUMBER: _builtins.int
+    URL_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def header(self) -> Global___IngestJobHeader: ...
     @_builtins.property
@@ -194,22 +195,54 @@ class SubmitIngestJobRequest(_message.Message):
     def rejected(self) -> Global___DocumentError:
         """a document the caller could not read"""
 
+    @_builtins.property
+    def url(self) -> Global___UrlDocument:
+        """a document to fetch"""
+
     def __init__(
         self,
         *,
         header: Global___IngestJobHeader | None = ...,
         document: _retrieval_pb2.IngestDocumentRequest | None = ...,
         rejected: Global___DocumentError | None = ...,
+        url: Global___UrlDocument | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["document", b"document", "header", b"header", "part", b"part", "rejected", b"rejected"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["document", b"document", "header", b"header", "part", b"part", "rejected", b"rejected", "url", b"url"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["document", b"document", "header", b"header", "part", b"part", "rejected", b"rejected"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["document", b"document", "header", b"header", "part", b"part", "rejected", b"rejected", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["header", "document", "rejected"]  # noqa: Y015
+    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["header", "document", "rejected", "url"]  # noqa: Y015
     _WhichOneofArgType_part: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_part) -> _WhichOneofReturnType_part | None: ...
 
 Global___SubmitIngestJobRequest: _TypeAlias = SubmitIngestJobRequest  # noqa: Y015
+
+@_typing.final
+class UrlDocument(_message.Message):
+    """A document of a URL job. Retrieval fetches it when the job gets to it, within its limits and
+    from the addresses it allows (a URL that resolves to a private address is refused unless the
+    operator allows it); one that cannot be fetched or read fails alone, in the job's errors.
+    Its id is derived from the URL (bruno_core.contract.document_id_from_url), its source is
+    where the fetch ended, after redirects.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    URL_FIELD_NUMBER: _builtins.int
+    url: _builtins.str
+    """http or https, no user name or password, at most 2,000 characters"""
+    def __init__(
+        self,
+        *,
+        url: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UrlDocument: _TypeAlias = UrlDocument  # noqa: Y015
 
 @_typing.final
 class IngestJobHeader(_message.Message):

@@ -71,8 +71,9 @@ class JobServiceServicer:
 
     def SubmitIngestJob(self, request_iterator, context):
         """SubmitIngestJob stages documents and queues a job that ingests them: the first message is
-        the header, every other one a document (or one the caller could not read, recorded as
-        failed). The job exists only once the stream has ended; until then nothing is visible.
+        the header, every other one a document, a URL retrieval fetches when the job gets to it,
+        or a document the caller could not read (recorded as failed). The job exists only once the
+        stream has ended; until then nothing is visible.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

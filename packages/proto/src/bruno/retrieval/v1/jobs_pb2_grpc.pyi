@@ -40,8 +40,9 @@ class JobServiceStub:
     def __new__(cls, channel: _aio.Channel) -> JobServiceAsyncStub: ...
     SubmitIngestJob: _grpc.StreamUnaryMultiCallable[_jobs_pb2.SubmitIngestJobRequest, _jobs_pb2.Job]
     """SubmitIngestJob stages documents and queues a job that ingests them: the first message is
-    the header, every other one a document (or one the caller could not read, recorded as
-    failed). The job exists only once the stream has ended; until then nothing is visible.
+    the header, every other one a document, a URL retrieval fetches when the job gets to it,
+    or a document the caller could not read (recorded as failed). The job exists only once the
+    stream has ended; until then nothing is visible.
     """
     StartReindexJob: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.StartReindexJobRequest, _jobs_pb2.Job]
     """StartReindexJob queues a reindex of a collection, or returns the one queued or running
@@ -67,8 +68,9 @@ class JobServiceAsyncStub(JobServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     SubmitIngestJob: _aio.StreamUnaryMultiCallable[_jobs_pb2.SubmitIngestJobRequest, _jobs_pb2.Job]  # type: ignore[assignment]
     """SubmitIngestJob stages documents and queues a job that ingests them: the first message is
-    the header, every other one a document (or one the caller could not read, recorded as
-    failed). The job exists only once the stream has ended; until then nothing is visible.
+    the header, every other one a document, a URL retrieval fetches when the job gets to it,
+    or a document the caller could not read (recorded as failed). The job exists only once the
+    stream has ended; until then nothing is visible.
     """
     StartReindexJob: _aio.UnaryUnaryMultiCallable[_jobs_pb2.StartReindexJobRequest, _jobs_pb2.Job]  # type: ignore[assignment]
     """StartReindexJob queues a reindex of a collection, or returns the one queued or running
@@ -97,8 +99,9 @@ class JobServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_jobs_pb2.Job, _abc.Awaitable[_jobs_pb2.Job]]:
         """SubmitIngestJob stages documents and queues a job that ingests them: the first message is
-        the header, every other one a document (or one the caller could not read, recorded as
-        failed). The job exists only once the stream has ended; until then nothing is visible.
+        the header, every other one a document, a URL retrieval fetches when the job gets to it,
+        or a document the caller could not read (recorded as failed). The job exists only once the
+        stream has ended; until then nothing is visible.
         """
 
     @_abc_1.abstractmethod

@@ -19,6 +19,7 @@ from bruno_edge.api.routes import (
     event_stream,
     problem_responses,
 )
+from bruno_edge.consistency import AtLeastDep
 from bruno_edge.keys import Scope
 from bruno_edge.schemas import ChatRequest, ChatResponse
 from bruno_edge.streams import chat_events
@@ -32,7 +33,8 @@ _SSE_DESCRIPTION = (
     "cited, finish_reason, search_query); or `error` (a problem document) once something "
     "fails. Comment lines keep the connection alive while the model thinks. "
     "A `conversation_id` must name a conversation an earlier answer returned (else 404); "
-    "without one a new conversation is started."
+    "without one a new conversation is started. With a `Bruno-Consistency-Token` header (from "
+    "a write's answer) the passages are retrieved from that write or a later state."
 )
 
 _T = TypeVar("_T")
@@ -86,11 +88,12 @@ async def chat(
     caller: CallerDep,
     chat: ChatDep,
     state: StateDep,
+    at_least: AtLeastDep,
 ) -> ChatResponse | EventSourceResponse | Response:
     caller.check_collection(body.collection)
     # History, rewriting and retrieval run before the response starts, so their failures keep
     # their HTTP status; only failures after the first event become an `error` event.
-    turn = await chat.prepare(body, owner=caller.name)
+    turn = await chat.prepare(body, owner=caller.name, at_least=at_least)
     if _wants_stream(body, request):
         return chat_events(chat.events(turn), state)
     answer = await unless_disconnected(request, chat.answer(turn))

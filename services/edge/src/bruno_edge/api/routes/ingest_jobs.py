@@ -1,9 +1,12 @@
-"""``/api/v1/ingest-jobs``: ingest uploaded files as a job that outlives the request, follow it,
-list recent jobs, cancel one.
+"""``/api/v1/ingest-jobs``: ingest uploaded files, or pages at URLs, as a job that outlives the
+request, follow it, list recent jobs, cancel one.
 
 The edge only reads the files (as the upload route does) and streams the documents to
 retrieval, which stages them beside the knowledge base and runs the job
-(``bruno_retrieval.jobs``): a job survives a restart of the edge and of retrieval. A job
+(``bruno_retrieval.jobs``): a job survives a restart of the edge and of retrieval. URLs are
+checked here (scheme, no credentials, length, count) and handed over as they are: retrieval
+fetches them when the job gets to them (``bruno_retrieval.fetching``), so the edge makes no
+outbound request and answers at once. A job
 belongs to the API key that started it: another key's job, or one in a collection the key
 does not see, is "not found".
 """
@@ -14,11 +17,13 @@ from collections.abc import AsyncIterator
 from datetime import UTC
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 
 from bruno.retrieval.v1 import jobs_pb2, retrieval_pb2
 from bruno_core import BrunoError, InvalidInput, NotFound
-from bruno_core.contract import MAX_PAGE_SIZE
+from bruno_core.contract import MAX_PAGE_SIZE, check_fetch_url
 from bruno_edge.admission import Work
 from bruno_edge.api.deps import CallerDep, DownstreamsDep, SettingsDep, guarded, needs
 from bruno_edge.api.routes import API_PREFIX, problem_responses
@@ -30,6 +35,7 @@ from bruno_edge.schemas import (
     IngestJob,
     IngestJobIn,
     IngestJobPage,
+    IngestUrlsIn,
     JobDocumentError,
     JobDocuments,
 )
@@ -42,7 +48,16 @@ router = APIRouter(prefix=PATH, tags=["ingest-jobs"])
 MAX_JOB_FILES = 1000
 MAX_CURSOR_CHARS = 200
 
-JobUploadDep = Annotated[Upload, Depends(checked_upload(max_files=MAX_JOB_FILES))]
+# Files (multipart), or None for a JSON body of URLs.
+JobUploadDep = Annotated[
+    Upload | None, Depends(checked_upload(max_files=MAX_JOB_FILES, or_json=True))
+]
+# The JSON body the route documents beside its multipart one (FastAPI declares only one).
+_URLS_BODY = {
+    "requestBody": {
+        "content": {"application/json": {"schema": IngestUrlsIn.model_json_schema()}},
+    }
+}
 
 JobIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z]+$")]
 _KIND = {jobs_pb2.JOB_KIND_INGEST: "ingest", jobs_pb2.JOB_KIND_REINDEX: "reindex"}
@@ -95,20 +110,35 @@ def location_of(job_id: str) -> str:
     response_description="The job, queued; `Location` is where to follow it.",
     responses=problem_responses(400, 401, 403, 404, 413, 415, 422, 429, 500, 503, 504),
     dependencies=guarded(Scope.WRITE, Work.INGEST),
+    openapi_extra=_URLS_BODY,
 )
 async def submit_ingest_job(
+    request: Request,
     response: Response,
     caller: CallerDep,
     downstreams: DownstreamsDep,
     settings: SettingsDep,
     upload: JobUploadDep,
 ) -> IngestJob:
-    """Ingest uploaded files as a job: answers as soon as the files are read and handed to
-    retrieval, which ingests them one at a time. Each file is one document named by its file
-    name, as with `POST /api/v1/documents/upload`; the upload as a whole is checked first
-    (parameters, count, names, kinds, sizes) and refused whole. A file whose content cannot be
-    read (a scan, encrypted, damaged, not UTF-8, empty) becomes a failed document of the job,
-    and the others are ingested."""
+    """Ingest uploaded files (multipart), or the pages at a list of URLs (JSON), as a job:
+    answers as soon as the files are read, or the URLs checked, and handed to retrieval, which
+    ingests them one at a time.
+
+    Files: each is one document named by its file name, as with
+    `POST /api/v1/documents/upload`; the upload as a whole is checked first (parameters, count,
+    names, kinds, sizes) and refused whole. A file whose content cannot be read (a scan,
+    encrypted, damaged, not UTF-8, empty) becomes a failed document of the job, and the others
+    are ingested.
+
+    URLs: `{"collection", "urls"}`, 1 to 1,000 http(s) URLs without user name or password,
+    each at most 2,000 characters (a URL given twice is fetched once); any other is a 422 for
+    the whole request. Retrieval fetches each when the job gets to it, from public addresses
+    only unless its operator allowed more; a page that cannot be fetched or read (an error
+    status, another content type, too large, a refused address) fails alone, in `errors`."""
+    if upload is None:
+        job = await _submit_urls(await _urls_body(request), caller, downstreams)
+        response.headers["Location"] = location_of(job.id)
+        return job_of(job)
     limits = settings.extraction_limits
 
     async def read_each() -> AsyncIterator[JobItem]:
@@ -124,6 +154,27 @@ async def submit_ingest_job(
     job = await submit_job(downstreams, upload.collection, caller.name, read_each())
     response.headers["Location"] = location_of(job.id)
     return job_of(job)
+
+
+async def _urls_body(request: Request) -> IngestUrlsIn:
+    """The JSON body, validated as FastAPI validates a declared one (a 422 naming the field)."""
+    try:
+        return IngestUrlsIn.model_validate_json(await request.body())
+    except ValidationError as error:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in error.errors(include_url=False)]
+        ) from None
+
+
+async def _submit_urls(
+    body: IngestUrlsIn, caller: Caller, downstreams: DownstreamsDep
+) -> jobs_pb2.Job:
+    caller.check_collection(body.collection)
+    # dict.fromkeys: the first of each URL, in order.
+    urls = [check_fetch_url(url) for url in dict.fromkeys(body.urls)]
+    return await submit_job(
+        downstreams, body.collection, caller.name, (jobs_pb2.UrlDocument(url=url) for url in urls)
+    )
 
 
 @router.post(

@@ -33,6 +33,7 @@ from bruno_edge.api.routes import (
     openai_error_responses,
 )
 from bruno_edge.api.routes.chat import unless_disconnected
+from bruno_edge.consistency import AtLeastDep
 from bruno_edge.keys import Scope
 from bruno_edge.model_catalog import ServedModel, resolve, served_models
 from bruno_edge.openai_chat import (
@@ -67,7 +68,8 @@ _STREAM_DESCRIPTION = (
     "chunk with `finish_reason` and, for model `bruno`, `citations` and `bruno`), a usage chunk "
     "with no choices when `stream_options.include_usage` is true, then `data: [DONE]`. "
     "Bruno's own options go in an extra `bruno` object: `collection`, `top_k`, "
-    "`inline_sources`."
+    "`inline_sources`; its `Bruno-Consistency-Token` header (from a write's answer) makes model "
+    "`bruno` retrieve from that write or a later state."
 )
 
 
@@ -88,6 +90,7 @@ async def chat_completions(
     chat: ChatDep,
     downstreams: DownstreamsDep,
     state: StateDep,
+    at_least: AtLeastDep,
 ) -> ChatCompletion | EventSourceResponse | Response:
     """A chat completion: grounded in the knowledge base with model `bruno`, plain otherwise."""
     settings = state.settings
@@ -108,6 +111,7 @@ async def chat_completions(
             top_k=extra.top_k if extra else None,
             conversation_id=completion_id,
             options=options,
+            at_least=at_least,
         )
         inline = settings.openai_inline_sources
         if extra is not None and extra.inline_sources is not None:

@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from bruno_edge.extract._document import Document
+from bruno_extract._document import Document
 
 # Baselines further apart than this many font sizes start a new paragraph.
 _PARAGRAPH_GAP_EMS = 1.45

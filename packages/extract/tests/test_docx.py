@@ -1,4 +1,4 @@
-"""DOCX extraction (extract/_docx.py) on real Word files written in the test."""
+"""DOCX extraction (bruno_extract/_docx.py) on real Word files written in the test."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import zipfile
 import pytest
 
 from bruno_core import LimitExceeded
-from bruno_edge.extract import ExtractionLimits, UnreadableDocument, extract
+from bruno_extract import ExtractionLimits, UnreadableDocument, extract
 from bruno_testing.documents import DocxSection, docx_bytes
 
 RUNBOOK = [

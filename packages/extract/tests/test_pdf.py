@@ -1,4 +1,5 @@
-"""PDF extraction (extract/_pdf.py) on real PDFs written in the test: pages, structure, refusals."""
+"""PDF extraction (bruno_extract/_pdf.py) on real PDFs written in the test: pages, structure,
+refusals."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import re
 import pytest
 
 from bruno_core import LimitExceeded
-from bruno_edge.extract import Document, ExtractionLimits, UnreadableDocument, extract
+from bruno_extract import Document, ExtractionLimits, UnreadableDocument, extract
 from bruno_testing.documents import PdfPage, pdf_bytes
 
 MANUAL = [

@@ -21,7 +21,7 @@ from docx.table import Table
 from docx.text.paragraph import Paragraph
 
 from bruno_core import LimitExceeded
-from bruno_edge.extract._document import Document, ExtractionLimits, UnreadableDocument
+from bruno_extract._document import Document, ExtractionLimits, UnreadableDocument
 
 # Password-protected Office files (and the older .doc format) are OLE compound files, not zips.
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"

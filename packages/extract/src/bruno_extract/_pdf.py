@@ -22,8 +22,8 @@ import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
 from bruno_core import LimitExceeded
-from bruno_edge.extract._document import Document, ExtractionLimits, UnreadableDocument
-from bruno_edge.extract._layout import Line, markdown_document
+from bruno_extract._document import Document, ExtractionLimits, UnreadableDocument
+from bruno_extract._layout import Line, markdown_document
 
 # PDFium keeps global state and is not thread-safe: one document at a time in this process.
 _PDFIUM_LOCK = threading.Lock()

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from lxml import etree
 
-from bruno_edge.extract._document import Document
+from bruno_extract._document import Document
 
 _BLOCK_TAGS = frozenset(
     {"p", "div", "br", "li", "tr", "pre", "section", "article", "table", "ul", "ol", "blockquote"}

@@ -9,7 +9,7 @@ Markdown, text and reStructuredText are stored as they are (the retrieval servic
 reads their headings); HTML becomes its visible text with Markdown headings; PDF and DOCX become
 Markdown (headings, list items, tables) in segments that know their page (PDF) or section
 (DOCX). Reading is bounded by :class:`ExtractionLimits`, and synchronous: callers on an event
-loop run it in a thread. Used by the upload route and the CLI.
+loop run it in a thread. Used by the edge (uploads), retrieval (URL jobs) and the CLI.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import logging
 from pathlib import PurePath
 
 from bruno_core import BrunoError, LimitExceeded
-from bruno_edge.extract._document import (
+from bruno_extract._document import (
     Document,
     ExtractionLimits,
     Segment,
@@ -26,16 +26,18 @@ from bruno_edge.extract._document import (
     UnreadableReason,
     UnsupportedMediaType,
 )
-from bruno_edge.extract._docx import docx_document
-from bruno_edge.extract._html import html_document
-from bruno_edge.extract._pdf import pdf_document
-from bruno_edge.extract._text import markdown_title, rst_title
+from bruno_extract._docx import docx_document
+from bruno_extract._html import html_document
+from bruno_extract._pdf import pdf_document
+from bruno_extract._settings import ExtractionSettings
+from bruno_extract._text import markdown_title, rst_title
 
 __all__ = [
     "BINARY_SUFFIXES",
     "SUFFIXES",
     "Document",
     "ExtractionLimits",
+    "ExtractionSettings",
     "Segment",
     "UnreadableDocument",
     "UnreadableReason",

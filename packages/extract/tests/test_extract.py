@@ -1,11 +1,11 @@
-"""Extraction of text files (extract/): HTML as visible text with Markdown headings, titles,
+"""Extraction of text files (bruno_extract): HTML as visible text with Markdown headings, titles,
 kinds by suffix or media type."""
 
 from __future__ import annotations
 
 import pytest
 
-from bruno_edge.extract import Segment, UnreadableDocument, extract, html_document, kind_of
+from bruno_extract import Segment, UnreadableDocument, extract, html_document, kind_of
 
 
 def test_a_head_left_open_still_ends_where_the_body_begins() -> None:

@@ -1,0 +1,84 @@
+"""A real HTTP server on loopback serving fixed pages, for the tests of URL jobs.
+
+    with Website({"/ups.html": Page(b"<h1>UPS</h1>", "text/html")}) as site:
+        site.url("/ups.html")       # http://127.0.0.1:PORT/ups.html
+        site.requests               # [("/ups.html", "127.0.0.1:PORT")]: path and Host header
+
+A page is served with its status, content type and extra headers; a redirect is a page with a
+``Location`` header; ``streamed`` leaves out ``Content-Length`` (the body ends when the
+connection closes), as a server that does not know the size does. Unknown paths are 404.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import http.server
+import threading
+from collections.abc import Mapping
+from types import TracebackType
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Page:
+    body: bytes
+    content_type: str | None = None
+    status: int = 200
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    streamed: bool = False
+
+
+def redirect(location: str, status: int = 302) -> Page:
+    return Page(b"", "text/plain", status, {"Location": location})
+
+
+class Website:
+    """The server (a thread; see the module docstring). ``pages`` may change while it runs."""
+
+    def __init__(self, pages: Mapping[str, Page]) -> None:
+        self.pages = dict(pages)
+        self.requests: list[tuple[str, str]] = []
+        site = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                site.requests.append((self.path, self.headers.get("Host", "")))
+                page = site.pages.get(self.path, Page(b"not here", "text/plain", 404))
+                self.send_response(page.status)
+                if page.content_type is not None:
+                    self.send_header("Content-Type", page.content_type)
+                for name, value in page.headers.items():
+                    self.send_header(name, value)
+                if page.streamed:
+                    self.close_connection = True
+                else:
+                    self.send_header("Content-Length", str(len(page.body)))
+                self.end_headers()
+                # The client may stop reading, as it should past its limit.
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self.wfile.write(page.body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def url(self, path: str, host: str = "127.0.0.1") -> str:
+        return f"http://{host}:{self.port}{path}"
+
+    def __enter__(self) -> Website:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()

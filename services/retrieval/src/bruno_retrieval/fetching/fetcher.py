@@ -1,0 +1,250 @@
+"""Fetching a URL of a URL job, within limits, from an address the policy allows.
+
+    fetcher = UrlFetcher(AddressPolicy.parse(["192.168.1.0/24"]), extraction_limits)
+    page = await fetcher.fetch("http://192.168.1.20/wiki/ups")
+    page.url, page.document.title, page.document.segments
+
+Every connection, the first and each redirect's (at most :data:`MAX_REDIRECTS`), resolves the
+host, checks every address against the :class:`AddressPolicy` and connects to an address it
+checked: the name is not looked up a second time, so a name that answers differently the next
+time (DNS rebinding) cannot slip past the check. TLS still names the host (SNI, certificate)
+and so does the ``Host`` header. Proxies from the environment are ignored: a proxy would make
+the connection the check did not see.
+
+The content type decides the reader (HTML, PDF, DOCX, Markdown, text; a missing or generic
+``application/octet-stream`` type leaves it to the URL's file name); anything else is refused
+before the body is read. The body is read up to the document limits of its kind and no further.
+Whatever goes wrong is a :class:`~bruno_core.BrunoError` whose detail says what, for the job's
+per-document errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import ipaddress
+import logging
+import socket
+import ssl
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import PurePosixPath
+
+import httpcore
+import httpx
+
+from bruno_core import InvalidInput, LimitExceeded, Unavailable
+from bruno_core.contract import MAX_URL_CHARS
+from bruno_extract import (
+    BINARY_SUFFIXES,
+    Document,
+    ExtractionLimits,
+    UnreadableDocument,
+    UnsupportedMediaType,
+    extract,
+    kind_of,
+)
+from bruno_retrieval.fetching.addresses import AddressPolicy, IPAddress
+
+log = logging.getLogger(__name__)
+
+MAX_REDIRECTS = 5
+USER_AGENT = "agent-bruno (URL ingest job)"
+_GENERIC_MEDIA_TYPES = frozenset({"", "application/octet-stream", "binary/octet-stream"})
+
+#: Resolves a host and port to its addresses (a seam for tests: a name that answers anything).
+Resolver = Callable[[str, int], Awaitable[list[IPAddress]]]
+
+
+class AddressRefused(InvalidInput):
+    """The URL's host resolves only to addresses the policy refuses."""
+
+
+class FetchFailed(Unavailable):
+    """The URL could not be fetched: no answer, an error status, too slow, too many redirects."""
+
+
+async def resolve(host: str, port: int) -> list[IPAddress]:
+    """The addresses of ``host`` from the system's resolver, in its order."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    # An IPv6 link-local address may carry a zone ("fe80::1%eth0"): the address is before it.
+    found = (ipaddress.ip_address(str(info[4][0]).partition("%")[0]) for info in infos)
+    return list(dict.fromkeys(found))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FetchLimits:
+    """Time bounds on one URL: to connect, between bytes read, and in all (redirects,
+    reading and extracting included)."""
+
+    connect_seconds: float = 5.0
+    read_seconds: float = 30.0
+    total_seconds: float = 120.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FetchedPage:
+    """A fetched URL read into a document; ``url`` is where it was found after redirects."""
+
+    url: str
+    document: Document
+
+
+class _CheckedNetwork(httpcore.AsyncNetworkBackend):
+    """httpcore's network backend that resolves, checks and connects to the checked address."""
+
+    def __init__(self, policy: AddressPolicy, resolver: Resolver) -> None:
+        self._policy = policy
+        self._resolve = resolver
+        self._network = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 -- httpcore's interface
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        try:
+            addresses = await asyncio.wait_for(self._resolve(host, port), timeout)
+        except (OSError, TimeoutError) as error:
+            raise FetchFailed(f"the host {host[:200]!r} could not be resolved") from error
+        allowed = [address for address in addresses if self._policy.allows(host, address)]
+        if not allowed:
+            refused = ", ".join(str(address) for address in addresses[:4])
+            raise AddressRefused(
+                f"the host {host[:200]!r} resolves to {refused}, which is not a public address; "
+                "an operator can allow it with BRUNO_FETCH_ALLOWED_NETWORKS"
+            )
+        return await self._network.connect_tcp(
+            str(allowed[0]),
+            port,
+            timeout=timeout,
+            local_address=local_address,
+            socket_options=socket_options,
+        )
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 -- httpcore's interface
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise AddressRefused("a URL job connects over TCP only")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._network.sleep(seconds)
+
+
+class _CheckedTransport(httpx.AsyncHTTPTransport):
+    """httpx's transport over a connection pool that connects through :class:`_CheckedNetwork`.
+
+    httpx takes no network backend of its own; httpcore's pool, which it wraps, does (its
+    documented extension point), so the pool is built here the way httpx builds it."""
+
+    def __init__(self, network: _CheckedNetwork, ssl_context: ssl.SSLContext) -> None:
+        super().__init__(verify=ssl_context, trust_env=False)
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=ssl_context, max_connections=16, network_backend=network
+        )
+
+
+def kind_of_response(content_type: str | None, url: httpx.URL) -> str:
+    """The suffix of the reader for a response (see the module docstring)."""
+    media_type = (content_type or "").split(";")[0].strip().lower()
+    try:
+        if media_type in _GENERIC_MEDIA_TYPES:
+            return kind_of(PurePosixPath(url.path).name)
+        return kind_of("", media_type)
+    except UnsupportedMediaType:
+        shown = media_type or "no content type"
+        raise UnsupportedMediaType(
+            f"answered with {shown[:100]!r}: only HTML, PDF, Word (DOCX), Markdown and plain "
+            "text can be ingested"
+        ) from None
+
+
+class UrlFetcher:
+    """Fetches the URLs of URL jobs (see the module docstring)."""
+
+    def __init__(
+        self,
+        policy: AddressPolicy,
+        extraction: ExtractionLimits,
+        limits: FetchLimits | None = None,
+        *,
+        resolver: Resolver = resolve,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self._extraction = extraction
+        self._limits = limits or FetchLimits()
+        transport = _CheckedTransport(
+            _CheckedNetwork(policy, resolver), ssl_context or httpx.create_ssl_context()
+        )
+        self._client = httpx.AsyncClient(
+            transport=transport,
+            follow_redirects=True,
+            max_redirects=MAX_REDIRECTS,
+            timeout=httpx.Timeout(self._limits.read_seconds, connect=self._limits.connect_seconds),
+            trust_env=False,
+            headers={"User-Agent": USER_AGENT},
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def fetch(self, url: str) -> FetchedPage:
+        """``url`` fetched and read; a BrunoError saying why not otherwise."""
+        total = self._limits.total_seconds
+        try:
+            async with asyncio.timeout(total):
+                final_url, kind, body = await self._download(url)
+                # Reading a PDF takes milliseconds a page: off the event loop.
+                name = _file_name(final_url, kind)
+                document = await asyncio.to_thread(extract, name, body, limits=self._extraction)
+        except TimeoutError as error:
+            raise FetchFailed(f"took longer than {total:g} s to fetch and read") from error
+        except httpx.TooManyRedirects as error:
+            raise FetchFailed(f"redirected more than {MAX_REDIRECTS} times") from error
+        except httpx.TimeoutException as error:
+            raise FetchFailed("timed out connecting or waiting for the answer") from error
+        except httpx.UnsupportedProtocol as error:
+            raise InvalidInput("redirected to a URL that is not http or https") from error
+        except httpx.HTTPError as error:
+            log.info("fetching a URL failed", extra={"url": url[:200]}, exc_info=True)
+            raise FetchFailed(f"could not be fetched ({type(error).__name__})") from error
+        if not document.text.strip():
+            raise UnreadableDocument(name, "empty", "holds no text")
+        return FetchedPage(str(final_url), document)
+
+    async def _download(self, url: str) -> tuple[httpx.URL, str, bytes]:
+        async with self._client.stream("GET", url) as response:
+            if not response.is_success:
+                raise FetchFailed(f"answered {response.status_code} {response.reason_phrase}")
+            if len(str(response.url)) > MAX_URL_CHARS:
+                raise InvalidInput(f"redirected to a URL longer than {MAX_URL_CHARS} characters")
+            kind = kind_of_response(response.headers.get("content-type"), response.url)
+            cap = (
+                self._extraction.max_file_bytes
+                if kind in BINARY_SUFFIXES
+                else self._extraction.max_text_bytes
+            )
+            too_large = LimitExceeded(
+                f"is larger than the limit of {cap} bytes; reading stopped there"
+            )
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > cap:
+                raise too_large
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > cap:  # stop reading: the rest is never downloaded
+                    raise too_large
+            return response.url, kind, bytes(body)
+
+
+def _file_name(url: httpx.URL, kind: str) -> str:
+    """A file name for the extractor: the URL's last path segment (else its host) with the
+    suffix of the reader the content type chose."""
+    stem = PurePosixPath(url.path).stem or url.host or "page"
+    return f"{stem[:200]}{kind}"

@@ -1,0 +1,309 @@
+"""URL jobs' fetching: which addresses are refused, and the fetcher against a real HTTP server
+on loopback (pages of each kind, errors, limits, redirects, pinned connections)."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from bruno_core import InvalidInput, LimitExceeded
+from bruno_extract import ExtractionLimits, UnsupportedMediaType
+from bruno_retrieval.config import RetrievalSettings
+from bruno_retrieval.fetching import (
+    AddressPolicy,
+    AddressRefused,
+    FetchFailed,
+    FetchLimits,
+    UrlFetcher,
+    is_public,
+)
+from bruno_testing.documents import PdfPage, pdf_bytes
+from bruno_testing.website import Page, Website, redirect
+
+ip = ipaddress.ip_address
+
+
+# --- addresses ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",  # loopback
+        "10.1.2.3",  # RFC 1918
+        "172.16.0.1",
+        "192.168.1.20",
+        "169.254.169.254",  # link-local: the cloud metadata service
+        "100.64.0.1",  # carrier-grade NAT
+        "224.0.0.251",  # multicast
+        "240.0.0.1",  # reserved
+        "255.255.255.255",
+        "0.0.0.0",  # unspecified
+        "::1",
+        "::",
+        "fe80::1",  # IPv6 link-local
+        "fd12:3456::1",  # unique local
+        "ff02::1",  # IPv6 multicast
+        "2001:db8::1",  # documentation
+        "::ffff:127.0.0.1",  # IPv4-mapped loopback
+        "::ffff:169.254.169.254",
+        "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254
+    ],
+)
+def test_addresses_that_are_not_on_the_public_internet_are_refused(address: str) -> None:
+    assert not is_public(ip(address))
+    assert not AddressPolicy().allows("example.org", ip(address))
+
+
+@pytest.mark.parametrize(
+    "address", ["93.184.215.14", "1.1.1.1", "2606:4700:4700::1111", "::ffff:1.1.1.1"]
+)
+def test_public_addresses_are_allowed(address: str) -> None:
+    assert AddressPolicy().allows("example.org", ip(address))
+
+
+def test_an_allowed_network_admits_its_addresses_and_only_those() -> None:
+    policy = AddressPolicy.parse(["192.168.1.0/24", "fd00::/8"])
+
+    assert policy.allows("wiki", ip("192.168.1.20"))
+    assert policy.allows("wiki", ip("::ffff:192.168.1.20"))  # the same host, mapped
+    assert policy.allows("wiki", ip("fd12::1"))
+    assert not policy.allows("wiki", ip("192.168.2.20"))
+    assert not policy.allows("wiki", ip("127.0.0.1"))
+
+
+def test_an_allowed_name_admits_its_host_and_a_leading_dot_every_name_under_it() -> None:
+    policy = AddressPolicy.parse(["Wiki.Lan", ".home.arpa"])
+
+    assert policy.allows("wiki.lan", ip("10.0.0.5"))
+    assert policy.allows("WIKI.LAN.", ip("10.0.0.5"))
+    assert policy.allows("nas.home.arpa", ip("10.0.0.6"))
+    assert not policy.allows("home.arpa.evil.example", ip("10.0.0.6"))
+    assert not policy.allows("other.lan", ip("10.0.0.5"))
+
+
+@pytest.mark.parametrize("entry", ["not a name", "http://wiki.lan/", "10.0.0.0/33"])
+def test_an_entry_that_is_neither_network_nor_name_is_refused(entry: str) -> None:
+    with pytest.raises(ValueError, match="neither a network"):
+        AddressPolicy.parse([entry])
+
+
+def test_the_setting_is_a_comma_separated_list_checked_when_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BRUNO_FETCH_ALLOWED_NETWORKS", "192.168.0.0/16, .home.arpa")
+    policy = RetrievalSettings().fetch_policy
+    assert policy.allows("nas.home.arpa", ip("10.0.0.1"))
+    assert policy.allows("x", ip("192.168.7.7"))
+
+    monkeypatch.setenv("BRUNO_FETCH_ALLOWED_NETWORKS", "192.168.0.0/16, wiki lan")
+    with pytest.raises(ValueError, match="wiki lan"):
+        RetrievalSettings()
+
+
+# --- the fetcher ----------------------------------------------------------------------------
+
+LIMITS = ExtractionLimits(max_file_bytes=200_000, max_text_bytes=4_000)
+HTML = b"<html><head><title>UPS runbook</title></head><body><h1>Battery</h1><p>Swap it.</p>"
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[Website]:
+    pdf = pdf_bytes(
+        [
+            PdfPage(heading="Manual", paragraphs=["The fan runs at 1200 rpm."]),
+            PdfPage(heading="Wiring", paragraphs=["The relay takes 24 volts."]),
+        ]
+    )
+    pages = {
+        "/ups.html": Page(HTML, "text/html; charset=utf-8"),
+        "/manual.pdf": Page(pdf, "application/pdf"),
+        "/notes.md": Page(b"# Notes\n\nThe NAS wakes at 06:00.", "text/markdown"),
+        "/raw/notes.md": Page(b"# Raw\n\nServed as bytes.", "application/octet-stream"),
+        "/readme": Page(b"Plain words.", "text/plain"),
+        "/photo.png": Page(b"\x89PNG....", "image/png"),
+        "/huge.txt": Page(b"x" * 10_000, "text/plain"),
+        "/huge-streamed.txt": Page(b"x" * 10_000, "text/plain", streamed=True),
+        # Declares its size and is refused on that alone, before a byte of the body is read.
+        "/huge-declared.txt": Page(
+            b"x", "text/plain", headers={"Content-Length": "10000"}, streamed=True
+        ),
+        "/empty.html": Page(b"<html><body> </body></html>", "text/html"),
+        "/server-error": Page(b"oops", "text/plain", 500),
+        "/to-metadata": redirect("http://169.254.169.254/latest/meta-data/"),
+        "/to-notes": redirect("/notes.md", 301),
+        "/to-ftp": redirect("ftp://example.org/file.md"),
+        "/loop": redirect("/loop"),
+    }
+    with Website(pages) as website:
+        yield website
+
+
+@pytest.fixture
+async def fetcher() -> AsyncIterator[UrlFetcher]:
+    fetcher = UrlFetcher(AddressPolicy.parse(["127.0.0.1/32"]), LIMITS)
+    yield fetcher
+    await fetcher.aclose()
+
+
+async def test_an_html_page_becomes_its_visible_text_under_its_own_title(
+    site: Website, fetcher: UrlFetcher
+) -> None:
+    page = await fetcher.fetch(site.url("/ups.html"))
+
+    assert page.url == site.url("/ups.html")
+    assert page.document.title == "UPS runbook"
+    assert page.document.text == "# Battery\n\nSwap it."
+
+
+async def test_a_pdf_keeps_its_pages(site: Website, fetcher: UrlFetcher) -> None:
+    page = await fetcher.fetch(site.url("/manual.pdf"))
+
+    pages = {segment.page for segment in page.document.segments}
+    assert pages == {1, 2}
+    assert "24 volts" in page.document.text
+
+
+async def test_markdown_and_plain_text_are_stored_as_they_are(
+    site: Website, fetcher: UrlFetcher
+) -> None:
+    notes = await fetcher.fetch(site.url("/notes.md"))
+    readme = await fetcher.fetch(site.url("/readme"))
+
+    assert notes.document.title == "Notes"
+    assert notes.document.text == "# Notes\n\nThe NAS wakes at 06:00."
+    assert readme.document.text == "Plain words."
+
+
+async def test_a_generic_content_type_leaves_the_kind_to_the_file_name(
+    site: Website, fetcher: UrlFetcher
+) -> None:
+    page = await fetcher.fetch(site.url("/raw/notes.md"))
+
+    assert page.document.title == "Raw"
+
+
+async def test_an_unsupported_content_type_is_refused_naming_it(
+    site: Website, fetcher: UrlFetcher
+) -> None:
+    with pytest.raises(UnsupportedMediaType, match="'image/png'"):
+        await fetcher.fetch(site.url("/photo.png"))
+
+
+@pytest.mark.parametrize("path", ["/huge.txt", "/huge-streamed.txt", "/huge-declared.txt"])
+async def test_a_body_past_the_limit_of_its_kind_is_refused(
+    site: Website, fetcher: UrlFetcher, path: str
+) -> None:
+    # Declared too large, or found so while streaming: either way it stops at the limit.
+    with pytest.raises(LimitExceeded, match="limit of 4000 bytes; reading stopped there"):
+        await fetcher.fetch(site.url(path))
+
+
+@pytest.mark.parametrize(
+    ("path", "message"), [("/missing", "answered 404 Not Found"), ("/server-error", "500")]
+)
+async def test_an_error_status_is_a_failure_naming_it(
+    site: Website, fetcher: UrlFetcher, path: str, message: str
+) -> None:
+    with pytest.raises(FetchFailed, match=message):
+        await fetcher.fetch(site.url(path))
+
+
+async def test_a_page_with_no_text_is_refused(site: Website, fetcher: UrlFetcher) -> None:
+    with pytest.raises(InvalidInput, match="holds no text"):
+        await fetcher.fetch(site.url("/empty.html"))
+
+
+async def test_a_redirect_is_followed_and_the_document_is_where_it_ended(
+    site: Website, fetcher: UrlFetcher
+) -> None:
+    page = await fetcher.fetch(site.url("/to-notes"))
+
+    assert page.url == site.url("/notes.md")
+
+
+async def test_a_redirect_to_a_refused_address_is_refused_before_connecting(
+    site: Website, fetcher: UrlFetcher
+) -> None:
+    with pytest.raises(AddressRefused, match=r"169\.254\.169\.254.*BRUNO_FETCH_ALLOWED_NETWORKS"):
+        await fetcher.fetch(site.url("/to-metadata"))
+
+
+async def test_a_redirect_to_another_scheme_is_refused(site: Website, fetcher: UrlFetcher) -> None:
+    with pytest.raises(InvalidInput, match="not http or https"):
+        await fetcher.fetch(site.url("/to-ftp"))
+
+
+async def test_redirects_are_followed_five_times_at_most(
+    site: Website, fetcher: UrlFetcher
+) -> None:
+    before = len(site.requests)
+
+    with pytest.raises(FetchFailed, match="more than 5 times"):
+        await fetcher.fetch(site.url("/loop"))
+
+    assert site.requests[before:] == [("/loop", f"127.0.0.1:{site.port}")] * 6
+
+
+async def test_without_an_allowed_network_loopback_is_refused(site: Website) -> None:
+    fetcher = UrlFetcher(AddressPolicy(), LIMITS)
+    try:
+        with pytest.raises(AddressRefused, match=r"resolves to 127\.0\.0\.1"):
+            await fetcher.fetch(site.url("/notes.md"))
+        with pytest.raises(AddressRefused):
+            await fetcher.fetch(site.url("/notes.md", host="localhost"))
+    finally:
+        await fetcher.aclose()
+
+
+async def test_the_connection_goes_to_the_address_checked_and_names_the_host(
+    site: Website,
+) -> None:
+    # A name that resolves to loopback the first time and anywhere else after (rebinding):
+    # the fetcher looks it up once per connection and connects to what it checked.
+    answers = [[ip("127.0.0.1")], [ip("10.9.9.9")]]
+
+    async def resolver(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+        assert host == "wiki.test"
+        return answers.pop(0)
+
+    fetcher = UrlFetcher(AddressPolicy.parse(["127.0.0.1/32"]), LIMITS, resolver=resolver)
+    try:
+        page = await fetcher.fetch(site.url("/notes.md", host="wiki.test"))
+    finally:
+        await fetcher.aclose()
+
+    assert page.url == site.url("/notes.md", host="wiki.test")
+    assert site.requests[-1] == ("/notes.md", f"wiki.test:{site.port}")
+    assert answers == [[ip("10.9.9.9")]]  # one lookup, one connection
+
+
+async def test_an_allowed_name_is_fetched_whatever_it_resolves_to(site: Website) -> None:
+    fetcher = UrlFetcher(AddressPolicy.parse(["localhost"]), LIMITS)
+    try:
+        page = await fetcher.fetch(site.url("/notes.md", host="localhost"))
+    finally:
+        await fetcher.aclose()
+
+    assert page.document.title == "Notes"
+
+
+async def test_a_url_that_takes_too_long_in_all_is_a_failure(site: Website) -> None:
+    async def slow(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+        await asyncio.sleep(5)
+        return [ip("127.0.0.1")]
+
+    fetcher = UrlFetcher(
+        AddressPolicy.parse(["127.0.0.1/32"]),
+        LIMITS,
+        FetchLimits(connect_seconds=30, total_seconds=0.2),
+        resolver=slow,
+    )
+    try:
+        with pytest.raises(FetchFailed, match=r"longer than 0\.2 s"):
+            await fetcher.fetch(site.url("/notes.md"))
+    finally:
+        await fetcher.aclose()
