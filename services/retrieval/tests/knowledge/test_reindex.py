@@ -297,3 +297,24 @@ async def test_writes_to_the_old_table_during_a_reindex_are_caught_up_before_the
     found = await store.search("default", "restic replaced", top_k=1, mode=SearchMode.VECTOR)
     assert (found.hits[0].document_id, found.hits[0].text) == ("n3", "Restic replaced note.")
     assert store._catalog.entry("default") == CatalogEntry("default", "default.1", "model-a", 64)
+
+
+async def test_a_delete_during_the_dimension_probe_of_a_reindex_answers_at_once(
+    notes: KnowledgeStore, make_embedder: MakeEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = notes
+    new = make_embedder(32, "model-b")
+    # The embedding service is slow to answer the reindex's first call (busy with other
+    # collections' batches): writes must not wait for it.
+    probing, released = hold_the_copy(new, "dimension probe", monkeypatch)
+    store._embedder = new
+    reindex = store.start_reindex("default")
+    await probing.wait()
+
+    deleted = await asyncio.wait_for(store.delete_document("default", "n0"), _HANG_GUARD_SECONDS)
+    released.set()
+    result = await reindex
+
+    assert deleted.chunks == 1
+    assert (result.collection.embedding_model, result.collection.documents) == ("model-b", 4)
+

@@ -87,17 +87,22 @@ async def rebuild(
     shadow: Shadow | None = None
     name = ""
     try:
+        if catalog.entry(collection) is None:
+            raise NotFound(f"collection {collection!r} not found")
+        # The model tells the shadow's dimension. Asked before the lock: the embedding service
+        # may take long to answer (busy with other batches), and writes must not wait for it.
+        probe = await embedder.embed(["dimension probe"], embedding_pb2.INPUT_TYPE_DOCUMENT)
+        dimension = check_vectors(probe, 1)
+        model = await embedder.model()
         # Taken first, so that writes from now on find the shadow ready (or came before).
         async with writer.lock(collection):
             entry = catalog.entry(collection)
             if entry is None:
-                raise NotFound(f"collection {collection!r} not found")
+                raise NotFound(f"collection {collection!r} was deleted before its reindex began")
             # The shadow exists before the snapshot is taken, so the writer logs every change
-            # from there on; the model tells its dimension.
-            probe = await embedder.embed(["dimension probe"], embedding_pb2.INPUT_TYPE_DOCUMENT)
-            dimension = check_vectors(probe, 1)
+            # from there on.
             name = await catalog.shadow_name(entry)
-            target = CatalogEntry(collection, name, await embedder.model(), dimension)
+            target = CatalogEntry(collection, name, model, dimension)
             table = await catalog.db.create_table(name, schema=table_schema(dimension))
             shadow = Shadow(target, table)
             writer.start_shadow(collection, shadow)
