@@ -135,7 +135,10 @@ async def rebuild(
             await _catch_up(shadow, old, columns, embedder, writer, collection, locked=False)
         async with writer.lock(collection):
             _check_stop(stop, collection)
-            if catalog.entry(collection) != entry:
+            # Deleting the collection ends its shadow. The catalog entry cannot tell: one made
+            # anew can have the very entry the old one had, and an adopted table's entry
+            # changes when its first ingest records the model.
+            if writer.shadow(collection) is not shadow:
                 raise NotFound(f"collection {collection!r} was deleted during its reindex")
             await _catch_up(shadow, old, columns, embedder, writer, collection, locked=True)
             _check_stop(stop, collection)  # the last chance: the switch is not undone
