@@ -374,3 +374,24 @@ async def test_a_reindex_of_a_collection_of_no_recorded_model_switches_with_inge
     assert store._catalog.entry("default") == CatalogEntry("default", "default.1", "model-b", 64)
     found = await store.search("default", "restic fresh", top_k=1, mode=SearchMode.VECTOR)
     assert found.hits[0].document_id == "fresh"
+
+
+async def test_a_collection_deleted_during_its_reindex_ends_the_copy_at_the_next_batch(
+    notes: KnowledgeStore, make_embedder: MakeEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = notes
+    monkeypatch.setattr("bruno_retrieval.knowledge.reindex._REINDEX_BATCH", 2)
+    new = make_embedder(32, "model-b")
+    copying, released = hold_the_copy(new, "Velero note", monkeypatch)
+    store._embedder = new
+    reindex = store.start_reindex("default")
+    await copying.wait()  # the first of three batches is being copied
+
+    await asyncio.wait_for(store.delete_collection("default"), _HANG_GUARD_SECONDS)
+    released.set()
+    with pytest.raises(NotFound, match="deleted during its reindex"):
+        await reindex
+
+    # The embedding service's time is not spent on a collection nobody has any more.
+    copied = [texts for texts, _ in new.calls if any("Velero note" in t for t in texts)]
+    assert len(copied) == 1

@@ -116,6 +116,7 @@ async def rebuild(
             _check_stop(stop, collection)
             rows = await _embedded(batch, embedder, target)
             async with writer.lock(collection):
+                _check_kept(writer, collection, shadow)
                 # A document written since the snapshot is the catch-up's.
                 kept = rows.filter(
                     pa.array([shadow.copied_as_is(row["document_id"]) for row in batch])
@@ -132,14 +133,11 @@ async def rebuild(
             if len(shadow.stale) <= _CATCH_UP_UNDER_LOCK:
                 break
             _check_stop(stop, collection)
+            _check_kept(writer, collection, shadow)
             await _catch_up(shadow, old, columns, embedder, writer, collection, locked=False)
         async with writer.lock(collection):
             _check_stop(stop, collection)
-            # Deleting the collection ends its shadow. The catalog entry cannot tell: one made
-            # anew can have the very entry the old one had, and an adopted table's entry
-            # changes when its first ingest records the model.
-            if writer.shadow(collection) is not shadow:
-                raise NotFound(f"collection {collection!r} was deleted during its reindex")
+            _check_kept(writer, collection, shadow)
             await _catch_up(shadow, old, columns, embedder, writer, collection, locked=True)
             _check_stop(stop, collection)  # the last chance: the switch is not undone
             await catalog.switch(target, shadow.table)
@@ -229,6 +227,14 @@ async def _abandon(
             writer.end_shadow(collection)
         shadow.table.close()
     await catalog.drop_quietly(name)
+
+
+def _check_kept(writer: Writer, collection: str, shadow: Shadow) -> None:
+    """NotFound once the collection was deleted, which ends its shadow. Its catalog entry
+    cannot tell: a collection made anew can have the very entry the old one had, and an adopted
+    table's entry changes when its first ingest records the model."""
+    if writer.shadow(collection) is not shadow:
+        raise NotFound(f"collection {collection!r} was deleted during its reindex")
 
 
 def _check_stop(stop: asyncio.Event | None, collection: str) -> None:
