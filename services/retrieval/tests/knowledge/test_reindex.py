@@ -12,6 +12,7 @@ import lancedb
 import pytest
 
 from bruno.embedding.v1 import embedding_pb2
+from bruno_core import NotFound
 from bruno_retrieval.config import RetrievalSettings
 from bruno_retrieval.knowledge import (
     CATALOG_TABLE,
@@ -19,7 +20,7 @@ from bruno_retrieval.knowledge import (
     KnowledgeStore,
     SearchMode,
 )
-from bruno_retrieval.knowledge.catalog import CatalogEntry
+from bruno_retrieval.knowledge.catalog import CatalogEntry, table_names
 from bruno_retrieval.knowledge.reindex import CollectionReindexing, ReindexCancelled
 
 if TYPE_CHECKING:
@@ -297,3 +298,100 @@ async def test_writes_to_the_old_table_during_a_reindex_are_caught_up_before_the
     found = await store.search("default", "restic replaced", top_k=1, mode=SearchMode.VECTOR)
     assert (found.hits[0].document_id, found.hits[0].text) == ("n3", "Restic replaced note.")
     assert store._catalog.entry("default") == CatalogEntry("default", "default.1", "model-a", 64)
+
+
+async def test_a_delete_during_the_dimension_probe_of_a_reindex_answers_at_once(
+    notes: KnowledgeStore, make_embedder: MakeEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = notes
+    new = make_embedder(32, "model-b")
+    # The embedding service is slow to answer the reindex's first call (busy with other
+    # collections' batches): writes must not wait for it.
+    probing, released = hold_the_copy(new, "dimension probe", monkeypatch)
+    store._embedder = new
+    reindex = store.start_reindex("default")
+    await probing.wait()
+
+    deleted = await asyncio.wait_for(store.delete_document("default", "n0"), _HANG_GUARD_SECONDS)
+    released.set()
+    result = await reindex
+
+    assert deleted.chunks == 1
+    assert (result.collection.embedding_model, result.collection.documents) == ("model-b", 4)
+
+
+async def test_a_collection_deleted_and_made_anew_during_its_reindex_keeps_the_new_writes(
+    notes: KnowledgeStore, make_embedder: MakeEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = notes
+    # The same model again: the collection made anew gets the very entry the old one had
+    # (same table name, model and dimension) once the old table is dropped.
+    same = make_embedder(64, "model-a")
+    copying, released = hold_the_copy(same, "Velero note", monkeypatch)
+    store._embedder = same
+    reindex = store.start_reindex("default")
+    await copying.wait()  # the one batch (all five notes) is being copied
+
+    async def meanwhile() -> None:
+        running = set(store._tasks._tasks)
+        await store.delete_collection("default")
+        await asyncio.gather(*(store._tasks._tasks - running))  # the drop of its table
+        assert "default" not in await table_names(store._catalog.db)
+        await store.ingest("default", text="Restic fresh note.", document_id="fresh")
+
+    await asyncio.wait_for(meanwhile(), _HANG_GUARD_SECONDS)
+    released.set()
+    with pytest.raises(NotFound, match="deleted during its reindex"):
+        await reindex
+
+    listed = (await store.list_documents("default")).documents
+    assert [document.document_id for document in listed] == ["fresh"]
+
+
+async def test_a_reindex_of_a_collection_of_no_recorded_model_switches_with_ingests_made_meanwhile(
+    notes: KnowledgeStore, make_embedder: MakeEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = notes
+    entry = store._catalog.entry("default")
+    assert entry is not None
+    await store._catalog.record_model(entry, "")  # as a table adopted from before the catalog
+    new = make_embedder(64, "model-b")
+    copying, released = hold_the_copy(new, "Velero note", monkeypatch)
+    store._embedder = new
+    reindex = store.start_reindex("default")
+    await copying.wait()
+
+    # The first ingest records its model, on the old table (the reindex copies it again).
+    added = await asyncio.wait_for(
+        store.ingest("default", text="Restic fresh note.", document_id="fresh"),
+        _HANG_GUARD_SECONDS,
+    )
+    released.set()
+    result = await reindex
+
+    assert added.outcome is IngestOutcome.CREATED
+    assert (result.collection.documents, result.collection.chunks) == (6, 6)
+    assert store._catalog.entry("default") == CatalogEntry("default", "default.1", "model-b", 64)
+    found = await store.search("default", "restic fresh", top_k=1, mode=SearchMode.VECTOR)
+    assert found.hits[0].document_id == "fresh"
+
+
+async def test_a_collection_deleted_during_its_reindex_ends_the_copy_at_the_next_batch(
+    notes: KnowledgeStore, make_embedder: MakeEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = notes
+    monkeypatch.setattr("bruno_retrieval.knowledge.reindex._REINDEX_BATCH", 2)
+    new = make_embedder(32, "model-b")
+    copying, released = hold_the_copy(new, "Velero note", monkeypatch)
+    store._embedder = new
+    reindex = store.start_reindex("default")
+    await copying.wait()  # the first of three batches is being copied
+
+    await asyncio.wait_for(store.delete_collection("default"), _HANG_GUARD_SECONDS)
+    released.set()
+    with pytest.raises(NotFound, match="deleted during its reindex"):
+        await reindex
+
+    # The embedding service's time is not spent on a collection nobody has any more.
+    copied = [texts for texts, _ in new.calls if any("Velero note" in t for t in texts)]
+    assert len(copied) == 1

@@ -87,17 +87,22 @@ async def rebuild(
     shadow: Shadow | None = None
     name = ""
     try:
+        if catalog.entry(collection) is None:
+            raise NotFound(f"collection {collection!r} not found")
+        # The model tells the shadow's dimension. Asked before the lock: the embedding service
+        # may take long to answer (busy with other batches), and writes must not wait for it.
+        probe = await embedder.embed(["dimension probe"], embedding_pb2.INPUT_TYPE_DOCUMENT)
+        dimension = check_vectors(probe, 1)
+        model = await embedder.model()
         # Taken first, so that writes from now on find the shadow ready (or came before).
         async with writer.lock(collection):
             entry = catalog.entry(collection)
             if entry is None:
-                raise NotFound(f"collection {collection!r} not found")
+                raise NotFound(f"collection {collection!r} was deleted before its reindex began")
             # The shadow exists before the snapshot is taken, so the writer logs every change
-            # from there on; the model tells its dimension.
-            probe = await embedder.embed(["dimension probe"], embedding_pb2.INPUT_TYPE_DOCUMENT)
-            dimension = check_vectors(probe, 1)
+            # from there on.
             name = await catalog.shadow_name(entry)
-            target = CatalogEntry(collection, name, await embedder.model(), dimension)
+            target = CatalogEntry(collection, name, model, dimension)
             table = await catalog.db.create_table(name, schema=table_schema(dimension))
             shadow = Shadow(target, table)
             writer.start_shadow(collection, shadow)
@@ -111,6 +116,7 @@ async def rebuild(
             _check_stop(stop, collection)
             rows = await _embedded(batch, embedder, target)
             async with writer.lock(collection):
+                _check_kept(writer, collection, shadow)
                 # A document written since the snapshot is the catch-up's.
                 kept = rows.filter(
                     pa.array([shadow.copied_as_is(row["document_id"]) for row in batch])
@@ -127,11 +133,11 @@ async def rebuild(
             if len(shadow.stale) <= _CATCH_UP_UNDER_LOCK:
                 break
             _check_stop(stop, collection)
+            _check_kept(writer, collection, shadow)
             await _catch_up(shadow, old, columns, embedder, writer, collection, locked=False)
         async with writer.lock(collection):
             _check_stop(stop, collection)
-            if catalog.entry(collection) != entry:
-                raise NotFound(f"collection {collection!r} was deleted during its reindex")
+            _check_kept(writer, collection, shadow)
             await _catch_up(shadow, old, columns, embedder, writer, collection, locked=True)
             _check_stop(stop, collection)  # the last chance: the switch is not undone
             await catalog.switch(target, shadow.table)
@@ -221,6 +227,14 @@ async def _abandon(
             writer.end_shadow(collection)
         shadow.table.close()
     await catalog.drop_quietly(name)
+
+
+def _check_kept(writer: Writer, collection: str, shadow: Shadow) -> None:
+    """NotFound once the collection was deleted, which ends its shadow. Its catalog entry
+    cannot tell: a collection made anew can have the very entry the old one had, and an adopted
+    table's entry changes when its first ingest records the model."""
+    if writer.shadow(collection) is not shadow:
+        raise NotFound(f"collection {collection!r} was deleted during its reindex")
 
 
 def _check_stop(stop: asyncio.Event | None, collection: str) -> None:
