@@ -205,3 +205,26 @@ async def test_tables_from_before_the_catalog_are_adopted_and_reindexed_for_filt
     hits = (await store.search("default", "velero", top_k=5, filters={"team": "ops"})).hits
     assert [hit.document_id for hit in hits] == ["old"]
     store.close()
+
+
+async def test_a_writer_drops_the_tables_a_restart_left_that_no_collection_uses(
+    make_settings: MakeSettings, make_embedder: MakeEmbedder
+) -> None:
+    first = await KnowledgeStore.open(make_settings(), make_embedder(64, "model-a"))
+    await first.ingest("homelab", text="Velero restore.", document_id="a")
+    first.close()
+    # What a writer killed mid-reindex leaves: the shadow table, never switched to.
+    db = await lancedb.connect_async(make_settings().lancedb_uri)
+    source: Any = await db.open_table("homelab")
+    leftover: Any = await db.create_table("homelab.1", data=await source.query().to_arrow())
+    source.close()
+    leftover.close()
+
+    second = await KnowledgeStore.open(make_settings(), make_embedder(64, "model-a"))
+    await second.wait_for_background()
+
+    assert "homelab.1" not in (await db.list_tables()).tables
+    assert "homelab" in (await db.list_tables()).tables
+    hits = (await second.search("homelab", "velero", top_k=5, mode=SearchMode.HYBRID)).hits
+    assert [hit.document_id for hit in hits] == ["a"]
+    second.close()

@@ -129,6 +129,8 @@ class Catalog:
         if rows is not None:
             await catalog._load(names)
             catalog._rows_version = await rows.version()
+            if role.writes:
+                catalog._retire_leftovers(names)
         catalog._next_follow = time.monotonic() + lag_seconds
         return catalog
 
@@ -323,6 +325,18 @@ class Catalog:
                 entry = CatalogEntry(name, name, "", schema.field("vector").type.list_size)
                 await self._write(entry)
                 self._entries[name] = entry
+
+    def _retire_leftovers(self, names: set[str]) -> None:
+        """Retire the ``name.N`` tables no collection uses: a reindex's shadow that a restart
+        interrupted (its job is failed at start), or a replaced or deleted collection's table
+        whose drop the restart cut short. Left, they would hold disk for good and make readers
+        think a reindex is under way (:meth:`being_rebuilt`)."""
+        used = {entry.table for entry in self._entries.values()}
+        for name in sorted(names - used):
+            base, _, generation = name.partition(".")
+            if generation.isdigit() and COLLECTION_NAME.is_valid(base):
+                log.info("dropping a table no collection uses", extra={"table": name})
+                self._retire(name)
 
     def _retire(self, table_name: str) -> None:
         """Drop a table no longer in the catalog once no search is reading it (a reader only
