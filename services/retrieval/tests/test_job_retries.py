@@ -12,7 +12,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from bruno.embedding.v1 import embedding_pb2
-from bruno_core import BrunoError, DeadlineExceeded, InvalidInput
+from bruno_core import DeadlineExceeded, InvalidInput
 from bruno_retrieval.config import RetrievalSettings
 from bruno_retrieval.jobs import Job, JobRunner, JobState, JobStore, StagedDocument
 from bruno_retrieval.jobs.retries import DocumentRetries
@@ -47,7 +47,7 @@ class Failing:
         name: str,
         *,
         times: int | None = None,
-        error: Callable[[], BrunoError] = lambda: DeadlineExceeded(TIMEOUT),
+        error: Callable[[], Exception] = lambda: DeadlineExceeded(TIMEOUT),
     ) -> None:
         self.calls = 0
         self.failed_once = asyncio.Event()
@@ -145,6 +145,26 @@ async def test_a_document_that_always_times_out_fails_after_its_attempts_while_t
     ]
     assert stuck.calls == 3
     assert await service.document_ids() == ["a.md", "c.md"]
+
+
+async def test_a_commit_that_keeps_losing_races_is_tried_again_then_fails_saying_so(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # LanceDB raises its retryable commit conflict as a plain RuntimeError.
+    raced = Failing(
+        service.embedder,
+        monkeypatch,
+        "raced.md",
+        error=lambda: RuntimeError("Retryable commit conflict for version 7: please retry"),
+    )
+    await service.start(QUICK)
+
+    done = await service.finished(await service.submit(document("raced.md")))
+
+    assert [(e.document_id, e.message) for e in done.errors] == [
+        ("raced.md", "the collection's table kept losing commit races; gave up after 3 attempts")
+    ]
+    assert raced.calls == 3
 
 
 async def test_a_cancel_during_the_back_off_ends_the_job_without_another_attempt(
