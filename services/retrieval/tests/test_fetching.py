@@ -17,9 +17,11 @@ from bruno_retrieval.fetching import (
     AddressRefused,
     FetchFailed,
     FetchLimits,
+    FetchRefused,
     UrlFetcher,
     is_public,
 )
+from bruno_retrieval.jobs.retries import is_transient
 from bruno_testing.documents import PdfPage, pdf_bytes
 from bruno_testing.website import Page, Website, redirect
 
@@ -203,13 +205,20 @@ async def test_a_body_past_the_limit_of_its_kind_is_refused(
 
 
 @pytest.mark.parametrize(
-    ("path", "message"), [("/missing", "answered 404 Not Found"), ("/server-error", "500")]
+    ("path", "error", "message"),
+    [
+        # A job does not ask again for what the server refused for good ...
+        ("/missing", FetchRefused, "answered 404 Not Found"),
+        # ... and does for what may pass (FetchFailed is Unavailable: jobs retry it).
+        ("/server-error", FetchFailed, "500"),
+    ],
 )
-async def test_an_error_status_is_a_failure_naming_it(
-    site: Website, fetcher: UrlFetcher, path: str, message: str
+async def test_an_error_status_is_a_failure_naming_it_transient_only_if_it_may_pass(
+    site: Website, fetcher: UrlFetcher, path: str, error: type[Exception], message: str
 ) -> None:
-    with pytest.raises(FetchFailed, match=message):
+    with pytest.raises(error, match=message) as raised:
         await fetcher.fetch(site.url(path))
+    assert is_transient(raised.value) is (error is FetchFailed)
 
 
 async def test_a_page_with_no_text_is_refused(site: Website, fetcher: UrlFetcher) -> None:
@@ -242,7 +251,7 @@ async def test_redirects_are_followed_five_times_at_most(
 ) -> None:
     before = len(site.requests)
 
-    with pytest.raises(FetchFailed, match="more than 5 times"):
+    with pytest.raises(FetchRefused, match="more than 5 times"):
         await fetcher.fetch(site.url("/loop"))
 
     assert site.requests[before:] == [("/loop", f"127.0.0.1:{site.port}")] * 6

@@ -13,6 +13,7 @@ from bruno_retrieval.fetching.fetcher import (
     FetchedPage,
     FetchFailed,
     FetchLimits,
+    FetchRefused,
     Resolver,
     UrlFetcher,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "AddressRefused",
     "FetchFailed",
     "FetchLimits",
+    "FetchRefused",
     "FetchedPage",
     "Resolver",
     "UrlFetcher",

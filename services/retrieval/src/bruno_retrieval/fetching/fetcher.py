@@ -60,7 +60,17 @@ class AddressRefused(InvalidInput):
 
 
 class FetchFailed(Unavailable):
-    """The URL could not be fetched: no answer, an error status, too slow, too many redirects."""
+    """The URL could not be fetched for now: no answer, too slow, a server error (5xx, 408,
+    429). A job tries such a document again later (:mod:`bruno_retrieval.jobs.retries`)."""
+
+
+class FetchRefused(InvalidInput):
+    """The URL's server refused it for good (a 4xx status but 408 and 429) or redirected it in
+    a loop: asking again would get the same answer, so a job does not."""
+
+
+# Statuses that may pass: a request timeout, too many requests, any server error.
+_PASSING_STATUSES = frozenset({408, 429})
 
 
 async def resolve(host: str, port: int) -> list[IPAddress]:
@@ -205,7 +215,7 @@ class UrlFetcher:
         except TimeoutError as error:
             raise FetchFailed(f"took longer than {total:g} s to fetch and read") from error
         except httpx.TooManyRedirects as error:
-            raise FetchFailed(f"redirected more than {MAX_REDIRECTS} times") from error
+            raise FetchRefused(f"redirected more than {MAX_REDIRECTS} times") from error
         except httpx.TimeoutException as error:
             raise FetchFailed("timed out connecting or waiting for the answer") from error
         except httpx.UnsupportedProtocol as error:
@@ -220,7 +230,10 @@ class UrlFetcher:
     async def _download(self, url: str) -> tuple[httpx.URL, str, bytes]:
         async with self._client.stream("GET", url) as response:
             if not response.is_success:
-                raise FetchFailed(f"answered {response.status_code} {response.reason_phrase}")
+                answered = f"answered {response.status_code} {response.reason_phrase}"
+                if response.status_code >= 500 or response.status_code in _PASSING_STATUSES:
+                    raise FetchFailed(answered)
+                raise FetchRefused(answered)
             if len(str(response.url)) > MAX_URL_CHARS:
                 raise InvalidInput(f"redirected to a URL longer than {MAX_URL_CHARS} characters")
             kind = kind_of_response(response.headers.get("content-type"), response.url)

@@ -1,4 +1,5 @@
-"""Job progress on retrieval's ``/metrics``: jobs by kind and state, documents and chunks."""
+"""Job progress on retrieval's ``/metrics``: jobs by kind and state, documents, chunks and
+retries."""
 
 from __future__ import annotations
 
@@ -12,4 +13,10 @@ JOB_DOCUMENTS = Counter(
 )
 JOB_CHUNKS = Counter(
     "bruno_retrieval_job_chunks_written", "Chunks jobs have written, by kind.", ["kind"]
+)
+JOB_DOCUMENT_RETRIES = Counter(
+    "bruno_retrieval_job_document_retries",
+    "Documents of jobs tried again after a transient failure (embedding late or unavailable, "
+    "a commit race), by kind.",
+    ["kind"],
 )

@@ -13,8 +13,10 @@ A document of a URL job is fetched and read when the job gets to it (``fetcher``
 read fails alone, with the reason in the job's errors. A restart fetches it again.
 
 Ingest jobs yield to interactive work where the cost is: the embedding service serves search
-queries ahead of document batches. A cancel is honoured between documents: the documents in
-flight are committed whole (or not at all, if they fail) and those committed before stay.
+queries ahead of document batches. A document that fails transiently (the embedding service
+late or unavailable) is ingested again after a back-off, a few times (:mod:`.retries`). A
+cancel is honoured between documents: the documents in flight are committed whole (or not at
+all, if they fail; one waiting to be tried again is not) and those committed before stay.
 
 When retrieval starts, a job it finds running was interrupted: an ingest job goes back to the
 queue with its ``resumes`` counted and carries on from its first document not accounted for; a
@@ -46,6 +48,7 @@ from bruno_retrieval.background import BackgroundTasks
 from bruno_retrieval.fetching import UrlFetcher
 from bruno_retrieval.jobs import metrics
 from bruno_retrieval.jobs.model import DocumentError, Job, JobKind, JobState, StagedDocument
+from bruno_retrieval.jobs.retries import DocumentRetries, with_retries
 from bruno_retrieval.jobs.store import JobStore, new_job_id
 from bruno_retrieval.knowledge import KnowledgeStore
 from bruno_retrieval.knowledge.pages import TextSegment
@@ -71,15 +74,22 @@ class JobRunner:
     """Runs the jobs of one :class:`JobStore` against one :class:`KnowledgeStore`."""
 
     def __init__(
-        self, jobs: JobStore, knowledge: KnowledgeStore, fetcher: UrlFetcher | None = None
+        self,
+        jobs: JobStore,
+        knowledge: KnowledgeStore,
+        fetcher: UrlFetcher | None = None,
+        *,
+        retries: DocumentRetries | None = None,
     ) -> None:
         self._jobs = jobs
         self._knowledge = knowledge
         self._fetcher = fetcher
+        self._retries = retries or DocumentRetries()
         self._tasks = BackgroundTasks()
         self._queued = asyncio.Event()
         self._reindex_lock = asyncio.Lock()
-        self._reindex_stops: dict[str, asyncio.Event] = {}
+        # A running job's stop, set by its cancel: ends a reindex, or an ingest's back-off.
+        self._stops: dict[str, asyncio.Event] = {}
         # The jobs held back for a reindex may run once it ends, however it ends.
         knowledge.when_reindex_ends(self._queued.set)
 
@@ -107,7 +117,7 @@ class JobRunner:
         job is returned as it is."""
         await self._jobs.get(job_id, owner=owner)  # NotFound before anything changes
         job = await self._jobs.update(job_id, _cancel_requested)
-        if job.cancel_requested and (stop := self._reindex_stops.get(job_id)) is not None:
+        if job.cancel_requested and (stop := self._stops.get(job_id)) is not None:
             stop.set()
         return job
 
@@ -131,7 +141,7 @@ class JobRunner:
                 documents_total=info.documents,
             )
             await self._jobs.create(job)
-            stop = self._reindex_stops[job.id] = asyncio.Event()
+            stop = self._stops[job.id] = asyncio.Event()
             self._tasks.spawn(self._run_reindex(job, stop))
         return job
 
@@ -164,13 +174,20 @@ class JobRunner:
                 await self._fail_quietly(queued[0].id, f"the job could not go on: {error}")
 
     async def _run_ingest(self, job: Job) -> None:
+        stop = self._stops[job.id] = asyncio.Event()  # before it runs: no cancel is missed
+        try:
+            await self._run_ingest_batches(job, stop)
+        finally:
+            self._stops.pop(job.id, None)
+
+    async def _run_ingest_batches(self, job: Job, stop: asyncio.Event) -> None:
         job = await self._jobs.update(job.id, _started)
         while job.state is JobState.RUNNING and not job.cancel_requested:
             batch = await self._jobs.staged(job.id, job.next_position, IN_FLIGHT)
             if not batch:
                 job = await self._jobs.update(job.id, lambda j: j.finished_by_counts(_now()))
                 break
-            steps = await asyncio.gather(*(self._ingest(job, document) for document in batch))
+            steps = await asyncio.gather(*(self._ingest(job, document, stop) for document in batch))
             job = await self._jobs.update(job.id, functools.partial(_advanced, steps))
         if job.state is JobState.RUNNING and job.cancel_requested:
             await self._jobs.update(job.id, _cancelled)
@@ -213,9 +230,13 @@ class JobRunner:
             ),
         )
 
-    async def _ingest(self, job: Job, document: StagedDocument) -> _Step:
-        """Ingest one document; the change it makes to the job."""
-        return await _step_of(job, document, self._ingesting(job.collection, document))
+    async def _ingest(self, job: Job, document: StagedDocument, stop: asyncio.Event) -> _Step:
+        """Ingest one document, again after a transient failure (:mod:`.retries`) until
+        ``stop``; the change it makes to the job."""
+        ingesting = with_retries(
+            lambda: self._ingesting(job.collection, document), stop, self._retries, job.kind
+        )
+        return await _step_of(job, document, ingesting)
 
     async def ingest_or_job(
         self, collection: str, owner: str, document: StagedDocument, *, wait_seconds: float
@@ -275,7 +296,7 @@ class JobRunner:
                 ).finish(JobState.SUCCEEDED, _now()),
             )
         finally:
-            self._reindex_stops.pop(job.id, None)
+            self._stops.pop(job.id, None)
 
     async def _fail_quietly(self, job_id: str, reason: str) -> None:
         try:
