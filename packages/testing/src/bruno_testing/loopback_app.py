@@ -30,7 +30,12 @@ class LoopbackApp:
         return f"http://127.0.0.1:{self.port}"
 
     async def start(self) -> None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP, not the default 0: asyncio turns Nagle's algorithm off (TCP_NODELAY) on
+        # the connections of a listening socket only when it names the protocol. Ollama (Go's
+        # net/http) and the services' own servers send every write at once; with Nagle on, a
+        # streamed token written while the client's ACK of the headers was delayed (Linux
+        # delays it on a keep-alive connection used back to back) waited ~40 ms for that ACK.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.bind(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
