@@ -43,9 +43,9 @@ find "$site" -type f -name '*.pyi' -delete
 rm -f "$site"/pyarrow/_flight.* "$site"/pyarrow/libarrow_flight.so* \
     "$site"/pyarrow/libarrow_python_flight.so*
 
-# ONNX Runtime's model-conversion and quantization tool kits: offline tools for preparing
-# models; inference (onnxruntime.InferenceSession) never imports them.
-rm -rf "$site"/onnxruntime/transformers "$site"/onnxruntime/quantization
+# ONNX Runtime's quantization tool kit (and its transformers kit, which the quantizer imports)
+# stay: the opt-in all-MiniLM-L6-v2-int8-dynamic model is quantized by the embedding service
+# itself at its first start (bruno_embedding.quantized_model); 3.6 MB.
 
 # numpy's Fortran-wrapper generator (f2py) and its distutils: build tools for compiling
 # Fortran/C extensions; `import numpy` loads neither (f2py only on attribute access).

