@@ -613,6 +613,9 @@ async def main() -> None:
             "BRUNO_QUERY_CACHE_SIZE": "0",
             # The service would rebuild an index of another kind than it is configured for.
             "BRUNO_ANN_INDEX": ann_index.value,
+            # The corpora go in as fast as the edge takes them: the per-key limit (50/s by
+            # default) would refuse the paraphrase corpus's hundreds of small documents.
+            "BRUNO_RATE_LIMIT": "100000/second",
         }
         with BrunoSystem(workdir, ollama_host="http://127.0.0.1:9", env=env) as system:
             chunks, seconds = await ingest_rest(system.edge_url, cranfield, "cranfield")
