@@ -5,8 +5,9 @@ keeps it out of the collection names) holds each conversation as a row with its 
 and a ``revision`` that grows with every append. An append adds the conversation's next
 revision as a new row (the newest ``max_turns`` turns) in one ``add`` commit under a lock; a
 read takes the newest revision of each conversation, so a reader sees the conversation before
-or after an append, never half of one. Replaced revisions are deleted with the periodic
-``optimize``. An ``add`` costs a tenth of the ``merge_insert`` that rewrote the row in place
+or after an append, never half of one, and it reads the revision numbers first and the turns
+of the newest revision only. Replaced revisions are deleted with the periodic ``optimize``.
+An ``add`` costs a tenth of the ``merge_insert`` that rewrote the row in place
 (docs/benchmarks.md, "Third pass: retrieval"). Appends that arrive while a commit runs are
 written together in the next one (:mod:`bruno_retrieval.group_commit`), so sixteen chats
 finishing at once cost one commit, not sixteen in a queue. This process is the single writer
@@ -218,6 +219,7 @@ class ConversationStore:
         # Only the writer may remember: a reader must see the writer's appends.
         self._recent = RecentConversations() if role.writes else None
         self._replaced: dict[str, int] = {}  # conversation -> its newest revision, older in table
+        self._revisions_seen = False  # the table has the revision column
 
     @classmethod
     async def open(cls, settings: RetrievalSettings) -> ConversationStore:
@@ -401,35 +403,54 @@ class ConversationStore:
         return found
 
     async def _read_many(self, conversation_ids: list[str]) -> list[StoredConversation]:
+        """The newest revision of each of ``conversation_ids`` the table holds. Only the
+        revision numbers of the replaced ones are read: a conversation waiting for the upkeep
+        may have a hundred revisions of up to ``max_turns`` long turns each."""
         table = await self._opened()
         if table is None:
             return []
-        rows = (
-            await table.query().where(col("conversation_id").isin(conversation_ids)).to_arrow()
+        if not await self._has_revisions(table):  # one row per conversation, as then
+            rows = await _rows(table, col("conversation_id").isin(conversation_ids))
+            return [_conversation(row) for row in rows]
+        revisions = (
+            await table.query()
+            .where(col("conversation_id").isin(conversation_ids))
+            .select(["conversation_id", "revision"])
+            .to_arrow()
         ).to_pylist()
-        newest: dict[str, dict[str, Any]] = {}
-        revisions: Counter[str] = Counter()
-        for row in rows:
-            kept = newest.get(row["conversation_id"])
-            revisions[row["conversation_id"]] += 1
-            if kept is None or _revision(row) > _revision(kept):
-                newest[row["conversation_id"]] = row
+        newest: dict[str, int] = {}
+        counts: Counter[str] = Counter()
+        for row in revisions:
+            counts[row["conversation_id"]] += 1
+            newest[row["conversation_id"]] = max(
+                row["revision"], newest.get(row["conversation_id"], 0)
+            )
+        if not newest:
+            return []
         if self._role.writes:
             # Replaced revisions a restart kept from their upkeep: the next one deletes them.
-            for conversation_id, row in newest.items():
-                if revisions[conversation_id] > 1:
-                    self._replaced.setdefault(conversation_id, _revision(row))
-        return [
-            StoredConversation(
-                conversation_id=row["conversation_id"],
-                turns=[_turn_from_json(t) for t in json.loads(row["turns"])],
-                created_at=row["created_at"],
-                updated_at=row["updated_at"],
-                owner=row.get("owner") or "",
-                revision=_revision(row),
-            )
-            for row in newest.values()
+            for conversation_id, revision in newest.items():
+                if counts[conversation_id] > 1:
+                    self._replaced.setdefault(conversation_id, revision)
+        # At least that revision: the upkeep may delete it once a newer one is written, but
+        # never the newest, so one that came meanwhile is read instead.
+        at_least = [
+            (col("conversation_id") == lit(conversation_id)) & (col("revision") >= lit(revision))
+            for conversation_id, revision in newest.items()
         ]
+        found: dict[str, dict[str, Any]] = {}
+        for row in await _rows(table, functools.reduce(operator.or_, at_least)):
+            kept = found.get(row["conversation_id"])
+            if kept is None or _revision(row) > _revision(kept):
+                found[row["conversation_id"]] = row
+        return [_conversation(row) for row in found.values()]
+
+    async def _has_revisions(self, table: Any) -> bool:
+        """Whether the table has the ``revision`` column; a reader can open a table from
+        before revisions before the writer gives it the column, which is never taken away."""
+        if not self._revisions_seen:
+            self._revisions_seen = "revision" in (await table.schema()).names
+        return self._revisions_seen
 
     def _remember(self, conversation: StoredConversation) -> None:
         if self._recent is not None:
@@ -438,6 +459,22 @@ class ConversationStore:
     def _forget(self, conversation_id: str) -> None:
         if self._recent is not None:
             self._recent.forget(conversation_id)
+
+
+async def _rows(table: Any, predicate: Any) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = (await table.query().where(predicate).to_arrow()).to_pylist()
+    return rows
+
+
+def _conversation(row: dict[str, Any]) -> StoredConversation:
+    return StoredConversation(
+        conversation_id=row["conversation_id"],
+        turns=[_turn_from_json(t) for t in json.loads(row["turns"])],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        owner=row.get("owner") or "",
+        revision=_revision(row),
+    )
 
 
 def _revision(row: dict[str, Any]) -> int:
