@@ -620,3 +620,28 @@ async def test_a_read_whose_revision_the_upkeep_deleted_meanwhile_finds_the_newe
 
     assert sorted(row["revision"] for row in rows) == [3]
     assert [t.content for t in found.turns] == ["q0", "q1", "q2"]
+
+
+async def test_the_first_append_to_a_row_from_before_revisions_replaces_it_at_the_upkeep(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uri = str(tmp_path / "db")
+    db = await lancedb.connect_async(uri)
+    old = pa.schema(  # the table as it was before revisions
+        [field for field in conversations._SCHEMA if field.name != "revision"]
+    )
+    table: Any = await db.create_table(TABLE, schema=old)
+    now = datetime.now(UTC)
+    turns = json.dumps([{"role": "user", "content": "hi", "created_at": now.isoformat()}])
+    row = {"conversation_id": "old", "turns": turns, "created_at": now, "updated_at": now}
+    await table.add(pa.Table.from_pylist([{**row, "owner": None}], schema=old))
+    table.close()
+    monkeypatch.setattr(conversations, "OPTIMIZE_EVERY_WRITES", 1)  # every write's upkeep
+
+    store = await open_store(uri, 4)
+    await store.append("old", [user("again")])
+    rows = await table_rows(uri)
+    store.close()
+
+    assert [(r["conversation_id"], r["revision"]) for r in rows] == [("old", 1)]
+    assert [t["content"] for t in json.loads(rows[0]["turns"])] == ["hi", "again"]

@@ -291,6 +291,7 @@ class ConversationStore:
         now = datetime.now(UTC)
         outcomes: list[tuple[Pending[_Append, int], int | BrunoError]] = []
         changed: set[str] = set()
+        existed = set(current)  # their next revision replaces one in the table
         for pending in batch:
             append = pending.item
             found = current.get(append.conversation_id)
@@ -314,7 +315,7 @@ class ConversationStore:
         if changed:
             written = [current[c] for c in ids if c in changed]
             try:
-                await self._write(written)
+                await self._write(written, replacing=existed)
             except BaseException:
                 # Whether it landed is unknown: the next look at these goes to the table.
                 for conversation in written:
@@ -323,9 +324,10 @@ class ConversationStore:
         for pending, outcome in outcomes:
             pending.settle(outcome)
 
-    async def _write(self, conversations: list[StoredConversation]) -> None:
-        """Add the next revision of each conversation in one commit (the ones they replace
-        stay in the table until the next :meth:`_upkeep`)."""
+    async def _write(self, conversations: list[StoredConversation], *, replacing: set[str]) -> None:
+        """Add the next revision of each conversation in one commit (the ones they replace,
+        of the conversations in ``replacing``, stay in the table until the next
+        :meth:`_upkeep`)."""
         rows = pa.Table.from_pylist(
             [
                 {
@@ -343,7 +345,8 @@ class ConversationStore:
         await self._table.add(rows)
         for conversation in conversations:
             self._remember(conversation)
-            if conversation.revision > 1:
+            # Also revision 1 replaces one: the revision 0 of a row from before revisions.
+            if conversation.conversation_id in replacing:
                 self._replaced[conversation.conversation_id] = conversation.revision
         self._writes += 1
         if self._writes % OPTIMIZE_EVERY_WRITES == 0:
