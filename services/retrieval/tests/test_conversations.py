@@ -13,6 +13,7 @@ import lancedb
 import pyarrow as pa
 import pytest
 from lancedb.table import IndexStatistics
+from prometheus_client import REGISTRY
 
 from bruno_core import InvalidInput, LimitExceeded, NotFound
 from bruno_core.contract import OWNERS_BEFORE_OWNERSHIP
@@ -645,3 +646,34 @@ async def test_the_first_append_to_a_row_from_before_revisions_replaces_it_at_th
 
     assert [(r["conversation_id"], r["revision"]) for r in rows] == [("old", 1)]
     assert [t["content"] for t in json.loads(rows[0]["turns"])] == ["hi", "again"]
+
+
+def upkeep_failures() -> float:
+    return REGISTRY.get_sample_value("bruno_retrieval_conversation_upkeep_failures_total") or 0.0
+
+
+async def test_a_failed_upkeep_is_counted_and_the_next_one_deletes_what_it_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uri = str(tmp_path / "db")
+    store = await open_store(uri, 4)
+    table = store._table
+
+    class FailingDeletes(CountingReads):
+        async def delete(self, predicate: Any) -> None:
+            raise OSError("disk full")
+
+    monkeypatch.setattr(conversations, "OPTIMIZE_EVERY_WRITES", 2)
+    before = upkeep_failures()
+    store._table = FailingDeletes(table)
+    for n in range(2):  # the second write's upkeep fails; the write stands
+        await store.append("c1", [user(f"q{n}")], create=True)
+    failed = upkeep_failures() - before
+    store._table = table
+    for n in range(2, 4):  # the fourth write's upkeep
+        await store.append("c1", [user(f"q{n}")])
+    rows = await table_rows(uri)
+    store.close()
+
+    assert failed == 1
+    assert [(r["conversation_id"], r["revision"]) for r in rows] == [("c1", 4)]

@@ -6,9 +6,10 @@ and a ``revision`` that grows with every append. An append adds the conversation
 revision as a new row (the newest ``max_turns`` turns) in one ``add`` commit under a lock; a
 read takes the newest revision of each conversation, so a reader sees the conversation before
 or after an append, never half of one, and it reads the revision numbers first and the turns
-of the newest revision only. Replaced revisions are deleted with the periodic ``optimize``.
-An ``add`` costs a tenth of the ``merge_insert`` that rewrote the row in place
-(docs/benchmarks.md, "Third pass: retrieval"). Appends that arrive while a commit runs are
+of the newest revision only. Replaced revisions are deleted with the periodic ``optimize``
+(a failed one is counted on ``bruno_retrieval_conversation_upkeep_failures_total`` and the
+next one tries again). An ``add`` costs a tenth of the ``merge_insert`` that rewrote the row
+in place (docs/benchmarks.md, "Third pass: retrieval"). Appends that arrive while a commit runs are
 written together in the next one (:mod:`bruno_retrieval.group_commit`), so sixteen chats
 finishing at once cost one commit, not sixteen in a queue. This process is the single writer
 of the table, so it keeps the conversations it last wrote (or read to append to) in memory
@@ -52,6 +53,7 @@ import lancedb
 import pyarrow as pa
 from lancedb.expr import col, lit
 from lancedb.index import BTree
+from prometheus_client import Counter as MetricCounter
 
 from bruno_core import BrunoError, InvalidInput, LimitExceeded, NotFound
 from bruno_core.contract import CONVERSATION_ID, OWNERS_BEFORE_OWNERSHIP
@@ -74,6 +76,11 @@ OPTIMIZE_EVERY_WRITES = 100
 # The writer's memory of recent conversations, in characters of turn content: at most a few
 # dozen MB, whatever max_turns and turn sizes are.
 RECENT_MAX_CHARS = 16_000_000
+UPKEEP_FAILURES = MetricCounter(
+    "bruno_retrieval_conversation_upkeep_failures",
+    "Failed upkeeps of the conversations table (deleting replaced revisions, compacting, "
+    "re-indexing); until one succeeds, replaced revisions pile up and reads slow down.",
+)
 # Replaced revisions deleted by one delete: a predicate per conversation, kept small.
 _DELETE_BATCH = 200
 
@@ -353,6 +360,8 @@ class ConversationStore:
             try:  # the write is committed: a failed upkeep must not fail it
                 await self._upkeep()
             except Exception:
+                # The next upkeep tries again what this one left (self._replaced keeps it).
+                UPKEEP_FAILURES.inc()
                 log.exception("deleting replaced conversation revisions or optimizing failed")
 
     async def _upkeep(self) -> None:
