@@ -86,18 +86,25 @@ HoldEmbeddings = Callable[..., tuple[asyncio.Event, asyncio.Event]]
 @pytest.fixture
 def hold_embeddings(monkeypatch: pytest.MonkeyPatch) -> HoldEmbeddings:
     """``hold(embedder, queries_only=True)`` holds the embedder's calls (search queries only,
-    or all) until the second event it returns is set; the first is set once a call is held."""
+    or all) until the second event it returns is set; the first is set once a call is held.
+    With ``marker`` it holds the calls for texts holding it instead, of either kind, and lets
+    the others through at once; holds stack, the latest outermost."""
 
     def hold(
-        embedder: FakeEmbedder, *, queries_only: bool = True
+        embedder: FakeEmbedder, *, queries_only: bool = True, marker: str | None = None
     ) -> tuple[asyncio.Event, asyncio.Event]:
         holding, released = asyncio.Event(), asyncio.Event()
         embed = embedder.embed
 
+        def held_back(texts: Sequence[str], input_type: embedding_pb2.InputType.ValueType) -> bool:
+            if marker is not None:
+                return any(marker in text for text in texts)
+            return input_type == embedding_pb2.INPUT_TYPE_QUERY or not queries_only
+
         async def held(
             texts: Sequence[str], input_type: embedding_pb2.InputType.ValueType
         ) -> list[list[float]]:
-            if input_type == embedding_pb2.INPUT_TYPE_QUERY or not queries_only:
+            if held_back(texts, input_type):
                 holding.set()
                 await released.wait()
             return await embed(texts, input_type)

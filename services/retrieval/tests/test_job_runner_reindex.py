@@ -6,18 +6,17 @@ other collections' jobs go on meanwhile."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 import pytest
 
-from bruno.embedding.v1 import embedding_pb2
 from bruno_retrieval.config import RetrievalSettings
 from bruno_retrieval.jobs import Job, JobState, StagedDocument
 from bruno_retrieval.knowledge import SearchMode
 
 if TYPE_CHECKING:
-    from conftest import FakeEmbedder, JobService
+    from conftest import FakeEmbedder, HoldEmbeddings, JobService
 
 MakeSettings = Callable[..., RetrievalSettings]
 # What ``default`` holds before the reindex, embedded by the embedder's first model.
@@ -29,26 +28,6 @@ _HANG_GUARD_SECONDS = 30
 
 def document(name: str, text: str) -> StagedDocument:
     return StagedDocument(position=0, document_id=name, title=name, source=name, text=text)
-
-
-def hold(
-    embedder: FakeEmbedder, marker: str, monkeypatch: pytest.MonkeyPatch
-) -> tuple[asyncio.Event, asyncio.Event]:
-    """Hold the embedder's calls for texts holding ``marker`` until the second event is set;
-    the first is set once a call is held. Other texts are embedded at once."""
-    holding, released = asyncio.Event(), asyncio.Event()
-    embed = embedder.embed
-
-    async def held(
-        texts: Sequence[str], input_type: embedding_pb2.InputType.ValueType
-    ) -> list[list[float]]:
-        if any(marker in text for text in texts):
-            holding.set()
-            await released.wait()
-        return await embed(texts, input_type)
-
-    monkeypatch.setattr(embedder, "embed", held)
-    return holding, released
 
 
 async def ingest_during_the_reindex(service: JobService, name: str, text: str) -> Job:
@@ -66,7 +45,7 @@ def settings(make_settings: MakeSettings) -> RetrievalSettings:
 
 
 async def reindex_held(
-    service: JobService, monkeypatch: pytest.MonkeyPatch
+    service: JobService, hold_embeddings: HoldEmbeddings
 ) -> tuple[Job, asyncio.Event]:
     """Store :data:`STORED`, switch the embedding service to another model and start reindexing
     ``default``, held while it copies the stored notes; the reindex job and its release."""
@@ -74,7 +53,7 @@ async def reindex_held(
     job = await service.submit(*stored)
     assert (await service.until_finished(job)).state is JobState.SUCCEEDED
     service.embedder.model_name, service.embedder.dimension = "model-b", 32
-    copying, released = hold(service.embedder, "Velero stored", monkeypatch)
+    copying, released = hold_embeddings(service.embedder, marker="Velero stored")
     reindex = await service.runner.start_reindex("default", "admin")
     await asyncio.wait_for(copying.wait(), _HANG_GUARD_SECONDS)
     return reindex, released
@@ -89,9 +68,9 @@ async def service(
 
 
 async def test_an_ingest_during_a_reindex_answers_a_queued_job_that_commits_after_the_switch(
-    service: JobService, monkeypatch: pytest.MonkeyPatch
+    service: JobService, hold_embeddings: HoldEmbeddings
 ) -> None:
-    reindex, released = await reindex_held(service, monkeypatch)
+    reindex, released = await reindex_held(service, hold_embeddings)
 
     queued = await ingest_during_the_reindex(service, "fresh.md", "Restic fresh note.")
 
@@ -108,9 +87,9 @@ async def test_an_ingest_during_a_reindex_answers_a_queued_job_that_commits_afte
 
 
 async def test_an_ingest_job_behind_a_cancelled_reindex_fails_visibly_with_the_model_conflict(
-    service: JobService, monkeypatch: pytest.MonkeyPatch
+    service: JobService, hold_embeddings: HoldEmbeddings
 ) -> None:
-    reindex, released = await reindex_held(service, monkeypatch)
+    reindex, released = await reindex_held(service, hold_embeddings)
     before = await service.knowledge.collection_info("default")
     queued = await ingest_during_the_reindex(service, "fresh.md", "Restic fresh note.")
 
@@ -132,11 +111,11 @@ async def test_an_ingest_job_behind_a_cancelled_reindex_fails_visibly_with_the_m
 async def test_a_restart_mid_reindex_fails_the_reindex_and_the_ingest_queued_behind_it_visibly(
     settings: RetrievalSettings,
     embedder: FakeEmbedder,
-    monkeypatch: pytest.MonkeyPatch,
+    hold_embeddings: HoldEmbeddings,
     make_job_service: type[JobService],
 ) -> None:
     async with make_job_service(settings, embedder) as first:
-        reindex, released = await reindex_held(first, monkeypatch)
+        reindex, released = await reindex_held(first, hold_embeddings)
         queued = await ingest_during_the_reindex(first, "fresh.md", "Restic fresh note.")
         # The process dies mid-way: the runner stops, the reindex goes no further.
         await first.runner.stop()
@@ -158,9 +137,9 @@ async def test_a_restart_mid_reindex_fails_the_reindex_and_the_ingest_queued_beh
 
 
 async def test_another_collections_ingest_job_runs_while_a_reindex_holds_its_own(
-    service: JobService, monkeypatch: pytest.MonkeyPatch
+    service: JobService, hold_embeddings: HoldEmbeddings
 ) -> None:
-    _, released = await reindex_held(service, monkeypatch)
+    _, released = await reindex_held(service, hold_embeddings)
     waiting = await service.submit(document("fresh.md", "Restic fresh note."))
     other = await service.submit(
         document("elsewhere.md", "Restic note elsewhere."), collection="other"
@@ -179,21 +158,21 @@ async def test_another_collections_ingest_job_runs_while_a_reindex_holds_its_own
 
 
 async def test_an_ingest_that_outlasted_its_wait_and_met_a_reindex_waits_for_the_switch(
-    service: JobService, monkeypatch: pytest.MonkeyPatch
+    service: JobService, hold_embeddings: HoldEmbeddings
 ) -> None:
     # The ingest's embedding, of the new model, is slow: it is still under way when the
     # reindex starts, and comes to its commit while the reindex copies.
     await service.submit(document("a.md", "Velero stored a."))
     await service.runner.wait_until_idle()
     service.embedder.model_name, service.embedder.dimension = "model-b", 32
-    embedding, slow_released = hold(service.embedder, "Restic", monkeypatch)
+    embedding, slow_released = hold_embeddings(service.embedder, marker="Restic")
     adopted = await service.runner.ingest_or_job(
         "default", "ann", document("fresh.md", "Restic fresh note."), wait_seconds=0.01
     )
     assert isinstance(adopted, Job)
     assert adopted.state is JobState.RUNNING
     await asyncio.wait_for(embedding.wait(), _HANG_GUARD_SECONDS)
-    copying, copy_released = hold(service.embedder, "Velero stored", monkeypatch)
+    copying, copy_released = hold_embeddings(service.embedder, marker="Velero stored")
     reindex = await service.runner.start_reindex("default", "admin")
     await asyncio.wait_for(copying.wait(), _HANG_GUARD_SECONDS)
 
@@ -212,18 +191,18 @@ async def test_an_ingest_that_outlasted_its_wait_and_met_a_reindex_waits_for_the
 
 
 async def test_a_running_job_that_meets_a_reindex_goes_back_to_the_queue_and_counts_once(
-    service: JobService, monkeypatch: pytest.MonkeyPatch
+    service: JobService, hold_embeddings: HoldEmbeddings
 ) -> None:
     await service.submit(document("a.md", "Velero stored a."))
     await service.runner.wait_until_idle()
     service.embedder.model_name, service.embedder.dimension = "model-b", 32
-    embedding, slow_released = hold(service.embedder, "Restic", monkeypatch)
+    embedding, slow_released = hold_embeddings(service.embedder, marker="Restic")
     # In one batch: the first document meets the reindex, the second fails on its own.
     job = await service.submit(
         document("fresh.md", "Restic fresh note."), document("blank.md", " ")
     )
     await asyncio.wait_for(embedding.wait(), _HANG_GUARD_SECONDS)  # started, before the reindex
-    copying, copy_released = hold(service.embedder, "Velero stored", monkeypatch)
+    copying, copy_released = hold_embeddings(service.embedder, marker="Velero stored")
     reindex = await service.runner.start_reindex("default", "admin")
     await asyncio.wait_for(copying.wait(), _HANG_GUARD_SECONDS)
 
