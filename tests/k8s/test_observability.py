@@ -134,6 +134,7 @@ def test_the_alerts_cover_errors_latency_readiness_ingestion_and_ollama() -> Non
         "BrunoEdgeHighLatency",
         "BrunoPodsNotReady",
         "BrunoIngestionFailures",
+        "BrunoConversationUpkeepFailing",
         "BrunoOllamaUnavailable",
     } <= alerts
 

@@ -50,10 +50,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import lancedb
+import prometheus_client
 import pyarrow as pa
 from lancedb.expr import col, lit
 from lancedb.index import BTree
-from prometheus_client import Counter as MetricCounter
 
 from bruno_core import BrunoError, InvalidInput, LimitExceeded, NotFound
 from bruno_core.contract import CONVERSATION_ID, OWNERS_BEFORE_OWNERSHIP
@@ -76,7 +76,7 @@ OPTIMIZE_EVERY_WRITES = 100
 # The writer's memory of recent conversations, in characters of turn content: at most a few
 # dozen MB, whatever max_turns and turn sizes are.
 RECENT_MAX_CHARS = 16_000_000
-UPKEEP_FAILURES = MetricCounter(
+UPKEEP_FAILURES = prometheus_client.Counter(
     "bruno_retrieval_conversation_upkeep_failures",
     "Failed upkeeps of the conversations table (deleting replaced revisions, compacting, "
     "re-indexing); until one succeeds, replaced revisions pile up and reads slow down.",
