@@ -149,25 +149,36 @@ def minimal_stack(workdir: Path, vector: list[float]) -> Iterator[str]:
             process.wait(timeout=10)
 
 
-async def chat_ttft(client: httpx.AsyncClient, question: str) -> float:
+async def chat_ttft(
+    client: httpx.AsyncClient, question: str, timings: list[dict[str, float]] | None = None
+) -> float:
+    """The time to the first token event; the ``done`` event's ``timings_ms`` go to
+    ``timings``."""
     started = time.perf_counter()
     async with client.stream(
         "POST", "/api/v1/chat", json={"message": question, "stream": True}
     ) as response:
         response.raise_for_status()
         first: float | None = None
+        event = ""
         async for line in response.aiter_lines():  # read to the end: the stream's whole cost
-            if first is None and line.startswith("event: token"):
+            if line.startswith("event: "):
+                event = line.removeprefix("event: ")
+            if first is None and event == "token":
                 first = time.perf_counter() - started
-            elif line.startswith("event: error"):
+            elif event == "error":
                 raise RuntimeError("the edge answered with an error event")
+            elif event == "done" and timings is not None and line.startswith("data: "):
+                timings.append(json.loads(line.removeprefix("data: "))["timings_ms"])
     if first is None:
         raise RuntimeError("the chat streamed no token")
     return first
 
 
-async def edge_chat(client: httpx.AsyncClient, offset: int, n: int) -> float:
-    return await chat_ttft(client, distinct_question(offset + n))
+async def edge_chat(
+    client: httpx.AsyncClient, offset: int, timings: list[dict[str, float]], n: int
+) -> float:
+    return await chat_ttft(client, distinct_question(offset + n), timings)
 
 
 async def direct_ttft(client: AsyncClient, question: str) -> float:
@@ -326,16 +337,25 @@ async def measure_chat(
     print("|---|---|---|---|---|---|")
     offset = 20_000
     cpu: list[str] = []
+    stages: list[str] = []
     for concurrency in (1, 16):
         requests = max(args.chat_requests, 2 * concurrency)
         direct = await concurrently(
             lambda n: direct_ttft(ollama, distinct_question(n)), concurrency, requests
         )
         before = cpu_seconds(system)
+        timings: list[dict[str, float]] = []
         edge = await concurrently(
-            functools.partial(edge_chat, bruno, offset), concurrency, requests
+            functools.partial(edge_chat, bruno, offset, timings), concurrency, requests
         )
         cpu.append(f"c={concurrency}: {cpu_per_chat(before, cpu_seconds(system), requests)}")
+        stages.append(
+            f"c={concurrency}: "
+            + ", ".join(
+                f"{stage} {ms(pct([t[stage] / 1000 for t in timings], 0.5))}"
+                for stage in ("retrieval_ms", "ttft_ms", "total_ms")
+            )
+        )
         offset += requests
         d50, e50 = pct(direct, 0.5), pct(edge, 0.5)
         print(
@@ -343,6 +363,7 @@ async def measure_chat(
             f"{e50 / d50:.2f}x | {ms(pct(edge, 0.95))} ms |"
         )
     print("\nCPU ms per chat, by process (to the end of its stream): " + "; ".join(cpu))
+    print("The edge's own timings (the done event), p50 ms: " + "; ".join(stages))
     return offset
 
 
