@@ -1,6 +1,7 @@
 """Overhead benchmark: Bruno's fixed cost per request against a minimal stack, in one run.
 
     uv run python benchmarks/overhead.py [--rounds 5] [--requests 40] [--chat-requests 32]
+    uv run python benchmarks/overhead.py --chat-only  # only the chat rows
 
 Starts the four services as processes on loopback (``bruno_testing.BrunoSystem``: embedded
 defaults, one API key with a rate limit too high to refuse anything, so the key check and the
@@ -15,7 +16,8 @@ rounds of ``--requests`` sequential calls each (kept-alive connections), it time
 
 and once: chat time to first token through the edge against the official ``ollama`` client
 calling the Ollama stand-in directly, at concurrency 1 and 16 (distinct questions, so the query
-cache misses; generation may ask the stand-in 16 answers at once, as the direct calls do), and
+cache misses; generation may ask the stand-in 16 answers at once, as the direct calls do), with
+each service process's CPU milliseconds per chat (from ``/proc``, Linux), and
 search throughput at concurrency 16 with distinct questions (served and shed apart).
 
 It prints the p50 of every round and the spread of the ratios. A benchmark, not a test: it
@@ -147,25 +149,36 @@ def minimal_stack(workdir: Path, vector: list[float]) -> Iterator[str]:
             process.wait(timeout=10)
 
 
-async def chat_ttft(client: httpx.AsyncClient, question: str) -> float:
+async def chat_ttft(
+    client: httpx.AsyncClient, question: str, timings: list[dict[str, float]] | None = None
+) -> float:
+    """The time to the first token event; the ``done`` event's ``timings_ms`` go to
+    ``timings``."""
     started = time.perf_counter()
     async with client.stream(
         "POST", "/api/v1/chat", json={"message": question, "stream": True}
     ) as response:
         response.raise_for_status()
         first: float | None = None
+        event = ""
         async for line in response.aiter_lines():  # read to the end: the stream's whole cost
-            if first is None and line.startswith("event: token"):
+            if line.startswith("event: "):
+                event = line.removeprefix("event: ")
+            if first is None and event == "token":
                 first = time.perf_counter() - started
-            elif line.startswith("event: error"):
+            elif event == "error":
                 raise RuntimeError("the edge answered with an error event")
+            elif event == "done" and timings is not None and line.startswith("data: "):
+                timings.append(json.loads(line.removeprefix("data: "))["timings_ms"])
     if first is None:
         raise RuntimeError("the chat streamed no token")
     return first
 
 
-async def edge_chat(client: httpx.AsyncClient, offset: int, n: int) -> float:
-    return await chat_ttft(client, distinct_question(offset + n))
+async def edge_chat(
+    client: httpx.AsyncClient, offset: int, timings: list[dict[str, float]], n: int
+) -> float:
+    return await chat_ttft(client, distinct_question(offset + n), timings)
 
 
 async def direct_ttft(client: AsyncClient, question: str) -> float:
@@ -192,6 +205,28 @@ async def concurrently(
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return results
+
+
+def cpu_seconds(system: BrunoSystem) -> dict[str, float]:
+    """Each service process's CPU seconds so far (user + system, from ``/proc``)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    seconds: dict[str, float] = {}
+    for name, process in system.processes.items():
+        try:
+            fields = Path(f"/proc/{process.pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:  # not Linux, or the process is gone
+            continue
+        seconds[name] = (int(fields[11]) + int(fields[12])) / tick
+    return seconds
+
+
+def cpu_per_chat(before: dict[str, float], after: dict[str, float], chats: int) -> str:
+    """Each process's CPU milliseconds per chat between two :func:`cpu_seconds` readings."""
+    return ", ".join(
+        f"{name} {(after[name] - before[name]) * 1000 / chats:.1f}"
+        for name in after
+        if name in before
+    )
 
 
 async def measure(
@@ -221,6 +256,9 @@ async def measure(
             "bruno collections": lambda: ok(bruno.get("/api/v1/collections")),
             "bruno documents": lambda: ok(bruno.get("/api/v1/documents")),
         }
+        if args.chat_only:
+            await measure_chat(system, bruno, ollama_url, args)
+            return
         for call in calls.values():  # warm: connections, caches, the query vector
             await timed(call, 10)
         rounds: dict[str, list[float]] = {name: [] for name in calls}
@@ -254,26 +292,7 @@ async def measure(
                 f"{spread(ratios(f'bruno {listing}', 'minimal text'), 'x')} |"
             )
 
-        ollama = AsyncClient(host=ollama_url)
-        await concurrently(lambda n: direct_ttft(ollama, distinct_question(n)), 2, 4)
-        await concurrently(lambda n: chat_ttft(bruno, distinct_question(10_000 + n)), 2, 4)
-        print("\n| chat TTFT | direct p50 | edge p50 | added p50 | ratio | edge p95 |")
-        print("|---|---|---|---|---|---|")
-        offset = 20_000
-        for concurrency in (1, 16):
-            requests = max(args.chat_requests, 2 * concurrency)
-            direct = await concurrently(
-                lambda n: direct_ttft(ollama, distinct_question(n)), concurrency, requests
-            )
-            edge = await concurrently(
-                functools.partial(edge_chat, bruno, offset), concurrency, requests
-            )
-            offset += requests
-            d50, e50 = pct(direct, 0.5), pct(edge, 0.5)
-            print(
-                f"| c={concurrency} | {ms(d50)} ms | {ms(e50)} ms | +{ms(e50 - d50)} ms | "
-                f"{e50 / d50:.2f}x | {ms(pct(edge, 0.95))} ms |"
-            )
+        offset = await measure_chat(system, bruno, ollama_url, args)
 
         served: list[float] = []
         shed: list[float] = []
@@ -306,6 +325,48 @@ async def measure(
         )
 
 
+async def measure_chat(
+    system: BrunoSystem, bruno: httpx.AsyncClient, ollama_url: str, args: argparse.Namespace
+) -> int:
+    """The chat TTFT rows, and each process's CPU per chat; returns the next question
+    number."""
+    ollama = AsyncClient(host=ollama_url)
+    await concurrently(lambda n: direct_ttft(ollama, distinct_question(n)), 2, 4)
+    await concurrently(lambda n: chat_ttft(bruno, distinct_question(10_000 + n)), 2, 4)
+    print("\n| chat TTFT | direct p50 | edge p50 | added p50 | ratio | edge p95 |")
+    print("|---|---|---|---|---|---|")
+    offset = 20_000
+    cpu: list[str] = []
+    stages: list[str] = []
+    for concurrency in (1, 16):
+        requests = max(args.chat_requests, 2 * concurrency)
+        direct = await concurrently(
+            lambda n: direct_ttft(ollama, distinct_question(n)), concurrency, requests
+        )
+        before = cpu_seconds(system)
+        timings: list[dict[str, float]] = []
+        edge = await concurrently(
+            functools.partial(edge_chat, bruno, offset, timings), concurrency, requests
+        )
+        cpu.append(f"c={concurrency}: {cpu_per_chat(before, cpu_seconds(system), requests)}")
+        stages.append(
+            f"c={concurrency}: "
+            + ", ".join(
+                f"{stage} {ms(pct([t[stage] / 1000 for t in timings], 0.5))}"
+                for stage in ("retrieval_ms", "ttft_ms", "total_ms")
+            )
+        )
+        offset += requests
+        d50, e50 = pct(direct, 0.5), pct(edge, 0.5)
+        print(
+            f"| c={concurrency} | {ms(d50)} ms | {ms(e50)} ms | +{ms(e50 - d50)} ms | "
+            f"{e50 / d50:.2f}x | {ms(pct(edge, 0.95))} ms |"
+        )
+    print("\nCPU ms per chat, by process (to the end of its stream): " + "; ".join(cpu))
+    print("The edge's own timings (the done event), p50 ms: " + "; ".join(stages))
+    return offset
+
+
 def query_vector(system: BrunoSystem) -> list[float]:
     """The query's vector from Bruno's own embedding service, for the minimal stack."""
     with grpc.insecure_channel(f"127.0.0.1:{system.ports['embedding']}") as channel:
@@ -323,6 +384,9 @@ def main() -> None:
     parser.add_argument("--chat-requests", type=int, default=32)
     parser.add_argument("--throughput-requests", type=int, default=480)
     parser.add_argument("--token-delay", type=float, default=0.02)
+    parser.add_argument(
+        "--chat-only", action="store_true", help="only the chat rows (and CPU per chat)"
+    )
     parser.add_argument(
         "--setting",
         action="append",
