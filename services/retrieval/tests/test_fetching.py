@@ -53,6 +53,18 @@ ip = ipaddress.ip_address
         "::ffff:127.0.0.1",  # IPv4-mapped loopback
         "::ffff:169.254.169.254",
         "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254
+        "2002:7f00:1::",  # 6to4 around 127.0.0.1
+        "2002:a9fe:a9fe::1",  # 6to4 around 169.254.169.254
+        "64:ff9b:1::7f00:1",  # local-use NAT64 (RFC 8215): refused whatever it carries
+        "64:ff9b:1::101:101",
+        "::7f00:1",  # IPv4-compatible (deprecated): refused whatever it carries
+        "::101:101",
+        "::ffff:0:7f00:1",  # SIIT: refused whatever it carries
+        "::ffff:0:101:101",
+        "fec0::1",  # site-local (deprecated)
+        "2001:0:4136:e378:8000:63bf:3fff:fdd2",  # Teredo
+        "2001:2::1",  # benchmarking, inside the IETF protocol assignments 2001::/23
+        "3fff::1",  # documentation (RFC 9637)
     ],
 )
 def test_addresses_that_are_not_on_the_public_internet_are_refused(address: str) -> None:
@@ -61,7 +73,16 @@ def test_addresses_that_are_not_on_the_public_internet_are_refused(address: str)
 
 
 @pytest.mark.parametrize(
-    "address", ["93.184.215.14", "1.1.1.1", "2606:4700:4700::1111", "::ffff:1.1.1.1"]
+    "address",
+    [
+        "93.184.215.14",
+        "1.1.1.1",
+        "2606:4700:4700::1111",
+        "2a00:1450:4001:80b::200e",
+        "::ffff:1.1.1.1",
+        "64:ff9b::101:101",  # NAT64 of 1.1.1.1
+        "2002:101:101::1",  # 6to4 around 1.1.1.1
+    ],
 )
 def test_public_addresses_are_allowed(address: str) -> None:
     assert AddressPolicy().allows("example.org", ip(address))
