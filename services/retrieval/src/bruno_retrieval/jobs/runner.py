@@ -42,7 +42,7 @@ import logging
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable
 from datetime import UTC, datetime
 
-from bruno_core import BrunoError, Conflict, Unavailable
+from bruno_core import BrunoError, Conflict, Internal
 from bruno_core.contract import MAX_TITLE_CHARS
 from bruno_retrieval.background import BackgroundTasks
 from bruno_retrieval.fetching import UrlFetcher
@@ -216,7 +216,8 @@ class JobRunner:
         """``document`` with the title, text and pages of what its URL answered; its source is
         where the fetch ended."""
         if self._fetcher is None:
-            raise Unavailable("this retrieval service does not fetch URLs")
+            # A configuration error: no later attempt can pass, so not Unavailable (retried).
+            raise Internal("this retrieval service does not fetch URLs")
         page = await self._fetcher.fetch(document.url)
         return dataclasses.replace(
             document,
