@@ -16,13 +16,16 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
+from bruno.retrieval.v1 import retrieval_pb2
 from bruno_core import NotFound
+from bruno_testing.fakes import FakeServices
 
 if TYPE_CHECKING:
     from conftest import Edge, EdgeFactory
 
 RUNBOOK = "To fix a crashloop restart the pod and check the logs of the pod."
 BASE = "http://127.0.0.1"
+TOKEN = "Bruno-Consistency-Token"
 
 
 @asynccontextmanager
@@ -144,6 +147,49 @@ async def test_what_the_caller_can_fix_is_a_tool_error_the_agent_reads(edge: Edg
     assert "collection 'nope' not found" in missing.content[0].text  # type: ignore[union-attr]
     assert bad.is_error is True
     assert "top_k" in bad.content[0].text  # type: ignore[union-attr]
+
+
+@pytest.fixture
+async def readers() -> AsyncIterator[FakeServices]:
+    """A second retrieval fake: the readers' address (its generation and embedding unused)."""
+    async with FakeServices() as fakes:
+        yield fakes
+
+
+async def test_search_and_ask_sending_a_writes_token_read_that_version(
+    edge_factory: EdgeFactory, readers: FakeServices
+) -> None:
+    split = await edge_factory(retrieval_reader_addr=readers.addr("retrieval"))
+    token = (await split.ingest(RUNBOOK, id="crashloop")).headers[TOKEN]
+
+    async with mcp_client(split) as client:
+        searched = await client.call_tool(
+            "search", {"query": "restart the pod", "consistency_token": token}
+        )
+        asked = await client.call_tool(
+            "ask", {"question": "restart the pod", "consistency_token": token}
+        )
+        plain = await client.call_tool("search", {"query": "restart the pod"})
+
+    assert searched.is_error is asked.is_error is plain.is_error is False
+    version = retrieval_pb2.Committed(table="default", version=1)
+    assert [s.at_least for s in readers.retrieval.searches[:2]] == [version, version]
+    assert not readers.retrieval.searches[2].HasField("at_least")
+
+
+@pytest.mark.parametrize("tool", ["search", "ask"])
+@pytest.mark.parametrize("token", ["default@x", "default@0", "default", f"{'t' * 200}@1"])
+async def test_a_malformed_consistency_token_is_a_tool_error_and_reads_nothing(
+    edge: Edge, tool: str, token: str
+) -> None:
+    question = {"search": "query", "ask": "question"}[tool]
+
+    async with mcp_client(edge) as client:
+        result = await client.call_tool(tool, {question: "pods", "consistency_token": token})
+
+    assert result.is_error is True
+    assert "consistency_token" in result.content[0].text  # type: ignore[union-attr]
+    assert edge.retrieval.searches == []
 
 
 @pytest.mark.parametrize(

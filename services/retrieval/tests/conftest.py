@@ -1,5 +1,5 @@
 """Shared test support: a deterministic in-process embedder, settings over a LanceDB in
-tmp_path, and a knowledge store on them."""
+tmp_path, a knowledge store on them, and the job runner wired as retrieval wires it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 import hashlib
 import math
 import re
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,9 +20,15 @@ from bruno.embedding.v1 import embedding_pb2
 from bruno_core import Unavailable
 from bruno_retrieval.config import RetrievalSettings
 from bruno_retrieval.conversations import TABLE as CONVERSATIONS_TABLE
+from bruno_retrieval.fetching import UrlFetcher
+from bruno_retrieval.jobs import DocumentError, Job, JobRunner, JobStore, StagedDocument
+from bruno_retrieval.jobs.retries import DocumentRetries
 from bruno_retrieval.knowledge import KnowledgeStore
 
 DIMENSION = 64
+# A job waiting for a held embedding would wait forever: this bounds the hang, it measures
+# nothing.
+HANG_GUARD_SECONDS = 30
 
 
 def hash_vector(text: str, dimension: int = DIMENSION) -> list[float]:
@@ -80,18 +86,25 @@ HoldEmbeddings = Callable[..., tuple[asyncio.Event, asyncio.Event]]
 @pytest.fixture
 def hold_embeddings(monkeypatch: pytest.MonkeyPatch) -> HoldEmbeddings:
     """``hold(embedder, queries_only=True)`` holds the embedder's calls (search queries only,
-    or all) until the second event it returns is set; the first is set once a call is held."""
+    or all) until the second event it returns is set; the first is set once a call is held.
+    With ``marker`` it holds the calls for texts holding it instead, of either kind, and lets
+    the others through at once; holds stack, the latest outermost."""
 
     def hold(
-        embedder: FakeEmbedder, *, queries_only: bool = True
+        embedder: FakeEmbedder, *, queries_only: bool = True, marker: str | None = None
     ) -> tuple[asyncio.Event, asyncio.Event]:
         holding, released = asyncio.Event(), asyncio.Event()
         embed = embedder.embed
 
+        def held_back(texts: Sequence[str], input_type: embedding_pb2.InputType.ValueType) -> bool:
+            if marker is not None:
+                return any(marker in text for text in texts)
+            return input_type == embedding_pb2.INPUT_TYPE_QUERY or not queries_only
+
         async def held(
             texts: Sequence[str], input_type: embedding_pb2.InputType.ValueType
         ) -> list[list[float]]:
-            if input_type == embedding_pb2.INPUT_TYPE_QUERY or not queries_only:
+            if held_back(texts, input_type):
                 holding.set()
                 await released.wait()
             return await embed(texts, input_type)
@@ -163,3 +176,92 @@ class Legacy:
 def legacy(make_settings: Callable[..., RetrievalSettings]) -> Legacy:
     """Rows from before the identifier rule, in the database of ``make_settings()``."""
     return Legacy(make_settings().lancedb_uri)
+
+
+async def _stream(
+    items: Iterable[StagedDocument | DocumentError],
+) -> AsyncIterator[StagedDocument | DocumentError]:
+    for item in items:
+        yield item
+
+
+class JobService:
+    """A knowledge store, a job store and a runner over one LanceDB, as retrieval wires them;
+    with ``fetching``, a URL fetcher from the settings too. ``async with`` starts and stops it;
+    ``start`` can choose the runner's document ``retries`` (its default otherwise)."""
+
+    def __init__(
+        self, settings: RetrievalSettings, embedder: FakeEmbedder, *, fetching: bool = False
+    ) -> None:
+        self.settings = settings
+        self.embedder = embedder
+        self.fetching = fetching
+        self.fetcher: UrlFetcher | None = None
+
+    async def start(self, retries: DocumentRetries | None = None) -> None:
+        settings = self.settings
+        self.knowledge = await KnowledgeStore.open(settings, self.embedder)
+        self.jobs = await JobStore.open(settings)
+        if self.fetching:
+            self.fetcher = UrlFetcher(
+                settings.fetch_policy, settings.extraction_limits, settings.fetch_limits
+            )
+        self.runner = JobRunner(self.jobs, self.knowledge, self.fetcher, retries=retries)
+        await self.runner.start()
+
+    async def close(self) -> None:
+        await self.runner.stop()
+        if self.fetcher is not None:
+            await self.fetcher.aclose()
+        self.jobs.close()
+        self.knowledge.close()
+
+    async def __aenter__(self) -> JobService:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+    async def submit(
+        self,
+        *items: StagedDocument | DocumentError,
+        owner: str = "ann",
+        collection: str = "default",
+    ) -> Job:
+        return await self.runner.submit(collection, owner, _stream(items))
+
+    async def submit_urls(self, *urls: str) -> Job:
+        """A URL job: each URL fetched, read and ingested by the runner."""
+        return await self.submit(*map(StagedDocument.to_fetch, urls))
+
+    async def finished(self, job: Job) -> Job:
+        """The job as stored once the runner has nothing left to do."""
+        await asyncio.wait_for(self.runner.wait_until_idle(), HANG_GUARD_SECONDS)
+        return await self.jobs.get(job.id)
+
+    async def until(self, job: Job, reached: Callable[[Job], bool]) -> Job:
+        """The job as stored once it has ``reached`` a point (other jobs may still run)."""
+
+        async def watch() -> Job:
+            while True:
+                changed = self.jobs.next_change()
+                found = await self.jobs.get(job.id)
+                if reached(found):
+                    return found
+                await changed.wait()
+
+        return await asyncio.wait_for(watch(), HANG_GUARD_SECONDS)
+
+    async def until_finished(self, job: Job) -> Job:
+        return await self.until(job, lambda found: found.state.finished)
+
+    async def document_ids(self, collection: str = "default") -> list[str]:
+        page = await self.knowledge.list_documents(collection)
+        return [d.document_id for d in page.documents]
+
+
+@pytest.fixture
+def make_job_service() -> type[JobService]:
+    """:class:`JobService` itself (test files cannot import this module by name)."""
+    return JobService

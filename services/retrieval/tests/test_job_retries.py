@@ -14,12 +14,11 @@ from prometheus_client import REGISTRY
 from bruno.embedding.v1 import embedding_pb2
 from bruno_core import DeadlineExceeded, InvalidInput
 from bruno_retrieval.config import RetrievalSettings
-from bruno_retrieval.jobs import Job, JobRunner, JobState, JobStore, StagedDocument
+from bruno_retrieval.jobs import JobState, StagedDocument
 from bruno_retrieval.jobs.retries import DocumentRetries
-from bruno_retrieval.knowledge import KnowledgeStore
 
 if TYPE_CHECKING:
-    from conftest import FakeEmbedder
+    from conftest import FakeEmbedder, JobService
 
 MakeSettings = Callable[..., RetrievalSettings]
 QUICK = DocumentRetries(attempts=3, first_wait_seconds=0.01, max_wait_seconds=0.05)
@@ -66,43 +65,13 @@ class Failing:
         monkeypatch.setattr(embedder, "embed", failing)
 
 
-class Service:
-    """A knowledge store, a job store and a runner retrying by ``retries``, over one LanceDB."""
-
-    def __init__(self, settings: RetrievalSettings, embedder: FakeEmbedder) -> None:
-        self.settings = settings
-        self.embedder = embedder
-
-    async def start(self, retries: DocumentRetries) -> None:
-        self.knowledge = await KnowledgeStore.open(self.settings, self.embedder)
-        self.jobs = await JobStore.open(self.settings)
-        self.runner = JobRunner(self.jobs, self.knowledge, retries=retries)
-        await self.runner.start()
-
-    async def close(self) -> None:
-        await self.runner.stop()
-        self.jobs.close()
-        self.knowledge.close()
-
-    async def submit(self, *documents: StagedDocument) -> Job:
-        async def stream() -> AsyncIterator[StagedDocument]:
-            for each in documents:
-                yield each
-
-        return await self.runner.submit("default", "ann", stream())
-
-    async def finished(self, job: Job) -> Job:
-        await asyncio.wait_for(self.runner.wait_until_idle(), 30)
-        return await self.jobs.get(job.id)
-
-    async def document_ids(self) -> list[str]:
-        page = await self.knowledge.list_documents("default")
-        return [d.document_id for d in page.documents]
-
-
 @pytest.fixture
-async def service(make_settings: MakeSettings, embedder: FakeEmbedder) -> AsyncIterator[Service]:
-    running = Service(make_settings(chunk_size_tokens=32, chunk_overlap_tokens=8), embedder)
+async def service(
+    make_settings: MakeSettings, embedder: FakeEmbedder, make_job_service: type[JobService]
+) -> AsyncIterator[JobService]:
+    """Not started: each test starts it with its retries, after setting its failures."""
+    settings = make_settings(chunk_size_tokens=32, chunk_overlap_tokens=8)
+    running = make_job_service(settings, embedder)
     yield running
     await running.close()
 
@@ -115,7 +84,7 @@ def retries_counted() -> float:
 
 
 async def test_a_document_that_times_out_twice_is_committed_once_by_its_third_attempt(
-    service: Service, monkeypatch: pytest.MonkeyPatch
+    service: JobService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     slow = Failing(service.embedder, monkeypatch, "slow.md", times=2)
     await service.start(QUICK)
@@ -130,7 +99,7 @@ async def test_a_document_that_times_out_twice_is_committed_once_by_its_third_at
 
 
 async def test_a_document_that_always_times_out_fails_after_its_attempts_while_the_rest_commit(
-    service: Service, monkeypatch: pytest.MonkeyPatch
+    service: JobService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     stuck = Failing(service.embedder, monkeypatch, "stuck.md")
     await service.start(QUICK)
@@ -148,7 +117,7 @@ async def test_a_document_that_always_times_out_fails_after_its_attempts_while_t
 
 
 async def test_a_commit_that_keeps_losing_races_is_tried_again_then_fails_saying_so(
-    service: Service, monkeypatch: pytest.MonkeyPatch
+    service: JobService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # LanceDB raises its retryable commit conflict as a plain RuntimeError.
     raced = Failing(
@@ -168,7 +137,7 @@ async def test_a_commit_that_keeps_losing_races_is_tried_again_then_fails_saying
 
 
 async def test_a_cancel_during_the_back_off_ends_the_job_without_another_attempt(
-    service: Service, monkeypatch: pytest.MonkeyPatch
+    service: JobService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     stuck = Failing(service.embedder, monkeypatch, "stuck.md")
     # A back-off far longer than the test waits: only the cancel can end it.
@@ -188,7 +157,7 @@ async def test_a_cancel_during_the_back_off_ends_the_job_without_another_attempt
 
 
 async def test_a_permanent_failure_is_not_tried_again(
-    service: Service, monkeypatch: pytest.MonkeyPatch
+    service: JobService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     refused = Failing(
         service.embedder,

@@ -4,7 +4,7 @@ cancel, restarts, owners and listing."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 import pytest
@@ -12,13 +12,13 @@ from prometheus_client import REGISTRY
 
 from bruno_core import InvalidInput, LimitExceeded, NotFound
 from bruno_retrieval.config import RetrievalSettings
-from bruno_retrieval.jobs import DocumentError, Job, JobRunner, JobState, JobStore, StagedDocument
+from bruno_retrieval.jobs import DocumentError, Job, JobState, StagedDocument
 from bruno_retrieval.jobs.runner import IN_FLIGHT
 from bruno_retrieval.jobs.store import DOCUMENTS_TABLE
-from bruno_retrieval.knowledge import IngestResult, KnowledgeStore
+from bruno_retrieval.knowledge import IngestResult
 
 if TYPE_CHECKING:
-    from conftest import FakeEmbedder, HoldEmbeddings
+    from conftest import FakeEmbedder, HoldEmbeddings, JobService
 
 MakeSettings = Callable[..., RetrievalSettings]
 
@@ -33,57 +33,21 @@ def document(name: str, text: str | None = None) -> StagedDocument:
     )
 
 
-async def stream(
-    items: Iterable[StagedDocument | DocumentError],
-) -> AsyncIterator[StagedDocument | DocumentError]:
-    for item in items:
-        yield item
-
-
-class Service:
-    """A knowledge store, a job store and a runner over one LanceDB, as retrieval wires them."""
-
-    def __init__(self, settings: RetrievalSettings, embedder: FakeEmbedder) -> None:
-        self.settings = settings
-        self.embedder = embedder
-
-    async def __aenter__(self) -> Service:
-        self.knowledge = await KnowledgeStore.open(self.settings, self.embedder)
-        self.jobs = await JobStore.open(self.settings)
-        self.runner = JobRunner(self.jobs, self.knowledge)
-        await self.runner.start()
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        await self.runner.stop()
-        self.jobs.close()
-        self.knowledge.close()
-
-    async def submit(self, *items: StagedDocument | DocumentError, owner: str = "ann") -> Job:
-        return await self.runner.submit("default", owner, stream(items))
-
-    async def finished(self, job: Job) -> Job:
-        await asyncio.wait_for(self.runner.wait_until_idle(), 30)
-        return await self.jobs.get(job.id)
-
-    async def document_ids(self) -> list[str]:
-        page = await self.knowledge.list_documents("default")
-        return [d.document_id for d in page.documents]
-
-
 @pytest.fixture
 def settings(make_settings: MakeSettings) -> RetrievalSettings:
     return make_settings(chunk_size_tokens=32, chunk_overlap_tokens=8)
 
 
 @pytest.fixture
-async def service(settings: RetrievalSettings, embedder: FakeEmbedder) -> AsyncIterator[Service]:
-    async with Service(settings, embedder) as running:
+async def service(
+    settings: RetrievalSettings, embedder: FakeEmbedder, make_job_service: type[JobService]
+) -> AsyncIterator[JobService]:
+    async with make_job_service(settings, embedder) as running:
         yield running
 
 
 async def test_an_ingest_job_commits_every_document_and_counts_its_chunks(
-    service: Service,
+    service: JobService,
 ) -> None:
     job = await service.submit(document("a.md"), document("b.md"), document("c.md"))
     assert (job.state, job.documents_total) == (JobState.QUEUED, 3)
@@ -99,7 +63,7 @@ async def test_an_ingest_job_commits_every_document_and_counts_its_chunks(
 
 
 async def test_a_document_ingested_again_unchanged_counts_as_done_with_no_chunks_written(
-    service: Service,
+    service: JobService,
 ) -> None:
     await service.finished(await service.submit(document("a.md")))
 
@@ -108,7 +72,7 @@ async def test_a_document_ingested_again_unchanged_counts_as_done_with_no_chunks
     assert (again.state, again.documents_done, again.chunks_written) == (JobState.SUCCEEDED, 1, 0)
 
 
-async def test_a_bad_document_fails_alone_while_the_rest_commit(service: Service) -> None:
+async def test_a_bad_document_fails_alone_while_the_rest_commit(service: JobService) -> None:
     job = await service.submit(
         document("a.md"),
         document("blank.md", text="   "),
@@ -130,7 +94,7 @@ async def test_a_bad_document_fails_alone_while_the_rest_commit(service: Service
 
 
 async def test_progress_advances_a_few_documents_at_a_time(
-    service: Service, hold_embeddings: HoldEmbeddings
+    service: JobService, hold_embeddings: HoldEmbeddings
 ) -> None:
     holding, released = hold_embeddings(service.embedder, queries_only=False)
     job = await service.submit(*[document(f"{n}.md") for n in range(IN_FLIGHT + 1)])
@@ -151,7 +115,7 @@ async def test_progress_advances_a_few_documents_at_a_time(
 
 
 async def test_cancel_stops_after_the_documents_in_flight_and_keeps_what_was_committed(
-    service: Service, hold_embeddings: HoldEmbeddings
+    service: JobService, hold_embeddings: HoldEmbeddings
 ) -> None:
     holding, released = hold_embeddings(service.embedder, queries_only=False)
     names = [f"{n}.md" for n in range(IN_FLIGHT + 2)]
@@ -169,7 +133,7 @@ async def test_cancel_stops_after_the_documents_in_flight_and_keeps_what_was_com
 
 
 async def test_cancelling_a_queued_job_ends_it_at_once_and_a_finished_one_stays_as_it_was(
-    service: Service, hold_embeddings: HoldEmbeddings
+    service: JobService, hold_embeddings: HoldEmbeddings
 ) -> None:
     holding, released = hold_embeddings(service.embedder, queries_only=False)
     first = await service.submit(document("a.md"))
@@ -186,13 +150,16 @@ async def test_cancelling_a_queued_job_ends_it_at_once_and_a_finished_one_stays_
 
 
 async def test_a_job_interrupted_by_a_restart_resumes_where_it_stopped(
-    settings: RetrievalSettings, embedder: FakeEmbedder, hold_embeddings: HoldEmbeddings
+    settings: RetrievalSettings,
+    embedder: FakeEmbedder,
+    hold_embeddings: HoldEmbeddings,
+    make_job_service: type[JobService],
 ) -> None:
     documents = [document(f"doc-{n}.md") for n in range(4)]
-    async with Service(settings, embedder) as first:
+    async with make_job_service(settings, embedder) as first:
         job = await first.submit(*documents)
         await first.finished(job)  # let it run to the end once, then make it look interrupted
-    async with Service(settings, embedder) as service:
+    async with make_job_service(settings, embedder) as service:
         holding, released = hold_embeddings(embedder, queries_only=False)
         job = await service.submit(*[document(f"new-{n}.md") for n in range(3)])
         await asyncio.wait_for(holding.wait(), 10)
@@ -201,7 +168,7 @@ async def test_a_job_interrupted_by_a_restart_resumes_where_it_stopped(
         released.set()
         assert (await service.jobs.get(job.id)).state is JobState.RUNNING
 
-    async with Service(settings, embedder) as restarted:
+    async with make_job_service(settings, embedder) as restarted:
         done = await restarted.finished(job)
         assert (done.state, done.resumes) == (JobState.SUCCEEDED, 1)
         assert (done.documents_done, done.documents_total) == (3, 3)
@@ -215,9 +182,12 @@ async def test_a_job_interrupted_by_a_restart_resumes_where_it_stopped(
 
 
 async def test_a_reindex_interrupted_by_a_restart_is_failed_with_the_reason(
-    settings: RetrievalSettings, embedder: FakeEmbedder, hold_embeddings: HoldEmbeddings
+    settings: RetrievalSettings,
+    embedder: FakeEmbedder,
+    hold_embeddings: HoldEmbeddings,
+    make_job_service: type[JobService],
 ) -> None:
-    async with Service(settings, embedder) as service:
+    async with make_job_service(settings, embedder) as service:
         await service.finished(await service.submit(document("a.md")))
         holding, released = hold_embeddings(embedder, queries_only=False)
         job = await service.runner.start_reindex("default", "admin")
@@ -226,14 +196,14 @@ async def test_a_reindex_interrupted_by_a_restart_is_failed_with_the_reason(
         released.set()
         await service.knowledge.wait_for_background()
 
-    async with Service(settings, embedder) as restarted:
+    async with make_job_service(settings, embedder) as restarted:
         failed = await restarted.jobs.get(job.id)
         assert failed.state is JobState.FAILED
         assert failed.reason.startswith("retrieval restarted during the reindex")
 
 
 async def test_a_second_reindex_of_a_collection_joins_the_running_one(
-    service: Service, hold_embeddings: HoldEmbeddings
+    service: JobService, hold_embeddings: HoldEmbeddings
 ) -> None:
     await service.finished(await service.submit(document("a.md"), document("b.md")))
     holding, released = hold_embeddings(service.embedder, queries_only=False)
@@ -252,7 +222,7 @@ async def test_a_second_reindex_of_a_collection_joins_the_running_one(
 
 
 async def test_a_cancelled_reindex_leaves_the_collection_as_it_was(
-    service: Service, hold_embeddings: HoldEmbeddings
+    service: JobService, hold_embeddings: HoldEmbeddings
 ) -> None:
     await service.finished(await service.submit(document("a.md")))
     before = await service.knowledge.collection_info("default")
@@ -268,13 +238,13 @@ async def test_a_cancelled_reindex_leaves_the_collection_as_it_was(
 
 
 async def test_reindexing_a_collection_that_does_not_exist_is_not_found(
-    service: Service,
+    service: JobService,
 ) -> None:
     with pytest.raises(NotFound):
         await service.runner.start_reindex("nowhere", "admin")
 
 
-async def test_another_owners_job_is_not_found(service: Service) -> None:
+async def test_another_owners_job_is_not_found(service: JobService) -> None:
     job = await service.submit(document("a.md"), owner="ann")
 
     with pytest.raises(NotFound):
@@ -287,11 +257,11 @@ async def test_another_owners_job_is_not_found(service: Service) -> None:
 
 
 async def test_jobs_are_listed_newest_first_in_pages_of_the_owners_collections(
-    service: Service,
+    service: JobService,
 ) -> None:
     submitted = [await service.submit(document(f"{n}.md"), owner="ann") for n in range(3)]
     await service.submit(document("bob.md"), owner="bob")
-    await service.runner.submit("private", "ann", stream([document("p.md")]))
+    await service.submit(document("p.md"), collection="private")
 
     first, cursor = await service.jobs.page(owner="ann", collections=["default"], limit=2)
     rest, end = await service.jobs.page(
@@ -304,10 +274,10 @@ async def test_jobs_are_listed_newest_first_in_pages_of_the_owners_collections(
 
 
 async def test_a_submission_over_the_document_limit_leaves_nothing_behind(
-    make_settings: MakeSettings, embedder: FakeEmbedder
+    make_settings: MakeSettings, embedder: FakeEmbedder, make_job_service: type[JobService]
 ) -> None:
     settings = make_settings(job_max_documents=40)
-    async with Service(settings, embedder) as service:
+    async with make_job_service(settings, embedder) as service:
         with pytest.raises(LimitExceeded):
             await service.submit(*[document(f"{n}.md") for n in range(41)])
 
@@ -317,7 +287,7 @@ async def test_a_submission_over_the_document_limit_leaves_nothing_behind(
 
 
 async def test_an_ingest_done_within_its_wait_answers_its_result_and_makes_no_job(
-    service: Service,
+    service: JobService,
 ) -> None:
     result = await service.runner.ingest_or_job("default", "ann", document("a.md"), wait_seconds=10)
 
@@ -326,7 +296,9 @@ async def test_an_ingest_done_within_its_wait_answers_its_result_and_makes_no_jo
     assert await service.jobs.page() == ([], "")
 
 
-async def test_an_ingest_refused_within_its_wait_raises_and_makes_no_job(service: Service) -> None:
+async def test_an_ingest_refused_within_its_wait_raises_and_makes_no_job(
+    service: JobService,
+) -> None:
     with pytest.raises(InvalidInput):
         await service.runner.ingest_or_job(
             "default", "ann", document("blank.md", text=" "), wait_seconds=10
@@ -336,7 +308,7 @@ async def test_an_ingest_refused_within_its_wait_raises_and_makes_no_job(service
 
 
 async def test_an_ingest_that_outlasts_its_wait_becomes_a_job_that_commits_it(
-    service: Service, hold_embeddings: HoldEmbeddings
+    service: JobService, hold_embeddings: HoldEmbeddings
 ) -> None:
     _, released = hold_embeddings(service.embedder, queries_only=False)
 
@@ -354,9 +326,12 @@ async def test_an_ingest_that_outlasts_its_wait_becomes_a_job_that_commits_it(
 
 
 async def test_an_ingest_that_became_a_job_is_resumed_after_a_restart(
-    settings: RetrievalSettings, embedder: FakeEmbedder, hold_embeddings: HoldEmbeddings
+    settings: RetrievalSettings,
+    embedder: FakeEmbedder,
+    hold_embeddings: HoldEmbeddings,
+    make_job_service: type[JobService],
 ) -> None:
-    async with Service(settings, embedder) as service:
+    async with make_job_service(settings, embedder) as service:
         _, released = hold_embeddings(embedder, queries_only=False)
         job = await service.runner.ingest_or_job(
             "default", "ann", document("slow.md"), wait_seconds=0.05
@@ -365,14 +340,14 @@ async def test_an_ingest_that_became_a_job_is_resumed_after_a_restart(
         await service.runner.stop()
         released.set()
 
-    async with Service(settings, embedder) as restarted:
+    async with make_job_service(settings, embedder) as restarted:
         assert isinstance(job, Job)
         done = await restarted.finished(job)
         assert (done.state, done.resumes, done.documents_done) == (JobState.SUCCEEDED, 1, 1)
         assert await restarted.document_ids() == ["slow.md"]
 
 
-async def test_job_progress_is_counted_on_the_metrics(service: Service) -> None:
+async def test_job_progress_is_counted_on_the_metrics(service: JobService) -> None:
     def sample(name: str, **labels: str) -> float:
         return REGISTRY.get_sample_value(name, labels) or 0.0
 

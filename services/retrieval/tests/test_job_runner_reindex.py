@@ -6,18 +6,17 @@ other collections' jobs go on meanwhile."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 import pytest
 
-from bruno.embedding.v1 import embedding_pb2
 from bruno_retrieval.config import RetrievalSettings
-from bruno_retrieval.jobs import Job, JobRunner, JobState, JobStore, StagedDocument
-from bruno_retrieval.knowledge import KnowledgeStore, SearchMode
+from bruno_retrieval.jobs import Job, JobState, StagedDocument
+from bruno_retrieval.knowledge import SearchMode
 
 if TYPE_CHECKING:
-    from conftest import FakeEmbedder
+    from conftest import FakeEmbedder, HoldEmbeddings, JobService
 
 MakeSettings = Callable[..., RetrievalSettings]
 # What ``default`` holds before the reindex, embedded by the embedder's first model.
@@ -31,77 +30,13 @@ def document(name: str, text: str) -> StagedDocument:
     return StagedDocument(position=0, document_id=name, title=name, source=name, text=text)
 
 
-async def stream(*items: StagedDocument) -> AsyncIterator[StagedDocument]:
-    for item in items:
-        yield item
-
-
-def hold(
-    embedder: FakeEmbedder, marker: str, monkeypatch: pytest.MonkeyPatch
-) -> tuple[asyncio.Event, asyncio.Event]:
-    """Hold the embedder's calls for texts holding ``marker`` until the second event is set;
-    the first is set once a call is held. Other texts are embedded at once."""
-    holding, released = asyncio.Event(), asyncio.Event()
-    embed = embedder.embed
-
-    async def held(
-        texts: Sequence[str], input_type: embedding_pb2.InputType.ValueType
-    ) -> list[list[float]]:
-        if any(marker in text for text in texts):
-            holding.set()
-            await released.wait()
-        return await embed(texts, input_type)
-
-    monkeypatch.setattr(embedder, "embed", held)
-    return holding, released
-
-
-class Service:
-    """A knowledge store, a job store and a runner over one LanceDB, as retrieval wires them."""
-
-    def __init__(self, settings: RetrievalSettings, embedder: FakeEmbedder) -> None:
-        self.settings = settings
-        self.embedder = embedder
-
-    async def __aenter__(self) -> Service:
-        self.knowledge = await KnowledgeStore.open(self.settings, self.embedder)
-        self.jobs = await JobStore.open(self.settings)
-        self.runner = JobRunner(self.jobs, self.knowledge)
-        await self.runner.start()
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        await self.runner.stop()
-        self.jobs.close()
-        self.knowledge.close()
-
-    async def ingest_during_the_reindex(self, name: str, text: str) -> Job:
-        """What ``POST /api/v1/documents`` asks of retrieval: the document, or its job."""
-        answer = await self.runner.ingest_or_job(
-            "default", "ann", document(name, text), wait_seconds=_HANG_GUARD_SECONDS
-        )
-        assert isinstance(answer, Job), answer
-        return answer
-
-    async def until(self, job: Job, reached: Callable[[Job], bool]) -> Job:
-        """The job as stored once it has ``reached`` a point."""
-
-        async def watch() -> Job:
-            while True:
-                changed = self.jobs.next_change()
-                found = await self.jobs.get(job.id)
-                if reached(found):
-                    return found
-                await changed.wait()
-
-        return await asyncio.wait_for(watch(), _HANG_GUARD_SECONDS)
-
-    async def until_finished(self, job: Job) -> Job:
-        return await self.until(job, lambda found: found.state.finished)
-
-    async def document_ids(self, collection: str = "default") -> list[str]:
-        page = await self.knowledge.list_documents(collection)
-        return [d.document_id for d in page.documents]
+async def ingest_during_the_reindex(service: JobService, name: str, text: str) -> Job:
+    """What ``POST /api/v1/documents`` asks of retrieval: the document, or its job."""
+    answer = await service.runner.ingest_or_job(
+        "default", "ann", document(name, text), wait_seconds=_HANG_GUARD_SECONDS
+    )
+    assert isinstance(answer, Job), answer
+    return answer
 
 
 @pytest.fixture
@@ -110,32 +45,34 @@ def settings(make_settings: MakeSettings) -> RetrievalSettings:
 
 
 async def reindex_held(
-    service: Service, monkeypatch: pytest.MonkeyPatch
+    service: JobService, hold_embeddings: HoldEmbeddings
 ) -> tuple[Job, asyncio.Event]:
     """Store :data:`STORED`, switch the embedding service to another model and start reindexing
     ``default``, held while it copies the stored notes; the reindex job and its release."""
     stored = [document(name, f"Velero stored note {name}.") for name in STORED]
-    job = await service.runner.submit("default", "ann", stream(*stored))
+    job = await service.submit(*stored)
     assert (await service.until_finished(job)).state is JobState.SUCCEEDED
     service.embedder.model_name, service.embedder.dimension = "model-b", 32
-    copying, released = hold(service.embedder, "Velero stored", monkeypatch)
+    copying, released = hold_embeddings(service.embedder, marker="Velero stored")
     reindex = await service.runner.start_reindex("default", "admin")
     await asyncio.wait_for(copying.wait(), _HANG_GUARD_SECONDS)
     return reindex, released
 
 
 @pytest.fixture
-async def service(settings: RetrievalSettings, embedder: FakeEmbedder) -> AsyncIterator[Service]:
-    async with Service(settings, embedder) as running:
+async def service(
+    settings: RetrievalSettings, embedder: FakeEmbedder, make_job_service: type[JobService]
+) -> AsyncIterator[JobService]:
+    async with make_job_service(settings, embedder) as running:
         yield running
 
 
 async def test_an_ingest_during_a_reindex_answers_a_queued_job_that_commits_after_the_switch(
-    service: Service, monkeypatch: pytest.MonkeyPatch
+    service: JobService, hold_embeddings: HoldEmbeddings
 ) -> None:
-    reindex, released = await reindex_held(service, monkeypatch)
+    reindex, released = await reindex_held(service, hold_embeddings)
 
-    queued = await service.ingest_during_the_reindex("fresh.md", "Restic fresh note.")
+    queued = await ingest_during_the_reindex(service, "fresh.md", "Restic fresh note.")
 
     assert (queued.state, queued.owner, queued.documents_total) == (JobState.QUEUED, "ann", 1)
     assert await service.document_ids() == STORED  # not committed: nothing acknowledged it
@@ -150,11 +87,11 @@ async def test_an_ingest_during_a_reindex_answers_a_queued_job_that_commits_afte
 
 
 async def test_an_ingest_job_behind_a_cancelled_reindex_fails_visibly_with_the_model_conflict(
-    service: Service, monkeypatch: pytest.MonkeyPatch
+    service: JobService, hold_embeddings: HoldEmbeddings
 ) -> None:
-    reindex, released = await reindex_held(service, monkeypatch)
+    reindex, released = await reindex_held(service, hold_embeddings)
     before = await service.knowledge.collection_info("default")
-    queued = await service.ingest_during_the_reindex("fresh.md", "Restic fresh note.")
+    queued = await ingest_during_the_reindex(service, "fresh.md", "Restic fresh note.")
 
     await service.runner.cancel(reindex.id, owner="admin")
     released.set()
@@ -172,11 +109,14 @@ async def test_an_ingest_job_behind_a_cancelled_reindex_fails_visibly_with_the_m
 
 
 async def test_a_restart_mid_reindex_fails_the_reindex_and_the_ingest_queued_behind_it_visibly(
-    settings: RetrievalSettings, embedder: FakeEmbedder, monkeypatch: pytest.MonkeyPatch
+    settings: RetrievalSettings,
+    embedder: FakeEmbedder,
+    hold_embeddings: HoldEmbeddings,
+    make_job_service: type[JobService],
 ) -> None:
-    async with Service(settings, embedder) as first:
-        reindex, released = await reindex_held(first, monkeypatch)
-        queued = await first.ingest_during_the_reindex("fresh.md", "Restic fresh note.")
+    async with make_job_service(settings, embedder) as first:
+        reindex, released = await reindex_held(first, hold_embeddings)
+        queued = await ingest_during_the_reindex(first, "fresh.md", "Restic fresh note.")
         # The process dies mid-way: the runner stops, the reindex goes no further.
         await first.runner.stop()
         embedder.failing = True
@@ -184,7 +124,7 @@ async def test_a_restart_mid_reindex_fails_the_reindex_and_the_ingest_queued_beh
         await first.knowledge.wait_for_background()
     embedder.failing = False
 
-    async with Service(settings, embedder) as restarted:
+    async with make_job_service(settings, embedder) as restarted:
         interrupted = await restarted.jobs.get(reindex.id)
         assert interrupted.state is JobState.FAILED
         assert interrupted.reason.startswith("retrieval restarted during the reindex")
@@ -197,14 +137,12 @@ async def test_a_restart_mid_reindex_fails_the_reindex_and_the_ingest_queued_beh
 
 
 async def test_another_collections_ingest_job_runs_while_a_reindex_holds_its_own(
-    service: Service, monkeypatch: pytest.MonkeyPatch
+    service: JobService, hold_embeddings: HoldEmbeddings
 ) -> None:
-    _, released = await reindex_held(service, monkeypatch)
-    waiting = await service.runner.submit(
-        "default", "ann", stream(document("fresh.md", "Restic fresh note."))
-    )
-    other = await service.runner.submit(
-        "other", "ann", stream(document("elsewhere.md", "Restic note elsewhere."))
+    _, released = await reindex_held(service, hold_embeddings)
+    waiting = await service.submit(document("fresh.md", "Restic fresh note."))
+    other = await service.submit(
+        document("elsewhere.md", "Restic note elsewhere."), collection="other"
     )
 
     done = await service.until_finished(other)  # the older job of ``default`` does not block it
@@ -220,21 +158,21 @@ async def test_another_collections_ingest_job_runs_while_a_reindex_holds_its_own
 
 
 async def test_an_ingest_that_outlasted_its_wait_and_met_a_reindex_waits_for_the_switch(
-    service: Service, monkeypatch: pytest.MonkeyPatch
+    service: JobService, hold_embeddings: HoldEmbeddings
 ) -> None:
     # The ingest's embedding, of the new model, is slow: it is still under way when the
     # reindex starts, and comes to its commit while the reindex copies.
-    await service.runner.submit("default", "ann", stream(document("a.md", "Velero stored a.")))
+    await service.submit(document("a.md", "Velero stored a."))
     await service.runner.wait_until_idle()
     service.embedder.model_name, service.embedder.dimension = "model-b", 32
-    embedding, slow_released = hold(service.embedder, "Restic", monkeypatch)
+    embedding, slow_released = hold_embeddings(service.embedder, marker="Restic")
     adopted = await service.runner.ingest_or_job(
         "default", "ann", document("fresh.md", "Restic fresh note."), wait_seconds=0.01
     )
     assert isinstance(adopted, Job)
     assert adopted.state is JobState.RUNNING
     await asyncio.wait_for(embedding.wait(), _HANG_GUARD_SECONDS)
-    copying, copy_released = hold(service.embedder, "Velero stored", monkeypatch)
+    copying, copy_released = hold_embeddings(service.embedder, marker="Velero stored")
     reindex = await service.runner.start_reindex("default", "admin")
     await asyncio.wait_for(copying.wait(), _HANG_GUARD_SECONDS)
 
@@ -253,20 +191,18 @@ async def test_an_ingest_that_outlasted_its_wait_and_met_a_reindex_waits_for_the
 
 
 async def test_a_running_job_that_meets_a_reindex_goes_back_to_the_queue_and_counts_once(
-    service: Service, monkeypatch: pytest.MonkeyPatch
+    service: JobService, hold_embeddings: HoldEmbeddings
 ) -> None:
-    await service.runner.submit("default", "ann", stream(document("a.md", "Velero stored a.")))
+    await service.submit(document("a.md", "Velero stored a."))
     await service.runner.wait_until_idle()
     service.embedder.model_name, service.embedder.dimension = "model-b", 32
-    embedding, slow_released = hold(service.embedder, "Restic", monkeypatch)
+    embedding, slow_released = hold_embeddings(service.embedder, marker="Restic")
     # In one batch: the first document meets the reindex, the second fails on its own.
-    job = await service.runner.submit(
-        "default",
-        "ann",
-        stream(document("fresh.md", "Restic fresh note."), document("blank.md", " ")),
+    job = await service.submit(
+        document("fresh.md", "Restic fresh note."), document("blank.md", " ")
     )
     await asyncio.wait_for(embedding.wait(), _HANG_GUARD_SECONDS)  # started, before the reindex
-    copying, copy_released = hold(service.embedder, "Velero stored", monkeypatch)
+    copying, copy_released = hold_embeddings(service.embedder, marker="Velero stored")
     reindex = await service.runner.start_reindex("default", "admin")
     await asyncio.wait_for(copying.wait(), _HANG_GUARD_SECONDS)
 

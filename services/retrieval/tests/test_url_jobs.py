@@ -13,55 +13,16 @@ import pytest
 from bruno_core import InvalidInput
 from bruno_core.contract import document_id_from_url
 from bruno_retrieval.config import RetrievalSettings
-from bruno_retrieval.fetching import UrlFetcher
-from bruno_retrieval.jobs import Job, JobRunner, JobState, JobStore, StagedDocument
+from bruno_retrieval.jobs import JobState, JobStore, StagedDocument
 from bruno_retrieval.jobs.store import DOCUMENTS_TABLE
-from bruno_retrieval.knowledge import KnowledgeStore
 from bruno_testing.documents import PdfPage, pdf_bytes
 from bruno_testing.website import Page, Website, redirect
 
 if TYPE_CHECKING:
-    from conftest import FakeEmbedder, HoldEmbeddings
+    from conftest import FakeEmbedder, HoldEmbeddings, JobService
 
 MakeSettings = Callable[..., RetrievalSettings]
 LOOPBACK = "127.0.0.1/32"
-
-
-async def stream(urls: list[str]) -> AsyncIterator[StagedDocument]:
-    for url in urls:
-        yield StagedDocument.to_fetch(url)
-
-
-class Service:
-    """A knowledge store, a job store, a fetcher and a runner, as retrieval wires them."""
-
-    def __init__(self, settings: RetrievalSettings, embedder: FakeEmbedder) -> None:
-        self.settings = settings
-        self.embedder = embedder
-
-    async def __aenter__(self) -> Service:
-        settings = self.settings
-        self.knowledge = await KnowledgeStore.open(settings, self.embedder)
-        self.jobs = await JobStore.open(settings)
-        self.fetcher = UrlFetcher(
-            settings.fetch_policy, settings.extraction_limits, settings.fetch_limits
-        )
-        self.runner = JobRunner(self.jobs, self.knowledge, self.fetcher)
-        await self.runner.start()
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        await self.runner.stop()
-        await self.fetcher.aclose()
-        self.jobs.close()
-        self.knowledge.close()
-
-    async def submit(self, *urls: str) -> Job:
-        return await self.runner.submit("default", "ann", stream(list(urls)))
-
-    async def finished(self, job: Job) -> Job:
-        await asyncio.wait_for(self.runner.wait_until_idle(), 30)
-        return await self.jobs.get(job.id)
 
 
 @pytest.fixture(scope="module")
@@ -95,16 +56,18 @@ def settings(make_settings: MakeSettings) -> RetrievalSettings:
 
 
 @pytest.fixture
-async def service(settings: RetrievalSettings, embedder: FakeEmbedder) -> AsyncIterator[Service]:
-    async with Service(settings, embedder) as running:
+async def service(
+    settings: RetrievalSettings, embedder: FakeEmbedder, make_job_service: type[JobService]
+) -> AsyncIterator[JobService]:
+    async with make_job_service(settings, embedder, fetching=True) as running:
         yield running
 
 
 async def test_a_url_job_ingests_each_page_under_the_url_asked_for(
-    service: Service, site: Website
+    service: JobService, site: Website
 ) -> None:
     urls = [site.url("/ups.html"), site.url("/manual.pdf"), site.url("/old-notes")]
-    job = await service.submit(*urls)
+    job = await service.submit_urls(*urls)
 
     done = await service.finished(job)
 
@@ -127,7 +90,7 @@ async def test_a_url_job_ingests_each_page_under_the_url_asked_for(
 
 
 async def test_a_url_that_cannot_be_fetched_or_read_fails_alone_saying_why(
-    service: Service, site: Website
+    service: JobService, site: Website
 ) -> None:
     urls = [
         site.url("/missing"),
@@ -135,7 +98,7 @@ async def test_a_url_that_cannot_be_fetched_or_read_fails_alone_saying_why(
         site.url("/to-metadata"),
         site.url("/notes.md"),
     ]
-    job = await service.submit(*urls)
+    job = await service.submit_urls(*urls)
 
     done = await service.finished(job)
 
@@ -148,10 +111,13 @@ async def test_a_url_that_cannot_be_fetched_or_read_fails_alone_saying_why(
 
 
 async def test_without_an_allowed_network_a_loopback_url_fails_with_a_clear_error(
-    make_settings: MakeSettings, embedder: FakeEmbedder, site: Website
+    make_settings: MakeSettings,
+    embedder: FakeEmbedder,
+    site: Website,
+    make_job_service: type[JobService],
 ) -> None:
-    async with Service(make_settings(), embedder) as service:
-        job = await service.submit(site.url("/notes.md"))
+    async with make_job_service(make_settings(), embedder, fetching=True) as service:
+        job = await service.submit_urls(site.url("/notes.md"))
         done = await service.finished(job)
 
     assert done.state is JobState.FAILED
@@ -174,18 +140,19 @@ async def test_a_url_job_interrupted_by_a_restart_fetches_what_it_had_not_accoun
     embedder: FakeEmbedder,
     hold_embeddings: HoldEmbeddings,
     site: Website,
+    make_job_service: type[JobService],
 ) -> None:
     urls = [site.url("/ups.html"), site.url("/notes.md")]
-    async with Service(settings, embedder) as service:
+    async with make_job_service(settings, embedder, fetching=True) as service:
         holding, released = hold_embeddings(embedder, queries_only=False)
-        job = await service.submit(*urls)
+        job = await service.submit_urls(*urls)
         await asyncio.wait_for(holding.wait(), 10)
         await service.runner.stop()  # the documents in flight are abandoned, the job running
         released.set()
         assert (await service.jobs.get(job.id)).state is JobState.RUNNING
     fetched_before = len(site.requests)
 
-    async with Service(settings, embedder) as restarted:
+    async with make_job_service(settings, embedder, fetching=True) as restarted:
         done = await restarted.finished(job)
         staged = await restarted.knowledge._catalog.db.open_table(DOCUMENTS_TABLE)
         assert await staged.count_rows() == 0

@@ -7,6 +7,7 @@ model ``bruno``: its retrieval) that sends it back sees that write: the reader a
 the latest version and, if the write is still not visible, waits for it up to its lag bound
 (``BRUNO_RETRIEVAL_READ_CONSISTENCY_SECONDS``), then answers UNAVAILABLE, and the edge asks the
 writer. Without the header a read sees what its reader has seen, at most that bound behind.
+The MCP tools ``search`` and ``ask`` take the same token as their ``consistency_token``.
 
     response.headers[HEADER] = token(ingested.committed)
     request = retrieval_pb2.SearchRequest(query=query, at_least=at_least)  # AtLeastDep
@@ -56,6 +57,12 @@ def latest(committed: list[retrieval_pb2.Committed]) -> str | None:
     return token(max(said, key=lambda c: c.version)) if said else None
 
 
+def committed(value: str) -> retrieval_pb2.Committed:
+    """What a token (already matched against :data:`PATTERN`) names: a table at a version."""
+    table, _, version = value.rpartition("@")
+    return retrieval_pb2.Committed(table=table, version=int(version))
+
+
 async def _at_least(
     value: Annotated[
         str | None,
@@ -68,10 +75,7 @@ async def _at_least(
         ),
     ] = None,
 ) -> retrieval_pb2.Committed | None:
-    if value is None:
-        return None
-    table, _, version = value.rpartition("@")
-    return retrieval_pb2.Committed(table=table, version=int(version))
+    return None if value is None else committed(value)
 
 
 AtLeastDep = Annotated[retrieval_pb2.Committed | None, Depends(_at_least)]

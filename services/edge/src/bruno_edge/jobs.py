@@ -1,6 +1,7 @@
 """Handing documents to retrieval as one ingest job: what an ingest-job route submits, and what
 the upload route does with the files its wait ran out before sending.
 
+    documents = (ingest_request(document) for document in body.documents)
     job = await submit_job(downstreams, "default", caller.name, documents)
 """
 
@@ -10,6 +11,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable
 
 from bruno.retrieval.v1 import jobs_pb2, retrieval_pb2
 from bruno_edge.clients import Downstreams, rpc_errors
+from bruno_edge.schemas import DocumentIn
 
 # Reading every file of a large upload and streaming it to retrieval takes a while; each file's
 # reading is bounded on its own (BRUNO_EXTRACT_TIMEOUT_SECONDS), the job is not.
@@ -18,6 +20,25 @@ SUBMIT_TIMEOUT_SECONDS = 600.0
 #: A document of the job, a URL retrieval fetches, or a document that could not be read (a
 #: failed document of the job).
 JobItem = retrieval_pb2.IngestDocumentRequest | jobs_pb2.UrlDocument | jobs_pb2.DocumentError
+
+
+def ingest_request(
+    document: DocumentIn, *, collection: str = ""
+) -> retrieval_pb2.IngestDocumentRequest:
+    """Retrieval's request for a document sent as JSON; ``collection`` is left unset for a
+    job's document, which goes where its job goes."""
+    return retrieval_pb2.IngestDocumentRequest(
+        collection=collection,
+        document_id=document.id or "",
+        title=document.title,
+        source=document.source,
+        text=document.text,
+        metadata=document.metadata,
+        segments=[
+            retrieval_pb2.TextSegment(start=segment.start, page=segment.page)
+            for segment in document.segments
+        ],
+    )
 
 
 async def submit_job(

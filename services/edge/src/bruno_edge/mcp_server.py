@@ -3,7 +3,9 @@
 
 Tools: ``search`` (passages with title, source, score and chunk id), ``ask`` (a grounded answer
 with its citations) and ``list_collections``; each collection's documents are a resource,
-``bruno://collections/{collection}/documents``.
+``bruno://collections/{collection}/documents``. ``search`` and ``ask`` take an optional
+``consistency_token``, the ``Bruno-Consistency-Token`` a write through the REST API answered,
+and read that write (read-your-writes, as the REST reads do with the header).
 
 Every tool needs the key's ``read`` scope and sees only the key's collections: another
 collection is "not found", exactly as one that does not exist, and is left out of
@@ -42,7 +44,7 @@ from bruno_edge.api.deps import EdgeState
 from bruno_edge.auth import Caller
 from bruno_edge.chat import ChatService
 from bruno_edge.clients import Downstreams, rpc_errors
-from bruno_edge.consistency import read
+from bruno_edge.consistency import MAX_CHARS, PATTERN, committed, read
 from bruno_edge.hits import search_result
 from bruno_edge.listings import document_summary
 from bruno_edge.plain_text import PlainText
@@ -77,6 +79,16 @@ Collection = Annotated[
         pattern=COLLECTION_NAME.pattern,
         max_length=COLLECTION_NAME.max_chars,
         description="The collection to use (`list_collections`).",
+    ),
+]
+
+ConsistencyToken = Annotated[
+    str,
+    Field(
+        pattern=PATTERN,
+        max_length=MAX_CHARS,
+        description="The `Bruno-Consistency-Token` a write answered (`<table>@<version>`): "
+        "the passages are read from that write or a later state, never from before it.",
     ),
 ]
 
@@ -168,6 +180,7 @@ def create_mcp_server(state: EdgeState) -> MCPServer:
             ),
         ]
         | None = None,
+        consistency_token: ConsistencyToken | None = None,
     ) -> SearchFound:
         """Find the passages of the knowledge base that best match a query, best first, each
         with its document's title and source, its score and its chunk id."""
@@ -177,6 +190,7 @@ def create_mcp_server(state: EdgeState) -> MCPServer:
             top_k=top_k,
             mode=_MODES[mode],
             filters=filters or {},
+            at_least=committed(consistency_token) if consistency_token else None,
         )
         with _tool_errors():
             _caller(ctx).check_collection(collection)
@@ -204,6 +218,7 @@ def create_mcp_server(state: EdgeState) -> MCPServer:
             PlainText,
         ],
         collection: Collection = DEFAULT_COLLECTION,
+        consistency_token: ConsistencyToken | None = None,
     ) -> Answer:
         """Answer a question from the knowledge base: an answer written only from the
         retrieved passages, citing them as [n], with those passages as citations. When nothing
@@ -215,7 +230,12 @@ def create_mcp_server(state: EdgeState) -> MCPServer:
             caller.check_collection(collection)
             async with state.chat_slots.hold(caller), state.work_slots.hold(Work.CHAT):
                 chat = ChatService(downstreams(), settings, state.metrics)
-                turn = await chat.prepare_stateless(question, [], collection=collection)
+                turn = await chat.prepare_stateless(
+                    question,
+                    [],
+                    collection=collection,
+                    at_least=committed(consistency_token) if consistency_token else None,
+                )
                 answered = await chat.answer(turn)
         return Answer(
             answer=answered.answer,

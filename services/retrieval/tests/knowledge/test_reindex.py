@@ -5,13 +5,12 @@ until the switch, the switch whole even when the caller gives up."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 import lancedb
 import pytest
 
-from bruno.embedding.v1 import embedding_pb2
 from bruno_core import NotFound
 from bruno_retrieval.config import RetrievalSettings
 from bruno_retrieval.knowledge import (
@@ -155,34 +154,16 @@ async def test_a_search_whose_query_is_embedded_across_the_switch_answers_by_key
 _HANG_GUARD_SECONDS = 60
 
 
-def hold_the_copy(
-    embedder: FakeEmbedder, marker: str, monkeypatch: pytest.MonkeyPatch
-) -> tuple[asyncio.Event, asyncio.Event]:
-    """Hold the embedder's calls for texts holding ``marker`` (the reindex copying the stored
-    notes) until the second event is set; the first is set once a call is held. Other texts
-    (the ingests made meanwhile) are embedded at once."""
-    holding, released = asyncio.Event(), asyncio.Event()
-    embed = embedder.embed
-
-    async def held(
-        texts: Sequence[str], input_type: embedding_pb2.InputType.ValueType
-    ) -> list[list[float]]:
-        if any(marker in text for text in texts):
-            holding.set()
-            await released.wait()
-        return await embed(texts, input_type)
-
-    monkeypatch.setattr(embedder, "embed", held)
-    return holding, released
-
-
 async def test_deletes_during_a_reindex_answer_at_once_and_stay_deleted_after_the_switch(
-    notes: KnowledgeStore, make_embedder: MakeEmbedder, monkeypatch: pytest.MonkeyPatch
+    notes: KnowledgeStore,
+    make_embedder: MakeEmbedder,
+    monkeypatch: pytest.MonkeyPatch,
+    hold_embeddings: HoldEmbeddings,
 ) -> None:
     store = notes
     monkeypatch.setattr("bruno_retrieval.knowledge.reindex._REINDEX_BATCH", 2)
     new = make_embedder(32, "model-b")  # the embedding service changed models
-    copying, released = hold_the_copy(new, "Velero note", monkeypatch)
+    copying, released = hold_embeddings(new, marker="Velero note")
     store._embedder = new
     reindex = store.start_reindex("default")
     await copying.wait()  # the first batch (n0, n1) is being copied; n2 to n4 are not yet
@@ -207,11 +188,11 @@ async def test_deletes_during_a_reindex_answer_at_once_and_stay_deleted_after_th
 
 
 async def test_an_ingest_of_the_new_model_during_a_reindex_is_refused_and_writes_nothing(
-    notes: KnowledgeStore, make_embedder: MakeEmbedder, monkeypatch: pytest.MonkeyPatch
+    notes: KnowledgeStore, make_embedder: MakeEmbedder, hold_embeddings: HoldEmbeddings
 ) -> None:
     store = notes
     new = make_embedder(32, "model-b")
-    copying, released = hold_the_copy(new, "Velero note", monkeypatch)
+    copying, released = hold_embeddings(new, marker="Velero note")
     store._embedder = new
     reindex = store.start_reindex("default")
     await copying.wait()
@@ -239,11 +220,11 @@ async def test_a_cancelled_reindex_leaves_the_collection_as_it_was_with_the_dele
     notes: KnowledgeStore,
     make_settings: MakeSettings,
     make_embedder: MakeEmbedder,
-    monkeypatch: pytest.MonkeyPatch,
+    hold_embeddings: HoldEmbeddings,
 ) -> None:
     store = notes
     new = make_embedder(32, "model-b")
-    copying, released = hold_the_copy(new, "Velero note", monkeypatch)
+    copying, released = hold_embeddings(new, marker="Velero note")
     store._embedder = new
     stop = asyncio.Event()
     reindex = store.start_reindex("default", stop=stop)
@@ -270,6 +251,7 @@ async def test_writes_to_the_old_table_during_a_reindex_are_caught_up_before_the
     notes: KnowledgeStore,
     make_embedder: MakeEmbedder,
     monkeypatch: pytest.MonkeyPatch,
+    hold_embeddings: HoldEmbeddings,
     under_lock: int,
 ) -> None:
     store = notes
@@ -278,7 +260,7 @@ async def test_writes_to_the_old_table_during_a_reindex_are_caught_up_before_the
     # The same model again (a rebuild for a newer table layout): writes meanwhile go to the
     # old table, and only the catch-up brings them into the new one.
     same = make_embedder(64, "model-a")
-    copying, released = hold_the_copy(same, "Velero note", monkeypatch)
+    copying, released = hold_embeddings(same, marker="Velero note")
     store._embedder = same
     reindex = store.start_reindex("default")
     await copying.wait()
@@ -301,13 +283,13 @@ async def test_writes_to_the_old_table_during_a_reindex_are_caught_up_before_the
 
 
 async def test_a_delete_during_the_dimension_probe_of_a_reindex_answers_at_once(
-    notes: KnowledgeStore, make_embedder: MakeEmbedder, monkeypatch: pytest.MonkeyPatch
+    notes: KnowledgeStore, make_embedder: MakeEmbedder, hold_embeddings: HoldEmbeddings
 ) -> None:
     store = notes
     new = make_embedder(32, "model-b")
     # The embedding service is slow to answer the reindex's first call (busy with other
     # collections' batches): writes must not wait for it.
-    probing, released = hold_the_copy(new, "dimension probe", monkeypatch)
+    probing, released = hold_embeddings(new, marker="dimension probe")
     store._embedder = new
     reindex = store.start_reindex("default")
     await probing.wait()
@@ -321,13 +303,13 @@ async def test_a_delete_during_the_dimension_probe_of_a_reindex_answers_at_once(
 
 
 async def test_a_collection_deleted_and_made_anew_during_its_reindex_keeps_the_new_writes(
-    notes: KnowledgeStore, make_embedder: MakeEmbedder, monkeypatch: pytest.MonkeyPatch
+    notes: KnowledgeStore, make_embedder: MakeEmbedder, hold_embeddings: HoldEmbeddings
 ) -> None:
     store = notes
     # The same model again: the collection made anew gets the very entry the old one had
     # (same table name, model and dimension) once the old table is dropped.
     same = make_embedder(64, "model-a")
-    copying, released = hold_the_copy(same, "Velero note", monkeypatch)
+    copying, released = hold_embeddings(same, marker="Velero note")
     store._embedder = same
     reindex = store.start_reindex("default")
     await copying.wait()  # the one batch (all five notes) is being copied
@@ -349,14 +331,14 @@ async def test_a_collection_deleted_and_made_anew_during_its_reindex_keeps_the_n
 
 
 async def test_a_reindex_of_a_collection_of_no_recorded_model_switches_with_ingests_made_meanwhile(
-    notes: KnowledgeStore, make_embedder: MakeEmbedder, monkeypatch: pytest.MonkeyPatch
+    notes: KnowledgeStore, make_embedder: MakeEmbedder, hold_embeddings: HoldEmbeddings
 ) -> None:
     store = notes
     entry = store._catalog.entry("default")
     assert entry is not None
     await store._catalog.record_model(entry, "")  # as a table adopted from before the catalog
     new = make_embedder(64, "model-b")
-    copying, released = hold_the_copy(new, "Velero note", monkeypatch)
+    copying, released = hold_embeddings(new, marker="Velero note")
     store._embedder = new
     reindex = store.start_reindex("default")
     await copying.wait()
@@ -377,12 +359,15 @@ async def test_a_reindex_of_a_collection_of_no_recorded_model_switches_with_inge
 
 
 async def test_a_collection_deleted_during_its_reindex_ends_the_copy_at_the_next_batch(
-    notes: KnowledgeStore, make_embedder: MakeEmbedder, monkeypatch: pytest.MonkeyPatch
+    notes: KnowledgeStore,
+    make_embedder: MakeEmbedder,
+    monkeypatch: pytest.MonkeyPatch,
+    hold_embeddings: HoldEmbeddings,
 ) -> None:
     store = notes
     monkeypatch.setattr("bruno_retrieval.knowledge.reindex._REINDEX_BATCH", 2)
     new = make_embedder(32, "model-b")
-    copying, released = hold_the_copy(new, "Velero note", monkeypatch)
+    copying, released = hold_embeddings(new, marker="Velero note")
     store._embedder = new
     reindex = store.start_reindex("default")
     await copying.wait()  # the first of three batches is being copied

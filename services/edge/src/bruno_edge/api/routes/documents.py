@@ -23,7 +23,7 @@ from bruno_edge.api.routes import API_PREFIX, problem_responses
 from bruno_edge.api.routes.ingest_jobs import job_of, location_of
 from bruno_edge.clients import rpc_errors
 from bruno_edge.consistency import ANSWERED, HEADER, AtLeastDep, latest, read, token
-from bruno_edge.jobs import submit_job
+from bruno_edge.jobs import ingest_request, submit_job
 from bruno_edge.keys import Scope
 from bruno_edge.listings import document_summary
 from bruno_edge.schemas import (
@@ -89,18 +89,7 @@ async def ingest_document(
     cut off: the answer is `202` with the job it became; so is one into a collection being
     reindexed, whose job waits for the switch."""
     caller.check_collection(document.collection)
-    request = retrieval_pb2.IngestDocumentRequest(
-        collection=document.collection,
-        document_id=document.id or "",
-        title=document.title,
-        source=document.source,
-        text=document.text,
-        metadata=document.metadata,
-        segments=[
-            retrieval_pb2.TextSegment(start=segment.start, page=segment.page)
-            for segment in document.segments
-        ],
-    )
+    request = ingest_request(document, collection=document.collection)
     wait = settings.ingest_wait_seconds
     with rpc_errors("retrieval"):
         # Retrieval answers within the wait, with the result or the job; the deadline leaves

@@ -21,7 +21,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from bruno.retrieval.v1 import jobs_pb2, retrieval_pb2
+from bruno.retrieval.v1 import jobs_pb2
 from bruno_core import BrunoError, InvalidInput, NotFound
 from bruno_core.contract import MAX_PAGE_SIZE, check_fetch_url
 from bruno_edge.admission import Work
@@ -29,7 +29,7 @@ from bruno_edge.api.deps import CallerDep, DownstreamsDep, SettingsDep, guarded,
 from bruno_edge.api.routes import API_PREFIX, problem_responses
 from bruno_edge.auth import Caller
 from bruno_edge.clients import rpc_errors
-from bruno_edge.jobs import JobItem, submit_job
+from bruno_edge.jobs import JobItem, ingest_request, submit_job
 from bruno_edge.keys import Scope
 from bruno_edge.schemas import (
     IngestJob,
@@ -201,20 +201,7 @@ async def submit_documents_job(
                 f"{document.collection!r}"
             )
 
-    documents = (
-        retrieval_pb2.IngestDocumentRequest(
-            document_id=document.id or "",
-            title=document.title,
-            source=document.source,
-            text=document.text,
-            metadata=document.metadata,
-            segments=[
-                retrieval_pb2.TextSegment(start=segment.start, page=segment.page)
-                for segment in document.segments
-            ],
-        )
-        for document in body.documents
-    )
+    documents = (ingest_request(document) for document in body.documents)
     job = await submit_job(downstreams, body.collection, caller.name, documents)
     response.headers["Location"] = location_of(job.id)
     return job_of(job)
