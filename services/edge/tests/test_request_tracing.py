@@ -92,3 +92,23 @@ async def test_probes_and_scrapes_make_no_span(edge: Edge, exported: InMemorySpa
         await edge.client.get(path, headers={"traceparent": TRACEPARENT})
 
     assert edge_spans(exported) == []
+
+
+async def test_an_exception_escaping_the_app_is_recorded_on_its_span(
+    edge: Edge, exported: InMemorySpanExporter
+) -> None:
+    async def broken() -> None:
+        raise RuntimeError("the disk is gone")
+
+    edge.app.add_api_route("/broken", broken)
+
+    response = await edge.client.get("/broken")
+
+    assert response.status_code == 500
+    [span] = edge_spans(exported)
+    assert span.status.status_code is trace.StatusCode.ERROR
+    assert span.status.description == "RuntimeError: the disk is gone"
+    [event] = [e for e in span.events if e.name == "exception"]
+    assert event.attributes is not None
+    assert event.attributes["exception.type"] == "RuntimeError"
+    assert event.attributes["exception.message"] == "the disk is gone"

@@ -13,6 +13,7 @@ import lancedb
 import pyarrow as pa
 import pytest
 from lancedb.table import IndexStatistics
+from prometheus_client import REGISTRY
 
 from bruno_core import InvalidInput, LimitExceeded, NotFound
 from bruno_core.contract import OWNERS_BEFORE_OWNERSHIP
@@ -500,34 +501,58 @@ def test_recent_conversations_drop_the_least_recently_used_past_their_size() -> 
     assert [recent.get(name) is not None for name in ("a", "b", "c")] == [True, False, True]
 
 
-class HeldReads(CountingReads):
-    """A table whose first read, once made, waits for ``release`` before it answers."""
+class SpiedReads(CountingReads):
+    """A table that keeps what each query of it answered (``fetched``) and passes everything
+    on; :meth:`answered` sees each answer before the caller does."""
 
     def __init__(self, table: Any) -> None:
         super().__init__(table)
-        self.release = asyncio.Event()
-        self.held = asyncio.Event()
+        self.fetched: list[pa.Table] = []
 
     def query(self) -> Any:
         self.queries += 1
-        first = self.queries == 1
-        outer = self
+        spied = self
 
-        class Held:
+        class Spied:
             def __init__(self, query: Any) -> None:
                 self.query = query
 
-            def where(self, predicate: Any) -> Held:
-                return Held(self.query.where(predicate))
+            def where(self, predicate: Any) -> Spied:
+                return Spied(self.query.where(predicate))
 
-            async def to_arrow(self) -> Any:
-                rows = await self.query.to_arrow()
-                if first:  # read, not yet answered
-                    outer.held.set()
-                    await outer.release.wait()
+            def select(self, columns: list[str]) -> Spied:
+                return Spied(self.query.select(columns))
+
+            async def to_arrow(self) -> pa.Table:
+                rows: pa.Table = await self.query.to_arrow()
+                spied.fetched.append(rows)
+                await spied.answered(rows)
                 return rows
 
-        return Held(self.table.query())
+        return Spied(self.table.query())
+
+    async def answered(self, rows: pa.Table) -> None:
+        pass
+
+    def turns_fetched(self) -> int:
+        """How many rows with their turns the queries fetched."""
+        return sum(rows.num_rows for rows in self.fetched if "turns" in rows.column_names)
+
+
+class HeldReads(SpiedReads):
+    """A table whose first read of turns (``of_turns``; else of revisions only), once made,
+    waits for ``release`` before it answers."""
+
+    def __init__(self, table: Any, *, of_turns: bool = True) -> None:
+        super().__init__(table)
+        self.of_turns = of_turns
+        self.release = asyncio.Event()
+        self.held = asyncio.Event()
+
+    async def answered(self, rows: pa.Table) -> None:
+        if ("turns" in rows.column_names) == self.of_turns and not self.held.is_set():
+            self.held.set()  # read, not yet answered
+            await self.release.wait()
 
 
 async def test_a_read_overtaken_by_an_append_does_not_leave_the_older_revision_in_memory(
@@ -551,3 +576,104 @@ async def test_a_read_overtaken_by_an_append_does_not_leave_the_older_revision_i
 
     assert [t.content for t in overtaken.turns] == ["one"]
     assert [t.content for t in after.turns] == ["one", "two"]
+
+
+async def test_a_read_fetches_the_turns_of_the_newest_revision_only(tmp_path: Path) -> None:
+    uri = str(tmp_path / "db")
+    first = await open_store(uri, 4)
+    for n in range(5):  # five revisions of c1 wait for the upkeep
+        await first.append("c1", [user(f"q{n}")], create=True)
+    await first.append("c2", [user("other")], create=True)
+    first.close()
+    store = await open_store(uri, 4)  # c1 not in its memory
+    spied = SpiedReads(store._table)
+    store._table = spied
+
+    found = await store.get("c1")
+    fetched = spied.turns_fetched()
+    store.close()
+
+    assert [t.content for t in found.turns] == ["q1", "q2", "q3", "q4"]
+    assert found.revision == 5
+    assert fetched == 1
+
+
+async def test_a_read_whose_revision_the_upkeep_deleted_meanwhile_finds_the_newer_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uri = str(tmp_path / "db")
+    first = await open_store(uri, 4)
+    for n in range(2):
+        await first.append("c1", [user(f"q{n}")], create=True)
+    first.close()
+    monkeypatch.setattr(conversations, "OPTIMIZE_EVERY_WRITES", 1)  # every write's upkeep
+    store = await open_store(uri, 4)  # c1 not in its memory
+    held = HeldReads(store._table, of_turns=False)
+    store._table = held
+
+    slow_read = asyncio.ensure_future(store.get("c1"))
+    await held.held.wait()  # it knows revision 2 is the newest
+    await store.append("c1", [user("q2")])  # revision 3; its upkeep deletes 1 and 2
+    held.release.set()
+    found = await slow_read
+    rows = await table_rows(uri)
+    store.close()
+
+    assert sorted(row["revision"] for row in rows) == [3]
+    assert [t.content for t in found.turns] == ["q0", "q1", "q2"]
+
+
+async def test_the_first_append_to_a_row_from_before_revisions_replaces_it_at_the_upkeep(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uri = str(tmp_path / "db")
+    db = await lancedb.connect_async(uri)
+    old = pa.schema(  # the table as it was before revisions
+        [field for field in conversations._SCHEMA if field.name != "revision"]
+    )
+    table: Any = await db.create_table(TABLE, schema=old)
+    now = datetime.now(UTC)
+    turns = json.dumps([{"role": "user", "content": "hi", "created_at": now.isoformat()}])
+    row = {"conversation_id": "old", "turns": turns, "created_at": now, "updated_at": now}
+    await table.add(pa.Table.from_pylist([{**row, "owner": None}], schema=old))
+    table.close()
+    monkeypatch.setattr(conversations, "OPTIMIZE_EVERY_WRITES", 1)  # every write's upkeep
+
+    store = await open_store(uri, 4)
+    await store.append("old", [user("again")])
+    rows = await table_rows(uri)
+    store.close()
+
+    assert [(r["conversation_id"], r["revision"]) for r in rows] == [("old", 1)]
+    assert [t["content"] for t in json.loads(rows[0]["turns"])] == ["hi", "again"]
+
+
+def upkeep_failures() -> float:
+    return REGISTRY.get_sample_value("bruno_retrieval_conversation_upkeep_failures_total") or 0.0
+
+
+async def test_a_failed_upkeep_is_counted_and_the_next_one_deletes_what_it_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uri = str(tmp_path / "db")
+    store = await open_store(uri, 4)
+    table = store._table
+
+    class FailingDeletes(CountingReads):
+        async def delete(self, predicate: Any) -> None:
+            raise OSError("disk full")
+
+    monkeypatch.setattr(conversations, "OPTIMIZE_EVERY_WRITES", 2)
+    before = upkeep_failures()
+    store._table = FailingDeletes(table)
+    for n in range(2):  # the second write's upkeep fails; the write stands
+        await store.append("c1", [user(f"q{n}")], create=True)
+    failed = upkeep_failures() - before
+    store._table = table
+    for n in range(2, 4):  # the fourth write's upkeep
+        await store.append("c1", [user(f"q{n}")])
+    rows = await table_rows(uri)
+    store.close()
+
+    assert failed == 1
+    assert [(r["conversation_id"], r["revision"]) for r in rows] == [("c1", 4)]

@@ -10,7 +10,9 @@ is recorded (something exports traces, :mod:`bruno_core.telemetry`); then it get
 the scope by the time the span ends) and the HTTP attributes of OpenTelemetry's semantic
 conventions. As before, the caller's ``traceparent`` is continued, probes and scrapes
 (``/health``, ``/ready``, ``/metrics``) make no span, and a response with a 5xx status marks
-its span as an error.
+its span as an error. An exception escaping the app is recorded on the span (an ``exception``
+event, by ``trace.use_span``) and its error status says what it was (``RuntimeError: …``);
+the 5xx status marking it an error afterwards keeps that description.
 
     span = start_request_span(scope)
     with trace.use_span(span, end_on_exit=False):
@@ -21,6 +23,7 @@ its span as an error.
 from __future__ import annotations
 
 from opentelemetry import propagate, trace
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from starlette.types import Scope
 
@@ -68,6 +71,12 @@ def end_request_span(span: Span, scope: Scope, status: int) -> None:
                 **({"client.address": client[0]} if client else {}),
             }
         )
-        if status >= 500:
+        if status >= 500 and not _is_error(span):
             span.set_status(Status(StatusCode.ERROR))
     span.end()
+
+
+def _is_error(span: Span) -> bool:
+    """Whether ``span`` is already an error: ``trace.use_span`` marks it so, with the exception
+    as the description, when one escapes the app, and a bare error status would replace that."""
+    return isinstance(span, ReadableSpan) and span.status.status_code is StatusCode.ERROR

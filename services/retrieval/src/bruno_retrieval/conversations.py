@@ -5,9 +5,11 @@ keeps it out of the collection names) holds each conversation as a row with its 
 and a ``revision`` that grows with every append. An append adds the conversation's next
 revision as a new row (the newest ``max_turns`` turns) in one ``add`` commit under a lock; a
 read takes the newest revision of each conversation, so a reader sees the conversation before
-or after an append, never half of one. Replaced revisions are deleted with the periodic
-``optimize``. An ``add`` costs a tenth of the ``merge_insert`` that rewrote the row in place
-(docs/benchmarks.md, "Third pass: retrieval"). Appends that arrive while a commit runs are
+or after an append, never half of one, and it reads the revision numbers first and the turns
+of the newest revision only. Replaced revisions are deleted with the periodic ``optimize``
+(a failed one is counted on ``bruno_retrieval_conversation_upkeep_failures_total`` and the
+next one tries again). An ``add`` costs a tenth of the ``merge_insert`` that rewrote the row
+in place (docs/benchmarks.md, "Third pass: retrieval"). Appends that arrive while a commit runs are
 written together in the next one (:mod:`bruno_retrieval.group_commit`), so sixteen chats
 finishing at once cost one commit, not sixteen in a queue. This process is the single writer
 of the table, so it keeps the conversations it last wrote (or read to append to) in memory
@@ -51,6 +53,7 @@ import lancedb
 import pyarrow as pa
 from lancedb.expr import col, lit
 from lancedb.index import BTree
+from prometheus_client import Counter as MetricCounter
 
 from bruno_core import BrunoError, InvalidInput, LimitExceeded, NotFound
 from bruno_core.contract import CONVERSATION_ID, OWNERS_BEFORE_OWNERSHIP
@@ -73,6 +76,11 @@ OPTIMIZE_EVERY_WRITES = 100
 # The writer's memory of recent conversations, in characters of turn content: at most a few
 # dozen MB, whatever max_turns and turn sizes are.
 RECENT_MAX_CHARS = 16_000_000
+UPKEEP_FAILURES = MetricCounter(
+    "bruno_retrieval_conversation_upkeep_failures",
+    "Failed upkeeps of the conversations table (deleting replaced revisions, compacting, "
+    "re-indexing); until one succeeds, replaced revisions pile up and reads slow down.",
+)
 # Replaced revisions deleted by one delete: a predicate per conversation, kept small.
 _DELETE_BATCH = 200
 
@@ -218,6 +226,7 @@ class ConversationStore:
         # Only the writer may remember: a reader must see the writer's appends.
         self._recent = RecentConversations() if role.writes else None
         self._replaced: dict[str, int] = {}  # conversation -> its newest revision, older in table
+        self._revisions_seen = False  # the table has the revision column
 
     @classmethod
     async def open(cls, settings: RetrievalSettings) -> ConversationStore:
@@ -289,6 +298,7 @@ class ConversationStore:
         now = datetime.now(UTC)
         outcomes: list[tuple[Pending[_Append, int], int | BrunoError]] = []
         changed: set[str] = set()
+        existed = set(current)  # their next revision replaces one in the table
         for pending in batch:
             append = pending.item
             found = current.get(append.conversation_id)
@@ -312,7 +322,7 @@ class ConversationStore:
         if changed:
             written = [current[c] for c in ids if c in changed]
             try:
-                await self._write(written)
+                await self._write(written, replacing=existed)
             except BaseException:
                 # Whether it landed is unknown: the next look at these goes to the table.
                 for conversation in written:
@@ -321,9 +331,10 @@ class ConversationStore:
         for pending, outcome in outcomes:
             pending.settle(outcome)
 
-    async def _write(self, conversations: list[StoredConversation]) -> None:
-        """Add the next revision of each conversation in one commit (the ones they replace
-        stay in the table until the next :meth:`_upkeep`)."""
+    async def _write(self, conversations: list[StoredConversation], *, replacing: set[str]) -> None:
+        """Add the next revision of each conversation in one commit (the ones they replace,
+        of the conversations in ``replacing``, stay in the table until the next
+        :meth:`_upkeep`)."""
         rows = pa.Table.from_pylist(
             [
                 {
@@ -341,13 +352,16 @@ class ConversationStore:
         await self._table.add(rows)
         for conversation in conversations:
             self._remember(conversation)
-            if conversation.revision > 1:
+            # Also revision 1 replaces one: the revision 0 of a row from before revisions.
+            if conversation.conversation_id in replacing:
                 self._replaced[conversation.conversation_id] = conversation.revision
         self._writes += 1
         if self._writes % OPTIMIZE_EVERY_WRITES == 0:
             try:  # the write is committed: a failed upkeep must not fail it
                 await self._upkeep()
             except Exception:
+                # The next upkeep tries again what this one left (self._replaced keeps it).
+                UPKEEP_FAILURES.inc()
                 log.exception("deleting replaced conversation revisions or optimizing failed")
 
     async def _upkeep(self) -> None:
@@ -401,35 +415,54 @@ class ConversationStore:
         return found
 
     async def _read_many(self, conversation_ids: list[str]) -> list[StoredConversation]:
+        """The newest revision of each of ``conversation_ids`` the table holds. Only the
+        revision numbers of the replaced ones are read: a conversation waiting for the upkeep
+        may have a hundred revisions of up to ``max_turns`` long turns each."""
         table = await self._opened()
         if table is None:
             return []
-        rows = (
-            await table.query().where(col("conversation_id").isin(conversation_ids)).to_arrow()
+        if not await self._has_revisions(table):  # one row per conversation, as then
+            rows = await _rows(table, col("conversation_id").isin(conversation_ids))
+            return [_conversation(row) for row in rows]
+        revisions = (
+            await table.query()
+            .where(col("conversation_id").isin(conversation_ids))
+            .select(["conversation_id", "revision"])
+            .to_arrow()
         ).to_pylist()
-        newest: dict[str, dict[str, Any]] = {}
-        revisions: Counter[str] = Counter()
-        for row in rows:
-            kept = newest.get(row["conversation_id"])
-            revisions[row["conversation_id"]] += 1
-            if kept is None or _revision(row) > _revision(kept):
-                newest[row["conversation_id"]] = row
+        newest: dict[str, int] = {}
+        counts: Counter[str] = Counter()
+        for row in revisions:
+            counts[row["conversation_id"]] += 1
+            newest[row["conversation_id"]] = max(
+                row["revision"], newest.get(row["conversation_id"], 0)
+            )
+        if not newest:
+            return []
         if self._role.writes:
             # Replaced revisions a restart kept from their upkeep: the next one deletes them.
-            for conversation_id, row in newest.items():
-                if revisions[conversation_id] > 1:
-                    self._replaced.setdefault(conversation_id, _revision(row))
-        return [
-            StoredConversation(
-                conversation_id=row["conversation_id"],
-                turns=[_turn_from_json(t) for t in json.loads(row["turns"])],
-                created_at=row["created_at"],
-                updated_at=row["updated_at"],
-                owner=row.get("owner") or "",
-                revision=_revision(row),
-            )
-            for row in newest.values()
+            for conversation_id, revision in newest.items():
+                if counts[conversation_id] > 1:
+                    self._replaced.setdefault(conversation_id, revision)
+        # At least that revision: the upkeep may delete it once a newer one is written, but
+        # never the newest, so one that came meanwhile is read instead.
+        at_least = [
+            (col("conversation_id") == lit(conversation_id)) & (col("revision") >= lit(revision))
+            for conversation_id, revision in newest.items()
         ]
+        found: dict[str, dict[str, Any]] = {}
+        for row in await _rows(table, functools.reduce(operator.or_, at_least)):
+            kept = found.get(row["conversation_id"])
+            if kept is None or _revision(row) > _revision(kept):
+                found[row["conversation_id"]] = row
+        return [_conversation(row) for row in found.values()]
+
+    async def _has_revisions(self, table: Any) -> bool:
+        """Whether the table has the ``revision`` column; a reader can open a table from
+        before revisions before the writer gives it the column, which is never taken away."""
+        if not self._revisions_seen:
+            self._revisions_seen = "revision" in (await table.schema()).names
+        return self._revisions_seen
 
     def _remember(self, conversation: StoredConversation) -> None:
         if self._recent is not None:
@@ -438,6 +471,22 @@ class ConversationStore:
     def _forget(self, conversation_id: str) -> None:
         if self._recent is not None:
             self._recent.forget(conversation_id)
+
+
+async def _rows(table: Any, predicate: Any) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = (await table.query().where(predicate).to_arrow()).to_pylist()
+    return rows
+
+
+def _conversation(row: dict[str, Any]) -> StoredConversation:
+    return StoredConversation(
+        conversation_id=row["conversation_id"],
+        turns=[_turn_from_json(t) for t in json.loads(row["turns"])],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        owner=row.get("owner") or "",
+        revision=_revision(row),
+    )
 
 
 def _revision(row: dict[str, Any]) -> int:
