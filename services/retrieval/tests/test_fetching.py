@@ -4,10 +4,16 @@ on loopback (pages of each kind, errors, limits, redirects, pinned connections).
 from __future__ import annotations
 
 import asyncio
+import gzip
 import ipaddress
+import socket
+import ssl
+import tracemalloc
+import zlib
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+import trustme
 
 from bruno_core import InvalidInput, LimitExceeded
 from bruno_extract import ExtractionLimits, UnsupportedMediaType
@@ -18,6 +24,7 @@ from bruno_retrieval.fetching import (
     FetchFailed,
     FetchLimits,
     FetchRefused,
+    FetchTooSlow,
     UrlFetcher,
     is_public,
 )
@@ -53,6 +60,18 @@ ip = ipaddress.ip_address
         "::ffff:127.0.0.1",  # IPv4-mapped loopback
         "::ffff:169.254.169.254",
         "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254
+        "2002:7f00:1::",  # 6to4 around 127.0.0.1
+        "2002:a9fe:a9fe::1",  # 6to4 around 169.254.169.254
+        "64:ff9b:1::7f00:1",  # local-use NAT64 (RFC 8215): refused whatever it carries
+        "64:ff9b:1::101:101",
+        "::7f00:1",  # IPv4-compatible (deprecated): refused whatever it carries
+        "::101:101",
+        "::ffff:0:7f00:1",  # SIIT: refused whatever it carries
+        "::ffff:0:101:101",
+        "fec0::1",  # site-local (deprecated)
+        "2001:0:4136:e378:8000:63bf:3fff:fdd2",  # Teredo
+        "2001:2::1",  # benchmarking, inside the IETF protocol assignments 2001::/23
+        "3fff::1",  # documentation (RFC 9637)
     ],
 )
 def test_addresses_that_are_not_on_the_public_internet_are_refused(address: str) -> None:
@@ -61,7 +80,16 @@ def test_addresses_that_are_not_on_the_public_internet_are_refused(address: str)
 
 
 @pytest.mark.parametrize(
-    "address", ["93.184.215.14", "1.1.1.1", "2606:4700:4700::1111", "::ffff:1.1.1.1"]
+    "address",
+    [
+        "93.184.215.14",
+        "1.1.1.1",
+        "2606:4700:4700::1111",
+        "2a00:1450:4001:80b::200e",
+        "::ffff:1.1.1.1",
+        "64:ff9b::101:101",  # NAT64 of 1.1.1.1
+        "2002:101:101::1",  # 6to4 around 1.1.1.1
+    ],
 )
 def test_public_addresses_are_allowed(address: str) -> None:
     assert AddressPolicy().allows("example.org", ip(address))
@@ -110,6 +138,16 @@ def test_the_setting_is_a_comma_separated_list_checked_when_read(
 
 LIMITS = ExtractionLimits(max_file_bytes=200_000, max_text_bytes=4_000)
 HTML = b"<html><head><title>UPS runbook</title></head><body><h1>Battery</h1><p>Swap it.</p>"
+MARKDOWN = b"# Packed\n\nThe NAS wakes at 06:00."
+GZIP = {"Content-Encoding": "gzip"}
+DEFLATE = {"Content-Encoding": "deflate"}
+# About 64 KiB on the wire, 64 MiB decoded: one gzip layer, past any limit.
+BOMB = gzip.compress(b"\0" * (64 << 20), 9)
+
+
+def raw_deflate(data: bytes) -> bytes:
+    packer = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    return packer.compress(data) + packer.flush()
 
 
 @pytest.fixture(scope="module")
@@ -139,6 +177,22 @@ def site() -> Iterator[Website]:
         "/to-notes": redirect("/notes.md", 301),
         "/to-ftp": redirect("ftp://example.org/file.md"),
         "/loop": redirect("/loop"),
+        "/gzip.md": Page(gzip.compress(MARKDOWN), "text/markdown", headers=GZIP),
+        "/deflate.md": Page(zlib.compress(MARKDOWN), "text/markdown", headers=DEFLATE),
+        "/raw-deflate.md": Page(raw_deflate(MARKDOWN), "text/markdown", headers=DEFLATE),
+        "/gzip-identity.md": Page(
+            gzip.compress(MARKDOWN), "text/markdown", headers={"Content-Encoding": "identity, gzip"}
+        ),
+        # 497 bytes that decode to 4 MiB, then to 4 GiB: refused before the first layer.
+        "/nested.txt": Page(
+            gzip.compress(gzip.compress(b"a" * (4 << 20))),
+            "text/plain",
+            headers={"Content-Encoding": "gzip, gzip"},
+        ),
+        "/brotli.txt": Page(b"\x1b\x00", "text/plain", headers={"Content-Encoding": "br"}),
+        "/not-gzip.txt": Page(b"plain words", "text/plain", headers=GZIP),
+        # Streamed: no Content-Length to refuse it by before its body is read.
+        "/bomb.txt": Page(BOMB, "text/plain", headers=GZIP, streamed=True),
     }
     with Website(pages) as website:
         yield website
@@ -316,3 +370,144 @@ async def test_a_url_that_takes_too_long_in_all_is_a_failure(site: Website) -> N
             await fetcher.fetch(site.url("/notes.md"))
     finally:
         await fetcher.aclose()
+
+
+# --- compressed bodies ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path", ["/gzip.md", "/deflate.md", "/raw-deflate.md", "/gzip-identity.md"]
+)
+async def test_a_gzip_or_deflate_body_is_decoded(
+    site: Website, fetcher: UrlFetcher, path: str
+) -> None:
+    page = await fetcher.fetch(site.url(path))
+
+    assert page.document.text == MARKDOWN.decode()
+
+
+async def test_only_the_encodings_read_are_asked_for(site: Website, fetcher: UrlFetcher) -> None:
+    await fetcher.fetch(site.url("/notes.md"))
+
+    assert site.headers[-1]["Accept-Encoding"] == "gzip, deflate"
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("/nested.txt", "'gzip, gzip': only one layer of gzip or deflate is read"),
+        ("/brotli.txt", "'br': only one layer"),
+        ("/not-gzip.txt", "not valid gzip"),
+    ],
+)
+async def test_stacked_unknown_or_broken_encodings_are_refused_for_good(
+    site: Website, fetcher: UrlFetcher, path: str, message: str
+) -> None:
+    with pytest.raises(FetchRefused, match=message) as raised:
+        await fetcher.fetch(site.url(path))
+    assert not is_transient(raised.value)
+
+
+async def test_a_gzip_bomb_is_refused_without_decoding_past_the_limit(site: Website) -> None:
+    # A limit above the bomb's 64 KiB on the wire: only the decoding's own bound stops it.
+    # The decoded body is never built: the memory the fetch takes at its peak stays far below
+    # the 64 MiB it decodes to (httpx's own decoding, or decompressing a chunk read without a
+    # bound, grows it by a whole chunk's worth of decoded bytes before a size check sees them).
+    limits = ExtractionLimits(max_file_bytes=200_000, max_text_bytes=100_000)
+    fetcher = UrlFetcher(AddressPolicy.parse(["127.0.0.1/32"]), limits)
+    tracemalloc.start()
+    try:
+        with pytest.raises(LimitExceeded, match="limit of 100000 bytes"):
+            await fetcher.fetch(site.url("/bomb.txt"))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        await fetcher.aclose()
+
+    assert peak < 4 << 20
+
+
+# --- what is tried again ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def certificate_authority() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def tls_site(certificate_authority: trustme.CA) -> Iterator[Website]:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    certificate_authority.issue_cert("127.0.0.1").configure_cert(context)
+    with Website(
+        {"/notes.md": Page(b"# Secure\n\nOver TLS.", "text/markdown")}, tls=context
+    ) as site:
+        yield site
+
+
+async def test_a_certificate_that_does_not_verify_is_refused_for_good(
+    tls_site: Website, fetcher: UrlFetcher, certificate_authority: trustme.CA
+) -> None:
+    with pytest.raises(FetchRefused, match="TLS certificate could not be verified") as raised:
+        await fetcher.fetch(tls_site.url("/notes.md"))
+    assert not is_transient(raised.value)
+
+    # The same server, its authority trusted: it was the certificate.
+    trusting = ssl.create_default_context()
+    certificate_authority.configure_trust(trusting)
+    verified = UrlFetcher(AddressPolicy.parse(["127.0.0.1/32"]), LIMITS, ssl_context=trusting)
+    try:
+        assert (await verified.fetch(tls_site.url("/notes.md"))).document.title == "Secure"
+    finally:
+        await verified.aclose()
+
+
+async def test_a_connection_refused_is_tried_again(fetcher: UrlFetcher) -> None:
+    with socket.socket() as closed:  # a port that was free a moment ago, nobody listening
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+
+    with pytest.raises(FetchFailed, match="could not be fetched") as raised:
+        await fetcher.fetch(f"http://127.0.0.1:{port}/notes.md")
+    assert is_transient(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("code", "error", "message", "transient"),
+    [
+        (socket.EAI_NONAME, FetchRefused, "does not exist", False),
+        (socket.EAI_AGAIN, FetchFailed, "could not be resolved", True),
+    ],
+)
+async def test_a_host_that_does_not_exist_is_refused_and_one_not_resolved_for_now_tried_again(
+    site: Website, code: int, error: type[Exception], message: str, transient: bool
+) -> None:
+    async def resolver(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+        raise socket.gaierror(code, "resolver says no")
+
+    fetcher = UrlFetcher(AddressPolicy(), LIMITS, resolver=resolver)
+    try:
+        with pytest.raises(error, match=message) as raised:
+            await fetcher.fetch(site.url("/notes.md", host="wiki.test"))
+    finally:
+        await fetcher.aclose()
+    assert is_transient(raised.value) is transient
+
+
+async def test_a_url_that_took_the_whole_time_limit_is_not_tried_again(site: Website) -> None:
+    async def slow(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+        await asyncio.sleep(5)
+        return [ip("127.0.0.1")]
+
+    fetcher = UrlFetcher(
+        AddressPolicy.parse(["127.0.0.1/32"]),
+        LIMITS,
+        FetchLimits(connect_seconds=30, total_seconds=0.2),
+        resolver=slow,
+    )
+    try:
+        with pytest.raises(FetchTooSlow, match="BRUNO_FETCH_TIMEOUT_SECONDS") as raised:
+            await fetcher.fetch(site.url("/notes.md"))
+    finally:
+        await fetcher.aclose()
+    assert not is_transient(raised.value)

@@ -1,5 +1,5 @@
 """URL jobs over a real LanceDB and a real HTTP server on loopback: each page fetched, read and
-ingested under the URL it ended at, each failure alone, loopback refused unless allowed, a
+ingested under the URL asked for, each failure alone, loopback refused unless allowed, a
 restart fetching again what it had not accounted for."""
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ async def service(
         yield running
 
 
-async def test_a_url_job_ingests_each_page_under_the_url_it_ended_at(
+async def test_a_url_job_ingests_each_page_under_the_url_asked_for(
     service: JobService, site: Website
 ) -> None:
     urls = [site.url("/ups.html"), site.url("/manual.pdf"), site.url("/old-notes")]
@@ -80,9 +80,11 @@ async def test_a_url_job_ingests_each_page_under_the_url_it_ended_at(
         2,
     )
     notes = (await service.knowledge.search("default", "NAS wakes", top_k=1)).hits[0]
-    # Filed under the URL asked for, its source where the redirect ended.
+    # Filed under the URL asked for, as its source too; where the redirect ended is metadata.
     assert notes.document_id == document_id_from_url(site.url("/old-notes"))
-    assert notes.source == site.url("/notes.md")
+    assert notes.source == site.url("/old-notes")
+    assert notes.metadata == {"fetched_url": site.url("/notes.md")}
+    assert hit.metadata == {}  # not redirected
     ups = (await service.knowledge.search("default", "UPS battery", top_k=1)).hits[0]
     assert ups.title == "UPS runbook"
 

@@ -3,6 +3,9 @@
     with Website({"/ups.html": Page(b"<h1>UPS</h1>", "text/html")}) as site:
         site.url("/ups.html")       # http://127.0.0.1:PORT/ups.html
         site.requests               # [("/ups.html", "127.0.0.1:PORT")]: path and Host header
+        site.headers                # each request's headers, in the same order
+
+``tls`` (a server-side ``ssl.SSLContext``) serves HTTPS instead: ``site.url`` is ``https://``.
 
 A page is served with its status, content type and extra headers; a redirect is a page with a
 ``Location`` header; ``streamed`` leaves out ``Content-Length`` (the body ends when the
@@ -14,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import http.server
+import ssl
 import threading
 from collections.abc import Mapping
 from types import TracebackType
@@ -35,14 +39,16 @@ def redirect(location: str, status: int = 302) -> Page:
 class Website:
     """The server (a thread; see the module docstring). ``pages`` may change while it runs."""
 
-    def __init__(self, pages: Mapping[str, Page]) -> None:
+    def __init__(self, pages: Mapping[str, Page], *, tls: ssl.SSLContext | None = None) -> None:
         self.pages = dict(pages)
         self.requests: list[tuple[str, str]] = []
+        self.headers: list[dict[str, str]] = []
         site = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 site.requests.append((self.path, self.headers.get("Host", "")))
+                site.headers.append(dict(self.headers.items()))
                 page = site.pages.get(self.path, Page(b"not here", "text/plain", 404))
                 self.send_response(page.status)
                 if page.content_type is not None:
@@ -63,11 +69,17 @@ class Website:
 
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
+        if tls is not None:
+            # The handshake happens in the request's thread, on its first read.
+            self._server.socket = tls.wrap_socket(
+                self._server.socket, server_side=True, do_handshake_on_connect=False
+            )
+        self._scheme = "https" if tls is not None else "http"
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     def url(self, path: str, host: str = "127.0.0.1") -> str:
-        return f"http://{host}:{self.port}{path}"
+        return f"{self._scheme}://{host}:{self.port}{path}"
 
     def __enter__(self) -> Website:
         self._thread.start()

@@ -14,7 +14,7 @@ from bruno_edge.clients import Downstreams, rpc_errors
 from bruno_edge.schemas import DocumentIn
 
 # Reading every file of a large upload and streaming it to retrieval takes a while; each file's
-# reading is bounded on its own (BRUNO_EXTRACTION_TIMEOUT_SECONDS), the job is not.
+# reading is bounded on its own (BRUNO_EXTRACT_TIMEOUT_SECONDS), the job is not.
 SUBMIT_TIMEOUT_SECONDS = 600.0
 
 #: A document of the job, a URL retrieval fetches, or a document that could not be read (a

@@ -14,6 +14,7 @@ from bruno_retrieval.fetching.fetcher import (
     FetchFailed,
     FetchLimits,
     FetchRefused,
+    FetchTooSlow,
     Resolver,
     UrlFetcher,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "FetchFailed",
     "FetchLimits",
     "FetchRefused",
+    "FetchTooSlow",
     "FetchedPage",
     "Resolver",
     "UrlFetcher",

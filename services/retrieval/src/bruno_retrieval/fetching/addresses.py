@@ -3,8 +3,20 @@
 Secure by default: a URL that resolves to this machine, the cluster's or the home network,
 link-local (the cloud metadata address 169.254.169.254), carrier-grade NAT, multicast, reserved
 or unspecified space is refused, unless its address lies in an allowed network or its host is
-an allowed name (``BRUNO_FETCH_ALLOWED_NETWORKS``). An IPv6 address that carries an IPv4 one
-(IPv4-mapped ``::ffff:a.b.c.d``, NAT64 ``64:ff9b::a.b.c.d``) is judged by the IPv4 address.
+an allowed name (``BRUNO_FETCH_ALLOWED_NETWORKS``).
+
+IPv6 is judged by its own table, not by :attr:`ipaddress.IPv6Address.is_global` (whose answer
+changes between Python patch releases and which calls 6to4 around 127.0.0.1 global): a public
+IPv6 address is global unicast (``2000::/3``) outside the special blocks inside it (IETF
+protocol assignments ``2001::/23`` with Teredo, documentation ``2001:db8::/32`` and
+``3fff::/20``). An IPv6 address that carries an IPv4 one a host can be reached at is judged by
+the IPv4 address: IPv4-mapped ``::ffff:a.b.c.d``, well-known NAT64 ``64:ff9b::a.b.c.d`` and 6to4
+``2002:AABB:CCDD::/48``. The other IPv4-carrying forms are refused outright, as nothing on the
+public internet is served from them: IPv4-compatible ``::a.b.c.d`` (deprecated, and some stacks
+route it to the IPv4 address), SIIT ``::ffff:0:a.b.c.d`` (a translator's own), local-use NAT64
+``64:ff9b:1::/48`` (the operator's translator, and where the IPv4 address sits depends on the
+prefix length it chose) and Teredo (a NAT-traversal client, never a web server). An operator
+who does serve from one allows its network.
 
     policy = AddressPolicy.parse(["192.168.1.0/24", "wiki.home.arpa", ".lan"])
     policy.allows("wiki.home.arpa", ip_address("192.168.1.20"))   # True: a name allowed
@@ -22,28 +34,43 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_GLOBAL_UNICAST = ipaddress.IPv6Network("2000::/3")
+# Special blocks inside 2000::/3 (the IANA IPv6 special-purpose registry): no web server.
+_SPECIAL_GLOBAL_UNICAST = (
+    ipaddress.IPv6Network("2001::/23"),  # IETF protocol assignments, Teredo 2001::/32 among them
+    ipaddress.IPv6Network("2001:db8::/32"),  # documentation
+    ipaddress.IPv6Network("3fff::/20"),  # documentation (RFC 9637)
+)
 # A host name, or a domain (a leading dot) whose every name is allowed.
 _HOST_NAME = re.compile(r"^\.?[a-z0-9_-]+(\.[a-z0-9_-]+)*$")
 
 
 def embedded_ipv4(address: IPAddress) -> IPAddress:
-    """The IPv4 address an IPv6 one stands for (mapped or NAT64), else the address itself."""
+    """The IPv4 address an IPv6 one stands for (mapped, NAT64 or 6to4), else the address
+    itself."""
     if isinstance(address, ipaddress.IPv6Address):
         if address.ipv4_mapped is not None:
             return address.ipv4_mapped
         if address in _NAT64:
             return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if address.sixtofour is not None:
+            return address.sixtofour
     return address
 
 
 def is_public(address: IPAddress) -> bool:
-    """Whether ``address`` is a unicast address of the public internet.
+    """Whether ``address`` is a unicast address of the public internet (see the module
+    docstring for IPv6).
 
-    ``is_global`` already excludes private (RFC 1918, ULA), loopback, link-local, CGNAT
+    For IPv4, ``is_global`` excludes private (RFC 1918), loopback, link-local, CGNAT
     (100.64.0.0/10), reserved and unspecified space; multicast is global in the registry's
     sense but never a web server.
     """
     address = embedded_ipv4(address)
+    if isinstance(address, ipaddress.IPv6Address):
+        return address in _GLOBAL_UNICAST and not any(
+            address in special for special in _SPECIAL_GLOBAL_UNICAST
+        )
     return address.is_global and not address.is_multicast
 
 

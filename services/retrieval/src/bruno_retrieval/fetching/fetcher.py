@@ -14,6 +14,20 @@ the connection the check did not see.
 The content type decides the reader (HTML, PDF, DOCX, Markdown, text; a missing or generic
 ``application/octet-stream`` type leaves it to the URL's file name); anything else is refused
 before the body is read. The body is read up to the document limits of its kind and no further.
+
+A compressed body is decoded here, not by httpx (which decodes each chunk read whole through
+every ``Content-Encoding`` layer, so a few hundred bytes of stacked gzip grow into hundreds of
+MiB before a size check sees them): the fetcher asks for ``gzip, deflate`` only, reads the bytes
+as they came, accepts at most one gzip or deflate layer (anything else is refused for good) and
+decompresses incrementally, never more than the limit plus one byte. The bytes read and the
+bytes decoded are each held to the limit.
+
+What may pass is a :class:`FetchFailed`, which a job tries again (timeouts, a connection refused
+or reset, a host whose name server did not answer, a 5xx, 408 or 429 status); what would fail
+the same way again is not: a refusal (:class:`FetchRefused`: other 4xx, a redirect loop, a
+certificate that does not verify, a host that does not exist, an encoding not read) or a URL
+that took longer than the total time limit (:class:`FetchTooSlow`: a server that slow will be
+as slow again, and each attempt would cost the whole limit).
 Whatever goes wrong is a :class:`~bruno_core.BrunoError` whose detail says what, for the job's
 per-document errors.
 """
@@ -26,6 +40,7 @@ import ipaddress
 import logging
 import socket
 import ssl
+import zlib
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import PurePosixPath
 
@@ -65,12 +80,32 @@ class FetchFailed(Unavailable):
 
 
 class FetchRefused(InvalidInput):
-    """The URL's server refused it for good (a 4xx status but 408 and 429) or redirected it in
-    a loop: asking again would get the same answer, so a job does not."""
+    """The URL's server refused it for good (a 4xx status but 408 and 429), redirected it in a
+    loop, answered in an encoding the fetcher does not read or with a certificate that does not
+    verify, or its host does not exist: asking again would get the same answer, so a job does
+    not."""
+
+
+class FetchTooSlow(FetchFailed):
+    """The URL took longer than the total time limit to fetch and read. Still ``Unavailable``
+    (the server was slow, the request was not wrong), but a job does not try it again: a
+    server that slow will be as slow again, and each attempt would cost the whole limit."""
 
 
 # Statuses that may pass: a request timeout, too many requests, any server error.
 _PASSING_STATUSES = frozenset({408, 429})
+# The content codings read, and zlib's window bits for each (deflate is tried zlib-wrapped, as
+# RFC 9110 says, then raw, as some servers send it).
+_GZIP_WBITS = 16 + zlib.MAX_WBITS
+_DEFLATE_WBITS = (zlib.MAX_WBITS, -zlib.MAX_WBITS)
+_ENCODINGS = {"gzip": (_GZIP_WBITS,), "x-gzip": (_GZIP_WBITS,), "deflate": _DEFLATE_WBITS}
+ACCEPT_ENCODING = "gzip, deflate"
+# getaddrinfo's answers that a name does not exist (not that its name server did not answer).
+_NO_SUCH_HOST = frozenset(
+    code
+    for name in ("EAI_NONAME", "EAI_NODATA", "EAI_ADDRFAMILY")
+    if (code := getattr(socket, name, None)) is not None
+)
 
 
 async def resolve(host: str, port: int) -> list[IPAddress]:
@@ -117,6 +152,10 @@ class _CheckedNetwork(httpcore.AsyncNetworkBackend):
     ) -> httpcore.AsyncNetworkStream:
         try:
             addresses = await asyncio.wait_for(self._resolve(host, port), timeout)
+        except socket.gaierror as error:
+            if error.errno in _NO_SUCH_HOST:
+                raise FetchRefused(f"the host {host[:200]!r} does not exist") from error
+            raise FetchFailed(f"the host {host[:200]!r} could not be resolved") from error
         except (OSError, TimeoutError) as error:
             raise FetchFailed(f"the host {host[:200]!r} could not be resolved") from error
         allowed = [address for address in addresses if self._policy.allows(host, address)]
@@ -197,7 +236,7 @@ class UrlFetcher:
             max_redirects=MAX_REDIRECTS,
             timeout=httpx.Timeout(self._limits.read_seconds, connect=self._limits.connect_seconds),
             trust_env=False,
-            headers={"User-Agent": USER_AGENT},
+            headers={"User-Agent": USER_AGENT, "Accept-Encoding": ACCEPT_ENCODING},
         )
 
     async def aclose(self) -> None:
@@ -213,16 +252,27 @@ class UrlFetcher:
                 name = _file_name(final_url, kind)
                 document = await asyncio.to_thread(extract, name, body, limits=self._extraction)
         except TimeoutError as error:
-            raise FetchFailed(f"took longer than {total:g} s to fetch and read") from error
+            raise FetchTooSlow(
+                f"took longer than {total:g} s to fetch and read (BRUNO_FETCH_TIMEOUT_SECONDS); "
+                "not tried again"
+            ) from error
         except httpx.TooManyRedirects as error:
             raise FetchRefused(f"redirected more than {MAX_REDIRECTS} times") from error
         except httpx.TimeoutException as error:
             raise FetchFailed("timed out connecting or waiting for the answer") from error
         except httpx.UnsupportedProtocol as error:
             raise InvalidInput("redirected to a URL that is not http or https") from error
+        except (httpx.NetworkError, httpx.RemoteProtocolError) as error:
+            log.info("fetching a URL failed", extra={"url": url[:200]}, exc_info=True)
+            if (verification := _certificate_error(error)) is not None:
+                raise FetchRefused(
+                    f"its TLS certificate could not be verified ({verification[:200]})"
+                ) from error
+            # Refused, reset, unreachable, or the server closed the connection mid-answer.
+            raise FetchFailed(f"could not be fetched ({type(error).__name__})") from error
         except httpx.HTTPError as error:
             log.info("fetching a URL failed", extra={"url": url[:200]}, exc_info=True)
-            raise FetchFailed(f"could not be fetched ({type(error).__name__})") from error
+            raise FetchRefused(f"could not be fetched ({type(error).__name__})") from error
         if not document.text.strip():
             raise UnreadableDocument(name, "empty", "holds no text")
         return FetchedPage(str(final_url), document)
@@ -248,12 +298,73 @@ class UrlFetcher:
             declared = response.headers.get("content-length", "")
             if declared.isdigit() and int(declared) > cap:
                 raise too_large
-            body = bytearray()
-            async for chunk in response.aiter_bytes():
-                body += chunk
-                if len(body) > cap:  # stop reading: the rest is never downloaded
+            decoder = _Decoder(response.headers.get("content-encoding", ""), cap)
+            read = 0
+            async for chunk in response.aiter_raw():
+                read += len(chunk)
+                # Stop reading past the limit, of what came or what it decodes to: the rest is
+                # never downloaded, or never decompressed.
+                if read > cap or not decoder.feed(chunk):
                     raise too_large
-            return response.url, kind, bytes(body)
+            return response.url, kind, bytes(decoder.body)
+
+
+class _Decoder:
+    """A body's bytes as they came decoded through its one content coding (or none), never to
+    more than ``cap + 1`` bytes; :class:`FetchRefused` for a coding that is not read or a body
+    that is not in it."""
+
+    def __init__(self, content_encoding: str, cap: int) -> None:
+        codings = [c.strip().lower() for c in content_encoding.split(",")]
+        codings = [c for c in codings if c and c != "identity"]
+        if len(codings) > 1 or (codings and codings[0] not in _ENCODINGS):
+            raise FetchRefused(
+                f"answered in the content coding {content_encoding[:100]!r}: only one layer of "
+                "gzip or deflate is read"
+            )
+        self.coding = codings[0] if codings else ""
+        self._wbits = list(_ENCODINGS.get(self.coding, ()))
+        self._zlib = zlib.decompressobj(self._wbits[0]) if self._wbits else None
+        self._started = False
+        self._cap = cap
+        self.body = bytearray()
+
+    def feed(self, data: bytes) -> bool:
+        """Decode ``data``; False once the body is past the limit."""
+        if self._zlib is None:
+            self.body += data
+            return len(self.body) <= self._cap
+        while data and not self._zlib.eof:
+            try:
+                self.body += self._zlib.decompress(data, self._cap + 1 - len(self.body))
+            except zlib.error as error:
+                if self._started or len(self._wbits) < 2:
+                    raise self._corrupt() from error
+                # Not zlib-wrapped deflate: raw deflate, from the first byte again.
+                self._wbits.pop(0)
+                self._zlib = zlib.decompressobj(self._wbits[0])
+                continue
+            self._started = True
+            if len(self.body) > self._cap:
+                return False
+            # What decompress held back for max_length; empty unless it stopped at the limit.
+            # (With its input all consumed, decompress has given all it can: no flush needed,
+            # and flush's length is no bound.)
+            data = self._zlib.unconsumed_tail
+        return True
+
+    def _corrupt(self) -> FetchRefused:
+        return FetchRefused(f"answered a body that is not valid {self.coding}")
+
+
+def _certificate_error(error: BaseException) -> str | None:
+    """What a TLS certificate verification failure behind ``error`` says, if it is one."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return str(cause.verify_message or cause.reason or cause)
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 def _file_name(url: httpx.URL, kind: str) -> str:

@@ -95,7 +95,8 @@ class Job:
 class StagedDocument:
     """A document of an ingest job, kept in retrieval until the job has ingested it. A
     document with a ``url`` is fetched when the job gets to it: until then it has no title or
-    text, and its ``source`` is the URL asked for (where the fetch ends is the stored one)."""
+    text, and its ``source`` is the URL asked for, as it stays once ingested (where a redirect
+    ended goes in its metadata, ``fetched_url``)."""
 
     position: int
     document_id: str

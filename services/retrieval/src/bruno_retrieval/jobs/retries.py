@@ -2,11 +2,15 @@
 
 A synchronous ingest may fail fast; a job runs in the background and rides out trouble that
 passes: the embedding service not answering in time or being unavailable (its queue full, a
-restart), or a LanceDB commit that lost a race. Such a document is ingested again, whole (an
+restart), a URL that timed out, could not be connected to or answered a 5xx, 408 or 429
+(:class:`~bruno_retrieval.fetching.FetchFailed`), or a LanceDB commit that lost a race. Such a
+document is ingested again, whole (an
 ingest commits all of it or nothing), after an exponentially growing wait with jitter, up to
 :attr:`DocumentRetries.attempts` in all; its error then says how many attempts were made. Any
-other error (a bad document, the model conflict, not found) is raised at once, as is
-:class:`.reindex.CollectionReindexing` (the job waits for the reindex instead). A cancel of the
+other error (a bad document, the model conflict, not found, a URL refused for good) is raised at
+once, as are :class:`.reindex.CollectionReindexing` (the job waits for the reindex instead) and
+a URL that took its whole time limit (:class:`~bruno_retrieval.fetching.FetchTooSlow`: it would
+be as slow again). A cancel of the
 job ends the wait before the next attempt.
 
     result = await with_retries(lambda: ingest(document), cancelled, DocumentRetries(), "ingest")
@@ -30,6 +34,7 @@ from tenacity import (
 
 from bruno_core import Unavailable
 from bruno_retrieval.commit_conflicts import is_retryable_commit_conflict
+from bruno_retrieval.fetching import FetchTooSlow
 from bruno_retrieval.jobs import metrics
 from bruno_retrieval.knowledge.reindex import CollectionReindexing
 
@@ -53,8 +58,10 @@ def is_transient(error: BaseException) -> bool:
     """Whether trying ``error``'s operation again later may succeed: the embedding service
     unavailable or late (``DeadlineExceeded`` is an ``Unavailable``), a full queue included
     although it asks interactive callers not to retry at once, or a retryable commit
-    conflict. Not a collection under reindex: that waits for the switch, not for time."""
-    if isinstance(error, CollectionReindexing):
+    conflict; a URL's fetch that failed in a way that may pass. Not a collection under
+    reindex: that waits for the switch, not for time; nor a URL that took the fetcher's whole
+    time limit: a server that slow will be as slow again, and each attempt costs the limit."""
+    if isinstance(error, CollectionReindexing | FetchTooSlow):
         return False
     return isinstance(error, Unavailable) or is_retryable_commit_conflict(error)
 

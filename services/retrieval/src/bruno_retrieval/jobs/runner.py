@@ -9,8 +9,9 @@ at all), and reindex jobs, one per collection.
     await runner.stop()
 
 A document of a URL job is fetched and read when the job gets to it (``fetcher``,
-:mod:`bruno_retrieval.fetching`), then ingested like any other; one that cannot be fetched or
-read fails alone, with the reason in the job's errors. A restart fetches it again.
+:mod:`bruno_retrieval.fetching`), then ingested like any other under the URL asked for (where
+a redirect ended is its ``fetched_url`` metadata); one that cannot be fetched or read fails
+alone, with the reason in the job's errors. A restart fetches it again.
 
 Ingest jobs yield to interactive work where the cost is: the embedding service serves search
 queries ahead of document batches. A document that fails transiently (the embedding service
@@ -42,8 +43,8 @@ import logging
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable
 from datetime import UTC, datetime
 
-from bruno_core import BrunoError, Conflict, Unavailable
-from bruno_core.contract import MAX_TITLE_CHARS
+from bruno_core import BrunoError, Conflict, Internal
+from bruno_core.contract import MAX_METADATA_VALUE_CHARS, MAX_TITLE_CHARS
 from bruno_retrieval.background import BackgroundTasks
 from bruno_retrieval.fetching import UrlFetcher
 from bruno_retrieval.jobs import metrics
@@ -61,6 +62,8 @@ log = logging.getLogger(__name__)
 # and the job's record is written once for all of them, so a job of small documents is not
 # one table version per document in two tables. Four, as the upload route sends them.
 IN_FLIGHT = 4
+#: The metadata key of a URL job's document that holds where a redirect ended.
+FETCHED_URL_KEY = "fetched_url"
 _INTERRUPTED_REINDEX = (
     "retrieval restarted during the reindex; the collection was left as it was: start it again"
 )
@@ -213,15 +216,21 @@ class JobRunner:
         )
 
     async def _fetched(self, document: StagedDocument) -> StagedDocument:
-        """``document`` with the title, text and pages of what its URL answered; its source is
-        where the fetch ended."""
+        """``document`` with the title, text and pages of what its URL answered. Its source stays
+        the URL asked for (what the user typed and will look for; a redirect's target may be a
+        signed URL that expires); where a redirect ended is its metadata's ``fetched_url``
+        (left out when longer than a metadata value may be)."""
         if self._fetcher is None:
-            raise Unavailable("this retrieval service does not fetch URLs")
+            # A configuration error: no later attempt can pass, so not Unavailable (retried).
+            raise Internal("this retrieval service does not fetch URLs")
         page = await self._fetcher.fetch(document.url)
+        metadata = dict(document.metadata)
+        if page.url != document.url and len(page.url) <= MAX_METADATA_VALUE_CHARS:
+            metadata[FETCHED_URL_KEY] = page.url
         return dataclasses.replace(
             document,
             title=page.document.title[:MAX_TITLE_CHARS],
-            source=page.url,
+            metadata=metadata,
             text=page.document.text,
             segments=tuple(
                 TextSegment(segment.start, segment.page)

@@ -222,8 +222,8 @@ class UrlDocument(_message.Message):
     """A document of a URL job. Retrieval fetches it when the job gets to it, within its limits and
     from the addresses it allows (a URL that resolves to a private address is refused unless the
     operator allows it); one that cannot be fetched or read fails alone, in the job's errors.
-    Its id is derived from the URL (bruno_core.contract.document_id_from_url), its source is
-    where the fetch ended, after redirects.
+    Its id is derived from the URL (bruno_core.contract.document_id_from_url), its source is the
+    URL as asked for; where redirects ended is its metadata's "fetched_url".
     """
 
     DESCRIPTOR: _descriptor.Descriptor
