@@ -95,6 +95,79 @@ def test_public_addresses_are_allowed(address: str) -> None:
     assert AddressPolicy().allows("example.org", ip(address))
 
 
+# The IPv4 special-purpose blocks refused (RFC 6890, written out here, not read from the code).
+SPECIAL_IPV4 = [
+    "0.0.0.0/8",
+    "10.0.0.0/8",
+    "100.64.0.0/10",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.0.0.0/24",
+    "192.0.2.0/24",
+    "192.88.99.0/24",
+    "192.168.0.0/16",
+    "198.18.0.0/15",
+    "198.51.100.0/24",
+    "203.0.113.0/24",
+    "224.0.0.0/4",
+    "240.0.0.0/4",
+]
+
+
+@pytest.mark.parametrize("block", SPECIAL_IPV4)
+def test_each_special_ipv4_block_is_refused_from_its_first_address_to_its_last(
+    block: str,
+) -> None:
+    network = ipaddress.IPv4Network(block)
+    for address in (network.network_address, network.broadcast_address):
+        assert not is_public(address), address
+        assert not is_public(ipaddress.IPv6Address(f"::ffff:{address}")), address
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "1.0.0.0",  # after 0/8
+        "9.255.255.255",  # around 10/8
+        "11.0.0.0",
+        "100.63.255.255",  # around 100.64/10
+        "100.128.0.0",
+        "126.255.255.255",  # around 127/8
+        "128.0.0.0",
+        "169.253.255.255",  # around 169.254/16
+        "169.255.0.0",
+        "172.15.255.255",  # around 172.16/12
+        "172.32.0.0",
+        "191.255.255.255",  # before 192.0.0/24
+        "192.0.1.255",  # between 192.0.0/24 and 192.0.2/24
+        "192.0.3.0",
+        "192.88.98.255",  # around 192.88.99/24
+        "192.88.100.0",
+        "192.167.255.255",  # around 192.168/16
+        "192.169.0.0",
+        "198.17.255.255",  # around 198.18/15
+        "198.20.0.0",
+        "198.51.99.255",  # around 198.51.100/24
+        "198.51.101.0",
+        "203.0.112.255",  # around 203.0.113/24
+        "203.0.114.0",
+        "223.255.255.255",  # before 224/4
+        "192.31.196.1",  # AS112, AMT: globally reachable in the registry
+        "192.52.193.1",
+        "192.175.48.1",
+    ],
+)
+def test_the_addresses_next_to_each_special_ipv4_block_are_public(address: str) -> None:
+    assert is_public(ip(address))
+
+
+@pytest.mark.parametrize("address", ["192.0.0.9", "192.0.0.10"])
+def test_the_pcp_and_turn_anycast_addresses_are_refused_on_every_python(address: str) -> None:
+    # Global in the registry (and to ipaddress since Python 3.12.4), but no web server.
+    assert not is_public(ip(address))
+
+
 def test_an_allowed_network_admits_its_addresses_and_only_those() -> None:
     policy = AddressPolicy.parse(["192.168.1.0/24", "fd00::/8"])
 
