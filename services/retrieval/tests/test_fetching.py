@@ -216,6 +216,10 @@ GZIP = {"Content-Encoding": "gzip"}
 DEFLATE = {"Content-Encoding": "deflate"}
 # About 64 KiB on the wire, 64 MiB decoded: one gzip layer, past any limit.
 BOMB = gzip.compress(b"\0" * (64 << 20), 9)
+# 48 KiB on the wire, 32 MiB decoded: 512 gzip members of 64 KiB, each within the limit.
+MEMBER_BOMB = gzip.compress(b"\0" * (64 << 10), 9) * 512
+# A page as three gzip members, split mid-line.
+MEMBERS = b"".join(gzip.compress(part) for part in (MARKDOWN[:5], MARKDOWN[5:20], MARKDOWN[20:]))
 
 
 def raw_deflate(data: bytes) -> bytes:
@@ -266,6 +270,24 @@ def site() -> Iterator[Website]:
         "/not-gzip.txt": Page(b"plain words", "text/plain", headers=GZIP),
         # Streamed: no Content-Length to refuse it by before its body is read.
         "/bomb.txt": Page(BOMB, "text/plain", headers=GZIP, streamed=True),
+        "/member-bomb.txt": Page(MEMBER_BOMB, "text/plain", headers=GZIP, streamed=True),
+        # Several gzip members one after another, with zero padding between and after.
+        "/members.md": Page(MEMBERS, "text/markdown", headers=GZIP),
+        "/members-padded.md": Page(
+            gzip.compress(MARKDOWN[:10]) + b"\0" * 3 + gzip.compress(MARKDOWN[10:]) + b"\0",
+            "text/markdown",
+            headers=GZIP,
+            streamed=True,
+        ),
+        # Each member within the limit of 4,000 bytes, together past it.
+        "/members-too-large.txt": Page(
+            gzip.compress(b"x" * 3_000) * 2, "text/plain", headers=GZIP, streamed=True
+        ),
+        "/member-then-junk.md": Page(
+            gzip.compress(MARKDOWN) + b"<html>", "text/markdown", headers=GZIP
+        ),
+        # The last bytes of its stream and its trailer never came.
+        "/cut-gzip.md": Page(gzip.compress(MARKDOWN)[:-10], "text/markdown", headers=GZIP),
     }
     with Website(pages) as website:
         yield website
@@ -449,7 +471,15 @@ async def test_a_url_that_takes_too_long_in_all_is_a_failure(site: Website) -> N
 
 
 @pytest.mark.parametrize(
-    "path", ["/gzip.md", "/deflate.md", "/raw-deflate.md", "/gzip-identity.md"]
+    "path",
+    [
+        "/gzip.md",
+        "/deflate.md",
+        "/raw-deflate.md",
+        "/gzip-identity.md",
+        "/members.md",
+        "/members-padded.md",
+    ],
 )
 async def test_a_gzip_or_deflate_body_is_decoded(
     site: Website, fetcher: UrlFetcher, path: str
@@ -471,6 +501,7 @@ async def test_only_the_encodings_read_are_asked_for(site: Website, fetcher: Url
         ("/nested.txt", "'gzip, gzip': only one layer of gzip or deflate is read"),
         ("/brotli.txt", "'br': only one layer"),
         ("/not-gzip.txt", "not valid gzip"),
+        ("/member-then-junk.md", "not valid gzip"),
     ],
 )
 async def test_stacked_unknown_or_broken_encodings_are_refused_for_good(
@@ -481,7 +512,25 @@ async def test_stacked_unknown_or_broken_encodings_are_refused_for_good(
     assert not is_transient(raised.value)
 
 
-async def test_a_gzip_bomb_is_refused_without_decoding_past_the_limit(site: Website) -> None:
+async def test_gzip_members_are_held_to_the_limit_together(
+    site: Website, fetcher: UrlFetcher
+) -> None:
+    with pytest.raises(LimitExceeded, match="limit of 4000 bytes"):
+        await fetcher.fetch(site.url("/members-too-large.txt"))
+
+
+async def test_a_compressed_body_cut_short_is_a_failure_that_may_pass(
+    site: Website, fetcher: UrlFetcher
+) -> None:
+    with pytest.raises(FetchFailed, match="gzip body that ended before its end") as raised:
+        await fetcher.fetch(site.url("/cut-gzip.md"))
+    assert is_transient(raised.value)
+
+
+@pytest.mark.parametrize("path", ["/bomb.txt", "/member-bomb.txt"])
+async def test_a_gzip_bomb_is_refused_without_decoding_past_the_limit(
+    site: Website, path: str
+) -> None:
     # A limit above the bomb's 64 KiB on the wire: only the decoding's own bound stops it.
     # The decoded body is never built: the memory the fetch takes at its peak stays far below
     # the 64 MiB it decodes to (httpx's own decoding, or decompressing a chunk read without a
@@ -491,7 +540,7 @@ async def test_a_gzip_bomb_is_refused_without_decoding_past_the_limit(site: Webs
     tracemalloc.start()
     try:
         with pytest.raises(LimitExceeded, match="limit of 100000 bytes"):
-            await fetcher.fetch(site.url("/bomb.txt"))
+            await fetcher.fetch(site.url(path))
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

@@ -19,11 +19,14 @@ A compressed body is decoded here, not by httpx (which decodes each chunk read w
 every ``Content-Encoding`` layer, so a few hundred bytes of stacked gzip grow into hundreds of
 MiB before a size check sees them): the fetcher asks for ``gzip, deflate`` only, reads the bytes
 as they came, accepts at most one gzip or deflate layer (anything else is refused for good) and
-decompresses incrementally, never more than the limit plus one byte. The bytes read and the
-bytes decoded are each held to the limit.
+decompresses incrementally, never more than the limit plus one byte. A gzip layer may be several
+members one after another (valid gzip): all are decoded, together within the limit. The bytes
+read and the bytes decoded are each held to the limit; a compressed body that ends inside its
+stream was cut short and is not read as a document.
 
 What may pass is a :class:`FetchFailed`, which a job tries again (timeouts, a connection refused
-or reset, a host whose name server did not answer, a 5xx, 408 or 429 status); what would fail
+or reset or a compressed body cut short, a host whose name server did not answer, a 5xx, 408 or
+429 status); what would fail
 the same way again is not: a refusal (:class:`FetchRefused`: other 4xx, a redirect loop, a
 certificate that does not verify, a host that does not exist, an encoding not read) or a URL
 that took longer than the total time limit (:class:`FetchTooSlow`: a server that slow will be
@@ -99,6 +102,7 @@ _PASSING_STATUSES = frozenset({408, 429})
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
 _DEFLATE_WBITS = (zlib.MAX_WBITS, -zlib.MAX_WBITS)
 _ENCODINGS = {"gzip": (_GZIP_WBITS,), "x-gzip": (_GZIP_WBITS,), "deflate": _DEFLATE_WBITS}
+_GZIP_CODINGS = frozenset({"gzip", "x-gzip"})
 ACCEPT_ENCODING = "gzip, deflate"
 # getaddrinfo's answers that a name does not exist (not that its name server did not answer).
 _NO_SUCH_HOST = frozenset(
@@ -306,13 +310,18 @@ class UrlFetcher:
                 # never downloaded, or never decompressed.
                 if read > cap or not decoder.feed(chunk):
                     raise too_large
-            return response.url, kind, bytes(decoder.body)
+            return response.url, kind, decoder.finish()
 
 
 class _Decoder:
     """A body's bytes as they came decoded through its one content coding (or none), never to
     more than ``cap + 1`` bytes; :class:`FetchRefused` for a coding that is not read or a body
-    that is not in it."""
+    that is not in it.
+
+    A gzip body may be several members one after another (RFC 1952; what ``cat a.gz b.gz``
+    makes): each is decoded, all within the one limit, and zero bytes between or after them are
+    padding, as ``gzip -d`` takes them; anything else after a member is not gzip. A deflate
+    body is one stream (what follows its end is ignored, as before)."""
 
     def __init__(self, content_encoding: str, cap: int) -> None:
         codings = [c.strip().lower() for c in content_encoding.split(",")]
@@ -323,6 +332,7 @@ class _Decoder:
                 "gzip or deflate is read"
             )
         self.coding = codings[0] if codings else ""
+        self._members = self.coding in _GZIP_CODINGS
         self._wbits = list(_ENCODINGS.get(self.coding, ()))
         self._zlib = zlib.decompressobj(self._wbits[0]) if self._wbits else None
         self._started = False
@@ -334,7 +344,15 @@ class _Decoder:
         if self._zlib is None:
             self.body += data
             return len(self.body) <= self._cap
-        while data and not self._zlib.eof:
+        while data:
+            if self._zlib.eof:
+                if not self._members:
+                    break
+                # Between gzip members: zero padding, then the next member's header.
+                data = data.lstrip(b"\0")
+                if not data:
+                    break
+                self._zlib = zlib.decompressobj(self._wbits[0])
             try:
                 self.body += self._zlib.decompress(data, self._cap + 1 - len(self.body))
             except zlib.error as error:
@@ -347,11 +365,18 @@ class _Decoder:
             self._started = True
             if len(self.body) > self._cap:
                 return False
-            # What decompress held back for max_length; empty unless it stopped at the limit.
-            # (With its input all consumed, decompress has given all it can: no flush needed,
-            # and flush's length is no bound.)
-            data = self._zlib.unconsumed_tail
+            # What decompress held back for max_length (empty unless it stopped at the limit;
+            # with its input all consumed, decompress has given all it can: no flush needed, and
+            # flush's length is no bound), or what came after the member's end.
+            data = self._zlib.unused_data if self._zlib.eof else self._zlib.unconsumed_tail
         return True
+
+    def finish(self) -> bytes:
+        """The decoded body, once every byte came; :class:`FetchFailed` if it ended inside a
+        compressed stream (the connection was cut: half a document is not one)."""
+        if self._zlib is not None and self._started and not self._zlib.eof:
+            raise FetchFailed(f"answered a {self.coding} body that ended before its end")
+        return bytes(self.body)
 
     def _corrupt(self) -> FetchRefused:
         return FetchRefused(f"answered a body that is not valid {self.coding}")
