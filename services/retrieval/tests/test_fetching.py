@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import gzip
 import ipaddress
+import math
 import socket
 import ssl
 import tracemalloc
 import zlib
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 
 import pytest
 import trustme
@@ -27,6 +29,7 @@ from bruno_retrieval.fetching import (
     FetchTooSlow,
     UrlFetcher,
     is_public,
+    retry_after_seconds,
 )
 from bruno_retrieval.jobs.retries import is_transient
 from bruno_testing.documents import PdfPage, pdf_bytes
@@ -250,6 +253,11 @@ def site() -> Iterator[Website]:
         ),
         "/empty.html": Page(b"<html><body> </body></html>", "text/html"),
         "/server-error": Page(b"oops", "text/plain", 500),
+        "/busy": Page(b"", "text/plain", 429, {"Retry-After": "7"}),
+        "/down": Page(b"", "text/plain", 503, {"Retry-After": "Sun, 06 Nov 1994 08:49:37 GMT"}),
+        # Retry-After counts only with a 429 or 503.
+        "/broken": Page(b"", "text/plain", 500, {"Retry-After": "7"}),
+        "/busy-unsaid": Page(b"", "text/plain", 429),
         "/to-metadata": redirect("http://169.254.169.254/latest/meta-data/"),
         "/to-notes": redirect("/notes.md", 301),
         "/to-ftp": redirect("ftp://example.org/file.md"),
@@ -368,6 +376,44 @@ async def test_an_error_status_is_a_failure_naming_it_transient_only_if_it_may_p
     with pytest.raises(error, match=message) as raised:
         await fetcher.fetch(site.url(path))
     assert is_transient(raised.value) is (error is FetchFailed)
+
+
+@pytest.mark.parametrize(
+    ("path", "asked"), [("/busy", 7.0), ("/down", 0.0), ("/broken", None), ("/busy-unsaid", None)]
+)
+async def test_a_busy_server_s_retry_after_goes_with_its_failure(
+    site: Website, fetcher: UrlFetcher, path: str, asked: float | None
+) -> None:
+    with pytest.raises(FetchFailed) as raised:
+        await fetcher.fetch(site.url(path))
+    assert raised.value.retry_after_seconds == asked
+
+
+NOW = datetime(2026, 12, 4, 12, 0, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("120", 120.0),
+        (" 0 ", 0.0),
+        ("9" * 400, math.inf),  # longer than any wait, not an error
+        ("Fri, 04 Dec 2026 12:01:30 GMT", 90.0),  # IMF-fixdate
+        ("Friday, 04-Dec-26 12:00:10 GMT", 10.0),  # RFC 850, obsolete
+        ("Fri Dec  4 12:00:05 2026", 5.0),  # asctime, obsolete: no zone, GMT
+        ("Fri, 04 Dec 2026 11:00:00 GMT", 0.0),  # past
+        ("-5", None),
+        ("1.5", None),
+        ("soon", None),
+        ("", None),
+        ("\u00b2", None),  # a digit to str.isdigit, not to HTTP
+        (None, None),
+    ],
+)
+def test_retry_after_is_delay_seconds_or_an_http_date(
+    value: str | None, seconds: float | None
+) -> None:
+    assert retry_after_seconds(value, NOW) == seconds
 
 
 async def test_a_page_with_no_text_is_refused(site: Website, fetcher: UrlFetcher) -> None:

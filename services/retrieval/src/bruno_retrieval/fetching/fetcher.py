@@ -26,7 +26,7 @@ stream was cut short and is not read as a document.
 
 What may pass is a :class:`FetchFailed`, which a job tries again (timeouts, a connection refused
 or reset or a compressed body cut short, a host whose name server did not answer, a 5xx, 408 or
-429 status); what would fail
+429 status, with the wait a 429's or 503's ``Retry-After`` asked for); what would fail
 the same way again is not: a refusal (:class:`FetchRefused`: other 4xx, a redirect loop, a
 certificate that does not verify, a host that does not exist, an encoding not read) or a URL
 that took longer than the total time limit (:class:`FetchTooSlow`: a server that slow will be
@@ -45,6 +45,8 @@ import socket
 import ssl
 import zlib
 from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import PurePosixPath
 
 import httpcore
@@ -79,7 +81,13 @@ class AddressRefused(InvalidInput):
 
 class FetchFailed(Unavailable):
     """The URL could not be fetched for now: no answer, too slow, a server error (5xx, 408,
-    429). A job tries such a document again later (:mod:`bruno_retrieval.jobs.retries`)."""
+    429). A job tries such a document again later (:mod:`bruno_retrieval.jobs.retries`), not
+    before ``retry_after_seconds`` when the server said how long to wait (a 429 or 503 with
+    ``Retry-After``)."""
+
+    def __init__(self, detail: str, *, retry_after_seconds: float | None = None) -> None:
+        super().__init__(detail)
+        self.retry_after_seconds = retry_after_seconds
 
 
 class FetchRefused(InvalidInput):
@@ -97,6 +105,9 @@ class FetchTooSlow(FetchFailed):
 
 # Statuses that may pass: a request timeout, too many requests, any server error.
 _PASSING_STATUSES = frozenset({408, 429})
+# The statuses whose Retry-After says how long the server wants to be left alone (RFC 9110
+# also sends it with redirects, where it is no wait of the job's).
+_RETRY_AFTER_STATUSES = frozenset({429, 503})
 # The content codings read, and zlib's window bits for each (deflate is tried zlib-wrapped, as
 # RFC 9110 says, then raw, as some servers send it).
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
@@ -286,7 +297,10 @@ class UrlFetcher:
             if not response.is_success:
                 answered = f"answered {response.status_code} {response.reason_phrase}"
                 if response.status_code >= 500 or response.status_code in _PASSING_STATUSES:
-                    raise FetchFailed(answered)
+                    asked = None
+                    if response.status_code in _RETRY_AFTER_STATUSES:
+                        asked = retry_after_seconds(response.headers.get("retry-after"))
+                    raise FetchFailed(answered, retry_after_seconds=asked)
                 raise FetchRefused(answered)
             if len(str(response.url)) > MAX_URL_CHARS:
                 raise InvalidInput(f"redirected to a URL longer than {MAX_URL_CHARS} characters")
@@ -380,6 +394,27 @@ class _Decoder:
 
     def _corrupt(self) -> FetchRefused:
         return FetchRefused(f"answered a body that is not valid {self.coding}")
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """The seconds a ``Retry-After`` value asks to wait: delay-seconds or an HTTP-date (RFC
+    9110, each of its three date forms; a date past is no wait), else None.
+
+        retry_after_seconds("120")                            # 120.0
+        retry_after_seconds("Sun, 06 Nov 1994 08:49:37 GMT")  # 0.0: long past
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return float(value)  # a number too long for a float is inf: longer than any wait
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if when.tzinfo is None:  # the asctime form names no zone; HTTP dates are all GMT
+        when = when.replace(tzinfo=UTC)
+    return max((when - (now or datetime.now(UTC))).total_seconds(), 0.0)
 
 
 def _certificate_error(error: BaseException) -> str | None:
