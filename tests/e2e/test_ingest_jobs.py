@@ -20,7 +20,7 @@ import pytest
 from bruno_cli import run
 from bruno_cli.ingest import JOB_THRESHOLD
 from bruno_edge.keys import hash_line
-from bruno_testing.documents import PdfPage, pdf_bytes
+from bruno_testing.documents import DocxSection, PdfPage, docx_bytes, pdf_bytes
 from bruno_testing.ollama_standin import OllamaStandIn
 from bruno_testing.system import BrunoSystem
 from bruno_testing.website import Page, Website
@@ -153,6 +153,67 @@ def test_a_job_answers_202_with_where_to_follow_it_and_a_bad_file_fails_alone(
         "/api/v1/search", json={"query": "Which outlet feeds the NAS?", "collection": "manuals"}
     ).json()["results"]
     assert (hits[0]["document_id"], hits[0]["page"]) == ("pdu.pdf", 1)
+
+
+SWITCH_RUNBOOK = [
+    DocxSection("Core switch", paragraphs=["The core switch sits in rack B, unit 12."]),
+    DocxSection(
+        "Uplinks",
+        level=2,
+        paragraphs=["Port 48 carries the fibre uplink to the router."],
+        table=[["VLAN", "Subnet"], ["Cameras", "10.20.30.0/24"]],
+    ),
+    DocxSection("Firmware", bullets=["Upgrade the firmware on the first Sunday of a quarter."]),
+]
+# Each fact of the Word document, and the section (heading path) it is found under.
+SWITCH_FACTS = {
+    "Which rack and unit does the core switch sit in?": ("rack B, unit 12", "Core switch"),
+    "Which port carries the fibre uplink?": ("Port 48", "Core switch > Uplinks"),
+    "What subnet is the Cameras VLAN?": ("10.20.30.0/24", "Core switch > Uplinks"),
+    "When is the switch firmware upgraded?": ("first Sunday of a quarter", "Firmware"),
+}
+
+
+def test_a_word_document_s_facts_are_found_in_their_sections_and_unreadable_files_fail_alone(
+    client: Client, standin: OllamaStandIn
+) -> None:
+    writer = client("writer")
+    runbook = docx_bytes(SWITCH_RUNBOOK, title="Switch runbook")
+    manual = pdf_bytes([PdfPage(heading="Fans", paragraphs=["The fans idle at 900 rpm."])] * 2)
+    files = [
+        ("switch.docx", runbook),
+        ("locked.pdf", pdf_bytes([PdfPage(paragraphs=["Secret."])], password="pw")),
+        ("cut.pdf", manual[: len(manual) // 2]),
+        ("cut.docx", runbook[:-100]),
+    ]
+
+    done = poll(writer, submit(writer, files, "manuals").json()["id"], finished)
+
+    assert (done["documents"]["done"], done["documents"]["failed"]) == (1, 3)
+    errors = {error["source"]: error["message"] for error in done["errors"]}
+    assert "is encrypted" in errors["locked.pdf"]
+    assert "is truncated" in errors["cut.pdf"]
+    assert "is damaged or truncated" in errors["cut.docx"]
+    listed = writer.get("/api/v1/documents", params={"collection": "manuals", "limit": 100})
+    stored = {d["document_id"] for d in listed.json()["documents"]}
+    assert "switch.docx" in stored
+    assert not stored & {"locked.pdf", "cut.pdf", "cut.docx"}
+    for question, (fact, section) in SWITCH_FACTS.items():
+        search = writer.post("/api/v1/search", json={"query": question, "collection": "manuals"})
+        best = search.json()["results"][0]
+        assert (best["document_id"], best["title"]) == ("switch.docx", "Switch runbook"), question
+        assert fact in best["text"], question
+        assert best["heading_path"] == section, question
+        assert (best["page"], best["link"]) == (None, None), question  # Word has no pages
+
+        chat = writer.post(
+            "/api/v1/chat", json={"message": question, "collection": "manuals", "top_k": 1}
+        )
+        [cited] = chat.json()["citations"]
+        assert (cited["document_id"], cited["page"]) == ("switch.docx", None), question
+        assert fact in cited["text"], question
+        prompt = standin.chat_requests[-1]["messages"][-1]["content"]
+        assert fact in prompt, question
 
 
 def test_progress_advances_and_a_cancel_stops_the_job_keeping_what_was_committed(

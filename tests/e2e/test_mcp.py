@@ -16,6 +16,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from bruno_testing.background import InBackground
+from bruno_testing.documents import PdfPage, pdf_bytes
 from bruno_testing.ollama_standin import OllamaStandIn
 from bruno_testing.system import BrunoSystem
 
@@ -105,3 +106,48 @@ def test_a_tool_error_names_what_to_fix(system: BrunoSystem) -> None:
 
     assert result.is_error is True
     assert "nope" in result.content[0].text
+
+
+def test_a_pdf_s_passage_and_citation_name_its_page_to_an_agent(system: BrunoSystem) -> None:
+    manual = pdf_bytes(
+        [
+            PdfPage(heading="Mounting", paragraphs=["The access point hangs from the ceiling."]),
+            PdfPage(heading="Power", paragraphs=["The access point takes PoE at 13 watts."]),
+        ]
+    )
+    with httpx.Client(
+        base_url=system.edge_url, timeout=60, headers={"Authorization": f"Bearer {KEY}"}
+    ) as client:
+        upload = client.post(
+            "/api/v1/documents/upload?collection=homelab",
+            files={"file": ("ap-manual.pdf", manual, "application/pdf")},
+        )
+        assert upload.status_code == 200, upload.text
+    question = "How many watts of PoE does the access point take?"
+
+    async def session() -> tuple[dict[str, Any], dict[str, Any]]:
+        async with connected(system, KEY) as client:
+            found = await client.call_tool(
+                "search", {"query": question, "collection": "homelab", "top_k": 1}
+            )
+            answered = await client.call_tool(
+                "ask", {"question": question, "collection": "homelab"}
+            )
+        assert not found.is_error, found.content
+        assert not answered.is_error, answered.content
+        return found.structured_content or {}, answered.structured_content or {}
+
+    found, answered = asyncio.run(session())
+
+    [passage] = found["passages"]
+    assert (passage["document_id"], passage["page"], passage["link"]) == (
+        "ap-manual.pdf",
+        2,
+        "ap-manual.pdf#page=2",
+    )
+    cited = answered["citations"][0]  # the best passage first
+    assert (cited["document_id"], cited["page"], cited["link"]) == (
+        "ap-manual.pdf",
+        2,
+        "ap-manual.pdf#page=2",
+    )

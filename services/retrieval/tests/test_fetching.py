@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import gzip
 import ipaddress
+import math
 import socket
 import ssl
 import tracemalloc
 import zlib
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 
 import pytest
 import trustme
@@ -27,6 +29,7 @@ from bruno_retrieval.fetching import (
     FetchTooSlow,
     UrlFetcher,
     is_public,
+    retry_after_seconds,
 )
 from bruno_retrieval.jobs.retries import is_transient
 from bruno_testing.documents import PdfPage, pdf_bytes
@@ -95,6 +98,79 @@ def test_public_addresses_are_allowed(address: str) -> None:
     assert AddressPolicy().allows("example.org", ip(address))
 
 
+# The IPv4 special-purpose blocks refused (RFC 6890, written out here, not read from the code).
+SPECIAL_IPV4 = [
+    "0.0.0.0/8",
+    "10.0.0.0/8",
+    "100.64.0.0/10",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.0.0.0/24",
+    "192.0.2.0/24",
+    "192.88.99.0/24",
+    "192.168.0.0/16",
+    "198.18.0.0/15",
+    "198.51.100.0/24",
+    "203.0.113.0/24",
+    "224.0.0.0/4",
+    "240.0.0.0/4",
+]
+
+
+@pytest.mark.parametrize("block", SPECIAL_IPV4)
+def test_each_special_ipv4_block_is_refused_from_its_first_address_to_its_last(
+    block: str,
+) -> None:
+    network = ipaddress.IPv4Network(block)
+    for address in (network.network_address, network.broadcast_address):
+        assert not is_public(address), address
+        assert not is_public(ipaddress.IPv6Address(f"::ffff:{address}")), address
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "1.0.0.0",  # after 0/8
+        "9.255.255.255",  # around 10/8
+        "11.0.0.0",
+        "100.63.255.255",  # around 100.64/10
+        "100.128.0.0",
+        "126.255.255.255",  # around 127/8
+        "128.0.0.0",
+        "169.253.255.255",  # around 169.254/16
+        "169.255.0.0",
+        "172.15.255.255",  # around 172.16/12
+        "172.32.0.0",
+        "191.255.255.255",  # before 192.0.0/24
+        "192.0.1.255",  # between 192.0.0/24 and 192.0.2/24
+        "192.0.3.0",
+        "192.88.98.255",  # around 192.88.99/24
+        "192.88.100.0",
+        "192.167.255.255",  # around 192.168/16
+        "192.169.0.0",
+        "198.17.255.255",  # around 198.18/15
+        "198.20.0.0",
+        "198.51.99.255",  # around 198.51.100/24
+        "198.51.101.0",
+        "203.0.112.255",  # around 203.0.113/24
+        "203.0.114.0",
+        "223.255.255.255",  # before 224/4
+        "192.31.196.1",  # AS112, AMT: globally reachable in the registry
+        "192.52.193.1",
+        "192.175.48.1",
+    ],
+)
+def test_the_addresses_next_to_each_special_ipv4_block_are_public(address: str) -> None:
+    assert is_public(ip(address))
+
+
+@pytest.mark.parametrize("address", ["192.0.0.9", "192.0.0.10"])
+def test_the_pcp_and_turn_anycast_addresses_are_refused_on_every_python(address: str) -> None:
+    # Global in the registry (and to ipaddress since Python 3.12.4), but no web server.
+    assert not is_public(ip(address))
+
+
 def test_an_allowed_network_admits_its_addresses_and_only_those() -> None:
     policy = AddressPolicy.parse(["192.168.1.0/24", "fd00::/8"])
 
@@ -143,6 +219,10 @@ GZIP = {"Content-Encoding": "gzip"}
 DEFLATE = {"Content-Encoding": "deflate"}
 # About 64 KiB on the wire, 64 MiB decoded: one gzip layer, past any limit.
 BOMB = gzip.compress(b"\0" * (64 << 20), 9)
+# 48 KiB on the wire, 32 MiB decoded: 512 gzip members of 64 KiB, each within the limit.
+MEMBER_BOMB = gzip.compress(b"\0" * (64 << 10), 9) * 512
+# A page as three gzip members, split mid-line.
+MEMBERS = b"".join(gzip.compress(part) for part in (MARKDOWN[:5], MARKDOWN[5:20], MARKDOWN[20:]))
 
 
 def raw_deflate(data: bytes) -> bytes:
@@ -173,6 +253,11 @@ def site() -> Iterator[Website]:
         ),
         "/empty.html": Page(b"<html><body> </body></html>", "text/html"),
         "/server-error": Page(b"oops", "text/plain", 500),
+        "/busy": Page(b"", "text/plain", 429, {"Retry-After": "7"}),
+        "/down": Page(b"", "text/plain", 503, {"Retry-After": "Sun, 06 Nov 1994 08:49:37 GMT"}),
+        # Retry-After counts only with a 429 or 503.
+        "/broken": Page(b"", "text/plain", 500, {"Retry-After": "7"}),
+        "/busy-unsaid": Page(b"", "text/plain", 429),
         "/to-metadata": redirect("http://169.254.169.254/latest/meta-data/"),
         "/to-notes": redirect("/notes.md", 301),
         "/to-ftp": redirect("ftp://example.org/file.md"),
@@ -193,6 +278,24 @@ def site() -> Iterator[Website]:
         "/not-gzip.txt": Page(b"plain words", "text/plain", headers=GZIP),
         # Streamed: no Content-Length to refuse it by before its body is read.
         "/bomb.txt": Page(BOMB, "text/plain", headers=GZIP, streamed=True),
+        "/member-bomb.txt": Page(MEMBER_BOMB, "text/plain", headers=GZIP, streamed=True),
+        # Several gzip members one after another, with zero padding between and after.
+        "/members.md": Page(MEMBERS, "text/markdown", headers=GZIP),
+        "/members-padded.md": Page(
+            gzip.compress(MARKDOWN[:10]) + b"\0" * 3 + gzip.compress(MARKDOWN[10:]) + b"\0",
+            "text/markdown",
+            headers=GZIP,
+            streamed=True,
+        ),
+        # Each member within the limit of 4,000 bytes, together past it.
+        "/members-too-large.txt": Page(
+            gzip.compress(b"x" * 3_000) * 2, "text/plain", headers=GZIP, streamed=True
+        ),
+        "/member-then-junk.md": Page(
+            gzip.compress(MARKDOWN) + b"<html>", "text/markdown", headers=GZIP
+        ),
+        # The last bytes of its stream and its trailer never came.
+        "/cut-gzip.md": Page(gzip.compress(MARKDOWN)[:-10], "text/markdown", headers=GZIP),
     }
     with Website(pages) as website:
         yield website
@@ -273,6 +376,44 @@ async def test_an_error_status_is_a_failure_naming_it_transient_only_if_it_may_p
     with pytest.raises(error, match=message) as raised:
         await fetcher.fetch(site.url(path))
     assert is_transient(raised.value) is (error is FetchFailed)
+
+
+@pytest.mark.parametrize(
+    ("path", "asked"), [("/busy", 7.0), ("/down", 0.0), ("/broken", None), ("/busy-unsaid", None)]
+)
+async def test_a_busy_server_s_retry_after_goes_with_its_failure(
+    site: Website, fetcher: UrlFetcher, path: str, asked: float | None
+) -> None:
+    with pytest.raises(FetchFailed) as raised:
+        await fetcher.fetch(site.url(path))
+    assert raised.value.retry_after_seconds == asked
+
+
+NOW = datetime(2026, 12, 4, 12, 0, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("120", 120.0),
+        (" 0 ", 0.0),
+        ("9" * 400, math.inf),  # longer than any wait, not an error
+        ("Fri, 04 Dec 2026 12:01:30 GMT", 90.0),  # IMF-fixdate
+        ("Friday, 04-Dec-26 12:00:10 GMT", 10.0),  # RFC 850, obsolete
+        ("Fri Dec  4 12:00:05 2026", 5.0),  # asctime, obsolete: no zone, GMT
+        ("Fri, 04 Dec 2026 11:00:00 GMT", 0.0),  # past
+        ("-5", None),
+        ("1.5", None),
+        ("soon", None),
+        ("", None),
+        ("\u00b2", None),  # a digit to str.isdigit, not to HTTP
+        (None, None),
+    ],
+)
+def test_retry_after_is_delay_seconds_or_an_http_date(
+    value: str | None, seconds: float | None
+) -> None:
+    assert retry_after_seconds(value, NOW) == seconds
 
 
 async def test_a_page_with_no_text_is_refused(site: Website, fetcher: UrlFetcher) -> None:
@@ -376,7 +517,15 @@ async def test_a_url_that_takes_too_long_in_all_is_a_failure(site: Website) -> N
 
 
 @pytest.mark.parametrize(
-    "path", ["/gzip.md", "/deflate.md", "/raw-deflate.md", "/gzip-identity.md"]
+    "path",
+    [
+        "/gzip.md",
+        "/deflate.md",
+        "/raw-deflate.md",
+        "/gzip-identity.md",
+        "/members.md",
+        "/members-padded.md",
+    ],
 )
 async def test_a_gzip_or_deflate_body_is_decoded(
     site: Website, fetcher: UrlFetcher, path: str
@@ -398,6 +547,7 @@ async def test_only_the_encodings_read_are_asked_for(site: Website, fetcher: Url
         ("/nested.txt", "'gzip, gzip': only one layer of gzip or deflate is read"),
         ("/brotli.txt", "'br': only one layer"),
         ("/not-gzip.txt", "not valid gzip"),
+        ("/member-then-junk.md", "not valid gzip"),
     ],
 )
 async def test_stacked_unknown_or_broken_encodings_are_refused_for_good(
@@ -408,7 +558,25 @@ async def test_stacked_unknown_or_broken_encodings_are_refused_for_good(
     assert not is_transient(raised.value)
 
 
-async def test_a_gzip_bomb_is_refused_without_decoding_past_the_limit(site: Website) -> None:
+async def test_gzip_members_are_held_to_the_limit_together(
+    site: Website, fetcher: UrlFetcher
+) -> None:
+    with pytest.raises(LimitExceeded, match="limit of 4000 bytes"):
+        await fetcher.fetch(site.url("/members-too-large.txt"))
+
+
+async def test_a_compressed_body_cut_short_is_a_failure_that_may_pass(
+    site: Website, fetcher: UrlFetcher
+) -> None:
+    with pytest.raises(FetchFailed, match="gzip body that ended before its end") as raised:
+        await fetcher.fetch(site.url("/cut-gzip.md"))
+    assert is_transient(raised.value)
+
+
+@pytest.mark.parametrize("path", ["/bomb.txt", "/member-bomb.txt"])
+async def test_a_gzip_bomb_is_refused_without_decoding_past_the_limit(
+    site: Website, path: str
+) -> None:
     # A limit above the bomb's 64 KiB on the wire: only the decoding's own bound stops it.
     # The decoded body is never built: the memory the fetch takes at its peak stays far below
     # the 64 MiB it decodes to (httpx's own decoding, or decompressing a chunk read without a
@@ -418,7 +586,7 @@ async def test_a_gzip_bomb_is_refused_without_decoding_past_the_limit(site: Webs
     tracemalloc.start()
     try:
         with pytest.raises(LimitExceeded, match="limit of 100000 bytes"):
-            await fetcher.fetch(site.url("/bomb.txt"))
+            await fetcher.fetch(site.url(path))
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

@@ -9,7 +9,9 @@
 
 A page is served with its status, content type and extra headers; a redirect is a page with a
 ``Location`` header; ``streamed`` leaves out ``Content-Length`` (the body ends when the
-connection closes), as a server that does not know the size does. Unknown paths are 404.
+connection closes), as a server that does not know the size does. Unknown paths are 404. A
+path given a list of pages answers them in turn, the last one from then on (a server busy at
+first: ``[Page(b"", status=429, headers={"Retry-After": "1"}), Page(b"fine")]``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import dataclasses
 import http.server
 import ssl
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 
 
@@ -39,8 +41,12 @@ def redirect(location: str, status: int = 302) -> Page:
 class Website:
     """The server (a thread; see the module docstring). ``pages`` may change while it runs."""
 
-    def __init__(self, pages: Mapping[str, Page], *, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self, pages: Mapping[str, Page | Sequence[Page]], *, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.pages = dict(pages)
+        served: dict[str, int] = {}
+        lock = threading.Lock()
         self.requests: list[tuple[str, str]] = []
         self.headers: list[dict[str, str]] = []
         site = self
@@ -49,7 +55,11 @@ class Website:
             def do_GET(self) -> None:
                 site.requests.append((self.path, self.headers.get("Host", "")))
                 site.headers.append(dict(self.headers.items()))
-                page = site.pages.get(self.path, Page(b"not here", "text/plain", 404))
+                with lock:
+                    page = site.pages.get(self.path, Page(b"not here", "text/plain", 404))
+                    if not isinstance(page, Page):
+                        times = served[self.path] = served.get(self.path, 0) + 1
+                        page = page[min(times, len(page)) - 1]
                 self.send_response(page.status)
                 if page.content_type is not None:
                     self.send_header("Content-Type", page.content_type)

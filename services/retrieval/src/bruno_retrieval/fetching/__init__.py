@@ -17,6 +17,7 @@ from bruno_retrieval.fetching.fetcher import (
     FetchTooSlow,
     Resolver,
     UrlFetcher,
+    retry_after_seconds,
 )
 
 __all__ = [
@@ -32,4 +33,5 @@ __all__ = [
     "UrlFetcher",
     "embedded_ipv4",
     "is_public",
+    "retry_after_seconds",
 ]

@@ -5,8 +5,19 @@ link-local (the cloud metadata address 169.254.169.254), carrier-grade NAT, mult
 or unspecified space is refused, unless its address lies in an allowed network or its host is
 an allowed name (``BRUNO_FETCH_ALLOWED_NETWORKS``).
 
-IPv6 is judged by its own table, not by :attr:`ipaddress.IPv6Address.is_global` (whose answer
-changes between Python patch releases and which calls 6to4 around 127.0.0.1 global): a public
+Both families are judged by fixed tables, not by :attr:`ipaddress.IPv4Address.is_global` and
+its IPv6 twin, whose answers change between Python patch releases (3.11.7 calls 6to4 around
+127.0.0.1 global, and 192.0.0.9 became global in 3.12.4): the same address is refused by every
+Python. A public IPv4 address is any outside the blocks of the IANA IPv4 special-purpose
+registry (RFC 6890) that no web server answers from: this network ``0/8``, private ``10/8``,
+``172.16/12`` and ``192.168/16``, CGNAT ``100.64/10``, loopback ``127/8``, link-local
+``169.254/16`` (the cloud metadata address), IETF protocol assignments ``192.0.0/24`` (all of
+it: the registry calls its anycast ``192.0.0.9`` and ``.10`` global, but they are PCP and TURN
+service addresses, not web servers), the documentation blocks ``192.0.2/24``,
+``198.51.100/24`` and ``203.0.113/24``, the retired 6to4 relay anycast ``192.88.99/24``,
+benchmarking ``198.18/15``, multicast ``224/4`` and reserved ``240/4`` with the broadcast
+address. The registry's other globally reachable entries (AS112 ``192.31.196/24`` and
+``192.175.48/24``, AMT ``192.52.193/24``) are public. A public
 IPv6 address is global unicast (``2000::/3``) outside the special blocks inside it (IETF
 protocol assignments ``2001::/23`` with Teredo, documentation ``2001:db8::/32`` and
 ``3fff::/20``). An IPv6 address that carries an IPv4 one a host can be reached at is judged by
@@ -33,6 +44,27 @@ from collections.abc import Iterable
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
+# IPv4 blocks where no web server is (see the module docstring), lowest first.
+_SPECIAL_IPV4 = tuple(
+    ipaddress.IPv4Network(block)
+    for block in (
+        "0.0.0.0/8",  # this network
+        "10.0.0.0/8",  # private
+        "100.64.0.0/10",  # shared address space (CGNAT)
+        "127.0.0.0/8",  # loopback
+        "169.254.0.0/16",  # link-local, the cloud metadata address among it
+        "172.16.0.0/12",  # private
+        "192.0.0.0/24",  # IETF protocol assignments, its PCP and TURN anycast included
+        "192.0.2.0/24",  # documentation (TEST-NET-1)
+        "192.88.99.0/24",  # 6to4 relay anycast (retired, RFC 7526)
+        "192.168.0.0/16",  # private
+        "198.18.0.0/15",  # benchmarking
+        "198.51.100.0/24",  # documentation (TEST-NET-2)
+        "203.0.113.0/24",  # documentation (TEST-NET-3)
+        "224.0.0.0/4",  # multicast
+        "240.0.0.0/4",  # reserved, 255.255.255.255 (limited broadcast) among it
+    )
+)
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _GLOBAL_UNICAST = ipaddress.IPv6Network("2000::/3")
 # Special blocks inside 2000::/3 (the IANA IPv6 special-purpose registry): no web server.
@@ -59,19 +91,14 @@ def embedded_ipv4(address: IPAddress) -> IPAddress:
 
 
 def is_public(address: IPAddress) -> bool:
-    """Whether ``address`` is a unicast address of the public internet (see the module
-    docstring for IPv6).
-
-    For IPv4, ``is_global`` excludes private (RFC 1918), loopback, link-local, CGNAT
-    (100.64.0.0/10), reserved and unspecified space; multicast is global in the registry's
-    sense but never a web server.
-    """
+    """Whether ``address`` is a unicast address of the public internet, by the fixed tables of
+    the module docstring."""
     address = embedded_ipv4(address)
     if isinstance(address, ipaddress.IPv6Address):
         return address in _GLOBAL_UNICAST and not any(
             address in special for special in _SPECIAL_GLOBAL_UNICAST
         )
-    return address.is_global and not address.is_multicast
+    return not any(address in special for special in _SPECIAL_IPV4)
 
 
 def _network(entry: str) -> IPNetwork | None:

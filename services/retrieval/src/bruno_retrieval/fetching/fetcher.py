@@ -19,11 +19,14 @@ A compressed body is decoded here, not by httpx (which decodes each chunk read w
 every ``Content-Encoding`` layer, so a few hundred bytes of stacked gzip grow into hundreds of
 MiB before a size check sees them): the fetcher asks for ``gzip, deflate`` only, reads the bytes
 as they came, accepts at most one gzip or deflate layer (anything else is refused for good) and
-decompresses incrementally, never more than the limit plus one byte. The bytes read and the
-bytes decoded are each held to the limit.
+decompresses incrementally, never more than the limit plus one byte. A gzip layer may be several
+members one after another (valid gzip): all are decoded, together within the limit. The bytes
+read and the bytes decoded are each held to the limit; a compressed body that ends inside its
+stream was cut short and is not read as a document.
 
 What may pass is a :class:`FetchFailed`, which a job tries again (timeouts, a connection refused
-or reset, a host whose name server did not answer, a 5xx, 408 or 429 status); what would fail
+or reset or a compressed body cut short, a host whose name server did not answer, a 5xx, 408 or
+429 status, with the wait a 429's or 503's ``Retry-After`` asked for); what would fail
 the same way again is not: a refusal (:class:`FetchRefused`: other 4xx, a redirect loop, a
 certificate that does not verify, a host that does not exist, an encoding not read) or a URL
 that took longer than the total time limit (:class:`FetchTooSlow`: a server that slow will be
@@ -42,6 +45,8 @@ import socket
 import ssl
 import zlib
 from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import PurePosixPath
 
 import httpcore
@@ -76,7 +81,13 @@ class AddressRefused(InvalidInput):
 
 class FetchFailed(Unavailable):
     """The URL could not be fetched for now: no answer, too slow, a server error (5xx, 408,
-    429). A job tries such a document again later (:mod:`bruno_retrieval.jobs.retries`)."""
+    429). A job tries such a document again later (:mod:`bruno_retrieval.jobs.retries`), not
+    before ``retry_after_seconds`` when the server said how long to wait (a 429 or 503 with
+    ``Retry-After``)."""
+
+    def __init__(self, detail: str, *, retry_after_seconds: float | None = None) -> None:
+        super().__init__(detail)
+        self.retry_after_seconds = retry_after_seconds
 
 
 class FetchRefused(InvalidInput):
@@ -94,11 +105,15 @@ class FetchTooSlow(FetchFailed):
 
 # Statuses that may pass: a request timeout, too many requests, any server error.
 _PASSING_STATUSES = frozenset({408, 429})
+# The statuses whose Retry-After says how long the server wants to be left alone (RFC 9110
+# also sends it with redirects, where it is no wait of the job's).
+_RETRY_AFTER_STATUSES = frozenset({429, 503})
 # The content codings read, and zlib's window bits for each (deflate is tried zlib-wrapped, as
 # RFC 9110 says, then raw, as some servers send it).
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
 _DEFLATE_WBITS = (zlib.MAX_WBITS, -zlib.MAX_WBITS)
 _ENCODINGS = {"gzip": (_GZIP_WBITS,), "x-gzip": (_GZIP_WBITS,), "deflate": _DEFLATE_WBITS}
+_GZIP_CODINGS = frozenset({"gzip", "x-gzip"})
 ACCEPT_ENCODING = "gzip, deflate"
 # getaddrinfo's answers that a name does not exist (not that its name server did not answer).
 _NO_SUCH_HOST = frozenset(
@@ -282,7 +297,10 @@ class UrlFetcher:
             if not response.is_success:
                 answered = f"answered {response.status_code} {response.reason_phrase}"
                 if response.status_code >= 500 or response.status_code in _PASSING_STATUSES:
-                    raise FetchFailed(answered)
+                    asked = None
+                    if response.status_code in _RETRY_AFTER_STATUSES:
+                        asked = retry_after_seconds(response.headers.get("retry-after"))
+                    raise FetchFailed(answered, retry_after_seconds=asked)
                 raise FetchRefused(answered)
             if len(str(response.url)) > MAX_URL_CHARS:
                 raise InvalidInput(f"redirected to a URL longer than {MAX_URL_CHARS} characters")
@@ -306,13 +324,18 @@ class UrlFetcher:
                 # never downloaded, or never decompressed.
                 if read > cap or not decoder.feed(chunk):
                     raise too_large
-            return response.url, kind, bytes(decoder.body)
+            return response.url, kind, decoder.finish()
 
 
 class _Decoder:
     """A body's bytes as they came decoded through its one content coding (or none), never to
     more than ``cap + 1`` bytes; :class:`FetchRefused` for a coding that is not read or a body
-    that is not in it."""
+    that is not in it.
+
+    A gzip body may be several members one after another (RFC 1952; what ``cat a.gz b.gz``
+    makes): each is decoded, all within the one limit, and zero bytes between or after them are
+    padding, as ``gzip -d`` takes them; anything else after a member is not gzip. A deflate
+    body is one stream (what follows its end is ignored, as before)."""
 
     def __init__(self, content_encoding: str, cap: int) -> None:
         codings = [c.strip().lower() for c in content_encoding.split(",")]
@@ -323,6 +346,7 @@ class _Decoder:
                 "gzip or deflate is read"
             )
         self.coding = codings[0] if codings else ""
+        self._members = self.coding in _GZIP_CODINGS
         self._wbits = list(_ENCODINGS.get(self.coding, ()))
         self._zlib = zlib.decompressobj(self._wbits[0]) if self._wbits else None
         self._started = False
@@ -334,7 +358,15 @@ class _Decoder:
         if self._zlib is None:
             self.body += data
             return len(self.body) <= self._cap
-        while data and not self._zlib.eof:
+        while data:
+            if self._zlib.eof:
+                if not self._members:
+                    break
+                # Between gzip members: zero padding, then the next member's header.
+                data = data.lstrip(b"\0")
+                if not data:
+                    break
+                self._zlib = zlib.decompressobj(self._wbits[0])
             try:
                 self.body += self._zlib.decompress(data, self._cap + 1 - len(self.body))
             except zlib.error as error:
@@ -347,14 +379,42 @@ class _Decoder:
             self._started = True
             if len(self.body) > self._cap:
                 return False
-            # What decompress held back for max_length; empty unless it stopped at the limit.
-            # (With its input all consumed, decompress has given all it can: no flush needed,
-            # and flush's length is no bound.)
-            data = self._zlib.unconsumed_tail
+            # What decompress held back for max_length (empty unless it stopped at the limit;
+            # with its input all consumed, decompress has given all it can: no flush needed, and
+            # flush's length is no bound), or what came after the member's end.
+            data = self._zlib.unused_data if self._zlib.eof else self._zlib.unconsumed_tail
         return True
+
+    def finish(self) -> bytes:
+        """The decoded body, once every byte came; :class:`FetchFailed` if it ended inside a
+        compressed stream (the connection was cut: half a document is not one)."""
+        if self._zlib is not None and self._started and not self._zlib.eof:
+            raise FetchFailed(f"answered a {self.coding} body that ended before its end")
+        return bytes(self.body)
 
     def _corrupt(self) -> FetchRefused:
         return FetchRefused(f"answered a body that is not valid {self.coding}")
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """The seconds a ``Retry-After`` value asks to wait: delay-seconds or an HTTP-date (RFC
+    9110, each of its three date forms; a date past is no wait), else None.
+
+        retry_after_seconds("120")                            # 120.0
+        retry_after_seconds("Sun, 06 Nov 1994 08:49:37 GMT")  # 0.0: long past
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return float(value)  # a number too long for a float is inf: longer than any wait
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if when.tzinfo is None:  # the asctime form names no zone; HTTP dates are all GMT
+        when = when.replace(tzinfo=UTC)
+    return max((when - (now or datetime.now(UTC))).total_seconds(), 0.0)
 
 
 def _certificate_error(error: BaseException) -> str | None:

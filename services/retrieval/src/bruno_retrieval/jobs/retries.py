@@ -10,8 +10,11 @@ ingest commits all of it or nothing), after an exponentially growing wait with j
 other error (a bad document, the model conflict, not found, a URL refused for good) is raised at
 once, as are :class:`.reindex.CollectionReindexing` (the job waits for the reindex instead) and
 a URL that took its whole time limit (:class:`~bruno_retrieval.fetching.FetchTooSlow`: it would
-be as slow again). A cancel of the
-job ends the wait before the next attempt.
+be as slow again). A URL whose server answered 429 or 503 with ``Retry-After`` is not asked
+again before the time it named (the back-off still applies when it is longer); one that asks
+for longer than :attr:`DocumentRetries.max_wait_seconds`, the longest a job waits between
+attempts, fails at once, its error saying so: asking sooner would only be refused again. A
+cancel of the job ends the wait before the next attempt.
 
     result = await with_retries(lambda: ingest(document), cancelled, DocumentRetries(), "ingest")
 """
@@ -34,7 +37,7 @@ from tenacity import (
 
 from bruno_core import Unavailable
 from bruno_retrieval.commit_conflicts import is_retryable_commit_conflict
-from bruno_retrieval.fetching import FetchTooSlow
+from bruno_retrieval.fetching import FetchFailed, FetchTooSlow
 from bruno_retrieval.jobs import metrics
 from bruno_retrieval.knowledge.reindex import CollectionReindexing
 
@@ -87,12 +90,30 @@ async def with_retries(
 
     def count_retry(state: RetryCallState) -> None:
         nonlocal last
-        last = state.outcome.exception() if state.outcome else None
+        last = _error_of(state)
         metrics.JOB_DOCUMENT_RETRIES.labels(kind).inc()
         log.warning(
             "a job's document failed transiently; trying again",
-            extra={"attempt": state.attempt_number, "error": str(last)},
+            extra={
+                "attempt": state.attempt_number,
+                "error": str(last),
+                "wait_seconds": round(state.upcoming_sleep, 3),
+            },
         )
+
+    def may_pass(error: BaseException) -> bool:
+        return is_transient(error) and not _asks_too_long(error, policy)
+
+    back_off_time = wait_exponential_jitter(
+        multiplier=policy.first_wait_seconds,
+        max=policy.max_wait_seconds,
+        jitter=policy.first_wait_seconds,
+    )
+
+    def wait(state: RetryCallState) -> float:
+        # Not sooner than the server asked (may_pass left only what asks for no more than
+        # the longest wait).
+        return max(back_off_time(state), _asked_wait(_error_of(state)) or 0.0)
 
     async def back_off(seconds: float) -> None:
         # A cancel (before or during the wait) ends it; the next attempt is not made.
@@ -103,13 +124,9 @@ async def with_retries(
         raise _CancelledDuringBackOff
 
     retrying = AsyncRetrying(
-        retry=retry_if_exception(is_transient),
+        retry=retry_if_exception(may_pass),
         stop=stop_after_attempt(policy.attempts),
-        wait=wait_exponential_jitter(
-            multiplier=policy.first_wait_seconds,
-            max=policy.max_wait_seconds,
-            jitter=policy.first_wait_seconds,
-        ),
+        wait=wait,
         sleep=back_off,
         before_sleep=count_retry,
         reraise=True,
@@ -123,12 +140,33 @@ async def with_retries(
     except Exception as error:
         if not is_transient(error):
             raise
-        raise Unavailable(f"{_detail(error)}; gave up after {_times(attempts)}") from error
+        detail = _detail(error)
+        asked = _asked_wait(error)
+        if asked is not None and _asks_too_long(error, policy):
+            detail += (
+                f" and asked to be asked again in {asked:.0f} s, longer than a job waits "
+                f"({policy.max_wait_seconds:g} s): submit it again later"
+            )
+        raise Unavailable(f"{detail}; gave up after {_times(attempts)}") from error
     return result
 
 
 class _CancelledDuringBackOff(Exception):
     """The job was cancelled while its document waited to be tried again."""
+
+
+def _error_of(state: RetryCallState) -> BaseException | None:
+    return state.outcome.exception() if state.outcome else None
+
+
+def _asked_wait(error: BaseException | None) -> float | None:
+    """How long the server of a URL asked to be left alone, if it said (``Retry-After``)."""
+    return error.retry_after_seconds if isinstance(error, FetchFailed) else None
+
+
+def _asks_too_long(error: BaseException, policy: DocumentRetries) -> bool:
+    asked = _asked_wait(error)
+    return asked is not None and asked > policy.max_wait_seconds
 
 
 def _detail(error: BaseException | None) -> str:
