@@ -336,7 +336,7 @@ def test_an_upload_that_outlasts_its_wait_answers_202_with_jobs_holding_each_fil
     # More files than go to retrieval at once, each too long to embed within the 0.1 s wait:
     # those in flight become jobs of their own, those not yet sent one job together.
     names = [f"upload-{n}.md" for n in range(6)]
-    files = [(name, long_markdown(4000 + n, paragraphs=150)) for n, name in enumerate(names)]
+    files = [(name, long_markdown(4000 + n, paragraphs=12)) for n, name in enumerate(names)]
 
     response = writer.post(
         "/api/v1/documents/upload",
