@@ -96,8 +96,8 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
 
     # The router tries the routes in this order on every request (FastAPI matches an included
     # router's routes twice: to choose it, then its route), so the hot ones come first: a
-    # search was matched against 16 patterns before its own. No two routers' paths overlap,
-    # so the order changes nothing else but that of the OpenAPI document's paths.
+    # search was matched against the 18 API routes before its own. No two routers' paths
+    # overlap, so the order changes nothing else but that of the OpenAPI document's paths.
     for resource in (search, chat, collections, conversations, documents, ingest_jobs, openai):
         app.include_router(resource.router, dependencies=[Depends(require_api_key)])
     app.include_router(health.router)
