@@ -2,6 +2,7 @@
 
     uv run python benchmarks/overhead.py [--rounds 5] [--requests 40] [--chat-requests 32]
     uv run python benchmarks/overhead.py --chat-only  # only the chat rows
+    uv run python benchmarks/overhead.py --search-only  # only the sequential rows
 
 Starts the four services as processes on loopback (``bruno_testing.BrunoSystem``: embedded
 defaults, one API key with a rate limit too high to refuse anything, so the key check and the
@@ -13,6 +14,9 @@ rounds of ``--requests`` sequential calls each (kept-alive connections), it time
 - ``POST /api/v1/search`` text and hybrid (the query vector cached by retrieval; the minimal
   stack has it precomputed) against the minimal stack's ``POST /search``;
 - ``GET /api/v1/collections`` and ``GET /api/v1/documents`` against one minimal text search;
+
+with each process's CPU milliseconds per call of every row (Bruno's edge and retrieval, the
+minimal stack's HTTP and gRPC processes; from ``/proc``, Linux), summed over the rounds;
 
 and once: chat time to first token through the edge against the official ``ollama`` client
 calling the Ollama stand-in directly, at concurrency 1 and 16 (distinct questions, so the query
@@ -98,8 +102,11 @@ async def ok(response: Awaitable[httpx.Response]) -> httpx.Response:
 
 
 @contextmanager
-def minimal_stack(workdir: Path, vector: list[float]) -> Iterator[str]:
-    """The minimal stack's processes on loopback, holding DOCUMENT; yields its HTTP URL."""
+def minimal_stack(
+    workdir: Path, vector: list[float], pids: dict[str, int] | None = None
+) -> Iterator[str]:
+    """The minimal stack's processes on loopback, holding DOCUMENT; yields its HTTP URL (and
+    puts its processes' ids in ``pids``, as ``minimal http`` and ``minimal grpc``)."""
     db_path = workdir / "minimal"
     table = pa.table(
         {
@@ -129,6 +136,8 @@ def minimal_stack(workdir: Path, vector: list[float]) -> Iterator[str]:
             [*http_side, "--grpc", f"127.0.0.1:{grpc_port}"]
         ),
     ]
+    if pids is not None:
+        pids.update({"minimal grpc": processes[0].pid, "minimal http": processes[1].pid})
     url = f"http://127.0.0.1:{http_port}"
     try:
         deadline = time.monotonic() + 180  # a loaded machine starts processes slowly
@@ -207,13 +216,15 @@ async def concurrently(
     return results
 
 
-def cpu_seconds(system: BrunoSystem) -> dict[str, float]:
-    """Each service process's CPU seconds so far (user + system, from ``/proc``)."""
+def cpu_seconds(system: BrunoSystem, pids: dict[str, int] | None = None) -> dict[str, float]:
+    """Each service process's CPU seconds so far (user + system, from ``/proc``), and those of
+    ``pids`` by name."""
     tick = os.sysconf("SC_CLK_TCK")
     seconds: dict[str, float] = {}
-    for name, process in system.processes.items():
+    named = {name: process.pid for name, process in system.processes.items()} | (pids or {})
+    for name, pid in named.items():
         try:
-            fields = Path(f"/proc/{process.pid}/stat").read_text().rpartition(")")[2].split()
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
         except OSError:  # not Linux, or the process is gone
             continue
         seconds[name] = (int(fields[11]) + int(fields[12])) / tick
@@ -229,8 +240,16 @@ def cpu_per_chat(before: dict[str, float], after: dict[str, float], chats: int) 
     )
 
 
+#: The processes whose CPU each sequential row reports.
+SERVING = {"bruno": ("edge", "retrieval"), "minimal": ("minimal http", "minimal grpc")}
+
+
 async def measure(
-    system: BrunoSystem, minimal_url: str, ollama_url: str, args: argparse.Namespace
+    system: BrunoSystem,
+    minimal_url: str,
+    minimal_pids: dict[str, int],
+    ollama_url: str,
+    args: argparse.Namespace,
 ) -> None:
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     headers = {"Authorization": f"Bearer {KEY}"}
@@ -262,14 +281,33 @@ async def measure(
         for call in calls.values():  # warm: connections, caches, the query vector
             await timed(call, 10)
         rounds: dict[str, list[float]] = {name: [] for name in calls}
+        cpu: dict[str, dict[str, float]] = {name: {} for name in calls}
         print(f"\n{args.rounds} rounds of {args.requests} sequential calls, p50 ms per round\n")
         print("| call | " + " | ".join(f"round {n + 1}" for n in range(args.rounds)) + " |")
         print("|---|" + "---|" * args.rounds)
         for _ in range(args.rounds):
             for name, call in calls.items():
+                before = cpu_seconds(system, minimal_pids)
                 rounds[name].append(pct(await timed(call, args.requests), 0.5))
+                after = cpu_seconds(system, minimal_pids)
+                for process in SERVING[name.split()[0]]:
+                    if process in before and process in after:
+                        spent = after[process] - before[process]
+                        cpu[name][process] = cpu[name].get(process, 0.0) + spent
         for name, p50s in rounds.items():
             print(f"| {name} | " + " | ".join(ms(p) for p in p50s) + " |")
+        calls_made = args.rounds * args.requests
+        print(
+            "\nCPU ms per call, by process (all rounds): "
+            + "; ".join(
+                f"{name}: "
+                + ", ".join(
+                    f"{process} {seconds * 1000 / calls_made:.2f}"
+                    for process, seconds in spent.items()
+                )
+                for name, spent in cpu.items()
+            )
+        )
 
         def spread(values: list[float], unit: str = "") -> str:
             return f"{min(values):.2f}-{max(values):.2f}{unit}"
@@ -291,6 +329,8 @@ async def measure(
                 f"{spread([p * 1000 for p in rounds['minimal text']])} ms (text search) | "
                 f"{spread(ratios(f'bruno {listing}', 'minimal text'), 'x')} |"
             )
+        if args.search_only:
+            return
 
         offset = await measure_chat(system, bruno, ollama_url, args)
 
@@ -388,6 +428,11 @@ def main() -> None:
         "--chat-only", action="store_true", help="only the chat rows (and CPU per chat)"
     )
     parser.add_argument(
+        "--search-only",
+        action="store_true",
+        help="only the sequential rows: searches and listings (and CPU per call)",
+    )
+    parser.add_argument(
         "--setting",
         action="append",
         default=[],
@@ -425,8 +470,9 @@ def main() -> None:
             httpx.post(
                 f"{system.edge_url}/api/v1/documents", json=document, headers=headers, timeout=60
             ).raise_for_status()
-            with minimal_stack(workdir, query_vector(system)) as minimal_url:
-                asyncio.run(measure(system, minimal_url, ollama.url, args))
+            minimal_pids: dict[str, int] = {}
+            with minimal_stack(workdir, query_vector(system), minimal_pids) as minimal_url:
+                asyncio.run(measure(system, minimal_url, minimal_pids, ollama.url, args))
     load = os.getloadavg()
     print(f"\nload at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
 

@@ -1,9 +1,15 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
+from fastapi import APIRouter
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 
+from bruno_edge.api.deps import require_api_key
+from bruno_edge.api.routes import chat, documents, search
 from bruno_edge.config import EdgeSettings
 from bruno_edge.keys import Keyring
 
@@ -85,3 +91,36 @@ def test_key_matching_is_exact() -> None:
     assert keyring.find("beta") is not None
     assert keyring.find("bet") is None
     assert keyring.find("betaa") is None
+
+
+def _solved(dependant: Dependant) -> Iterator[Dependant]:
+    """Every node FastAPI solves for ``dependant`` on each request, repeats included (it solves
+    a dependency's tree wherever it is named, before it looks in its cache)."""
+    for sub in dependant.dependencies:
+        yield sub
+        yield from _solved(sub)
+
+
+@pytest.mark.parametrize(
+    ("router", "method", "path"),
+    [
+        (search.router, "POST", "/api/v1/search"),
+        (chat.router, "POST", "/api/v1/chat"),
+        (documents.router, "GET", "/api/v1/documents"),
+    ],
+)
+def test_a_route_leaves_the_key_check_to_its_router_and_has_one_guard(
+    router: APIRouter, method: str, path: str
+) -> None:
+    # The app includes each router behind require_api_key once; a route naming it again (or a
+    # dependency of it) would solve its tree again on every request.
+    [route] = [
+        r
+        for r in router.routes
+        if isinstance(r, APIRoute) and r.path == path and method in (r.methods or ())
+    ]
+
+    calls = [node.call for node in _solved(route.dependant)]
+
+    assert require_api_key not in calls
+    assert sum(getattr(call, "__name__", "") == "guard" for call in calls) == 1

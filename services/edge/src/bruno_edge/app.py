@@ -94,7 +94,11 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
     install_problem_handlers(app)
     install_openapi(app, settings)
 
-    for resource in (chat, collections, conversations, documents, ingest_jobs, openai, search):
+    # The router tries the routes in this order on every request (FastAPI matches an included
+    # router's routes twice: to choose it, then its route), so the hot ones come first: a
+    # search was matched against the 18 API routes before its own. No two routers' paths
+    # overlap, so the order changes nothing else but that of the OpenAPI document's paths.
+    for resource in (search, chat, collections, conversations, documents, ingest_jobs, openai):
         app.include_router(resource.router, dependencies=[Depends(require_api_key)])
     app.include_router(health.router)
     # A plain ASGI app (the MCP SDK's transport), so it checks the key itself.

@@ -1,7 +1,7 @@
 """Dependencies of the routes, as ``Annotated`` aliases (``SettingsDep``, ``ChatDep`` …), the
-API-key check every ``/api`` and ``/v1`` route depends on (:mod:`bruno_edge.auth`), the scope a
-route needs (:func:`needs`) and the admission slots it holds while it answers (:func:`admitted`,
-:func:`chat_slot`; :mod:`bruno_edge.admission`)."""
+API-key check every ``/api`` and ``/v1`` route depends on (:mod:`bruno_edge.auth`), and each
+route's guard (:func:`guarded`): the scope it needs and the admission slots it holds while it
+answers (:mod:`bruno_edge.admission`)."""
 
 from __future__ import annotations
 
@@ -45,9 +45,11 @@ class EdgeState:
 # Every dependency is ``async def``, even those that do not await: FastAPI runs a plain ``def``
 # dependency in its thread pool, and that hop (a thread wake-up, a lock and a future each way)
 # cost more than the rest of the dependency solving together. And the route's dependencies
-# take the ``Request`` (which FastAPI hands over as it is) rather than ``StateDep``: FastAPI
-# solves a dependency's whole tree again wherever it is named, before it looks in its cache, so
-# each ``StateDep`` below a dependency was one more solving pass on every request.
+# take the ``Request`` (which FastAPI hands over as it is) rather than other dependencies:
+# FastAPI solves a dependency's whole tree again wherever it is named, before it looks in its
+# cache, and each solving pass (a node of the tree) costs tens of microseconds. So the key is
+# checked once, by the routers' own dependency (:func:`require_api_key`), which leaves the
+# caller on the request for ``CallerDep`` and the route's one guard (:func:`guarded`) to read.
 
 
 def state_of(request: Request) -> EdgeState:
@@ -107,7 +109,14 @@ async def require_api_key(
     return caller
 
 
-CallerDep = Annotated[Caller, Depends(require_api_key)]
+async def current_caller(request: Request) -> Caller:
+    """The caller :func:`require_api_key` let in (every route that names this is behind it:
+    the routers' dependencies are solved before the route's own)."""
+    caller: Caller = request.state.caller
+    return caller
+
+
+CallerDep = Annotated[Caller, Depends(current_caller)]
 
 
 def needs(scope: Scope) -> Callable[[Caller], Awaitable[None]]:
@@ -119,25 +128,21 @@ def needs(scope: Scope) -> Callable[[Caller], Awaitable[None]]:
     return check
 
 
-def admitted(work: Work) -> Callable[[Request], AsyncIterator[None]]:
-    """A dependency holding a slot of ``work`` until the response is sent (503 when none
-    frees in time)."""
-
-    async def hold(request: Request) -> AsyncIterator[None]:
-        async with state_of(request).work_slots.hold(work):
-            yield
-
-    return hold
-
-
-async def chat_slot(request: Request, caller: CallerDep) -> AsyncIterator[None]:
-    """One of the caller's concurrent chats, held until the answer is sent (429 past them)."""
-    async with state_of(request).chat_slots.hold(caller):
-        yield
-
-
 def guarded(scope: Scope, work: Work, *, chat: bool = False) -> list[Any]:
-    """A route's dependencies: the scope it needs, then (a chat) one of the key's concurrent
-    chats, then a slot of its kind of work; in that order, so a refusal holds nothing."""
-    chat_slots = [Depends(chat_slot)] if chat else []
-    return [Depends(needs(scope)), *chat_slots, Depends(admitted(work))]
+    """A route's one guard, as its ``dependencies``: the scope it needs (403), then (a chat) one
+    of the key's concurrent chats (429 past them), then a slot of its kind of work (503 when
+    none frees in time); in that order, so a refusal holds nothing. The slots are held until
+    the response is sent."""
+
+    async def guard(request: Request) -> AsyncIterator[None]:
+        state = state_of(request)
+        caller: Caller = request.state.caller
+        caller.require(scope)
+        if chat:
+            async with state.chat_slots.hold(caller), state.work_slots.hold(work):
+                yield
+        else:
+            async with state.work_slots.hold(work):
+                yield
+
+    return [Depends(guard)]
