@@ -226,6 +226,17 @@ class KnownIds:
         self._chars = 0
         self.add(ids)
 
+    @classmethod
+    async def read(cls, table: Any) -> KnownIds:
+        """The ids ``table`` holds, read as a stream: no more than ``max_chars`` of them are
+        ever in memory at once, however large the table."""
+        known = cls([])
+        async for batch in await table.query().select(["conversation_id"]).to_batches():
+            known.add(batch.column(0).to_pylist())
+            if known.given_up:
+                break
+        return known
+
     @property
     def given_up(self) -> bool:
         return self._ids is None
@@ -293,13 +304,8 @@ class ConversationStore:
         await _ensure_owner(table)
         await _ensure_revision(table)
         await _ensure_id_index(table)
-        ids = (await table.query().select(["conversation_id"]).to_arrow()).column(0)
-        return cls(
-            table,
-            max_turns=settings.conversation_max_turns,
-            role=role,
-            known=KnownIds(ids.to_pylist()),
-        )
+        known = await KnownIds.read(table)
+        return cls(table, max_turns=settings.conversation_max_turns, role=role, known=known)
 
     def close(self) -> None:
         self._tasks.cancel()
