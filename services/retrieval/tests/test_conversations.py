@@ -23,6 +23,7 @@ from bruno_retrieval.conversations import (
     OPTIMIZE_EVERY_WRITES,
     TABLE,
     ConversationStore,
+    KnownIds,
     RecentConversations,
     StoredConversation,
     StoredTurn,
@@ -465,6 +466,72 @@ async def test_the_writer_answers_conversations_it_wrote_from_memory(
 
     assert [t.content for t in found.turns] == ["How?", "Like this."]
     assert counting.queries == 1  # only the read after the delete
+
+
+async def test_the_writer_creates_a_new_conversation_without_reading_the_table(
+    tmp_path: Path,
+) -> None:
+    uri = str(tmp_path / "db")
+    first = await open_store(uri, 4)
+    await first.append("old", [user("before the restart")], create=True, owner="ann")
+    first.close()
+    store = await open_store(uri, 4)
+    counting = CountingReads(store._table)
+    store._table = counting
+
+    await store.append("new", [user("How?")], create=True, owner="ann")
+    with pytest.raises(NotFound):
+        await store.get("never", owner="ann")
+    assert counting.queries == 0
+    # An id the table held before this process opened it is looked up, not taken as new.
+    with pytest.raises(NotFound):
+        await store.append("old", [user("mine now")], create=True, owner="bob")
+    await store.append("old", [user("after it")], create=True, owner="ann")
+    store.close()
+
+    assert counting.queries > 0
+    reopened = await open_store(uri, 4)
+    found = await reopened.get("old", owner="ann")
+    assert [t.content for t in found.turns] == ["before the restart", "after it"]
+    assert [t.content for t in (await reopened.get("new", owner="ann")).turns] == ["How?"]
+    reopened.close()
+
+
+def test_known_ids_are_given_up_past_their_size() -> None:
+    known = KnownIds(["a" * 10, "b" * 10], max_chars=25)
+    assert known.may_hold("a" * 10)
+    assert not known.may_hold("c")
+
+    known.add(["c" * 10])
+
+    assert known.given_up
+    assert known.may_hold("anything")  # every look goes to the table again
+    known.add(["d"])
+    assert known.given_up
+
+
+async def test_a_writer_past_its_known_ids_reads_the_table_and_finds_what_it_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(conversations, "KNOWN_IDS_MAX_CHARS", 1)  # "c1" is past it
+    uri = str(tmp_path / "db")
+    first = await open_store(uri, 4)
+    await first.append("c1", [user("one")], create=True, owner="ann")
+    first.close()
+    store = await open_store(uri, 4)
+    counting = CountingReads(store._table)
+    store._table = counting
+
+    await store.append("c2", [user("two")], create=True, owner="ann")
+    with pytest.raises(NotFound):
+        await store.append("c1", [user("not yours")], create=True, owner="bob")
+    store.close()
+
+    # Both looked up: c2 by one query (no revisions), c1 by two (its revisions, its row).
+    assert counting.queries == 3
+    reopened = await open_store(uri, 4)
+    assert [t.content for t in (await reopened.get("c1", owner="ann")).turns] == ["one"]
+    reopened.close()
 
 
 async def test_a_failed_write_leaves_the_conversation_as_the_table_holds_it(

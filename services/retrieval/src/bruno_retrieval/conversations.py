@@ -14,7 +14,9 @@ written together in the next one (:mod:`bruno_retrieval.group_commit`), so sixte
 finishing at once cost one commit, not sixteen in a queue. This process is the single writer
 of the table, so it keeps the conversations it last wrote (or read to append to) in memory
 (:class:`RecentConversations`) and answers reads and appends of those without reading the
-table; a ``reader`` (:mod:`bruno_retrieval.roles`) only reads the table, within its lag behind
+table; it also keeps the set of every id in the table (:class:`KnownIds`, read once when it
+opens the table), so a new conversation is created without a read to learn that its id is
+new. A ``reader`` (:mod:`bruno_retrieval.roles`) only reads the table, within its lag behind
 the writer, keeps nothing, and refuses appends and deletes.
 
 A conversation belongs to the owner that created it (the edge's API key name): a call naming
@@ -76,6 +78,9 @@ OPTIMIZE_EVERY_WRITES = 100
 # The writer's memory of recent conversations, in characters of turn content: at most a few
 # dozen MB, whatever max_turns and turn sizes are.
 RECENT_MAX_CHARS = 16_000_000
+# The writer's set of every conversation id in the table, in characters of ids: 200,000
+# UUIDs, ~25 MB. Past it the set is given up and a new conversation's id is looked up again.
+KNOWN_IDS_MAX_CHARS = 7_200_000
 UPKEEP_FAILURES = prometheus_client.Counter(
     "bruno_retrieval_conversation_upkeep_failures",
     "Failed upkeeps of the conversations table (deleting replaced revisions, compacting, "
@@ -205,11 +210,62 @@ class RecentConversations:
             self._chars -= kept[1]
 
 
+class KnownIds:
+    """Every conversation id the table may hold, kept by its single writer so that a new
+    conversation is created without reading the table to learn that its id is new (a read
+    cost a new chat's append more CPU than its write: docs/benchmarks.md, "Sixth pass").
+
+    A superset: an id is added before its write, and an id deleted (or whose write failed)
+    stays, so an id not in it is not in the table and any other is looked up there. Past
+    ``max_chars`` of ids the set is given up for good (:meth:`may_hold` is then always true)
+    and every look goes to the table, as without it."""
+
+    def __init__(self, ids: Sequence[str], max_chars: int | None = None) -> None:
+        self.max_chars = KNOWN_IDS_MAX_CHARS if max_chars is None else max_chars
+        self._ids: set[str] | None = set()
+        self._chars = 0
+        self.add(ids)
+
+    @classmethod
+    async def read(cls, table: Any) -> KnownIds:
+        """The ids ``table`` holds, read as a stream: no more than ``max_chars`` of them are
+        ever in memory at once, however large the table."""
+        known = cls([])
+        async for batch in await table.query().select(["conversation_id"]).to_batches():
+            known.add(batch.column(0).to_pylist())
+            if known.given_up:
+                break
+        return known
+
+    @property
+    def given_up(self) -> bool:
+        return self._ids is None
+
+    def may_hold(self, conversation_id: str) -> bool:
+        return self._ids is None or conversation_id in self._ids
+
+    def add(self, conversation_ids: Sequence[str]) -> None:
+        if self._ids is None:
+            return
+        for conversation_id in conversation_ids:
+            if conversation_id not in self._ids:
+                self._ids.add(conversation_id)
+                self._chars += len(conversation_id)
+        if self._chars > self.max_chars:
+            self._ids = None
+
+
 class ConversationStore:
     """Conversations in one LanceDB table, each bounded to ``max_turns`` (oldest dropped)."""
 
     def __init__(
-        self, table: Any, *, max_turns: int, role: Role = Role.ALL, db: Any = None
+        self,
+        table: Any,
+        *,
+        max_turns: int,
+        role: Role = Role.ALL,
+        db: Any = None,
+        known: KnownIds | None = None,
     ) -> None:
         if max_turns < 1:
             raise ValueError("max_turns must be at least 1")
@@ -225,6 +281,8 @@ class ConversationStore:
         self._writes = 0
         # Only the writer may remember: a reader must see the writer's appends.
         self._recent = RecentConversations() if role.writes else None
+        # The writer's ids of the table (None: unknown, every look reads the table).
+        self._known = known if role.writes else None
         self._replaced: dict[str, int] = {}  # conversation -> its newest revision, older in table
         self._revisions_seen = False  # the table has the revision column
 
@@ -246,7 +304,8 @@ class ConversationStore:
         await _ensure_owner(table)
         await _ensure_revision(table)
         await _ensure_id_index(table)
-        return cls(table, max_turns=settings.conversation_max_turns, role=role)
+        known = await KnownIds.read(table)
+        return cls(table, max_turns=settings.conversation_max_turns, role=role, known=known)
 
     def close(self) -> None:
         self._tasks.cancel()
@@ -349,6 +408,8 @@ class ConversationStore:
             ],
             schema=_SCHEMA,
         )
+        if self._known is not None:  # before the commit: the set may hold more, never less
+            self._known.add([c.conversation_id for c in conversations])
         await self._table.add(rows)
         for conversation in conversations:
             self._remember(conversation)
@@ -405,8 +466,9 @@ class ConversationStore:
             kept = self._recent.get(conversation_id) if self._recent is not None else None
             if kept is not None:
                 found[conversation_id] = kept
-            else:
+            elif self._known is None or self._known.may_hold(conversation_id):
                 unknown.append(conversation_id)
+            # else: an id the table has never held (a new conversation): nothing to read
         if unknown:
             for conversation in await self._read_many(unknown):
                 found[conversation.conversation_id] = conversation
