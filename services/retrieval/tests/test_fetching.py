@@ -495,24 +495,6 @@ async def test_an_allowed_name_is_fetched_whatever_it_resolves_to(site: Website)
     assert page.document.title == "Notes"
 
 
-async def test_a_url_that_takes_too_long_in_all_is_a_failure(site: Website) -> None:
-    async def slow(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-        await asyncio.sleep(5)
-        return [ip("127.0.0.1")]
-
-    fetcher = UrlFetcher(
-        AddressPolicy.parse(["127.0.0.1/32"]),
-        LIMITS,
-        FetchLimits(connect_seconds=30, total_seconds=0.2),
-        resolver=slow,
-    )
-    try:
-        with pytest.raises(FetchFailed, match=r"longer than 0\.2 s"):
-            await fetcher.fetch(site.url("/notes.md"))
-    finally:
-        await fetcher.aclose()
-
-
 # --- compressed bodies ----------------------------------------------------------------------
 
 
@@ -662,7 +644,7 @@ async def test_a_host_that_does_not_exist_is_refused_and_one_not_resolved_for_no
     assert is_transient(raised.value) is transient
 
 
-async def test_a_url_that_took_the_whole_time_limit_is_not_tried_again(site: Website) -> None:
+async def test_a_url_that_takes_too_long_in_all_fails_and_is_not_tried_again(site: Website) -> None:
     async def slow(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
         await asyncio.sleep(5)
         return [ip("127.0.0.1")]
@@ -674,7 +656,8 @@ async def test_a_url_that_took_the_whole_time_limit_is_not_tried_again(site: Web
         resolver=slow,
     )
     try:
-        with pytest.raises(FetchTooSlow, match="BRUNO_FETCH_TIMEOUT_SECONDS") as raised:
+        too_slow = r"longer than 0\.2 s .*BRUNO_FETCH_TIMEOUT_SECONDS"
+        with pytest.raises(FetchTooSlow, match=too_slow) as raised:
             await fetcher.fetch(site.url("/notes.md"))
     finally:
         await fetcher.aclose()
