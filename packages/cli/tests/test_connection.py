@@ -196,3 +196,13 @@ def test_retry_after_may_be_an_http_date() -> None:
     assert waited is not None
     assert 25 <= waited <= 30
     assert busy_for(httpx.Response(503, headers={"Retry-After": past}, request=request)) == 0
+
+
+def test_retry_after_may_be_an_asctime_date_which_names_no_zone() -> None:
+    request = httpx.Request("GET", "http://edge/")
+    soon = (datetime.now(UTC) + timedelta(seconds=30)).strftime("%a %b %d %H:%M:%S %Y")
+
+    waited = busy_for(httpx.Response(429, headers={"Retry-After": soon}, request=request))
+
+    assert waited is not None
+    assert 25 <= waited <= 30

@@ -6,13 +6,11 @@ from __future__ import annotations
 import asyncio
 import gzip
 import ipaddress
-import math
 import socket
 import ssl
 import tracemalloc
 import zlib
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
 
 import pytest
 import trustme
@@ -29,7 +27,6 @@ from bruno_retrieval.fetching import (
     FetchTooSlow,
     UrlFetcher,
     is_public,
-    retry_after_seconds,
 )
 from bruno_retrieval.jobs.retries import is_transient
 from bruno_testing.documents import PdfPage, pdf_bytes
@@ -387,33 +384,6 @@ async def test_a_busy_server_s_retry_after_goes_with_its_failure(
     with pytest.raises(FetchFailed) as raised:
         await fetcher.fetch(site.url(path))
     assert raised.value.retry_after_seconds == asked
-
-
-NOW = datetime(2026, 12, 4, 12, 0, 0, tzinfo=UTC)
-
-
-@pytest.mark.parametrize(
-    ("value", "seconds"),
-    [
-        ("120", 120.0),
-        (" 0 ", 0.0),
-        ("9" * 400, math.inf),  # longer than any wait, not an error
-        ("Fri, 04 Dec 2026 12:01:30 GMT", 90.0),  # IMF-fixdate
-        ("Friday, 04-Dec-26 12:00:10 GMT", 10.0),  # RFC 850, obsolete
-        ("Fri Dec  4 12:00:05 2026", 5.0),  # asctime, obsolete: no zone, GMT
-        ("Fri, 04 Dec 2026 11:00:00 GMT", 0.0),  # past
-        ("-5", None),
-        ("1.5", None),
-        ("soon", None),
-        ("", None),
-        ("\u00b2", None),  # a digit to str.isdigit, not to HTTP
-        (None, None),
-    ],
-)
-def test_retry_after_is_delay_seconds_or_an_http_date(
-    value: str | None, seconds: float | None
-) -> None:
-    assert retry_after_seconds(value, NOW) == seconds
 
 
 async def test_a_page_with_no_text_is_refused(site: Website, fetcher: UrlFetcher) -> None:

@@ -17,12 +17,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
 
 import httpx
+
+from bruno_core.retry_after import retry_after_seconds
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 API_PREFIX = "/api/v1"
@@ -106,17 +106,10 @@ def busy_for(response: httpx.Response) -> float | None:
     The edge refuses such requests before doing any of their work, so trying again repeats
     nothing; without ``Retry-After`` a ``503`` is an outage to report, not to wait out.
     """
-    value = response.headers.get("retry-after")
-    if response.status_code not in (429, 503) or value is None:
+    if response.status_code not in (429, 503):
         return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            seconds = (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
-        except (TypeError, ValueError):
-            return None
-    return max(seconds, 0.0) if seconds <= MAX_RETRY_AFTER_SECONDS else None
+    seconds = retry_after_seconds(response.headers.get("retry-after"))
+    return seconds if seconds is not None and seconds <= MAX_RETRY_AFTER_SECONDS else None
 
 
 def unreachable(client: httpx.AsyncClient, error: httpx.TransportError) -> CliError:

@@ -17,7 +17,6 @@ from bruno_retrieval.fetching.fetcher import (
     FetchTooSlow,
     Resolver,
     UrlFetcher,
-    retry_after_seconds,
 )
 
 __all__ = [
@@ -33,5 +32,4 @@ __all__ = [
     "UrlFetcher",
     "embedded_ipv4",
     "is_public",
-    "retry_after_seconds",
 ]

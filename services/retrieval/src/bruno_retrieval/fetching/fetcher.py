@@ -45,8 +45,6 @@ import socket
 import ssl
 import zlib
 from collections.abc import Awaitable, Callable, Iterable
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from pathlib import PurePosixPath
 
 import httpcore
@@ -54,6 +52,7 @@ import httpx
 
 from bruno_core import InvalidInput, LimitExceeded, Unavailable
 from bruno_core.contract import MAX_URL_CHARS
+from bruno_core.retry_after import retry_after_seconds
 from bruno_extract import (
     BINARY_SUFFIXES,
     Document,
@@ -394,27 +393,6 @@ class _Decoder:
 
     def _corrupt(self) -> FetchRefused:
         return FetchRefused(f"answered a body that is not valid {self.coding}")
-
-
-def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
-    """The seconds a ``Retry-After`` value asks to wait: delay-seconds or an HTTP-date (RFC
-    9110, each of its three date forms; a date past is no wait), else None.
-
-        retry_after_seconds("120")                            # 120.0
-        retry_after_seconds("Sun, 06 Nov 1994 08:49:37 GMT")  # 0.0: long past
-    """
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isascii() and value.isdigit():
-        return float(value)  # a number too long for a float is inf: longer than any wait
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, OverflowError):
-        return None
-    if when.tzinfo is None:  # the asctime form names no zone; HTTP dates are all GMT
-        when = when.replace(tzinfo=UTC)
-    return max((when - (now or datetime.now(UTC))).total_seconds(), 0.0)
 
 
 def _certificate_error(error: BaseException) -> str | None:
