@@ -449,12 +449,26 @@ class CountingReads:
         return getattr(self.table, name)
 
 
+def count_reads(store: ConversationStore) -> CountingReads:
+    """Make ``store`` count the queries made of its table from now on."""
+    counting = CountingReads(store._table)
+    store._table = counting
+    return counting
+
+
+async def reopened_holding(uri: str, conversation_id: str, content: str) -> ConversationStore:
+    """A writer opened on a table an earlier one left holding ``conversation_id`` (ann's)."""
+    first = await open_store(uri, 4)
+    await first.append(conversation_id, [user(content)], create=True, owner="ann")
+    first.close()
+    return await open_store(uri, 4)
+
+
 async def test_the_writer_answers_conversations_it_wrote_from_memory(
     store: ConversationStore,
 ) -> None:
     await store.append("c1", [user("How?")], create=True, owner="ann")
-    counting = CountingReads(store._table)
-    store._table = counting
+    counting = count_reads(store)
 
     await store.append("c1", [assistant("Like this.")], owner="ann")
     found = await store.get("c1", owner="ann")
@@ -472,12 +486,8 @@ async def test_the_writer_creates_a_new_conversation_without_reading_the_table(
     tmp_path: Path,
 ) -> None:
     uri = str(tmp_path / "db")
-    first = await open_store(uri, 4)
-    await first.append("old", [user("before the restart")], create=True, owner="ann")
-    first.close()
-    store = await open_store(uri, 4)
-    counting = CountingReads(store._table)
-    store._table = counting
+    store = await reopened_holding(uri, "old", "before the restart")
+    counting = count_reads(store)
 
     await store.append("new", [user("How?")], create=True, owner="ann")
     with pytest.raises(NotFound):
@@ -515,12 +525,8 @@ async def test_a_writer_past_its_known_ids_reads_the_table_and_finds_what_it_hol
 ) -> None:
     monkeypatch.setattr(conversations, "KNOWN_IDS_MAX_CHARS", 1)  # "c1" is past it
     uri = str(tmp_path / "db")
-    first = await open_store(uri, 4)
-    await first.append("c1", [user("one")], create=True, owner="ann")
-    first.close()
-    store = await open_store(uri, 4)
-    counting = CountingReads(store._table)
-    store._table = counting
+    store = await reopened_holding(uri, "c1", "one")
+    counting = count_reads(store)
 
     await store.append("c2", [user("two")], create=True, owner="ann")
     with pytest.raises(NotFound):
