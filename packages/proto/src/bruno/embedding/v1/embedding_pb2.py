@@ -24,25 +24,27 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"bruno/embedding/v1/embedding.proto\x12\x12\x62runo.embedding.v1\"P\n\x0c\x45mbedRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\x31\n\ninput_type\x18\x02 \x01(\x0e\x32\x1d.bruno.embedding.v1.InputType\"\x18\n\x06Vector\x12\x0e\n\x06values\x18\x01 \x03(\x02\"^\n\rEmbedResponse\x12+\n\x07vectors\x18\x01 \x03(\x0b\x32\x1a.bruno.embedding.v1.Vector\x12\r\n\x05model\x18\x02 \x01(\t\x12\x11\n\tdimension\x18\x03 \x01(\r\"\r\n\x0bInfoRequest\"s\n\x0cInfoResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x11\n\tdimension\x18\x02 \x01(\r\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t\x12\x16\n\x0emax_batch_size\x18\x04 \x01(\r\x12\x18\n\x10max_input_tokens\x18\x05 \x01(\r*V\n\tInputType\x12\x1a\n\x16INPUT_TYPE_UNSPECIFIED\x10\x00\x12\x17\n\x13INPUT_TYPE_DOCUMENT\x10\x01\x12\x14\n\x10INPUT_TYPE_QUERY\x10\x02\x32\xab\x01\n\x10\x45mbeddingService\x12L\n\x05\x45mbed\x12 .bruno.embedding.v1.EmbedRequest\x1a!.bruno.embedding.v1.EmbedResponse\x12I\n\x04Info\x12\x1f.bruno.embedding.v1.InfoRequest\x1a .bruno.embedding.v1.InfoResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"bruno/embedding/v1/embedding.proto\x12\x12\x62runo.embedding.v1\"_\n\x0c\x45mbedRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\x31\n\ninput_type\x18\x02 \x01(\x0e\x32\x1d.bruno.embedding.v1.InputType\x12\r\n\x05model\x18\x03 \x01(\t\"\x18\n\x06Vector\x12\x0e\n\x06values\x18\x01 \x03(\x02\"^\n\rEmbedResponse\x12+\n\x07vectors\x18\x01 \x03(\x0b\x32\x1a.bruno.embedding.v1.Vector\x12\r\n\x05model\x18\x02 \x01(\t\x12\x11\n\tdimension\x18\x03 \x01(\r\"\r\n\x0bInfoRequest\"F\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tdimension\x18\x02 \x01(\r\x12\x18\n\x10max_input_tokens\x18\x03 \x01(\r\"\xa2\x01\n\x0cInfoResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x11\n\tdimension\x18\x02 \x01(\r\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t\x12\x16\n\x0emax_batch_size\x18\x04 \x01(\r\x12\x18\n\x10max_input_tokens\x18\x05 \x01(\r\x12-\n\x06models\x18\x06 \x03(\x0b\x32\x1d.bruno.embedding.v1.ModelInfo*V\n\tInputType\x12\x1a\n\x16INPUT_TYPE_UNSPECIFIED\x10\x00\x12\x17\n\x13INPUT_TYPE_DOCUMENT\x10\x01\x12\x14\n\x10INPUT_TYPE_QUERY\x10\x02\x32\xab\x01\n\x10\x45mbeddingService\x12L\n\x05\x45mbed\x12 .bruno.embedding.v1.EmbedRequest\x1a!.bruno.embedding.v1.EmbedResponse\x12I\n\x04Info\x12\x1f.bruno.embedding.v1.InfoRequest\x1a .bruno.embedding.v1.InfoResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'bruno.embedding.v1.embedding_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_INPUTTYPE']._serialized_start=394
-  _globals['_INPUTTYPE']._serialized_end=480
+  _globals['_INPUTTYPE']._serialized_start=529
+  _globals['_INPUTTYPE']._serialized_end=615
   _globals['_EMBEDREQUEST']._serialized_start=58
-  _globals['_EMBEDREQUEST']._serialized_end=138
-  _globals['_VECTOR']._serialized_start=140
-  _globals['_VECTOR']._serialized_end=164
-  _globals['_EMBEDRESPONSE']._serialized_start=166
-  _globals['_EMBEDRESPONSE']._serialized_end=260
-  _globals['_INFOREQUEST']._serialized_start=262
-  _globals['_INFOREQUEST']._serialized_end=275
-  _globals['_INFORESPONSE']._serialized_start=277
-  _globals['_INFORESPONSE']._serialized_end=392
-  _globals['_EMBEDDINGSERVICE']._serialized_start=483
-  _globals['_EMBEDDINGSERVICE']._serialized_end=654
+  _globals['_EMBEDREQUEST']._serialized_end=153
+  _globals['_VECTOR']._serialized_start=155
+  _globals['_VECTOR']._serialized_end=179
+  _globals['_EMBEDRESPONSE']._serialized_start=181
+  _globals['_EMBEDRESPONSE']._serialized_end=275
+  _globals['_INFOREQUEST']._serialized_start=277
+  _globals['_INFOREQUEST']._serialized_end=290
+  _globals['_MODELINFO']._serialized_start=292
+  _globals['_MODELINFO']._serialized_end=362
+  _globals['_INFORESPONSE']._serialized_start=365
+  _globals['_INFORESPONSE']._serialized_end=527
+  _globals['_EMBEDDINGSERVICE']._serialized_start=618
+  _globals['_EMBEDDINGSERVICE']._serialized_end=789
 # @@protoc_insertion_point(module_scope)

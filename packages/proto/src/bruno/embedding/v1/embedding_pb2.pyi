@@ -48,7 +48,13 @@ class EmbedRequest(_message.Message):
 
     TEXTS_FIELD_NUMBER: _builtins.int
     INPUT_TYPE_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
     input_type: Global___InputType.ValueType
+    model: _builtins.str
+    """The model to embed with: one of InfoResponse.models (a collection asks for the model its
+    vectors were made with). Empty: the service's default model, InfoResponse.model. A model
+    the service does not serve fails with FAILED_PRECONDITION, naming the models it serves.
+    """
     @_builtins.property
     def texts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
@@ -56,10 +62,11 @@ class EmbedRequest(_message.Message):
         *,
         texts: _abc.Iterable[_builtins.str] | None = ...,
         input_type: Global___InputType.ValueType = ...,
+        model: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input_type", b"input_type", "texts", b"texts"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["input_type", b"input_type", "model", b"model", "texts", b"texts"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -93,6 +100,7 @@ class EmbedResponse(_message.Message):
     MODEL_FIELD_NUMBER: _builtins.int
     DIMENSION_FIELD_NUMBER: _builtins.int
     model: _builtins.str
+    """the model that made the vectors (the default's name when none was asked)"""
     dimension: _builtins.int
     @_builtins.property
     def vectors(self) -> _containers.RepeatedCompositeFieldContainer[Global___Vector]: ...
@@ -127,6 +135,34 @@ class InfoRequest(_message.Message):
 Global___InfoRequest: _TypeAlias = InfoRequest  # noqa: Y015
 
 @_typing.final
+class ModelInfo(_message.Message):
+    """One model the service can embed with."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    DIMENSION_FIELD_NUMBER: _builtins.int
+    MAX_INPUT_TOKENS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    dimension: _builtins.int
+    max_input_tokens: _builtins.int
+    """longer texts are truncated by the model; 0: not known"""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        dimension: _builtins.int = ...,
+        max_input_tokens: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dimension", b"dimension", "max_input_tokens", b"max_input_tokens", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ModelInfo: _TypeAlias = ModelInfo  # noqa: Y015
+
+@_typing.final
 class InfoResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -135,14 +171,21 @@ class InfoResponse(_message.Message):
     BACKEND_FIELD_NUMBER: _builtins.int
     MAX_BATCH_SIZE_FIELD_NUMBER: _builtins.int
     MAX_INPUT_TOKENS_FIELD_NUMBER: _builtins.int
+    MODELS_FIELD_NUMBER: _builtins.int
     model: _builtins.str
+    """the default model: new collections and reindexes use it"""
     dimension: _builtins.int
+    """the default model's"""
     backend: _builtins.str
     """"onnx" or "ollama" """
     max_batch_size: _builtins.int
     """texts per Embed request"""
     max_input_tokens: _builtins.int
-    """longer texts are truncated by the model"""
+    """the default model's; longer texts are truncated by the model"""
+    @_builtins.property
+    def models(self) -> _containers.RepeatedCompositeFieldContainer[Global___ModelInfo]:
+        """every model EmbedRequest.model may name, the default first"""
+
     def __init__(
         self,
         *,
@@ -151,10 +194,11 @@ class InfoResponse(_message.Message):
         backend: _builtins.str = ...,
         max_batch_size: _builtins.int = ...,
         max_input_tokens: _builtins.int = ...,
+        models: _abc.Iterable[Global___ModelInfo] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "dimension", b"dimension", "max_batch_size", b"max_batch_size", "max_input_tokens", b"max_input_tokens", "model", b"model"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "dimension", b"dimension", "max_batch_size", b"max_batch_size", "max_input_tokens", b"max_input_tokens", "model", b"model", "models", b"models"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

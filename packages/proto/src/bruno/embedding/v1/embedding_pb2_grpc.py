@@ -57,7 +57,7 @@ class EmbeddingServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Info(self, request, context):
-        """Info describes the model behind the service.
+        """Info describes the models behind the service: its default and every model it serves.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -37,7 +37,7 @@ class EmbeddingServiceStub:
     Embed: _grpc.UnaryUnaryMultiCallable[_embedding_pb2.EmbedRequest, _embedding_pb2.EmbedResponse]
     """Embed returns one vector per input text, in input order."""
     Info: _grpc.UnaryUnaryMultiCallable[_embedding_pb2.InfoRequest, _embedding_pb2.InfoResponse]
-    """Info describes the model behind the service."""
+    """Info describes the models behind the service: its default and every model it serves."""
 
 @_typing.type_check_only
 class EmbeddingServiceAsyncStub(EmbeddingServiceStub):
@@ -45,7 +45,7 @@ class EmbeddingServiceAsyncStub(EmbeddingServiceStub):
     Embed: _aio.UnaryUnaryMultiCallable[_embedding_pb2.EmbedRequest, _embedding_pb2.EmbedResponse]  # type: ignore[assignment]
     """Embed returns one vector per input text, in input order."""
     Info: _aio.UnaryUnaryMultiCallable[_embedding_pb2.InfoRequest, _embedding_pb2.InfoResponse]  # type: ignore[assignment]
-    """Info describes the model behind the service."""
+    """Info describes the models behind the service: its default and every model it serves."""
 
 class EmbeddingServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -62,6 +62,6 @@ class EmbeddingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _embedding_pb2.InfoRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_embedding_pb2.InfoResponse, _abc.Awaitable[_embedding_pb2.InfoResponse]]:
-        """Info describes the model behind the service."""
+        """Info describes the models behind the service: its default and every model it serves."""
 
 def add_EmbeddingServiceServicer_to_server(servicer: EmbeddingServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
