@@ -257,15 +257,16 @@ class ChatService:
             model=model,
             options=options,
         )
-        # Asked now, before the citations and the response are made: the call runs on its
-        # own (grpc.aio sends it at once) until _generate reads it.
-        call = (
-            self.downstreams.generation.Generate(
+        call = None
+        if relevant:
+            # Asked now, before the citations and the response are made, so generation and
+            # the model work on it meanwhile; _generate reads it.
+            call = self.downstreams.generation.Generate(
                 generate_request, timeout=self.settings.chat_timeout_seconds
             )
-            if relevant
-            else None
-        )
+            # grpc.aio sends a call from a task of its own: let it run now, not at the
+            # response's first wait.
+            await asyncio.sleep(0)
         citations = [
             Citation(
                 marker=marker,
