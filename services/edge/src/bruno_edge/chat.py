@@ -264,35 +264,40 @@ class ChatService:
             call = self.downstreams.generation.Generate(
                 generate_request, timeout=self.settings.chat_timeout_seconds
             )
-            # grpc.aio sends a call from a task of its own: let it run now, not at the
-            # response's first wait.
-            await asyncio.sleep(0)
-        citations = [
-            Citation(
-                marker=marker,
-                document_id=hit.document_id,
-                chunk_id=hit.chunk_id,
-                title=hit.title,
-                source=hit.source,
-                page=hit.page or None,
-                link=page_link(hit.source, hit.page),
-                score=round(hit.score, 6),
-                text=hit.text,
+        try:
+            if call is not None:
+                # grpc.aio sends a call from a task of its own: let it run now, not at the
+                # response's first wait.
+                await asyncio.sleep(0)
+            turn = ChatTurn(
+                conversation_id=conversation_id,
+                question=question,
+                search_query=query,
+                generate_request=generate_request,
+                citations=[
+                    Citation(
+                        marker=marker,
+                        document_id=hit.document_id,
+                        chunk_id=hit.chunk_id,
+                        title=hit.title,
+                        source=hit.source,
+                        page=hit.page or None,
+                        link=page_link(hit.source, hit.page),
+                        score=round(hit.score, 6),
+                        text=hit.text,
+                    )
+                    for marker, hit in enumerate(relevant, start=1)
+                ],
+                started=started,
+                retrieval_seconds=retrieval_seconds,
+                record=record,
+                new_conversation=new_conversation,
+                call=call,
             )
-            for marker, hit in enumerate(relevant, start=1)
-        ]
-        turn = ChatTurn(
-            conversation_id=conversation_id,
-            question=question,
-            search_query=query,
-            generate_request=generate_request,
-            citations=citations,
-            started=started,
-            retrieval_seconds=retrieval_seconds,
-            record=record,
-            new_conversation=new_conversation,
-            call=call,
-        )
+        except BaseException:  # cancelled (the client left) before the turn could hold it
+            if call is not None:
+                call.cancel()
+            raise
         if call is not None:
             _cancel_when_dropped(turn, call)
         return turn
