@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from typing import TYPE_CHECKING
 
 from bruno.retrieval.v1 import conversations_pb2
@@ -32,6 +33,34 @@ async def test_closing_the_event_stream_cancels_the_generation_call(edge: Edge) 
     await events.aclose()
 
     async with asyncio.timeout(30):  # a guard against hanging, not a speed requirement
+        await edge.generation.cancelled.wait()
+
+
+async def test_generation_is_asked_as_soon_as_the_passages_are_known(edge: Edge) -> None:
+    await edge.ingest(RUNBOOK, id="crashloop")
+    chat = chat_service(edge)
+
+    turn = await chat.prepare(ChatRequest(message="restart the pod"), owner="open")
+
+    # Nothing reads the answer yet: the call is on its way while the response is made.
+    async with asyncio.timeout(30):  # a guard against hanging, not a speed requirement
+        await edge.generation.generating.wait()
+    assert edge.generation.requests[-1].question == "restart the pod"
+    assert [t async for t in chat.stream(turn) if isinstance(t, str)] == edge.generation.tokens
+
+
+async def test_a_turn_whose_answer_is_never_read_cancels_its_generation_call(edge: Edge) -> None:
+    await edge.ingest(RUNBOOK, id="crashloop")
+    edge.generation.hang_after = 0
+    chat = chat_service(edge)
+    turn = await chat.prepare(ChatRequest(message="restart the pod"), owner="open")
+    async with asyncio.timeout(30):  # a guard against hanging, not a speed requirement
+        await edge.generation.generating.wait()
+
+    del turn  # as when the client leaves before its response starts: the turn is dropped
+    gc.collect()
+
+    async with asyncio.timeout(30):
         await edge.generation.cancelled.wait()
 
 

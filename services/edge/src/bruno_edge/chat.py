@@ -5,7 +5,9 @@ ask generation for a grounded answer, record the turn; whole or as server-sent e
     response = await chat.answer(turn)          # or: EventSourceResponse(chat.events(turn))
 
 Streamed, the answer's tokens come first and its citations after them, when it is known which
-of them the answer cites.
+of them the answer cites. Generation is asked as soon as the passages are known, in
+``prepare``: the model's first token is on its way while the edge builds the citations and
+starts the response (docs/benchmarks.md, "Seventh pass").
 
 Passages scoring below ``BRUNO_MIN_RELEVANCE_SCORE`` are not given to the model; when none is
 left the answer is a fixed "I don't know" and no model is asked, so nothing is guessed. The
@@ -14,15 +16,20 @@ passages keep markers 1..n in retrieval order; the answer's ``[n]`` markers say 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import re
 import time
 import uuid
+import weakref
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
+
+import grpc
 
 from bruno.generation.v1 import generation_pb2
 from bruno.retrieval.v1 import conversations_pb2, retrieval_pb2
@@ -82,6 +89,9 @@ class ChatTurn:
     new_conversation: bool = False
     # The API key's name the stored conversation belongs to.
     owner: str = ""
+    # The Generate call, started by ChatService._retrieve (None: the answer needs no model);
+    # read by ChatService._generate, which cancels it when the answer is not read to the end.
+    call: Any = None
 
     @property
     def knows_nothing(self) -> bool:
@@ -155,7 +165,7 @@ class ChatService:
     ) -> ChatTurn:
         """The turn for a client that sends the whole conversation itself (the OpenAI API),
         with the sampling ``options`` it asked for; its passages see ``at_least``."""
-        turn = await self._retrieve(
+        return await self._retrieve(
             time.perf_counter(),
             question=question,
             history=list(history),
@@ -164,11 +174,9 @@ class ChatService:
             conversation_id=conversation_id,
             record=False,
             model=model,
+            options=options,
             at_least=at_least,
         )
-        if options is not None:
-            turn.generate_request.options.CopyFrom(options)
-        return turn
 
     async def history(
         self, conversation_id: str, *, owner: str
@@ -202,6 +210,7 @@ class ChatService:
         record: bool,
         new_conversation: bool = False,
         model: str = "",
+        options: generation_pb2.SamplingOptions | None = None,
         at_least: retrieval_pb2.Committed | None = None,
     ) -> ChatTurn:
         query = question
@@ -228,50 +237,70 @@ class ChatService:
         retrieval_seconds = time.perf_counter() - started
         self.metrics.chat_stage_seconds.labels("retrieval").observe(retrieval_seconds)
         relevant = [hit for hit in found.hits if hit.score >= self.settings.min_relevance_score]
-        passages = [
-            generation_pb2.Passage(
-                marker=marker,
-                document_id=hit.document_id,
-                chunk_id=hit.chunk_id,
-                title=hit.title,
-                source=hit.source,
-                text=hit.text,
-                score=hit.score,
-                page=hit.page,
-            )
-            for marker, hit in enumerate(relevant, start=1)
-        ]
-        citations = [
-            Citation(
-                marker=marker,
-                document_id=hit.document_id,
-                chunk_id=hit.chunk_id,
-                title=hit.title,
-                source=hit.source,
-                page=hit.page or None,
-                link=page_link(hit.source, hit.page),
-                score=round(hit.score, 6),
-                text=hit.text,
-            )
-            for marker, hit in enumerate(relevant, start=1)
-        ]
-        return ChatTurn(
-            conversation_id=conversation_id,
+        generate_request = generation_pb2.GenerateRequest(
+            # The model reads the history itself; the rewrite served retrieval.
             question=question,
-            search_query=query,
-            generate_request=generation_pb2.GenerateRequest(
-                # The model reads the history itself; the rewrite served retrieval.
-                question=question,
-                passages=passages,
-                history=history,
-                model=model,
-            ),
-            citations=citations,
-            started=started,
-            retrieval_seconds=retrieval_seconds,
-            record=record,
-            new_conversation=new_conversation,
+            passages=[
+                generation_pb2.Passage(
+                    marker=marker,
+                    document_id=hit.document_id,
+                    chunk_id=hit.chunk_id,
+                    title=hit.title,
+                    source=hit.source,
+                    text=hit.text,
+                    score=hit.score,
+                    page=hit.page,
+                )
+                for marker, hit in enumerate(relevant, start=1)
+            ],
+            history=history,
+            model=model,
+            options=options,
         )
+        call = None
+        if relevant:
+            # Asked now, before the citations and the response are made, so generation and
+            # the model work on it meanwhile; _generate reads it.
+            call = self.downstreams.generation.Generate(
+                generate_request, timeout=self.settings.chat_timeout_seconds
+            )
+        try:
+            if call is not None:
+                # grpc.aio sends a call from a task of its own: let it run now, not at the
+                # response's first wait.
+                await asyncio.sleep(0)
+            turn = ChatTurn(
+                conversation_id=conversation_id,
+                question=question,
+                search_query=query,
+                generate_request=generate_request,
+                citations=[
+                    Citation(
+                        marker=marker,
+                        document_id=hit.document_id,
+                        chunk_id=hit.chunk_id,
+                        title=hit.title,
+                        source=hit.source,
+                        page=hit.page or None,
+                        link=page_link(hit.source, hit.page),
+                        score=round(hit.score, 6),
+                        text=hit.text,
+                    )
+                    for marker, hit in enumerate(relevant, start=1)
+                ],
+                started=started,
+                retrieval_seconds=retrieval_seconds,
+                record=record,
+                new_conversation=new_conversation,
+                call=call,
+            )
+        except BaseException:  # cancelled (the client left) before the turn could hold it
+            if call is not None:
+                call.cancel()
+            raise
+        if call is not None:
+            _cancel_when_dropped(turn, call)
+        return turn
 
     async def answer(self, turn: ChatTurn) -> ChatResponse:
         """The whole answer to ``turn`` at once."""
@@ -331,9 +360,11 @@ class ChatService:
             yield NO_ANSWER
             yield generation_pb2.Done(model=NO_ANSWER_MODEL, fallback=True)
             return
-        call = self.downstreams.generation.Generate(
-            turn.generate_request, timeout=self.settings.chat_timeout_seconds
-        )
+        call, turn.call = turn.call, None  # read once
+        if call is None:
+            call = self.downstreams.generation.Generate(
+                turn.generate_request, timeout=self.settings.chat_timeout_seconds
+            )
         try:
             with rpc_errors("generation"):
                 async for response in call:
@@ -407,6 +438,20 @@ class ChatService:
             finish_reason="length" if done.finish_reason == "length" else "stop",
             search_query=turn.search_query,
         )
+
+
+def _cancel_when_dropped(turn: ChatTurn, call: grpc.aio.Call) -> None:
+    """Cancel ``call`` once ``turn`` is dropped: a client that leaves before its response
+    begins leaves a turn nobody reads (an event stream never started runs no ``finally``),
+    and the model must not go on writing for nobody. A no-op for a call that has finished."""
+    loop = asyncio.get_running_loop()
+
+    def cancel() -> None:
+        # Whichever thread drops the turn, the call is cancelled on its loop.
+        with contextlib.suppress(RuntimeError):  # the loop has closed, and the call with it
+            loop.call_soon_threadsafe(call.cancel)
+
+    weakref.finalize(turn, cancel).atexit = False
 
 
 def _event(name: str, data: Any) -> dict[str, Any]:
