@@ -52,7 +52,7 @@ def dynamic_int8_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def dynamic_minilm(dynamic_int8_cache: Path) -> Iterator[OnnxMiniLMEmbedder]:
-    """The opt-in dynamic-int8 model, loaded once from the session's cache."""
+    """The dynamic-int8 model (the default), loaded once from the session's cache."""
     embedder = OnnxMiniLMEmbedder(
         model=DYNAMIC_INT8_MODEL_NAME, cache_dir=dynamic_int8_cache, batch_size=4, threads=1
     )

@@ -144,7 +144,8 @@ class OnnxMiniLMEmbedder:
 
     ``model`` picks one of :data:`ONNX_MODELS` (default: the packaged one); the dynamic-int8
     one is read from (and on first use built into) ``cache_dir``. :meth:`sibling` loads another
-    of them with the same settings behind the same worker.
+    of them with the same settings behind the same worker (passing it this one's ``batcher``;
+    an embedder closes only a batcher it made).
 
     Inference runs on one dedicated worker thread behind a :class:`DynamicBatcher`.
     ``InferenceSession.run`` is thread-safe, but each run already spreads over every core
