@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import grpc
@@ -168,8 +169,9 @@ async def test_exactly_the_limit_of_texts_is_accepted(stub: Stub) -> None:
     assert len(response.vectors) == MAX_TEXTS
 
 
-async def test_create_server_loads_the_configured_model_itself() -> None:
-    async for channel in _serve(_settings(embedding_threads=1)):
+async def test_create_server_loads_the_configured_model_itself(dynamic_int8_cache: Path) -> None:
+    settings = _settings(embedding_threads=1, embedding_cache_dir=dynamic_int8_cache)
+    async for channel in _serve(settings):
         stub: Stub = embedding_pb2_grpc.EmbeddingServiceStub(channel)
         response = await stub.Embed(embedding_pb2.EmbedRequest(texts=["hello"]))
         assert (response.model, response.dimension) == (DYNAMIC_INT8_MODEL_NAME, 384)
@@ -260,10 +262,14 @@ def free_port() -> int:
 
 
 @pytest.mark.slow  # starts the service as a process
-async def test_the_process_serves_until_sigterm_then_exits_cleanly(free_port: int) -> None:
+async def test_the_process_serves_until_sigterm_then_exits_cleanly(
+    free_port: int, dynamic_int8_cache: Path
+) -> None:
     env = {
         **os.environ,
         "BRUNO_EMBEDDING_LISTEN_ADDR": f"127.0.0.1:{free_port}",
+        # The session's built model: the process loads it, never builds it here.
+        "BRUNO_EMBEDDING_CACHE_DIR": str(dynamic_int8_cache),
         "BRUNO_EMBEDDING_THREADS": "1",
         "BRUNO_GRPC_GRACE_SECONDS": "1",
         "BRUNO_LOG_FORMAT": "json",
