@@ -72,6 +72,17 @@ RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-editable --no-dev --no-install-workspace --package bruno-embedding
 RUN prune-venv
 
+# The default model (all-MiniLM-L6-v2-int8-dynamic) quantized from the packaged weights at
+# image build time, so a pod (read-only root file system, a small /tmp) starts without building
+# it and without a writable volume. Only the quantizer's module is copied in: the ~60 MB layer
+# is rebuilt when the dependencies or that module change, not with every code change.
+FROM embedding-deps AS embedding-model
+COPY services/embedding/src/bruno_embedding/quantized_model.py /tmp/quantize/
+RUN cd /tmp/quantize \
+    && /app/.venv/bin/python -c "from pathlib import Path; import quantized_model as q; q.dynamic_int8_model(Path('/opt/bruno/embedding'))" \
+    && chmod -R a+rX,go-w /opt/bruno/embedding \
+    && ls -l /opt/bruno/embedding
+
 FROM embedding-deps AS embedding-build
 COPY packages/proto/src packages/proto/src
 COPY packages/core/src packages/core/src
@@ -145,8 +156,12 @@ FROM runtime AS embedding
 LABEL org.opencontainers.image.title="bruno-embedding" \
       org.opencontainers.image.description="Agent Bruno embedding service: texts to vectors."
 COPY --from=embedding-deps /app/.venv /app/.venv
+# Root's and read-only to the service: the model file is checked against its manifest at start
+# and used as it is (a service pointed at a writable BRUNO_EMBEDDING_CACHE_DIR builds its own).
+COPY --from=embedding-model /opt/bruno/embedding /opt/bruno/embedding
 COPY --from=embedding-build /app/workspace-layer/ /
-ENV BRUNO_EMBEDDING_LISTEN_ADDR=0.0.0.0:50051
+ENV BRUNO_EMBEDDING_LISTEN_ADDR=0.0.0.0:50051 \
+    BRUNO_EMBEDDING_CACHE_DIR=/opt/bruno/embedding
 EXPOSE 50051
 USER 10001:10001
 # The start period covers loading the ONNX model.

@@ -2,13 +2,19 @@
 its process and in latency, one client at a time and sixteen at once.
 
     uv run python benchmarks/embedding_cpu.py [--queries 800] [--concurrency 1,16] [--rounds 3]
-        [--model all-MiniLM-L6-v2-int8-dynamic]
+        [--model all-MiniLM-L6-v2-int8-dynamic,all-MiniLM-L6-v2-int8]
 
-The real embedding service (bundled ONNX all-MiniLM-L6-v2 int8) starts as a process
+The real embedding service (the built-in ONNX all-MiniLM-L6-v2 models) starts as a process
 (``python -m bruno_embedding``, configured only through ``BRUNO_*``: set e.g.
 ``BRUNO_EMBEDDING_THREADS`` in the environment to try a setting). The clients call its gRPC
 ``Embed`` straight, one short question per request, each question asked once (as the retrieval
-service does for a search whose question no cache holds), ``INPUT_TYPE_QUERY``.
+service does for a search whose question no cache holds), ``INPUT_TYPE_QUERY``. With
+``--model`` the requests name each of those models in turn (``EmbedRequest.model``, as the
+retrieval service does for a collection's model), every round once per model, all through the
+one service; without it they name none and get the service's default.
+
+The service's resident memory (``VmRSS``) is printed after it starts (the default model
+loaded) and after the first requests naming each other model (which load it).
 
 CPU is ``utime + stime`` of the service's process from ``/proc/<pid>/stat`` before and after
 each round, divided by the round's queries; the main thread (gRPC server, event loop) is
@@ -77,17 +83,30 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise KeyError("VmRSS")
+
+
 async def one_round(
-    stub: embedding_pb2_grpc.EmbeddingServiceAsyncStub, pid: int, first: int, queries: int, c: int
+    stub: embedding_pb2_grpc.EmbeddingServiceAsyncStub,
+    pid: int,
+    first: int,
+    queries: int,
+    c: int,
+    model: str = "",
 ) -> dict[str, float]:
-    """``queries`` distinct questions from ``c`` clients; CPU per query (ms), latency, rate."""
+    """``queries`` distinct questions from ``c`` clients to ``model`` (``""``: the default);
+    CPU per query (ms), latency, rate."""
     latencies: list[float] = []
     numbers = iter(range(first, first + queries))
 
     async def client() -> None:
         for n in numbers:
             request = embedding_pb2.EmbedRequest(
-                texts=[question(n)], input_type=embedding_pb2.INPUT_TYPE_QUERY
+                texts=[question(n)], input_type=embedding_pb2.INPUT_TYPE_QUERY, model=model
             )
             started = time.perf_counter()
             response = await stub.Embed(request, timeout=60)
@@ -110,7 +129,7 @@ async def one_round(
     }
 
 
-async def run(queries: int, concurrencies: list[int], rounds: int) -> None:
+async def run(queries: int, concurrencies: list[int], rounds: int, models: list[str]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         address = f"127.0.0.1:{free_port()}"
         process = start_service(address, Path(tmp))
@@ -119,14 +138,25 @@ async def run(queries: int, concurrencies: list[int], rounds: int) -> None:
                 await wait_serving(address, process)
             async with grpc.aio.insecure_channel(address) as channel:
                 stub = embedding_pb2_grpc.EmbeddingServiceStub(channel)
-                # Warm the channel, the servicer and ORT's kernels for short inputs.
-                await one_round(stub, process.pid, 10**6, 64, 4)
-                results: dict[int, list[dict[str, float]]] = {c: [] for c in concurrencies}
+                info = await stub.Info(embedding_pb2.InfoRequest())
+                memory = [f"{rss_mib(process.pid):.0f} MiB with {info.model} loaded"]
+                # Warm the channel, the servicer and ORT's kernels for short inputs (and load
+                # each model named).
+                for model in models:
+                    await one_round(stub, process.pid, 10**6, 64, 4, model)
+                    loaded = model or info.model
+                    memory.append(f"{rss_mib(process.pid):.0f} MiB after asking {loaded}")
+                results: dict[tuple[str, int], list[dict[str, float]]] = {
+                    (model, c): [] for model in models for c in concurrencies
+                }
                 first = 0
                 for _ in range(rounds):
                     for c in concurrencies:
-                        results[c].append(await one_round(stub, process.pid, first, queries, c))
-                        first += queries
+                        for model in models:
+                            results[model, c].append(
+                                await one_round(stub, process.pid, first, queries, c, model)
+                            )
+                            first += queries
         finally:
             process.terminate()
             process.wait(timeout=30)
@@ -136,17 +166,20 @@ async def run(queries: int, concurrencies: list[int], rounds: int) -> None:
         f"BRUNO_EMBEDDING_* = "
         f"{ {k: v for k, v in os.environ.items() if k.startswith('BRUNO_EMBEDDING')} }"
     )
-    print("| c | CPU ms/query | main thread | other threads | p50 ms | p99 ms | queries/s |")
-    print("|---|---|---|---|---|---|---|")
-    for c, rows in results.items():
+    print(f"resident memory: {'; '.join(memory)}")
+    print(
+        "| model | c | CPU ms/query | main thread | other threads | p50 ms | p99 ms | queries/s |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for (model, c), rows in results.items():
 
         def col(key: str, rows: list[dict[str, float]] = rows) -> str:
             values = sorted(row[key] for row in rows)
             return f"{pct(values, 0.5):.2f} ({values[0]:.2f} to {values[-1]:.2f})"
 
         print(
-            f"| {c} | {col('cpu')} | {col('main')} | {col('others')} | {col('p50')} "
-            f"| {col('p99')} | {col('rate')} |"
+            f"| {model or info.model} | {c} | {col('cpu')} | {col('main')} | {col('others')} "
+            f"| {col('p50')} | {col('p99')} | {col('rate')} |"
         )
 
 
@@ -157,15 +190,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
         "--model",
-        choices=ONNX_MODELS,
-        help="built-in model to serve (sets BRUNO_EMBEDDING_ONNX_MODEL; the dynamic-int8 one is "
-        "built before the rounds start, or reused from BRUNO_EMBEDDING_CACHE_DIR)",
+        default="",
+        help="comma-separated built-in models to ask for by name, rounds alternating them "
+        f"({', '.join(ONNX_MODELS)}); unset: the service's default",
     )
     args = parser.parse_args()
-    if args.model:
-        os.environ["BRUNO_EMBEDDING_ONNX_MODEL"] = args.model
+    models = args.model.split(",")
+    unknown = set(models) - {"", *ONNX_MODELS}
+    if unknown:
+        parser.error(f"not a built-in model: {', '.join(sorted(unknown))}")
     concurrencies = [int(c) for c in args.concurrency.split(",")]
-    asyncio.run(run(args.queries, concurrencies, args.rounds))
+    asyncio.run(run(args.queries, concurrencies, args.rounds, models))
 
 
 if __name__ == "__main__":

@@ -438,7 +438,7 @@ def main() -> None:
         default=[],
         metavar="BRUNO_NAME=VALUE",
         help="a setting passed to every service of the stack (repeatable), e.g. "
-        "BRUNO_EMBEDDING_ONNX_MODEL=all-MiniLM-L6-v2-int8-dynamic",
+        "BRUNO_EMBEDDING_ONNX_MODEL=all-MiniLM-L6-v2-int8",
     )
     args = parser.parse_args()
     load = os.getloadavg()

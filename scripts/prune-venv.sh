@@ -44,8 +44,9 @@ rm -f "$site"/pyarrow/_flight.* "$site"/pyarrow/libarrow_flight.so* \
     "$site"/pyarrow/libarrow_python_flight.so*
 
 # ONNX Runtime's quantization tool kit (and its transformers kit, which the quantizer imports)
-# stay: the opt-in all-MiniLM-L6-v2-int8-dynamic model is quantized by the embedding service
-# itself at its first start (bruno_embedding.quantized_model); 3.6 MB.
+# stay: the image's embedding-model stage quantizes the default all-MiniLM-L6-v2-int8-dynamic
+# model with this venv, and a service pointed at another BRUNO_EMBEDDING_CACHE_DIR builds it
+# there at its first start (bruno_embedding.quantized_model); 3.6 MB.
 
 # numpy's Fortran-wrapper generator (f2py) and its distutils: build tools for compiling
 # Fortran/C extensions; `import numpy` loads neither (f2py only on attribute access).

@@ -350,10 +350,13 @@ def test_service_target_ships_only_its_venv_in_two_layers_and_runs_as_uid_10001(
     service: str,
 ) -> None:
     stage = STAGES[service]
+    # The embedding image also carries its default model, built with the image (below).
+    model = ["--from=embedding-model /opt/bruno/embedding /opt/bruno/embedding"]
 
     assert stage.base == "runtime"
     assert stage.all("COPY") == [
         f"--from={service}-deps /app/.venv /app/.venv",
+        *(model if service == "embedding" else []),
         f"--from={service}-build /app/workspace-layer/ /",
     ]
     assert stage.all("USER") == ["10001:10001"]
@@ -373,6 +376,20 @@ def test_service_listens_on_all_interfaces_on_its_exposed_port(service: str) -> 
         assert env["BRUNO_EDGE_PORT"] == str(port)
     else:
         assert env[f"BRUNO_{service.upper()}_LISTEN_ADDR"] == f"0.0.0.0:{port}"
+
+
+def test_embedding_ships_its_default_model_built_read_only_where_the_service_looks() -> None:
+    model = STAGES["embedding-model"]
+    (build,) = model.all("RUN")
+
+    # Only the dependencies and the quantizer's module: a code change reuses the model layer.
+    assert model.base == "embedding-deps"
+    assert model.all("COPY") == [
+        "services/embedding/src/bruno_embedding/quantized_model.py /tmp/quantize/"
+    ]
+    assert "dynamic_int8_model(Path('/opt/bruno/embedding'))" in build
+    assert "chmod -R a+rX,go-w /opt/bruno/embedding" in build  # root's, read-only to 10001
+    assert STAGES["embedding"].env()["BRUNO_EMBEDDING_CACHE_DIR"] == "/opt/bruno/embedding"
 
 
 def test_retrieval_keeps_lancedb_on_a_volume_its_user_owns() -> None:

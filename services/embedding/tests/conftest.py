@@ -43,8 +43,9 @@ def minilm() -> Iterator[OnnxMiniLMEmbedder]:
 
 @pytest.fixture(scope="session")
 def dynamic_int8_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A cache directory holding the dynamic-int8 model, quantized once for the session
-    (~5 s). Tests that alter a cache work on a copy."""
+    """A cache directory holding the dynamic-int8 model (the default), quantized once for the
+    session (~5 s). A service a test starts from settings is pointed here, so none builds one;
+    tests that alter a cache work on a copy."""
     cache = tmp_path_factory.mktemp("embedding-cache")
     dynamic_int8_model(cache)
     return cache
@@ -52,7 +53,7 @@ def dynamic_int8_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def dynamic_minilm(dynamic_int8_cache: Path) -> Iterator[OnnxMiniLMEmbedder]:
-    """The opt-in dynamic-int8 model, loaded once from the session's cache."""
+    """The dynamic-int8 model (the default), loaded once from the session's cache."""
     embedder = OnnxMiniLMEmbedder(
         model=DYNAMIC_INT8_MODEL_NAME, cache_dir=dynamic_int8_cache, batch_size=4, threads=1
     )

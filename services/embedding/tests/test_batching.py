@@ -17,7 +17,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from bruno_core.queueing import Bounds, Priority, QueueFull
-from bruno_embedding.batching import BatcherClosedError, DynamicBatcher
+from bruno_embedding.batching import BatcherClosedError, DynamicBatcher, RunBatch
 from bruno_embedding.embedders import InputType
 from bruno_embedding.onnx_embedder import OnnxMiniLMEmbedder
 
@@ -211,6 +211,42 @@ async def test_queries_queued_after_documents_run_first_and_alone(
         ["warm"],
         ["the question"],
         ["document 0", "document 1", "document 2"],
+    ]
+    batcher.close()
+
+
+async def test_two_models_share_the_worker_but_never_a_call(model: RecordingModel) -> None:
+    calls: list[tuple[str, list[str]]] = []
+
+    def named(name: str, run: RecordingModel) -> RunBatch:
+        def call(texts: Sequence[str]) -> npt.NDArray[np.float32]:
+            calls.append((name, list(texts)))
+            return run(texts)
+
+        return call
+
+    a, b = named("a", model), named("b", RecordingModel())
+    batcher = DynamicBatcher(a, batch_size=32)
+    first = asyncio.create_task(batcher.run(["warm"]))
+    await model.held()
+    # Queued in this order: documents of model a, of b, of a again, then a query of b.
+    a_docs = asyncio.create_task(batcher.run(["doc a1", "doc a2"]))
+    b_docs = asyncio.create_task(batcher.run(["doc b1"], call=b))
+    a_more = asyncio.create_task(batcher.run(["doc a3"], call=a))
+    b_query = asyncio.create_task(batcher.run(["question b"], Priority.INTERACTIVE, b))
+    await queued(batcher, 5)
+    model.release()
+    await asyncio.gather(first, a_docs, b_docs, a_more, b_query)
+
+    assert (await b_docs).tolist() == expected(["doc b1"])
+    # The query first, whichever model; then documents in arrival order, a call ending where
+    # the next chunk is another model's.
+    assert calls == [
+        ("a", ["warm"]),
+        ("b", ["question b"]),
+        ("a", ["doc a1", "doc a2"]),
+        ("b", ["doc b1"]),
+        ("a", ["doc a3"]),
     ]
     batcher.close()
 

@@ -18,8 +18,8 @@ def test_defaults_serve_the_offline_model_on_loopback(monkeypatch: pytest.Monkey
     assert (settings.embedding_batch_size, settings.embedding_max_texts) == (32, 256)
     assert settings.embedding_threads == 0
     assert settings.embedding_max_batch_tokens == 1024
-    # Another model would make every existing collection's vectors foreign (docs/operations.md).
-    assert settings.embedding_onnx_model == "all-MiniLM-L6-v2-int8"
+    # The default for new collections; the packaged model still serves those it made.
+    assert settings.embedding_onnx_model == "all-MiniLM-L6-v2-int8-dynamic"
     assert settings.embedding_cache_dir is None
     assert settings.ollama_host == "http://127.0.0.1:11434"
 
@@ -33,10 +33,10 @@ def test_settings_come_from_bruno_variables_and_ollama_host(
     monkeypatch.setenv("BRUNO_EMBEDDING_THREADS", "2")
     monkeypatch.setenv("BRUNO_EMBEDDING_METRICS_PORT", "9101")
     monkeypatch.setenv("OLLAMA_HOST", "http://ollama.ai.svc:11434")
-    monkeypatch.setenv("BRUNO_EMBEDDING_ONNX_MODEL", "all-MiniLM-L6-v2-int8-dynamic")
+    monkeypatch.setenv("BRUNO_EMBEDDING_ONNX_MODEL", "all-MiniLM-L6-v2-int8")
     monkeypatch.setenv("BRUNO_EMBEDDING_CACHE_DIR", "/var/cache/bruno")
     settings = EmbeddingSettings()
-    assert settings.embedding_onnx_model == "all-MiniLM-L6-v2-int8-dynamic"
+    assert settings.embedding_onnx_model == "all-MiniLM-L6-v2-int8"
     assert str(settings.embedding_cache_dir) == "/var/cache/bruno"
     assert settings.embedding_backend == "ollama"
     assert (settings.embedding_batch_size, settings.embedding_max_texts) == (8, 64)

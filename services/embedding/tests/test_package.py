@@ -9,13 +9,15 @@ def test_public_names_are_exactly_the_documented_ones() -> None:
     assert sorted(bruno_embedding.__all__) == [
         "Embedder",
         "EmbedderInfo",
+        "EmbedderRegistry",
         "EmbeddingServicer",
         "EmbeddingSettings",
         "InputType",
         "OllamaEmbedder",
+        "OnDemandEmbedder",
         "OnnxMiniLMEmbedder",
         "SERVICE",
-        "build_embedder",
+        "build_embedders",
         "create_server",
     ]
     for name in bruno_embedding.__all__:

@@ -1,4 +1,4 @@
-"""The opt-in dynamic-int8 model: quantized once from the packaged weights into a cache
+"""The dynamic-int8 model (the default): quantized once from the packaged weights into a cache
 directory, reused while whole, rebuilt otherwise, and close to the packaged model's vectors.
 Real onnxruntime, real files."""
 
@@ -97,6 +97,22 @@ def test_a_manifest_of_another_packaged_model_means_a_rebuild(cache_copy: Path) 
     assert json.loads(manifest.read_text()) == recorded
 
 
+def test_a_built_file_in_a_read_only_directory_is_used_without_writing(cache_copy: Path) -> None:
+    # As the image has it: built at image build time, read-only to the service's user.
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in cache_copy.iterdir())
+    written = cache_copy.stat().st_mtime_ns
+    cache_copy.chmod(0o555)
+    try:
+        path = dynamic_int8_model(cache_copy)
+    finally:
+        cache_copy.chmod(0o755)
+
+    assert path == cache_copy / MODEL_FILE
+    # Nothing created, renamed or removed there (root may write anyway; this would show it).
+    assert cache_copy.stat().st_mtime_ns == written
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in cache_copy.iterdir()) == before
+
+
 def test_the_cache_defaults_to_the_xdg_cache_directory(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -144,7 +160,7 @@ async def test_it_ranks_a_paraphrase_above_an_unrelated_sentence(
 
 @pytest.fixture
 async def dynamic_service(cache_copy: Path) -> AsyncIterator[grpc.aio.Channel]:
-    """The service built from settings alone, opted into the dynamic-int8 model."""
+    """The service built from settings alone, the dynamic-int8 model named its default."""
     settings = EmbeddingSettings.model_validate(
         {
             "embedding_listen_addr": "127.0.0.1:0",

@@ -25,6 +25,10 @@ Each priority's line is bounded: a request arriving at a full line is refused wi
 never refused. A caller that gives up (its task is cancelled) hands over no further chunks and
 its queued chunk is dropped before it runs. When a shared call fails, each of its chunks is run
 again on its own, so the error reaches only the request whose texts caused it.
+
+Several models may share one batcher (``run(..., call=other_model.run_batch)``): one worker,
+one set of bounds, queries of every model before documents of any, and a call never mixes two
+models' texts (a call ends where the next queued chunk is another model's).
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ class _Chunk:
 
     texts: list[str]
     priority: Priority
+    call: RunBatch
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[npt.NDArray[np.float32]]
     queued_at: float = field(default_factory=time.perf_counter)
@@ -77,6 +82,7 @@ class DynamicBatcher:
 
     Thread-safe and event-loop agnostic: requests may come from any loop; the worker resolves
     each request's future on that request's own loop. ``name`` labels the queue's metrics.
+    ``run_batch`` is the model call a request gets unless it names another (``call``).
     """
 
     def __init__(
@@ -118,11 +124,15 @@ class DynamicBatcher:
             )
 
     async def run(
-        self, texts: Sequence[str], priority: Priority = Priority.BACKGROUND
+        self,
+        texts: Sequence[str],
+        priority: Priority = Priority.BACKGROUND,
+        call: RunBatch | None = None,
     ) -> npt.NDArray[np.float32]:
-        """Rows for ``texts`` in their order; requests larger than one call go over in several
-        chunks, longest texts first so each call pads little. Raises :class:`QueueFull` at
-        once when ``priority``'s line is full."""
+        """Rows for ``texts`` in their order, made by ``call`` (default: the batcher's
+        ``run_batch``); requests larger than one call go over in several chunks, longest texts
+        first so each call pads little. Raises :class:`QueueFull` at once when ``priority``'s
+        line is full."""
         if not texts:
             return np.empty((0, 0), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
@@ -138,7 +148,7 @@ class DynamicBatcher:
                 end += 1
             indices = order[start:end]
             chunk = [texts[i] for i in indices]
-            parts.append((indices, await self._submit(chunk, priority, admit=start == 0)))
+            parts.append((indices, await self._submit(chunk, priority, call, admit=start == 0)))
             start = end
         rows = np.empty((len(texts), parts[0][1].shape[1]), dtype=np.float32)
         for indices, part in parts:
@@ -152,10 +162,10 @@ class DynamicBatcher:
         return self.background_call_chars
 
     async def _submit(
-        self, texts: list[str], priority: Priority, *, admit: bool
+        self, texts: list[str], priority: Priority, call: RunBatch | None, *, admit: bool
     ) -> npt.NDArray[np.float32]:
         loop = asyncio.get_running_loop()
-        chunk = _Chunk(texts, priority, loop, loop.create_future())
+        chunk = _Chunk(texts, priority, call or self._run_batch, loop, loop.create_future())
         line = self._lines[priority]
         with self._wake:
             if self._closed:
@@ -207,7 +217,8 @@ class DynamicBatcher:
     def _take(self) -> list[_Chunk]:
         """Queued chunks of the first priority that has any, from the head of its line, as
         many as fit in one call of that priority (the first always fits: a chunk is never
-        larger); cancelled chunks are dropped. Holds the lock."""
+        larger) and are for the first one's model; cancelled chunks are dropped. Holds the
+        lock."""
         batch: list[_Chunk] = []
         now = time.perf_counter()
         for priority, line in self._lines.items():
@@ -218,7 +229,9 @@ class DynamicBatcher:
                     line.popleft()
                     continue
                 if batch and (
-                    size + len(chunk.texts) > self.batch_size or chars + chunk.chars > most_chars
+                    size + len(chunk.texts) > self.batch_size
+                    or chars + chunk.chars > most_chars
+                    or chunk.call != batch[0].call  # bound methods: equal, not identical
                 ):
                     break
                 batch.append(line.popleft())
@@ -233,7 +246,7 @@ class DynamicBatcher:
     def _serve(self, batch: list[_Chunk]) -> None:
         texts = [text for chunk in batch for text in chunk.texts]
         try:
-            rows = self._run_batch(texts)
+            rows = batch[0].call(texts)
         except Exception as exc:
             if len(batch) == 1:
                 self._resolve(batch[0], exc)

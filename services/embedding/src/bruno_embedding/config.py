@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from bruno_core.settings import DEFAULT_EMBEDDING_ADDR, GrpcServerSettings
-from bruno_embedding.onnx_embedder import MODEL_NAME, OnnxModel
+from bruno_embedding.onnx_embedder import DEFAULT_MODEL, OnnxModel
 
 
 class EmbeddingSettings(GrpcServerSettings):
@@ -17,12 +17,14 @@ class EmbeddingSettings(GrpcServerSettings):
     embedding_listen_addr: str = DEFAULT_EMBEDDING_ADDR
     embedding_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     embedding_backend: Literal["onnx", "ollama"] = "onnx"
-    # Another model's vectors need every collection reindexed (docs/operations.md), so the
-    # default stays the packaged model.
+    # The default only: every built-in model is served to a request naming it, so a collection
+    # keeps the model that made its vectors (docs/operations.md).
     embedding_onnx_model: OnnxModel = Field(
-        default=MODEL_NAME, description="which built-in ONNX model the onnx backend runs"
+        default=DEFAULT_MODEL,
+        description="the onnx backend's default model: new collections and reindexes use it",
     )
-    # Only the dynamic-int8 model uses it; None: $XDG_CACHE_HOME/bruno/embedding.
+    # Only the dynamic-int8 model uses it; None: $XDG_CACHE_HOME/bruno/embedding. The image
+    # sets a read-only directory where the file was built with the image.
     embedding_cache_dir: Path | None = Field(
         default=None, description="where the service keeps the model files it builds"
     )

