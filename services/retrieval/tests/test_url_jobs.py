@@ -158,10 +158,9 @@ async def test_a_url_job_interrupted_by_a_restart_fetches_what_it_had_not_accoun
         assert await staged.count_rows() == 0
 
     assert (done.state, done.resumes, done.documents_done) == (JobState.SUCCEEDED, 1, 2)
-    assert sorted(path for path, _ in site.requests[fetched_before:]) == [
-        "/notes.md",
-        "/ups.html",
-    ]
+    # A set: the first service's fetch of the page not yet embedded may have been cut short by
+    # its stop, and the site's thread can log that request after fetched_before was read.
+    assert {path for path, _ in site.requests[fetched_before:]} == {"/notes.md", "/ups.html"}
 
 
 async def test_a_staging_table_from_before_url_jobs_gets_the_url_column_and_keeps_its_rows(
