@@ -127,3 +127,32 @@ async def test_an_ingest_into_a_collection_being_reindexed_answers_202_with_a_qu
         "stored",
     ]
 
+
+async def test_a_collection_whose_model_is_no_longer_served_answers_409_saying_to_reindex(
+    edge: httpx.AsyncClient, embedder: SwitchingEmbedder
+) -> None:
+    stored = await edge.post(
+        "/api/v1/documents",
+        json={"collection": "homelab", "id": "stored", "text": "Velero stored note."},
+    )
+    assert stored.status_code == 201, stored.text
+    embedder.name, embedder.dimension = "model-b", 32  # model-a replaced, as in Ollama
+
+    search = await edge.post("/api/v1/search", json={"query": "velero", "collection": "homelab"})
+    ingest = await edge.post(
+        "/api/v1/documents",
+        json={"collection": "homelab", "id": "fresh", "text": "Restic fresh note."},
+    )
+    keywords = await edge.post(
+        "/api/v1/search", json={"query": "velero", "collection": "homelab", "mode": "text"}
+    )
+
+    for refused in (search, ingest):
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["detail"] == (
+            "collection 'homelab' was built with model-a, which the embedding service does not "
+            "serve (it serves model-b); run `bruno reindex homelab` to rebuild it with the "
+            "current model"
+        )
+    assert keywords.status_code == 200, keywords.text
+    assert [hit["document_id"] for hit in keywords.json()["results"]] == ["stored"]
