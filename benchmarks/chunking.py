@@ -49,7 +49,7 @@ from bruno_embedding.embedders import InputType
 from bruno_embedding.onnx_embedder import MODEL_NAME, OnnxMiniLMEmbedder
 from bruno_retrieval.chunking import chunk_text
 from bruno_retrieval.config import RetrievalSettings
-from bruno_retrieval.knowledge import KnowledgeStore, SearchHit, SearchMode
+from bruno_retrieval.knowledge import Embedded, KnowledgeStore, SearchHit, SearchMode
 
 DEFAULT_SETTINGS = "100/20,150/30,200/40,200/20,200/0,300/60,400/80"
 # The service default the differences are measured against.
@@ -68,15 +68,12 @@ class MiniLMStoreEmbedder:
         self._model = model
 
     async def embed(
-        self, texts: Sequence[str], input_type: embedding_pb2.InputType.ValueType
-    ) -> list[list[float]]:
+        self, texts: Sequence[str], input_type: embedding_pb2.InputType.ValueType, model: str = ""
+    ) -> Embedded:
         kind = (
             InputType.QUERY if input_type == embedding_pb2.INPUT_TYPE_QUERY else InputType.DOCUMENT
         )
-        return await self._model.embed(texts, kind)
-
-    async def model(self) -> str:
-        return MODEL_NAME
+        return Embedded(await self._model.embed(texts, kind), MODEL_NAME)
 
 
 @dataclass

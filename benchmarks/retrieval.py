@@ -60,6 +60,7 @@ from bruno_retrieval.config import RetrievalSettings
 from bruno_retrieval.knowledge import (
     AnnConfig,
     AnnIndex,
+    Embedded,
     Fusion,
     FusionConfig,
     KnowledgeStore,
@@ -250,13 +251,10 @@ class SyntheticEmbedder:
         return unit
 
     async def embed(
-        self, texts: Sequence[str], input_type: embedding_pb2.InputType.ValueType
-    ) -> list[list[float]]:
+        self, texts: Sequence[str], input_type: embedding_pb2.InputType.ValueType, model: str = ""
+    ) -> Embedded:
         result: list[list[float]] = self.vectors(len(texts)).tolist()
-        return result
-
-    async def model(self) -> str:
-        return MODEL_NAME
+        return Embedded(result, MODEL_NAME)
 
 
 def ann_sweep(index: AnnIndex) -> list[tuple[str, AnnConfig]]:

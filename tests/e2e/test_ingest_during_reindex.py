@@ -19,6 +19,7 @@ import pytest
 from bruno.embedding.v1 import embedding_pb2
 from bruno_edge import EdgeSettings, create_app
 from bruno_retrieval.config import RetrievalSettings
+from bruno_retrieval.knowledge import Embedded, ModelNotServed
 from bruno_retrieval.server import create_server
 from bruno_testing.fakes import FakeServices
 from bruno_testing.ollama_standin import hashed_embedding
@@ -27,8 +28,9 @@ FINISHED = {"succeeded", "failed", "cancelled"}
 
 
 class SwitchingEmbedder:
-    """An embedding service whose model can change, and whose embedding of texts holding
-    ``held`` waits for ``released`` (``holding`` is set once one waits)."""
+    """An embedding service of one model that can be replaced by another, as an Ollama model
+    is (the old one is served no more), and whose embedding of texts holding ``held`` waits
+    for ``released`` (``holding`` is set once one waits)."""
 
     def __init__(self) -> None:
         self.name, self.dimension = "model-a", 64
@@ -36,15 +38,14 @@ class SwitchingEmbedder:
         self.holding, self.released = asyncio.Event(), asyncio.Event()
 
     async def embed(
-        self, texts: Sequence[str], input_type: embedding_pb2.InputType.ValueType
-    ) -> list[list[float]]:
+        self, texts: Sequence[str], input_type: embedding_pb2.InputType.ValueType, model: str = ""
+    ) -> Embedded:
+        if model and model != self.name:
+            raise ModelNotServed(model, [self.name])
         if self.held and any(self.held in text for text in texts):
             self.holding.set()
             await self.released.wait()
-        return [hashed_embedding(text, self.dimension) for text in texts]
-
-    async def model(self) -> str:
-        return self.name
+        return Embedded([hashed_embedding(text, self.dimension) for text in texts], self.name)
 
 
 @pytest.fixture
@@ -125,3 +126,33 @@ async def test_an_ingest_into_a_collection_being_reindexed_answers_202_with_a_qu
         "fresh",
         "stored",
     ]
+
+
+async def test_a_collection_whose_model_is_no_longer_served_answers_409_saying_to_reindex(
+    edge: httpx.AsyncClient, embedder: SwitchingEmbedder
+) -> None:
+    stored = await edge.post(
+        "/api/v1/documents",
+        json={"collection": "homelab", "id": "stored", "text": "Velero stored note."},
+    )
+    assert stored.status_code == 201, stored.text
+    embedder.name, embedder.dimension = "model-b", 32  # model-a replaced, as in Ollama
+
+    search = await edge.post("/api/v1/search", json={"query": "velero", "collection": "homelab"})
+    ingest = await edge.post(
+        "/api/v1/documents",
+        json={"collection": "homelab", "id": "fresh", "text": "Restic fresh note."},
+    )
+    keywords = await edge.post(
+        "/api/v1/search", json={"query": "velero", "collection": "homelab", "mode": "text"}
+    )
+
+    for refused in (search, ingest):
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["detail"] == (
+            "collection 'homelab' was built with model-a, which the embedding service does not "
+            "serve (it serves model-b); run `bruno reindex homelab` to rebuild it with the "
+            "current model"
+        )
+    assert keywords.status_code == 200, keywords.text
+    assert [hit["document_id"] for hit in keywords.json()["results"]] == ["stored"]

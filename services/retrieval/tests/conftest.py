@@ -7,7 +7,7 @@ import asyncio
 import hashlib
 import math
 import re
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,46 +23,66 @@ from bruno_retrieval.conversations import TABLE as CONVERSATIONS_TABLE
 from bruno_retrieval.fetching import UrlFetcher
 from bruno_retrieval.jobs import DocumentError, Job, JobRunner, JobStore, StagedDocument
 from bruno_retrieval.jobs.retries import DocumentRetries
-from bruno_retrieval.knowledge import KnowledgeStore
+from bruno_retrieval.knowledge import Embedded, KnowledgeStore, ModelNotServed
 
 DIMENSION = 64
+# The fixture embedder's model: its words hash unsalted (the slots the tests were written for).
+DEFAULT_MODEL = "hash-bow"
 # A job waiting for a held embedding would wait forever: this bounds the hang, it measures
 # nothing.
 HANG_GUARD_SECONDS = 30
 
 
-def hash_vector(text: str, dimension: int = DIMENSION) -> list[float]:
+def hash_vector(text: str, dimension: int = DIMENSION, salt: str = "") -> list[float]:
     """A bag-of-words vector: each word adds 1 to the slot its hash picks. Texts that share
-    words point the same way, so vector search behaves like a crude keyword model."""
+    words point the same way, so vector search behaves like a crude keyword model; another
+    ``salt`` picks other slots (another model)."""
     vector = [0.0] * dimension
     vector[0] = 0.01  # never the zero vector, whose cosine distance is undefined
     for word in re.findall(r"\w+", text.lower()):
-        digest = hashlib.blake2b(word.encode(), digest_size=4).digest()
+        digest = hashlib.blake2b((salt + word).encode(), digest_size=4).digest()
         vector[1 + int.from_bytes(digest) % (dimension - 1)] += 1.0
     norm = math.sqrt(sum(value * value for value in vector))
     return [value / norm for value in vector]
 
 
 class FakeEmbedder:
-    """Embeds with :func:`hash_vector`, records every call and fails when told to."""
+    """Embeds with :func:`hash_vector`: as its default ``model_name``, or as one of the models
+    of ``also_serves`` (name: dimension), each model hashing words to slots of its own; any other
+    model asked for is :class:`ModelNotServed`. Records every call that embeds (``calls``:
+    texts and input type; ``models_asked``: the model named, "" for the default) and fails when
+    told to."""
 
-    def __init__(self, dimension: int = DIMENSION, model_name: str = "hash-bow") -> None:
+    def __init__(
+        self,
+        dimension: int = DIMENSION,
+        model_name: str = DEFAULT_MODEL,
+        also_serves: Mapping[str, int] | None = None,
+    ) -> None:
         self.dimension = dimension
         self.model_name = model_name
+        self.also_serves = dict(also_serves or {})
         self.calls: list[tuple[list[str], int]] = []
+        self.models_asked: list[str] = []
         self.failing = False
 
     async def embed(
-        self, texts: Sequence[str], input_type: embedding_pb2.InputType.ValueType
-    ) -> list[list[float]]:
-        self.calls.append((list(texts), input_type))
+        self,
+        texts: Sequence[str],
+        input_type: embedding_pb2.InputType.ValueType,
+        model: str = "",
+    ) -> Embedded:
         await asyncio.sleep(0)  # a real embedder yields to the loop while it works
         if self.failing:
             raise Unavailable("embedding service: connection refused")
-        return [hash_vector(text, self.dimension) for text in texts]
-
-    async def model(self) -> str:
-        return self.model_name
+        name = model or self.model_name
+        dimension = self.dimension if name == self.model_name else self.also_serves.get(name)
+        if dimension is None:  # refused before any embedding work
+            raise ModelNotServed(name, [self.model_name, *self.also_serves])
+        self.calls.append((list(texts), input_type))
+        self.models_asked.append(model)
+        salt = "" if name == DEFAULT_MODEL else name
+        return Embedded([hash_vector(text, dimension, salt) for text in texts], name)
 
     @property
     def document_calls(self) -> int:
@@ -102,12 +122,12 @@ def hold_embeddings(monkeypatch: pytest.MonkeyPatch) -> HoldEmbeddings:
             return input_type == embedding_pb2.INPUT_TYPE_QUERY or not queries_only
 
         async def held(
-            texts: Sequence[str], input_type: embedding_pb2.InputType.ValueType
-        ) -> list[list[float]]:
+            texts: Sequence[str], input_type: embedding_pb2.InputType.ValueType, model: str = ""
+        ) -> Embedded:
             if held_back(texts, input_type):
                 holding.set()
                 await released.wait()
-            return await embed(texts, input_type)
+            return await embed(texts, input_type, model)
 
         monkeypatch.setattr(embedder, "embed", held)
         return holding, released

@@ -16,6 +16,7 @@ from bruno_core import DeadlineExceeded, InvalidInput
 from bruno_retrieval.config import RetrievalSettings
 from bruno_retrieval.jobs import JobState, StagedDocument
 from bruno_retrieval.jobs.retries import DocumentRetries
+from bruno_retrieval.knowledge import Embedded
 
 if TYPE_CHECKING:
     from conftest import FakeEmbedder, JobService
@@ -53,14 +54,14 @@ class Failing:
         embed = embedder.embed
 
         async def failing(
-            texts: Sequence[str], input_type: embedding_pb2.InputType.ValueType
-        ) -> list[list[float]]:
+            texts: Sequence[str], input_type: embedding_pb2.InputType.ValueType, model: str = ""
+        ) -> Embedded:
             if input_type == embedding_pb2.INPUT_TYPE_DOCUMENT and any(name in t for t in texts):
                 self.calls += 1
                 if times is None or self.calls <= times:
                     self.failed_once.set()
                     raise error()
-            return await embed(texts, input_type)
+            return await embed(texts, input_type, model)
 
         monkeypatch.setattr(embedder, "embed", failing)
 

@@ -11,6 +11,7 @@ def test_public_names_are_exactly_the_documented_ones() -> None:
         "Chunk",
         "ConversationServicer",
         "ConversationStore",
+        "Embedded",
         "Embedder",
         "EmbeddingClient",
         "KnowledgeStore",

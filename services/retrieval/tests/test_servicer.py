@@ -24,6 +24,7 @@ from bruno.retrieval.v1 import (
 from bruno_core import GrpcServer, GrpcServerSettings, create_channel
 from bruno_retrieval.config import RetrievalSettings
 from bruno_retrieval.embedding_client import EmbeddingClient
+from bruno_retrieval.knowledge import Embedded
 from bruno_retrieval.server import create_server
 
 if TYPE_CHECKING:
@@ -67,9 +68,11 @@ class HashingEmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
             and len(self.batch_sizes) > self.fail_after_requests
         ):
             await context.abort(grpc.StatusCode.INTERNAL, "model crashed")
-        vectors = await self.embedder.embed(list(request.texts), request.input_type)
+        # Like an embedding service of one model that predates EmbedRequest.model: whatever
+        # model is asked for, its own embeds.
+        embedded = await self.embedder.embed(list(request.texts), request.input_type)
         return embedding_pb2.EmbedResponse(
-            vectors=[embedding_pb2.Vector(values=vector) for vector in vectors],
+            vectors=[embedding_pb2.Vector(values=vector) for vector in embedded.vectors],
             model=self.model,
             dimension=self.embedder.dimension,
         )
@@ -407,12 +410,12 @@ async def test_during_a_held_reindex_a_delete_answers_and_an_ingest_is_refused_o
     embed = embedder.embed
 
     async def slow_for_the_copy(
-        texts: list[str], input_type: embedding_pb2.InputType.ValueType
-    ) -> list[list[float]]:
+        texts: list[str], input_type: embedding_pb2.InputType.ValueType, model: str = ""
+    ) -> Embedded:
         if any("Velero" in text for text in texts):
             copying.set()
             await released.wait()
-        return await embed(texts, input_type)
+        return await embed(texts, input_type, model)
 
     monkeypatch.setattr(embedder, "embed", slow_for_the_copy)
     reindex = asyncio.ensure_future(
@@ -646,17 +649,17 @@ async def test_one_call_never_mixes_cached_vectors_with_a_new_models(services: S
     client = EmbeddingClient(create_channel(address, timeout_seconds=5), query_cache_size=8)
     query = embedding_pb2.INPUT_TYPE_QUERY
     try:
-        [old] = await client.embed(["cached"], query)
+        [old] = (await client.embed(["cached"], query)).vectors
         services.embedding.model = "another-model"
         services.embedding.embedder.calls.clear()
 
         # "cached" is a hit, "new" is not, and the answer for "new" names another model.
-        vectors = await client.embed(["cached", "new"], query)
+        embedded = await client.embed(["cached", "new"], query)
 
-        assert await client.model() == "another-model"
+        assert embedded.model == "another-model"
         assert query_texts(services.embedding) == ["new", "cached", "new"]  # all re-embedded
-        assert len(vectors) == 2
-        assert vectors[0] == old  # the hash model embeds alike under either name
+        assert len(embedded.vectors) == 2
+        assert embedded.vectors[0] == old  # the hash model embeds alike under either name
     finally:
         await client.close()
 

@@ -5,7 +5,7 @@ from bruno_retrieval.chunking import Chunk, chunk_text, estimate_tokens
 from bruno_retrieval.config import RetrievalSettings
 from bruno_retrieval.conversations import ConversationStore
 from bruno_retrieval.embedding_client import EmbeddingClient
-from bruno_retrieval.knowledge import Embedder, KnowledgeStore
+from bruno_retrieval.knowledge import Embedded, Embedder, KnowledgeStore
 from bruno_retrieval.server import create_server
 from bruno_retrieval.servicer import (
     CONVERSATION_SERVICE,
@@ -20,6 +20,7 @@ __all__ = [
     "Chunk",
     "ConversationServicer",
     "ConversationStore",
+    "Embedded",
     "Embedder",
     "EmbeddingClient",
     "KnowledgeStore",

@@ -24,8 +24,8 @@ class RetrievalSettings(GrpcServerSettings, ExtractionSettings):
     retrieval_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     embedding_addr: str = DEFAULT_EMBEDDING_ADDR
     embedding_timeout_seconds: float = Field(default=60.0, gt=0)
-    # Vectors of recent search queries, by text (0: off). A repeated question (a chat UI's
-    # "regenerate", the same FAQ from several people) skips the model; 1,024 vectors take
+    # Vectors of recent search queries, by model and text (0: off). A repeated question (a chat
+    # UI's "regenerate", the same FAQ from several people) skips the model; 1,024 vectors take
     # 1.5 MiB plus their query texts (at most 8,000 characters each, typically a few dozen).
     query_cache_size: int = Field(default=1024, ge=0, le=1_000_000)
     # A local directory by default; object-store URIs (s3://bucket/prefix) are passed to

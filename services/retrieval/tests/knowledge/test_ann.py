@@ -101,7 +101,7 @@ async def test_past_the_threshold_the_vector_column_gets_the_configured_index(
         # Scores are exact cosines, as without the index: quantised distances would shift the
         # fusion and the relevance threshold.
         found = await store.search("default", query, top_k=5, mode=SearchMode.VECTOR)
-        (vector,) = await embedder.embed([query], embedding_pb2.INPUT_TYPE_QUERY)
+        (vector,) = (await embedder.embed([query], embedding_pb2.INPUT_TYPE_QUERY)).vectors
         exact = await exact_scores(tmp_path, vector, 5)
         assert [hit.chunk_id for hit in found.hits] == list(exact)
         assert [hit.score for hit in found.hits] == pytest.approx(list(exact.values()), abs=1e-5)

@@ -207,7 +207,7 @@ async def test_an_ingest_of_the_new_model_during_a_reindex_is_refused_and_writes
 
     assert "being reindexed" in refused.value.detail
     assert not refused.value.retryable  # asking again at once cannot cure it
-    # Known before its embedding: the embedding service's time goes to the reindex.
+    # Refused before any embedding: the embedding service's time goes to the reindex.
     assert not any("Restic" in text for texts, _ in new.calls for text in texts)
     listed = (await store.list_documents("default")).documents
     assert "fresh" not in {document.document_id for document in listed}

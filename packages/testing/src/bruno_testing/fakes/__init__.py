@@ -24,13 +24,14 @@ from bruno.retrieval.v1 import (
 )
 from bruno_core import GrpcServer, GrpcServerSettings
 from bruno_testing.fakes.conversations import FakeConversations
-from bruno_testing.fakes.embedding import HealthOnlyEmbedding
+from bruno_testing.fakes.embedding import FakeEmbedding, HealthOnlyEmbedding
 from bruno_testing.fakes.generation import FakeGeneration
 from bruno_testing.fakes.jobs import FakeJobs
 from bruno_testing.fakes.retrieval import FakeRetrieval, StoredDocument
 
 __all__ = [
     "FakeConversations",
+    "FakeEmbedding",
     "FakeGeneration",
     "FakeJobs",
     "FakeRetrieval",

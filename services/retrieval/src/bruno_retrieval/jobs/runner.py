@@ -25,9 +25,10 @@ reindex job is failed with the reason (the collection is left as it was: a reind
 over in one step at its end), to be started again.
 
 An ingest job waits while its collection is reindexed; the other collections' jobs go on. A
-reindex happens because the embedding service serves another model now, and the old table
-cannot hold that model's vectors (:class:`.reindex.CollectionReindexing`): the job runs after
-the switch and commits with the new model. If the reindex is cancelled, fails or is cut short by
+reindex moves a collection to the embedding service's default model; if the service no longer
+serves the old one, a document cannot be embedded for the old table
+(:class:`.reindex.CollectionReindexing`): the job runs after the switch and commits with the new
+model. If the reindex is cancelled, fails or is cut short by
 a restart, the job runs against the old table and each of its documents fails visibly with the
 model conflict (reindex again, then submit them again). A synchronous ingest refused for a
 reindex (:meth:`JobRunner.ingest_or_job`) becomes such a job, so a write acknowledged as

@@ -7,7 +7,7 @@ both. :class:`KnowledgeStore` is its face; the modules beside it each hold one i
 
 from bruno_retrieval.knowledge.ann import AnnConfig, AnnIndex
 from bruno_retrieval.knowledge.catalog import CATALOG_TABLE
-from bruno_retrieval.knowledge.embedding import Embedder
+from bruno_retrieval.knowledge.embedding import Embedded, Embedder, ModelNotServed
 from bruno_retrieval.knowledge.fusion import Fusion, FusionConfig, fuse
 from bruno_retrieval.knowledge.pages import TextSegment
 from bruno_retrieval.knowledge.rerank import HttpReranker
@@ -35,6 +35,7 @@ __all__ = [
     "DeleteResult",
     "DocumentPage",
     "DocumentSummary",
+    "Embedded",
     "Embedder",
     "Fusion",
     "FusionConfig",
@@ -42,6 +43,7 @@ __all__ = [
     "IngestOutcome",
     "IngestResult",
     "KnowledgeStore",
+    "ModelNotServed",
     "ReindexResult",
     "SearchHit",
     "SearchMode",

@@ -1,21 +1,23 @@
-"""Rebuilding a collection with the embedding model the service serves now, while ingests and
+"""Rebuilding a collection with the embedding service's default model, while ingests and
 deletes into it go on.
 
 The rebuild copies a snapshot (a table version) of the collection into a shadow table,
 re-embedding it in batches without the collection's write lock, so a large collection is never
 held in memory whole and a write waits at most for one batch to be added. From the snapshot on,
-the writer logs which documents change (:mod:`.shadow`): a delete, or a write of the old table's
-model, goes to the old table and marks the document stale. Catch-up passes copy the stale
-documents again — outside the lock while there are many, then one last pass under it — and the
-catalog switches the collection over in the same hold, so nothing written meanwhile is lost or
-doubled. A failure or a cancel at any point drops the shadow and leaves the collection as it was.
+the writer logs which documents change (:mod:`.shadow`): a delete, or a write (embedded with
+the old table's model, as every ingest asks for its collection's model), goes to the old table
+and marks the document stale. Catch-up passes copy the stale documents again — outside the lock
+while there are many, then one last pass under it — and the catalog switches the collection
+over in the same hold, so nothing written meanwhile is lost or doubled. A failure or a cancel
+at any point drops the shadow and leaves the collection as it was.
 
-A write of the NEW model is not committed during the rebuild (:class:`CollectionReindexing`):
-the old table cannot hold its vectors, and a write that only the shadow held would be lost
-with it if the rebuild were cancelled, failed or cut short by a restart — after it had been
-acknowledged. The job runner (:mod:`bruno_retrieval.jobs.runner`) turns such an ingest into a
-job queued behind the rebuild instead: it commits after the switch, or, if the collection keeps
-its old model, fails visibly per document; nothing acknowledged is lost either way.
+When the service no longer serves the old model (an Ollama model replaced), a write cannot be
+embedded for the old table, and it is not committed during the rebuild
+(:class:`CollectionReindexing`): a write that only the shadow held would be lost with it if the
+rebuild were cancelled, failed or cut short by a restart — after it had been acknowledged. The
+job runner (:mod:`bruno_retrieval.jobs.runner`) turns such an ingest into a job queued behind
+the rebuild instead: it commits after the switch, or, if the collection keeps its old model,
+fails visibly per document; nothing acknowledged is lost either way.
 """
 
 from __future__ import annotations
@@ -55,14 +57,15 @@ class ReindexCancelled(Exception):
 
 
 class CollectionReindexing(Unavailable):
-    """A document of the new model, written while its collection is rebuilt: not committed.
+    """A document written while its collection is rebuilt, whose old model the embedding
+    service no longer serves: not committed.
     Asking again at once cannot cure it (no retry pushback: ``retryable`` is false); asking
     after the reindex, or through a job that waits for it, can."""
 
     def __init__(self, collection: str) -> None:
         super().__init__(
-            f"collection {collection!r} is being reindexed to the model the embedding service "
-            "serves now; a document of that model is written after the switch: submit it as an "
+            f"collection {collection!r} is being reindexed, and the embedding service no longer "
+            "serves its old model; a document is written after the switch: submit it as an "
             "ingest job (it waits for the reindex), or send it again once the reindex job of "
             f"{collection!r} has ended (`bruno jobs`)"
         )
@@ -89,11 +92,11 @@ async def rebuild(
     try:
         if catalog.entry(collection) is None:
             raise NotFound(f"collection {collection!r} not found")
-        # The model tells the shadow's dimension. Asked before the lock: the embedding service
-        # may take long to answer (busy with other batches), and writes must not wait for it.
+        # The service's default model (asked for by naming none) and its dimension. Asked
+        # before the lock: the embedding service may take long to answer (busy with other
+        # batches), and writes must not wait for it.
         probe = await embedder.embed(["dimension probe"], embedding_pb2.INPUT_TYPE_DOCUMENT)
-        dimension = check_vectors(probe, 1)
-        model = await embedder.model()
+        dimension, model = check_vectors(probe.vectors, 1), probe.model
         # Taken first, so that writes from now on find the shadow ready (or came before).
         async with writer.lock(collection):
             entry = catalog.entry(collection)
@@ -161,9 +164,9 @@ async def _embedded(
 ) -> pa.Table:
     """``batch``'s rows with vectors of ``target``'s model; Conflict if the model changed."""
     texts = [embedding_input(row["heading_path"], row["text"]) for row in batch]
-    vectors = await embedder.embed(texts, embedding_pb2.INPUT_TYPE_DOCUMENT)
-    target.check_model(await embedder.model(), check_vectors(vectors, len(texts)))
-    return reindexed_rows(batch, vectors)
+    embedded = await embedder.embed(texts, embedding_pb2.INPUT_TYPE_DOCUMENT, target.model)
+    target.check_model(embedded.model, check_vectors(embedded.vectors, len(texts)))
+    return reindexed_rows(batch, embedded.vectors)
 
 
 async def _catch_up(

@@ -7,8 +7,9 @@ and which documents changed in the old table since the snapshot it copies.
 
 A reindex (:mod:`.reindex`) copies a snapshot of the old table without the collection's lock;
 this log is how it learns, at its catch-up, what the deletes and the writes of the old model it
-let through meanwhile did. Writes of the new model never reach the shadow: they wait for the
-switch (:class:`.reindex.CollectionReindexing`), so the shadow holds nothing but copies.
+let through meanwhile did. Writes never reach the shadow: they are embedded with the old model
+for the old table, or wait for the switch when that model is no longer served
+(:class:`.reindex.CollectionReindexing`), so the shadow holds nothing but copies.
 """
 
 from __future__ import annotations

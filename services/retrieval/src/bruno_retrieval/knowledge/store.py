@@ -14,11 +14,14 @@ table version each. This process is the single writer of its tables; processes o
 refuse every write. A write answers the table version it committed (:class:`.results.Committed`),
 and a search or listing given it as ``at_least`` sees that write, on any process.
 
-Every collection records the embedding model it was built with (:mod:`.catalog`). Ingesting or
-searching with another model is a :class:`Conflict` until :meth:`KnowledgeStore.reindex`
-re-embeds the collection into a shadow table and switches over in one step; search never fails
-during a reindex. Requests are held to the public contract (:mod:`bruno_core.contract`) and to
-the limits in the settings here, whoever calls.
+Every collection records the embedding model it was built with (:mod:`.catalog`), and asks
+the embedding service for that model: collections of two models are searched side by side. A
+new collection takes the service's default. A collection whose model the service no longer
+serves is a :class:`Conflict` for vector and hybrid searches and ingests (saying to reindex)
+until :meth:`KnowledgeStore.reindex` re-embeds it with the default into a shadow table and
+switches over in one step; search never fails during a reindex. Requests are held to the
+public contract (:mod:`bruno_core.contract`) and to the limits in the settings here, whoever
+calls.
 """
 
 from __future__ import annotations
@@ -56,7 +59,13 @@ from bruno_retrieval.config import RetrievalSettings
 from bruno_retrieval.knowledge import reads
 from bruno_retrieval.knowledge.ann import AnnConfig, VectorIndexes
 from bruno_retrieval.knowledge.catalog import Catalog, CatalogEntry
-from bruno_retrieval.knowledge.embedding import Embedder, check_vectors, embedding_input
+from bruno_retrieval.knowledge.embedding import (
+    Embedded,
+    Embedder,
+    ModelNotServed,
+    check_vectors,
+    embedding_input,
+)
 from bruno_retrieval.knowledge.filters import filter_expression
 from bruno_retrieval.knowledge.fusion import FusionConfig, fuse
 from bruno_retrieval.knowledge.memo import TableMemo
@@ -164,8 +173,10 @@ class KnowledgeStore:
         The same id with the same text is a no-op that calls no model (unless ``segments``
         bring pages the stored chunks lack); changed text replaces every old chunk in one
         commit. If embedding fails nothing is written. ``segments`` (:mod:`.pages`) give each
-        chunk the page it starts on. While the collection is reindexed, a document of the new
-        model is not written: :class:`.reindex.CollectionReindexing` (see :mod:`.reindex`).
+        chunk the page it starts on. The collection's model embeds it (a new collection's is the
+        service's default). While the collection is reindexed it is embedded with the old model,
+        which the reindex's catch-up re-embeds; if the service no longer serves the old model it
+        is not written: :class:`.reindex.CollectionReindexing` (see :mod:`.reindex`).
         """
         self._role.check_writes("IngestDocument")
         metadata = metadata or {}
@@ -180,10 +191,6 @@ class KnowledgeStore:
 
         entry = self._catalog.entry(collection)
         if entry is not None:
-            model = entry.model
-            if self.reindexing(collection) and model and await self._embedder.model() != model:
-                # Known before embedding (the commit would refuse it): spare the embedder.
-                raise CollectionReindexing(collection)
             table = await self._catalog.table(entry)
             stored = await reads.versions(table, [document_id])
             found = stored.get(document_id)
@@ -194,33 +201,52 @@ class KnowledgeStore:
 
         size, overlap = self._settings.chunk_size_tokens, self._settings.chunk_overlap_tokens
         chunks = chunk_text(text, size_tokens=size, overlap_tokens=overlap)
-        # Embedding happens before the commit waits: it is the slow part and writes nothing.
-        vectors = await self._embedder.embed(
-            [embedding_input(chunk.heading_path, chunk.text) for chunk in chunks],
-            embedding_pb2.INPUT_TYPE_DOCUMENT,
-        )
-        dimension = check_vectors(vectors, len(chunks))
-        rows = chunk_rows(
-            document_id=document_id,
-            title=title,
-            source=source,
-            metadata=metadata,
-            digest=digest,
-            chunks=chunks,
-            pages=pages_at([chunk.start for chunk in chunks], segments),
-            vectors=vectors,
-        )
-        version = DocumentVersion(
-            document_id, digest, await self._embedder.model(), dimension, rows, paged
-        )
+        texts = [embedding_input(chunk.heading_path, chunk.text) for chunk in chunks]
+        pages = pages_at([chunk.start for chunk in chunks], segments)
+        while True:
+            # The collection's own model; a new collection (or an adopted table of an
+            # unrecorded model) the service's default, recorded at the commit.
+            model = entry.model if entry is not None else ""
+            # Embedding happens before the commit waits: it is the slow part and writes nothing.
+            embedded = await self._embedded(collection, texts, model)
+            dimension = check_vectors(embedded.vectors, len(chunks))
+            rows = chunk_rows(
+                document_id=document_id,
+                title=title,
+                source=source,
+                metadata=metadata,
+                digest=digest,
+                chunks=chunks,
+                pages=pages,
+                vectors=embedded.vectors,
+            )
+            version = DocumentVersion(document_id, digest, embedded.model, dimension, rows, paged)
+            try:
+                outcome, count, committed = await self._writer.commit(collection, version)
+            except Conflict:
+                now = self._catalog.entry(collection)
+                if now is not None and now.model and now.model != model and now != entry:
+                    # A reindex switched the collection to another model while this document
+                    # was embedded: embed it again with that one.
+                    entry = now
+                    continue
+                if self.reindexing(collection):
+                    # Vectors of another model than the one asked for (a service that ignores
+                    # the name), during a reindex: the reindex's own model.
+                    raise CollectionReindexing(collection) from None
+                raise
+            return IngestResult(collection, document_id, outcome, count, digest, committed)
+
+    async def _embedded(self, collection: str, texts: list[str], model: str) -> Embedded:
+        """``texts`` embedded as documents with ``model``, the collection's; a model the
+        service no longer serves is the Conflict that says to reindex, or, while the reindex
+        runs, :class:`.reindex.CollectionReindexing` (the document waits for the switch)."""
         try:
-            outcome, count, committed = await self._writer.commit(collection, version)
-        except Conflict:
+            return await self._embedder.embed(texts, embedding_pb2.INPUT_TYPE_DOCUMENT, model)
+        except ModelNotServed as error:
             if self.reindexing(collection):
-                # Another model than the table's, during a reindex: the reindex's own model.
                 raise CollectionReindexing(collection) from None
-            raise
-        return IngestResult(collection, document_id, outcome, count, digest, committed)
+            raise error.for_collection(collection) from None
 
     async def list_documents(
         self,
@@ -361,16 +387,18 @@ class KnowledgeStore:
             try:
                 try:
                     vector = await self._query_vector(entry, query)
-                except Conflict:
+                except Conflict as error:
                     switched = self._catalog.entry(collection) != entry
                     reindexing = collection in self._reindexing or (
                         not self._role.writes and await self._catalog.being_rebuilt(entry)
                     )
                     if not reindexing and not switched:
+                        if isinstance(error, ModelNotServed):
+                            raise error.for_collection(collection) from None
                         raise
-                    # The embedding service already serves the new model and the shadow table
-                    # is not ready (or became current while this query was embedded): keyword
-                    # search answers until the switch (mode says so).
+                    # The embedding service no longer serves the collection's model and the
+                    # shadow table is not ready (or became current while this query was
+                    # embedded): keyword search answers until the switch (mode says so).
                     hits = await (
                         text_leg or reads.text_hits(table, keywords, top_k, where, columns)
                     )
@@ -392,10 +420,10 @@ class KnowledgeStore:
         return SearchResult(fuse(by_vector, by_text, top_k, self._fusion.for_query(query)), mode)
 
     async def _query_vector(self, entry: CatalogEntry, query: str) -> list[float]:
-        vectors = await self._embedder.embed([query], embedding_pb2.INPUT_TYPE_QUERY)
-        dimension = check_vectors(vectors, 1)
-        entry.check_model(await self._embedder.model(), dimension)
-        return vectors[0]
+        embedded = await self._embedder.embed([query], embedding_pb2.INPUT_TYPE_QUERY, entry.model)
+        dimension = check_vectors(embedded.vectors, 1)
+        entry.check_model(embedded.model, dimension)
+        return embedded.vectors[0]
 
     # --- collections ------------------------------------------------------------------------
 
@@ -450,12 +478,13 @@ class KnowledgeStore:
         self._reindex_listeners.append(listener)
 
     async def reindex(self, collection: str) -> ReindexResult:
-        """Re-embed every chunk of ``collection`` with the current model into a shadow table,
-        then switch the catalog to it in one step. Searches keep reading the old table until
-        the switch and never fail: while the query model no longer matches the old table,
-        vector and hybrid searches answer by keywords (reported as TEXT). Deletes and ingests
-        of the old model go on meanwhile; an ingest of the new model is refused until the switch
-        (:class:`.reindex.CollectionReindexing`; the job runner queues it behind the reindex)."""
+        """Re-embed every chunk of ``collection`` with the embedding service's default model
+        into a shadow table, then switch the catalog to it in one step. Searches keep reading
+        the old table with the old model until the switch and never fail: while the service
+        no longer serves the old model, vector and hybrid searches answer by keywords (reported
+        as TEXT). Deletes and ingests go on meanwhile with the old model; if it is no longer
+        served an ingest is refused until the switch (:class:`.reindex.CollectionReindexing`;
+        the job runner queues it behind the reindex)."""
         self._role.check_writes("ReindexCollection")
         collection = COLLECTION_NAME.check(collection or DEFAULT_COLLECTION)
         # Runs to the end even if its caller gives up (a deadline, a disconnect): reindexing a
