@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import grpc
 import pytest
 
+from bruno.embedding.v1 import embedding_pb2, embedding_pb2_grpc
 from bruno.generation.v1 import generation_pb2, generation_pb2_grpc
 from bruno.retrieval.v1 import (
     conversations_pb2,
@@ -26,13 +27,17 @@ from bruno.retrieval.v1 import (
     retrieval_pb2_grpc,
 )
 from bruno_core import create_channel
+from bruno_core.grpc_server import GrpcServer
+from bruno_core.settings import GrpcServerSettings
 from bruno_embedding import EmbeddingSettings
 from bruno_embedding import create_server as create_embedding_server
+from bruno_embedding.onnx_embedder import ONNX_MODELS
 from bruno_generation import GenerationSettings
 from bruno_generation import create_server as create_generation_server
 from bruno_retrieval.config import RetrievalSettings
 from bruno_retrieval.server import create_server as create_retrieval_server
 from bruno_testing.fakes import FakeServices
+from bruno_testing.fakes.embedding import FakeEmbedding
 from bruno_testing.fakes.generation import MODEL as FAKE_LLM
 from bruno_testing.ollama_standin import OllamaStandIn
 
@@ -354,6 +359,77 @@ async def generation_transcript(channel: grpc.aio.Channel) -> Transcript:
     info = await stub.Info(generation_pb2.InfoRequest())
     said.append((info.backend, info.model, info.model_available, info.context_window > 0))
     return said
+
+
+async def embedding_transcript(channel: grpc.aio.Channel, models: list[str]) -> Transcript:
+    """What a caller of the embedding service sees: the models it lists (the default first),
+    which model answers a request naming none or each served one, the vectors' count and
+    dimension, and the refusals of an unserved model, no texts, a blank text and too many."""
+    stub = embedding_pb2_grpc.EmbeddingServiceStub(channel)
+    info = await stub.Info(embedding_pb2.InfoRequest())
+    said: Transcript = [
+        (info.model, info.dimension, info.max_batch_size > 0, info.max_input_tokens > 0),
+        [(m.name, m.dimension, m.max_input_tokens > 0) for m in info.models],
+    ]
+
+    async def embed(texts: list[str], model: str = "") -> None:
+        answer = await outcome(
+            stub.Embed(
+                embedding_pb2.EmbedRequest(
+                    texts=texts, input_type=embedding_pb2.INPUT_TYPE_QUERY, model=model
+                )
+            )
+        )
+        if isinstance(answer, str):
+            said.append(answer)
+        else:
+            said.append((answer.model, answer.dimension, [len(v.values) for v in answer.vectors]))
+
+    await embed(["how often does flux reconcile?", "velero"])
+    for model in models:
+        await embed(["velero backups"], model)
+    await embed(["velero"], "absent-model")
+    await embed([])
+    await embed(["velero", "  "])
+    await embed(["velero"] * (info.max_batch_size + 1))
+    return said
+
+
+async def test_the_fake_embedding_answers_as_the_real_one() -> None:
+    """The fake as retrieval's tests build it, with the real service's model names."""
+    real = await create_embedding_server(
+        EmbeddingSettings(embedding_listen_addr="127.0.0.1:0", grpc_grace_seconds=0)
+    )
+    port = await real.start()
+    try:
+        async with create_channel(f"127.0.0.1:{port}") as channel:
+            info = await embedding_pb2_grpc.EmbeddingServiceStub(channel).Info(
+                embedding_pb2.InfoRequest()
+            )
+            models = [m.name for m in info.models]
+            real_said = await embedding_transcript(channel, models)
+    finally:
+        await real.stop()
+    assert sorted(models) == sorted(ONNX_MODELS)  # both built-in models, whichever the default
+    fake = FakeEmbedding(
+        {m.name: m.dimension for m in info.models}, max_batch_size=info.max_batch_size
+    )
+    server = GrpcServer(
+        "embedding", GrpcServerSettings(grpc_grace_seconds=0), listen_addr="127.0.0.1:0"
+    )
+    server.add_servicer(
+        embedding_pb2.DESCRIPTOR.services_by_name["EmbeddingService"],
+        embedding_pb2_grpc.add_EmbeddingServiceServicer_to_server,
+        fake,
+    )
+    port = await server.start()
+    try:
+        async with create_channel(f"127.0.0.1:{port}") as channel:
+            fake_said = await embedding_transcript(channel, models)
+    finally:
+        await server.stop()
+
+    assert fake_said == real_said
 
 
 @asynccontextmanager

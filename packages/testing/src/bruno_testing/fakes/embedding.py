@@ -12,7 +12,7 @@ import grpc
 from typing_extensions import override
 
 from bruno.embedding.v1 import embedding_pb2, embedding_pb2_grpc
-from bruno_core import Conflict, InvalidInput
+from bruno_core import Conflict, InvalidInput, LimitExceeded
 from bruno_testing.ollama_standin import hashed_embedding
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -70,8 +70,12 @@ class FakeEmbedding(embedding_pb2_grpc.EmbeddingServiceServicer):
                 f"model {model!r} is not served here; the models served are "
                 f"{', '.join(self.models)}"
             )
+        if not request.texts:
+            raise InvalidInput("texts must hold at least one text")
         if len(request.texts) > self.max_batch_size:
-            raise InvalidInput(f"at most {self.max_batch_size} texts per request")
+            raise LimitExceeded(f"at most {self.max_batch_size} texts per request")
+        if any(not text.strip() for text in request.texts):
+            raise InvalidInput("texts must not be empty or blank")
         return embedding_pb2.EmbedResponse(
             vectors=[embedding_pb2.Vector(values=self.vector(model, t)) for t in request.texts],
             model=model,
