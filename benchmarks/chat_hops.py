@@ -34,15 +34,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import grpc
 import httpx
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from bruno_testing.background import InBackground
 from bruno_testing.ollama_standin import OllamaStandIn
+from bruno_testing.otlp_collector import OtlpCollector, ReceivedSpan
 from bruno_testing.system import BrunoSystem
 
 MODEL = "llama3.2"
@@ -54,71 +53,6 @@ DOCUMENT = (
     "complete version, then scale retrieval up again."
 )
 TOPICS = ["backup", "restore", "volume", "snapshot", "retrieval", "velero", "night", "table"]
-
-
-@dataclass(frozen=True)
-class Span:
-    service: str
-    trace_id: str
-    name: str
-    kind: int
-    start: int  # ns, wall clock
-    end: int
-
-
-class _Receiver(trace_service_pb2_grpc.TraceServiceServicer):
-    def __init__(self) -> None:
-        self.spans: list[Span] = []
-
-    async def Export(
-        self,
-        request: trace_service_pb2.ExportTraceServiceRequest,
-        context: grpc.aio.ServicerContext[Any, Any],
-    ) -> trace_service_pb2.ExportTraceServiceResponse:
-        for resource_spans in request.resource_spans:
-            service = next(
-                (
-                    a.value.string_value
-                    for a in resource_spans.resource.attributes
-                    if a.key == "service.name"
-                ),
-                "",
-            )
-            for scope_spans in resource_spans.scope_spans:
-                self.spans.extend(
-                    Span(
-                        service=service.removeprefix("bruno-"),
-                        trace_id=span.trace_id.hex(),
-                        name=span.name,
-                        kind=span.kind,
-                        start=span.start_time_unix_nano,
-                        end=span.end_time_unix_nano,
-                    )
-                    for span in scope_spans.spans
-                )
-        return trace_service_pb2.ExportTraceServiceResponse()
-
-
-class SpanReceiver:
-    """An OTLP/gRPC trace receiver on a loopback port that keeps every span's times."""
-
-    def __init__(self) -> None:
-        self.receiver = _Receiver()
-        self.port = 0
-        self._server: grpc.aio.Server | None = None
-
-    async def __aenter__(self) -> SpanReceiver:
-        self._server = grpc.aio.server()
-        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(  # type: ignore[no-untyped-call]
-            self.receiver, self._server
-        )
-        self.port = self._server.add_insecure_port("127.0.0.1:0")
-        await self._server.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._server is not None:
-            await self._server.stop(None)
 
 
 class _FirstTokenNoted(Response):
@@ -175,8 +109,12 @@ async def ask(client: httpx.AsyncClient, question: str) -> Chat:
     return chat
 
 
-def _one(spans: list[Span], service: str, name: str, kind: int) -> Span:
-    found = [s for s in spans if s.service == service and s.name.endswith(name) and s.kind == kind]
+def _one(spans: list[ReceivedSpan], service: str, name: str, kind: int) -> ReceivedSpan:
+    found = [
+        s
+        for s in spans
+        if s.service == f"bruno-{service}" and s.name.endswith(name) and s.kind == kind
+    ]
     if len(found) != 1:
         raise RuntimeError(f"{len(found)} {service} spans named {name}")
     return found[0]
@@ -185,7 +123,7 @@ def _one(spans: list[Span], service: str, name: str, kind: int) -> Span:
 SERVER, CLIENT = 2, 3  # OTLP's SpanKind numbers
 
 
-def hops(chat: Chat, spans: list[Span], standin: dict[str, int]) -> dict[str, float]:
+def hops(chat: Chat, spans: list[ReceivedSpan], standin: dict[str, int]) -> dict[str, float]:
     """Milliseconds of each hop of one chat, in order."""
     edge = _one(spans, "edge", "/api/v1/chat", SERVER)
     search = _one(spans, "edge", "/Search", CLIENT)
@@ -220,25 +158,25 @@ def hops(chat: Chat, spans: list[Span], standin: dict[str, int]) -> dict[str, fl
     return {name: (end - start) / 1e6 for name, start, end in points}
 
 
-async def run(system: BrunoSystem, receiver: SpanReceiver, standin: TimedStandIn, n: int) -> None:
+async def run(system: BrunoSystem, receiver: OtlpCollector, standin: TimedStandIn, n: int) -> None:
     headers = {"Authorization": f"Bearer {KEY}"}
     async with httpx.AsyncClient(base_url=system.edge_url, headers=headers, timeout=60) as client:
         for warm in range(4):
             await ask(client, f"How does Velero warm {warm} the LanceDB volume?")
         await asyncio.sleep(1.0)  # the warm-up's spans are exported
-        receiver.receiver.spans.clear()
+        receiver.spans.clear()
         skipped = len(standin.chat_times)
         chats = []
         for number in range(n):
             topic = TOPICS[number % len(TOPICS)]
             chats.append(await ask(client, f"How does Velero {topic} the volume? ({number})"))
         await asyncio.sleep(2.0)  # every span exported (the batch is sent every 0.1 s)
-    by_trace: dict[str, list[Span]] = {}
-    for span in receiver.receiver.spans:
+    by_trace: dict[str, list[ReceivedSpan]] = {}
+    for span in receiver.spans:
         by_trace.setdefault(span.trace_id, []).append(span)
     traces = sorted(
-        (spans for spans in by_trace.values() if any(s.service == "edge" for s in spans)),
-        key=lambda spans: min(s.start for s in spans if s.service == "edge"),
+        (spans for spans in by_trace.values() if any(s.service == "bruno-edge" for s in spans)),
+        key=lambda spans: min(s.start for s in spans if s.service == "bruno-edge"),
     )
     if len(traces) != n:
         raise RuntimeError(f"{len(traces)} chat traces for {n} chats")
@@ -277,7 +215,7 @@ def main() -> None:
     standin = TimedStandIn(models=[MODEL], token_delay=args.token_delay, reply="It is [1].")
     with (
         InBackground(standin) as ollama,
-        InBackground(SpanReceiver()) as receiver,
+        InBackground(OtlpCollector()) as receiver,
         tempfile.TemporaryDirectory() as tmp,
     ):
         env = {

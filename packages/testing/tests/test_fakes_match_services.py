@@ -27,8 +27,6 @@ from bruno.retrieval.v1 import (
     retrieval_pb2_grpc,
 )
 from bruno_core import create_channel
-from bruno_core.grpc_server import GrpcServer
-from bruno_core.settings import GrpcServerSettings
 from bruno_embedding import EmbeddingSettings
 from bruno_embedding import create_server as create_embedding_server
 from bruno_embedding.onnx_embedder import ONNX_MODELS
@@ -37,7 +35,7 @@ from bruno_generation import create_server as create_generation_server
 from bruno_retrieval.config import RetrievalSettings
 from bruno_retrieval.server import create_server as create_retrieval_server
 from bruno_testing.fakes import FakeServices
-from bruno_testing.fakes.embedding import FakeEmbedding
+from bruno_testing.fakes.embedding import FakeEmbedding, embedding_server
 from bruno_testing.fakes.generation import MODEL as FAKE_LLM
 from bruno_testing.ollama_standin import OllamaStandIn
 
@@ -414,14 +412,7 @@ async def test_the_fake_embedding_answers_as_the_real_one() -> None:
     fake = FakeEmbedding(
         {m.name: m.dimension for m in info.models}, max_batch_size=info.max_batch_size
     )
-    server = GrpcServer(
-        "embedding", GrpcServerSettings(grpc_grace_seconds=0), listen_addr="127.0.0.1:0"
-    )
-    server.add_servicer(
-        embedding_pb2.DESCRIPTOR.services_by_name["EmbeddingService"],
-        embedding_pb2_grpc.add_EmbeddingServiceServicer_to_server,
-        fake,
-    )
+    server = embedding_server(fake)
     port = await server.start()
     try:
         async with create_channel(f"127.0.0.1:{port}") as channel:

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from bruno.embedding.v1 import embedding_pb2, embedding_pb2_grpc
-from bruno_core import GrpcServer, GrpcServerSettings, create_channel
+from bruno.embedding.v1 import embedding_pb2
+from bruno_core import create_channel
 from bruno_retrieval.config import RetrievalSettings
 from bruno_retrieval.embedding_client import EmbeddingClient
 from bruno_retrieval.knowledge import KnowledgeStore, ModelNotServed, SearchMode
-from bruno_testing.fakes import FakeEmbedding
+from bruno_testing.fakes import FakeEmbedding, embedding_server
 
 DOCUMENT = embedding_pb2.INPUT_TYPE_DOCUMENT
 QUERY = embedding_pb2.INPUT_TYPE_QUERY
@@ -26,14 +26,7 @@ MAX_BATCH = 4
 @pytest.fixture
 async def service() -> AsyncIterator[tuple[FakeEmbedding, str]]:
     fake = FakeEmbedding({"model-a": 64, "model-b": 32}, max_batch_size=MAX_BATCH)
-    server = GrpcServer(
-        "embedding", GrpcServerSettings(grpc_grace_seconds=0), listen_addr="127.0.0.1:0"
-    )
-    server.add_servicer(
-        embedding_pb2.DESCRIPTOR.services_by_name["EmbeddingService"],
-        embedding_pb2_grpc.add_EmbeddingServiceServicer_to_server,
-        fake,
-    )
+    server = embedding_server(fake)
     port = await server.start()
     yield fake, f"127.0.0.1:{port}"
     await server.stop()

@@ -21,11 +21,12 @@ from bruno.retrieval.v1 import (
     retrieval_pb2,
     retrieval_pb2_grpc,
 )
-from bruno_core import GrpcServer, GrpcServerSettings, create_channel
+from bruno_core import GrpcServer, create_channel
 from bruno_retrieval.config import RetrievalSettings
 from bruno_retrieval.embedding_client import EmbeddingClient
 from bruno_retrieval.knowledge import Embedded
 from bruno_retrieval.server import create_server
+from bruno_testing.fakes import embedding_server as serve_embedding
 
 if TYPE_CHECKING:
     from conftest import FakeEmbedder
@@ -106,14 +107,7 @@ class Services:
 @pytest.fixture
 async def services(tmp_path: Path, embedder: FakeEmbedder) -> AsyncIterator[Services]:
     embedding = HashingEmbeddingServicer(embedder)
-    embedding_server = GrpcServer(
-        "embedding", GrpcServerSettings(grpc_grace_seconds=0), listen_addr="127.0.0.1:0"
-    )
-    embedding_server.add_servicer(
-        embedding_pb2.DESCRIPTOR.services_by_name["EmbeddingService"],
-        embedding_pb2_grpc.add_EmbeddingServiceServicer_to_server,
-        embedding,
-    )
+    embedding_server = serve_embedding(embedding)
     embedding_port = await embedding_server.start()
     settings = RetrievalSettings(
         retrieval_listen_addr="127.0.0.1:0",

@@ -26,6 +26,8 @@ class ReceivedSpan:
     parent_span_id: str
     name: str
     kind: int
+    start: int  # ns since the epoch, the exporting process's clock
+    end: int
 
 
 class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):
@@ -55,6 +57,8 @@ class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):
                         parent_span_id=span.parent_span_id.hex(),
                         name=span.name,
                         kind=span.kind,
+                        start=span.start_time_unix_nano,
+                        end=span.end_time_unix_nano,
                     )
                     for span in scope_spans.spans
                 )

@@ -24,7 +24,7 @@ from bruno.retrieval.v1 import (
 )
 from bruno_core import GrpcServer, GrpcServerSettings
 from bruno_testing.fakes.conversations import FakeConversations
-from bruno_testing.fakes.embedding import FakeEmbedding, HealthOnlyEmbedding
+from bruno_testing.fakes.embedding import FakeEmbedding, HealthOnlyEmbedding, embedding_server
 from bruno_testing.fakes.generation import FakeGeneration
 from bruno_testing.fakes.jobs import FakeJobs
 from bruno_testing.fakes.retrieval import FakeRetrieval, StoredDocument
@@ -38,6 +38,7 @@ __all__ = [
     "FakeServices",
     "HealthOnlyEmbedding",
     "StoredDocument",
+    "embedding_server",
 ]
 
 

@@ -12,7 +12,7 @@ import grpc
 from typing_extensions import override
 
 from bruno.embedding.v1 import embedding_pb2, embedding_pb2_grpc
-from bruno_core import Conflict, InvalidInput, LimitExceeded
+from bruno_core import Conflict, GrpcServer, GrpcServerSettings, InvalidInput, LimitExceeded
 from bruno_testing.ollama_standin import hashed_embedding
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -98,3 +98,17 @@ class FakeEmbedding(embedding_pb2_grpc.EmbeddingServiceServicer):
                 for name, dimension in self.models.items()
             ],
         )
+
+
+def embedding_server(servicer: embedding_pb2_grpc.EmbeddingServiceServicer) -> GrpcServer:
+    """``servicer`` as the ``EmbeddingService`` of a server on a free loopback port, not yet
+    started (``port = await server.start()``)."""
+    server = GrpcServer(
+        "embedding", GrpcServerSettings(grpc_grace_seconds=0), listen_addr="127.0.0.1:0"
+    )
+    server.add_servicer(
+        embedding_pb2.DESCRIPTOR.services_by_name["EmbeddingService"],
+        embedding_pb2_grpc.add_EmbeddingServiceServicer_to_server,
+        servicer,
+    )
+    return server
