@@ -24,10 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -35,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from machine import footer, header
+from restore_stack import KEY, MODEL, TOPICS, add_setting_option, restore_stack, settings
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
@@ -43,16 +42,6 @@ from bruno_testing.background import InBackground
 from bruno_testing.ollama_standin import OllamaStandIn
 from bruno_testing.otlp_collector import OtlpCollector, ReceivedSpan
 from bruno_testing.system import BrunoSystem
-
-MODEL = "llama3.2"
-KEY = "bench-hops-key"
-DOCUMENT = (
-    "Velero backs up the LanceDB volume every night at 02:00 and keeps fourteen daily "
-    "snapshots. To restore, scale retrieval to zero, run velero restore create from the "
-    "latest backup, wait for the init container to roll tables back to their newest "
-    "complete version, then scale retrieval up again."
-)
-TOPICS = ["backup", "restore", "volume", "snapshot", "retrieval", "velero", "night", "table"]
 
 
 class _FirstTokenNoted(Response):
@@ -204,14 +193,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--chats", type=int, default=40)
     parser.add_argument("--token-delay", type=float, default=0.02)
-    parser.add_argument("--setting", action="append", default=[], metavar="BRUNO_NAME=VALUE")
+    add_setting_option(parser)
     args = parser.parse_args()
-    load = os.getloadavg()
-    print(
-        f"# chat hops, {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, "
-        f"{platform.machine()}, {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
-        f"load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
-    )
+    print(header("chat hops"))
     standin = TimedStandIn(models=[MODEL], token_delay=args.token_delay, reply="It is [1].")
     with (
         InBackground(standin) as ollama,
@@ -219,27 +203,16 @@ def main() -> None:
         tempfile.TemporaryDirectory() as tmp,
     ):
         env = {
-            "BRUNO_LOG_LEVEL": "WARNING",
-            "BRUNO_API_KEYS": KEY,
-            "BRUNO_RATE_LIMIT": "100000/second",
             "BRUNO_CONCURRENT_CHATS": "32",
             "BRUNO_OLLAMA_PARALLEL": "16",
             "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.port}",
             "OTEL_EXPORTER_OTLP_INSECURE": "true",
             "OTEL_BSP_SCHEDULE_DELAY": "100",
-            **dict(setting.partition("=")[::2] for setting in args.setting),
+            **settings(args),
         }
-        with BrunoSystem(Path(tmp), ollama_host=ollama.url, env=env) as system:
-            document = {"id": "restore.md", "title": "Restore", "text": DOCUMENT}
-            httpx.post(
-                f"{system.edge_url}/api/v1/documents",
-                json=document,
-                headers={"Authorization": f"Bearer {KEY}"},
-                timeout=60,
-            ).raise_for_status()
+        with restore_stack(Path(tmp), ollama.url, env) as system:
             asyncio.run(run(system, receiver, standin, args.chats))
-    load = os.getloadavg()
-    print(f"\nload at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(footer())
 
 
 if __name__ == "__main__":

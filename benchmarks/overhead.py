@@ -34,46 +34,40 @@ import argparse
 import asyncio
 import functools
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
 import httpx
 import lancedb
 import pyarrow as pa
+from chat import direct_call
 from lancedb.index import FTS
+from machine import cpu_seconds, footer, header
 from ollama import AsyncClient
+from restore_stack import (
+    DOCUMENT,
+    KEY,
+    MODEL,
+    QUERY,
+    add_setting_option,
+    distinct_question,
+    pids,
+    restore_stack,
+    settings,
+)
 
 from bruno.embedding.v1 import embedding_pb2, embedding_pb2_grpc
 from bruno_testing.background import InBackground
 from bruno_testing.ollama_standin import OllamaStandIn
 from bruno_testing.system import BrunoSystem, free_port
 
-MODEL = "llama3.2"
-KEY = "bench-overhead-key"
 HERE = Path(__file__).resolve().parent
-DOCUMENT = (
-    "Velero backs up the LanceDB volume every night at 02:00 and keeps fourteen daily "
-    "snapshots. To restore, scale retrieval to zero, run velero restore create from the "
-    "latest backup, wait for the init container to roll tables back to their newest "
-    "complete version, then scale retrieval up again."
-)
-QUERY = "how do I restore the LanceDB volume from a backup?"
-TOPICS = ["backup", "restore", "volume", "snapshot", "retrieval", "velero", "night", "table"]
-
-
-def distinct_question(n: int) -> str:
-    """A question no other call asks (so no cache answers it) that still finds DOCUMENT, so a
-    chat asks the model instead of answering "I don't know" by itself."""
-    return f"How does Velero {TOPICS[n % len(TOPICS)]} the LanceDB volume? (ticket {n})"
 
 
 def pct(values: list[float], q: float) -> float:
@@ -191,15 +185,8 @@ async def edge_chat(
 
 
 async def direct_ttft(client: AsyncClient, question: str) -> float:
-    started = time.perf_counter()
-    first: float | None = None
-    stream = await client.chat(
-        model=MODEL, messages=[{"role": "user", "content": question}], stream=True
-    )
-    async for part in stream:
-        if first is None and part.message.content:
-            first = time.perf_counter() - started
-    return first if first is not None else time.perf_counter() - started
+    """Time to first token of ``question`` asked of Ollama directly (the official client)."""
+    return (await direct_call(client, question)).ttft
 
 
 async def concurrently(
@@ -214,21 +201,6 @@ async def concurrently(
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return results
-
-
-def cpu_seconds(system: BrunoSystem, pids: dict[str, int] | None = None) -> dict[str, float]:
-    """Each service process's CPU seconds so far (user + system, from ``/proc``), and those of
-    ``pids`` by name."""
-    tick = os.sysconf("SC_CLK_TCK")
-    seconds: dict[str, float] = {}
-    named = {name: process.pid for name, process in system.processes.items()} | (pids or {})
-    for name, pid in named.items():
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        except OSError:  # not Linux, or the process is gone
-            continue
-        seconds[name] = (int(fields[11]) + int(fields[12])) / tick
-    return seconds
 
 
 def cpu_per_chat(before: dict[str, float], after: dict[str, float], chats: int) -> str:
@@ -287,9 +259,9 @@ async def measure(
         print("|---|" + "---|" * args.rounds)
         for _ in range(args.rounds):
             for name, call in calls.items():
-                before = cpu_seconds(system, minimal_pids)
+                before = cpu_seconds(pids(system) | minimal_pids)
                 rounds[name].append(pct(await timed(call, args.requests), 0.5))
-                after = cpu_seconds(system, minimal_pids)
+                after = cpu_seconds(pids(system) | minimal_pids)
                 for process in SERVING[name.split()[0]]:
                     if process in before and process in after:
                         spent = after[process] - before[process]
@@ -383,12 +355,12 @@ async def measure_chat(
         direct = await concurrently(
             lambda n: direct_ttft(ollama, distinct_question(n)), concurrency, requests
         )
-        before = cpu_seconds(system)
+        before = cpu_seconds(pids(system))
         timings: list[dict[str, float]] = []
         edge = await concurrently(
             functools.partial(edge_chat, bruno, offset, timings), concurrency, requests
         )
-        cpu.append(f"c={concurrency}: {cpu_per_chat(before, cpu_seconds(system), requests)}")
+        cpu.append(f"c={concurrency}: {cpu_per_chat(before, cpu_seconds(pids(system)), requests)}")
         stages.append(
             f"c={concurrency}: "
             + ", ".join(
@@ -432,29 +404,13 @@ def main() -> None:
         action="store_true",
         help="only the sequential rows: searches and listings (and CPU per call)",
     )
-    parser.add_argument(
-        "--setting",
-        action="append",
-        default=[],
-        metavar="BRUNO_NAME=VALUE",
-        help="a setting passed to every service of the stack (repeatable), e.g. "
-        "BRUNO_EMBEDDING_ONNX_MODEL=all-MiniLM-L6-v2-int8",
-    )
+    add_setting_option(parser)
     args = parser.parse_args()
-    load = os.getloadavg()
-    print(
-        f"# bench-overhead {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, "
-        f"{os.cpu_count()} cores, Python {sys.version.split()[0]}, "
-        f"load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
-    )
+    print(header("bench-overhead"))
     standin = OllamaStandIn(models=[MODEL], token_delay=args.token_delay, reply="It is [1].")
     with InBackground(standin) as ollama, tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         env = {
-            "BRUNO_LOG_LEVEL": "WARNING",
-            "BRUNO_API_KEYS": KEY,
-            # Checked on every request, never reached: the limiter's cost without its refusals.
-            "BRUNO_RATE_LIMIT": "100000/second",
             # Sixteen chats of one key at once are the measure, not a key to hold back (a slot
             # is freed just after the client has read the end of its stream, hence twice that).
             "BRUNO_CONCURRENT_CHATS": "32",
@@ -462,19 +418,13 @@ def main() -> None:
             # generation may ask it as many (its default of one is a small GPU's queue, not
             # the fixed cost this measures).
             "BRUNO_OLLAMA_PARALLEL": "16",
-            **dict(setting.partition("=")[::2] for setting in args.setting),
+            **settings(args),
         }
-        with BrunoSystem(workdir, ollama_host=ollama.url, env=env) as system:
-            document = {"id": "restore.md", "title": "Restore", "text": DOCUMENT}
-            headers = {"Authorization": f"Bearer {KEY}"}
-            httpx.post(
-                f"{system.edge_url}/api/v1/documents", json=document, headers=headers, timeout=60
-            ).raise_for_status()
+        with restore_stack(workdir, ollama.url, env) as system:
             minimal_pids: dict[str, int] = {}
             with minimal_stack(workdir, query_vector(system), minimal_pids) as minimal_url:
                 asyncio.run(measure(system, minimal_url, minimal_pids, ollama.url, args))
-    load = os.getloadavg()
-    print(f"\nload at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(footer())
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ searches of one question (its vector cached by retrieval after the warm-up), str
 with distinct questions that each start a conversation, follow-up chats that each continue
 one (the conversation read, the question rewritten, the turns appended), and hybrid searches
 of distinct questions sixteen at once (the edge sheds some by design; they count as requests).
-For each kind it prints the CPU (user + system, psutil) each process spent per request. With
+For each kind it prints the CPU (user + system, ``/proc``) each process spent per request. With
 ``--py-spy DIR`` retrieval is sampled by py-spy during each kind, one raw file per kind in DIR,
 for shares by library. A benchmark, not a test: it asserts nothing. Results: docs/benchmarks.md
 ("Third pass: retrieval").
@@ -22,38 +22,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-import psutil
+from machine import cpu_seconds, footer, header
+from restore_stack import KEY, MODEL, QUERY, pids, restore_stack
 
 from bruno_testing.background import InBackground
 from bruno_testing.ollama_standin import OllamaStandIn
 from bruno_testing.system import BrunoSystem
 
-KEY = "bench-request-cpu-key"
-MODEL = "llama3.2"
-DOCUMENT = (
-    "Velero backs up the LanceDB volume every night at 02:00 and keeps fourteen daily "
-    "snapshots. To restore, scale retrieval to zero, run velero restore create from the "
-    "latest backup, wait for the init container to roll tables back to their newest "
-    "complete version, then scale retrieval up again."
-)
-QUERY = "how do I restore the LanceDB volume from a backup?"
 SERVICES = ("edge", "retrieval", "embedding", "generation")
-
-
-def cpu_seconds(processes: dict[str, psutil.Process]) -> dict[str, float]:
-    times = {name: process.cpu_times() for name, process in processes.items()}
-    return {name: t.user + t.system for name, t in times.items()}
 
 
 async def chat(client: httpx.AsyncClient, body: dict[str, str]) -> str:
@@ -84,7 +67,7 @@ def py_spy(raw: Path, pid: int) -> subprocess.Popen[bytes]:
 
 
 async def measure(system: BrunoSystem, args: argparse.Namespace) -> None:
-    processes = {name: psutil.Process(system.processes[name].pid) for name in SERVICES}
+    processes = pids(system)
     headers = {"Authorization": f"Bearer {KEY}"}
     async with httpx.AsyncClient(base_url=system.edge_url, headers=headers, timeout=60) as edge:
 
@@ -130,7 +113,7 @@ async def measure(system: BrunoSystem, args: argparse.Namespace) -> None:
             spy = None
             if args.py_spy:
                 raw = Path(args.py_spy) / f"{kind.replace(' ', '-').replace(',', '')}.txt"
-                spy = py_spy(raw, processes["retrieval"].pid)
+                spy = py_spy(raw, processes["retrieval"])
                 await asyncio.sleep(3)  # py-spy attached
             before = cpu_seconds(processes)
             for n in range(count):
@@ -153,28 +136,15 @@ def main() -> None:
     args = parser.parse_args()
     if args.py_spy:
         Path(args.py_spy).mkdir(parents=True, exist_ok=True)
-    load = os.getloadavg()
-    print(
-        f"# request CPU {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, "
-        f"{os.cpu_count()} cores, Python {sys.version.split()[0]}, "
-        f"load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}\n"
-    )
+    print(header("request CPU") + "\n")
     standin = OllamaStandIn(models=[MODEL], token_delay=0, reply="It is [1].")
-    with InBackground(standin) as ollama, tempfile.TemporaryDirectory() as tmp:
-        env = {
-            "BRUNO_LOG_LEVEL": "WARNING",
-            "BRUNO_API_KEYS": KEY,
-            "BRUNO_RATE_LIMIT": "100000/second",  # checked on every request, never reached
-        }
-        with BrunoSystem(Path(tmp), ollama_host=ollama.url, env=env) as system:
-            document = {"id": "restore.md", "title": "Restore", "text": DOCUMENT}
-            headers = {"Authorization": f"Bearer {KEY}"}
-            httpx.post(
-                f"{system.edge_url}/api/v1/documents", json=document, headers=headers, timeout=60
-            ).raise_for_status()
-            asyncio.run(measure(system, args))
-    load = os.getloadavg()
-    print(f"\nload at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    with (
+        InBackground(standin) as ollama,
+        tempfile.TemporaryDirectory() as tmp,
+        restore_stack(Path(tmp), ollama.url) as system,
+    ):
+        asyncio.run(measure(system, args))
+    print(footer())
 
 
 if __name__ == "__main__":
