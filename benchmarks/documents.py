@@ -33,8 +33,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
-import os
-import platform
 import re
 import statistics
 import sys
@@ -42,10 +40,12 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import httpx
+from machine import cpu_seconds, header, load_average
+from restore_stack import pids
 from retrieval import DEFAULT_CRANFIELD, Corpus, load_cranfield
 
 from bruno_extract import extract
@@ -294,33 +294,15 @@ async def raw_model(chunks: list[str]) -> RawModel:
     return RawModel(len(chunks) / wall, len(chunks) / cpu)
 
 
-def load() -> str:
-    """The machine's load averages (1, 5, 15 min): other helpers share it."""
-    return " / ".join(f"{value:.1f}" for value in os.getloadavg())
-
-
-def cpu_seconds(system: BrunoSystem) -> dict[str, float]:
-    """CPU time (user + system) each service process has used so far (Linux ``/proc``).
-
-    Unlike wall time, it does not grow when other work on the machine takes the cores, so it
-    compares the paths fairly on a shared machine."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    used = {}
-    for name, process in system.processes.items():
-        fields = Path(f"/proc/{process.pid}/stat").read_text().rpartition(")")[2].split()
-        used[name] = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
-    return used
-
-
 async def settle(system: BrunoSystem) -> float:
     """Wait until the services are idle (the last path's index builds and compactions run in
     the background): under ``SETTLED_CPU`` of a core over a second, at most
     ``SETTLE_MAX_SECONDS``. The seconds waited."""
     started = time.perf_counter()
-    before = sum(cpu_seconds(system).values())
+    before = sum(cpu_seconds(pids(system)).values())
     while time.perf_counter() - started < SETTLE_MAX_SECONDS:
         await asyncio.sleep(1.0)
-        now = sum(cpu_seconds(system).values())
+        now = sum(cpu_seconds(pids(system)).values())
         if now - before < SETTLED_CPU:
             break
         before = now
@@ -350,9 +332,11 @@ async def run_path(
 ) -> PathRun:
     """The corpus into a collection of its own through ``path``, once the services are idle."""
     waited = await settle(system)
-    print(f"round {round_} {path}: settled in {waited:.0f} s, load {load()}", file=sys.stderr)
+    print(
+        f"round {round_} {path}: settled in {waited:.0f} s, load {load_average()}", file=sys.stderr
+    )
     collection = f"cranfield-pdf-{path}-{round_}"
-    at_start, before = load(), cpu_seconds(system)
+    at_start, before = load_average(), cpu_seconds(pids(system))
     job = None
     if path == "job":
         job = await ingest_as_job(system.edge_url, files, collection)
@@ -360,7 +344,7 @@ async def run_path(
     else:
         chunks, seconds = await upload_all(system.edge_url, files, collection)
         documents = len(files)
-    after = cpu_seconds(system)
+    after = cpu_seconds(pids(system))
     cpu = {name: after[name] - before[name] for name in after}
     print(f"  {chunks} chunks in {seconds:.0f} s", file=sys.stderr)
     return PathRun(path, round_, chunks, documents, seconds, cpu, at_start, job)
@@ -454,11 +438,7 @@ async def main() -> None:
     )
     args = parser.parse_args()
     began = time.perf_counter()
-    print(
-        f"# make bench-documents — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
-        f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
-        f"Python {platform.python_version()}\n"
-    )
+    print(header("make bench-documents") + "\n")
     corpus = load_cranfield(args.cranfield)
     if args.abstracts:
         corpus.documents[:] = corpus.documents[: args.abstracts]
@@ -502,7 +482,7 @@ async def main() -> None:
         raws_model = [await raw_model(chunks)]
         print(
             f"raw model: {raws_model[0].rate:.1f} chunks/s over {len(chunks)} chunks, "
-            f"load {load()}",
+            f"load {load_average()}",
             file=sys.stderr,
         )
         # A synchronous upload rides on the edge's deadlines (the retrieval channel's default,
@@ -534,7 +514,8 @@ async def main() -> None:
                     print(f"raw model: {raws_model[-1].rate:.1f} chunks/s", file=sys.stderr)
         raws_model.append(await raw_model(chunks))
         print(
-            f"raw model after: {raws_model[-1].rate:.1f} chunks/s, load {load()}", file=sys.stderr
+            f"raw model after: {raws_model[-1].rate:.1f} chunks/s, load {load_average()}",
+            file=sys.stderr,
         )
 
     print_end_to_end(runs, raws_model, len(chunks))
