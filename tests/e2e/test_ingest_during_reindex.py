@@ -87,6 +87,19 @@ async def edge(tmp_path: Path, embedder: SwitchingEmbedder) -> AsyncIterator[htt
         await retrieval.stop()
 
 
+@pytest.fixture
+async def replaced(edge: httpx.AsyncClient, embedder: SwitchingEmbedder) -> httpx.AsyncClient:
+    """The edge once ``homelab`` holds a note embedded by model-a and the embedding service
+    serves model-b in its place (as an Ollama model is replaced)."""
+    stored = await edge.post(
+        "/api/v1/documents",
+        json={"collection": "homelab", "id": "stored", "text": "Velero stored note."},
+    )
+    assert stored.status_code == 201, stored.text
+    embedder.name, embedder.dimension = "model-b", 32
+    return edge
+
+
 async def until_finished(client: httpx.AsyncClient, location: str) -> dict[str, Any]:
     for _ in range(400):
         job: dict[str, Any] = (await client.get(location)).json()
@@ -97,14 +110,9 @@ async def until_finished(client: httpx.AsyncClient, location: str) -> dict[str, 
 
 
 async def test_an_ingest_into_a_collection_being_reindexed_answers_202_with_a_queued_job(
-    edge: httpx.AsyncClient, embedder: SwitchingEmbedder
+    replaced: httpx.AsyncClient, embedder: SwitchingEmbedder
 ) -> None:
-    stored = await edge.post(
-        "/api/v1/documents",
-        json={"collection": "homelab", "id": "stored", "text": "Velero stored note."},
-    )
-    assert stored.status_code == 201, stored.text
-    embedder.name, embedder.dimension = "model-b", 32  # the embedding service changed models
+    edge = replaced
     embedder.held = "Velero"  # the reindex's copy of the stored note
     reindex = await edge.post("/api/v1/collections/homelab/reindex")
     assert reindex.status_code == 202, reindex.text
@@ -129,14 +137,9 @@ async def test_an_ingest_into_a_collection_being_reindexed_answers_202_with_a_qu
 
 
 async def test_a_collection_whose_model_is_no_longer_served_answers_409_saying_to_reindex(
-    edge: httpx.AsyncClient, embedder: SwitchingEmbedder
+    replaced: httpx.AsyncClient,
 ) -> None:
-    stored = await edge.post(
-        "/api/v1/documents",
-        json={"collection": "homelab", "id": "stored", "text": "Velero stored note."},
-    )
-    assert stored.status_code == 201, stored.text
-    embedder.name, embedder.dimension = "model-b", 32  # model-a replaced, as in Ollama
+    edge = replaced
 
     search = await edge.post("/api/v1/search", json={"query": "velero", "collection": "homelab"})
     ingest = await edge.post(
