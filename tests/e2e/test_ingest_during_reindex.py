@@ -1,6 +1,7 @@
 """The edge in front of a real retrieval server while a reindex of a collection is held up:
 ``POST /api/v1/documents`` into it answers 202 with the job it became, never a success for a
-write not committed, and the job commits after the switch.
+write not committed, and the job commits after the switch; a running reindex cancelled with
+``DELETE`` of its job ends cancelled, leaves the collection as it was, and can be started again.
 
 Both run in this process (the edge through its ASGI app, retrieval as a real gRPC server on
 loopback over a real LanceDB) so that the reindex can be held at a chosen point: between
@@ -159,3 +160,35 @@ async def test_a_collection_whose_model_is_no_longer_served_answers_409_saying_t
         )
     assert keywords.status_code == 200, keywords.text
     assert [hit["document_id"] for hit in keywords.json()["results"]] == ["stored"]
+
+
+async def test_a_running_reindex_cancelled_leaves_the_collection_as_it_was(
+    replaced: httpx.AsyncClient, embedder: SwitchingEmbedder
+) -> None:
+    edge = replaced
+    embedder.held = "Velero"  # the reindex's copy of the stored note
+    reindex = await edge.post("/api/v1/collections/homelab/reindex")
+    assert reindex.status_code == 202, reindex.text
+    await asyncio.wait_for(embedder.holding.wait(), 30)
+
+    cancel = await edge.delete(reindex.headers["Location"])
+    embedder.released.set()
+
+    assert cancel.status_code == 202, cancel.text
+    assert (await until_finished(edge, reindex.headers["Location"]))["state"] == "cancelled"
+    # Not switched: the collection still holds model-a's vectors, which nobody serves.
+    search = await edge.post("/api/v1/search", json={"query": "velero", "collection": "homelab"})
+    assert search.status_code == 409, search.text
+    keywords = await edge.post(
+        "/api/v1/search", json={"query": "velero", "collection": "homelab", "mode": "text"}
+    )
+    assert [hit["document_id"] for hit in keywords.json()["results"]] == ["stored"]
+
+    embedder.held = ""
+    again = await edge.post("/api/v1/collections/homelab/reindex")
+    assert again.status_code == 202, again.text
+    assert (await until_finished(edge, again.headers["Location"]))["state"] == "succeeded"
+    search = await edge.post("/api/v1/search", json={"query": "velero", "collection": "homelab"})
+    assert search.status_code == 200, search.text
+    assert [hit["document_id"] for hit in search.json()["results"]] == ["stored"]
+    assert search.json()["mode"] == "hybrid"
