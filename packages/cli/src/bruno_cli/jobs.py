@@ -25,7 +25,6 @@ from rich.progress import (
     Progress,
     TaskProgressColumn,
     TextColumn,
-    TimeRemainingColumn,
 )
 
 from bruno_cli.connection import api_path, call, expect_json
@@ -87,12 +86,18 @@ async def watch(
             TaskProgressColumn(),
             TextColumn("{task.fields[chunks]} chunks, {task.fields[failed]} failed"),
             TextColumn("{task.fields[rate]:.1f} docs/s"),
-            TimeRemainingColumn(),
+            TextColumn("{task.fields[left]}"),
             console=Console(file=err),
             transient=True,
         )
         task = bar.add_task(
-            "job", total=job["documents"]["total"], job=job_id[:8], chunks=0, failed=0, rate=0.0
+            "job",
+            total=job["documents"]["total"],
+            job=job_id[:8],
+            chunks=0,
+            failed=0,
+            rate=0.0,
+            left="",
         )
         bar.start()
     started, first = time.monotonic(), sum(_accounted(job))
@@ -108,6 +113,7 @@ async def watch(
                     chunks=job["chunks_written"],
                     failed=counts[1],
                     rate=rate,
+                    left=_time_left(job, rate),
                 )
             elif counts != seen:
                 print(_line(job, rate), file=out, flush=True)
@@ -188,11 +194,19 @@ def _counts(job: dict[str, Any]) -> str:
 def _line(job: dict[str, Any], rate: float) -> str:
     """The job's counts; while it runs and moves, the rate and the time left too."""
     line = f"job {job['id']} {job['state']}: {_counts(job)}"
-    if job["state"] in RUNNING and rate > 0:
-        documents = job["documents"]
-        left = (documents["total"] - documents["done"] - documents["failed"]) / rate
-        line += f", {rate:.2f} documents/s, about {_duration(left)} left"
+    if left := _time_left(job, rate):
+        line += f", {rate:.2f} documents/s, {left}"
     return line
+
+
+def _time_left(job: dict[str, Any], rate: float) -> str:
+    """ "about 2 min 05 s left" at ``rate`` documents a second while the job runs and moves;
+    empty otherwise. The bar and the plain lines both say it, so they agree."""
+    if job["state"] not in RUNNING or rate <= 0:
+        return ""
+    documents = job["documents"]
+    left = (documents["total"] - documents["done"] - documents["failed"]) / rate
+    return f"about {_duration(left)} left"
 
 
 def _duration(seconds: float) -> str:
