@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
@@ -12,6 +12,16 @@ from bruno_core.queueing import Priority, QueueFull
 
 if TYPE_CHECKING:
     from conftest import Context, ScriptedEmbedding
+
+
+async def failed_call(addr: str, **channel_options: Any) -> grpc.aio.AioRpcError:
+    """The error an ``Embed`` call to ``addr`` ends with, through ``create_channel``'s policy
+    (the test fails if the call succeeds)."""
+    async with create_channel(addr, **channel_options) as channel:
+        stub = embedding_pb2_grpc.EmbeddingServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.Embed(embedding_pb2.EmbedRequest(texts=["ab"]))
+    return caught.value
 
 
 async def test_unavailable_is_retried_by_the_channel_until_it_succeeds(
@@ -40,11 +50,8 @@ async def test_retries_stop_after_max_attempts(
         await context.abort(grpc.StatusCode.UNAVAILABLE, "down")
 
     servicer.behaviour = always
-    async with create_channel(addr, max_attempts=3) as channel:
-        stub = embedding_pb2_grpc.EmbeddingServiceStub(channel)
-        with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await stub.Embed(embedding_pb2.EmbedRequest(texts=["ab"]))
-    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    error = await failed_call(addr, max_attempts=3)
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
     assert servicer.calls == 3
 
 
@@ -57,10 +64,7 @@ async def test_other_failures_are_not_retried(
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "bad")
 
     servicer.behaviour = invalid
-    async with create_channel(addr) as channel:
-        stub = embedding_pb2_grpc.EmbeddingServiceStub(channel)
-        with pytest.raises(grpc.aio.AioRpcError):
-            await stub.Embed(embedding_pb2.EmbedRequest(texts=["ab"]))
+    await failed_call(addr)
     assert servicer.calls == 1
 
 
@@ -73,11 +77,8 @@ async def test_a_call_without_its_own_timeout_gets_the_channel_deadline(
         await asyncio.sleep(5)
 
     servicer.behaviour = hang
-    async with create_channel(addr, timeout_seconds=0.2) as channel:
-        stub = embedding_pb2_grpc.EmbeddingServiceStub(channel)
-        with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await stub.Embed(embedding_pb2.EmbedRequest(texts=["ab"]))
-    assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    error = await failed_call(addr, timeout_seconds=0.2)
+    assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
 
 
 async def test_a_full_queue_is_refused_once_and_not_retried(
@@ -89,11 +90,8 @@ async def test_a_full_queue_is_refused_once_and_not_retried(
         raise QueueFull("embedding", Priority.INTERACTIVE, 32)
 
     servicer.behaviour = full
-    async with create_channel(addr, max_attempts=4) as channel:
-        stub = embedding_pb2_grpc.EmbeddingServiceStub(channel)
-        with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await stub.Embed(embedding_pb2.EmbedRequest(texts=["ab"]))
-    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    error = await failed_call(addr, max_attempts=4)
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
     assert servicer.calls == 1
 
 
@@ -106,11 +104,8 @@ async def test_a_relayed_full_queue_stays_not_retryable_at_the_next_hop(
         raise QueueFull("embedding", Priority.INTERACTIVE, 32)
 
     servicer.behaviour = full
-    async with create_channel(addr) as channel:
-        stub = embedding_pb2_grpc.EmbeddingServiceStub(channel)
-        with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await stub.Embed(embedding_pb2.EmbedRequest(texts=["ab"]))
-    relayed = from_rpc_error(caught.value, service="embedding")
+    error = await failed_call(addr)
+    relayed = from_rpc_error(error, service="embedding")
     assert isinstance(relayed, Unavailable)
     assert not relayed.retryable
 
@@ -118,8 +113,5 @@ async def test_a_relayed_full_queue_stays_not_retryable_at_the_next_hop(
         raise relayed  # what a servicer relaying the downstream refusal does
 
     servicer.behaviour = relay
-    async with create_channel(addr, max_attempts=4) as channel:
-        stub = embedding_pb2_grpc.EmbeddingServiceStub(channel)
-        with pytest.raises(grpc.aio.AioRpcError):
-            await stub.Embed(embedding_pb2.EmbedRequest(texts=["ab"]))
+    await failed_call(addr, max_attempts=4)
     assert servicer.calls == 2  # one each: neither hop retried
