@@ -19,10 +19,13 @@ with each process's CPU milliseconds per call of every row (Bruno's edge and ret
 minimal stack's HTTP and gRPC processes; from ``/proc``, Linux), summed over the rounds;
 
 and once: chat time to first token through the edge against the official ``ollama`` client
-calling the Ollama stand-in directly, at concurrency 1 and 16 (distinct questions, so the query
-cache misses; generation may ask the stand-in 16 answers at once, as the direct calls do), with
-each service process's CPU milliseconds per chat (from ``/proc``, Linux), and
-search throughput at concurrency 16 with distinct questions (served and shed apart).
+calling the Ollama stand-in directly and against the minimal stack's chat (the question
+embedded in its gRPC process by the same model, both legs, the answer streamed from the
+stand-in), at concurrency 1 and 16 (distinct questions, so the query cache misses; generation
+may ask the stand-in 16 answers at once, as the direct calls do), with each process's CPU
+milliseconds per chat (from ``/proc``, Linux), and search throughput at concurrency 16 with
+distinct questions (served and shed apart), Bruno's and the minimal stack's (its question
+embedded the same way).
 
 It prints the p50 of every round and the spread of the ratios. A benchmark, not a test: it
 asserts nothing. Results: docs/benchmarks.md.
@@ -97,7 +100,7 @@ async def ok(response: Awaitable[httpx.Response]) -> httpx.Response:
 
 @contextmanager
 def minimal_stack(
-    workdir: Path, vector: list[float], pids: dict[str, int] | None = None
+    workdir: Path, vector: list[float], ollama_url: str, pids: dict[str, int] | None = None
 ) -> Iterator[str]:
     """The minimal stack's processes on loopback, holding DOCUMENT; yields its HTTP URL (and
     puts its processes' ids in ``pids``, as ``minimal http`` and ``minimal grpc``)."""
@@ -121,7 +124,10 @@ def minimal_stack(
     grpc_port, http_port = free_port(), free_port()
     script = str(HERE / "minimal_stack.py")
     grpc_side = [sys.executable, script, "grpc", "--port", str(grpc_port), "--db", str(db_path)]
-    http_side = [sys.executable, script, "http", "--port", str(http_port)]
+    http_side = [
+        *(sys.executable, script, "http", "--port", str(http_port)),
+        *("--ollama", ollama_url, "--model", MODEL),
+    ]
     processes = [
         subprocess.Popen(  # noqa: S603 - our own interpreter and script
             [*grpc_side, "--vector-file", str(vector_file)]
@@ -176,6 +182,24 @@ async def chat_ttft(
     if first is None:
         raise RuntimeError("the chat streamed no token")
     return first
+
+
+async def minimal_chat_ttft(client: httpx.AsyncClient, question: str) -> float:
+    """The time to the minimal stack's first token event (its stream read to the end)."""
+    started = time.perf_counter()
+    first: float | None = None
+    async with client.stream("POST", "/chat", json={"message": question}) as response:
+        response.raise_for_status()
+        async for line in response.aiter_lines():
+            if first is None and line.startswith("data: "):
+                first = time.perf_counter() - started
+    if first is None:
+        raise RuntimeError("the minimal chat streamed no token")
+    return first
+
+
+async def minimal_chat(client: httpx.AsyncClient, offset: int, n: int) -> float:
+    return await minimal_chat_ttft(client, distinct_question(offset + n))
 
 
 async def edge_chat(
@@ -248,7 +272,7 @@ async def measure(
             "bruno documents": lambda: ok(bruno.get("/api/v1/documents")),
         }
         if args.chat_only:
-            await measure_chat(system, bruno, ollama_url, args)
+            await measure_chat(system, bruno, minimal, minimal_pids, ollama_url, args)
             return
         for call in calls.values():  # warm: connections, caches, the query vector
             await timed(call, 10)
@@ -304,49 +328,73 @@ async def measure(
         if args.search_only:
             return
 
-        offset = await measure_chat(system, bruno, ollama_url, args)
+        offset = await measure_chat(system, bruno, minimal, minimal_pids, ollama_url, args)
 
-        served: list[float] = []
-        shed: list[float] = []
-
-        async def search(n: int) -> float:
-            started = time.perf_counter()
-            body = {"query": distinct_question(100_000 + offset + n)}
-            answer = await bruno.post("/api/v1/search", json=body)
-            took = time.perf_counter() - started
-            if answer.status_code == 503:
-                shed.append(took)
-            else:
-                answer.raise_for_status()
-                served.append(took)
-            return took
-
-        requests = args.throughput_requests
-        started = time.perf_counter()
-        await concurrently(search, 16, requests)
-        elapsed = time.perf_counter() - started
         print(
             "\n| search, c=16, distinct questions (hybrid) | answered/s | served p50 | "
             "served p99 | shed (503) | shed p50 |"
         )
         print("|---|---|---|---|---|---|")
-        shed_p50 = f"{ms(pct(shed, 0.5))} ms" if shed else "-"
-        print(
-            f"| {requests} requests | {len(served) / elapsed:.1f} | {ms(pct(served, 0.5))} ms | "
-            f"{ms(pct(served, 0.99))} ms | {len(shed)} | {shed_p50} |"
-        )
+        requests = args.throughput_requests
+        for name, client, path, extra in (
+            ("bruno", bruno, "/api/v1/search", {}),
+            ("minimal", minimal, "/search", {"embed": True}),
+        ):
+            served, shed, elapsed = await distinct_searches(
+                client, path, extra, 100_000 + offset, requests
+            )
+            offset += requests
+            shed_p50 = f"{ms(pct(shed, 0.5))} ms" if shed else "-"
+            print(
+                f"| {name}, {requests} requests | {len(served) / elapsed:.1f} | "
+                f"{ms(pct(served, 0.5))} ms | {ms(pct(served, 0.99))} ms | {len(shed)} | "
+                f"{shed_p50} |"
+            )
+
+
+async def distinct_searches(
+    client: httpx.AsyncClient, path: str, extra: dict[str, bool], first: int, requests: int
+) -> tuple[list[float], list[float], float]:
+    """``requests`` hybrid searches of distinct questions (numbered from ``first``), sixteen at
+    once: the seconds of those served and of those shed (503), and the seconds it all took."""
+    served: list[float] = []
+    shed: list[float] = []
+
+    async def search(n: int) -> float:
+        started = time.perf_counter()
+        answer = await client.post(path, json={"query": distinct_question(first + n), **extra})
+        took = time.perf_counter() - started
+        if answer.status_code == 503:
+            shed.append(took)
+        else:
+            answer.raise_for_status()
+            served.append(took)
+        return took
+
+    started = time.perf_counter()
+    await concurrently(search, 16, requests)
+    return served, shed, time.perf_counter() - started
 
 
 async def measure_chat(
-    system: BrunoSystem, bruno: httpx.AsyncClient, ollama_url: str, args: argparse.Namespace
+    system: BrunoSystem,
+    bruno: httpx.AsyncClient,
+    minimal: httpx.AsyncClient,
+    minimal_pids: dict[str, int],
+    ollama_url: str,
+    args: argparse.Namespace,
 ) -> int:
-    """The chat TTFT rows, and each process's CPU per chat; returns the next question
-    number."""
+    """The chat TTFT rows (direct Ollama, the minimal stack's chat, Bruno's), and each
+    process's CPU per chat; returns the next question number."""
     ollama = AsyncClient(host=ollama_url)
     await concurrently(lambda n: direct_ttft(ollama, distinct_question(n)), 2, 4)
+    await concurrently(lambda n: minimal_chat_ttft(minimal, distinct_question(5_000 + n)), 2, 4)
     await concurrently(lambda n: chat_ttft(bruno, distinct_question(10_000 + n)), 2, 4)
-    print("\n| chat TTFT | direct p50 | edge p50 | added p50 | ratio | edge p95 |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "\n| chat TTFT | direct p50 | minimal p50 | edge p50 | minimal added | edge added | "
+        "edge / direct | edge / minimal | edge p95 |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     offset = 20_000
     cpu: list[str] = []
     stages: list[str] = []
@@ -355,12 +403,21 @@ async def measure_chat(
         direct = await concurrently(
             lambda n: direct_ttft(ollama, distinct_question(n)), concurrency, requests
         )
+        before = cpu_seconds(minimal_pids)
+        floor = await concurrently(
+            functools.partial(minimal_chat, minimal, offset), concurrency, requests
+        )
+        minimal_cpu = cpu_per_chat(before, cpu_seconds(minimal_pids), requests)
+        offset += requests
         before = cpu_seconds(pids(system))
         timings: list[dict[str, float]] = []
         edge = await concurrently(
             functools.partial(edge_chat, bruno, offset, timings), concurrency, requests
         )
-        cpu.append(f"c={concurrency}: {cpu_per_chat(before, cpu_seconds(pids(system)), requests)}")
+        cpu.append(
+            f"c={concurrency}: {cpu_per_chat(before, cpu_seconds(pids(system)), requests)}; "
+            f"{minimal_cpu}"
+        )
         stages.append(
             f"c={concurrency}: "
             + ", ".join(
@@ -369,12 +426,13 @@ async def measure_chat(
             )
         )
         offset += requests
-        d50, e50 = pct(direct, 0.5), pct(edge, 0.5)
+        d50, m50, e50 = pct(direct, 0.5), pct(floor, 0.5), pct(edge, 0.5)
         print(
-            f"| c={concurrency} | {ms(d50)} ms | {ms(e50)} ms | +{ms(e50 - d50)} ms | "
-            f"{e50 / d50:.2f}x | {ms(pct(edge, 0.95))} ms |"
+            f"| c={concurrency} | {ms(d50)} ms | {ms(m50)} ms | {ms(e50)} ms | "
+            f"+{ms(m50 - d50)} ms | +{ms(e50 - d50)} ms | {e50 / d50:.2f}x | "
+            f"{e50 / m50:.2f}x | {ms(pct(edge, 0.95))} ms |"
         )
-    print("\nCPU ms per chat, by process (to the end of its stream): " + "; ".join(cpu))
+    print("\nCPU ms per chat, by process (to the end of its stream): " + " / ".join(cpu))
     print("The edge's own timings (the done event), p50 ms: " + "; ".join(stages))
     return offset
 
@@ -422,7 +480,8 @@ def main() -> None:
         }
         with restore_stack(workdir, ollama.url, env) as system:
             minimal_pids: dict[str, int] = {}
-            with minimal_stack(workdir, query_vector(system), minimal_pids) as minimal_url:
+            vector = query_vector(system)
+            with minimal_stack(workdir, vector, ollama.url, minimal_pids) as minimal_url:
                 asyncio.run(measure(system, minimal_url, minimal_pids, ollama.url, args))
     print(footer())
 
