@@ -140,7 +140,10 @@ def minimal_stack(
         pids.update({"minimal grpc": processes[0].pid, "minimal http": processes[1].pid})
     url = f"http://127.0.0.1:{http_port}"
     try:
-        deadline = time.monotonic() + 180  # a loaded machine starts processes slowly
+        # The gRPC side first: the HTTP side logs a traceback for each search it cannot pass on.
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            grpc.channel_ready_future(channel).result(timeout=180)  # a loaded machine is slow
+        deadline = time.monotonic() + 180
         while True:
             try:
                 body = {"query": QUERY, "mode": "text"}
