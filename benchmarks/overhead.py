@@ -3,6 +3,7 @@
     uv run python benchmarks/overhead.py [--rounds 5] [--requests 40] [--chat-requests 32]
     uv run python benchmarks/overhead.py --chat-only  # only the chat rows
     uv run python benchmarks/overhead.py --search-only  # only the sequential rows
+    uv run python benchmarks/overhead.py --throughput-only  # only the c=16 search rows
 
 Starts the four services as processes on loopback (``bruno_testing.BrunoSystem``: embedded
 defaults, one API key with a rate limit too high to refuse anything, so the key check and the
@@ -277,6 +278,9 @@ async def measure(
         if args.chat_only:
             await measure_chat(system, bruno, minimal, minimal_pids, ollama_url, args)
             return
+        if args.throughput_only:
+            await measure_throughput(bruno, minimal, 0, args)
+            return
         for call in calls.values():  # warm: connections, caches, the query vector
             await timed(call, 10)
         rounds: dict[str, list[float]] = {name: [] for name in calls}
@@ -332,27 +336,34 @@ async def measure(
             return
 
         offset = await measure_chat(system, bruno, minimal, minimal_pids, ollama_url, args)
+        await measure_throughput(bruno, minimal, offset, args)
 
-        print(
-            "\n| search, c=16, distinct questions (hybrid) | answered/s | served p50 | "
-            "served p99 | shed (503) | shed p50 |"
+
+async def measure_throughput(
+    bruno: httpx.AsyncClient, minimal: httpx.AsyncClient, offset: int, args: argparse.Namespace
+) -> None:
+    """The rows of hybrid searches of distinct questions sixteen at once, Bruno's and the
+    minimal stack's (questions numbered from ``offset``)."""
+    print(
+        "\n| search, c=16, distinct questions (hybrid) | answered/s | served p50 | "
+        "served p99 | shed (503) | shed p50 |"
+    )
+    print("|---|---|---|---|---|---|")
+    requests = args.throughput_requests
+    for name, client, path, extra in (
+        ("bruno", bruno, "/api/v1/search", {}),
+        ("minimal", minimal, "/search", {"embed": True}),
+    ):
+        served, shed, elapsed = await distinct_searches(
+            client, path, extra, 100_000 + offset, requests
         )
-        print("|---|---|---|---|---|---|")
-        requests = args.throughput_requests
-        for name, client, path, extra in (
-            ("bruno", bruno, "/api/v1/search", {}),
-            ("minimal", minimal, "/search", {"embed": True}),
-        ):
-            served, shed, elapsed = await distinct_searches(
-                client, path, extra, 100_000 + offset, requests
-            )
-            offset += requests
-            shed_p50 = f"{ms(pct(shed, 0.5))} ms" if shed else "-"
-            print(
-                f"| {name}, {requests} requests | {len(served) / elapsed:.1f} | "
-                f"{ms(pct(served, 0.5))} ms | {ms(pct(served, 0.99))} ms | {len(shed)} | "
-                f"{shed_p50} |"
-            )
+        offset += requests
+        shed_p50 = f"{ms(pct(shed, 0.5))} ms" if shed else "-"
+        print(
+            f"| {name}, {requests} requests | {len(served) / elapsed:.1f} | "
+            f"{ms(pct(served, 0.5))} ms | {ms(pct(served, 0.99))} ms | {len(shed)} | "
+            f"{shed_p50} |"
+        )
 
 
 async def distinct_searches(
@@ -459,6 +470,11 @@ def main() -> None:
     parser.add_argument("--token-delay", type=float, default=0.02)
     parser.add_argument(
         "--chat-only", action="store_true", help="only the chat rows (and CPU per chat)"
+    )
+    parser.add_argument(
+        "--throughput-only",
+        action="store_true",
+        help="only the rows of distinct hybrid searches sixteen at once",
     )
     parser.add_argument(
         "--search-only",
