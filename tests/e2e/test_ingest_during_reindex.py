@@ -101,6 +101,16 @@ async def replaced(edge: httpx.AsyncClient, embedder: SwitchingEmbedder) -> http
     return edge
 
 
+async def held_reindex(edge: httpx.AsyncClient, embedder: SwitchingEmbedder) -> str:
+    """Start reindexing ``homelab``, held while it embeds its copy of the stored note; its
+    job's location."""
+    embedder.held = "Velero"
+    reindex = await edge.post("/api/v1/collections/homelab/reindex")
+    assert reindex.status_code == 202, reindex.text
+    await asyncio.wait_for(embedder.holding.wait(), 30)
+    return reindex.headers["Location"]
+
+
 async def until_finished(client: httpx.AsyncClient, location: str) -> dict[str, Any]:
     for _ in range(400):
         job: dict[str, Any] = (await client.get(location)).json()
@@ -114,10 +124,7 @@ async def test_an_ingest_into_a_collection_being_reindexed_answers_202_with_a_qu
     replaced: httpx.AsyncClient, embedder: SwitchingEmbedder
 ) -> None:
     edge = replaced
-    embedder.held = "Velero"  # the reindex's copy of the stored note
-    reindex = await edge.post("/api/v1/collections/homelab/reindex")
-    assert reindex.status_code == 202, reindex.text
-    await asyncio.wait_for(embedder.holding.wait(), 30)
+    reindex_job = await held_reindex(edge, embedder)
 
     answer = await edge.post(
         "/api/v1/documents",
@@ -127,7 +134,7 @@ async def test_an_ingest_into_a_collection_being_reindexed_answers_202_with_a_qu
     assert answer.status_code == 202, answer.text
     assert (answer.json()["kind"], answer.json()["state"]) == ("ingest", "queued")
     embedder.released.set()
-    assert (await until_finished(edge, reindex.headers["Location"]))["state"] == "succeeded"
+    assert (await until_finished(edge, reindex_job))["state"] == "succeeded"
     done = await until_finished(edge, answer.headers["Location"])
     assert (done["state"], done["documents"]["done"]) == ("succeeded", 1)
     listed = (await edge.get("/api/v1/documents", params={"collection": "homelab"})).json()
@@ -166,16 +173,13 @@ async def test_a_running_reindex_cancelled_leaves_the_collection_as_it_was(
     replaced: httpx.AsyncClient, embedder: SwitchingEmbedder
 ) -> None:
     edge = replaced
-    embedder.held = "Velero"  # the reindex's copy of the stored note
-    reindex = await edge.post("/api/v1/collections/homelab/reindex")
-    assert reindex.status_code == 202, reindex.text
-    await asyncio.wait_for(embedder.holding.wait(), 30)
+    reindex_job = await held_reindex(edge, embedder)
 
-    cancel = await edge.delete(reindex.headers["Location"])
+    cancel = await edge.delete(reindex_job)
     embedder.released.set()
 
     assert cancel.status_code == 202, cancel.text
-    assert (await until_finished(edge, reindex.headers["Location"]))["state"] == "cancelled"
+    assert (await until_finished(edge, reindex_job))["state"] == "cancelled"
     # Not switched: the collection still holds model-a's vectors, which nobody serves.
     search = await edge.post("/api/v1/search", json={"query": "velero", "collection": "homelab"})
     assert search.status_code == 409, search.text
