@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import subprocess
+import sys
 from typing import TYPE_CHECKING
 
 import pytest
@@ -249,3 +251,13 @@ async def test_with_nothing_listening_calls_fail_as_unreachable_and_make_no_clie
 
     assert at_start.clients > 0
     assert made == at_start
+
+
+def test_the_http_clients_async_backend_is_loaded_with_the_module_not_by_the_first_call() -> None:
+    # A fresh interpreter: in this one, earlier tests' requests have loaded it already.
+    check = (
+        "import sys, bruno_generation.ollama_generator; "
+        "sys.exit(0 if 'anyio._backends._asyncio' in sys.modules else 1)"
+    )
+
+    assert subprocess.run([sys.executable, "-c", check], check=False).returncode == 0

@@ -23,6 +23,10 @@ from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
 from contextlib import aclosing, contextmanager
 from typing import Any, cast
 
+# httpcore's connection pools load anyio's asyncio backend on their first request (tens of
+# milliseconds of imports): loaded with this module, at the service's start, it costs the
+# first answer nothing.
+import anyio._backends._asyncio  # noqa: F401
 import httpx
 from ollama import AsyncClient, ChatResponse, ResponseError
 
