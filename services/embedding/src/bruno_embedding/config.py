@@ -54,6 +54,9 @@ class EmbeddingSettings(GrpcServerSettings):
     embedding_max_batch_tokens: int = Field(
         default=1024, ge=256, le=65536, description="padded tokens per ONNX model call"
     )
+    # 1 costs a query less CPU at one client (~15%), but an ingest of document chunks runs at
+    # 0.78-0.89x the default's rate on two cores; one ORT session has one pool, so queries and
+    # ingests cannot differ (docs/benchmarks.md, "Tenth pass").
     embedding_threads: int = Field(
         default=0, ge=0, le=256, description="onnxruntime intra-op threads; 0 lets ORT decide"
     )
