@@ -1,5 +1,5 @@
-"""Fixtures for the generation service: the service itself on loopback, the Ollama stand-in
-and a dead Ollama address."""
+"""Fixtures for the generation service: the service itself on loopback, the Ollama stand-in,
+a dead Ollama address and a count of the Ollama clients made."""
 
 from __future__ import annotations
 
