@@ -1,16 +1,20 @@
-"""Fixtures for the generation service: the service itself on loopback, the Ollama stand-in
-and a dead Ollama address."""
+"""Fixtures for the generation service: the service itself on loopback, the Ollama stand-in,
+a dead Ollama address and a count of the Ollama clients made."""
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from ollama import AsyncClient
 
 from bruno.generation.v1 import generation_pb2, generation_pb2_grpc
 from bruno_core import create_channel
+from bruno_generation import ollama_generator
 from bruno_generation.config import GenerationSettings
 from bruno_generation.server import create_server
 from bruno_testing.ollama_standin import OllamaStandIn
@@ -79,3 +83,33 @@ def serve() -> Serve:
             await server.stop()
 
     return running
+
+
+@dataclass
+class Made:
+    """How many Ollama clients were made and CA bundles loaded (every TLS context loads one,
+    the cost of making a client)."""
+
+    clients: int = 0
+    bundles: int = 0
+
+
+@pytest.fixture
+def made(monkeypatch: pytest.MonkeyPatch) -> Made:
+    """Counts, from here on, the clients the generator makes and the CA bundles loaded."""
+    made = Made()
+
+    class Counted(AsyncClient):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            made.clients += 1
+            super().__init__(*args, **kwargs)
+
+    load = ssl.SSLContext.load_verify_locations
+
+    def counted(context: ssl.SSLContext, *args: Any, **kwargs: Any) -> None:
+        made.bundles += 1
+        load(context, *args, **kwargs)
+
+    monkeypatch.setattr(ollama_generator, "AsyncClient", Counted)
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", counted)
+    return made

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import subprocess
+import sys
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -14,6 +18,9 @@ from bruno_generation.answer import Finished
 from bruno_generation.ollama_generator import ModelNotFound, OllamaGenerator, OllamaUnreachable
 from bruno_generation.prompting import ChatTurn, build_messages
 from bruno_testing.ollama_standin import OllamaStandIn
+
+if TYPE_CHECKING:
+    from conftest import Made
 
 
 def messages(passages: list[generation_pb2.Passage]) -> list[ChatTurn]:
@@ -209,3 +216,48 @@ async def test_aclose_closes_the_pooled_connection_to_ollama(
     await generator.aclose()
 
     assert await ollama.wait_for_open_connections(0)
+
+
+async def test_the_clients_are_made_with_the_generator_and_no_call_makes_another(
+    ollama: OllamaStandIn, passages: list[generation_pb2.Passage], made: Made
+) -> None:
+    generator = OllamaGenerator(host=ollama.url, options={"num_ctx": 4096})
+    at_start = dataclasses.replace(made)
+
+    [_ async for _ in generator.generate(messages(passages), model="llama3.2", passages_used=2)]
+    await generator.complete(messages(passages), model="llama3.2")
+    await generator.context_window("llama3.2")
+    await generator.model_status("llama3.2")
+    await generator.chat_models()
+    await generator.aclose()
+
+    assert at_start.clients > 0
+    assert at_start.bundles == 1  # the clients share one TLS context
+    assert made == at_start
+    assert {r.path for r in ollama.requests} >= {"/api/chat", "/api/show", "/api/tags"}
+
+
+async def test_with_nothing_listening_calls_fail_as_unreachable_and_make_no_client(
+    dead_ollama_url: str, passages: list[generation_pb2.Passage], made: Made
+) -> None:
+    generator = OllamaGenerator(host=dead_ollama_url, options={"num_ctx": 4096})
+    at_start = dataclasses.replace(made)
+
+    assert await generator.context_window("llama3.2") == 4096
+    assert await generator.model_status("llama3.2") == (False, "Ollama is not reachable")
+    with pytest.raises(OllamaUnreachable):
+        [_ async for _ in generator.generate(messages(passages), model="llama3.2", passages_used=2)]
+    await generator.aclose()
+
+    assert at_start.clients > 0
+    assert made == at_start
+
+
+def test_the_http_clients_async_backend_is_loaded_with_the_module_not_by_the_first_call() -> None:
+    # A fresh interpreter: in this one, earlier tests' requests have loaded it already.
+    check = (
+        "import sys, bruno_generation.ollama_generator; "
+        "sys.exit(0 if 'anyio._backends._asyncio' in sys.modules else 1)"
+    )
+
+    assert subprocess.run([sys.executable, "-c", check], check=False).returncode == 0

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -17,6 +19,9 @@ from bruno_generation.server import create_server
 from bruno_generation.servicer import SERVICE
 from bruno_testing.ollama_standin import OllamaStandIn
 from bruno_testing.system import free_port as pick_free_port
+
+if TYPE_CHECKING:
+    from conftest import Made
 
 QUESTION = "How do I restore a velero backup?"
 
@@ -54,6 +59,29 @@ async def test_sigterm_drains_the_server_then_closes_the_connections_to_ollama(
         serving.cancel()
 
     assert await ollama.wait_for_open_connections(0)
+
+
+async def test_the_server_makes_its_ollama_clients_before_it_serves_not_on_the_first_answer(
+    ollama: OllamaStandIn, passages: list[generation_pb2.Passage], made: Made
+) -> None:
+    settings = GenerationSettings(
+        generation_listen_addr="127.0.0.1:0", ollama_host=ollama.url, grpc_grace_seconds=0
+    )
+    server = await create_server(settings)
+    before_serving = dataclasses.replace(made)
+    port = await server.start()
+    try:
+        async with create_channel(f"127.0.0.1:{port}", timeout_seconds=30) as channel:
+            stub = generation_pb2_grpc.GenerationServiceStub(channel)
+            request = generation_pb2.GenerateRequest(question=QUESTION, passages=passages)
+            events = [event async for event in stub.Generate(request)]
+    finally:
+        await server.stop()
+
+    assert events[-1].done.model == "llama3.2"
+    assert ollama.chat_requests  # Ollama answered, not the fallback
+    assert before_serving.clients > 0
+    assert made == before_serving
 
 
 class ClosesCounted(OllamaGenerator):

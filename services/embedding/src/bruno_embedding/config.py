@@ -54,6 +54,10 @@ class EmbeddingSettings(GrpcServerSettings):
     embedding_max_batch_tokens: int = Field(
         default=1024, ge=256, le=65536, description="padded tokens per ONNX model call"
     )
+    # 1 costs a query ~15% less CPU at one client and spends less per document chunk, but with
+    # a core free an ingest runs up to ~25% slower than with the default's two threads on two
+    # cores (0.78-1.15x on a busy machine). One ORT session has one pool, so queries and ingests
+    # cannot differ (docs/benchmarks.md, "Tenth pass").
     embedding_threads: int = Field(
         default=0, ge=0, le=256, description="onnxruntime intra-op threads; 0 lets ORT decide"
     )

@@ -23,6 +23,10 @@ from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
 from contextlib import aclosing, contextmanager
 from typing import Any, cast
 
+# httpcore's connection pools load anyio's asyncio backend on their first request (tens of
+# milliseconds of imports): loaded with this module, at the service's start, it costs the
+# first answer nothing.
+import anyio._backends._asyncio  # noqa: F401
 import httpx
 from ollama import AsyncClient, ChatResponse, ResponseError
 
@@ -70,7 +74,6 @@ class OllamaGenerator:
         self.options = dict(options)
         self.keep_alive = keep_alive
         self._timeout = httpx.Timeout(timeout_seconds, connect=connect_timeout_seconds)
-        self._probe_timeout = httpx.Timeout(connect_timeout_seconds)
         self._tags: tuple[float, tuple[str, ...] | str] | None = None
         self._tags_lock = asyncio.Lock()
         # Canonical model name -> (when looked up, trained context length or None).
@@ -81,22 +84,27 @@ class OllamaGenerator:
         self._show_retry_seconds = show_retry_seconds
         # Model name -> whether it chats (an embedding model does not); fixed per model.
         self._chats: dict[str, bool] = {}
-        self._client: AsyncClient | None = None
-
-    @property
-    def client(self) -> AsyncClient:
-        """One pooled client for every answer: making a client costs tens of milliseconds
-        (its TLS context), which would land on every answer's first token. Closing an answer
-        early still drops its connection, since a response not read to the end is never
-        returned to the pool."""
-        if self._client is None:
-            self._client = AsyncClient(host=self.host, timeout=self._timeout)
-        return self._client
+        # Both clients are made here, when the service starts, not by the first answer: an
+        # HTTP client loads its TLS context (the CA bundle, ~20 ms of CPU) when it is made.
+        # They share one context, so that is paid once; nothing connects until a call.
+        tls = httpx.create_ssl_context()
+        # One pooled client for every answer. Closing an answer early still drops its
+        # connection, since a response not read to the end is never returned to the pool.
+        self.client = AsyncClient(host=host, timeout=self._timeout, verify=tls)
+        # Look-ups (model list, context length, capabilities) wait less, and keep no
+        # connection open between them.
+        self._probe = AsyncClient(
+            host=host,
+            timeout=httpx.Timeout(connect_timeout_seconds),
+            verify=tls,
+            limits=httpx.Limits(max_keepalive_connections=0),
+        )
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.close()  # type: ignore[no-untyped-call]  # ollama leaves it bare
-            self._client = None
+        """Close both clients and their connections; the generator answers no more."""
+        # ollama leaves close() untyped.
+        await self.client.close()  # type: ignore[no-untyped-call]
+        await self._probe.close()  # type: ignore[no-untyped-call]
 
     async def model_status(self, model: str) -> tuple[bool, str]:
         """Whether Ollama has ``model`` (``GET /api/tags``, cached briefly), and if not, why."""
@@ -137,8 +145,7 @@ class OllamaGenerator:
 
     async def _can_chat(self, model: str) -> bool:
         try:
-            async with AsyncClient(host=self.host, timeout=self._probe_timeout) as client:
-                shown = await client.show(model)
+            shown = await self._probe.show(model)
         except (ResponseError, httpx.HTTPError, OSError, ValueError):
             return True
         return shown.capabilities is None or "completion" in shown.capabilities
@@ -146,8 +153,7 @@ class OllamaGenerator:
     async def _list_models(self) -> tuple[str, ...] | str:
         """The pulled models' canonical names, or why they could not be listed."""
         try:
-            async with AsyncClient(host=self.host, timeout=self._probe_timeout) as client:
-                listed = await client.list()
+            listed = await self._probe.list()
         except (httpx.ConnectError, httpx.TimeoutException, ConnectionError):
             log.warning("ollama is not reachable", extra={"host": self.host})
             return "Ollama is not reachable"
@@ -207,8 +213,7 @@ class OllamaGenerator:
 
     async def _show_context_length(self, model: str) -> int | None:
         try:
-            async with AsyncClient(host=self.host, timeout=self._probe_timeout) as client:
-                shown = await client.show(model)
+            shown = await self._probe.show(model)
         # ValueError covers a reply the client's models refuse (pydantic's ValidationError).
         except (ResponseError, httpx.HTTPError, OSError, ValueError) as error:
             log.debug(

@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 
 
 def build_ollama(settings: GenerationSettings) -> OllamaGenerator:
-    """The Ollama client the settings describe; it connects on first use."""
+    """The Ollama client the settings describe: its HTTP clients are made here, when the
+    service starts, so the first answer does not wait for them; it connects on first use."""
     return OllamaGenerator(
         host=settings.ollama_host,
         timeout_seconds=settings.ollama_timeout_seconds,
