@@ -17,7 +17,7 @@
 
 A route takes its slots with :meth:`ChatSlots.take` and :meth:`WorkSlots.take` instead, each
 returning the callable that gives the slot back, and leaves those on the request
-(:func:`hold_until_answered`) for :class:`bruno_edge.middleware.EdgeMiddleware` to call once the
+(:func:`held_until_answered`) for :class:`bruno_edge.middleware.EdgeMiddleware` to call once the
 response is sent, a stream's last byte included: a plain dependency, where a ``yield`` one cost
 FastAPI an exit stack, a cancel scope and two context-manager wrappers on every request.
 """

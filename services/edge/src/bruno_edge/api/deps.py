@@ -134,8 +134,8 @@ def guarded(scope: Scope, work: Work, *, chat: bool = False) -> list[Any]:
     none frees in time); in that order, so a refusal holds nothing. The slots are held until
     the response is sent, a stream's last byte included: the middleware gives them back
     (:func:`~bruno_edge.admission.held_until_answered`). A plain dependency, not a ``yield``
-    one: FastAPI wraps each of those in an exit stack, a cancel scope and two context managers,
-    which cost every request more than the rest of the guard (docs/benchmarks.md)."""
+    one: FastAPI enters each of those on an exit stack, inside a cancel scope, through two
+    context-manager wrappers, on every request (docs/benchmarks.md, "Tenth pass")."""
 
     async def guard(request: Request) -> None:
         state = state_of(request)
