@@ -2,6 +2,7 @@
 base tree's edge in the same run (#14).
 
     uv run python benchmarks/edge_cpu.py [--rounds 5] [--requests 1000] [--before DIR]
+    uv run --with py-spy python benchmarks/edge_cpu.py --py-spy DIR
 
 Starts the four services as processes (``restore_stack``: embedded defaults, one API key with
 a rate limit too high to refuse anything, the restore document) beside the Ollama stand-in; with
@@ -18,8 +19,10 @@ services' CPU is not counted: it is the same work whichever edge asks.
 
 Reported: µs of edge CPU per search of each kind, median and range over the rounds, and with
 ``--before`` the ratio of the two edges in each round. ``/proc`` counts in clock ticks (10 ms):
-a round of 1000 searches at ~1 ms each is resolved to a few per cent. A benchmark, not a test: it
-asserts nothing. Results: docs/benchmarks.md ("Tenth pass: the edge's admission slots").
+a round of 1000 searches at ~1 ms each is resolved to a few per cent. With ``--py-spy DIR`` the
+(first) edge is sampled by py-spy during each kind of the last round, one raw file per kind in
+DIR. A benchmark, not a test: it asserts nothing. Results: docs/benchmarks.md ("Tenth pass: the
+edge's admission slots").
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from tempfile import TemporaryDirectory
 
 import httpx
 from machine import cpu_seconds, footer, header
+from request_cpu import py_spy
 from restore_stack import KEY, MODEL, QUERY, restore_stack
 
 from bruno_testing.background import InBackground
@@ -120,12 +124,19 @@ def run(args: argparse.Namespace) -> dict[tuple[str, str], list[float]]:
         blocks = max(1, args.requests // args.block)
         for round_ in range(args.rounds):
             for kind in KINDS:
+                spy = None
+                if args.py_spy and round_ == args.rounds - 1:
+                    spy = py_spy(Path(args.py_spy) / f"{kind}.txt", edges[0].pid)
+                    time.sleep(2)  # py-spy attached
                 spent = dict.fromkeys((edge.name for edge in edges), 0.0)
                 for block in range(blocks):
                     # The edges take turns in short blocks, so a change in the machine's load
                     # lands on both alike.
                     for edge in edges if (round_ + block) % 2 == 0 else edges[::-1]:
                         spent[edge.name] += edge.cpu_seconds(kind, args.block)
+                if spy is not None:
+                    spy.send_signal(2)  # SIGINT: py-spy writes its file and exits
+                    spy.wait(timeout=60)
                 for name, seconds in spent.items():
                     results.setdefault((name, kind), []).append(
                         1e6 * seconds / (blocks * args.block)
@@ -162,7 +173,10 @@ def main() -> None:
     )
     parser.add_argument("--block", type=int, default=100, help="searches per turn of an edge")
     parser.add_argument("--before", type=Path, help="a source tree whose edge to compare against")
+    parser.add_argument("--py-spy", default="", help="a directory for py-spy's raw profiles")
     args = parser.parse_args()
+    if args.py_spy:
+        Path(args.py_spy).mkdir(parents=True, exist_ok=True)
     print(header("edge CPU"), flush=True)
     report(run(args))
     print(footer())
