@@ -161,6 +161,37 @@ async def test_a_search_without_a_slot_in_time_is_shed_with_503(
     assert 'bruno_edge_admitted_in_flight{work="search"} 1.0' in metrics
 
 
+async def test_a_search_waits_for_a_slot_and_is_served_when_one_frees(
+    edge_factory: EdgeFactory,
+) -> None:
+    edge = await edge_factory(search_max_in_flight=1, search_max_wait_seconds=60)
+    edge.retrieval.search_gate = asyncio.Event()
+
+    state: EdgeState = edge.app.state.edge
+    semaphore = state.work_slots.slots[Work.SEARCH].semaphore
+    asked: list[asyncio.Event] = [asyncio.Event(), asyncio.Event()]
+    acquire = semaphore.acquire
+
+    async def acquire_noted() -> bool:
+        asked[len([e for e in asked if e.is_set()])].set()
+        return await acquire()
+
+    semaphore.acquire = acquire_noted  # type: ignore[method-assign,assignment]
+    held = asyncio.create_task(edge.client.post("/api/v1/search", json=SEARCH))
+    await edge.retrieval.searching.wait()
+    queued = asyncio.create_task(edge.client.post("/api/v1/search", json=SEARCH))
+    await asked[1].wait()  # the second search is waiting for the slot
+    metrics = (await edge.client.get("/metrics")).text
+    edge.retrieval.search_gate.set()
+    answers = [await held, await queued]
+
+    assert [a.status_code for a in answers] == [200, 200]
+    assert len(edge.retrieval.searches) == 2
+    assert 'bruno_edge_admission_waiting{work="search"} 1.0' in metrics
+    assert 'bruno_edge_admitted_in_flight{work="search"} 1.0' in metrics
+    assert slots_taken(edge) == NONE_TAKEN
+
+
 async def test_other_kinds_of_work_keep_their_own_slots(edge_factory: EdgeFactory) -> None:
     edge = await edge_factory(search_max_in_flight=1, search_max_wait_seconds=0)
     edge.retrieval.search_gate = asyncio.Event()

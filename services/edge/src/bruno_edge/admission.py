@@ -197,7 +197,14 @@ class _Slots:
         self.shed = metrics.admission_shed.labels(work.value)
 
     async def acquire(self) -> None:
-        if self.semaphore.locked() and self.max_wait == 0:
+        if not self.semaphore.locked():
+            # A slot is free: taken at once (this await never suspends), with no wait to
+            # bound or count. asyncio.timeout's timer was most of taking a slot in a profile
+            # of sequential searches (docs/benchmarks.md, "Tenth pass").
+            await self.semaphore.acquire()
+            self.in_flight.inc()
+            return
+        if self.max_wait == 0:
             self._refuse()
         self.waiting.inc()
         try:
