@@ -15,15 +15,17 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import httpx
 import pytest
+from fastapi import Depends, FastAPI
 from limits import parse
 from limits.strategies import MovingWindowRateLimiter
 from pydantic import ValidationError
 
 from bruno_edge.admission import ThreadlessMemoryStorage, Work
-from bruno_edge.api.deps import EdgeState
+from bruno_edge.api.deps import EdgeState, guarded, require_api_key
 from bruno_edge.api.routes import search
 from bruno_edge.config import EdgeSettings
-from bruno_edge.keys import hash_line
+from bruno_edge.keys import Keyring, Scope, hash_line
+from bruno_edge.metrics import EdgeMetrics
 
 if TYPE_CHECKING:
     from conftest import Edge, EdgeFactory
@@ -415,3 +417,22 @@ async def test_a_chat_shed_for_want_of_a_slot_keeps_none_of_the_keys_chats(
 
     assert shed.status_code == 503
     assert during == ONE_CHAT
+
+
+async def test_a_guard_without_the_middleware_fails_before_taking_a_slot() -> None:
+    # Nothing would give a slot back: the route fails closed rather than leak it.
+    settings = EdgeSettings(edge_host="127.0.0.1", search_max_in_flight=1)
+    state = EdgeState(settings, EdgeMetrics(), Keyring.from_settings(settings))
+    app = FastAPI()
+    app.state.edge = state
+
+    @app.get("/bare", dependencies=[Depends(require_api_key), *guarded(Scope.READ, Work.SEARCH)])
+    async def bare() -> str:
+        return "served"
+
+    transport = httpx.ASGITransport(app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://edge.test") as client:
+        with pytest.raises(RuntimeError, match="need EdgeMiddleware"):
+            await client.get("/bare")
+
+    assert not state.work_slots.slots[Work.SEARCH].semaphore.locked()
