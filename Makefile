@@ -11,7 +11,7 @@ TYPED_DIRS := packages/core packages/extract packages/proto/tests packages/testi
 	tests/docs tests/e2e tests/k8s benchmarks k8s
 
 .DEFAULT_GOAL := help
-.PHONY: help uv sync run demo test test-fast coverage lint sast format proto proto-check smoke load bench-chat bench-overhead bench-retrieval bench-chunking bench-readers bench-documents bench-embedding-memory bench-embedding-cpu clean
+.PHONY: help uv sync run demo test test-fast coverage lint sast format proto proto-check smoke load bench-chat bench-overhead bench-retrieval bench-chunking bench-readers bench-documents bench-embedding-memory bench-embedding-cpu bench-edge-cpu clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -85,6 +85,9 @@ bench-embedding-memory: sync ## Benchmark the embedding service's resident memor
 
 bench-embedding-cpu: sync ## Benchmark the embedding service's CPU and latency per distinct query, 1 and 16 clients (BENCH_ARGS="--queries 400 --rounds 2")
 	$(RUN) python benchmarks/embedding_cpu.py $(BENCH_ARGS)
+
+bench-edge-cpu: sync ## Benchmark the edge's own CPU per text and hybrid search (BENCH_ARGS="--rounds 5 --requests 600 --before DIR": against DIR's edge in the same run)
+	$(RUN) python benchmarks/edge_cpu.py $(BENCH_ARGS)
 
 clean: ## Remove caches and the local LanceDB data
 	rm -rf .mypy_cache .ruff_cache .pytest_cache data build

@@ -14,6 +14,12 @@
     caller = await gate.admit(authorization, client_address)   # Unauthenticated / RateLimited
     async with chat_slots.hold(caller), work_slots.hold(Work.CHAT):
         ...
+
+A route takes its slots with :meth:`ChatSlots.take` and :meth:`WorkSlots.take` instead, each
+returning the callable that gives the slot back, and leaves those on the request
+(:func:`held_until_answered`) for :class:`bruno_edge.middleware.EdgeMiddleware` to call once the
+response is sent, a stream's last byte included: a plain dependency, where a ``yield`` one cost
+FastAPI an exit stack, a cancel scope and two context-manager wrappers on every request.
 """
 
 from __future__ import annotations
@@ -22,10 +28,11 @@ import asyncio
 import logging
 import time
 from collections import Counter as Tally
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import aclosing, asynccontextmanager
 from enum import StrEnum
-from typing import TypeVar
+from functools import partial
+from typing import Any, TypeVar
 
 from limits import RateLimitItem, parse_many
 from limits.storage import MemoryStorage
@@ -41,6 +48,10 @@ from bruno_edge.refusals import Overloaded, RateLimited
 log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
+#: Gives back what a ``take`` took; called once.
+Release = Callable[[], None]
+#: The ASGI scope's key for the releases of what the request holds until it is answered.
+HELD_KEY = "bruno.held_until_answered"
 #: Retry-After of a key at its concurrent chats: a chat usually ends within seconds.
 CHAT_RETRY_AFTER_SECONDS = 2.0
 
@@ -144,8 +155,9 @@ class ChatSlots:
         self.metrics = metrics
         self.running: Tally[str] = Tally()
 
-    @asynccontextmanager
-    async def hold(self, caller: Caller) -> AsyncIterator[None]:
+    def take(self, caller: Caller) -> Release:
+        """One of the key's chats, until the returned callable gives it back;
+        :class:`RateLimited` (and nothing taken) past its limit."""
         limit = caller.concurrent_chats or self.default
         if self.running[caller.name] >= limit:
             self.metrics.refusals.labels("concurrent_chats").inc()
@@ -155,12 +167,21 @@ class ChatSlots:
                 retry_after=CHAT_RETRY_AFTER_SECONDS,
             )
         self.running[caller.name] += 1
+        return partial(self._release, caller.name)
+
+    def _release(self, name: str) -> None:
+        self.running[name] -= 1
+        if not self.running[name]:
+            del self.running[name]
+
+    @asynccontextmanager
+    async def hold(self, caller: Caller) -> AsyncIterator[None]:
+        """One of the key's chats for the block (:meth:`take`)."""
+        release = self.take(caller)
         try:
             yield
         finally:
-            self.running[caller.name] -= 1
-            if not self.running[caller.name]:
-                del self.running[caller.name]
+            release()
 
 
 class _Slots:
@@ -176,7 +197,14 @@ class _Slots:
         self.shed = metrics.admission_shed.labels(work.value)
 
     async def acquire(self) -> None:
-        if self.semaphore.locked() and self.max_wait == 0:
+        if not self.semaphore.locked():
+            # A slot is free: taken at once (this await never suspends), with no wait to
+            # bound or count. asyncio.timeout's timer was most of taking a slot in a profile
+            # of sequential searches (docs/benchmarks.md, "Tenth pass").
+            await self.semaphore.acquire()
+            self.in_flight.inc()
+            return
+        if self.max_wait == 0:
             self._refuse()
         self.waiting.inc()
         try:
@@ -215,15 +243,34 @@ class WorkSlots:
             work: _Slots(work, size, wait, metrics) for work, (size, wait) in bounds.items()
         }
 
-    @asynccontextmanager
-    async def hold(self, work: Work) -> AsyncIterator[None]:
-        """A slot of ``work`` for the block; :class:`Overloaded` when none frees in time."""
+    async def take(self, work: Work) -> Release:
+        """A slot of ``work``, until the returned callable gives it back; :class:`Overloaded`
+        (and nothing taken) when none frees in time."""
         slots = self.slots[work]
         await slots.acquire()
+        return slots.release
+
+    @asynccontextmanager
+    async def hold(self, work: Work) -> AsyncIterator[None]:
+        """A slot of ``work`` for the block (:meth:`take`)."""
+        release = await self.take(work)
         try:
             yield
         finally:
-            slots.release()
+            release()
+
+
+def held_until_answered(scope: MutableMapping[str, Any]) -> list[Release]:
+    """Where a route leaves the releases of what it holds until its response is sent: a list
+    on the request's ASGI scope that :class:`~bruno_edge.middleware.EdgeMiddleware` puts there
+    and calls, last taken first, once the app is done with the request (a stream ended, the
+    client gone, or an exception on its way out). ``RuntimeError`` without that middleware:
+    nothing would give the slots back."""
+    try:
+        held: list[Release] = scope[HELD_KEY]
+    except KeyError:
+        raise RuntimeError("admission slots need EdgeMiddleware to give them back") from None
+    return held
 
 
 class Drain:

@@ -13,6 +13,10 @@ check each); folded together, a request pays for one. What each does is unchange
   (:mod:`bruno_edge.metrics`);
 - drain: while the edge stops, every request but ``/health`` and ``/metrics`` is refused with
   503, ``Retry-After`` and ``Connection: close`` (:class:`bruno_edge.admission.Drain`);
+- admission: the slots a route's guard took (:func:`bruno_edge.api.deps.guarded`) are given
+  back once the app is done with the request: its response sent (a stream's last byte
+  included), its client gone or its exception on the way out
+  (:func:`bruno_edge.admission.held_until_answered`);
 - body limit: a body larger than ``BRUNO_MAX_REQUEST_BYTES`` (``BRUNO_MAX_UPLOAD_BYTES`` on the
   upload route) is refused before the app sees it
   when ``Content-Length`` says so, and stopped as soon as the bytes received pass the limit
@@ -34,7 +38,7 @@ from opentelemetry import trace
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bruno_core import BrunoError, InvalidInput, LimitExceeded
-from bruno_edge.admission import Drain
+from bruno_edge.admission import HELD_KEY, Drain, Release
 from bruno_edge.config import EdgeSettings
 from bruno_edge.limits import Limits, body_limit, content_length, publish_limits
 from bruno_edge.metrics import EdgeMetrics, RequestTimer
@@ -50,7 +54,8 @@ DRAIN_EXEMPT = frozenset({"/health", "/metrics"})
 
 
 class EdgeMiddleware:
-    """Times every request, refuses new ones while draining and bounds request bodies."""
+    """Times every request, refuses new ones while draining, bounds request bodies and gives
+    back the admission slots a request held once it is answered."""
 
     def __init__(
         self, app: ASGIApp, *, settings: EdgeSettings, metrics: EdgeMetrics, drain: Drain
@@ -88,6 +93,8 @@ class EdgeMiddleware:
                     raise ProblemException(_too_large(limit))
             return message
 
+        held: list[Release] = []
+        scope[HELD_KEY] = held
         self.timer.started()
         span = start_request_span(scope)
         try:
@@ -107,6 +114,8 @@ class EdgeMiddleware:
                             raise
                         await _send_error(scope, receive, recording_send, error.error)
         finally:
+            while held:
+                held.pop()()  # the last taken first
             if span is not None:
                 end_request_span(span, scope, status)
             self.timer.finished(scope, status, time.perf_counter() - start)

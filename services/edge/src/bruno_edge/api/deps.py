@@ -5,7 +5,7 @@ answers (:mod:`bruno_edge.admission`)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -13,7 +13,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from bruno_core import Unavailable
-from bruno_edge.admission import ChatSlots, Drain, Gate, Work, WorkSlots
+from bruno_edge.admission import ChatSlots, Drain, Gate, Work, WorkSlots, held_until_answered
 from bruno_edge.auth import Caller
 from bruno_edge.chat import ChatService
 from bruno_edge.clients import Downstreams
@@ -132,17 +132,25 @@ def guarded(scope: Scope, work: Work, *, chat: bool = False) -> list[Any]:
     """A route's one guard, as its ``dependencies``: the scope it needs (403), then (a chat) one
     of the key's concurrent chats (429 past them), then a slot of its kind of work (503 when
     none frees in time); in that order, so a refusal holds nothing. The slots are held until
-    the response is sent."""
+    the response is sent, a stream's last byte included: the middleware gives them back
+    (:func:`~bruno_edge.admission.held_until_answered`). A plain dependency, not a ``yield``
+    one: FastAPI enters each of those on an exit stack, inside a cancel scope, through two
+    context-manager wrappers, on every request (docs/benchmarks.md, "Tenth pass")."""
 
-    async def guard(request: Request) -> AsyncIterator[None]:
+    async def guard(request: Request) -> None:
         state = state_of(request)
         caller: Caller = request.state.caller
         caller.require(scope)
-        if chat:
-            async with state.chat_slots.hold(caller), state.work_slots.hold(work):
-                yield
-        else:
-            async with state.work_slots.hold(work):
-                yield
+        held = held_until_answered(request.scope)
+        if not chat:
+            held.append(await state.work_slots.take(work))
+            return
+        release_chat = state.chat_slots.take(caller)
+        try:
+            release_work = await state.work_slots.take(work)
+        except BaseException:
+            release_chat()  # refused (or cancelled) waiting for a slot: the chat is not run
+            raise
+        held += (release_chat, release_work)
 
     return [Depends(guard)]
