@@ -347,3 +347,17 @@ async def test_a_quiet_optimize_of_a_collection_deleted_meanwhile_does_nothing(
         assert "notes" not in {c.name for c in await store.list_collections()}
     finally:
         store.close()
+
+
+async def test_waiting_for_the_background_work_does_not_wait_for_a_pending_quiet_optimize(
+    make_settings: MakeSettings, embedder: FakeEmbedder
+) -> None:
+    store = await open_quiet(make_settings, embedder, optimize_quiet_seconds=3600)
+    try:
+        await store.ingest("default", text="Velero note.", document_id="n")
+
+        await asyncio.wait_for(store.wait_for_background(), QUIET_GUARD_SECONDS)
+
+        assert store._writer.quiet_timer("default") is not None  # still waiting its hour
+    finally:
+        store.close()
