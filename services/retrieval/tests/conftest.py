@@ -137,10 +137,13 @@ def hold_embeddings(monkeypatch: pytest.MonkeyPatch) -> HoldEmbeddings:
 
 @pytest.fixture
 def make_settings(tmp_path: Path) -> Callable[..., RetrievalSettings]:
-    """Settings over the LanceDB at ``tmp_path / "lancedb"``; keywords override any field."""
+    """Settings over the LanceDB at ``tmp_path / "lancedb"``; keywords override any field.
+    The quiet optimize is off (it would optimize at a time of its own choosing); a test of it
+    turns it on."""
 
     def make(**overrides: Any) -> RetrievalSettings:
-        return RetrievalSettings(**{"lancedb_uri": str(tmp_path / "lancedb"), **overrides})
+        defaults = {"lancedb_uri": str(tmp_path / "lancedb"), "optimize_quiet_seconds": 0}
+        return RetrievalSettings(**{**defaults, **overrides})
 
     return make
 

@@ -59,6 +59,17 @@ class RetrievalSettings(GrpcServerSettings, ExtractionSettings):
     ann_ef: int = Field(default=80, ge=1, le=10_000)
     ann_nprobes: int = Field(default=20, ge=1, le=4096)
     ann_refine_factor: int | None = Field(default=None, ge=1, le=1000)
+    # A collection written to and then left alone for `optimize_quiet_seconds` (0: off) is
+    # optimized then (compacted, its new rows folded into its keyword and vector indexes), as
+    # every 20th write or 100th row does anyway: rows outside the keyword index are scanned by
+    # every query, so a few documents ingested and then only asked about stay slower for good
+    # without it (bruno_retrieval.knowledge.writer). Such a quiet optimize runs at most once per
+    # `optimize_quiet_interval_seconds` per collection (a later one waits for the rest of that
+    # time), unless more than `optimize_quiet_max_rows` rows were written since the last one:
+    # next to that much writing one more optimize is cheap.
+    optimize_quiet_seconds: float = Field(default=2.0, ge=0, le=3600)
+    optimize_quiet_interval_seconds: float = Field(default=600.0, ge=0, le=86_400)
+    optimize_quiet_max_rows: int = Field(default=2000, ge=0)
     # Optional cross-encoder reranker with Hugging Face TEI's `POST /rerank` shape; off when
     # unset. It re-scores the best `reranker_candidates` fused hits within the timeout (and the
     # search deadline), else the fused order stands.

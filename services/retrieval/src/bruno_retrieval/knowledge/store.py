@@ -84,7 +84,7 @@ from bruno_retrieval.knowledge.results import (
     SearchResult,
 )
 from bruno_retrieval.knowledge.schema import PagedTables, chunk_rows
-from bruno_retrieval.knowledge.writer import DocumentVersion, Writer
+from bruno_retrieval.knowledge.writer import DocumentVersion, QuietOptimize, Writer
 from bruno_retrieval.roles import Role
 
 _DERIVED_ID_HEX_CHARS = 16
@@ -115,7 +115,7 @@ class KnowledgeStore:
         self._reranker = reranker
         self._role = Role(settings.retrieval_role)
         self._fusion = FusionConfig.from_settings(settings)
-        self._writer = Writer(catalog, indexes, tasks)
+        self._writer = Writer(catalog, indexes, tasks, QuietOptimize.from_settings(settings))
         self._reindexing: Counter[str] = Counter()
         self._reindex_listeners: list[Callable[[], None]] = []
         # One rebuild per collection at a time: a second waits for the first, then runs.

@@ -1,7 +1,7 @@
 """Writing a collection's table: one lock per collection that every writer takes, document
 versions committed in groups, and the upkeep that follows writes.
 
-    writer = Writer(catalog, indexes, tasks)
+    writer = Writer(catalog, indexes, tasks, QuietOptimize.from_settings(settings))
     outcome, chunks = await writer.commit("default", version)   # with whatever else waits
     async with writer.lock("default"):                          # a delete, a switch
         ...
@@ -15,16 +15,23 @@ A version replaces its document's old chunks in the same ``merge_insert`` commit
 its own, so readers see the whole old version or the whole new one. Every 20th write, or
 sooner once 100 rows have been written since the last time, compacts the table and folds new
 rows into its indexes, in the background; the ANN index is built once the table is big enough
-(:class:`.ann.VectorIndexes`).
+(:class:`.ann.VectorIndexes`). A collection that then goes quiet — a few documents ingested,
+then only questions — would keep its last writes' rows unindexed and its fragments apart for
+good, scanned by every query: once no write has come for a while, the same optimize runs
+(:class:`QuietOptimize`). Every optimize takes the collection's lock, so it never runs beside a
+write or a rebuild's copy, catch-up or switch, and one whose collection was switched to another
+table (a reindex) or deleted meanwhile does nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 from collections import Counter, defaultdict
-from typing import Any
+from time import monotonic
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 from lancedb.expr import col
@@ -38,6 +45,9 @@ from bruno_retrieval.knowledge.ann import VectorIndexes
 from bruno_retrieval.knowledge.catalog import Catalog, CatalogEntry
 from bruno_retrieval.knowledge.results import Committed, IngestOutcome
 from bruno_retrieval.knowledge.shadow import Shadow
+
+if TYPE_CHECKING:
+    from bruno_retrieval.config import RetrievalSettings
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +66,25 @@ Written = tuple[IngestOutcome, int, Committed]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class QuietOptimize:
+    """When a collection left alone after writes is optimized: ``seconds`` after its last write
+    (0: never), at most once per ``interval_seconds`` (a later one waits for the rest of the
+    interval) unless more than ``max_rows`` rows were written since the last one."""
+
+    seconds: float = 0.0
+    interval_seconds: float = 600.0
+    max_rows: int = 2000
+
+    @classmethod
+    def from_settings(cls, settings: RetrievalSettings) -> QuietOptimize:
+        return cls(
+            seconds=settings.optimize_quiet_seconds,
+            interval_seconds=settings.optimize_quiet_interval_seconds,
+            max_rows=settings.optimize_quiet_max_rows,
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class DocumentVersion:
     """A document's new text, chunked and embedded: its rows, waiting for their commit."""
 
@@ -70,15 +99,30 @@ class DocumentVersion:
 class Writer:
     """The writes to every collection's table (see the module docstring)."""
 
-    def __init__(self, catalog: Catalog, indexes: VectorIndexes, tasks: BackgroundTasks) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        indexes: VectorIndexes,
+        tasks: BackgroundTasks,
+        quiet: QuietOptimize | None = None,
+    ) -> None:
         self._catalog = catalog
         self._indexes = indexes
         self._tasks = tasks
+        self._quiet = quiet or QuietOptimize()
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._commits: dict[str, GroupCommit[DocumentVersion, Written]] = {}
         self._writes_since_optimize: Counter[str] = Counter()
         self._rows_since_optimize: Counter[str] = Counter()
         self._shadows: dict[str, Shadow] = {}
+        # The quiet optimize (QuietOptimize): per collection, when it was last written to, the
+        # rows written since its last quiet optimize, when that one started, and the task
+        # waiting for the next (woken by every write, as a write can bring it closer).
+        self._last_write: dict[str, float] = {}
+        self._rows_since_quiet: Counter[str] = Counter()
+        self._last_quiet: dict[str, float] = {}
+        self._quiet_timers: dict[str, asyncio.Task[None]] = {}
+        self._quiet_wake: defaultdict[str, asyncio.Event] = defaultdict(asyncio.Event)
 
     def lock(self, collection: str) -> asyncio.Lock:
         """The lock every writer of ``collection``'s table holds while it writes."""
@@ -117,6 +161,7 @@ class Writer:
         ``table``)."""
         self._writes_since_optimize[collection] += 1
         self._rows_since_optimize[collection] += rows
+        self._rows_since_quiet[collection] += rows
         if (
             self._writes_since_optimize[collection] >= _OPTIMIZE_EVERY_WRITES
             or self._rows_since_optimize[collection] >= _OPTIMIZE_AFTER_ROWS
@@ -126,6 +171,52 @@ class Writer:
             self._tasks.spawn(self._optimize(collection, entry, table))
         else:
             self._indexes.grow(collection, table)
+            self._wait_for_quiet(collection)
+
+    def quiet_timer(self, collection: str) -> asyncio.Task[None] | None:
+        """The task waiting to optimize ``collection`` once it is quiet, if one waits."""
+        timer = self._quiet_timers.get(collection)
+        return None if timer is None or timer.done() else timer
+
+    def _wait_for_quiet(self, collection: str) -> None:
+        """Optimize ``collection``, written to just now, once it is quiet (unless off)."""
+        if not self._quiet.seconds:
+            return
+        self._last_write[collection] = monotonic()
+        if self.quiet_timer(collection) is None:
+            timer = self._tasks.spawn(self._when_quiet(collection), timer=True)
+            self._quiet_timers[collection] = timer
+        else:
+            self._quiet_wake[collection].set()
+
+    def _quiet_due(self, collection: str) -> float | None:
+        """When ``collection``'s quiet optimize is due (monotonic time); None once an optimize
+        has taken in every write so far."""
+        if not self._writes_since_optimize[collection]:
+            return None
+        due = self._last_write[collection] + self._quiet.seconds
+        last = self._last_quiet.get(collection)
+        if last is not None and self._rows_since_quiet[collection] <= self._quiet.max_rows:
+            due = max(due, last + self._quiet.interval_seconds)
+        return due
+
+    async def _when_quiet(self, collection: str) -> None:
+        """Wait until ``collection``'s quiet optimize is due and run it, again while writes
+        come that no optimize took in (see QuietOptimize)."""
+        wake = self._quiet_wake[collection]
+        while (due := self._quiet_due(collection)) is not None:
+            wake.clear()
+            delay = due - monotonic()
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), delay)
+                continue
+            self._last_quiet[collection] = monotonic()
+            self._rows_since_quiet[collection] = 0
+            self._writes_since_optimize[collection] = 0
+            self._rows_since_optimize[collection] = 0
+            # A task of its own, so that wait() (tests, benchmarks) waits for it.
+            await self._tasks.spawn(self._optimize(collection))
 
     async def _write(self, collection: str, batch: list[Pending[DocumentVersion, Written]]) -> None:
         """Write the versions of ``batch`` in one commit (the collection's lock held)."""
@@ -176,12 +267,19 @@ class Writer:
             pending.settle((outcome, pending.item.rows.num_rows, committed))
         self.after_write(collection, entry, table, rows=rows.num_rows)
 
-    async def _optimize(self, collection: str, entry: CatalogEntry, table: Any) -> None:
-        """Fold new rows into the indexes and compact small fragments, in the background."""
+    async def _optimize(
+        self, collection: str, entry: CatalogEntry | None = None, table: Any = None
+    ) -> None:
+        """Fold new rows into the indexes and compact small fragments, in the background:
+        ``entry``'s ``table`` unless the collection has moved on from it since; without them
+        (a quiet optimize), the collection's table by then, if it still exists."""
         try:
             async with self._locks[collection]:
-                if self._catalog.entry(collection) != entry:
+                current = self._catalog.entry(collection)
+                if current is None or (entry is not None and current != entry):
                     return
+                if table is None:
+                    table = await self._catalog.table(current)
                 # An index build (not under the lock) committing meanwhile preempts it.
                 await retry_commit_conflicts(table, table.optimize, "optimizing the collection")
             await self._indexes.build_when_due(collection, table)
