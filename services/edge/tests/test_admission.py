@@ -26,6 +26,7 @@ from bruno_edge.api.routes import search
 from bruno_edge.config import EdgeSettings
 from bruno_edge.keys import Keyring, Scope, hash_line
 from bruno_edge.metrics import EdgeMetrics
+from bruno_testing.asgi import http_scope
 
 if TYPE_CHECKING:
     from conftest import Edge, EdgeFactory
@@ -295,20 +296,7 @@ async def chat_over_asgi(
             if leave_on is not None and leave_on in body:
                 hang_up.set()
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.4"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/api/v1/chat",
-        "raw_path": b"/api/v1/chat",
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"content-type", b"application/json"), (b"host", b"edge.test")],
-        "client": ("127.0.0.1", 50000),
-        "server": ("edge.test", 80),
-    }
+    scope = http_scope("POST", "/api/v1/chat")
     async with asyncio.timeout(30):  # a guard against hanging, not a speed requirement
         await edge.app(scope, receive, send)
     return pieces, taken

@@ -9,6 +9,7 @@ import grpc
 import pytest
 
 from bruno_core.errors import PROBLEM_CONTENT_TYPE
+from bruno_testing.asgi import http_scope
 
 if TYPE_CHECKING:
     from conftest import Edge, EdgeFactory
@@ -319,20 +320,7 @@ async def test_client_disconnect_cancels_the_generation_call(edge: Edge) -> None
         if b"event: token" in message.get("body", b""):
             disconnected.set()
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.4"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/api/v1/chat",
-        "raw_path": b"/api/v1/chat",
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"content-type", b"application/json"), (b"host", b"edge.test")],
-        "client": ("127.0.0.1", 50000),
-        "server": ("edge.test", 80),
-    }
+    scope = http_scope("POST", "/api/v1/chat")
 
     async with asyncio.timeout(30):  # a guard against hanging, not a speed requirement
         await edge.app(scope, receive, send)
@@ -359,20 +347,7 @@ async def test_a_client_leaving_a_plain_json_chat_cancels_the_generation_call(ed
     async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.4"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/api/v1/chat",
-        "raw_path": b"/api/v1/chat",
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"content-type", b"application/json"), (b"host", b"edge.test")],
-        "client": ("127.0.0.1", 50000),
-        "server": ("edge.test", 80),
-    }
+    scope = http_scope("POST", "/api/v1/chat")
 
     async with asyncio.timeout(30):  # a guard against hanging, not a speed requirement
         await edge.app(scope, receive, send)
@@ -398,18 +373,5 @@ async def call_asgi(
         await hang_up.wait()
         return {"type": "http.disconnect"}
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.4"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/api/v1/chat",
-        "raw_path": b"/api/v1/chat",
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"content-type", b"application/json"), (b"host", b"edge.test")],
-        "client": ("127.0.0.1", 50000),
-        "server": ("edge.test", 80),
-    }
+    scope = http_scope("POST", "/api/v1/chat")
     await edge.app(scope, receive, on_send)
