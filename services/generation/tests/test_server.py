@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from bruno.generation.v1 import generation_pb2, generation_pb2_grpc
-from bruno_core import check_health, create_channel
+from bruno_core import GrpcServer, check_health, create_channel
 from bruno_core.entrypoint import serve as serve_until_stopped
 from bruno_generation.config import GenerationSettings
 from bruno_generation.ollama_generator import OllamaGenerator
@@ -29,6 +29,20 @@ QUESTION = "How do I restore a velero backup?"
 @pytest.fixture
 def free_port() -> int:
     return pick_free_port()
+
+
+async def answer_once(
+    server: GrpcServer, passages: list[generation_pb2.Passage]
+) -> list[generation_pb2.GenerateResponse]:
+    """Start ``server``, ask it one question over a channel, stop it: the answer's events."""
+    port = await server.start()
+    try:
+        async with create_channel(f"127.0.0.1:{port}", timeout_seconds=30) as channel:
+            stub = generation_pb2_grpc.GenerationServiceStub(channel)
+            request = generation_pb2.GenerateRequest(question=QUESTION, passages=passages)
+            return [event async for event in stub.Generate(request)]
+    finally:
+        await server.stop()
 
 
 async def test_sigterm_drains_the_server_then_closes_the_connections_to_ollama(
@@ -69,14 +83,7 @@ async def test_the_server_makes_its_ollama_clients_before_it_serves_not_on_the_f
     )
     server = await create_server(settings)
     before_serving = dataclasses.replace(made)
-    port = await server.start()
-    try:
-        async with create_channel(f"127.0.0.1:{port}", timeout_seconds=30) as channel:
-            stub = generation_pb2_grpc.GenerationServiceStub(channel)
-            request = generation_pb2.GenerateRequest(question=QUESTION, passages=passages)
-            events = [event async for event in stub.Generate(request)]
-    finally:
-        await server.stop()
+    events = await answer_once(server, passages)
 
     assert events[-1].done.model == "llama3.2"
     assert ollama.chat_requests  # Ollama answered, not the fallback
@@ -102,14 +109,7 @@ async def test_an_ollama_client_passed_in_stays_the_callers_to_close(
     )
     client = ClosesCounted(host=ollama.url)
     server = await create_server(settings, ollama=client)
-    port = await server.start()
-    try:
-        async with create_channel(f"127.0.0.1:{port}", timeout_seconds=30) as channel:
-            stub = generation_pb2_grpc.GenerationServiceStub(channel)
-            request = generation_pb2.GenerateRequest(question=QUESTION, passages=passages)
-            events = [event async for event in stub.Generate(request)]
-    finally:
-        await server.stop()
+    events = await answer_once(server, passages)
 
     assert events[-1].done.model == "llama3.2"  # the client passed in answered
     assert client.closed == 0
