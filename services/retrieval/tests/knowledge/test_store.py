@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -17,8 +17,10 @@ from bruno_retrieval.config import RetrievalSettings
 from bruno_retrieval.knowledge import (
     IngestOutcome,
     KnowledgeStore,
+    SearchHit,
     SearchMode,
     SearchResult,
+    reads,
 )
 
 if TYPE_CHECKING:
@@ -68,6 +70,30 @@ async def test_ingested_document_is_found_by_search(
     assert [hit.score for hit in result.hits] == sorted(
         (hit.score for hit in result.hits), reverse=True
     )
+
+
+async def test_a_hybrid_search_starts_its_keyword_leg_once_the_question_is_on_its_way(
+    store: KnowledgeStore, embedder: FakeEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A grpc.aio call is sent by a task it schedules, as the fake embedder's work waits one turn
+    # of the loop: the keyword leg, scheduled before it, must let it go first, else the
+    # question reaches the embedding service only after the keyword query is built.
+    await store.ingest("default", text=RUNBOOK, document_id="runbook.md")
+    text_hits = reads.text_hits
+    embeddings_begun: list[int] = []
+
+    async def keyword_leg(*args: Any, **kwargs: Any) -> list[SearchHit]:
+        embeddings_begun.append(len(embedder.calls))
+        return await text_hits(*args, **kwargs)
+
+    monkeypatch.setattr(reads, "text_hits", keyword_leg)
+    before = len(embedder.calls)
+
+    result = await store.search("default", "velero restore", top_k=3, mode=SearchMode.HYBRID)
+
+    assert result.mode is SearchMode.HYBRID
+    assert result.hits
+    assert embeddings_begun == [before + 1]
 
 
 async def test_ingest_reports_created_and_stores_every_chunk(store: KnowledgeStore) -> None:

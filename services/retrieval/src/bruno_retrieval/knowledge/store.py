@@ -30,9 +30,9 @@ import asyncio
 import contextlib
 import dataclasses
 from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import lancedb
 from lancedb.expr import col, lit
@@ -87,6 +87,7 @@ from bruno_retrieval.knowledge.schema import PagedTables, chunk_rows
 from bruno_retrieval.knowledge.writer import DocumentVersion, QuietOptimize, Writer
 from bruno_retrieval.roles import Role
 
+_T = TypeVar("_T")
 _DERIVED_ID_HEX_CHARS = 16
 # Each leg of a hybrid search fetches more than top_k so fusion has candidates to agree on.
 _HYBRID_CANDIDATES_FACTOR = 4
@@ -378,9 +379,14 @@ class KnowledgeStore:
                 hits = await reads.text_hits(table, keywords, top_k, where, columns)
                 return SearchResult(hits, mode)
             candidates = max(top_k * _HYBRID_CANDIDATES_FACTOR, _MIN_HYBRID_CANDIDATES)
-            # The keyword leg needs no query vector: it runs while the query is embedded.
+            # The keyword leg needs no query vector: it runs while the query is embedded,
+            # starting once the Embed call is on its way (see _after_one_turn).
             text_leg = (
-                asyncio.ensure_future(reads.text_hits(table, keywords, candidates, where, columns))
+                asyncio.ensure_future(
+                    _after_one_turn(
+                        lambda: reads.text_hits(table, keywords, candidates, where, columns)
+                    )
+                )
                 if mode is SearchMode.HYBRID
                 else None
             )
@@ -557,3 +563,16 @@ class KnowledgeStore:
                     f"metadata keys are limited to {MAX_METADATA_KEY_CHARS} characters, "
                     f"values to {MAX_METADATA_VALUE_CHARS}"
                 )
+
+
+async def _after_one_turn(work: Callable[[], Awaitable[_T]]) -> _T:
+    """``work()``, after one turn of the event loop (made then, so a leg cancelled before it
+    starts leaves no coroutine behind).
+
+    A ``grpc.aio`` call is sent by a task the call schedules when it is made. The keyword
+    leg's task is scheduled before that, so it would build and submit its query first and the
+    question's Embed call would leave only after it. One turn lets the Embed call leave first,
+    so the model starts on the question while the keyword leg is built.
+    """
+    await asyncio.sleep(0)
+    return await work()
