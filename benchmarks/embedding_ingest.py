@@ -24,28 +24,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import re
 import statistics
 import subprocess
-import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
+from embedding_memory import DEFAULT_CRANFIELD, start_service, wait_serving
+from embedding_memory import ingest as send_documents
 from machine import cpu_seconds, footer, header
 
-from bruno.embedding.v1 import embedding_pb2, embedding_pb2_grpc
-from bruno_core.grpc_client import check_health
 from bruno_retrieval.chunking import DEFAULT_OVERLAP_TOKENS, DEFAULT_SIZE_TOKENS, chunk_text
 from bruno_testing.system import free_port
-
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CRANFIELD = ROOT.parent / "shared" / "data" / "cranfield"
-IN_FLIGHT = 2  # as the retrieval service's embedding client sends an ingest's batches
-MIB = 1024 * 1024
 
 
 def cranfield_chunks(directory: Path) -> list[str]:
@@ -69,60 +60,28 @@ class Service:
 
 
 def start(threads: str, workdir: Path) -> Service:
+    """An embedding service with ``BRUNO_EMBEDDING_THREADS=threads``, its log in a folder of its
+    own under ``workdir``."""
     address = f"127.0.0.1:{free_port()}"
-    env = {
-        **os.environ,
-        "BRUNO_EMBEDDING_LISTEN_ADDR": address,
-        "BRUNO_EMBEDDING_THREADS": threads,
-        "BRUNO_LOG_LEVEL": "WARNING",
-    }
-    with (workdir / f"embedding-{threads}.log").open("ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "bruno_embedding"], env=env, stdout=log, stderr=log
-        )
-    return Service(threads, address, process)
-
-
-async def wait_serving(service: Service) -> None:
-    async with grpc.aio.insecure_channel(service.address) as channel:
-        while await check_health(channel) != "SERVING":
-            if service.process.poll() is not None:
-                raise RuntimeError(f"the embedding service with threads={service.threads} exited")
-            await asyncio.sleep(0.2)
+    logs = workdir / f"threads-{threads}"
+    logs.mkdir()
+    return Service(threads, address, start_service(address, int(threads), logs))
 
 
 async def ingest(service: Service, chunks: list[str], batch: int) -> tuple[float, float]:
-    """Embeds ``chunks`` in requests of ``batch`` texts, ``IN_FLIGHT`` at once: chunks per
-    second, and the service's CPU milliseconds per chunk."""
-    async with grpc.aio.insecure_channel(
-        service.address, options=[("grpc.max_receive_message_length", 64 * MIB)]
-    ) as channel:
-        stub = embedding_pb2_grpc.EmbeddingServiceStub(channel)
-        batches = [chunks[at : at + batch] for at in range(0, len(chunks), batch)]
-        semaphore = asyncio.Semaphore(IN_FLIGHT)
-
-        async def one(texts: list[str]) -> None:
-            async with semaphore:
-                request = embedding_pb2.EmbedRequest(
-                    texts=texts, input_type=embedding_pb2.INPUT_TYPE_DOCUMENT
-                )
-                response = await stub.Embed(request, timeout=600)
-                if len(response.vectors) != len(texts):
-                    raise RuntimeError("a vector is missing")
-
-        pid = {"embedding": service.process.pid}
-        cpu_before = cpu_seconds(pid)["embedding"]
-        started = time.perf_counter()
-        await asyncio.gather(*(one(texts) for texts in batches))
-        seconds = time.perf_counter() - started
-        cpu = cpu_seconds(pid)["embedding"] - cpu_before
+    """Embeds ``chunks`` in requests of ``batch`` texts, as the retrieval service sends them:
+    chunks per second, and the service's CPU milliseconds per chunk."""
+    pid = {"embedding": service.process.pid}
+    cpu_before = cpu_seconds(pid)["embedding"]
+    seconds = await send_documents(service.address, chunks, batch)
+    cpu = cpu_seconds(pid)["embedding"] - cpu_before
     return len(chunks) / seconds, cpu * 1000 / len(chunks)
 
 
 async def run(services: list[Service], chunks: list[str], args: argparse.Namespace) -> None:
     for service in services:
         async with asyncio.timeout(120):
-            await wait_serving(service)
+            await wait_serving(service.address, service.process)
         await ingest(service, chunks[: args.batch], args.batch)  # warm: the model's first runs
     results: dict[str, list[tuple[float, float]]] = {s.threads: [] for s in services}
     print("\n| round | `BRUNO_EMBEDDING_THREADS` | chunks/s | CPU ms per chunk |")

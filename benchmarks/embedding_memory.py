@@ -94,14 +94,14 @@ async def wait_serving(address: str, process: subprocess.Popen[bytes]) -> None:
             await asyncio.sleep(0.2)
 
 
-async def ingest(address: str, texts: list[str]) -> float:
-    """Embeds ``texts`` in requests of the server's batch size, ``IN_FLIGHT`` at once; returns
-    the seconds it took."""
+async def ingest(address: str, texts: list[str], batch: int | None = None) -> float:
+    """Embeds ``texts`` in requests of ``batch`` texts (the server's batch size by default),
+    ``IN_FLIGHT`` at once; returns the seconds it took."""
     async with grpc.aio.insecure_channel(
         address, options=[("grpc.max_receive_message_length", 64 * MIB)]
     ) as channel:
         stub = embedding_pb2_grpc.EmbeddingServiceStub(channel)
-        size = (await stub.Info(embedding_pb2.InfoRequest())).max_batch_size
+        size = batch or (await stub.Info(embedding_pb2.InfoRequest())).max_batch_size
         batches = [texts[start : start + size] for start in range(0, len(texts), size)]
         semaphore = asyncio.Semaphore(IN_FLIGHT)
 
