@@ -11,7 +11,7 @@ TYPED_DIRS := packages/core packages/extract packages/proto/tests packages/testi
 	tests/docs tests/e2e tests/k8s benchmarks k8s
 
 .DEFAULT_GOAL := help
-.PHONY: help uv sync run demo test test-fast coverage lint sast format proto proto-check smoke load bench-chat bench-overhead bench-retrieval bench-chunking bench-readers bench-documents bench-embedding-memory bench-embedding-cpu bench-edge-cpu clean
+.PHONY: help uv sync run demo test test-fast coverage lint sast format proto proto-check smoke load bench-chat bench-overhead bench-retrieval bench-chunking bench-readers bench-documents bench-embedding-memory bench-embedding-cpu bench-edge-cpu bench-request-cpu bench-retrieval-cpu bench-chat-hops bench-first-chat bench-embedding-ingest bench-quiet-optimize clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -88,6 +88,24 @@ bench-embedding-cpu: sync ## Benchmark the embedding service's CPU and latency p
 
 bench-edge-cpu: sync ## Benchmark the edge's own CPU per text and hybrid search (BENCH_ARGS="--rounds 5 --requests 600 --before DIR": against DIR's edge in the same run)
 	$(RUN) python benchmarks/edge_cpu.py $(BENCH_ARGS)
+
+bench-request-cpu: sync ## Benchmark each service's CPU per search, chat and follow-up through the edge (BENCH_ARGS="--requests 300 --chats 75"; "--py-spy DIR" with py-spy installed)
+	$(RUN) python benchmarks/request_cpu.py $(BENCH_ARGS)
+
+bench-retrieval-cpu: sync ## Benchmark retrieval's CPU per search and per chat's retrieval at c=1 and c=16 (BENCH_ARGS="--before DIR": against DIR's retrieval in the same run)
+	$(RUN) python benchmarks/retrieval_cpu.py $(BENCH_ARGS)
+
+bench-chat-hops: sync ## Benchmark where a c=1 chat's time to first token goes, hop by hop, from the services' spans (BENCH_ARGS="--chats 80")
+	$(RUN) python benchmarks/chat_hops.py $(BENCH_ARGS)
+
+bench-first-chat: sync ## Benchmark the generation service's first answer after a start beside its next ones (BENCH_ARGS="--restarts 9")
+	$(RUN) python benchmarks/first_chat.py $(BENCH_ARGS)
+
+bench-embedding-ingest: sync ## Benchmark the embedding service's chunks/s and CPU per chunk per ONNX Runtime thread setting (BENCH_ARGS="--threads 0,1 --rounds 10")
+	$(RUN) python benchmarks/embedding_ingest.py $(BENCH_ARGS)
+
+bench-quiet-optimize: sync ## Benchmark retrieval's CPU per search of a few-ingest collection before and after the quiet optimize (BENCH_ARGS="--documents 1 10 19")
+	$(RUN) python benchmarks/quiet_optimize.py $(BENCH_ARGS)
 
 clean: ## Remove caches and the local LanceDB data
 	rm -rf .mypy_cache .ruff_cache .pytest_cache data build
