@@ -2,11 +2,15 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import pytest
 
 from bruno.retrieval.v1 import conversations_pb2
+from bruno_edge import chat as chat_module
 from bruno_edge.api.deps import EdgeState
-from bruno_edge.chat import NO_ANSWER, ChatService, cited_markers
+from bruno_edge.chat import NO_ANSWER, ChatService, ChatTurn, cited_markers
 from bruno_edge.schemas import ChatRequest
 
 if TYPE_CHECKING:
@@ -62,6 +66,35 @@ async def test_a_turn_whose_answer_is_never_read_cancels_its_generation_call(edg
 
     async with asyncio.timeout(30):
         await edge.generation.cancelled.wait()
+
+
+async def test_a_request_cancelled_before_its_turn_holds_the_call_cancels_it(
+    edge: Edge, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The window between asking generation and the turn that would cancel the call once
+    # dropped: a cancellation landing there (the client left) must cancel the call itself.
+    await edge.ingest(RUNBOOK, id="crashloop")
+    edge.generation.hang_after = 0
+    chat = chat_service(edge)
+    calls: list[grpc.aio.Call] = []
+    generate = chat.downstreams.generation.Generate
+
+    def keep(*args: Any, **kwargs: Any) -> Any:
+        call = generate(*args, **kwargs)
+        calls.append(call)
+        return call
+
+    def cancelled_here(**_: Any) -> ChatTurn:
+        raise asyncio.CancelledError
+
+    monkeypatch.setattr(chat.downstreams.generation, "Generate", keep)
+    monkeypatch.setattr(chat_module, "ChatTurn", cancelled_here)
+
+    with pytest.raises(asyncio.CancelledError):
+        await chat.prepare(ChatRequest(message="restart the pod"), owner="open")
+
+    assert len(calls) == 1  # held here, so only the code under test can have cancelled it
+    assert calls[0].cancelled()
 
 
 async def test_a_stored_conversation_is_rewritten_for_retrieval_and_given_to_generation(
