@@ -28,8 +28,10 @@ milliseconds per chat (from ``/proc``, Linux), and search throughput at concurre
 distinct questions (served and shed apart), Bruno's and the minimal stack's (its question
 embedded the same way).
 
-It prints the p50 of every round and the spread of the ratios. A benchmark, not a test: it
-asserts nothing. Results: docs/benchmarks.md.
+Within a round, each of Bruno's searches alternates call by call with the minimal stack's
+search of the same mode, so a noisy moment of the machine lands on both. It prints the p50 of
+every round, the spread of the per-round ratios and the ratio of the p50s of all calls. A
+benchmark, not a test: it asserts nothing. Results: docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -90,6 +92,21 @@ async def timed(call: Callable[[], Awaitable[object]], requests: int) -> list[fl
         started = time.perf_counter()
         await call()
         times.append(time.perf_counter() - started)
+    return times
+
+
+async def timed_alternating(
+    calls: list[Callable[[], Awaitable[object]]], requests: int
+) -> list[list[float]]:
+    """Seconds each of ``requests`` sequential calls of every one of ``calls`` took, the calls
+    taken in turn (A B, then B A, ...), so each pair meets the same moment of a noisy machine."""
+    times: list[list[float]] = [[] for _ in calls]
+    for n in range(requests):
+        order = range(len(calls)) if n % 2 == 0 else reversed(range(len(calls)))
+        for index in order:
+            started = time.perf_counter()
+            await calls[index]()
+            times[index].append(time.perf_counter() - started)
     return times
 
 
@@ -242,6 +259,13 @@ def cpu_per_chat(before: dict[str, float], after: dict[str, float], chats: int) 
 
 #: The processes whose CPU each sequential row reports.
 SERVING = {"bruno": ("edge", "retrieval"), "minimal": ("minimal http", "minimal grpc")}
+# The sequential rows, measured group by group; a group's calls alternate call by call.
+SEQUENTIAL_GROUPS = (
+    ("bruno text", "minimal text"),
+    ("bruno hybrid", "minimal hybrid"),
+    ("bruno collections",),
+    ("bruno documents",),
+)
 
 
 async def measure(
@@ -284,19 +308,28 @@ async def measure(
         for call in calls.values():  # warm: connections, caches, the query vector
             await timed(call, 10)
         rounds: dict[str, list[float]] = {name: [] for name in calls}
+        every: dict[str, list[float]] = {name: [] for name in calls}
         cpu: dict[str, dict[str, float]] = {name: {} for name in calls}
-        print(f"\n{args.rounds} rounds of {args.requests} sequential calls, p50 ms per round\n")
+        print(
+            f"\n{args.rounds} rounds of {args.requests} sequential calls, p50 ms per round; "
+            "Bruno's and the minimal stack's calls of one mode alternate call by call\n"
+        )
         print("| call | " + " | ".join(f"round {n + 1}" for n in range(args.rounds)) + " |")
         print("|---|" + "---|" * args.rounds)
         for _ in range(args.rounds):
-            for name, call in calls.items():
+            for group in SEQUENTIAL_GROUPS:
                 before = cpu_seconds(pids(system) | minimal_pids)
-                rounds[name].append(pct(await timed(call, args.requests), 0.5))
+                times = await timed_alternating([calls[name] for name in group], args.requests)
                 after = cpu_seconds(pids(system) | minimal_pids)
-                for process in SERVING[name.split()[0]]:
-                    if process in before and process in after:
-                        spent = after[process] - before[process]
-                        cpu[name][process] = cpu[name].get(process, 0.0) + spent
+                for name, taken in zip(group, times, strict=True):
+                    rounds[name].append(pct(taken, 0.5))
+                    every[name].extend(taken)
+                    # A group pairs one stack's call with the other's (or with none), so
+                    # each process's CPU is its stack's call's.
+                    for process in SERVING[name.split()[0]]:
+                        if process in before and process in after:
+                            spent = after[process] - before[process]
+                            cpu[name][process] = cpu[name].get(process, 0.0) + spent
         for name, p50s in rounds.items():
             print(f"| {name} | " + " | ".join(ms(p) for p in p50s) + " |")
         calls_made = args.rounds * args.requests
@@ -318,19 +351,26 @@ async def measure(
         def ratios(a: str, b: str) -> list[float]:
             return [x / y for x, y in zip(rounds[a], rounds[b], strict=True)]
 
-        print("\n| measure | Bruno p50 | minimal p50 | ratio (per round) |")
-        print("|---|---|---|---|")
+        def pooled(a: str, b: str) -> str:
+            return f"{pct(every[a], 0.5) / pct(every[b], 0.5):.2f}x"
+
+        print(
+            "\n| measure | Bruno p50 | minimal p50 | ratio (per round) | ratio (p50 of all calls) |"
+        )
+        print("|---|---|---|---|---|")
         for mode in ("text", "hybrid"):
             print(
                 f"| search, {mode} | {spread([p * 1000 for p in rounds[f'bruno {mode}']])} ms | "
                 f"{spread([p * 1000 for p in rounds[f'minimal {mode}']])} ms | "
-                f"{spread(ratios(f'bruno {mode}', f'minimal {mode}'), 'x')} |"
+                f"{spread(ratios(f'bruno {mode}', f'minimal {mode}'), 'x')} | "
+                f"{pooled(f'bruno {mode}', f'minimal {mode}')} |"
             )
         for listing in ("collections", "documents"):
             print(
                 f"| list {listing} | {spread([p * 1000 for p in rounds[f'bruno {listing}']])} ms | "
                 f"{spread([p * 1000 for p in rounds['minimal text']])} ms (text search) | "
-                f"{spread(ratios(f'bruno {listing}', 'minimal text'), 'x')} |"
+                f"{spread(ratios(f'bruno {listing}', 'minimal text'), 'x')} | "
+                f"{pooled(f'bruno {listing}', 'minimal text')} |"
             )
         if args.search_only:
             return
