@@ -129,7 +129,7 @@ class FakeClock:
         optimize)."""
         self.now += seconds
         self.read.clear()
-        store._writer._quiet_wake[collection].set()
+        store._writer._quiet_states[collection].wake.set()
         await asyncio.wait_for(self.read.wait(), QUIET_GUARD_SECONDS)
 
 

@@ -84,6 +84,19 @@ class QuietOptimize:
         )
 
 
+@dataclasses.dataclass(slots=True)
+class _QuietState:
+    """One collection's quiet optimize: when it was last written to, the rows written since
+    its last quiet optimize, when that one started, and the task waiting for the next (woken
+    by every write, as a write can bring it closer)."""
+
+    last_write: float = 0.0
+    rows_since: int = 0
+    last_run: float | None = None
+    timer: asyncio.Task[None] | None = None
+    wake: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class DocumentVersion:
     """A document's new text, chunked and embedded: its rows, waiting for their commit."""
@@ -115,14 +128,8 @@ class Writer:
         self._writes_since_optimize: Counter[str] = Counter()
         self._rows_since_optimize: Counter[str] = Counter()
         self._shadows: dict[str, Shadow] = {}
-        # The quiet optimize (QuietOptimize): per collection, when it was last written to, the
-        # rows written since its last quiet optimize, when that one started, and the task
-        # waiting for the next (woken by every write, as a write can bring it closer).
-        self._last_write: dict[str, float] = {}
-        self._rows_since_quiet: Counter[str] = Counter()
-        self._last_quiet: dict[str, float] = {}
-        self._quiet_timers: dict[str, asyncio.Task[None]] = {}
-        self._quiet_wake: defaultdict[str, asyncio.Event] = defaultdict(asyncio.Event)
+        # The quiet optimize (QuietOptimize), per collection.
+        self._quiet_states: defaultdict[str, _QuietState] = defaultdict(_QuietState)
 
     def lock(self, collection: str) -> asyncio.Lock:
         """The lock every writer of ``collection``'s table holds while it writes."""
@@ -161,7 +168,7 @@ class Writer:
         ``table``)."""
         self._writes_since_optimize[collection] += 1
         self._rows_since_optimize[collection] += rows
-        self._rows_since_quiet[collection] += rows
+        self._quiet_states[collection].rows_since += rows
         if (
             self._writes_since_optimize[collection] >= _OPTIMIZE_EVERY_WRITES
             or self._rows_since_optimize[collection] >= _OPTIMIZE_AFTER_ROWS
@@ -175,44 +182,45 @@ class Writer:
 
     def quiet_timer(self, collection: str) -> asyncio.Task[None] | None:
         """The task waiting to optimize ``collection`` once it is quiet, if one waits."""
-        timer = self._quiet_timers.get(collection)
+        state = self._quiet_states.get(collection)
+        timer = None if state is None else state.timer
         return None if timer is None or timer.done() else timer
 
     def _wait_for_quiet(self, collection: str) -> None:
         """Optimize ``collection``, written to just now, once it is quiet (unless off)."""
         if not self._quiet.seconds:
             return
-        self._last_write[collection] = monotonic()
+        state = self._quiet_states[collection]
+        state.last_write = monotonic()
         if self.quiet_timer(collection) is None:
-            timer = self._tasks.spawn(self._when_quiet(collection), timer=True)
-            self._quiet_timers[collection] = timer
+            state.timer = self._tasks.spawn(self._when_quiet(collection), timer=True)
         else:
-            self._quiet_wake[collection].set()
+            state.wake.set()
 
     def _quiet_due(self, collection: str) -> float | None:
         """When ``collection``'s quiet optimize is due (monotonic time); None once an optimize
         has taken in every write so far."""
         if not self._writes_since_optimize[collection]:
             return None
-        due = self._last_write[collection] + self._quiet.seconds
-        last = self._last_quiet.get(collection)
-        if last is not None and self._rows_since_quiet[collection] <= self._quiet.max_rows:
-            due = max(due, last + self._quiet.interval_seconds)
+        state = self._quiet_states[collection]
+        due = state.last_write + self._quiet.seconds
+        if state.last_run is not None and state.rows_since <= self._quiet.max_rows:
+            due = max(due, state.last_run + self._quiet.interval_seconds)
         return due
 
     async def _when_quiet(self, collection: str) -> None:
         """Wait until ``collection``'s quiet optimize is due and run it, again while writes
         come that no optimize took in (see QuietOptimize)."""
-        wake = self._quiet_wake[collection]
+        state = self._quiet_states[collection]
         while (due := self._quiet_due(collection)) is not None:
-            wake.clear()
+            state.wake.clear()
             delay = due - monotonic()
             if delay > 0:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), delay)
+                    await asyncio.wait_for(state.wake.wait(), delay)
                 continue
-            self._last_quiet[collection] = monotonic()
-            self._rows_since_quiet[collection] = 0
+            state.last_run = monotonic()
+            state.rows_since = 0
             self._writes_since_optimize[collection] = 0
             self._rows_since_optimize[collection] = 0
             # A task of its own, so that wait() (tests, benchmarks) waits for it.
