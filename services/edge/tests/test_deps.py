@@ -7,7 +7,9 @@ import pytest
 from fastapi import APIRouter
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
+from starlette.routing import Route
 
+from bruno_edge import create_app
 from bruno_edge.api.deps import require_api_key
 from bruno_edge.api.routes import chat, documents, search
 from bruno_edge.config import EdgeSettings
@@ -112,8 +114,8 @@ def _solved(dependant: Dependant) -> Iterator[Dependant]:
 def test_a_route_leaves_the_key_check_to_its_router_and_has_one_guard(
     router: APIRouter, method: str, path: str
 ) -> None:
-    # The app includes each router behind require_api_key once; a route naming it again (or a
-    # dependency of it) would solve its tree again on every request.
+    # The app adds each router's routes behind require_api_key once; a route naming it again (or
+    # a dependency of it) would solve its tree again on every request.
     [route] = [
         r
         for r in router.routes
@@ -124,3 +126,21 @@ def test_a_route_leaves_the_key_check_to_its_router_and_has_one_guard(
 
     assert require_api_key not in calls
     assert sum(getattr(call, "__name__", "") == "guard" for call in calls) == 1
+
+
+def test_the_app_routes_each_request_once_and_checks_the_key_first() -> None:
+    # The routers' routes are the app's own (bruno_edge.app.include_flat), not included routers
+    # FastAPI would match a request against twice; every /api and /v1 route's first dependency
+    # is the key check, solved once.
+    app = create_app(EdgeSettings(api_keys="key-one"))
+    api_routes = [route for route in app.router.routes if isinstance(route, APIRoute)]
+    keyed = [route for route in api_routes if route.path.startswith(("/api/", "/v1/"))]
+
+    # Each a route matched on its own (an included router is a BaseRoute standing for many).
+    assert all(isinstance(route, Route) for route in app.router.routes)
+    assert len(keyed) == 19
+    for route in keyed:
+        first = route.dependant.dependencies[0]
+        assert first.call is require_api_key, route.path
+        calls = [node.call for node in _solved(route.dependant)]
+        assert calls.count(require_api_key) == 1, route.path
