@@ -7,6 +7,7 @@ import pytest
 from fastapi import APIRouter
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
+from fastapi.security.base import SecurityBase
 from starlette.routing import Route
 
 from bruno_edge import create_app
@@ -131,7 +132,8 @@ def test_a_route_leaves_the_key_check_to_its_router_and_has_one_guard(
 def test_the_app_routes_each_request_once_and_checks_the_key_first() -> None:
     # The routers' routes are the app's own (bruno_edge.app.include_flat), not included routers
     # FastAPI would match a request against twice; every /api and /v1 route's first dependency
-    # is the key check, solved once.
+    # is the key check, solved once, with nothing under it (the bearer scheme is only in the
+    # OpenAPI document).
     app = create_app(EdgeSettings(api_keys="key-one"))
     api_routes = [route for route in app.router.routes if isinstance(route, APIRoute)]
     keyed = [route for route in api_routes if route.path.startswith(("/api/", "/v1/"))]
@@ -142,5 +144,7 @@ def test_the_app_routes_each_request_once_and_checks_the_key_first() -> None:
     for route in keyed:
         first = route.dependant.dependencies[0]
         assert first.call is require_api_key, route.path
+        assert first.dependencies == [], route.path
         calls = [node.call for node in _solved(route.dependant)]
         assert calls.count(require_api_key) == 1, route.path
+        assert not any(isinstance(call, SecurityBase) for call in calls), route.path
