@@ -1,15 +1,19 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
+from fastapi.security.base import SecurityBase
+from starlette.routing import Route
 
+from bruno_edge import create_app
 from bruno_edge.api.deps import require_api_key
-from bruno_edge.api.routes import chat, documents, search
+from bruno_edge.api.routes import chat, documents, health, openai, search
+from bruno_edge.app import include_flat
 from bruno_edge.config import EdgeSettings
 from bruno_edge.keys import Keyring
 
@@ -112,8 +116,8 @@ def _solved(dependant: Dependant) -> Iterator[Dependant]:
 def test_a_route_leaves_the_key_check_to_its_router_and_has_one_guard(
     router: APIRouter, method: str, path: str
 ) -> None:
-    # The app includes each router behind require_api_key once; a route naming it again (or a
-    # dependency of it) would solve its tree again on every request.
+    # The app adds each router's routes behind require_api_key once; a route naming it again (or
+    # a dependency of it) would solve its tree again on every request.
     [route] = [
         r
         for r in router.routes
@@ -124,3 +128,43 @@ def test_a_route_leaves_the_key_check_to_its_router_and_has_one_guard(
 
     assert require_api_key not in calls
     assert sum(getattr(call, "__name__", "") == "guard" for call in calls) == 1
+
+
+def test_the_app_routes_each_request_once_and_checks_the_key_first() -> None:
+    # The routers' routes are the app's own (bruno_edge.app.include_flat), not included routers
+    # FastAPI would match a request against twice; every /api and /v1 route's first dependency
+    # is the key check, solved once, with nothing under it (the bearer scheme is only in the
+    # OpenAPI document).
+    app = create_app(EdgeSettings(api_keys="key-one"))
+    api_routes = [route for route in app.router.routes if isinstance(route, APIRoute)]
+    keyed = [route for route in api_routes if route.path.startswith(("/api/", "/v1/"))]
+
+    # Each a route matched on its own (an included router is a BaseRoute standing for many).
+    assert all(isinstance(route, Route) for route in app.router.routes)
+    assert len(keyed) == 19
+    for route in keyed:
+        first = route.dependant.dependencies[0]
+        assert first.call is require_api_key, route.path
+        assert first.dependencies == [], route.path
+        calls = [node.call for node in _solved(route.dependant)]
+        assert calls.count(require_api_key) == 1, route.path
+        assert not any(isinstance(call, SecurityBase) for call in calls), route.path
+
+
+def test_routes_added_flat_are_the_routes_an_inclusion_declares() -> None:
+    # include_flat copies each route's settings by name; a FastAPI release adding one it does
+    # not copy shows here, as a difference in the OpenAPI document of the same routers.
+    def document(add: Callable[[FastAPI, APIRouter], None]) -> dict[str, Any]:
+        app = FastAPI()
+        for router in (search.router, chat.router, documents.router, openai.router, health.router):
+            add(app, router)
+        return app.openapi()
+
+    included = document(
+        lambda app, router: app.include_router(router, dependencies=[Depends(require_api_key)])
+    )
+    flat = document(
+        lambda app, router: include_flat(app, router, dependencies=[Depends(require_api_key)])
+    )
+
+    assert flat == included

@@ -57,6 +57,24 @@ async def test_every_keyed_route_declares_the_refusals_of_keys_and_load(edge: Ed
         assert "Retry-After" in responses["503"]["headers"], where
 
 
+async def test_every_keyed_route_requires_the_bearer_scheme(edge: Edge) -> None:
+    doc = await document(edge)
+
+    assert doc["components"]["securitySchemes"] == {
+        "bearer": {
+            "type": "http",
+            "description": "An API key (BRUNO_API_KEYS or the keys file), sent as "
+            "`Authorization: Bearer <key>`.",
+            "scheme": "bearer",
+        }
+    }
+    for path, method, operation in operations(doc):
+        expected: list[dict[str, list[str]]] | None = (
+            [{"bearer": []}] if path.startswith(KEYED_PREFIXES) else None
+        )
+        assert operation.get("security") == expected, f"{method.upper()} {path}"
+
+
 async def test_errors_are_declared_in_the_dialect_of_their_path(edge: Edge) -> None:
     doc = await document(edge)
 

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.params import Depends as DependsParam
+from fastapi.routing import APIRoute
 from starlette.routing import Route
 
 from bruno_edge._version import __version__
@@ -94,13 +96,12 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
     install_problem_handlers(app)
     install_openapi(app, settings)
 
-    # The router tries the routes in this order on every request (FastAPI matches an included
-    # router's routes twice: to choose it, then its route), so the hot ones come first: a
-    # search was matched against the 18 API routes before its own. No two routers' paths
-    # overlap, so the order changes nothing else but that of the OpenAPI document's paths.
+    # The app's router tries its routes in this order on every request, so the hot ones come
+    # first. No two routers' paths overlap, so the order changes nothing else but that of the
+    # OpenAPI document's paths.
     for resource in (search, chat, collections, conversations, documents, ingest_jobs, openai):
-        app.include_router(resource.router, dependencies=[Depends(require_api_key)])
-    app.include_router(health.router)
+        include_flat(app, resource.router, dependencies=[Depends(require_api_key)])
+    include_flat(app, health.router)
     # A plain ASGI app (the MCP SDK's transport), so it checks the key itself.
     app.router.routes.append(Route(MCP_PATH, endpoint=mcp))
 
@@ -108,3 +109,53 @@ def create_app(settings: EdgeSettings | None = None) -> FastAPI:
     # (bruno_edge.middleware).
     app.add_middleware(EdgeMiddleware, settings=settings, metrics=state.metrics, drain=state.drain)
     return app
+
+
+def include_flat(
+    app: FastAPI, router: APIRouter, *, dependencies: Sequence[DependsParam] = ()
+) -> None:
+    """Add ``router``'s routes to the app's own router, each with ``dependencies`` before its
+    own: what ``app.include_router(router, dependencies=...)`` declares, but matched once.
+
+    FastAPI keeps an included router as one route of the app's that stands for all of its own:
+    a request is matched against that router's routes to choose it, then again to choose its
+    route, through per-request bookkeeping on the ASGI scope (its routes' version, summed over
+    the tree, is checked each time); flat, a request is matched against the routes themselves.
+    The routers hold only FastAPI routes (``APIRoute``), already carrying their router's prefix,
+    tags, responses and dependencies; the app adds nothing else an inclusion would (no prefix,
+    tags, responses or dependencies of its own), and its ``dependency_overrides`` apply to the
+    routes as they would to an included router's.
+    """
+    for route in router.routes:
+        if not isinstance(route, APIRoute):
+            raise TypeError(f"{route!r}: only FastAPI routes can be added flat")
+        app.router.add_api_route(
+            route.path,
+            route.endpoint,
+            response_model=route.response_model,
+            status_code=route.status_code,
+            tags=route.tags,
+            dependencies=[*dependencies, *route.dependencies],
+            summary=route.summary,
+            description=route.description,
+            response_description=route.response_description,
+            responses=route.responses,
+            deprecated=route.deprecated,
+            methods=route.methods,
+            operation_id=route.operation_id,
+            response_model_include=route.response_model_include,
+            response_model_exclude=route.response_model_exclude,
+            response_model_by_alias=route.response_model_by_alias,
+            response_model_exclude_unset=route.response_model_exclude_unset,
+            response_model_exclude_defaults=route.response_model_exclude_defaults,
+            response_model_exclude_none=route.response_model_exclude_none,
+            include_in_schema=route.include_in_schema,
+            response_class=route.response_class,
+            name=route.name,
+            callbacks=route.callbacks,
+            openapi_extra=route.openapi_extra,
+            generate_unique_id_function=route.generate_unique_id_function,
+            strict_content_type=route.strict_content_type,
+            max_body_size=route.max_body_size,
+            form_limits=route.form_limits,
+        )

@@ -5,6 +5,9 @@
   never also ``application/json``).
 - No 422 under ``/v1``: FastAPI declares one on every route with parameters, but the OpenAI
   dialect answers invalid requests with 400, which those routes declare.
+- The API-key scheme (``bearer``) and, on every route behind
+  :func:`~bruno_edge.api.deps.require_api_key`, the requirement of it: what an ``HTTPBearer``
+  dependency would declare, without FastAPI solving one on every request.
 - The limits an operator configures (``BRUNO_MAX_TOP_K``, ``BRUNO_MAX_MESSAGE_CHARS``,
   ``BRUNO_MAX_DOCUMENT_BYTES``), written into the schemas of the fields that a
   :func:`configured` marker names, as this edge enforces them.
@@ -18,9 +21,12 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.encoders import jsonable_encoder
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from bruno_edge.api.deps import bearer_scheme, require_api_key
 from bruno_edge.config import EdgeSettings
 from bruno_edge.limits import Limits
 from bruno_edge.openai_schemas import ChatCompletionChunk, ErrorResponse
@@ -36,6 +42,8 @@ REFERENCED_MODELS: tuple[type[BaseModel], ...] = (
     ChatCompletionChunk,
 )
 _FASTAPI_VALIDATION_ERROR = "#/components/schemas/HTTPValidationError"
+#: The keys FastAPI writes first in an operation, before a security requirement.
+_OPERATION_HEAD = ("tags", "summary", "description", "operationId", "deprecated")
 _BOUNDED_TYPES = frozenset({"integer", "number", "string", "array"})
 
 
@@ -47,6 +55,7 @@ def install_openapi(app: FastAPI, settings: EdgeSettings) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             document = generate()
+            _add_key_requirements(document, app)
             _add_referenced_models(document)
             _drop_fastapi_validation_errors(document)
             _write_limits(document, limits)
@@ -54,6 +63,38 @@ def install_openapi(app: FastAPI, settings: EdgeSettings) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _add_key_requirements(document: dict[str, Any], app: FastAPI) -> None:
+    """Declare :data:`~bruno_edge.api.deps.bearer_scheme` and require it of each operation of a
+    route that depends on :func:`~bruno_edge.api.deps.require_api_key`, where FastAPI writes a
+    security dependency's requirement (after the operation's id and ``deprecated``)."""
+    keyed = [
+        route
+        for route in app.routes
+        if isinstance(route, APIRoute)
+        and route.include_in_schema
+        and any(dependency.dependency is require_api_key for dependency in route.dependencies)
+    ]
+    if not keyed:
+        return
+    name = bearer_scheme.scheme_name
+    for route in keyed:
+        operations = document["paths"][route.path_format]
+        for method in route.methods or ():
+            operation = operations[method.lower()]
+            head = {key: operation[key] for key in _OPERATION_HEAD if key in operation}
+            operations[method.lower()] = {
+                **head,
+                "security": [*operation.get("security", []), {name: []}],
+                **{
+                    key: value
+                    for key, value in operation.items()
+                    if key not in head and key != "security"
+                },
+            }
+    schemes = document.setdefault("components", {}).setdefault("securitySchemes", {})
+    schemes[name] = jsonable_encoder(bearer_scheme.model, by_alias=True, exclude_none=True)
 
 
 def _add_referenced_models(document: dict[str, Any]) -> None:

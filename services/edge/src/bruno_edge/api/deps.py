@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 
 from bruno_core import Unavailable
 from bruno_edge.admission import ChatSlots, Drain, Gate, Work, WorkSlots, held_until_answered
@@ -87,6 +87,9 @@ async def get_chat(request: Request, downstreams: DownstreamsDep) -> ChatService
 
 ChatDep = Annotated[ChatService, Depends(get_chat)]
 
+#: How a key is sent, for the OpenAPI document only (:func:`bruno_edge.openapi.install_openapi`
+#: declares it on every route behind :func:`require_api_key`). Not a dependency: FastAPI would
+#: solve it, one more node, on every request, to parse a header the key check reads itself.
 bearer_scheme = HTTPBearer(
     auto_error=False,
     scheme_name="bearer",
@@ -95,11 +98,7 @@ bearer_scheme = HTTPBearer(
 )
 
 
-async def require_api_key(
-    request: Request,
-    # Declared for the OpenAPI document (the security scheme); the header is read below.
-    _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
-) -> Caller:
+async def require_api_key(request: Request) -> Caller:
     """Let the request in only with a configured API key (or in open mode on loopback) within
     its rate limit; the caller is kept on ``request.state.caller`` for whatever needs to know
     who asks."""
@@ -111,7 +110,7 @@ async def require_api_key(
 
 async def current_caller(request: Request) -> Caller:
     """The caller :func:`require_api_key` let in (every route that names this is behind it:
-    the routers' dependencies are solved before the route's own)."""
+    it is each such route's first dependency, :func:`bruno_edge.app.include_flat`)."""
     caller: Caller = request.state.caller
     return caller
 
