@@ -147,13 +147,12 @@ def main() -> None:
         process.wait()
     for which, title in enumerate(("the whole process", "its main thread (LanceDB's excluded)")):
         print(f"\nCPU ms per search, {title}: median (each round)\n")
-        table({key: [pair[which] for pair in values] for key, values in spent.items()}, trees)
+        table({key: [pair[which] for pair in values] for key, values in spent.items()}, list(trees))
     print(footer())
 
 
-def table(spent: dict[tuple[str, str], list[float]], trees: dict[str, object]) -> None:
-    columns = list(trees)
-    ratio = "before" in trees
+def table(spent: dict[tuple[str, str], list[float]], columns: list[str]) -> None:
+    ratio = "before" in columns
     print("| kind | " + " | ".join(columns) + (" | ratio, per round |" if ratio else " |"))
     print("|---" * (len(columns) + 1 + ratio) + "|")
     for kind in KINDS:
