@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+from typing import Any
+
 import pytest
 
 from bruno_retrieval.config import RetrievalSettings
 from bruno_retrieval.knowledge import Fusion, FusionConfig, SearchHit, fuse
 from bruno_retrieval.knowledge.fusion import identifiers
+from bruno_retrieval.knowledge.schema import Ranking
 
 DEFAULT = FusionConfig.from_settings(RetrievalSettings.model_construct())
 
@@ -125,3 +130,76 @@ def test_without_an_identifier_weight_every_query_fuses_alike() -> None:
     config = FusionConfig(Fusion.COSINE, 0.92)
 
     assert config.for_query("SMT1500") == config.for_query("battery") == config
+
+
+def columns_of(hits: list[SearchHit]) -> Ranking:
+    """``hits`` as the columns a search leg reads (metadata as stored, JSON)."""
+    names = [field.name for field in dataclasses.fields(SearchHit) if field.name != "score"]
+    columns: dict[str, list[Any]] = {name: [getattr(h, name) for h in hits] for name in names}
+    columns["metadata"] = [json.dumps(h.metadata) for h in hits]
+    return Ranking(columns, [h.score for h in hits])
+
+
+def full(document_id: str, score: float, index: int = 0, version: str = "h") -> SearchHit:
+    return SearchHit(
+        document_id,
+        f"{document_id}:{index}",
+        index,
+        f"Title {document_id}",
+        f"{document_id}.pdf",
+        f"text of {document_id} {index}",
+        f"Heading > {index}",
+        score,
+        version,
+        {"team": document_id, "n": str(index)},
+        index + 1,
+    )
+
+
+@pytest.mark.parametrize("method", list(Fusion))
+@pytest.mark.parametrize("top_k", [1, 3, 10])
+def test_columnar_legs_fuse_into_the_same_hits_as_lists_of_hits(method: Fusion, top_k: int) -> None:
+    # Every field, score and the order, with a document seen in two versions and a chunk in
+    # both legs: the rows a search leg reads column by column give what its hits would.
+    by_vector = [full("a", 0.9, 0, "new"), full("b", 0.7), full("c", 0.4, 2), full("b", 0.3, 1)]
+    by_text = [full("a", 9.0, 1, "old"), full("d", 6.0), full("b", 4.0), full("e", 1.0, 3)]
+    config = FusionConfig(method, 0.7)
+
+    from_lists = fuse(by_vector, by_text, top_k, config)
+    from_columns = fuse(columns_of(by_vector), columns_of(by_text), top_k, config)
+
+    assert from_columns == from_lists
+    assert len(from_columns) == min(top_k, 6)
+    assert from_columns[0].page is not None
+    assert from_columns[0].metadata
+
+
+@pytest.mark.parametrize("method", list(Fusion))
+def test_a_columnar_leg_without_rows_leaves_the_other_legs_order(method: Fusion) -> None:
+    # A leg that read nothing has no columns at all (LanceDB sent no batch).
+    by_text = [full("a", 9.0), full("b", 4.0)]
+    config = FusionConfig(method, 0.5)
+
+    assert fuse(Ranking({}, []), Ranking({}, []), 5, config) == []
+    fused = fuse(Ranking({}, []), columns_of(by_text), 5, config)
+    assert [h.chunk_id for h in fused] == ["a:0", "b:0"]
+    assert fused == fuse([], by_text, 5, config)
+
+
+def test_a_ranking_answers_its_rows_in_order_with_every_field() -> None:
+    hits = [full("a", 0.9), full("b", 0.5, 1), full("c", 0.1, 2)]
+    ranking = columns_of(hits)
+
+    assert ranking.hits() == hits
+    assert ranking.hits(2) == hits[:2]
+    assert ranking.hits(10) == hits
+    assert ranking.hit(1, 0.25) == dataclasses.replace(hits[1], score=0.25)
+    assert Ranking({}, []).hits() == []
+
+
+def test_a_ranking_from_a_table_before_pages_has_no_page() -> None:
+    ranking = columns_of([full("a", 0.9)])
+    columns = dict(ranking.columns)
+    del columns["page"]
+
+    assert Ranking(columns, ranking.scores).hits()[0].page is None

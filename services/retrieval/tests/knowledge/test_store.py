@@ -17,11 +17,12 @@ from bruno_retrieval.config import RetrievalSettings
 from bruno_retrieval.knowledge import (
     IngestOutcome,
     KnowledgeStore,
-    SearchHit,
     SearchMode,
     SearchResult,
+    TextSegment,
     reads,
 )
+from bruno_retrieval.knowledge.schema import Ranking
 
 if TYPE_CHECKING:
     from conftest import FakeEmbedder
@@ -79,14 +80,14 @@ async def test_a_hybrid_search_starts_its_keyword_leg_once_the_question_is_on_it
     # of the loop: the keyword leg, scheduled before it, must let it go first, else the
     # question reaches the embedding service only after the keyword query is built.
     await store.ingest("default", text=RUNBOOK, document_id="runbook.md")
-    text_hits = reads.text_hits
+    text_ranking = reads.text_ranking
     embeddings_begun: list[int] = []
 
-    async def keyword_leg(*args: Any, **kwargs: Any) -> list[SearchHit]:
+    async def keyword_leg(*args: Any, **kwargs: Any) -> Ranking:
         embeddings_begun.append(len(embedder.calls))
-        return await text_hits(*args, **kwargs)
+        return await text_ranking(*args, **kwargs)
 
-    monkeypatch.setattr(reads, "text_hits", keyword_leg)
+    monkeypatch.setattr(reads, "text_ranking", keyword_leg)
     before = len(embedder.calls)
 
     result = await store.search("default", "velero restore", top_k=3, mode=SearchMode.HYBRID)
@@ -232,6 +233,56 @@ async def test_search_hits_carry_the_document_metadata(store: KnowledgeStore) ->
     result = await store.search("default", "certificates", top_k=1, mode=SearchMode.VECTOR)
 
     assert result.hits[0].metadata == {"team": "platform"}
+
+
+@pytest.mark.parametrize("mode", list(SearchMode))
+async def test_a_search_answers_every_field_of_its_hits_in_score_order(
+    store: KnowledgeStore, mode: SearchMode
+) -> None:
+    # The rows are read column by column and made hits only when answered: each field must
+    # still come from its own row.
+    text = "# Restore\n\nRun velero restore create.\n\n# Certificates\n\nCert-manager renews."
+    segments = [TextSegment(0, 3), TextSegment(text.index("# Certificates"), 4)]
+    await store.ingest(
+        "default",
+        text=text,
+        document_id="ops.pdf",
+        title="Ops",
+        source="https://wiki/ops.pdf",
+        metadata={"team": "platform"},
+        segments=segments,
+    )
+    await store.ingest("default", text=RUNBOOK, document_id="runbook.md", title="Runbook")
+
+    result = await store.search("default", "velero restore", top_k=10, mode=mode)
+
+    ops = [hit for hit in result.hits if hit.document_id == "ops.pdf"]
+    assert {hit.chunk_id for hit in result.hits} >= {"ops.pdf:0"}
+    assert len({hit.chunk_id for hit in result.hits}) == len(result.hits)
+    first = next(hit for hit in ops if hit.chunk_index == 0)
+    assert (first.title, first.source, first.metadata) == (
+        "Ops",
+        "https://wiki/ops.pdf",
+        {"team": "platform"},
+    )
+    assert (first.heading_path, first.page) == ("Restore", 3)
+    assert "velero restore create" in first.text
+    assert first.content_hash == content_hash(text)
+    assert all(hit.chunk_id == f"{hit.document_id}:{hit.chunk_index}" for hit in result.hits)
+    assert {hit.page for hit in result.hits if hit.document_id == "runbook.md"} == {None}
+    scores = [hit.score for hit in result.hits]
+    assert scores == sorted(scores, reverse=True)
+
+
+@pytest.mark.parametrize("mode", list(SearchMode))
+async def test_a_search_nothing_matches_answers_no_hits(
+    store: KnowledgeStore, mode: SearchMode
+) -> None:
+    await store.ingest("default", text=RUNBOOK, document_id="runbook.md", metadata={"team": "a"})
+
+    result = await store.search("default", "velero", top_k=5, mode=mode, filters={"team": "b"})
+
+    assert result == SearchResult([], mode)
 
 
 async def test_empty_document_id_is_derived_from_the_content_hash(store: KnowledgeStore) -> None:

@@ -10,7 +10,9 @@ import dataclasses
 import re
 import statistics
 from collections import defaultdict
+from collections.abc import Sequence
 from enum import StrEnum
+from typing import Protocol
 
 from bruno_retrieval.config import RetrievalSettings
 from bruno_retrieval.knowledge.results import SearchHit
@@ -88,8 +90,40 @@ def identifiers(query: str) -> list[str]:
     return [term for term in _TERM.findall(query) if _IDENTIFIER.search(term)]
 
 
+class Leg(Protocol):
+    """A ranking as fusion reads it, best first: each row's chunk, document, document version
+    and score, and the row as a hit (a :class:`.schema.Ranking`, or a list of hits)."""
+
+    @property
+    def chunk_ids(self) -> Sequence[str]: ...
+    @property
+    def document_ids(self) -> Sequence[str]: ...
+    @property
+    def content_hashes(self) -> Sequence[str]: ...
+    @property
+    def scores(self) -> Sequence[float]: ...
+    def hit(self, at: int, score: float) -> SearchHit: ...
+
+
+class _Hits:
+    """A list of hits as a :class:`Leg`."""
+
+    def __init__(self, hits: Sequence[SearchHit]) -> None:
+        self._hits = hits
+        self.chunk_ids = [hit.chunk_id for hit in hits]
+        self.document_ids = [hit.document_id for hit in hits]
+        self.content_hashes = [hit.content_hash for hit in hits]
+        self.scores = [hit.score for hit in hits]
+
+    def hit(self, at: int, score: float) -> SearchHit:
+        return dataclasses.replace(self._hits[at], score=score)
+
+
 def fuse(
-    by_vector: list[SearchHit], by_text: list[SearchHit], top_k: int, config: FusionConfig
+    by_vector: Leg | Sequence[SearchHit],
+    by_text: Leg | Sequence[SearchHit],
+    top_k: int,
+    config: FusionConfig,
 ) -> list[SearchHit]:
     """Combine a vector and a text ranking of the same collection into one of ``top_k``.
 
@@ -101,36 +135,49 @@ def fuse(
     its leg's lowest value. ``w`` is ``config.vector_weight``.
 
     The two legs are separate reads, so a replace may commit between them; a document seen
-    in two versions keeps only the vector leg's version, so no answer mixes versions."""
-    version = {hit.document_id: hit.content_hash for hit in by_vector}
-    by_text = [hit for hit in by_text if version.get(hit.document_id) in (None, hit.content_hash)]
+    in two versions keeps only the vector leg's version, so no answer mixes versions. Only the
+    ``top_k`` rows answered are made hits (:meth:`Leg.hit`)."""
+    vector = _Hits(by_vector) if isinstance(by_vector, Sequence) else by_vector
+    text = _Hits(by_text) if isinstance(by_text, Sequence) else by_text
+    version = dict(zip(vector.document_ids, vector.content_hashes, strict=True))
+    same_version = zip(text.document_ids, text.content_hashes, strict=True)
+    kept = [
+        at for at, (doc, digest) in enumerate(same_version) if version.get(doc) in (None, digest)
+    ]
     weight = config.vector_weight
-    legs = ((by_vector, weight), (by_text, 1.0 - weight))
+    # Each leg with the positions of its rows that count, in rank order.
+    legs: tuple[tuple[Leg, Sequence[int], float], ...] = (
+        (vector, range(len(vector.chunk_ids)), weight),
+        (text, kept, 1.0 - weight),
+    )
     scores: defaultdict[str, float] = defaultdict(float)
-    hits: dict[str, SearchHit] = {}
-    for ranking in (by_vector, by_text):
-        for hit in ranking:
-            hits.setdefault(hit.chunk_id, hit)
-    for ranking, leg_weight in legs:
-        if not ranking:
+    rows: dict[str, tuple[Leg, int]] = {}  # a chunk -> the leg and position it is answered from
+    for leg, positions, _ in legs:
+        chunk_ids = leg.chunk_ids
+        for at in positions:
+            rows.setdefault(chunk_ids[at], (leg, at))
+    for number, (leg, positions, leg_weight) in enumerate(legs):
+        if not positions:
             continue
+        chunk_ids = leg.chunk_ids
         if config.method is Fusion.RRF:
-            for rank, hit in enumerate(ranking, start=1):
-                scores[hit.chunk_id] += leg_weight / (_RRF_K + rank)
+            for rank, at in enumerate(positions, start=1):
+                scores[chunk_ids[at]] += leg_weight / (_RRF_K + rank)
             continue
-        raw = ranking is by_vector and config.method is Fusion.COSINE
-        values = [hit.score for hit in ranking]
+        raw = number == 0 and config.method is Fusion.COSINE
+        leg_scores = leg.scores
+        values = [leg_scores[at] for at in positions]
         normalised = values if raw else _normalise(values, config.method)
         # A chunk beyond a leg's candidates scores at most the leg's last one (cosine, z-score)
         # or nothing there (min-max).
         floor = 0.0 if config.method is Fusion.MINMAX else min(normalised)
         if config.method is Fusion.COSINE and not raw:
             floor = 0.0
-        present = {hit.chunk_id: value for hit, value in zip(ranking, normalised, strict=True)}
-        for chunk_id in hits:
+        present = {chunk_ids[at]: value for at, value in zip(positions, normalised, strict=True)}
+        for chunk_id in rows:
             scores[chunk_id] += leg_weight * present.get(chunk_id, floor)
-    best = sorted(hits, key=lambda chunk_id: (-scores[chunk_id], chunk_id))[:top_k]
-    return [dataclasses.replace(hits[chunk_id], score=scores[chunk_id]) for chunk_id in best]
+    best = sorted(rows, key=lambda chunk_id: (-scores[chunk_id], chunk_id))[:top_k]
+    return [rows[chunk_id][0].hit(rows[chunk_id][1], scores[chunk_id]) for chunk_id in best]
 
 
 def _normalise(values: list[float], method: Fusion) -> list[float]:

@@ -11,21 +11,26 @@ from lancedb.expr import Expr, col, lit
 from lancedb.query import ColumnOrdering, FullTextQuery
 
 from bruno_retrieval.knowledge.ann import VectorIndexes
-from bruno_retrieval.knowledge.results import DocumentSummary, SearchHit
-from bruno_retrieval.knowledge.schema import SUMMARY_COLUMNS, document_summary
-from bruno_retrieval.knowledge.schema import search_hit as hit_of
+from bruno_retrieval.knowledge.results import DocumentSummary
+from bruno_retrieval.knowledge.schema import SUMMARY_COLUMNS, Ranking, document_summary
 
 
-async def ranked_rows(query: Any) -> list[dict[str, Any]]:
+async def ranked_columns(query: Any) -> dict[str, list[Any]]:
     """The rows of a search ``query`` (LanceDB's ``AsyncFTSQuery`` or ``AsyncVectorQuery``),
-    executed by LanceDB's query itself.
+    executed by LanceDB's query itself, column by column (none for no row).
 
     LanceDB's ``to_arrow()`` first looks up the table's schema, another wait on its runtime
     and a walk over the projection, to give blob columns their row ids; these tables have no
     blob column, and a search paid that on each leg: ~0.3-0.7 ms of CPU of 3-4
-    (docs/benchmarks.md, "Third pass: retrieval")."""
+    (docs/benchmarks.md, "Third pass: retrieval"). The columns are read as lists, not as a
+    dict per row: fusion needs a few of them for every candidate, the answer every column for a
+    few rows (:class:`.schema.Ranking`)."""
     stream = await query._inner.execute(max_batch_length=None, timeout=None)
-    return [row async for batch in stream for row in batch.to_pylist()]
+    columns: dict[str, list[Any]] = {}
+    async for batch in stream:
+        for name, values in batch.to_pydict().items():
+            columns.setdefault(name, []).extend(values)
+    return columns
 
 
 def first_chunks() -> Expr:
@@ -33,19 +38,19 @@ def first_chunks() -> Expr:
     return col("chunk_index") == lit(0)
 
 
-async def text_hits(
+async def text_ranking(
     table: Any, query: FullTextQuery, limit: int, where: str | None, columns: list[str]
-) -> list[SearchHit]:
+) -> Ranking:
     """The ``limit`` chunks best matching ``query`` by BM25 over their text (``columns``: the
     result columns the table has, :class:`.schema.PagedTables`)."""
     search = table.query().nearest_to_text(query)
     if where:
         search = search.where(where)
-    rows = await ranked_rows(search.select([*columns, "_score"]).limit(limit))
-    return [hit_of(row, row["_score"]) for row in rows]
+    found = await ranked_columns(search.select([*columns, "_score"]).limit(limit))
+    return Ranking(found, found.pop("_score", []))
 
 
-async def vector_hits(
+async def vector_ranking(
     table: Any,
     vector: list[float],
     limit: int,
@@ -53,15 +58,16 @@ async def vector_hits(
     indexes: VectorIndexes,
     columns: list[str],
     top_k: int | None = None,
-) -> list[SearchHit]:
+) -> Ranking:
     """The ``limit`` chunks nearest ``vector`` (score = cosine similarity); ``top_k`` of them
-    are answered, the rest are candidates for a fusion (``columns``: as for :func:`text_hits`)."""
+    are answered, the rest are candidates for a fusion (``columns``: as for
+    :func:`text_ranking`)."""
     query = table.query().nearest_to(vector).distance_type("cosine")
     query = indexes.tune(query, table.name, limit, top_k or limit)
     if where:
         query = query.where(where)
-    rows = await ranked_rows(query.select([*columns, "_distance"]).limit(limit))
-    return [hit_of(row, 1.0 - row["_distance"]) for row in rows]
+    found = await ranked_columns(query.select([*columns, "_distance"]).limit(limit))
+    return Ranking(found, [1.0 - distance for distance in found.pop("_distance", [])])
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@ in the catalog, and how they are built from, and read back into, the domain's va
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -173,20 +174,52 @@ def catalog_row(collection: str, table: str, model: str, dimension: int) -> pa.T
     )
 
 
-def search_hit(row: Mapping[str, Any], score: float) -> SearchHit:
-    return SearchHit(
-        document_id=row["document_id"],
-        chunk_id=row["chunk_id"],
-        chunk_index=row["chunk_index"],
-        title=row["title"],
-        source=row["source"],
-        text=row["text"],
-        heading_path=row["heading_path"],
-        page=row.get("page"),  # absent from a table from before pages
-        score=score,
-        content_hash=row["content_hash"],
-        metadata=json.loads(row["metadata"]),
-    )
+@dataclasses.dataclass(frozen=True, slots=True)
+class Ranking:
+    """One search leg's rows, best first, column by column as LanceDB answered them (a column
+    name -> its values, :data:`RESULT_COLUMNS`), with each row's score (higher is better).
+
+    Fusion reads only the ids, versions and scores (:func:`.fusion.fuse`); a row becomes a
+    :class:`SearchHit` only when the search answers it (:meth:`hit`), so the candidates a
+    hybrid search fetches and fusion drops cost no Python object each."""
+
+    columns: Mapping[str, list[Any]]
+    scores: list[float]
+
+    @property
+    def chunk_ids(self) -> list[str]:
+        return self.columns.get("chunk_id", [])
+
+    @property
+    def document_ids(self) -> list[str]:
+        return self.columns.get("document_id", [])
+
+    @property
+    def content_hashes(self) -> list[str]:
+        return self.columns.get("content_hash", [])
+
+    def hit(self, at: int, score: float) -> SearchHit:
+        """The row at ``at`` (0 = best) as a hit scored ``score``."""
+        columns = self.columns
+        pages = columns.get("page")  # absent from a table from before pages
+        return SearchHit(
+            document_id=columns["document_id"][at],
+            chunk_id=columns["chunk_id"][at],
+            chunk_index=columns["chunk_index"][at],
+            title=columns["title"][at],
+            source=columns["source"][at],
+            text=columns["text"][at],
+            heading_path=columns["heading_path"][at],
+            page=None if pages is None else pages[at],
+            score=score,
+            content_hash=columns["content_hash"][at],
+            metadata=json.loads(columns["metadata"][at]),
+        )
+
+    def hits(self, limit: int | None = None) -> list[SearchHit]:
+        """The first ``limit`` rows (all when None) as hits with their own scores."""
+        count = len(self.scores) if limit is None else min(limit, len(self.scores))
+        return [self.hit(at, self.scores[at]) for at in range(count)]
 
 
 def document_summary(row: Mapping[str, Any]) -> DocumentSummary:

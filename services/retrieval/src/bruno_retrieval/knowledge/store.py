@@ -376,15 +376,15 @@ class KnowledgeStore:
             keywords = await self._catalog.keywords.query(table, query)
             columns = await self._paged_tables.result_columns(table)
             if mode is SearchMode.TEXT:
-                hits = await reads.text_hits(table, keywords, top_k, where, columns)
-                return SearchResult(hits, mode)
+                ranking = await reads.text_ranking(table, keywords, top_k, where, columns)
+                return SearchResult(ranking.hits(), mode)
             candidates = max(top_k * _HYBRID_CANDIDATES_FACTOR, _MIN_HYBRID_CANDIDATES)
             # The keyword leg needs no query vector: it runs while the query is embedded,
             # starting once the Embed call is on its way (see _after_one_turn).
             text_leg = (
                 asyncio.ensure_future(
                     _after_one_turn(
-                        lambda: reads.text_hits(table, keywords, candidates, where, columns)
+                        lambda: reads.text_ranking(table, keywords, candidates, where, columns)
                     )
                 )
                 if mode is SearchMode.HYBRID
@@ -405,16 +405,16 @@ class KnowledgeStore:
                     # The embedding service no longer serves the collection's model and the
                     # shadow table is not ready (or became current while this query was
                     # embedded): keyword search answers until the switch (mode says so).
-                    hits = await (
-                        text_leg or reads.text_hits(table, keywords, top_k, where, columns)
+                    ranking = await (
+                        text_leg or reads.text_ranking(table, keywords, top_k, where, columns)
                     )
-                    return SearchResult(hits[:top_k], SearchMode.TEXT)
+                    return SearchResult(ranking.hits(top_k), SearchMode.TEXT)
                 if text_leg is None:
-                    hits = await reads.vector_hits(
+                    ranking = await reads.vector_ranking(
                         table, vector, top_k, where, self._indexes, columns
                     )
-                    return SearchResult(hits, mode)
-                by_vector = await reads.vector_hits(
+                    return SearchResult(ranking.hits(), mode)
+                by_vector = await reads.vector_ranking(
                     table, vector, candidates, where, self._indexes, columns, top_k
                 )
                 by_text = await text_leg
