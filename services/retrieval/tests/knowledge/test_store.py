@@ -4,7 +4,6 @@ in tmp_path and a deterministic embedder."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -18,7 +17,6 @@ from bruno_retrieval.config import RetrievalSettings
 from bruno_retrieval.knowledge import (
     IngestOutcome,
     KnowledgeStore,
-    SearchHit,
     SearchMode,
     SearchResult,
     reads,
@@ -95,54 +93,6 @@ async def test_a_hybrid_search_starts_its_keyword_leg_once_the_question_is_on_it
     assert result.mode is SearchMode.HYBRID
     assert result.hits
     assert embeddings_begun == [before + 1]
-
-
-async def test_a_hybrid_search_whose_candidates_a_commit_replaced_answers_the_new_version(
-    store: KnowledgeStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The legs read the candidates' keys and row ids; the fused top_k are read whole after.
-    # A commit in between (here a replace) drops the rows they were found at: the search reads
-    # its legs again, so it answers one version, whole, never an empty or mixed one.
-    await store.ingest("default", text=versioned_text(1), document_id="notes")
-    take_hits = reads.take_hits
-    taken: list[list[SearchHit] | None] = []
-
-    async def replaced_first(*args: Any, **kwargs: Any) -> list[SearchHit] | None:
-        if not taken:
-            await store.ingest("default", text=versioned_text(2), document_id="notes")
-        taken.append(await take_hits(*args, **kwargs))
-        return taken[-1]
-
-    monkeypatch.setattr(reads, "take_hits", replaced_first)
-
-    result = await store.search("default", "cluster upgrade notes", top_k=3)
-
-    assert taken == [None]  # the rows the legs found are gone
-    assert len(result.hits) == 3
-    assert {hit.content_hash for hit in result.hits} == {content_hash(versioned_text(2))}
-    assert all("release2" in hit.text and hit.title == "" for hit in result.hits)
-
-
-async def test_a_hybrid_search_reads_its_hits_whole(store: KnowledgeStore) -> None:
-    await store.ingest(
-        "default",
-        text=RUNBOOK,
-        document_id="runbook.md",
-        title="Runbook",
-        source="wiki",
-        metadata={"team": "ops"},
-    )
-    hybrid = await store.search("default", "velero restore", top_k=2)
-    vector = await store.search("default", "velero restore", top_k=2, mode=SearchMode.VECTOR)
-
-    best = hybrid.hits[0]
-    assert (best.title, best.source, best.metadata) == ("Runbook", "wiki", {"team": "ops"})
-    assert "velero restore create" in best.text
-    assert best.heading_path == "Backups > Restore"
-    by_id = {hit.chunk_id: hit for hit in vector.hits}
-    for hit in hybrid.hits:
-        if hit.chunk_id in by_id:
-            assert hit == dataclasses.replace(by_id[hit.chunk_id], score=hit.score)
 
 
 async def test_ingest_reports_created_and_stores_every_chunk(store: KnowledgeStore) -> None:
