@@ -17,6 +17,7 @@ from bruno_retrieval.config import RetrievalSettings
 from bruno_retrieval.knowledge import (
     IngestOutcome,
     KnowledgeStore,
+    SearchHit,
     SearchMode,
     SearchResult,
     reads,
@@ -78,14 +79,14 @@ async def test_a_hybrid_search_starts_its_keyword_leg_once_the_question_is_on_it
     # of the loop: the keyword leg, scheduled before it, must let it go first, else the
     # question reaches the embedding service only after the keyword query is built.
     await store.ingest("default", text=RUNBOOK, document_id="runbook.md")
-    text_candidates = reads.text_candidates
+    text_hits = reads.text_hits
     embeddings_begun: list[int] = []
 
-    async def keyword_leg(*args: Any, **kwargs: Any) -> reads.Candidates:
+    async def keyword_leg(*args: Any, **kwargs: Any) -> list[SearchHit]:
         embeddings_begun.append(len(embedder.calls))
-        return await text_candidates(*args, **kwargs)
+        return await text_hits(*args, **kwargs)
 
-    monkeypatch.setattr(reads, "text_candidates", keyword_leg)
+    monkeypatch.setattr(reads, "text_hits", keyword_leg)
     before = len(embedder.calls)
 
     result = await store.search("default", "velero restore", top_k=3, mode=SearchMode.HYBRID)

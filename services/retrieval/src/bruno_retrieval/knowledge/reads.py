@@ -1,15 +1,10 @@
 """The reads the knowledge base makes of a collection's table: rankings for search, the stored
-version of documents, a page of documents, and the rows of a table as a stream.
-
-A hybrid search's legs read only what fusion needs of each candidate
-(:data:`CANDIDATE_COLUMNS` and the row id), and the rest of a hit is taken by row id for the
-fused top_k alone (:func:`take_hits`): at 100,000 chunks reading every column of 40
-candidates per leg was ~2 ms of each leg's ~5 (docs/benchmarks.md, "Eleventh pass")."""
+version of documents, a page of documents, and the rows of a table as a stream."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import Any
 
 from lancedb.expr import Expr, col, lit
@@ -36,92 +31,6 @@ async def ranked_rows(query: Any) -> list[dict[str, Any]]:
 def first_chunks() -> Expr:
     """Rows of a document's first chunk: one row per document."""
     return col("chunk_index") == lit(0)
-
-
-# What fusion needs of a candidate (its key, and its document's version to keep one version).
-CANDIDATE_COLUMNS = ["chunk_id", "document_id", "content_hash"]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Candidates:
-    """A leg's ranking for a fusion: hits of :data:`CANDIDATE_COLUMNS` and a score alone (the
-    other fields empty), and where each was read (chunk id -> LanceDB row id), for
-    :func:`take_hits`."""
-
-    hits: list[SearchHit]
-    row_ids: dict[str, int]
-
-
-def _candidates(rows: list[dict[str, Any]], scores: list[float]) -> Candidates:
-    hits = [
-        SearchHit(
-            document_id=row["document_id"],
-            chunk_id=row["chunk_id"],
-            chunk_index=0,
-            title="",
-            source="",
-            text="",
-            heading_path="",
-            score=score,
-            content_hash=row["content_hash"],
-        )
-        for row, score in zip(rows, scores, strict=True)
-    ]
-    return Candidates(hits, {row["chunk_id"]: row["_rowid"] for row in rows})
-
-
-async def text_candidates(
-    table: Any, query: FullTextQuery, limit: int, where: str | None
-) -> Candidates:
-    """:func:`text_hits`, reading only what a fusion needs."""
-    search = table.query().nearest_to_text(query)
-    if where:
-        search = search.where(where)
-    rows = await ranked_rows(
-        search.select([*CANDIDATE_COLUMNS, "_score"]).with_row_id().limit(limit)
-    )
-    return _candidates(rows, [row["_score"] for row in rows])
-
-
-async def vector_candidates(
-    table: Any,
-    vector: list[float],
-    limit: int,
-    where: str | None,
-    indexes: VectorIndexes,
-    top_k: int,
-) -> Candidates:
-    """:func:`vector_hits`, reading only what a fusion needs."""
-    query = table.query().nearest_to(vector).distance_type("cosine")
-    query = indexes.tune(query, table.name, limit, top_k)
-    if where:
-        query = query.where(where)
-    rows = await ranked_rows(
-        query.select([*CANDIDATE_COLUMNS, "_distance"]).with_row_id().limit(limit)
-    )
-    return _candidates(rows, [1.0 - row["_distance"] for row in rows])
-
-
-async def take_hits(
-    table: Any, ranked: list[SearchHit], row_ids: Mapping[str, int], columns: list[str]
-) -> list[SearchHit] | None:
-    """The whole hits of ``ranked`` (candidates, in order, with their scores), read by the row
-    ids they were found at (``columns``: as for :func:`text_hits`). ``None`` when a commit
-    since moved or dropped any of them (a compaction, a replaced document): the row read there
-    is not the candidate's chunk of that document version, or there is none."""
-    if not ranked:
-        return []
-    rows = await ranked_rows(
-        table.take_row_ids([row_ids[hit.chunk_id] for hit in ranked]).select(columns)
-    )
-    found = {row["chunk_id"]: row for row in rows}
-    hits = []
-    for hit in ranked:
-        row = found.get(hit.chunk_id)
-        if row is None or row["content_hash"] != hit.content_hash:
-            return None
-        hits.append(hit_of(row, hit.score))
-    return hits
 
 
 async def text_hits(

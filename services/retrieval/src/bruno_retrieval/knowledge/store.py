@@ -80,7 +80,6 @@ from bruno_retrieval.knowledge.results import (
     IngestOutcome,
     IngestResult,
     ReindexResult,
-    SearchHit,
     SearchMode,
     SearchResult,
 )
@@ -381,12 +380,11 @@ class KnowledgeStore:
                 return SearchResult(hits, mode)
             candidates = max(top_k * _HYBRID_CANDIDATES_FACTOR, _MIN_HYBRID_CANDIDATES)
             # The keyword leg needs no query vector: it runs while the query is embedded,
-            # starting once the Embed call is on its way (see _after_one_turn). Both legs
-            # read what fusion needs; the fused top_k are then read whole (reads.take_hits).
+            # starting once the Embed call is on its way (see _after_one_turn).
             text_leg = (
                 asyncio.ensure_future(
                     _after_one_turn(
-                        lambda: reads.text_candidates(table, keywords, candidates, where)
+                        lambda: reads.text_hits(table, keywords, candidates, where, columns)
                     )
                 )
                 if mode is SearchMode.HYBRID
@@ -404,26 +402,20 @@ class KnowledgeStore:
                         if isinstance(error, ModelNotServed):
                             raise error.for_collection(collection) from None
                         raise
-
                     # The embedding service no longer serves the collection's model and the
                     # shadow table is not ready (or became current while this query was
                     # embedded): keyword search answers until the switch (mode says so).
-                    def alone() -> Awaitable[list[SearchHit]]:
-                        return reads.text_hits(table, keywords, top_k, where, columns)
-
-                    if text_leg is None:
-                        return SearchResult(await alone(), SearchMode.TEXT)
-                    by_text = await text_leg
-                    best = by_text.hits[:top_k]
-                    hits = await _taken(table, best, by_text.row_ids, columns, alone)
-                    return SearchResult(hits, SearchMode.TEXT)
+                    hits = await (
+                        text_leg or reads.text_hits(table, keywords, top_k, where, columns)
+                    )
+                    return SearchResult(hits[:top_k], SearchMode.TEXT)
                 if text_leg is None:
                     hits = await reads.vector_hits(
                         table, vector, top_k, where, self._indexes, columns
                     )
                     return SearchResult(hits, mode)
-                by_vector = await reads.vector_candidates(
-                    table, vector, candidates, where, self._indexes, top_k
+                by_vector = await reads.vector_hits(
+                    table, vector, candidates, where, self._indexes, columns, top_k
                 )
                 by_text = await text_leg
             finally:
@@ -431,22 +423,7 @@ class KnowledgeStore:
                     text_leg.cancel()
                 elif text_leg is not None and not text_leg.cancelled():
                     text_leg.exception()  # seen: an error of the vector leg is the one raised
-            fusion = self._fusion.for_query(query)
-
-            async def whole_legs() -> list[SearchHit]:
-                return fuse(
-                    await reads.vector_hits(
-                        table, vector, candidates, where, self._indexes, columns, top_k
-                    ),
-                    await reads.text_hits(table, keywords, candidates, where, columns),
-                    top_k,
-                    fusion,
-                )
-
-            fused = fuse(by_vector.hits, by_text.hits, top_k, fusion)
-            row_ids = {**by_text.row_ids, **by_vector.row_ids}
-            hits = await _taken(table, fused, row_ids, columns, whole_legs)
-        return SearchResult(hits, mode)
+        return SearchResult(fuse(by_vector, by_text, top_k, self._fusion.for_query(query)), mode)
 
     async def _query_vector(self, entry: CatalogEntry, query: str) -> list[float]:
         embedded = await self._embedder.embed([query], embedding_pb2.INPUT_TYPE_QUERY, entry.model)
@@ -586,20 +563,6 @@ class KnowledgeStore:
                     f"metadata keys are limited to {MAX_METADATA_KEY_CHARS} characters, "
                     f"values to {MAX_METADATA_VALUE_CHARS}"
                 )
-
-
-async def _taken(
-    table: Any,
-    ranked: list[SearchHit],
-    row_ids: Mapping[str, int],
-    columns: list[str],
-    again: Callable[[], Awaitable[list[SearchHit]]],
-) -> list[SearchHit]:
-    """The whole hits of ``ranked`` candidates (:func:`.reads.take_hits`); when a commit moved
-    or dropped one since its leg read it (rare), ``again()``: the ranking read anew, every
-    column."""
-    hits = await reads.take_hits(table, ranked, row_ids, columns)
-    return hits if hits is not None else await again()
 
 
 async def _after_one_turn(work: Callable[[], Awaitable[_T]]) -> _T:
