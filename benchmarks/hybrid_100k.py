@@ -7,8 +7,9 @@ this tree against another through gRPC (#14).
    in ``--lancedb`` once, and reuses it on later runs (~3 min to build on 2 cores);
 2. in-process, the parts of one hybrid search (top_k 10, 40 candidates a leg) for 100
    Cranfield questions, each part timed in turn per question, ``--rounds`` times: each leg
-   reading every result column, only fusion's columns (:data:`.reads.CANDIDATE_COLUMNS`), only
-   the row id and score; both legs at once; the fusion; the take of the fused 10 by row id;
+   reading every result column (as the search does), only fusion's columns (chunk id, document
+   id, content hash) and the row id, only the row id and score; both legs at once; the fusion;
+   a take of the fused 10 by row id, every result column (what late materialization would add);
    the store's whole search. Vectors are fixed per question (the query cache's hit);
 3. with ``--before TREE`` (a source tree with its own ``.venv``, e.g. ``git archive`` of the
    old commit and ``uv sync --frozen --all-packages`` there): one embedding service and a
@@ -40,10 +41,20 @@ from lancedb.query import FullTextQuery
 
 from bruno.retrieval.v1 import retrieval_pb2, retrieval_pb2_grpc
 from bruno_retrieval.config import RetrievalSettings
-from bruno_retrieval.knowledge import AnnIndex, Embedded, KnowledgeStore, SearchMode, fuse, reads
+from bruno_retrieval.knowledge import (
+    AnnIndex,
+    Embedded,
+    KnowledgeStore,
+    SearchHit,
+    SearchMode,
+    fuse,
+    reads,
+)
 from bruno_testing.system import free_port
 
 TOP_K, CANDIDATES, QUESTIONS = 10, 40, 100
+# What fusion needs of a candidate: its key and its document's version.
+FUSION_COLUMNS = ["chunk_id", "document_id", "content_hash"]
 
 
 class FixedVectors:
@@ -108,13 +119,16 @@ async def parts(lancedb: Path, questions: list[str], rounds: int) -> None:
             table, await vector(q), CANDIDATES, None, indexes, columns, TOP_K
         )
 
-    async def text_fusion(q: str) -> reads.Candidates:
-        return await reads.text_candidates(table, await keywords(q), CANDIDATES, None)
+    async def text_fusion(q: str) -> list[dict[str, Any]]:
+        search = table.query().nearest_to_text(await keywords(q))
+        search = search.select([*FUSION_COLUMNS, "_score"]).with_row_id()
+        return await reads.ranked_rows(search.limit(CANDIDATES))
 
-    async def vector_fusion(q: str) -> reads.Candidates:
-        return await reads.vector_candidates(
-            table, await vector(q), CANDIDATES, None, indexes, TOP_K
-        )
+    async def vector_fusion(q: str) -> list[dict[str, Any]]:
+        search = table.query().nearest_to(await vector(q)).distance_type("cosine")
+        search = indexes.tune(search, table.name, CANDIDATES, TOP_K)
+        search = search.select([*FUSION_COLUMNS, "_distance"]).with_row_id()
+        return await reads.ranked_rows(search.limit(CANDIDATES))
 
     async def both_all(q: str) -> Any:
         return await asyncio.gather(text_all(q), vector_all(q))
@@ -122,20 +136,21 @@ async def parts(lancedb: Path, questions: list[str], rounds: int) -> None:
     async def both_fusion(q: str) -> Any:
         return await asyncio.gather(text_fusion(q), vector_fusion(q))
 
-    legs: dict[str, tuple[reads.Candidates, reads.Candidates]] = {}
+    legs: dict[str, tuple[list[SearchHit], list[SearchHit]]] = {}
     for q in questions:
-        legs[q] = await both_fusion(q)
+        legs[q] = await both_all(q)
 
-    async def fusion(q: str) -> Any:
+    async def fusion(q: str) -> list[SearchHit]:
         by_text, by_vector = legs[q]
-        return fuse(by_vector.hits, by_text.hits, TOP_K, store._fusion.for_query(q))
+        return fuse(by_vector, by_text, TOP_K, store._fusion.for_query(q))
+
+    every = (await table.query().select(["chunk_id"]).with_row_id().to_arrow()).to_pylist()
+    row_id = {row["chunk_id"]: row["_rowid"] for row in every}
+    # Where the fused 10 were found, as legs reading row ids would know.
+    rows_of = {q: [row_id[hit.chunk_id] for hit in await fusion(q)] for q in questions}
 
     async def take(q: str) -> Any:
-        by_text, by_vector = legs[q]
-        fused = await fusion(q)
-        return await reads.take_hits(
-            table, fused, {**by_text.row_ids, **by_vector.row_ids}, columns
-        )
+        return await reads.ranked_rows(table.take_row_ids(rows_of[q]).select(columns))
 
     async def search(q: str) -> Any:
         return await store.search(bench.SYNTHETIC, q, top_k=TOP_K, mode=SearchMode.HYBRID)
@@ -147,11 +162,11 @@ async def parts(lancedb: Path, questions: list[str], rounds: int) -> None:
         "vector leg, every result column": vector_all,
         "vector leg, fusion's columns + row id": vector_fusion,
         "vector leg, row id + score only": vector_ids,
-        "both legs at once, every result column (before)": both_all,
-        "both legs at once, fusion's columns (now)": both_fusion,
+        "both legs at once, every result column (the search's)": both_all,
+        "both legs at once, fusion's columns + row id": both_fusion,
         "fusion (fuse, 80 candidates)": fusion,
         "take the fused 10 by row id, every result column": take,
-        "the store's hybrid search (now)": search,
+        "the store's hybrid search": search,
     }
     for q in questions:  # warm
         for run in variants.values():
