@@ -50,6 +50,7 @@ from bruno_retrieval.knowledge import (
     fuse,
     reads,
 )
+from bruno_retrieval.knowledge.schema import Ranking
 from bruno_testing.system import free_port
 
 TOP_K, CANDIDATES, QUESTIONS = 10, 40, 100
@@ -104,31 +105,31 @@ async def parts(lancedb: Path, questions: list[str], rounds: int) -> None:
 
     async def text_ids(q: str) -> Any:
         search = table.query().nearest_to_text(await keywords(q)).select(["_score"])
-        return await reads.ranked_rows(search.with_row_id().limit(CANDIDATES))
+        return await reads.ranked_columns(search.with_row_id().limit(CANDIDATES))
 
     async def vector_ids(q: str) -> Any:
         search = table.query().nearest_to(await vector(q)).distance_type("cosine")
         search = indexes.tune(search, table.name, CANDIDATES, TOP_K).select(["_distance"])
-        return await reads.ranked_rows(search.with_row_id().limit(CANDIDATES))
+        return await reads.ranked_columns(search.with_row_id().limit(CANDIDATES))
 
     async def text_all(q: str) -> Any:
-        return await reads.text_hits(table, await keywords(q), CANDIDATES, None, columns)
+        return await reads.text_ranking(table, await keywords(q), CANDIDATES, None, columns)
 
     async def vector_all(q: str) -> Any:
-        return await reads.vector_hits(
+        return await reads.vector_ranking(
             table, await vector(q), CANDIDATES, None, indexes, columns, TOP_K
         )
 
-    async def text_fusion(q: str) -> list[dict[str, Any]]:
+    async def text_fusion(q: str) -> dict[str, list[Any]]:
         search = table.query().nearest_to_text(await keywords(q))
         search = search.select([*FUSION_COLUMNS, "_score"]).with_row_id()
-        return await reads.ranked_rows(search.limit(CANDIDATES))
+        return await reads.ranked_columns(search.limit(CANDIDATES))
 
-    async def vector_fusion(q: str) -> list[dict[str, Any]]:
+    async def vector_fusion(q: str) -> dict[str, list[Any]]:
         search = table.query().nearest_to(await vector(q)).distance_type("cosine")
         search = indexes.tune(search, table.name, CANDIDATES, TOP_K)
         search = search.select([*FUSION_COLUMNS, "_distance"]).with_row_id()
-        return await reads.ranked_rows(search.limit(CANDIDATES))
+        return await reads.ranked_columns(search.limit(CANDIDATES))
 
     async def both_all(q: str) -> Any:
         return await asyncio.gather(text_all(q), vector_all(q))
@@ -136,7 +137,7 @@ async def parts(lancedb: Path, questions: list[str], rounds: int) -> None:
     async def both_fusion(q: str) -> Any:
         return await asyncio.gather(text_fusion(q), vector_fusion(q))
 
-    legs: dict[str, tuple[list[SearchHit], list[SearchHit]]] = {}
+    legs: dict[str, tuple[Ranking, Ranking]] = {}
     for q in questions:
         legs[q] = await both_all(q)
 
@@ -150,7 +151,7 @@ async def parts(lancedb: Path, questions: list[str], rounds: int) -> None:
     rows_of = {q: [row_id[hit.chunk_id] for hit in await fusion(q)] for q in questions}
 
     async def take(q: str) -> Any:
-        return await reads.ranked_rows(table.take_row_ids(rows_of[q]).select(columns))
+        return await reads.ranked_columns(table.take_row_ids(rows_of[q]).select(columns))
 
     async def search(q: str) -> Any:
         return await store.search(bench.SYNTHETIC, q, top_k=TOP_K, mode=SearchMode.HYBRID)
