@@ -85,7 +85,9 @@ async def test_an_error_aborted_on_the_server_comes_back_as_the_same_class(
         await abort_with(context, error_class("it went wrong"))
 
     servicer.behaviour = fail
-    async with bruno_core.create_channel(addr, max_attempts=2) as channel:
+    # One attempt: a retried Unavailable's last attempt can meet a transport failure of its
+    # own (it did once in CI), which is the runtime's status, not the one relayed here.
+    async with bruno_core.create_channel(addr, max_attempts=1) as channel:
         stub = embedding_pb2_grpc.EmbeddingServiceStub(channel)
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await stub.Embed(embedding_pb2.EmbedRequest(texts=["x"]))

@@ -8,6 +8,7 @@ import pytest
 
 from bruno.embedding.v1 import embedding_pb2, embedding_pb2_grpc
 from bruno_core import GrpcServer, Unavailable, create_channel, from_rpc_error
+from bruno_core.grpc_client import service_config
 from bruno_core.queueing import Priority, QueueFull
 
 if TYPE_CHECKING:
@@ -53,6 +54,26 @@ async def test_retries_stop_after_max_attempts(
     error = await failed_call(addr, max_attempts=3)
     assert error.code() == grpc.StatusCode.UNAVAILABLE
     assert servicer.calls == 3
+
+
+async def test_one_attempt_means_no_retries_and_a_working_channel(
+    served: tuple[GrpcServer, ScriptedEmbedding, str],
+) -> None:
+    _, servicer, addr = served
+
+    async def fail_once(call: int, context: Context) -> None:
+        if call == 1:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "down")
+
+    servicer.behaviour = fail_once
+    error = await failed_call(addr, max_attempts=1)
+    assert (error.code(), error.details()) == (grpc.StatusCode.UNAVAILABLE, "down")
+    assert servicer.calls == 1
+
+
+def test_fewer_than_one_attempt_is_refused() -> None:
+    with pytest.raises(ValueError, match="max_attempts"):
+        service_config(1.0, max_attempts=0)
 
 
 async def test_other_failures_are_not_retried(

@@ -37,23 +37,21 @@ def service_config(timeout_seconds: float, max_attempts: int = 4) -> dict[str, A
 
     Round-robin balancing spreads calls over every address the target resolves to (a headless
     Kubernetes Service with a ``dns:///`` target); with one address it changes nothing.
+    ``max_attempts=1`` means no retries: the config then has no retry policy at all, since gRPC
+    rejects a policy of fewer than two attempts (and with it the whole channel).
     """
-    return {
-        "loadBalancingConfig": [{"round_robin": {}}],
-        "methodConfig": [
-            {
-                "name": [{}],
-                "timeout": f"{timeout_seconds:.3f}s",
-                "retryPolicy": {
-                    "maxAttempts": max_attempts,
-                    "initialBackoff": "0.05s",
-                    "maxBackoff": "1s",
-                    "backoffMultiplier": 2,
-                    "retryableStatusCodes": ["UNAVAILABLE"],
-                },
-            }
-        ],
-    }
+    if max_attempts < 1:
+        raise ValueError(f"max_attempts must be at least 1, not {max_attempts}")
+    method: dict[str, Any] = {"name": [{}], "timeout": f"{timeout_seconds:.3f}s"}
+    if max_attempts > 1:
+        method["retryPolicy"] = {
+            "maxAttempts": max_attempts,
+            "initialBackoff": "0.05s",
+            "maxBackoff": "1s",
+            "backoffMultiplier": 2,
+            "retryableStatusCodes": ["UNAVAILABLE"],
+        }
+    return {"loadBalancingConfig": [{"round_robin": {}}], "methodConfig": [method]}
 
 
 def create_channel(
